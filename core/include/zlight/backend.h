@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zlight/dtype.h>
 #include <zlight/status.h>
 
 #ifdef __cplusplus
@@ -46,6 +47,12 @@ struct zl_backend_ops {
 
     /* Waits for all work queued on `device`. */
     int (*synchronize)(int device);
+
+    /* Converts n elements already in `device` memory between f32, f16 and
+     * bf16 (round to nearest even), e.g. weights loaded in another dtype
+     * than the model runs in.  ZL_EUNSUPPORTED for other pairs. */
+    int (*convert)(int device, enum zl_dtype dst_dt, void *dst, enum zl_dtype src_dt,
+                   const void *src, size_t n);
 
     /* Op members are appended here by later API minors. */
 };

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <zlight/dtype.h>
 #include <zlight/log.h>
 #include <zlight/status.h>
 
@@ -82,6 +83,10 @@ struct zl_host {
      * name is taken for that kind; ZL_EINVAL for a NULL/empty name or ops
      * whose size is 0. */
     int (*register_ops)(enum zl_plugin_kind kind, const char *name, const void *ops);
+
+    /* zl_dtype_convert (dtype.h) for plugins, which do not link libzlight. */
+    int (*dtype_convert)(enum zl_dtype dst_dt, void *dst, enum zl_dtype src_dt, const void *src,
+                         size_t n);
 };
 
 /* The one descriptor a plugin exports through zl_plugin_entry().  The first
