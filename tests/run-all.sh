@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The whole test run, as CI does it: dependencies, build (with CUDA when the
+# toolkit is present), `make check`, the suite again under ASan+UBSan, the
+# out-of-tree plugin SDK test, and `make distcheck`.  Ends with one line
+# "N passed, M failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=${JOBS:-$(nproc)}
+passed=0 failed=0
+log() { printf '\n=== %s\n' "$*"; }
+
+# Adds up the results of one build folder's test logs: Criterion's
+# "Synthesis" line per program, "ok -"/"not ok -" lines of the shell tests.
+tally() {
+    local dir=$1 p=0 f=0 line
+    for logf in "$dir"/tests/*.log; do
+        [ "$(basename "$logf")" = test-suite.log ] && continue
+        line=$(grep -a 'Synthesis: Tested' "$logf" | tail -1)
+        if [ -n "$line" ]; then
+            p=$((p + $(sed -n 's/.*Passing: \([0-9]*\).*/\1/p' <<<"$line")))
+            f=$((f + $(sed -n 's/.*Failing: \([0-9]*\).*/\1/p' <<<"$line")))
+            f=$((f + $(sed -n 's/.*Crashing: \([0-9]*\).*/\1/p' <<<"$line")))
+        else
+            p=$((p + $(grep -ac '^ok ' "$logf")))
+            f=$((f + $(grep -ac '^not ok ' "$logf")))
+        fi
+        # A program that died before printing anything still counts.
+        if grep -aq '^:test-result: FAIL\|^:test-result: ERROR' "${logf%.log}.trs" 2>/dev/null &&
+           [ -z "$line" ] && [ "$(grep -ac '^not ok ' "$logf")" -eq 0 ]; then
+            f=$((f + 1))
+        fi
+    done
+    echo "$1: $p passed, $f failed"
+    passed=$((passed + p)); failed=$((failed + f))
+}
+
+step() { # name, command...
+    local name=$1; shift
+    log "$name"
+    if ! "$@"; then
+        echo "FAILED: $name"
+        failed=$((failed + 1))
+        return 1
+    fi
+    passed=$((passed + 1))
+}
+
+check_in() { # build dir, configure flags...
+    local dir=$1; shift
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && "$top/configure" -q "$@" && make -s -j"$jobs" >/dev/null)
+    local rc=$?
+    if [ $rc -ne 0 ]; then echo "build failed in $dir"; failed=$((failed + 1)); return 1; fi
+    (cd "$dir" && make -s -j"$jobs" check >/dev/null 2>&1)
+    rc=$?
+    [ $rc -eq 0 ] || { echo "make check failed in $dir:"; cat "$dir"/tests/test-suite.log | tail -60; }
+    tally "$dir"
+    return $rc
+}
+
+log "dependencies"
+bash tests/install-deps.sh || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
+
+log "autoreconf"
+autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; echo "0 passed, 1 failed"; exit 1; }
+
+rc=0
+log "build + make check (CUDA if the toolkit is present)"
+check_in "$top/_build/main" || rc=1
+log "make check under AddressSanitizer + UndefinedBehaviorSanitizer"
+ASAN_OPTIONS=detect_leaks=1 check_in "$top/_build/asan" --enable-sanitizers --without-cuda || rc=1
+step "out-of-tree plugin SDK" sh plugins/sdk/test-out-of-tree.sh "$top" || rc=1
+step "make distcheck" sh -c "cd '$top/_build/main' && make -s distcheck >/dev/null 2>'$top/_build/distcheck.err' || { tail -40 '$top/_build/distcheck.err'; exit 1; }" || rc=1
+
+echo
+echo "$passed passed, $failed failed"
+[ $rc -eq 0 ] && [ $failed -eq 0 ]
