@@ -2,7 +2,6 @@
  * into a bump-allocated weights region, a stack workspace and a pool of
  * fixed-size KV blocks.  Every refusal names the region, the request and
  * what is left; nothing is ever written outside the reservation. */
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,16 +50,9 @@ struct zl_mem {
     uint8_t *kv_used;       /* [kv_n] 1 while allocated */
 };
 
-static int mem_err(const struct zl_mem *mem, int status, const char *fmt, ...) ZL_PRINTF(3, 4);
-static int mem_err(const struct zl_mem *mem, int status, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return zl_error(status, "memory %s: %s", mem->name, msg);
-}
+/* Sets the thread's error as "memory <name>: <message>" and returns status. */
+#define mem_err(mem, status, ...) \
+    zl_error_wrap(zl_error((status), __VA_ARGS__), "memory %s", (mem)->name)
 
 /* "12.00 GiB", "16.0 MiB", "3.5 KiB", "100 B" */
 static const char *fmt_bytes(char buf[32], size_t b)
