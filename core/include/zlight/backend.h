@@ -13,10 +13,61 @@
 #include <stdint.h>
 #include <zlight/dtype.h>
 #include <zlight/status.h>
+#include <zlight/tensor.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A backend instance on one device: threads or a stream, scratch, handles.
+ * Opaque to the core; created by open(), passed to every op. */
+struct zl_bctx;
+
+struct zl_backend_open_params {
+    uint32_t size;              /* sizeof(struct zl_backend_open_params) */
+    int32_t device;             /* device ordinal */
+    int32_t threads;            /* CPU worker threads, 0 = one per core */
+};
+
+/* The paged KV cache as the attention ops see it.  Block b holds block_size
+ * tokens of every layer at base + b * block_stride, laid out as
+ *   [n_layers][2 (K, V)][block_size][n_kv_heads][head_dim]  (dtype elements)
+ * so one pool block (memory.h) is one cache block for the whole model. */
+struct zl_kv_cache {
+    void *base;                 /* address of block 0 */
+    size_t block_stride;        /* bytes between consecutive blocks */
+    int32_t block_size;         /* tokens per block */
+    int32_t n_layers;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    enum zl_dtype dtype;        /* element type of K and V */
+};
+
+/* Which cache rows the tokens of one step read and write (varlen batch).
+ * Sequence s owns query rows q_start[s] .. q_start[s+1]-1; after this
+ * step's write it has kv_len[s] tokens in the cache, so its new tokens are
+ * at positions kv_len[s] - n_new .. kv_len[s]-1, and new token i attends
+ * causally to cache positions 0 .. kv_len[s] - n_new + i.  All arrays are
+ * host memory; a device backend uploads them. */
+struct zl_attn_batch {
+    int32_t n_seqs;
+    int32_t max_blocks;         /* row length of block_table */
+    const int32_t *q_start;     /* [n_seqs + 1] */
+    const int32_t *kv_len;      /* [n_seqs] */
+    const int32_t *block_table; /* [n_seqs, max_blocks] pool block ids */
+    const int32_t *slot;        /* [n_tokens] cache slot of each new token:
+                                 * block_id * block_size + offset in block */
+};
+
+/* Rotary embedding of one model: the model computes the inverse
+ * frequencies once (every scaling type: linear, dynamic NTK, llama3, yarn),
+ * the backend only rotates.  HF "rotate_half" (GPT-NeoX) pairing: element j
+ * pairs with j + rot_dim/2. */
+struct zl_rope {
+    int32_t rot_dim;            /* rotated leading dims of each head (<= head_dim, even) */
+    const float *inv_freq;      /* [rot_dim / 2] host memory */
+    float attn_factor;          /* cos/sin multiplier (yarn mscale), 1 otherwise */
+};
 
 /* Every member after `size` may be read only when `size` covers it.  The
  * memory members are what the memory manager needs to place its one
@@ -53,6 +104,71 @@ struct zl_backend_ops {
      * than the model runs in.  ZL_EUNSUPPORTED for other pairs. */
     int (*convert)(int device, enum zl_dtype dst_dt, void *dst, enum zl_dtype src_dt,
                    const void *src, size_t n);
+
+    /* ---- instances ---- */
+    int (*open)(const struct zl_backend_open_params *p, struct zl_bctx **out);
+    void (*close)(struct zl_bctx *ctx);             /* NULL-safe */
+
+    /* ---- ops ----
+     * Tensors live on the instance's device; activations are contiguous
+     * rows unless noted, f32 on the CPU backend (a device backend may use
+     * bf16/f16 activations: it reads dtype from the tensors).  Weights may be
+     * f32, f16 or bf16; accumulation is f32.  Ops are queued in order on the
+     * instance (synchronous on the CPU) and return ZL_EINVAL with a message
+     * naming the op and the mismatch on bad shapes or dtypes. */
+
+    /* out[n_tok, d] = table[tokens[i], :]; tokens: i32 [n_tok]; ids out of
+     * range are an error (ZL_ERANGE), never a wild read. */
+    int (*embedding)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,
+                     const struct zl_tensor *tokens);
+
+    /* Fused residual add + RMSNorm.  With `residual` (in/out [n, d]):
+     * residual += x, then out = rmsnorm(residual) * weight; without (NULL):
+     * out = rmsnorm(x) * weight.  weight [d]; eps as in the model config.
+     * out may alias x. */
+    int (*rms_norm)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                    struct zl_tensor *residual, const struct zl_tensor *weight, float eps);
+
+    /* out[n, o] = x[n, i] @ w[o, i]^T (+ bias[o] when not NULL).  `out` may
+     * be a strided view into a wider buffer (row stride nb[0]). */
+    int (*linear)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                  const struct zl_tensor *w, const struct zl_tensor *bias);
+
+    /* In place: q [n, n_q_heads, head_dim] and k [n, n_kv_heads, head_dim]
+     * (row strides may be wider, e.g. views into a fused QKV output) rotated
+     * at positions[i] (i32 [n]). */
+    int (*rope)(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
+                const struct zl_tensor *positions, const struct zl_rope *rope);
+
+    /* out[n, f] = silu(gate[n, f]) * up[n, f] (gate/up may be strided views). */
+    int (*silu_mul)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
+                    const struct zl_tensor *up);
+
+    /* Writes k, v [n, n_kv_heads, head_dim] of `layer` into the cache at
+     * batch->slot[i]. */
+    int (*kv_write)(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t layer,
+                    const struct zl_tensor *k, const struct zl_tensor *v,
+                    const struct zl_attn_batch *batch);
+
+    /* Paged causal attention over the cache (prefill chunks and decode alike,
+     * varlen): out[n, n_q_heads, head_dim] from q [n, n_q_heads, head_dim];
+     * GQA maps q head h to kv head h / (n_q_heads / n_kv_heads).  The new
+     * tokens' K/V must already be written (kv_write).  scale = 1/sqrt(d)
+     * usually. */
+    int (*attention)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
+                     const struct zl_kv_cache *cache, int32_t layer,
+                     const struct zl_attn_batch *batch, float scale);
+
+    /* out[n, d] = a[n, d] + b[n, d]; out may alias a or b. */
+    int (*add)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,
+               const struct zl_tensor *b);
+
+    /* Copies (and converts) rows of src [n, d] into dst [n, d] on the same
+     * device; either may be strided by rows.  Used to gather logits rows. */
+    int (*copy)(struct zl_bctx *ctx, struct zl_tensor *dst, const struct zl_tensor *src);
+
+    /* Waits for the instance's queued work (no-op on the CPU). */
+    int (*sync)(struct zl_bctx *ctx);
 
     /* Op members are appended here by later API minors. */
 };

@@ -17,6 +17,7 @@
 #include <zlight/plugin.h>
 #include <zlight/backend.h>
 #include <zlight/registry.h>
+#include <zlight/model.h>
 
 #ifdef __cplusplus
 extern "C" {
