@@ -13,20 +13,20 @@ static const struct zl_host *host;
 static int score_five(void) { return 5; }
 static int score_zero(void) { return 0; }
 
-static const struct zl_backend_ops good_backend = {
+__attribute__((unused)) static const struct zl_backend_ops good_backend = {
     .size = sizeof(struct zl_backend_ops),
     .description = "test backend",
     .score = score_five,
 };
 
-static const struct zl_backend_ops zero_backend = {
+__attribute__((unused)) static const struct zl_backend_ops zero_backend = {
     .size = sizeof(struct zl_backend_ops),
     .description = "test backend that is never usable",
     .score = score_zero,
 };
 
 /* A model plugin registers opaque ops; only `size` matters to the registry. */
-static const struct { uint32_t size; } model_ops = {sizeof model_ops};
+__attribute__((unused)) static const struct { uint32_t size; } model_ops = {sizeof model_ops};
 
 static int test_init(const struct zl_host *h)
 {
