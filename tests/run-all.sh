@@ -62,6 +62,9 @@ check_in() { # build dir, configure flags...
 log "dependencies"
 bash tests/install-deps.sh || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 
+# The quickstart builds in the source tree; VPATH builds need it clean.
+[ -f config.status ] && { log "cleaning the in-tree build"; make -s distclean >/dev/null 2>&1 || true; }
+
 log "autoreconf"
 autoreconf -fi >/dev/null 2>&1 || { echo "autoreconf failed"; echo "0 passed, 1 failed"; exit 1; }
 
