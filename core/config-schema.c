@@ -175,6 +175,11 @@ static int parse_bool(const char *label, const char *s, int quoted, int *out)
     return bad_type(label, "a boolean (true/false, yes/no, on/off)", s, quoted);
 }
 
+static int not_allowed(const struct zl_config_key *k, const char *label, const char *s)
+{
+    return zl_error(ZL_EINVAL, "%s must be one of %s, got '%.*s%s'", label, k->allowed, SHOWN(s));
+}
+
 /* Finds `s` (any case) among k->allowed ("a|b|c"); *out gets its offset there. */
 static int parse_enum(const struct zl_config_key *k, const char *label, const char *s, size_t *out)
 {
@@ -187,7 +192,7 @@ static int parse_enum(const struct zl_config_key *k, const char *label, const ch
         }
         w += wl + (w[wl] == '|');
     }
-    return zl_error(ZL_EINVAL, "%s must be one of %s, got '%.*s%s'", label, k->allowed, SHOWN(s));
+    return not_allowed(k, label, s);
 }
 
 /* A copy of `s`, prefixed by `dir` when it is a relative path of a path key. */
@@ -286,7 +291,7 @@ int zl_config_set_text(struct zl_config *cfg, const struct zl_config_key *k,
         break;
     case ZL_CONFIG_LOG_LEVEL:
         if (zl_log_level_parse(s, field) < 0)
-            rc = zl_error(ZL_EINVAL, "%s must be one of %s, got '%.*s%s'", label, k->allowed, SHOWN(s));
+            rc = not_allowed(k, label, s);
         break;
     case ZL_CONFIG_INT_LIST:
     case ZL_CONFIG_STR_LIST:

@@ -519,60 +519,44 @@ int zl_config_dump(const struct zl_config *cfg, FILE *out)
     return fflush(out) || ferror(out) ? zl_error(ZL_EIO, "config dump: write failed") : ZL_OK;
 }
 
-/* The field of `key` when its type is one of `t1`, `t2`, `t3`. */
-static int get_field(const struct zl_config *cfg, const char *key, const char *want, int t1, int t2,
-                     int t3, const void **field, const struct zl_config_key **kout)
+/* Copies the value of `key` (size bytes) to `out` when its type is in
+ * `types` (a mask of 1 << ZL_CONFIG_*); log levels read as their name. */
+static int get_value(const struct zl_config *cfg, const char *key, unsigned types, const char *want,
+                     void *out, size_t size)
 {
-    if (!cfg || !key)
+    if (!cfg || !key || !out)
         return zl_error(ZL_EINVAL, "zl_config_get: NULL argument");
     int i = zl_config_key_find(key);
     if (i < 0)
         return zl_error(ZL_ENOTFOUND, "unknown config key '%s'", key);
     const struct zl_config_key *k = &zl_config_keys[i];
-    if ((int)k->type != t1 && (int)k->type != t2 && (int)k->type != t3)
+    if (!(types & (1u << k->type)))
         return zl_error(ZL_EINVAL, "config key '%s' is %s, not %s", key, zl_config_type_desc(k->type), want);
-    *field = (const char *)cfg + k->off;
-    *kout = k;
+    const void *field = (const char *)cfg + k->off;
+    if (k->type == ZL_CONFIG_LOG_LEVEL)
+        *(const char **)out = zl_log_level_name(*(const enum zl_log_level *)field);
+    else
+        memcpy(out, field, size);
     return ZL_OK;
 }
 
 int zl_config_get_str(const struct zl_config *cfg, const char *key, const char **out)
 {
-    const void *f;
-    const struct zl_config_key *k;
-    int rc = get_field(cfg, key, "a string", ZL_CONFIG_STR, ZL_CONFIG_ENUM, ZL_CONFIG_LOG_LEVEL, &f, &k);
-    if (rc == ZL_OK)
-        *out = k->type == ZL_CONFIG_LOG_LEVEL ? zl_log_level_name(*(const enum zl_log_level *)f)
-                                              : *(char *const *)f;
-    return rc;
+    unsigned types = 1u << ZL_CONFIG_STR | 1u << ZL_CONFIG_ENUM | 1u << ZL_CONFIG_LOG_LEVEL;
+    return get_value(cfg, key, types, "a string", out, sizeof *out);
 }
 
 int zl_config_get_i64(const struct zl_config *cfg, const char *key, int64_t *out)
 {
-    const void *f;
-    const struct zl_config_key *k;
-    int rc = get_field(cfg, key, "an integer", ZL_CONFIG_INT, -1, -1, &f, &k);
-    if (rc == ZL_OK)
-        *out = *(const int64_t *)f;
-    return rc;
+    return get_value(cfg, key, 1u << ZL_CONFIG_INT, "an integer", out, sizeof *out);
 }
 
 int zl_config_get_f64(const struct zl_config *cfg, const char *key, double *out)
 {
-    const void *f;
-    const struct zl_config_key *k;
-    int rc = get_field(cfg, key, "a number", ZL_CONFIG_FLOAT, -1, -1, &f, &k);
-    if (rc == ZL_OK)
-        *out = *(const double *)f;
-    return rc;
+    return get_value(cfg, key, 1u << ZL_CONFIG_FLOAT, "a number", out, sizeof *out);
 }
 
 int zl_config_get_bool(const struct zl_config *cfg, const char *key, int *out)
 {
-    const void *f;
-    const struct zl_config_key *k;
-    int rc = get_field(cfg, key, "a boolean", ZL_CONFIG_BOOL, -1, -1, &f, &k);
-    if (rc == ZL_OK)
-        *out = *(const int *)f;
-    return rc;
+    return get_value(cfg, key, 1u << ZL_CONFIG_BOOL, "a boolean", out, sizeof *out);
 }

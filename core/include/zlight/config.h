@@ -82,10 +82,13 @@ ZL_API int zl_config_defaults(struct zl_config **out);
 /* Parses and validates `path`.  On any problem (unreadable file, YAML syntax
  * or indentation error, unknown key, duplicate key, wrong type, value out of
  * range) returns ZL_EINVAL/ZL_EIO with zl_last_error() =
- * "FILE:LINE:COLUMN: <what> '<key>'", and *out untouched. */
+ * "FILE:LINE:COLUMN: <what> '<key>'", and *out untouched.  Relative
+ * model.path, model.tokenizer, model.chat_template and plugins.paths are
+ * resolved against the (absolute) directory of `path`. */
 ZL_API int zl_config_load(const char *path, struct zl_config **out);
 
-/* Same, from a string; `name` stands for the file name in messages. */
+/* Same, from a string; `name` stands for the file name in messages and
+ * path resolution. */
 ZL_API int zl_config_load_string(const char *yaml, const char *name, struct zl_config **out);
 
 /* Writes the resolved config as YAML (every key, defaults included). */
