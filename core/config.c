@@ -500,8 +500,13 @@ int zl_config_dump(const struct zl_config *cfg, FILE *out)
 {
     if (!cfg || !out)
         return zl_error(ZL_EINVAL, "zl_config_dump: NULL argument");
-    fprintf(out, "# zlight configuration, every key resolved%s%s\n",
-            cfg->file && *cfg->file ? ", loaded from " : "", cfg->file ? cfg->file : "");
+    fputs("# zlight configuration, every key resolved", out);
+    if (cfg->file && *cfg->file) {
+        fputs(", loaded from ", out);
+        for (const char *c = cfg->file; *c; c++)   /* a newline would end the comment */
+            fputc((unsigned char)*c < 0x20 ? '?' : *c, out);
+    }
+    fputc('\n', out);
     const char *prev = "";
     for (size_t i = 0; i < zl_config_n_keys; i++) {
         const char *key = zl_config_keys[i].key, *part = key;

@@ -537,3 +537,22 @@ Test(config, reference_config_loads)
     zl_config_free(def);
     zl_config_free(cfg);
 }
+
+Test(config, dump_is_loadable_whatever_the_file_name)
+{
+    struct zl_config *cfg = NULL, *back = NULL;
+    cr_assert_eq(zl_config_load_string("server:\n  port: 1234\n", "odd\nname: 1.yaml", &cfg), ZL_OK, "%s",
+                 zl_last_error());
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    cr_assert_eq(zl_config_dump(cfg, f), ZL_OK);
+    fclose(f);
+    cr_assert_eq(zl_config_load_string(buf, "dump.yaml", &back), ZL_OK, "%s\n%s", zl_last_error(), buf);
+    cr_expect_eq(back->server.port, 1234);
+    cr_expect_eq(zl_config_dump(NULL, stdout), ZL_EINVAL);
+    zl_config_free(back);
+    zl_config_free(cfg);
+    free(buf);
+}
