@@ -185,42 +185,49 @@ static inline uint32_t narrow_decode(uint32_t v, unsigned E, unsigned M, int fn)
     return sign | ((exp - (uint32_t)bias + 127) << 23) | (man << up);
 }
 
-uint16_t zl_f32_to_f16(float f) { return (uint16_t)narrow_encode(f32_bits(f), 5, 10, 0); }
-float zl_f16_to_f32(uint16_t h) { return bits_f32(narrow_decode(h, 5, 10, 0)); }
-uint16_t zl_f32_to_bf16(float f) { return (uint16_t)narrow_encode(f32_bits(f), 8, 7, 0); }
-float zl_bf16_to_f32(uint16_t b) { return bits_f32(narrow_decode(b, 8, 7, 0)); }
-uint8_t zl_f32_to_f8_e4m3(float f) { return (uint8_t)narrow_encode(f32_bits(f), 4, 3, 1); }
-float zl_f8_e4m3_to_f32(uint8_t v) { return bits_f32(narrow_decode(v, 4, 3, 1)); }
-uint8_t zl_f32_to_f8_e5m2(float f) { return (uint8_t)narrow_encode(f32_bits(f), 5, 2, 0); }
-float zl_f8_e5m2_to_f32(uint8_t v) { return bits_f32(narrow_decode(v, 5, 2, 0)); }
+/* Internal inline forms: the exported functions below can be interposed,
+ * so the compiler would not inline them into the array loops. */
+static inline uint16_t f16_enc(float f) { return (uint16_t)narrow_encode(f32_bits(f), 5, 10, 0); }
+static inline float f16_dec(uint16_t h) { return bits_f32(narrow_decode(h, 5, 10, 0)); }
+static inline uint16_t bf16_enc(float f) { return (uint16_t)narrow_encode(f32_bits(f), 8, 7, 0); }
+/* bf16 is the top half of an f32: a shift, with NaN quietened (the generic
+ * decoder gives the same; this form is branch-free for the loops). */
+static inline float bf16_dec(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    return bits_f32(u | ((b & 0x7fffu) > 0x7f80u ? 0x400000u : 0));
+}
+static inline uint8_t e4m3_enc(float f) { return (uint8_t)narrow_encode(f32_bits(f), 4, 3, 1); }
+static inline float e4m3_dec(uint8_t v) { return bits_f32(narrow_decode(v, 4, 3, 1)); }
+static inline uint8_t e5m2_enc(float f) { return (uint8_t)narrow_encode(f32_bits(f), 5, 2, 0); }
+static inline float e5m2_dec(uint8_t v) { return bits_f32(narrow_decode(v, 5, 2, 0)); }
+
+uint16_t zl_f32_to_f16(float f) { return f16_enc(f); }
+float zl_f16_to_f32(uint16_t h) { return f16_dec(h); }
+uint16_t zl_f32_to_bf16(float f) { return bf16_enc(f); }
+float zl_bf16_to_f32(uint16_t b) { return bf16_dec(b); }
+uint8_t zl_f32_to_f8_e4m3(float f) { return e4m3_enc(f); }
+float zl_f8_e4m3_to_f32(uint8_t v) { return e4m3_dec(v); }
+uint8_t zl_f32_to_f8_e5m2(float f) { return e5m2_enc(f); }
+float zl_f8_e5m2_to_f32(uint8_t v) { return e5m2_dec(v); }
 
 /* ---- array conversions ------------------------------------------------- */
+
+/* dst[i] = fn(src[i]) for n elements of the given pointer types. */
+#define MAP_N(dst_t, src_t, fn)                                   \
+    for (size_t i = 0; i < n; i++)                               \
+        ((dst_t *)dst)[i] = fn(((const src_t *)src)[i])
 
 /* Decodes n elements of a float dtype into f32. */
 static void to_f32(float *dst, enum zl_dtype dt, const void *src, size_t n)
 {
     switch (dt) {
-    case ZL_DTYPE_F32:
-        memcpy(dst, src, n * sizeof(float));
-        break;
-    case ZL_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = zl_f16_to_f32(((const uint16_t *)src)[i]);
-        break;
-    case ZL_DTYPE_BF16:
-        /* bf16 is the top half of an f32: a shift, no special cases. */
-        for (size_t i = 0; i < n; i++) {
-            uint16_t b = ((const uint16_t *)src)[i];
-            dst[i] = (b & 0x7fffu) > 0x7f80u ? zl_bf16_to_f32(b) : bits_f32((uint32_t)b << 16);
-        }
-        break;
-    case ZL_DTYPE_F8_E4M3:
-        for (size_t i = 0; i < n; i++) dst[i] = zl_f8_e4m3_to_f32(((const uint8_t *)src)[i]);
-        break;
-    case ZL_DTYPE_F8_E5M2:
-        for (size_t i = 0; i < n; i++) dst[i] = zl_f8_e5m2_to_f32(((const uint8_t *)src)[i]);
-        break;
-    default:
-        break;  /* callers pass float dtypes only */
+    case ZL_DTYPE_F32: memcpy(dst, src, n * sizeof(float)); break;
+    case ZL_DTYPE_F16: MAP_N(float, uint16_t, f16_dec); break;
+    case ZL_DTYPE_BF16: MAP_N(float, uint16_t, bf16_dec); break;
+    case ZL_DTYPE_F8_E4M3: MAP_N(float, uint8_t, e4m3_dec); break;
+    case ZL_DTYPE_F8_E5M2: MAP_N(float, uint8_t, e5m2_dec); break;
+    default: break;  /* callers pass float dtypes only */
     }
 }
 
@@ -228,25 +235,15 @@ static void to_f32(float *dst, enum zl_dtype dt, const void *src, size_t n)
 static void from_f32(enum zl_dtype dt, void *dst, const float *src, size_t n)
 {
     switch (dt) {
-    case ZL_DTYPE_F32:
-        memcpy(dst, src, n * sizeof(float));
-        break;
-    case ZL_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = zl_f32_to_f16(src[i]);
-        break;
-    case ZL_DTYPE_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = zl_f32_to_bf16(src[i]);
-        break;
-    case ZL_DTYPE_F8_E4M3:
-        for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = zl_f32_to_f8_e4m3(src[i]);
-        break;
-    case ZL_DTYPE_F8_E5M2:
-        for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = zl_f32_to_f8_e5m2(src[i]);
-        break;
-    default:
-        break;
+    case ZL_DTYPE_F32: memcpy(dst, src, n * sizeof(float)); break;
+    case ZL_DTYPE_F16: MAP_N(uint16_t, float, f16_enc); break;
+    case ZL_DTYPE_BF16: MAP_N(uint16_t, float, bf16_enc); break;
+    case ZL_DTYPE_F8_E4M3: MAP_N(uint8_t, float, e4m3_enc); break;
+    case ZL_DTYPE_F8_E5M2: MAP_N(uint8_t, float, e5m2_enc); break;
+    default: break;
     }
 }
+#undef MAP_N
 
 int zl_dtype_convert(enum zl_dtype dst_dt, void *dst, enum zl_dtype src_dt,
                      const void *src, size_t n)

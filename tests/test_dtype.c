@@ -306,15 +306,14 @@ Test(dtype, names_and_sizes)
         cr_assert_eq(zl_dtype_bits(dt), bits[i]);
         cr_assert_eq(zl_dtype_is_float(dt), i <= ZL_DTYPE_F8_E5M2);
     }
+    static const struct { const char *name; enum zl_dtype dt; } aliases[] = {
+        {"bfloat16", ZL_DTYPE_BF16}, {"float32", ZL_DTYPE_F32}, {"float16", ZL_DTYPE_F16},
+        {"F8_E4M3", ZL_DTYPE_F8_E4M3} /* safetensors spelling */, {"BF16", ZL_DTYPE_BF16}};
     enum zl_dtype dt;
-    cr_assert_eq(zl_dtype_parse("bfloat16", &dt), ZL_OK);
-    cr_assert_eq(dt, ZL_DTYPE_BF16);
-    cr_assert_eq(zl_dtype_parse("float32", &dt), ZL_OK);
-    cr_assert_eq(dt, ZL_DTYPE_F32);
-    cr_assert_eq(zl_dtype_parse("float16", &dt), ZL_OK);
-    cr_assert_eq(dt, ZL_DTYPE_F16);
-    cr_assert_eq(zl_dtype_parse("F8_E4M3", &dt), ZL_OK);  /* safetensors spelling */
-    cr_assert_eq(dt, ZL_DTYPE_F8_E4M3);
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+        cr_assert_eq(zl_dtype_parse(aliases[i].name, &dt), ZL_OK, "%s", aliases[i].name);
+        cr_assert_eq(dt, aliases[i].dt, "%s", aliases[i].name);
+    }
     cr_assert_eq(zl_dtype_parse("f64", &dt), ZL_EINVAL);
     cr_assert(strstr(zl_last_error(), "\"f64\""), "%s", zl_last_error());
     cr_assert_eq(zl_dtype_parse(NULL, &dt), ZL_EINVAL);
