@@ -1,6 +1,7 @@
 /* Tensor descriptors: layout arithmetic, views and element-wise conversion.
  * Nothing here allocates; see zlight/tensor.h for the layout conventions. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,34 +29,58 @@ static int check_desc(const struct zl_tensor *t, const char *fn)
     return ZL_OK;
 }
 
-/* Writes contiguous strides for ne[0..n_dims-1] (and the unused tail) into
- * t->nb; ZL_ERANGE when the byte size does not fit int64_t and size_t. */
-static int set_contiguous_strides(struct zl_tensor *t)
+/* Contiguous strides for t's ne and dtype into nb (unused tail 0).  Returns
+ * 0, or -1 when the element count or byte size does not fit int64_t and
+ * size_t.  Quiet: zl_tensor_is_contiguous must not touch the error message. */
+static int contiguous_strides(const struct zl_tensor *t, int64_t nb[ZL_TENSOR_MAX_DIMS])
 {
+    const uint64_t limit = (uint64_t)INT64_MAX < SIZE_MAX ? (uint64_t)INT64_MAX : SIZE_MAX;
     int inner = t->n_dims - 1;
     uint64_t elsize = zl_dtype_bits(t->dtype) / 8;  /* 0 for the packed Q4 */
-    /* Byte size of everything inside dim d; starts at one innermost row. */
-    uint64_t row = zl_dtype_row_bytes(t->dtype, (size_t)t->ne[inner]);
-    const uint64_t limit = (uint64_t)INT64_MAX < SIZE_MAX ? (uint64_t)INT64_MAX : SIZE_MAX;
-    if ((uint64_t)t->ne[inner] > limit / 8)
-        return zl_error(ZL_ERANGE, "tensor innermost size %" PRId64 " overflows", t->ne[inner]);
-    t->nb[inner] = (int64_t)elsize;
-    uint64_t span = row, count = (uint64_t)t->ne[inner];
+    uint64_t count = (uint64_t)t->ne[inner];
+    if (count > limit / (elsize ? elsize : 1))
+        return -1;
+    /* Bytes of everything inside the current dim; starts at one row. */
+    uint64_t span = zl_dtype_row_bytes(t->dtype, (size_t)count);
+    memset(nb, 0, ZL_TENSOR_MAX_DIMS * sizeof nb[0]);
+    nb[inner] = (int64_t)elsize;
     for (int d = inner - 1; d >= 0; d--) {
-        t->nb[d] = (int64_t)span;
         uint64_t n = (uint64_t)t->ne[d];
+        nb[d] = (int64_t)span;
         if (n && (span > limit / n || count > limit / n))
-            return zl_error(ZL_ERANGE, "tensor of %s with %" PRId64 " x %" PRIu64
-                            " bytes overflows the address range", zl_dtype_name(t->dtype),
-                            t->ne[d], span);
+            return -1;
         span *= n;
         count *= n;
     }
-    for (int d = t->n_dims; d < ZL_TENSOR_MAX_DIMS; d++) {
-        t->ne[d] = 1;
-        t->nb[d] = 0;
-    }
-    return ZL_OK;
+    return 0;
+}
+
+/* Appends like snprintf into buf[0..n), counting on past a full buffer. */
+ZL_PRINTF(4, 5)
+static void put(char *buf, size_t n, size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(*len < n ? buf + *len : NULL, *len < n ? n - *len : 0, fmt, ap);
+    va_end(ap);
+    *len += k > 0 ? (size_t)k : 0;
+}
+
+/* "bf16[2, 3]", plus the layout suffixes when asked. */
+static size_t describe_to(const struct zl_tensor *t, char *buf, size_t n, int layout)
+{
+    size_t len = 0;
+    if (n)
+        buf[0] = '\0';
+    put(buf, n, &len, "%s[", zl_dtype_name(t->dtype));
+    for (int d = 0; d < t->n_dims; d++)
+        put(buf, n, &len, "%s%" PRId64, d ? ", " : "", t->ne[d]);
+    put(buf, n, &len, "]");
+    if (layout && !zl_tensor_is_contiguous(t))
+        put(buf, n, &len, " strided");
+    if (layout && t->device != ZL_TENSOR_HOST)
+        put(buf, n, &len, " @dev%d", (int)t->device);
+    return len;
 }
 
 int zl_tensor_init(struct zl_tensor *t, enum zl_dtype dtype, int n_dims,
@@ -79,10 +104,14 @@ int zl_tensor_init(struct zl_tensor *t, enum zl_dtype dtype, int n_dims,
                         " is odd (two values per byte)", shape[n_dims - 1]);
 
     struct zl_tensor tmp = {.data = data, .dtype = dtype, .n_dims = n_dims, .device = device};
-    memcpy(tmp.ne, shape, (size_t)n_dims * sizeof *shape);
-    int rc = set_contiguous_strides(&tmp);
-    if (rc < 0)
-        return rc;
+    for (int d = 0; d < ZL_TENSOR_MAX_DIMS; d++)
+        tmp.ne[d] = d < n_dims ? shape[d] : 1;
+    if (contiguous_strides(&tmp, tmp.nb) < 0) {
+        char desc[128];
+        describe_to(&tmp, desc, sizeof desc, 0);
+        return zl_error(ZL_ERANGE, "zl_tensor_init: %s overflows the address range "
+                        "(more than 2^63 bytes or elements)", desc);
+    }
     *t = tmp;
     return ZL_OK;
 }
@@ -116,11 +145,11 @@ size_t zl_tensor_nbytes(const struct zl_tensor *t)
 
 int zl_tensor_is_contiguous(const struct zl_tensor *t)
 {
-    struct zl_tensor c = *t;
-    if (set_contiguous_strides(&c) < 0)
+    int64_t nb[ZL_TENSOR_MAX_DIMS];
+    if (contiguous_strides(t, nb) < 0)
         return 0;
     for (int d = 0; d < t->n_dims; d++)
-        if (t->ne[d] != 1 && t->nb[d] != c.nb[d])
+        if (t->ne[d] != 1 && t->nb[d] != nb[d])
             return 0;
     return 1;
 }
@@ -338,24 +367,6 @@ int zl_tensor_describe(const struct zl_tensor *t, char *buf, size_t n)
         return rc;
     if (!buf && n)
         return zl_error(ZL_EINVAL, "zl_tensor_describe: NULL buffer of size %zu", n);
-    /* Accumulate like snprintf: keep counting past a full buffer. */
-    size_t len = 0;
-#define DESCRIBE_PUT(...)                                                      \
-    do {                                                                       \
-        int k_ = snprintf(len < n ? buf + len : NULL, len < n ? n - len : 0,   \
-                          __VA_ARGS__);                                        \
-        if (k_ < 0)                                                            \
-            return zl_error(ZL_EINVAL, "zl_tensor_describe: format failed");   \
-        len += (size_t)k_;                                                     \
-    } while (0)
-    DESCRIBE_PUT("%s[", zl_dtype_name(t->dtype));
-    for (int d = 0; d < t->n_dims; d++)
-        DESCRIBE_PUT("%s%" PRId64, d ? ", " : "", t->ne[d]);
-    DESCRIBE_PUT("]");
-    if (!zl_tensor_is_contiguous(t))
-        DESCRIBE_PUT(" strided");
-    if (t->device != ZL_TENSOR_HOST)
-        DESCRIBE_PUT(" @dev%d", (int)t->device);
-#undef DESCRIBE_PUT
-    return len > INT32_MAX ? zl_error(ZL_ERANGE, "zl_tensor_describe: too long") : (int)len;
+    size_t len = describe_to(t, buf, n, 1);  /* <= 4 dims: far below INT_MAX */
+    return (int)len;
 }

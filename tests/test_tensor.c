@@ -64,8 +64,11 @@ Test(tensor, init_errors)
     int64_t odd[2] = {2, 7};
     expect_err(zl_tensor_init(&t, ZL_DTYPE_Q4_PACKED, 2, odd, buf, -1), ZL_EINVAL, "odd");
     int64_t big[2] = {INT64_C(1) << 40, INT64_C(1) << 40};
-    expect_err(zl_tensor_init(&t, ZL_DTYPE_U8, 2, big, buf, -1), ZL_ERANGE, "overflow");
+    expect_err(zl_tensor_init(&t, ZL_DTYPE_U8, 2, big, buf, -1), ZL_ERANGE,
+               "u8[1099511627776, 1099511627776] overflows");
     int64_t bytes[1] = {INT64_MAX / 4};  /* elements fit, bytes (x8) do not */
+    int64_t u8max[1] = {INT64_MAX};      /* one byte each: fits */
+    cr_assert_eq(zl_tensor_init(&t, ZL_DTYPE_U8, 1, u8max, NULL, -1), ZL_OK);
     expect_err(zl_tensor_init(&t, ZL_DTYPE_I64, 1, bytes, buf, -1), ZL_ERANGE, "overflow");
     int64_t four[4] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};  /* 2^64 elements */
     expect_err(zl_tensor_init(&t, ZL_DTYPE_Q4_PACKED, 4, four, buf, -1), ZL_ERANGE, "overflow");
