@@ -1,0 +1,143 @@
+/* AVX2 + FMA + F16C kernels, compiled for that target by a pragma and
+ * chosen at run time (cpu_kernels_avx2() returns NULL on CPUs without it),
+ * so one plugin binary runs everywhere. */
+#include "config.h"
+
+#include "cpu-impl.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#include "cpu-convert.h"
+
+/* 8 weights at w[i..i+8) of dtype dt as f32 (exact for f16/bf16). */
+static inline __attribute__((always_inline)) __m256 load8(const void *w, enum zl_dtype dt,
+                                                          int64_t i)
+{
+    switch (dt) {
+    case ZL_DTYPE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    case ZL_DTYPE_BF16: {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    default:
+        return _mm256_loadu_ps((const float *)w + i);
+    }
+}
+
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers);
+ * a 1x1 tile keeps two accumulators to hide the FMA latency. */
+static inline __attribute__((always_inline)) void
+tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int64_t k,
+     float *out, const int NX, const int NW)
+{
+    __m256 acc[4][4], acc2 = _mm256_setzero_ps();
+    const float *xr[4];
+    const char *wr[4];
+    for (int r = 0; r < NX; r++) {
+        xr[r] = (const float *)((const char *)x + (size_t)r * xs);
+        for (int c = 0; c < NW; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    }
+    for (int c = 0; c < NW; c++)
+        wr[c] = (const char *)w + (size_t)c * ws;
+    int64_t i = 0;
+    if (NX == 1 && NW == 1) {
+        for (; i + 16 <= k; i += 16) {
+            acc[0][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + i), load8(wr[0], dt, i), acc[0][0]);
+            acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + i + 8), load8(wr[0], dt, i + 8), acc2);
+        }
+    }
+    for (; i + 8 <= k; i += 8) {
+        __m256 wv[4];
+        for (int c = 0; c < NW; c++)
+            wv[c] = load8(wr[c], dt, i);
+        for (int r = 0; r < NX; r++) {
+            __m256 xv = _mm256_loadu_ps(xr[r] + i);
+            for (int c = 0; c < NW; c++)
+                acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
+        }
+    }
+    acc[0][0] = _mm256_add_ps(acc[0][0], acc2);
+    for (int r = 0; r < NX; r++)
+        for (int c = 0; c < NW; c++) {
+            float s = hsum(acc[r][c]);
+            for (int64_t j = i; j < k; j++)
+                s += xr[r][j] * cpu_load_f32(wr[c], dt, j);
+            out[r * NW + c] = s;
+        }
+}
+
+#define TILE_FN(NX, NW)                                                                     \
+    static void tile_##NX##x##NW(const float *x, size_t xs, const void *w, size_t ws,       \
+                                 enum zl_dtype dt, int64_t k, float *out)                   \
+    {                                                                                       \
+        switch (dt) {                                                                       \
+        case ZL_DTYPE_F16: tile(x, xs, w, ws, ZL_DTYPE_F16, k, out, NX, NW); break;         \
+        case ZL_DTYPE_BF16: tile(x, xs, w, ws, ZL_DTYPE_BF16, k, out, NX, NW); break;       \
+        default: tile(x, xs, w, ws, ZL_DTYPE_F32, k, out, NX, NW); break;                   \
+        }                                                                                   \
+    }
+TILE_FN(4, 2)
+TILE_FN(1, 4)
+TILE_FN(1, 1)
+
+static void axpy(float *y, float a, const float *x, int64_t n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] += a * x[i];
+}
+
+static void to_f32(float *dst, enum zl_dtype dt, const void *src, int64_t n)
+{
+    int64_t i = 0;
+    if (dt == ZL_DTYPE_F16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, ZL_DTYPE_F16, i));
+    else if (dt == ZL_DTYPE_BF16)
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, load8(src, ZL_DTYPE_BF16, i));
+    cpu_row_to_f32(dst + i, dt, (const char *)src + (size_t)i * cpu_dtype_size(dt), n - i);
+}
+
+static const struct cpu_kernels avx2 = {
+    .name = "avx2",
+    .tile_4x2 = tile_4x2,
+    .tile_1x4 = tile_1x4,
+    .tile_1x1 = tile_1x1,
+    .axpy = axpy,
+    .to_f32 = to_f32,
+};
+
+const struct cpu_kernels *cpu_kernels_avx2(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return &avx2;
+    return NULL;
+}
+
+#else
+
+const struct cpu_kernels *cpu_kernels_avx2(void)
+{
+    return NULL;
+}
+
+#endif
