@@ -24,6 +24,7 @@ static int example_device_count(void)
 
 static int example_mem_alloc(int device, size_t bytes, void **out)
 {
+    (void)device; /* host memory: one "device" */
     void *p = host->alloc_aligned(bytes, 64);
     if (!p)
         return host->error(ZL_ENOMEM, "example-host: cannot allocate %zu bytes", bytes);
@@ -33,11 +34,13 @@ static int example_mem_alloc(int device, size_t bytes, void **out)
 
 static void example_mem_free(int device, void *ptr)
 {
+    (void)device;
     host->free_aligned(ptr);
 }
 
 static int example_copy(int device, void *dst, const void *src, size_t bytes)
 {
+    (void)device;
     memcpy(dst, src, bytes);
     return ZL_OK;
 }
