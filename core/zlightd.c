@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "config.h"
+#include <zlight/gguf.h>
+#include <zlight/hf_config.h>
 #include <zlight/zlight.h>
 
 static void usage(FILE *f)
@@ -64,11 +66,60 @@ static int load_all(const char *path, struct zl_config **cfg, struct zl_registry
     return ZL_OK;
 }
 
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Reads the architecture of model.path (config.json or GGUF metadata). */
+static int read_model_config(const char *path, struct zl_hf_config *hf)
+{
+    if (!has_suffix(path, ".gguf"))
+        return zl_hf_config_load(path, hf);
+    struct zl_gguf *g;
+    int rc = zl_gguf_open(path, &g);
+    if (rc < 0)
+        return rc;
+    rc = zl_hf_config_from_gguf(g, hf);
+    zl_gguf_close(g);
+    return rc;
+}
+
+/* The model line of --check-config; non-zero when the model cannot be
+ * served (unreadable, or no plugin for its architecture). */
+static int print_model_choice(const struct zl_config *cfg, const struct zl_registry *reg)
+{
+    if (!*cfg->model.path) {
+        printf("#   model:    none (model.path is empty; serving needs one)\n");
+        return 0;
+    }
+    if (strcmp(cfg->model.weights, "dummy") == 0 && has_suffix(cfg->model.path, ".gguf")) {
+        printf("#   model:    NONE: weights: dummy needs an HF config.json, not a .gguf\n");
+        return 1;
+    }
+    struct zl_hf_config hf;
+    if (read_model_config(cfg->model.path, &hf) < 0) {
+        printf("#   model:    NONE: %s\n", zl_last_error());
+        return 1;
+    }
+    for (size_t i = 0; i < zl_registry_count(reg); i++) {
+        const struct zl_registry_entry *e = zl_registry_get(reg, i);
+        if (e->kind == ZL_PLUGIN_MODEL && strcmp(e->name, hf.model_type) == 0) {
+            printf("#   model:    %s (%s) from %s\n", e->name, cfg->model.path, e->file);
+            return 0;
+        }
+    }
+    printf("#   model:    NONE: no model plugin handles model_type '%s' of %s\n", hf.model_type,
+           cfg->model.path);
+    return 1;
+}
+
 /* Prints which plugins the config would use; non-zero when one is missing. */
 static int print_choice(const struct zl_config *cfg, const struct zl_registry *reg)
 {
-    int bad = 0;
     printf("# plugins this config would use\n");
+    int bad = print_model_choice(cfg, reg);
     const struct zl_backend_ops *be = zl_registry_pick_backend(reg, cfg->backend.name);
     if (be) {
         for (size_t i = 0; i < zl_registry_count(reg); i++) {
@@ -81,6 +132,8 @@ static int print_choice(const struct zl_config *cfg, const struct zl_registry *r
         printf("#   backend:  NONE: %s\n", zl_last_error());
         bad = 1;
     }
+    const void *fe = zl_registry_find(reg, ZL_PLUGIN_FRONTEND, "openai");
+    printf("#   frontend: %s\n", fe ? "openai" : "none loaded (serving is not possible)");
     return bad;
 }
 
