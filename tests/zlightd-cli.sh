@@ -38,6 +38,10 @@ check "--check-config conf/zlightd.yaml exits 0" test $rc -eq 0
 check "--check-config prints the resolved config" test -n "$(grep 'max_num_batched_tokens' "$out")"
 check "--check-config names the backend it would use" test -n "$(grep 'backend: *cpu' "$out")"
 
+"$ZLIGHTD" --check-config "$srcdir/fixtures/cli/missing-model.yaml" >"$out" 2>"$err"; rc=$?
+check "--check-config with an unreadable model.path exits 1" test $rc -eq 1
+check "... naming the model path" test -n "$(grep 'model: *NONE: /nonexistent/zlight-model' "$out")"
+
 # --list-plugins shows loaded plugins and each rejected file with its reason.
 ZLIGHT_PLUGIN_PATH="$top_builddir/kernels/cpu/.libs:$top_builddir/tests/plugins/.libs" \
     "$ZLIGHTD" --list-plugins >"$out" 2>"$err"; rc=$?
