@@ -217,6 +217,9 @@ static int load(struct zl_tokenizer *t, const struct zl_gguf *g)
     size_t n_tok = zl_gguf_get_arr_n(g, kt);
     if (n_tok == 0 || n_tok >= (1u << 28))
         return zl_error(ZL_EINVAL, "%s: %zu tokens", path, n_tok);
+    int64_t kmg = zl_gguf_find_key(g, "tokenizer.ggml.merges");
+    if (zl_tok_reserve(t, n_tok, kmg >= 0 ? zl_gguf_get_arr_n(g, kmg) : n_tok * 4) < 0)
+        return ZL_ENOMEM;
     for (size_t i = 0; i < n_tok; i++) {
         size_t len;
         const char *s = zl_gguf_get_arr_str(g, kt, i, &len);
@@ -224,7 +227,6 @@ static int load(struct zl_tokenizer *t, const struct zl_gguf *g)
             return s ? ZL_ENOMEM : zl_error(ZL_EINVAL, "%s: token %zu unreadable", path, i);
         t->attr[i] |= ZL_TOKA_MODEL;
     }
-    int64_t kmg = zl_gguf_find_key(g, "tokenizer.ggml.merges");
     if (kmg >= 0) {
         struct zl_tok_buf tmp = {0};
         size_t nm = zl_gguf_get_arr_n(g, kmg);

@@ -37,7 +37,7 @@ int zl_tok_ids_push(struct zl_tok_ids *v, int32_t id);
 /* Byte string -> int32 map (open addressing, keys not owned). */
 struct zl_tok_map {
     struct zl_tok_map_ent { const char *key; uint32_t len; int32_t val; } *ent;
-    uint32_t *slot; /* entry index + 1; 0 = empty */
+    uint64_t *slot; /* (hash >> 32) << 32 | (entry index + 1); 0 = empty */
     size_t n, cap, mask;
 };
 int zl_tok_map_init(struct zl_tok_map *m, size_t expected);
@@ -146,6 +146,7 @@ struct zl_tokenizer {
 /* tokenizer.c */
 int zl_tok_init(struct zl_tokenizer *t);
 int zl_tok_set_token(struct zl_tokenizer *t, int32_t id, const char *s, size_t len);
+int zl_tok_reserve(struct zl_tokenizer *t, size_t n_vocab, size_t n_merges);
 int zl_tok_add_merge(struct zl_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t merged);
 int zl_tok_pairs_init(struct zl_tok_pairs *p, size_t expected);
 /* After vocab, merges, added tokens and pre-tokenizers are set: builds the

@@ -374,6 +374,8 @@ static int parse_model(struct zl_tokenizer *t, json_t *m, const char *name)
         return zl_error(ZL_EUNSUPPORTED, "%s: BPE subword prefix/suffix is not supported", name);
     const char *key;
     json_t *v;
+    if (zl_tok_reserve(t, json_object_size(vocab), json_array_size(merges)) < 0)
+        return ZL_ENOMEM;
     json_object_foreach(vocab, key, v) {
         json_int_t id = json_integer_value(v);
         if (!json_is_integer(v) || id < 0 || id >= (1 << 28))

@@ -124,7 +124,7 @@ int zl_tok_map_init(struct zl_tok_map *m, size_t expected)
 static int map_grow(struct zl_tok_map *m)
 {
     size_t slots = (m->mask + 1) * 2;
-    uint32_t *slot = calloc(slots, sizeof(*slot));
+    uint64_t *slot = calloc(slots, sizeof(*slot));
     struct zl_tok_map_ent *ent = realloc(m->ent, (slots / 2 + 1) * sizeof(*ent));
     if (!slot || !ent) {
         free(slot);
@@ -138,10 +138,11 @@ static int map_grow(struct zl_tok_map *m)
     m->slot = slot;
     m->mask = slots - 1;
     for (size_t i = 0; i < m->n; i++) {
-        size_t h = XXH3_64bits(m->ent[i].key, m->ent[i].len) & m->mask;
+        uint64_t hv = XXH3_64bits(m->ent[i].key, m->ent[i].len);
+        size_t h = hv & m->mask;
         while (slot[h])
             h = (h + 1) & m->mask;
-        slot[h] = (uint32_t)i + 1;
+        slot[h] = (hv & 0xFFFFFFFF00000000ull) | ((uint64_t)i + 1);
     }
     return 0;
 }
@@ -150,19 +151,20 @@ int zl_tok_map_put(struct zl_tok_map *m, const char *key, size_t len, int32_t va
 {
     if (m->n + 1 >= m->cap && map_grow(m) < 0)
         return ZL_ENOMEM;
-    size_t h = XXH3_64bits(key, len) & m->mask;
+    uint64_t hv = XXH3_64bits(key, len), tag = hv & 0xFFFFFFFF00000000ull;
+    size_t h = hv & m->mask;
     for (;; h = (h + 1) & m->mask) {
-        uint32_t s = m->slot[h];
+        uint64_t s = m->slot[h];
         if (!s)
             break;
-        struct zl_tok_map_ent *e = &m->ent[s - 1];
-        if (e->len == len && memcmp(e->key, key, len) == 0) {
+        struct zl_tok_map_ent *e = &m->ent[(uint32_t)s - 1];
+        if ((s & 0xFFFFFFFF00000000ull) == tag && e->len == len && memcmp(e->key, key, len) == 0) {
             e->val = val;
             return 0;
         }
     }
     m->ent[m->n] = (struct zl_tok_map_ent){key, (uint32_t)len, val};
-    m->slot[h] = (uint32_t)++m->n;
+    m->slot[h] = tag | (uint64_t)++m->n;
     return 0;
 }
 
@@ -170,13 +172,14 @@ int32_t zl_tok_map_get(const struct zl_tok_map *m, const char *key, size_t len)
 {
     if (!m->slot)
         return -1;
-    size_t h = XXH3_64bits(key, len) & m->mask;
+    uint64_t hv = XXH3_64bits(key, len), tag = hv & 0xFFFFFFFF00000000ull;
+    size_t h = hv & m->mask;
     for (;; h = (h + 1) & m->mask) {
-        uint32_t s = m->slot[h];
+        uint64_t s = m->slot[h];
         if (!s)
             return -1;
-        const struct zl_tok_map_ent *e = &m->ent[s - 1];
-        if (e->len == len && memcmp(e->key, key, len) == 0)
+        const struct zl_tok_map_ent *e = &m->ent[(uint32_t)s - 1];
+        if ((s & 0xFFFFFFFF00000000ull) == tag && e->len == len && memcmp(e->key, key, len) == 0)
             return e->val;
     }
 }
@@ -216,6 +219,22 @@ static inline size_t pair_hash(uint64_t k, size_t mask)
     k *= 0xbf58476d1ce4e5b9ull;
     k ^= k >> 32;
     return (size_t)k & mask;
+}
+
+/* Grows the tables ahead of a known number of entries (load speed). */
+int zl_tok_reserve(struct zl_tokenizer *t, size_t n_vocab, size_t n_merges)
+{
+    if (n_vocab > t->by_text.cap && t->by_text.n == 0) {
+        zl_tok_map_free(&t->by_text);
+        if (zl_tok_map_init(&t->by_text, n_vocab + 1024) < 0)
+            return ZL_ENOMEM;
+    }
+    if (n_merges * 2 > t->merges.mask + 1 && t->merges.n == 0) {
+        free(t->merges.key), free(t->merges.rank), free(t->merges.merged);
+        if (zl_tok_pairs_init(&t->merges, n_merges + 16) < 0)
+            return ZL_ENOMEM;
+    }
+    return 0;
 }
 
 int zl_tok_add_merge(struct zl_tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t merged)

