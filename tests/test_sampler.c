@@ -1,0 +1,300 @@
+/* Sampler: distributions within a chi-square bound, exact penalties and
+ * bias, min_tokens, logprobs, and seeds independent of the batch. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+#include <zlight/sampler.h>
+
+enum { V = 6, DRAWS = 20000 };
+static const float base_logits[V] = {2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -1.0f};
+
+static struct zl_sampler *make(int32_t vocab)
+{
+    struct zl_sampler *s;
+    cr_assert_eq(zl_sampler_create(vocab, &s), ZL_OK, "%s", zl_last_error());
+    return s;
+}
+
+/* Draws DRAWS tokens (a fresh stream each) and returns the chi-square
+ * statistic against `expect` (probabilities; 0 = must never appear). */
+static double chi_square(const struct zl_sampling_params *p, const double *expect)
+{
+    struct zl_sampler *s = make(V);
+    int counts[V] = {0};
+    for (int i = 0; i < DRAWS; i++) {
+        float l[V];
+        memcpy(l, base_logits, sizeof(l));
+        struct zl_sampler_seq q = {.seed = 1234, .stream = (uint64_t)i};
+        struct zl_sample_result r;
+        cr_assert_eq(zl_sampler_sample(s, p, &q, l, &r), ZL_OK);
+        counts[r.token]++;
+    }
+    zl_sampler_free(s);
+    double chi = 0;
+    for (int k = 0; k < V; k++) {
+        if (expect[k] == 0) {
+            cr_expect_eq(counts[k], 0, "token %d is filtered out but drawn %d times", k, counts[k]);
+            continue;
+        }
+        double e = expect[k] * DRAWS;
+        chi += (counts[k] - e) * (counts[k] - e) / e;
+    }
+    return chi;
+}
+
+/* softmax(base / t) restricted to `keep`, renormalized */
+static void expected(double t, const int *keep, double *out)
+{
+    double sum = 0;
+    for (int k = 0; k < V; k++) {
+        out[k] = keep[k] ? exp(base_logits[k] / t) : 0;
+        sum += out[k];
+    }
+    for (int k = 0; k < V; k++)
+        out[k] /= sum;
+}
+
+/* chi-square 0.999 quantiles for 1..5 degrees of freedom */
+static const double chi999[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52};
+
+Test(sampler, temperature_distribution)
+{
+    struct zl_sampling_params p = zl_sampling_default_params();
+    int keep[V] = {1, 1, 1, 1, 1, 1};
+    double e[V];
+    float temps[] = {1.0f, 0.5f, 2.0f};
+    for (int i = 0; i < 3; i++) {
+        p.temperature = temps[i];
+        expected(temps[i], keep, e);
+        double chi = chi_square(&p, e);
+        cr_expect_lt(chi, chi999[5], "T=%g: chi-square %g", temps[i], chi);
+    }
+}
+
+Test(sampler, top_k_distribution)
+{
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.top_k = 3;
+    int keep[V] = {1, 1, 1, 0, 0, 0};
+    double e[V];
+    expected(1.0, keep, e);
+    double chi = chi_square(&p, e);
+    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+}
+
+Test(sampler, top_p_distribution)
+{
+    /* probabilities at T=1: .391 .237 .144 .087 .053 .019 -> cumulative .391 .628 .772:
+     * top_p 0.7 keeps the first three */
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.top_p = 0.7f;
+    int keep[V] = {1, 1, 1, 0, 0, 0};
+    double e[V];
+    expected(1.0, keep, e);
+    double chi = chi_square(&p, e);
+    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+}
+
+Test(sampler, min_p_distribution)
+{
+    /* p_k / p_max = exp(l_k - 2): 1, .61, .37, .22, .14, .05; min_p 0.3 keeps three */
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.min_p = 0.3f;
+    int keep[V] = {1, 1, 1, 0, 0, 0};
+    double e[V];
+    expected(1.0, keep, e);
+    double chi = chi_square(&p, e);
+    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+}
+
+Test(sampler, combined_filters)
+{
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 0.5f;
+    p.top_k = 4;
+    p.top_p = 0.9f;   /* T=0.5: .60 .22 .08 .03 (of top 4 renormalized: .64 .24 .09 .03) */
+    int keep[V] = {1, 1, 1, 0, 0, 0};
+    double e[V];
+    expected(0.5, keep, e);
+    double chi = chi_square(&p, e);
+    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+}
+
+Test(sampler, greedy_and_ties)
+{
+    struct zl_sampler *s = make(4);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 0;
+    float l[4] = {0.5f, 3.0f, 3.0f, -1.0f};
+    struct zl_sampler_seq q = {0};
+    struct zl_sample_result r;
+    cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+    cr_expect_eq(r.token, 1, "ties go to the lowest id");
+    zl_sampler_free(s);
+}
+
+Test(sampler, penalties_exact)
+{
+    struct zl_sampler *s = make(6);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 0;
+    p.repetition_penalty = 2.0f;
+    p.presence_penalty = 0.5f;
+    p.frequency_penalty = 0.25f;
+    float l[6] = {1.0f, -1.0f, 2.0f, -2.0f, 4.0f, 3.0f};
+    int32_t prompt[] = {0, 1, 1};
+    int32_t out[] = {2, 3, 2, 2};
+    struct zl_sampler_seq q = {.prompt = prompt, .n_prompt = 3, .output = out, .n_output = 4};
+    struct zl_sample_result r;
+    cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+    cr_expect_float_eq(l[0], 0.5f, 1e-6, "prompt token, positive: / 2");
+    cr_expect_float_eq(l[1], -2.0f, 1e-6, "prompt token, negative: * 2");
+    cr_expect_float_eq(l[2], 1.0f - 0.5f - 0.75f, 1e-6, "output x3: rep, presence, 3 x frequency");
+    cr_expect_float_eq(l[3], -4.0f - 0.5f - 0.25f, 1e-6);
+    cr_expect_float_eq(l[4], 4.0f, 1e-6, "unseen tokens untouched");
+    cr_expect_eq(r.token, 4);
+    /* the scratch is clean for the next call: the same call gives the same values */
+    float l2[6] = {1.0f, -1.0f, 2.0f, -2.0f, 4.0f, 3.0f};
+    cr_assert_eq(zl_sampler_sample(s, &p, &q, l2, &r), ZL_OK);
+    cr_expect_arr_eq(l, l2, sizeof(l));
+    zl_sampler_free(s);
+}
+
+Test(sampler, logit_bias_and_min_tokens)
+{
+    struct zl_sampler *s = make(5);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 0;
+    int32_t ids[] = {1, 3};
+    float bias[] = {-100.0f, 2.5f};
+    p.logit_bias_ids = ids;
+    p.logit_bias = bias;
+    p.n_logit_bias = 2;
+    float l[5] = {1, 5, 1, 1, 0};
+    struct zl_sampler_seq q = {0};
+    struct zl_sample_result r;
+    cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+    cr_expect_float_eq(l[1], -95.0f, 1e-5);
+    cr_expect_float_eq(l[3], 3.5f, 1e-6);
+    cr_expect_eq(r.token, 3);
+    /* min_tokens: EOS (4) and stop ids (0) cannot come before 2 outputs */
+    struct zl_sampling_params m = zl_sampling_default_params();
+    m.temperature = 0;
+    m.min_tokens = 2;
+    int32_t stop[] = {0};
+    m.stop_token_ids = stop;
+    m.n_stop_token_ids = 1;
+    int32_t eos[] = {4};
+    int32_t out[] = {2};
+    struct zl_sampler_seq q2 = {.output = out, .n_output = 1, .eos_ids = eos, .n_eos = 1};
+    float l2[5] = {9, 0, 0, 0, 10};
+    cr_assert_eq(zl_sampler_sample(s, &m, &q2, l2, &r), ZL_OK);
+    cr_expect_eq(r.token, 1);
+    q2.n_output = 2;   /* out[] is long enough for the penalties: none active */
+    int32_t out2[] = {2, 2};
+    q2.output = out2;
+    float l3[5] = {9, 0, 0, 0, 10};
+    cr_assert_eq(zl_sampler_sample(s, &m, &q2, l3, &r), ZL_OK);
+    cr_expect_eq(r.token, 4);
+    zl_sampler_free(s);
+}
+
+Test(sampler, logprobs)
+{
+    struct zl_sampler *s = make(V);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.logprobs = 3;
+    p.temperature = 0;
+    p.logit_bias_ids = (const int32_t[]){5};
+    p.logit_bias = (const float[]){50.0f};
+    p.n_logit_bias = 1;
+    float l[V];
+    memcpy(l, base_logits, sizeof(l));
+    struct zl_sampler_seq q = {0};
+    struct zl_sample_result r;
+    cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+    double sum = 0;
+    for (int k = 0; k < V; k++)
+        sum += exp(base_logits[k]);
+    cr_expect_eq(r.token, 5);
+    cr_expect_float_eq(r.logprob, base_logits[5] - log(sum), 1e-5, "raw logprob of the biased token");
+    cr_assert_eq(r.n_top, 3);
+    for (int k = 0; k < 3; k++) {
+        cr_expect_eq(r.top_ids[k], k);
+        cr_expect_float_eq(r.top_logprobs[k], base_logits[k] - log(sum), 1e-5);
+    }
+    zl_sampler_free(s);
+}
+
+/* The same seed gives the same tokens whatever the batch: interleave three
+ * sequences through one sampler and compare with each alone. */
+Test(sampler, seeds_independent_of_batch)
+{
+    enum { STEPS = 50 };
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 1.3f;
+    p.top_p = 0.95f;
+    p.repetition_penalty = 1.1f;
+    int32_t alone[3][STEPS], mixed[3][STEPS];
+    uint64_t seeds[3] = {7, 7, 99};
+    uint64_t streams[3] = {0, 1, 0};
+    for (int k = 0; k < 3; k++) {
+        struct zl_sampler *s = make(V);
+        for (int t = 0; t < STEPS; t++) {
+            float l[V];
+            memcpy(l, base_logits, sizeof(l));
+            struct zl_sampler_seq q = {.output = alone[k], .n_output = t, .seed = seeds[k],
+                                       .stream = streams[k]};
+            struct zl_sample_result r;
+            cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+            alone[k][t] = r.token;
+        }
+        zl_sampler_free(s);
+    }
+    struct zl_sampler *s = make(V);
+    for (int t = 0; t < STEPS; t++)
+        for (int k = 2; k >= 0; k--) {
+            if ((t + k) % 3 == 0) {
+                /* an unrelated request in between, now and then */
+                float l[V];
+                memcpy(l, base_logits, sizeof(l));
+                struct zl_sampler_seq o = {.output = mixed[k], .n_output = t, .seed = 5};
+                struct zl_sample_result r;
+                zl_sampler_sample(s, &p, &o, l, &r);
+            }
+            float l[V];
+            memcpy(l, base_logits, sizeof(l));
+            struct zl_sampler_seq q = {.output = mixed[k], .n_output = t, .seed = seeds[k],
+                                       .stream = streams[k]};
+            struct zl_sample_result r;
+            cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+            mixed[k][t] = r.token;
+        }
+    zl_sampler_free(s);
+    for (int k = 0; k < 3; k++)
+        cr_expect_arr_eq(alone[k], mixed[k], sizeof(alone[k]), "sequence %d", k);
+    cr_expect(memcmp(alone[0], alone[1], sizeof(alone[0])) != 0, "streams of one seed differ");
+}
+
+Test(sampler, validate)
+{
+    struct zl_sampling_params p = zl_sampling_default_params();
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_OK);
+    p.top_p = 0;
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
+    cr_expect(strstr(zl_last_error(), "top_p") != NULL);
+    p = zl_sampling_default_params();
+    p.temperature = -1;
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
+    p = zl_sampling_default_params();
+    p.stop_token_ids = (const int32_t[]){10};
+    p.n_stop_token_ids = 1;
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
+    p = zl_sampling_default_params();
+    p.logprobs = 21;
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
+    p = zl_sampling_default_params();
+    p.max_tokens = 4;
+    p.min_tokens = 5;
+    cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
+}
