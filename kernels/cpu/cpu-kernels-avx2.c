@@ -36,13 +36,15 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers);
- * a 1x1 tile keeps two accumulators to hide the FMA latency. */
+/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers).
+ * Every tile shape sums one dot product in the same order (lane-wise FMA
+ * over k, fixed horizontal sum, scalar tail), so a row's result does not
+ * depend on the batch it came in: linear is batch invariant bit for bit. */
 static inline __attribute__((always_inline)) void
 tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int64_t k,
      float *out, const int NX, const int NW)
 {
-    __m256 acc[4][4], acc2 = _mm256_setzero_ps();
+    __m256 acc[4][4];
     const float *xr[4];
     const char *wr[4];
     for (int r = 0; r < NX; r++) {
@@ -53,12 +55,6 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
     for (int c = 0; c < NW; c++)
         wr[c] = (const char *)w + (size_t)c * ws;
     int64_t i = 0;
-    if (NX == 1 && NW == 1) {
-        for (; i + 16 <= k; i += 16) {
-            acc[0][0] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + i), load8(wr[0], dt, i), acc[0][0]);
-            acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(xr[0] + i + 8), load8(wr[0], dt, i + 8), acc2);
-        }
-    }
     for (; i + 8 <= k; i += 8) {
         __m256 wv[4];
         for (int c = 0; c < NW; c++)
@@ -69,7 +65,6 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
                 acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
         }
     }
-    acc[0][0] = _mm256_add_ps(acc[0][0], acc2);
     for (int r = 0; r < NX; r++)
         for (int c = 0; c < NW; c++) {
             float s = hsum(acc[r][c]);
