@@ -1,0 +1,251 @@
+/* One varlen forward step of the llama decoder, written against the backend
+ * op table only:
+ *
+ *   x = embed(tokens)
+ *   per layer:  h = rmsnorm(x)          (x += previous MLP output first)
+ *               q, k, v = h Wq, h Wk, h Wv (+ bias); rope(q, k); cache <- k, v
+ *               o = attention(q, cache) Wo
+ *               h = rmsnorm(x += o);  o = (silu(h Wg) * h Wu) Wd
+ *   logits[rows] = rmsnorm(x += o)[rows] lm_head^T
+ *
+ * Activations are f32 rows carved from the caller's workspace. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "llama-impl.h"
+
+#define WS_ALIGN 256
+
+/* A contiguous row-major tensor over `data` (the plugin cannot call
+ * zl_tensor_init: it does not link libzlight). */
+static void tmake(struct zl_tensor *t, enum zl_dtype dt, int n_dims, const int64_t *shape, void *data,
+                  int device)
+{
+    size_t esz = dt == ZL_DTYPE_F32 || dt == ZL_DTYPE_I32 ? 4 : 2;
+    memset(t, 0, sizeof *t);
+    t->data = data;
+    t->dtype = dt;
+    t->n_dims = n_dims;
+    t->device = device;
+    for (int i = 0; i < ZL_TENSOR_MAX_DIMS; i++)
+        t->ne[i] = 1;
+    int64_t stride = (int64_t)esz;
+    for (int i = n_dims - 1; i >= 0; i--) {
+        t->ne[i] = shape[i];
+        t->nb[i] = stride;
+        stride *= shape[i];
+    }
+}
+
+static void tmat(struct zl_tensor *t, int64_t rows, int64_t cols, void *data, int device)
+{
+    int64_t s[2] = {rows, cols};
+    tmake(t, ZL_DTYPE_F32, 2, s, data, device);
+}
+
+/* [n, heads, head_dim] over the same rows. */
+static void theads(struct zl_tensor *t, int64_t n, int64_t heads, int64_t hd, void *data, int device)
+{
+    int64_t s[3] = {n, heads, hd};
+    tmake(t, ZL_DTYPE_F32, 3, s, data, device);
+}
+
+static size_t al(size_t b)
+{
+    return (b + WS_ALIGN - 1) & ~(size_t)(WS_ALIGN - 1);
+}
+
+/* The workspace layout: one place computes offsets for both the size query
+ * and the step, so they cannot disagree. */
+struct ws_layout {
+    size_t tok, pos, x, h, q, k, v, att, o, g, u, hl, total;
+};
+
+static void ws_plan(const struct llama_hparams *hp, int64_t n, int64_t n_logits, struct ws_layout *w)
+{
+    size_t off = 0, f = sizeof(float);
+    int64_t qd = (int64_t)hp->n_head * hp->head_dim, kvd = (int64_t)hp->n_kv_head * hp->head_dim;
+#define TAKE(field, bytes) (w->field = off, off += al((size_t)(bytes)))
+    TAKE(tok, n * 4);
+    TAKE(pos, n * 4);
+    TAKE(x, n * hp->n_embd * f);
+    TAKE(h, n * hp->n_embd * f);
+    TAKE(q, n * qd * f);
+    TAKE(k, n * kvd * f);
+    TAKE(v, n * kvd * f);
+    TAKE(att, n * qd * f);
+    TAKE(o, n * hp->n_embd * f);
+    TAKE(g, n * hp->n_ff * f);
+    TAKE(u, n * hp->n_ff * f);
+    TAKE(hl, n_logits * hp->n_embd * f);
+#undef TAKE
+    w->total = off + WS_ALIGN; /* slack to align the caller's base */
+}
+
+size_t llama_workspace_bytes(const struct zl_model *m, int32_t max_tokens, int32_t max_logits)
+{
+    struct ws_layout w;
+    ws_plan(&m->hp, max_tokens, max_logits, &w);
+    return w.total;
+}
+
+static const struct zl_tensor *opt(const struct zl_tensor *t)
+{
+    return t->data ? t : NULL;
+}
+
+/* Step-local tensors over the workspace. */
+struct step {
+    struct zl_model *m;
+    const struct zl_forward_batch *b;
+    struct zl_tensor tok, pos, x, h, q, k, v, att, o, g, u;
+    struct zl_tensor q3, k3, v3, att3;
+    struct zl_rope rope;
+};
+
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ < 0)                                                                               \
+            return rc_;                                                                            \
+    } while (0)
+
+static int attention_block(struct step *s, const struct llama_layer *l, int il)
+{
+    struct zl_model *m = s->m;
+    const struct zl_backend_ops *be = m->be;
+    struct zl_bctx *cx = m->bctx;
+    TRY(be->linear(cx, &s->q, &s->h, &l->wq, opt(&l->bq)));
+    TRY(be->linear(cx, &s->k, &s->h, &l->wk, opt(&l->bk)));
+    TRY(be->linear(cx, &s->v, &s->h, &l->wv, opt(&l->bv)));
+    TRY(be->rope(cx, &s->q3, &s->k3, &s->pos, &s->rope));
+    TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
+    float scale = 1.0f / sqrtf((float)m->hp.head_dim);
+    TRY(be->attention(cx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale));
+    return be->linear(cx, &s->o, &s->att, &l->wo, opt(&l->bo));
+}
+
+static int mlp_block(struct step *s, const struct llama_layer *l)
+{
+    const struct zl_backend_ops *be = s->m->be;
+    struct zl_bctx *cx = s->m->bctx;
+    TRY(be->linear(cx, &s->g, &s->h, &l->w_gate, opt(&l->b_gate)));
+    TRY(be->linear(cx, &s->u, &s->h, &l->w_up, opt(&l->b_up)));
+    TRY(be->silu_mul(cx, &s->g, &s->g, &s->u));
+    return be->linear(cx, &s->o, &s->g, &l->w_down, opt(&l->b_down));
+}
+
+static int check_batch(const struct zl_model *m, const struct zl_forward_batch *b,
+                       const struct zl_tensor *logits, const struct ws_layout *w)
+{
+    const char *why = NULL;
+    if (b->n_tokens < 1 || !b->tokens || !b->positions || !b->cache)
+        why = "needs tokens, positions and a cache";
+    else if (b->n_logits < 0 || (b->n_logits && !b->logits_rows))
+        why = "bad logits rows";
+    else if (!b->workspace || b->workspace_bytes < w->total)
+        why = "workspace too small (see workspace_bytes)";
+    else if (b->cache->n_layers != m->hp.n_layer || b->cache->n_kv_heads != m->hp.n_kv_head ||
+             b->cache->head_dim != m->hp.head_dim)
+        why = "cache layout differs from kv_layout";
+    else if (b->n_logits && (!logits || logits->dtype != ZL_DTYPE_F32 || logits->ne[0] < b->n_logits ||
+                             logits->ne[logits->n_dims - 1] != m->hp.n_vocab))
+        why = "logits must be f32 [n_logits, vocab]";
+    if (why)
+        return llama_host->error(ZL_EINVAL, "llama forward: %s", why);
+    for (int32_t i = 0; i < b->n_logits; i++)
+        if (b->logits_rows[i] < 0 || b->logits_rows[i] >= b->n_tokens)
+            return llama_host->error(ZL_ERANGE, "llama forward: logits row %d outside the %d tokens",
+                                     (int)b->logits_rows[i], (int)b->n_tokens);
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        if (b->tokens[i] < 0 || b->tokens[i] >= m->hp.n_vocab)
+            return llama_host->error(ZL_ERANGE, "llama forward: token id %d outside vocab of %d",
+                                     (int)b->tokens[i], (int)m->hp.n_vocab);
+        if (b->positions[i] < 0)
+            return llama_host->error(ZL_ERANGE, "llama forward: negative position %d",
+                                     (int)b->positions[i]);
+    }
+    return ZL_OK;
+}
+
+/* Rope frequencies of this step: fixed, except dynamic NTK past max_pos. */
+static void step_rope(struct step *s, float *inv)
+{
+    const struct zl_model *m = s->m;
+    s->rope.rot_dim = m->hp.rot_dim;
+    s->rope.inv_freq = m->inv_freq;
+    s->rope.attn_factor = m->attn_factor;
+    if (m->hp.rs.type != ZL_ROPE_SCALING_DYNAMIC)
+        return;
+    int32_t maxp = 0;
+    for (int32_t i = 0; i < s->b->n_tokens; i++)
+        maxp = s->b->positions[i] > maxp ? s->b->positions[i] : maxp;
+    if (maxp < m->hp.max_pos)
+        return;
+    float af;
+    llama_rope_inv_freq(&m->hp, maxp, inv, &af); /* cannot fail: checked at create */
+    for (int i = 0; m->freq_factors && i < m->hp.rot_dim / 2; i++)
+        inv[i] /= m->freq_factors[i];
+    s->rope.inv_freq = inv;
+}
+
+int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits)
+{
+    const struct llama_hparams *hp = &m->hp;
+    struct ws_layout w;
+    ws_plan(hp, b->n_tokens, b->n_logits, &w);
+    TRY(check_batch(m, b, logits, &w));
+    const struct zl_backend_ops *be = m->be;
+    struct zl_bctx *cx = m->bctx;
+    int dev = m->device;
+    char *base = (char *)(((uintptr_t)b->workspace + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
+    int64_t n = b->n_tokens, qd = (int64_t)hp->n_head * hp->head_dim;
+    int64_t kvd = (int64_t)hp->n_kv_head * hp->head_dim;
+    struct step s = {.m = m, .b = b};
+    int64_t n1[1] = {n};
+    tmake(&s.tok, ZL_DTYPE_I32, 1, n1, base + w.tok, dev);
+    tmake(&s.pos, ZL_DTYPE_I32, 1, n1, base + w.pos, dev);
+    tmat(&s.x, n, hp->n_embd, base + w.x, dev);
+    tmat(&s.h, n, hp->n_embd, base + w.h, dev);
+    tmat(&s.q, n, qd, base + w.q, dev);
+    tmat(&s.k, n, kvd, base + w.k, dev);
+    tmat(&s.v, n, kvd, base + w.v, dev);
+    tmat(&s.att, n, qd, base + w.att, dev);
+    tmat(&s.o, n, hp->n_embd, base + w.o, dev);
+    tmat(&s.g, n, hp->n_ff, base + w.g, dev);
+    tmat(&s.u, n, hp->n_ff, base + w.u, dev);
+    theads(&s.q3, n, hp->n_head, hp->head_dim, base + w.q, dev);
+    theads(&s.k3, n, hp->n_kv_head, hp->head_dim, base + w.k, dev);
+    theads(&s.v3, n, hp->n_kv_head, hp->head_dim, base + w.v, dev);
+    theads(&s.att3, n, hp->n_head, hp->head_dim, base + w.att, dev);
+    float inv[LLAMA_MAX_ROT / 2];
+    step_rope(&s, inv);
+
+    TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
+    TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
+    TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
+    for (int il = 0; il < hp->n_layer; il++) {
+        const struct llama_layer *l = &m->layers[il];
+        if (il == 0)
+            TRY(be->rms_norm(cx, &s.h, &s.x, NULL, &l->attn_norm, hp->eps));
+        else
+            TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &l->attn_norm, hp->eps));
+        TRY(attention_block(&s, l, il));
+        TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &l->ffn_norm, hp->eps));
+        TRY(mlp_block(&s, l));
+    }
+    TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &m->out_norm, hp->eps));
+    if (b->n_logits == 0)
+        return ZL_OK;
+    struct zl_tensor hl, src, dst, out;
+    tmat(&hl, b->n_logits, hp->n_embd, base + w.hl, dev);
+    for (int32_t i = 0; i < b->n_logits; i++) {
+        tmat(&src, 1, hp->n_embd, (char *)s.h.data + (size_t)b->logits_rows[i] * hp->n_embd * 4, dev);
+        tmat(&dst, 1, hp->n_embd, (char *)hl.data + (size_t)i * hp->n_embd * 4, dev);
+        TRY(be->copy(cx, &dst, &src));
+    }
+    tmat(&out, b->n_logits, hp->n_vocab, logits->data, dev);
+    return be->linear(cx, &out, &hl, &m->lm_head, NULL);
+}
