@@ -208,7 +208,7 @@ int zl_tok_bpe_word(const struct zl_tokenizer *t, struct zl_tok_cache *cache, co
     for (int32_t i = k ? 0 : -1; i >= 0 && rc == 0; i = s[i].next)
         rc = zl_tok_ids_push(out, s[i].id);
     if (rc == 0 && use_cache)
-        cache_put(cache, w, n, out->v + start, out->n - start);
+        cache_put(cache, w, n, out->n > start ? out->v + start : NULL, out->n - start);
     if (s != sbuf)
         free(s);
     if (h != hbuf)
