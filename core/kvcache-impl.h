@@ -11,11 +11,14 @@
 
 struct zl_kv {
     int32_t bs;                 /* tokens per block */
-    int32_t n;                  /* blocks in the pool */
+    int32_t n;                  /* blocks this manager may hold at once */
+    int32_t n_ids;              /* ids run 0 .. n_ids-1 (the pool's size; >= n) */
     struct zl_mem *mem;         /* id source, or NULL for the plain stack */
+    int32_t mem_free0;          /* the pool's free blocks at create */
     int32_t *stack;             /* plain pool: [n] free ids, next on top */
     int32_t n_unused;           /* ids not handed out (by the stack or mem) */
 
+    /* per id arrays, [n_ids] */
     int32_t *ref;               /* [n] sequences holding the block; -1 while unallocated */
     /* cached blocks: key, parent key and tokens (checked on a hit so a
      * 64-bit collision cannot hand out the wrong KV) */

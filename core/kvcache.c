@@ -37,7 +37,7 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
     *out = NULL;
     if (!p || p->block_size < 1)
         return zl_error(ZL_EINVAL, "kvcache: block_size must be >= 1");
-    int32_t n = p->n_blocks;
+    int32_t n = p->n_blocks, n_ids = p->n_blocks, free0 = 0;
     if (p->mem) {
         void *base;
         size_t stride;
@@ -46,7 +46,11 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
             return zl_error_wrap(ZL_EINVAL, "kvcache");
         if (nb > INT32_MAX / 2)
             return zl_error(ZL_EINVAL, "kvcache: %u blocks is too many", nb);
-        n = (int32_t)nb;
+        struct zl_mem_stats st;
+        zl_mem_get_stats(p->mem, &st);
+        n_ids = (int32_t)nb;
+        free0 = (int32_t)st.kv_blocks_free;
+        n = p->n_blocks > 0 && p->n_blocks < free0 ? p->n_blocks : free0;
     }
     if (n < 1)
         return zl_error(ZL_EINVAL, "kvcache: the pool has no blocks");
@@ -58,19 +62,21 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
         return zl_error(ZL_ENOMEM, "kvcache: out of memory");
     kv->bs = p->block_size;
     kv->n = n;
+    kv->n_ids = n_ids;
     kv->mem = p->mem;
+    kv->mem_free0 = free0;
     kv->n_bucket = 16;
     while (kv->n_bucket < (uint32_t)n)
         kv->n_bucket <<= 1;
-    kv->ref = malloc(sizeof(int32_t) * n);
-    kv->keyed = calloc(n, sizeof(bool));
-    kv->key = calloc(n, sizeof(uint64_t));
-    kv->parent = calloc(n, sizeof(uint64_t));
-    kv->toks = calloc((size_t)n * kv->bs, sizeof(int32_t));
-    kv->hnext = malloc(sizeof(int32_t) * n);
+    kv->ref = malloc(sizeof(int32_t) * n_ids);
+    kv->keyed = calloc(n_ids, sizeof(bool));
+    kv->key = calloc(n_ids, sizeof(uint64_t));
+    kv->parent = calloc(n_ids, sizeof(uint64_t));
+    kv->toks = calloc((size_t)n_ids * kv->bs, sizeof(int32_t));
+    kv->hnext = malloc(sizeof(int32_t) * n_ids);
     kv->bucket = malloc(sizeof(int32_t) * kv->n_bucket);
-    kv->lru_prev = malloc(sizeof(int32_t) * n);
-    kv->lru_next = malloc(sizeof(int32_t) * n);
+    kv->lru_prev = malloc(sizeof(int32_t) * n_ids);
+    kv->lru_next = malloc(sizeof(int32_t) * n_ids);
     if (!p->mem)
         kv->stack = malloc(sizeof(int32_t) * n);
     if (!kv->ref || !kv->keyed || !kv->key || !kv->parent || !kv->toks || !kv->hnext ||
@@ -78,7 +84,7 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
         zl_kv_free(kv);
         return zl_error(ZL_ENOMEM, "kvcache: out of memory for %d blocks", n);
     }
-    for (int32_t i = 0; i < n; i++) {
+    for (int32_t i = 0; i < n_ids; i++) {
         kv->ref[i] = -1;
         kv->hnext[i] = kv->lru_prev[i] = kv->lru_next[i] = KV_NONE;
         if (kv->stack)
@@ -88,11 +94,6 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
         kv->bucket[i] = KV_NONE;
     kv->lru_head = kv->lru_tail = KV_NONE;
     kv->n_unused = n;
-    if (p->mem) {
-        struct zl_mem_stats st;
-        zl_mem_get_stats(p->mem, &st);
-        kv->n_unused = (int32_t)st.kv_blocks_free;
-    }
     *out = kv;
     return ZL_OK;
 }
@@ -103,7 +104,7 @@ int32_t zl_kv_n_available(const struct zl_kv *kv) { return kv->n_unused + kv->n_
 
 int32_t zl_kv_block_refs(const struct zl_kv *kv, int32_t id)
 {
-    return id >= 0 && id < kv->n ? kv->ref[id] : -1;
+    return id >= 0 && id < kv->n_ids ? kv->ref[id] : -1;
 }
 
 /* ---- the LRU of free cached blocks ---- */
@@ -300,7 +301,7 @@ void zl_kv_prefix_clear(struct zl_kv *kv)
         kv->ref[id] = 1;
         put_block(kv, id);      /* unkeyed now: back to the pool */
     }
-    for (int32_t id = 0; id < kv->n; id++)
+    for (int32_t id = 0; id < kv->n_ids; id++)
         if (kv->keyed[id])
             zl_kv_hash_remove(kv, id);
 }
@@ -326,7 +327,7 @@ double zl_kv_prefix_hit_rate(const struct zl_kv *kv)
 int zl_kv_check(const struct zl_kv *kv)
 {
     int32_t n_unalloc = 0, n_zero = 0, n_keyed = 0, n_lru = 0;
-    for (int32_t i = 0; i < kv->n; i++) {
+    for (int32_t i = 0; i < kv->n_ids; i++) {
         if (kv->ref[i] < -1)
             return zl_error(ZL_ESTATE, "kvcache: block %d has refcount %d", i, kv->ref[i]);
         if (kv->ref[i] == -1) {
@@ -349,17 +350,18 @@ int zl_kv_check(const struct zl_kv *kv)
         if (++n_lru > kv->n || kv->lru_prev[id] != prev || kv->ref[id] != 0)
             return zl_error(ZL_ESTATE, "kvcache: LRU list broken at block %d", id);
     }
-    if (n_unalloc != kv->n_unused || n_zero != kv->n_lru || n_lru != kv->n_lru ||
+    if (kv->n_ids - n_unalloc != kv->n - kv->n_unused || n_zero != kv->n_lru || n_lru != kv->n_lru ||
         n_keyed != kv->n_keyed)
-        return zl_error(ZL_ESTATE, "kvcache: counts disagree (unallocated %d/%d, cached free %d/%d/%d,"
-                        " cached %d/%d)", n_unalloc, kv->n_unused, n_zero, n_lru, kv->n_lru,
-                        n_keyed, kv->n_keyed);
+        return zl_error(ZL_ESTATE, "kvcache: counts disagree (allocated ids %d, held %d,"
+                        " cached free %d/%d/%d, cached %d/%d)", kv->n_ids - n_unalloc,
+                        kv->n - kv->n_unused, n_zero, n_lru, kv->n_lru, n_keyed, kv->n_keyed);
     if (kv->mem) {
         struct zl_mem_stats st;
         zl_mem_get_stats(kv->mem, &st);
-        if ((int32_t)st.kv_blocks_free != kv->n_unused)
+        int32_t want = kv->mem_free0 - (kv->n - kv->n_unused);
+        if ((int32_t)st.kv_blocks_free != want)
             return zl_error(ZL_ESTATE, "kvcache: memory pool has %u free blocks, expected %d",
-                            st.kv_blocks_free, kv->n_unused);
+                            st.kv_blocks_free, want);
     }
     return ZL_OK;
 }

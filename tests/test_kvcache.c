@@ -82,6 +82,18 @@ Test(kvcache, memory_manager_pool)
     cr_expect_eq(st.kv_blocks_free, st.kv_blocks_total);
     cr_expect_eq(zl_kv_check(kv), ZL_OK, "%s", zl_last_error());
     zl_kv_free(kv);
+    /* a cap below the pool's size (tiny pools for tests) */
+    p.n_blocks = 3;
+    cr_assert_eq(zl_kv_create(&p, &kv), ZL_OK, "%s", zl_last_error());
+    cr_expect_eq(zl_kv_n_blocks(kv), 3);
+    zl_kv_seq_init(&s, 0);
+    cr_expect_eq(zl_kv_seq_grow(kv, &s, 64), ZL_ENOMEM);
+    cr_assert_eq(zl_kv_seq_grow(kv, &s, 48), ZL_OK);
+    zl_mem_get_stats(mem, &st);
+    cr_expect_eq(st.kv_blocks_free, st.kv_blocks_total - 3);
+    cr_expect_eq(zl_kv_check(kv), ZL_OK, "%s", zl_last_error());
+    zl_kv_seq_release(kv, &s);
+    zl_kv_free(kv);
     zl_mem_free(mem);
 }
 

@@ -24,9 +24,10 @@ struct zl_mem;
  * puts them (zl_mem_kv_ptr), the attention ops get the ids. */
 struct zl_kv_params {
     int32_t block_size;     /* tokens per block; 16 */
-    int32_t n_blocks;       /* size of a plain id pool (mem == NULL); 0 */
+    int32_t n_blocks;       /* size of a plain id pool (mem == NULL); with mem:
+                             * at most this many of its blocks, 0 = all; 0 */
     struct zl_mem *mem;     /* PLANNED memory manager whose KV pool hands out
-                             * the ids (n_blocks is then the pool's); NULL */
+                             * the ids; NULL */
 };
 
 ZL_API struct zl_kv_params zl_kv_default_params(void);

@@ -1,0 +1,86 @@
+/* Layout of the engine, shared by engine.c (lifecycle, requests, queue,
+ * thread) and engine-step.c (one iteration: schedule, forward, sample). */
+#ifndef ZLIGHT_ENGINE_IMPL_H
+#define ZLIGHT_ENGINE_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <zlight/detok.h>
+#include <zlight/engine.h>
+#include <zlight/kvcache.h>
+#include <zlight/memory.h>
+
+struct eng_req;
+
+struct eng_seq {
+    struct zl_sched_seq s;          /* s.user = this */
+    struct eng_req *req;
+    int32_t index;
+    bool added, finished;
+    double t_first, t_last;         /* first and latest token, seconds */
+    struct zl_detok *detok;         /* with a tokenizer */
+    struct zl_stopstr *stops;       /* with stop strings */
+};
+
+struct eng_req {
+    uint64_t id;
+    void *user;
+    struct zl_sampling_params sp;   /* arrays below are the engine's copies */
+    int32_t *bias_ids, *stop_ids;
+    float *bias;
+    char **stop;
+    uint64_t seed;
+    int32_t n_prompt;
+    int32_t n_done;                 /* finished sequences */
+    struct eng_seq *seqs;           /* [sp.n] */
+    double t_arrival;
+    bool started, cancel, cancel_seen;
+    struct eng_req *prev, *next;    /* the engine's list of live requests */
+};
+
+/* A queued event: the public struct plus the storage its pointers use. */
+struct eng_event {
+    struct zl_output o;
+    struct eng_event *next;
+    int32_t top_ids[ZL_SAMPLE_MAX_LOGPROBS];
+    float top_logprobs[ZL_SAMPLE_MAX_LOGPROBS];
+    char text[];
+};
+
+struct zl_engine {
+    struct zl_engine_params p;
+    int32_t *eos;                   /* copy of p.eos_ids */
+    int32_t vocab;
+    struct zl_kv_layout layout;
+    struct zl_kv_cache cache;
+    struct zl_kv *kv;
+    struct zl_sched *sched;
+    struct zl_sampler *sampler;
+    float *logits;                  /* host [logits_cap / vocab, vocab] */
+    size_t logits_cap;              /* floats */
+    char *text;                     /* scratch for one event's text */
+    size_t text_len, text_cap;
+    struct eng_req **todo;          /* scratch: requests to start or cancel this step */
+    size_t todo_cap;
+
+    pthread_mutex_t mu;             /* guards everything below */
+    pthread_cond_t work_cv, out_cv;
+    pthread_t thread;
+    bool has_thread, stop, failed, sync_init;
+    struct eng_req *reqs;           /* live requests, newest first */
+    int32_t n_live;
+    struct eng_event *q_head, *q_tail;
+    uint64_t next_id, seed_counter;
+    struct zl_engine_stats st;
+};
+
+/* engine-step.c */
+int zl_engine_iterate(struct zl_engine *e);
+void zl_engine_abort_all(struct zl_engine *e);
+/* engine.c */
+double zl_engine_now(void);
+void zl_engine_emit(struct zl_engine *e, const struct zl_output *o);
+void zl_engine_req_free(struct eng_req *r);
+void zl_engine_hist_add(struct zl_histogram *h, double v);
+
+#endif

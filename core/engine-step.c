@@ -1,0 +1,357 @@
+/* One engine iteration: take in new and cancelled requests, schedule,
+ * run the model over the varlen batch, sample each finished row, stream
+ * the token (and its text) and finish sequences on stop / length.
+ * Runs on the engine thread only; it takes the engine mutex just to read
+ * the request list and to publish counters. */
+#include <stdlib.h>
+#include <string.h>
+#include <zlight/log.h>
+#include "engine-impl.h"
+
+static int text_append(struct zl_engine *e, const char *t, size_t n)
+{
+    if (e->text_len + n + 1 > e->text_cap) {
+        size_t cap = e->text_cap ? e->text_cap : 256;
+        while (cap < e->text_len + n + 1)
+            cap *= 2;
+        char *x = realloc(e->text, cap);
+        if (!x)
+            return zl_error(ZL_ENOMEM, "engine: out of memory for output text");
+        e->text = x;
+        e->text_cap = cap;
+    }
+    memcpy(e->text + e->text_len, t, n);
+    e->text_len += n;
+    return ZL_OK;
+}
+
+/* Text through the stop-string matcher (when there is one).  Returns 1
+ * when a stop string completed. */
+static int text_out(struct zl_engine *e, struct eng_seq *q, const char *t, size_t n, int final)
+{
+    if (!q->stops) {
+        text_append(e, t, n);   /* on ENOMEM the text is lost, the tokens are not */
+        return 0;
+    }
+    const char *emit;
+    size_t len;
+    int hit = zl_stopstr_push(q->stops, t, n, &emit, &len);
+    if (hit >= 0 && len)
+        text_append(e, emit, len);
+    if (hit == 0 && final && zl_stopstr_finish(q->stops, &emit, &len) >= 0 && len)
+        text_append(e, emit, len);
+    return hit == 1;
+}
+
+static void base_output(const struct eng_seq *q, struct zl_output *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->request_id = q->req->id;
+    o->user = q->req->user;
+    o->index = q->index;
+    o->stop_token = -1;
+    o->stop_string = -1;
+    o->n_prompt_tokens = q->req->n_prompt;
+    o->n_cached_tokens = q->s.n_cached;
+    o->n_output_tokens = q->s.n_tokens - q->s.n_prompt;
+}
+
+static void add_siblings(struct zl_engine *e, struct eng_req *r);
+
+/* Marks q finished; the last sequence of a request retires it. */
+static void retire(struct zl_engine *e, struct eng_seq *q)
+{
+    struct eng_req *r = q->req;
+    if (q->added)
+        zl_sched_remove(e->sched, &q->s);
+    q->finished = true;
+    if (q->index == 0)
+        add_siblings(e, r);     /* they were waiting for the prompt's blocks */
+    int32_t n_out = q->s.n_tokens - q->s.n_prompt;
+    double now = zl_engine_now();
+    pthread_mutex_lock(&e->mu);
+    if (n_out > 1)
+        zl_engine_hist_add(&e->st.tpot, (q->t_last - q->t_first) / (n_out - 1));
+    if (++r->n_done == r->sp.n) {
+        zl_engine_hist_add(&e->st.e2e, now - r->t_arrival);
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            e->reqs = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+        e->n_live--;
+        e->st.requests_finished++;
+    } else {
+        r = NULL;
+    }
+    pthread_mutex_unlock(&e->mu);
+    zl_engine_req_free(r);
+}
+
+/* An event with no token (abort, dropped) that ends q. */
+static void end_seq(struct zl_engine *e, struct eng_seq *q, enum zl_finish_reason why)
+{
+    if (q->finished)
+        return;
+    struct zl_output o;
+    base_output(q, &o);
+    o.finish = why;
+    e->text_len = 0;
+    if (q->detok && why != ZL_FINISH_ABORT) {
+        const char *t;
+        size_t n;
+        if (zl_detok_finish(q->detok, &t, &n) >= 0)
+            text_out(e, q, t, n, 1);
+    }
+    if (e->p.tokenizer) {
+        o.text = e->text ? e->text : "";
+        o.text_len = e->text_len;
+    }
+    zl_engine_emit(e, &o);
+    retire(e, q);
+}
+
+static void add_siblings(struct zl_engine *e, struct eng_req *r)
+{
+    for (int32_t i = 1; i < r->sp.n; i++) {
+        struct eng_seq *q = &r->seqs[i];
+        if (q->added || q->finished)
+            continue;
+        if (r->cancel || zl_sched_add(e->sched, &q->s) < 0) {
+            end_seq(e, q, ZL_FINISH_ABORT);
+            continue;
+        }
+        q->added = true;
+    }
+}
+
+/* Aborts every unfinished sequence of r, siblings before sequence 0 (whose
+ * end would add them); the last one frees r. */
+static void end_all(struct zl_engine *e, struct eng_req *r)
+{
+    int32_t left = r->sp.n - r->n_done;
+    for (int32_t k = r->sp.n - 1; k >= 0 && left > 0; k--)
+        if (!r->seqs[k].finished) {
+            left--;
+            end_seq(e, &r->seqs[k], ZL_FINISH_ABORT);
+        }
+}
+
+static int todo_reserve(struct zl_engine *e, size_t n)
+{
+    if (n <= e->todo_cap)
+        return ZL_OK;
+    size_t cap = e->todo_cap ? e->todo_cap * 2 : 64;
+    while (cap < n)
+        cap *= 2;
+    struct eng_req **t = realloc(e->todo, sizeof(*t) * cap);
+    if (!t)
+        return zl_error(ZL_ENOMEM, "engine: out of memory");
+    e->todo = t;
+    e->todo_cap = cap;
+    return ZL_OK;
+}
+
+/* New requests join the scheduler (oldest first); cancelled ones end. */
+static int intake(struct zl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int rc = todo_reserve(e, (size_t)e->n_live);
+    size_t n = 0;
+    for (struct eng_req *r = e->reqs; r && rc == 0; r = r->next)
+        if ((r->cancel && !r->cancel_seen) || !r->started)
+            e->todo[n++] = r;
+    for (size_t i = 0; i < n; i++) {
+        e->todo[i]->cancel_seen = e->todo[i]->cancel;
+        if (!e->todo[i]->started && !e->todo[i]->cancel)
+            e->st.prompt_tokens += e->todo[i]->n_prompt;
+    }
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = n; i-- > 0;) {     /* the list is newest first */
+        struct eng_req *r = e->todo[i];
+        if (r->cancel) {
+            end_all(e, r);
+            continue;
+        }
+        r->started = true;
+        if (zl_sched_add(e->sched, &r->seqs[0].s) < 0) {
+            ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
+            end_all(e, r);
+            continue;
+        }
+        r->seqs[0].added = true;
+    }
+    return rc;
+}
+
+void zl_engine_abort_all(struct zl_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->failed = true;
+    for (struct eng_req *r = e->reqs; r; r = r->next)
+        r->cancel = true;
+    pthread_mutex_unlock(&e->mu);
+    intake(e);
+}
+
+static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
+{
+    const struct zl_engine_params *p = &e->p;
+    size_t nl = (size_t)b->n_logits * (size_t)e->vocab;
+    if (nl > e->logits_cap) {
+        float *l = realloc(e->logits, sizeof(float) * nl);
+        if (!l)
+            return zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", b->n_logits);
+        e->logits = l;
+        e->logits_cap = nl;
+    }
+    struct zl_mem_mark mark = zl_mem_ws_mark(p->mem);
+    size_t wsb = p->model_ops->workspace_bytes(p->model, b->n_tokens, b->n_logits);
+    void *ws = NULL, *dl = NULL;
+    int rc = ZL_OK;
+    if (wsb)
+        rc = zl_mem_ws_alloc(p->mem, wsb, &ws);
+    if (rc == 0 && nl)
+        rc = zl_mem_ws_alloc(p->mem, sizeof(float) * nl, &dl);
+    struct zl_tensor lt;
+    int64_t shape[2] = {b->n_logits, e->vocab};
+    if (rc == 0)
+        rc = zl_tensor_init(&lt, ZL_DTYPE_F32, 2, shape, dl, p->device);
+    if (rc == 0) {
+        struct zl_forward_batch fb = {
+            .n_tokens = b->n_tokens, .tokens = b->tokens, .positions = b->positions,
+            .attn = b->attn, .cache = &e->cache, .n_logits = b->n_logits,
+            .logits_rows = b->logits_rows, .workspace = ws, .workspace_bytes = wsb,
+        };
+        rc = p->model_ops->forward(p->model, &fb, &lt);
+    }
+    if (rc == 0 && nl)
+        rc = p->backend->copy_to_host(p->device, e->logits, dl, sizeof(float) * nl);
+    zl_mem_ws_release(p->mem, mark);
+    return rc < 0 ? zl_error_wrap(rc, "engine: forward of %d tokens", b->n_tokens) : ZL_OK;
+}
+
+static int has_id(const int32_t *ids, int32_t n, int32_t t)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] == t)
+            return 1;
+    return 0;
+}
+
+/* Samples row `row` for q, streams the token and ends q when it stops. */
+static void sample_row(struct zl_engine *e, struct eng_seq *q, float *row, double now)
+{
+    struct eng_req *r = q->req;
+    const struct zl_sampling_params *sp = &r->sp;
+    int32_t n_out = q->s.n_tokens - q->s.n_prompt;
+    struct zl_sampler_seq ss = {
+        .prompt = q->s.tokens, .n_prompt = q->s.n_prompt, .output = q->s.tokens + q->s.n_prompt,
+        .n_output = n_out, .eos_ids = e->p.eos_ids, .n_eos = e->p.n_eos,
+        .seed = r->seed, .stream = (uint64_t)q->index,
+    };
+    struct zl_sample_result res;
+    if (zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0 ||
+        zl_sched_append(e->sched, &q->s, res.token) < 0) {
+        ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
+        end_seq(e, q, ZL_FINISH_ABORT);
+        return;
+    }
+    n_out++;
+    pthread_mutex_lock(&e->mu);
+    if (n_out == 1 && q->index == 0)
+        zl_engine_hist_add(&e->st.ttft, now - r->t_arrival);
+    else if (n_out > 1)
+        zl_engine_hist_add(&e->st.itl, now - q->t_last);
+    e->st.generation_tokens++;
+    pthread_mutex_unlock(&e->mu);
+    if (n_out == 1)
+        q->t_first = now;
+    q->t_last = now;
+
+    struct zl_output o;
+    base_output(q, &o);
+    o.n_tokens = 1;
+    o.token = res.token;
+    if (sp->logprobs >= 0) {
+        o.logprob = res.logprob;
+        o.n_top = res.n_top;
+        o.top_ids = res.top_ids;
+        o.top_logprobs = res.top_logprobs;
+    }
+    int can_stop = n_out >= sp->min_tokens;
+    if (can_stop && !sp->ignore_eos && has_id(e->p.eos_ids, e->p.n_eos, res.token)) {
+        o.finish = ZL_FINISH_STOP;
+        o.stop_token = res.token;
+    } else if (can_stop && has_id(sp->stop_token_ids, sp->n_stop_token_ids, res.token)) {
+        o.finish = ZL_FINISH_STOP;
+        o.stop_token = res.token;
+    }
+    if (!o.finish && ((sp->max_tokens > 0 && n_out >= sp->max_tokens) ||
+                      q->s.n_tokens >= e->p.sched.max_model_len))
+        o.finish = ZL_FINISH_LENGTH;
+
+    e->text_len = 0;
+    if (q->detok) {
+        const char *t;
+        size_t n;
+        int stopped = 0;
+        if (o.stop_token < 0 && zl_detok_push(q->detok, res.token, &t, &n) >= 0)
+            stopped = text_out(e, q, t, n, 0);
+        if (stopped) {
+            o.finish = ZL_FINISH_STOP;
+            o.stop_string = zl_stopstr_matched(q->stops);
+        } else if (o.finish && zl_detok_finish(q->detok, &t, &n) >= 0) {
+            text_out(e, q, t, n, 1);
+        }
+        o.text = e->text ? e->text : "";
+        o.text_len = e->text_len;
+    }
+    if (q->index == 0 && n_out == 1)
+        add_siblings(e, r);
+    zl_engine_emit(e, &o);
+    if (o.finish)
+        retire(e, q);
+}
+
+static void publish_stats(struct zl_engine *e)
+{
+    struct zl_sched_stats ss;
+    struct zl_kv_stats ks;
+    zl_sched_get_stats(e->sched, &ss);
+    zl_kv_get_stats(e->kv, &ks);
+    pthread_mutex_lock(&e->mu);
+    e->st.n_running = ss.n_running;
+    e->st.n_waiting = ss.n_waiting;
+    e->st.n_preemptions = ss.n_preemptions;
+    e->st.n_steps = ss.n_steps;
+    e->st.kv_blocks_used = ks.n_used;
+    e->st.kv_usage = ks.n_blocks ? (double)ks.n_used / ks.n_blocks : 0.0;
+    e->st.prefix_queried_tokens = ks.queried_tokens;
+    e->st.prefix_hit_tokens = ks.hit_tokens;
+    e->st.prefix_hit_rate = zl_kv_prefix_hit_rate(e->kv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int zl_engine_iterate(struct zl_engine *e)
+{
+    int rc = intake(e);
+    const struct zl_sched_batch *b;
+    if (rc == 0)
+        rc = zl_sched_step(e->sched, &b);
+    if (rc < 0)
+        return rc;
+    for (int32_t i = 0; i < b->n_dropped; i++)
+        end_seq(e, b->dropped[i]->user, ZL_FINISH_LENGTH);
+    if (b->n_seqs > 0) {
+        if ((rc = forward(e, b)) < 0)
+            return rc;
+        zl_sched_commit(e->sched);
+        double now = zl_engine_now();
+        for (int32_t i = 0; i < b->n_logits; i++)
+            sample_row(e, b->logits_seqs[i]->user, e->logits + (size_t)i * e->vocab, now);
+    }
+    publish_stats(e);
+    return ZL_OK;
+}

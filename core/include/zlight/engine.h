@@ -1,0 +1,153 @@
+/* The serving engine: requests in, streamed tokens out.  One engine thread
+ * runs scheduler -> model forward -> sampler -> per-request outputs.
+ *
+ *   struct zl_engine_params ep = zl_engine_default_params();  ep.model = m;  ...
+ *   struct zl_engine *e;  zl_engine_create(&ep, &e);
+ *   struct zl_sampling_params sp = zl_sampling_default_params();  uint64_t id;
+ *   zl_engine_submit(e, prompt, n_prompt, &sp, NULL, &id);
+ *   struct zl_output o;  while (zl_engine_wait(e, &o, -1) > 0 && !o.finish) zl_output_release(&o);
+ */
+#ifndef ZLIGHT_ENGINE_H
+#define ZLIGHT_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zlight/backend.h>
+#include <zlight/model.h>
+#include <zlight/sampler.h>
+#include <zlight/scheduler.h>
+#include <zlight/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct zl_mem;
+struct zl_tokenizer;
+
+enum zl_finish_reason {
+    ZL_FINISH_NONE = 0,     /* more to come */
+    ZL_FINISH_STOP = 1,     /* EOS, a stop token id or a stop string */
+    ZL_FINISH_LENGTH = 2,   /* max_tokens, max_model_len or the KV pool */
+    ZL_FINISH_ABORT = 3,    /* cancelled, or the engine failed / shut down */
+};
+
+/* One event of one sequence: a new token (usually), its text, and at the
+ * end the finish reason.  Pointers stay valid until zl_output_release (or
+ * the end of the callback). */
+struct zl_output {
+    uint64_t request_id;
+    void *user;                     /* as given to zl_engine_submit */
+    int32_t index;                  /* sequence within the request, 0 .. n-1 */
+    int32_t n_tokens;               /* 0 or 1: `token` is new */
+    int32_t token;
+    const char *text;               /* new text (a tokenizer is attached), else NULL */
+    size_t text_len;
+    float logprob;                  /* when the request asked for logprobs */
+    int32_t n_top;
+    const int32_t *top_ids;         /* [n_top] best first */
+    const float *top_logprobs;      /* [n_top] */
+    enum zl_finish_reason finish;
+    int32_t stop_token;             /* STOP by a token id: that id, else -1 */
+    int32_t stop_string;            /* STOP by a stop string: its index, else -1 */
+    int32_t n_prompt_tokens;
+    int32_t n_cached_tokens;        /* prompt tokens found in the prefix cache */
+    int32_t n_output_tokens;        /* generated so far, this one included */
+    void *priv;                     /* owned by the engine */
+};
+
+typedef void (*zl_output_fn)(const struct zl_output *out, void *user);
+
+struct zl_engine_params {
+    /* the model, created with weights placed through `mem` (frozen) */
+    const struct zl_model_ops *model_ops;
+    struct zl_model *model;
+    const struct zl_backend_ops *backend;
+    struct zl_bctx *bctx;
+    int32_t device;
+    /* The model's memory manager: FROZEN (the engine plans the workspace
+     * for a full step and gives the rest to the KV pool) or PLANNED by the
+     * caller (workspace big enough, KV blocks of block_size tokens). */
+    struct zl_mem *mem;
+    int32_t block_size;             /* tokens per KV block; 16 */
+    int32_t max_kv_blocks;          /* use at most this many pool blocks, 0 = all (tests); 0 */
+    struct zl_sched_params sched;   /* zl_sched_default_params() (budget, max_num_seqs, max_model_len, ...) */
+    const struct zl_tokenizer *tokenizer;   /* optional: text deltas and stop strings */
+    const int32_t *eos_ids;         /* [n_eos] EOS ids (generation_config.json; several) */
+    int32_t n_eos;
+    uint64_t seed;                  /* seeds requests that bring none (a counter on it); 0 */
+    int32_t threaded;               /* 1: own engine thread; 0: the caller runs zl_engine_step; 1 */
+    zl_output_fn on_output;         /* called on the engine thread per event; NULL = queue for
+                                     * zl_engine_wait */
+    void *on_output_user;
+};
+
+ZL_API struct zl_engine_params zl_engine_default_params(void);
+
+/* Histogram of latencies in seconds, cumulative since the engine started
+ * (Prometheus style; bounds from zl_engine_hist_bounds). */
+#define ZL_HIST_BUCKETS 24
+struct zl_histogram {
+    uint64_t count;
+    double sum;
+    uint64_t buckets[ZL_HIST_BUCKETS];  /* observations <= bounds[i] (last: +Inf) */
+};
+
+ZL_API const double *zl_engine_hist_bounds(void);
+/* Approximate quantile q (0..1) by linear interpolation inside a bucket. */
+ZL_API double zl_histogram_quantile(const struct zl_histogram *h, double q);
+
+struct zl_engine_stats {
+    int32_t n_running, n_waiting;
+    int64_t n_preemptions;
+    int32_t kv_blocks_total, kv_blocks_used;
+    double kv_usage;                /* used / total */
+    double prefix_hit_rate;
+    int64_t prefix_queried_tokens, prefix_hit_tokens;
+    int64_t prompt_tokens;          /* prompt tokens of admitted requests */
+    int64_t generation_tokens;
+    int64_t requests_submitted, requests_finished;
+    int64_t n_steps;
+    int32_t max_model_len;
+    struct zl_histogram ttft, tpot, itl, e2e;
+};
+
+struct zl_engine;
+
+/* Plans memory if needed, builds the scheduler and, with `threaded`,
+ * starts the engine thread.  ZL_EINVAL naming the missing or bad param;
+ * ZL_ENOMEM.  *out is NULL on failure. */
+ZL_API int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out);
+/* Stops the thread; requests still running end without further events.
+ * NULL-safe. */
+ZL_API void zl_engine_free(struct zl_engine *e);
+
+/* Queues a request (copies the prompt and the sampling params).  Any
+ * thread.  ZL_EINVAL: bad params (zl_sampling_validate), an empty prompt,
+ * ids outside the vocabulary, a prompt that cannot fit (max_model_len, KV
+ * pool), stop strings without a tokenizer; ZL_ESTATE after a fatal engine
+ * error; ZL_ENOMEM. */
+ZL_API int zl_engine_submit(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
+                            const struct zl_sampling_params *sp, void *user, uint64_t *id);
+/* Cancels a request: its sequences end with ABORT at the next step and
+ * their blocks are freed.  ZL_ENOTFOUND for an unknown or finished id. */
+ZL_API int zl_engine_cancel(struct zl_engine *e, uint64_t id);
+
+/* Without the thread: one iteration.  Returns the number of requests
+ * still unfinished (0: idle), or a negative status (the forward failed:
+ * every request then ends with ABORT). */
+ZL_API int zl_engine_step(struct zl_engine *e);
+
+/* Next queued event (no on_output): 1 with *out filled (release it), 0 on
+ * timeout (timeout_ms < 0 waits forever; 0 polls).  Without the thread,
+ * zl_engine_wait runs steps itself while it has nothing to return. */
+ZL_API int zl_engine_wait(struct zl_engine *e, struct zl_output *out, int timeout_ms);
+ZL_API void zl_output_release(struct zl_output *out);
+
+/* Counters and histograms as of the last step.  Any thread. */
+ZL_API void zl_engine_get_stats(struct zl_engine *e, struct zl_engine_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,326 @@
+/* Engine over the fake model: streaming, stop / length / abort, sampling
+ * options, n > 1, the thread, counters, and batch invariance of the
+ * plumbing (alone, together, chunked, prefix hits, preemption). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include "test_engine_fakemodel.h"
+
+struct rig {
+    struct zl_model m;
+    struct zl_mem *mem;
+    struct zl_engine *e;
+};
+
+static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
+{
+    memset(&r->m, 0, sizeof(r->m));
+    r->mem = fake_mem(512, bs);
+    cr_assert_not_null(r->mem, "%s", zl_last_error());
+    size_t ws = fm_ws(&r->m, ep.sched.max_num_batched_tokens, ep.sched.max_num_seqs) +
+                sizeof(float) * FAKE_VOCAB * (size_t)ep.sched.max_num_seqs + 4096;
+    cr_assert_eq(zl_mem_plan(r->mem, ws, (size_t)bs * 16), ZL_OK, "%s", zl_last_error());
+    void *base;
+    size_t stride;
+    uint32_t nb;
+    cr_assert_eq(zl_mem_kv_pool(r->mem, &base, &stride, &nb), ZL_OK);
+    fake_init(&r->m.f, (int32_t)nb, bs);
+    ep.model_ops = &fake_model_ops;
+    ep.model = &r->m;
+    ep.backend = &fake_backend_ops;
+    ep.mem = r->mem;
+    ep.block_size = bs;
+    cr_assert_eq(zl_engine_create(&ep, &r->e), ZL_OK, "%s", zl_last_error());
+}
+
+static void rig_down(struct rig *r)
+{
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r->e, &st);
+    cr_expect_eq(st.kv_blocks_used, 0, "blocks left in use");
+    zl_engine_free(r->e);
+    cr_expect_eq(r->m.f.errors, 0, "the fake model read a wrong slot");
+    struct zl_mem_stats ms;
+    zl_mem_get_stats(r->mem, &ms);
+    cr_expect_eq(zl_mem_check(r->mem), ZL_OK, "%s", zl_last_error());
+    fake_fini(&r->m.f);
+    zl_mem_free(r->mem);
+}
+
+static struct zl_engine_params params(int threaded)
+{
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.threaded = threaded;
+    ep.sched.max_num_batched_tokens = 256;
+    ep.sched.max_num_seqs = 32;
+    ep.sched.max_model_len = 512;
+    return ep;
+}
+
+struct result {
+    int32_t toks[8][256];
+    int32_t n[8];
+    enum zl_finish_reason fin[8];
+    int32_t stop_token[8];
+    int32_t cached;
+    int events;
+};
+
+/* Waits until every request in ids[] has all its sequences finished. */
+static void collect(struct zl_engine *e, const uint64_t *ids, int n_req, const int *n_seq, struct result *res)
+{
+    int left = 0;
+    for (int i = 0; i < n_req; i++)
+        left += n_seq[i];
+    while (left > 0) {
+        struct zl_output o;
+        int got = zl_engine_wait(e, &o, 10000);
+        cr_assert_eq(got, 1, "no event in 10 s (%d sequences left)", left);
+        int k = 0;
+        while (k < n_req && ids[k] != o.request_id)
+            k++;
+        cr_assert_lt(k, n_req);
+        struct result *r = &res[k];
+        r->events++;
+        if (o.n_tokens) {
+            cr_assert_lt(r->n[o.index], 256);
+            r->toks[o.index][r->n[o.index]++] = o.token;
+            cr_expect_eq(o.n_output_tokens, r->n[o.index]);
+        }
+        if (o.finish) {
+            r->fin[o.index] = o.finish;
+            r->stop_token[o.index] = o.stop_token;
+            r->cached = o.n_cached_tokens;
+            left--;
+        }
+        zl_output_release(&o);
+    }
+}
+
+static void run_one(struct zl_engine *e, const int32_t *prompt, int32_t n,
+                    const struct zl_sampling_params *sp, struct result *res)
+{
+    uint64_t id;
+    memset(res, 0, sizeof(*res));
+    cr_assert_eq(zl_engine_submit(e, prompt, n, sp, NULL, &id), ZL_OK, "%s", zl_last_error());
+    int ns = sp ? sp->n : 1;
+    collect(e, &id, 1, &ns, res);
+}
+
+Test(engine, greedy_stream_and_length)
+{
+    struct rig r;
+    rig_up(&r, params(0), 4);
+    int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 12;
+    struct result res;
+    run_one(r.e, prompt, 10, &sp, &res);
+    int32_t ref[12];
+    fake_reference(prompt, 10, 12, ref);
+    cr_expect_eq(res.n[0], 12);
+    cr_expect_arr_eq(res.toks[0], ref, sizeof(ref));
+    cr_expect_eq(res.fin[0], ZL_FINISH_LENGTH);
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_eq(st.generation_tokens, 12);
+    cr_expect_eq(st.prompt_tokens, 10);
+    cr_expect_eq(st.requests_finished, 1);
+    cr_expect_eq(st.ttft.count, 1);
+    cr_expect_eq(st.itl.count, 11);
+    cr_expect_eq(st.tpot.count, 1);
+    cr_expect_eq(st.e2e.count, 1);
+    rig_down(&r);
+}
+
+Test(engine, eos_stop_ids_min_tokens_ignore_eos)
+{
+    int32_t prompt[6] = {3, 1, 4, 1, 5, 9};
+    int32_t ref[40];
+    fake_reference(prompt, 6, 40, ref);
+    struct zl_engine_params ep = params(0);
+    int32_t eos[2] = {ref[2], 63};
+    ep.eos_ids = eos;
+    ep.n_eos = 2;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 40;
+    struct result res;
+    run_one(r.e, prompt, 6, &sp, &res);
+    int first_eos = 0;
+    while (ref[first_eos] != eos[0] && ref[first_eos] != eos[1])
+        first_eos++;
+    cr_expect_eq(res.fin[0], ZL_FINISH_STOP);
+    cr_expect_eq(res.n[0], first_eos + 1, "the EOS token is the last output");
+    cr_expect_eq(res.stop_token[0], ref[first_eos]);
+
+    sp.ignore_eos = 1;
+    sp.max_tokens = 20;
+    run_one(r.e, prompt, 6, &sp, &res);
+    cr_expect_eq(res.fin[0], ZL_FINISH_LENGTH);
+    cr_expect_eq(res.n[0], 20);
+
+    /* a stop token id stops even with ignore_eos */
+    sp.stop_token_ids = &ref[5];
+    sp.n_stop_token_ids = 1;
+    run_one(r.e, prompt, 6, &sp, &res);
+    cr_expect_eq(res.fin[0], ZL_FINISH_STOP);
+    cr_expect_eq(res.stop_token[0], ref[5]);
+    cr_expect_leq(res.n[0], 6);
+    rig_down(&r);
+}
+
+Test(engine, cancel_frees_blocks)
+{
+    struct rig r;
+    rig_up(&r, params(0), 4);     /* stepped by zl_engine_wait: no race with the end */
+    int32_t prompt[30];
+    for (int i = 0; i < 30; i++)
+        prompt[i] = i % 50;
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.ignore_eos = 1;
+    uint64_t id;
+    cr_assert_eq(zl_engine_submit(r.e, prompt, 30, &sp, NULL, &id), ZL_OK);
+    struct zl_output o;
+    cr_assert_eq(zl_engine_wait(r.e, &o, 10000), 1);
+    zl_output_release(&o);
+    cr_assert_eq(zl_engine_cancel(r.e, id), ZL_OK);
+    for (;;) {
+        cr_assert_eq(zl_engine_wait(r.e, &o, 10000), 1);
+        enum zl_finish_reason f = o.finish;
+        zl_output_release(&o);
+        if (f) {
+            cr_expect_eq(f, ZL_FINISH_ABORT);
+            break;
+        }
+    }
+    cr_expect_eq(zl_engine_cancel(r.e, id), ZL_ENOTFOUND);
+    cr_expect_eq(zl_engine_cancel(r.e, 12345), ZL_ENOTFOUND);
+    rig_down(&r);
+}
+
+Test(engine, submit_errors)
+{
+    struct rig r;
+    rig_up(&r, params(0), 4);
+    int32_t bad[2] = {1, FAKE_VOCAB};
+    cr_expect_eq(zl_engine_submit(r.e, bad, 2, NULL, NULL, NULL), ZL_EINVAL);
+    cr_expect_eq(zl_engine_submit(r.e, bad, 0, NULL, NULL, NULL), ZL_EINVAL);
+    static int32_t longp[600];
+    cr_expect_eq(zl_engine_submit(r.e, longp, 600, NULL, NULL, NULL), ZL_EINVAL);
+    cr_expect(strstr(zl_last_error(), "max_model_len") != NULL);
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    const char *stop[] = {"x"};
+    sp.stop = stop;
+    sp.n_stop = 1;
+    cr_expect_eq(zl_engine_submit(r.e, bad, 1, &sp, NULL, NULL), ZL_EINVAL, "stop strings need a tokenizer");
+    sp = zl_sampling_default_params();
+    sp.top_p = 2;
+    cr_expect_eq(zl_engine_submit(r.e, bad, 1, &sp, NULL, NULL), ZL_EINVAL);
+    rig_down(&r);
+}
+
+/* n > 1: siblings share the prompt's blocks, differ from each other, and a
+ * seeded request gives the same tokens alone and inside a busy batch. */
+Test(engine, n_seeds_and_logprobs)
+{
+    struct rig r;
+    rig_up(&r, params(0), 4);
+    int32_t prompt[23];
+    for (int i = 0; i < 23; i++)
+        prompt[i] = (i * 7) % 60;
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.n = 3;
+    sp.seed = 2024;
+    sp.has_seed = 1;
+    sp.temperature = 1.5f;
+    sp.max_tokens = 16;
+    sp.logprobs = 2;
+    struct result alone, busy[4];
+    run_one(r.e, prompt, 23, &sp, &alone);
+    for (int k = 0; k < 3; k++)
+        cr_expect_eq(alone.n[k], 16);
+    cr_expect(memcmp(alone.toks[0], alone.toks[1], sizeof(int32_t) * 16) != 0);
+    cr_expect_eq(alone.cached, 20, "siblings hit the first one's full prompt blocks");
+
+    /* the same request among three unseeded others */
+    uint64_t ids[4];
+    int ns[4] = {1, 3, 1, 1};
+    memset(busy, 0, sizeof(busy));
+    struct zl_sampling_params other = sp;
+    other.has_seed = 0;
+    other.n = 1;
+    int32_t p2[9] = {5, 5, 5, 5, 5, 5, 5, 5, 5};
+    cr_assert_eq(zl_engine_submit(r.e, p2, 9, &other, NULL, &ids[0]), ZL_OK);
+    cr_assert_eq(zl_engine_submit(r.e, prompt, 23, &sp, NULL, &ids[1]), ZL_OK);
+    cr_assert_eq(zl_engine_submit(r.e, p2, 5, &other, NULL, &ids[2]), ZL_OK);
+    cr_assert_eq(zl_engine_submit(r.e, prompt, 17, &other, NULL, &ids[3]), ZL_OK);
+    collect(r.e, ids, 4, ns, busy);
+    for (int k = 0; k < 3; k++)
+        cr_expect_arr_eq(busy[1].toks[k], alone.toks[k], sizeof(int32_t) * 16, "sequence %d", k);
+    rig_down(&r);
+}
+
+/* Greedy ids of 16 prompts: alone, together, chunked 1 / 7 / 64, with a
+ * shared system prompt in the prefix cache, and with a tiny KV pool. */
+Test(engine, batch_invariance_plumbing)
+{
+    enum { NP = 16 };
+    int32_t prompts[NP][80], lens[NP];
+    srand(5);
+    for (int i = 0; i < NP; i++) {
+        lens[i] = 20 + rand() % 60;
+        for (int j = 0; j < lens[i]; j++)
+            prompts[i][j] = j < 18 ? (j * 13) % 64 : rand() % 64;   /* shared system prompt */
+    }
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 24;
+    sp.ignore_eos = 1;
+    static struct result ref[NP], got[NP];
+    for (int i = 0; i < NP; i++) {
+        int32_t want[24];
+        fake_reference(prompts[i], lens[i], 24, want);
+        memset(&ref[i], 0, sizeof(ref[i]));
+        memcpy(ref[i].toks[0], want, sizeof(want));
+    }
+    struct { int chunk, blocks, prefix; } cfg[] = {
+        {0, 0, 0}, {1, 0, 1}, {7, 0, 1}, {64, 0, 1}, {0, 0, 1}, {7, 40, 1}, {0, 30, 0},
+    };
+    for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+        struct zl_engine_params ep = params(c % 2);
+        ep.sched.max_prefill_chunk = cfg[c].chunk;
+        ep.sched.enable_prefix_caching = cfg[c].prefix;
+        ep.max_kv_blocks = cfg[c].blocks;
+        struct rig r;
+        rig_up(&r, ep, 4);
+        uint64_t ids[NP];
+        int ns[NP];
+        if (cfg[c].prefix) {    /* the system prompt's blocks in the cache first */
+            run_one(r.e, prompts[0], lens[0], &sp, &got[0]);
+            cr_expect_arr_eq(got[0].toks[0], ref[0].toks[0], sizeof(int32_t) * 24);
+        }
+        memset(got, 0, sizeof(got));
+        for (int i = 0; i < NP; i++) {
+            ns[i] = 1;
+            cr_assert_eq(zl_engine_submit(r.e, prompts[i], lens[i], &sp, NULL, &ids[i]), ZL_OK);
+        }
+        collect(r.e, ids, NP, ns, got);
+        for (int i = 0; i < NP; i++) {
+            cr_expect_eq(got[i].n[0], 24, "config %zu prompt %d", c, i);
+            cr_expect_arr_eq(got[i].toks[0], ref[i].toks[0], sizeof(int32_t) * 24, "config %zu prompt %d", c, i);
+        }
+        struct zl_engine_stats st;
+        zl_engine_get_stats(r.e, &st);
+        if (cfg[c].blocks)
+            cr_expect_gt(st.n_preemptions, 0, "config %zu: the tiny pool preempts", c);
+        if (cfg[c].prefix)
+            cr_expect_gt(st.prefix_hit_rate, 0.0, "config %zu: the system prompt hits", c);
+        if (cfg[c].chunk)
+            cr_expect_leq(r.m.max_tokens_seen, NP * 1 + cfg[c].chunk * NP, "config %zu", c);
+        rig_down(&r);
+    }
+}

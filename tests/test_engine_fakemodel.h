@@ -1,0 +1,88 @@
+/* The fake model of test_engine_fake.h behind the real model and backend
+ * interfaces, for engine tests without weights.  Greedy decoding gives
+ * fake_reference(); the other tokens get lower, spread logits so sampling
+ * has a distribution to draw from. */
+#ifndef TEST_ENGINE_FAKEMODEL_H
+#define TEST_ENGINE_FAKEMODEL_H
+
+#include <string.h>
+#include <zlight/engine.h>
+#include <zlight/memory.h>
+#include "test_engine_fake.h"
+
+struct zl_model {
+    struct fake_kv f;
+    int64_t forwards;
+    int32_t max_tokens_seen;
+};
+
+static int fm_kv_layout(const struct zl_model *m, struct zl_kv_layout *out)
+{
+    (void)m;
+    *out = (struct zl_kv_layout){.n_layers = 1, .n_kv_heads = 1, .head_dim = 2,
+                                 .dtype = ZL_DTYPE_F32, .bytes_per_token = 16};
+    return ZL_OK;
+}
+
+static size_t fm_ws(const struct zl_model *m, int32_t max_tokens, int32_t max_logits)
+{
+    (void)m;
+    return 64 + (size_t)max_tokens * 8 + (size_t)max_logits * 4;
+}
+
+static int fm_forward(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits)
+{
+    if (b->workspace_bytes < fm_ws(m, b->n_tokens, b->n_logits) || b->cache->block_size != m->f.bs)
+        return zl_error(ZL_EINVAL, "fake forward: bad workspace or cache");
+    int32_t next[1024];
+    if (b->n_logits > 1024)
+        return zl_error(ZL_EINVAL, "fake forward: too many logits");
+    fake_forward(&m->f, b->n_tokens, b->tokens, b->positions, &b->attn, b->n_logits, b->logits_rows,
+                 next);
+    float *l = logits->data;
+    for (int32_t r = 0; r < b->n_logits; r++)
+        for (int32_t v = 0; v < FAKE_VOCAB; v++)
+            l[(size_t)r * FAKE_VOCAB + v] = v == next[r] ? 6.0f : (float)((next[r] * 31 + v * 17) % 13) / 4.0f;
+    m->forwards++;
+    if (b->n_tokens > m->max_tokens_seen)
+        m->max_tokens_seen = b->n_tokens;
+    return ZL_OK;
+}
+
+static int32_t fm_vocab(const struct zl_model *m)
+{
+    (void)m;
+    return FAKE_VOCAB;
+}
+
+static const struct zl_model_ops fake_model_ops = {
+    .size = sizeof(struct zl_model_ops), .description = "fake",
+    .kv_layout = fm_kv_layout, .workspace_bytes = fm_ws, .forward = fm_forward, .vocab_size = fm_vocab,
+};
+
+static int fb_copy(int device, void *dst, const void *src, size_t bytes)
+{
+    (void)device;
+    memcpy(dst, src, bytes);
+    return ZL_OK;
+}
+
+static const struct zl_backend_ops fake_backend_ops = {
+    .size = sizeof(struct zl_backend_ops), .description = "fake host",
+    .copy_to_device = fb_copy, .copy_to_host = fb_copy,
+};
+
+/* A host memory manager with room for `n_blocks` of the fake's KV blocks. */
+static inline struct zl_mem *fake_mem(int32_t n_blocks, int32_t bs)
+{
+    struct zl_mem_params mp = zl_mem_default_params();
+    mp.reserve_bytes = (size_t)n_blocks * (size_t)(bs * 16 + 256) + (4u << 20);
+    struct zl_mem *mem = NULL;
+    if (zl_mem_create(&mp, &mem) < 0 || zl_mem_weights_freeze(mem) < 0) {
+        zl_mem_free(mem);
+        return NULL;
+    }
+    return mem;
+}
+
+#endif
