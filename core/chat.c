@@ -238,7 +238,7 @@ int zl_chat_template_render(const struct zl_chat_template *t, const struct zl_ch
         json_object_set_new(vars, "eos_token", json_string(t->eos));
     if (p->vars)
         json_object_update(vars, (json_t *)p->vars);
-    int rc = jj_render(&t->tpl, vars, p->max_output_bytes, out, NULL);
+    int rc = jj_render(&t->tpl, vars, p->max_output_bytes, p->max_steps, out, NULL);
     json_decref(vars);
     return rc;
 }

@@ -29,7 +29,7 @@ struct jj_frame {
 
 struct jj_ctx {
     struct jj_buf *out;           /* current output (macros capture their own) */
-    long steps;
+    long steps, max_steps;
     int depth;                    /* macro call depth */
     int loopctl;                  /* 1 break, 2 continue pending */
     bool failed;
@@ -48,6 +48,7 @@ json_t *jj_eval_operator(struct jj_ctx *c, const struct jj_node *n, json_t *l, j
 /* Global functions: range, namespace, dict, raise_exception, strftime_now. */
 json_t *jj_global(struct jj_ctx *c, const struct jj_node *n, const char *name, const struct jj_args *a);
 /* Renders t with `vars` (object; borrowed) as globals into a malloc'd string. */
-int jj_render(const struct jj_template *t, json_t *vars, size_t max_output, char **out, size_t *out_len);
+int jj_render(const struct jj_template *t, json_t *vars, size_t max_output, long max_steps, char **out,
+              size_t *out_len);
 
 #endif

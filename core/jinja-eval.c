@@ -104,8 +104,8 @@ static bool step(struct jj_ctx *c, const struct jj_node *n)
 {
     if (c->failed)
         return false;
-    if (++c->steps > JJ_MAX_STEPS) {
-        jj_fail(c, n, "template exceeded %ld evaluation steps", (long)JJ_MAX_STEPS);
+    if (++c->steps > c->max_steps) {
+        jj_fail(c, n, "template exceeded %ld evaluation steps", c->max_steps);
         return false;
     }
     return true;
@@ -384,7 +384,7 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         if (c->failed)
             return NULL;
         if (!o)
-            return undefined_err(c, n);
+            return undefined_err(c, n->a);
         json_t *r = jj_getattr(o, n->name);
         if (!r)
             set_undef(c, n->name);
@@ -547,7 +547,7 @@ static json_t *eval_call(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
         if (c->failed)
             return NULL;
         if (!self)
-            return undefined_err(c, callee);
+            return undefined_err(c, callee->a);
     } else if (callee->kind != JN_NAME) {
         return jj_fail(c, n, "object is not callable");
     }
@@ -662,7 +662,10 @@ static void exec_for(struct jj_ctx *c, struct jj_frame *f, const struct jj_node 
         }
     }
     size_t len = json_array_size(items);
-    for (size_t i = 0; i < len && !c->failed; i++) {
+    for (size_t i = 0; i < len && step(c, n); i++) {
+        /* jinja2: what the body sets does not survive into the next turn */
+        json_object_clear(lf->vars);
+        lf->nmacros = 0;
         if (!assign(c, lf, n->c, json_incref(json_array_get(items, i))))
             break;
         bind(lf, "loop", loop_object(i, len, items));
@@ -807,13 +810,15 @@ static void exec_body(struct jj_ctx *c, struct jj_frame *f, const struct jj_list
         exec_stmt(c, f, body->v[i]);
 }
 
-int jj_render(const struct jj_template *t, json_t *vars, size_t max_output, char **out, size_t *out_len)
+int jj_render(const struct jj_template *t, json_t *vars, size_t max_output, long max_steps, char **out,
+              size_t *out_len)
 {
     struct jj_ctx *c = calloc(1, sizeof(*c));
     struct jj_buf buf = {.limit = max_output ? max_output : JJ_DEFAULT_MAX_OUTPUT};
     if (!c)
         return zl_error(ZL_ENOMEM, "template: out of memory");
     c->out = &buf;
+    c->max_steps = max_steps > 0 ? max_steps : JJ_MAX_STEPS;
     struct jj_frame root = {.vars = vars};
     exec_body(c, &root, &t->root->body);
     free(root.macros);

@@ -292,7 +292,7 @@ static json_t *round_filter(struct jj_ctx *c, const struct jj_node *n, const jso
     long long prec = pv && json_is_integer(pv) ? json_integer_value(pv) : 0;
     const char *m = mv && json_is_string(mv) ? json_string_value(mv) : "common";
     double x = jj_number(v), s = pow(10, (double)prec);
-    double r = !strcmp(m, "ceil") ? ceil(x * s) / s : !strcmp(m, "floor") ? floor(x * s) / s : round(x * s) / s;
+    double r = !strcmp(m, "ceil") ? ceil(x * s) / s : !strcmp(m, "floor") ? floor(x * s) / s : nearbyint(x * s) / s; /* Python rounds half to even */
     return json_real(r);
 }
 

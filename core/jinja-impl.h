@@ -18,7 +18,7 @@
 /* Limits that keep hostile templates from crashing or hanging a render. */
 #define JJ_MAX_PARSE_DEPTH 200      /* nested expressions / blocks */
 #define JJ_MAX_CALL_DEPTH 100       /* macro recursion */
-#define JJ_MAX_STEPS 20000000L      /* evaluated nodes per render */
+#define JJ_MAX_STEPS 5000000L       /* default: evaluated nodes + loop turns per render */
 #define JJ_DEFAULT_MAX_OUTPUT (16u << 20)
 
 /* ---- tokens -------------------------------------------------------------- */

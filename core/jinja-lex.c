@@ -245,9 +245,8 @@ static const char ops1[] = "+-*/%~<>=()[]{},.:|";
 
 /* Lexes the inside of a {{ }} or {% %} tag up to and including its closer.
  * Sets *strip_after when the closer is "-}}"/"-%}", *keep when "+%}". */
-static int lex_tag(struct lexer *L, bool block, bool *strip_after, bool *keep)
+static int lex_tag(struct lexer *L, size_t open, bool block, bool *strip_after, bool *keep)
 {
-    size_t open = L->pos;
     int depth = 0; /* brackets: "}}" inside a dict literal is not a closer */
     for (;;) {
         while (L->pos < L->n && is_ws(L->s[L->pos]))
@@ -469,13 +468,13 @@ int jj_lex(struct jj_arena *a, const char *src, size_t n, struct jj_token **toks
                 rc = zl_error(ZL_ENOMEM, "template: out of memory");
                 break;
             }
-            rc = lex_tag(&L, true, &strip_after, &keep);
+            rc = lex_tag(&L, tag, true, &strip_after, &keep);
         } else {
             if (!push(&L, JT_VAR_BEGIN, tag)) {
                 rc = zl_error(ZL_ENOMEM, "template: out of memory");
                 break;
             }
-            rc = lex_tag(&L, false, &strip_after, &keep);
+            rc = lex_tag(&L, tag, false, &strip_after, &keep);
         }
         if (rc < 0)
             break;

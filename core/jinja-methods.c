@@ -69,6 +69,10 @@ json_t *jj_case(const char *s, size_t n, int mode)
             out = word_start ? utf8proc_totitle(cp) : utf8proc_tolower(cp);
             word_start = jj_is_space(cp) || (cp < 128 && strchr("-({[<", (int)cp));
         }
+        if (cp == 0xDF && out != 0xDF && mode != 0) { /* Python: upper('ß') is "SS", title "Ss" */
+            jj_buf_puts(&b, mode == 1 ? "SS" : "Ss");
+            continue;
+        }
         char enc[4];
         jj_buf_put(&b, enc, (size_t)jj_u8_encode(out, enc));
     }

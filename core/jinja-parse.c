@@ -356,6 +356,8 @@ static struct jj_node *parse_postfix(struct parser *P, struct jj_node *n)
             struct jj_node *c = node(P, JN_CALL, t);
             if (!c)
                 return NULL;
+            c->line = n->line; /* errors point at the callee, not at '(' */
+            c->col = n->col;
             c->a = n;
             if (!parse_call_args(P, c))
                 return NULL;

@@ -145,6 +145,102 @@ PAIRS = [(c, None) for c in CONVERSATIONS] + [
 EXTRA = {"date_string": "26 Jul 2024"}  # fixed date for templates that print one
 
 
+# Unit cases for each language feature: rendered by transformers' own
+# environment (_compile_jinja_template: sandboxed, trim_blocks, lstrip_blocks,
+# loopcontrols, HF's tojson) with FEATURE_CTX; stored as features.json.
+FEATURE_CTX = {
+    "s": "  Hello World  ",
+    "u": "héllo wörld ß",
+    "n": 7,
+    "neg": -7,
+    "f": 2.5,
+    "xs": [3, 1, 2],
+    "words": ["b", "A", "c", "a"],
+    "d": {"b": 1, "a": 2},
+    "users": [{"name": "bob", "age": 30, "admin": True}, {"name": "alice", "age": 25, "admin": False}],
+    "nothing": None,
+    "t": True,
+    "msg": {"role": "user", "content": "hi", "extra": {"k": [1, 2.0, "x"]}},
+    "ml": "line1\nline2\n\nline4",
+}
+FEATURES = [
+    # output, literals, operators and precedence
+    ("literals", "{{ 1 }} {{ -2 }} {{ 1.5 }} {{ 'a' 'b' }} {{ \"q\\\"\" }} {{ true }} {{ none }} {{ [1, 'a'] }} {{ {'k': 1} }} {{ (1, 2) | list }}"),
+    ("escapes", "{{ 'tab\\tnl\\nuni\\u00e9\\x41' }}"),
+    ("arith", "{{ 7 + 3 }} {{ 7 - 10 }} {{ 7 * 3 }} {{ 7 / 2 }} {{ 6 / 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ -7 % 3 }} {{ 2 ** 10 }} {{ 7.5 // 2 }} {{ 1 + 2.5 }}"),
+    ("precedence", "{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 2 ** 3 ** 2 }} {{ -2 ** 2 }} {{ 'a' ~ 2 * 3 }} {{ not 1 == 2 }} {{ 1 < 2 and 2 < 3 or false }}"),
+    ("precedence_error", "{{ 1 + 2 ~ 3 }}"),  # 1 + '23': ~ binds tighter than +
+    ("concat", "{{ 'a' ~ 1 ~ none ~ undefined_var ~ [1] }}|{{ 'a' + 'b' }}|{{ [1] + [2, 3] }}|{{ 'ab' * 3 }}"),
+    ("compare", "{{ 1 == 1.0 }} {{ 'a' < 'b' }} {{ [1, 2] < [1, 3] }} {{ 'a' != 'a' }} {{ 3 >= 3 }} {{ true == 1 }}"),
+    ("in", "{{ 'ell' in s }} {{ 4 in xs }} {{ 'a' in d }} {{ 'z' not in d }} {{ 2 not in xs }}"),
+    ("and_or_values", "{{ 0 or 'x' }} {{ 'a' and 'b' }} {{ '' and 'b' }}|{{ nothing or 'dflt' }}"),
+    ("cond_expr", "{{ 'y' if t else 'n' }} {{ 'y' if nothing else 'n' }} [{{ 'y' if nothing }}]"),
+    # statements
+    ("if_elif_else", "{% for i in [1, 2, 3] %}{% if i == 1 %}one{% elif i == 2 %}two{% else %}many{% endif %} {% endfor %}"),
+    ("for_loop_vars", "{% for x in xs %}{{ loop.index }}{{ loop.index0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }}{{ loop.revindex0 }};{% endfor %}"),
+    ("for_else", "{% for x in [] %}{{ x }}{% else %}empty{% endfor %}"),
+    ("for_filter", "{% for x in xs if x > 1 %}{{ x }}/{{ loop.length }} {% endfor %}"),
+    ("for_dict", "{% for k in d %}{{ k }}{% endfor %} {% for k, v in d.items() %}{{ k }}={{ v }},{% endfor %} {% for k, v in d | items %}{{ k }}{{ v }}{% endfor %}"),
+    ("for_string", "{% for c in 'héllo' %}[{{ c }}]{% endfor %}"),
+    ("for_cycle_prev_next", "{% for x in xs %}{{ loop.cycle('a', 'b') }}{{ loop.previtem }}{{ loop.nextitem }} {% endfor %}"),
+    ("for_nested_loop", "{% for a in [1, 2] %}{% for b in [3, 4] %}{{ loop.index }}{{ a }}{{ b }} {% endfor %}{{ loop.index }}|{% endfor %}"),
+    ("break_continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 5 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
+    ("set_scoping", "{% set x = 1 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %} {{ x }}"),
+    ("set_tuple", "{% set a, b = 1, 2 %}{{ a }}{{ b }}{% set c = (3, 4) %}{{ c[1] }}"),
+    ("set_block", "{% set body %}  hello {{ n }}  {% endset %}[{{ body }}]{% set t2 | upper %}abc{% endset %}{{ t2 }}"),
+    ("namespace", "{% set ns = namespace(count=0, found=false) %}{% for x in xs %}{% set ns.count = ns.count + x %}{% if x == 1 %}{% set ns.found = true %}{% endif %}{% endfor %}{{ ns.count }} {{ ns.found }}"),
+    ("macro", "{% macro greet(name, greeting='Hello') %}{{ greeting }}, {{ name }}!{% endmacro %}{{ greet('bob') }} {{ greet('amy', greeting='Hi') }} {{ greet(name='z', greeting='Yo') }}"),
+    ("macro_recursive", "{% macro fact(k) %}{% if k <= 1 %}1{% else %}{{ k * (fact(k - 1) | int) }}{% endif %}{% endmacro %}{{ fact(5) }}"),
+    ("call_block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}inner {{ n }}{% endcall %}"),
+    ("filter_block", "{% filter upper %}shout {{ s | trim }}{% endfilter %}"),
+    ("raw", "{% raw %}{{ not rendered }}{% endraw %}"),
+    ("comments", "a{# comment #}b{#- trimmed -#}  c"),
+    # whitespace control
+    ("trim_blocks", "{% if t %}\nyes\n{% endif %}\nafter"),
+    ("lstrip_blocks", "line\n    {% if t %}\n    indented\n    {% endif %}\nend"),
+    ("minus_markers", "a   {{- ' b ' -}}   c\n  {%- if t -%}  d  {%- endif -%}  e"),
+    ("plus_markers", "x\n  {%+ if t +%}\ny{% endif %}"),
+    ("var_no_trim", "{{ 'a' }}\n{{ 'b' }}\n"),
+    # tests
+    ("tests", "{{ n is defined }} {{ zz is undefined }} {{ nothing is none }} {{ s is string }} {{ n is number }} {{ f is number }} {{ d is mapping }} {{ xs is iterable }} {{ s is sequence }} {{ t is boolean }} {{ t is true }} {{ t is false }} {{ n is odd }} {{ n is even }} {{ 2 is in xs }} {{ n is divisibleby 7 }} {{ n is not none }} {{ n is integer }} {{ f is float }} {{ 'ab' is lower }} {{ n is eq 7 }} {{ n is gt 3 }}"),
+    ("undefined", "[{{ zz }}][{{ msg.nope }}][{{ msg['nope'] }}][{{ xs[10] }}][{{ zz | length }}][{% for x in zz %}{{ x }}{% endfor %}][{{ msg.nope is defined }}][{{ zz | default('dflt') }}]"),
+    # filters
+    ("filters_str", "[{{ s | trim }}][{{ s | length }}][{{ u | upper }}][{{ 'HeLLo' | lower }}][{{ 'hello world' | capitalize }}][{{ \"it's a-b(c) d\" | title }}][{{ s | replace('l', 'L') }}][{{ 'aaa' | replace('a', 'b', 2) }}][{{ 'x' | string }}][{{ '--ab--' | trim('-') }}]"),
+    ("filters_num", "{{ '42' | int }} {{ '4.7' | int }} {{ 'x' | int }} {{ 'x' | int(5) }} {{ 3.9 | int }} {{ '2.5' | float }} {{ 3 | float }} {{ neg | abs }} {{ 2.567 | round(2) }} {{ 2.5 | round }} {{ 2.1 | round(0, 'ceil') }} {{ xs | sum }} {{ xs | max }} {{ xs | min }}"),
+    ("filters_seq", "{{ xs | first }} {{ xs | last }} {{ xs | length }} {{ xs | count }} {{ xs | sort }} {{ xs | sort(reverse=true) }} {{ words | sort }} {{ words | sort(case_sensitive=true) }} {{ words | unique | list }} {{ xs | reverse | list }} {{ 'abc' | list }} {{ xs | join(', ') }} {{ 'abc' | reverse }}"),
+    ("filters_attr", "{{ users | map(attribute='name') | join(',') }} {{ users | selectattr('admin') | map(attribute='name') | list }} {{ users | rejectattr('admin') | map(attribute='name') | first }} {{ users | selectattr('age', 'gt', 26) | list | length }} {{ users | sort(attribute='age') | map(attribute='name') | join }} {{ users | join('|', attribute='name') }} {{ xs | select('odd') | list }} {{ xs | reject('odd') | list }} {{ ['a', 'b'] | map('upper') | list }} {{ users | selectattr('name', 'equalto', 'bob') | list | length }}"),
+    ("filters_default", "{{ zz | default('a') }} {{ '' | default('b') }} {{ '' | default('c', true) }} {{ nothing | default('d') }} {{ zz | d('e') }}"),
+    ("tojson", "{{ msg | tojson }}|{{ d | tojson(indent=2) }}|{{ 'é\"\\n<' | tojson }}|{{ [] | tojson(indent=2) }}|{{ 1.0 | tojson }}|{{ {'z': 1, 'a': [true, none]} | tojson }}|{{ d | tojson(sort_keys=true) }}"),
+    ("items_dictsort_like", "{% for k, v in msg.extra | items %}{{ k }}:{{ v }}{% endfor %}"),
+    ("indent", "[{{ ml | indent }}][{{ ml | indent(2, true) }}][{{ ml | indent(2, blank=true) }}]"),
+    ("escape_safe", "{{ '<a href=\"x\">&\\'</a>' | e }} {{ '<b>' | safe }} {{ '<i>' | escape }}"),
+    ("wordcount", "{{ 'a b  c' | wordcount }}"),
+    # methods
+    ("str_methods", "[{{ s.strip() }}][{{ s.lstrip() }}][{{ s.rstrip() }}][{{ 'xxhixx'.strip('x') }}][{{ '\\n\\nhi\\n'.lstrip('\\n') }}][{{ 'a,b,,c'.split(',') }}][{{ ' a  b '.split() }}][{{ 'a b c'.split(' ', 1) }}][{{ s.startswith('  H') }}][{{ s.endswith(('x', '  ')) }}][{{ 'ab'.upper() }}][{{ 'AB'.lower() }}][{{ 'ab cd'.title() }}][{{ 'aXa'.replace('a', 'b') }}][{{ 'hi {} {}'.format(1, 'x') }}][{{ 'abc'.find('c') }}][{{ 'aaa'.count('a') }}][{{ '-'.join(['a', 'b']) }}][{{ '42'.isdigit() }}][{{ 'ab'.capitalize() }}]"),
+    ("dict_methods", "{{ d.get('a') }} {{ d.get('zz') }} {{ d.get('zz', 5) }} {{ d.keys() | list }} {{ d.values() | list }} {% for k, v in d.items() %}{{ k }}{{ v }}{% endfor %}"),
+    ("slicing", "{{ xs[::-1] }} {{ xs[1:] }} {{ xs[:-1] }} {{ xs[::2] }} {{ 'héllo'[1:3] }} {{ 'héllo'[::-1] }} {{ xs[-1] }} {{ 'abc'[1] }} {{ xs[5:] }} {{ xs[-10:2] }}"),
+    ("attr_vs_item", "{{ msg.role }} {{ msg['content'] }} {{ msg.extra.k[2] }} {{ msg['extra']['k'][0] }} {{ xs.0 }}"),
+    ("range", "{{ range(3) | list }} {{ range(1, 7, 2) | list }} {{ range(5, 0, -2) | list }}"),
+    ("dict_global", "{{ dict(a=1, b='x') | tojson }}"),
+    ("print_values", "{{ xs }} {{ d }} {{ nothing }} {{ t }} {{ f }} {{ 1e20 }} {{ 0.1 + 0.2 }} {{ msg }} {{ [\"it's\", 'q\"'] }}"),
+    ("trailing_newline", "text\n"),
+    ("generation_tag", "{% generation %}gen {{ n }}{% endgeneration %}"),
+]
+
+
+def feature_cases():
+    from transformers.utils.chat_template_utils import _compile_jinja_template
+
+    out = []
+    for name, src in FEATURES:
+        try:
+            res = {"expected": _compile_jinja_template(src).render(**FEATURE_CTX)}
+        except Exception as e:
+            res = {"error": f"{type(e).__name__}: {e}"}
+        out.append(dict(name=name, template=src, **res))
+    return out
+
+
 def token_text(cfg, key):
     v = cfg.get(key)
     if isinstance(v, dict):
@@ -247,6 +343,13 @@ def main():
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
         f.write("\n")
+    feats = feature_cases()
+    with open(os.path.join(OUT, "features.json"), "w", encoding="utf-8") as f:
+        json.dump({"context": FEATURE_CTX, "cases": feats}, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    bad = [c["name"] for c in feats if "error" in c]
+    if bad:
+        print(f"feature snippets that jinja2 rejects: {bad}", file=sys.stderr)
     errs = sum(1 for c in cases if "error" in c)
     print(f"{len(cases)} cases ({errs} expected errors) over {len(templates)} templates", file=sys.stderr)
 

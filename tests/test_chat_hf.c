@@ -76,8 +76,9 @@ static void run_family(const char *name)
             cr_expect(0, "%s/%s agp=%d %s: %s", name, conv, p.add_generation_prompt, vars, zl_last_error());
             bad++;
         } else if (strcmp(out, json_string_value(want)) != 0) {
-            cr_expect_str_eq(out, json_string_value(want), "%s/%s tools=%s agp=%d %s", name, conv,
-                             json_is_string(tk) ? json_string_value(tk) : "none", p.add_generation_prompt, vars);
+            cr_expect_str_eq(out, json_string_value(want), "%s/%s tools=%s agp=%d %s:\n got: %s\nwant: %s", name,
+                             conv, json_is_string(tk) ? json_string_value(tk) : "none", p.add_generation_prompt, vars,
+                             out, json_string_value(want));
             bad++;
         }
         free(vars);

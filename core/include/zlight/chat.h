@@ -38,6 +38,8 @@ struct zl_chat_params {
                                      date_string, ...) or NULL; they override
                                      bos_token / eos_token from the config */
     size_t max_output_bytes;      /* 0: 16 MiB */
+    long max_steps;               /* evaluation budget (nodes + loop turns)
+                                     against runaway loops; 0: 5,000,000 */
 };
 
 /* Fills p with: no messages, no tools, add_generation_prompt false. */
