@@ -354,7 +354,7 @@ static json_t *eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const stru
         v = eval_filter_node(c, f, n->a, placeholder, value);
     else
         v = eval(c, f, n->a);
-    struct jj_args a;
+    struct jj_args a = {0};
     if (c->failed || !eval_args(c, f, n, &a)) {
         json_decref(v);
         jj_args_free(&a);
@@ -424,7 +424,7 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         return eval_filter_node(c, f, n, NULL, NULL);
     case JN_TEST: {
         json_t *v = eval(c, f, n->a);
-        struct jj_args a;
+        struct jj_args a = {0};
         if (c->failed || !eval_args(c, f, n, &a)) {
             json_decref(v);
             jj_args_free(&a);
@@ -540,7 +540,7 @@ static json_t *invoke(struct jj_ctx *c, const struct jj_node *def, struct jj_fra
 static json_t *eval_call(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
 {
     const struct jj_node *callee = n->a;
-    struct jj_args a;
+    struct jj_args a = {0};
     json_t *self = NULL, *r = NULL;
     if (callee->kind == JN_ATTR) {
         self = eval(c, f, callee->a);
