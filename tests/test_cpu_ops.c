@@ -427,5 +427,7 @@ Test(cpu_ops, open_params_and_env)
     setenv("ZLIGHT_CPU_SIMD", "sse9", 1);
     expect_error(be->open(&p, &ctx), ZL_EINVAL, "ZLIGHT_CPU_SIMD", "bad SIMD name");
     unsetenv("ZLIGHT_CPU_SIMD");
-    cr_expect_eq(be->sync(cpuops_open(0, 1)), ZL_OK);
+    ctx = cpuops_open(0, 1);
+    cr_expect_eq(be->sync(ctx), ZL_OK);
+    be->close(ctx);
 }
