@@ -10,6 +10,8 @@
 
 static int text_append(struct zl_engine *e, const char *t, size_t n)
 {
+    if (n == 0)
+        return ZL_OK;
     if (e->text_len + n + 1 > e->text_cap) {
         size_t cap = e->text_cap ? e->text_cap : 256;
         while (cap < e->text_len + n + 1)

@@ -370,8 +370,10 @@ void zl_engine_emit(struct zl_engine *e, const struct zl_output *o)
     }
     ev->o = *o;
     ev->next = NULL;
-    memcpy(ev->top_ids, o->top_ids, sizeof(int32_t) * (size_t)o->n_top);
-    memcpy(ev->top_logprobs, o->top_logprobs, sizeof(float) * (size_t)o->n_top);
+    if (o->n_top) {
+        memcpy(ev->top_ids, o->top_ids, sizeof(int32_t) * (size_t)o->n_top);
+        memcpy(ev->top_logprobs, o->top_logprobs, sizeof(float) * (size_t)o->n_top);
+    }
     if (o->text_len)
         memcpy(ev->text, o->text, o->text_len);
     ev->text[o->text_len] = 0;

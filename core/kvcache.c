@@ -19,6 +19,11 @@ void zl_kv_free(struct zl_kv *kv)
 {
     if (!kv)
         return;
+    /* cached (and any still held) blocks go back to the memory manager, so
+     * a later manager over the same pool starts from a full pool */
+    for (int32_t i = 0; kv->mem && kv->ref && i < kv->n_ids; i++)
+        if (kv->ref[i] >= 0)
+            zl_mem_kv_free(kv->mem, (uint32_t)i);
     free(kv->stack);
     free(kv->ref);
     free(kv->keyed);
@@ -63,7 +68,6 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
     kv->bs = p->block_size;
     kv->n = n;
     kv->n_ids = n_ids;
-    kv->mem = p->mem;
     kv->mem_free0 = free0;
     kv->n_bucket = 16;
     while (kv->n_bucket < (uint32_t)n)
@@ -94,6 +98,7 @@ int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out)
         kv->bucket[i] = KV_NONE;
     kv->lru_head = kv->lru_tail = KV_NONE;
     kv->n_unused = n;
+    kv->mem = p->mem;   /* only now: zl_kv_free returns ids to mem when ref[] is valid */
     *out = kv;
     return ZL_OK;
 }

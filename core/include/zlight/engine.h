@@ -147,6 +147,36 @@ ZL_API void zl_output_release(struct zl_output *out);
 /* Counters and histograms as of the last step.  Any thread. */
 ZL_API void zl_engine_get_stats(struct zl_engine *e, struct zl_engine_stats *out);
 
+/* ---- a model loaded for the engine (plugins, backend, weights, memory) ---- */
+
+struct zl_engine_model_params {
+    const char *model_path;             /* HF directory, .safetensors or .gguf; required */
+    const char *backend;                /* backend name or "auto"; "cpu" */
+    const char *const *plugin_paths;    /* searched before $ZLIGHT_PLUGIN_PATH; NULL */
+    int32_t n_plugin_paths;
+    int32_t dummy;                      /* seeded random weights from config.json; 0 */
+    uint64_t seed;                      /* dummy weights' seed; 0 */
+    enum zl_dtype dtype;                /* weights; ZL_DTYPE_COUNT = the checkpoint's */
+    int32_t threads;                    /* backend threads, 0 = one per core */
+    int64_t kv_tokens;                  /* KV budget in tokens (f32 upper bound); 65536 */
+};
+
+struct zl_engine_model;
+struct zl_hf_config;
+
+ZL_API struct zl_engine_model_params zl_engine_model_default_params(void);
+/* Loads plugins, opens the backend, loads the weights and reserves one
+ * memory region sized for `sched` steps plus the KV budget (frozen, not
+ * planned: zl_engine_create plans it).  Errors name the file, plugin or
+ * tensor; *out is NULL on failure. */
+ZL_API int zl_engine_model_open(const struct zl_engine_model_params *p,
+                                const struct zl_sched_params *sched, struct zl_engine_model **out);
+ZL_API void zl_engine_model_free(struct zl_engine_model *m);    /* NULL-safe; after the engines */
+/* Sets ep's model, backend and memory members, its EOS ids (generation_config.json,
+ * else config.json) and caps ep->sched.max_model_len at max_position_embeddings. */
+ZL_API void zl_engine_model_fill(struct zl_engine_model *m, struct zl_engine_params *ep);
+ZL_API const struct zl_hf_config *zl_engine_model_config(const struct zl_engine_model *m);
+
 #ifdef __cplusplus
 }
 #endif

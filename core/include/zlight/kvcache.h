@@ -48,8 +48,8 @@ struct zl_kv_seq {
 /* ZL_EINVAL for block_size < 1, no pool, or a mem that is not PLANNED;
  * ZL_ENOMEM.  *out is NULL on failure. */
 ZL_API int zl_kv_create(const struct zl_kv_params *p, struct zl_kv **out);
-/* NULL-safe.  Sequences still holding blocks must be released first (their
- * ids go back to the memory manager with it anyway). */
+/* NULL-safe.  Every block it took (cached or still held) goes back to the
+ * memory manager; sequences still holding blocks must not be used after. */
 ZL_API void zl_kv_free(struct zl_kv *kv);
 
 ZL_API int32_t zl_kv_block_size(const struct zl_kv *kv);

@@ -1,0 +1,180 @@
+/* Batch invariance on the real path: the llama plugin on the CPU backend
+ * with the tiny fixture.  Each of 16 prompts of random lengths must give
+ * the same greedy ids alone, all together, with chunked prefill of 1, 7
+ * and 64 tokens per step, with prefix-cache hits on a shared system
+ * prompt, and after forced preemption (tiny KV pool); and the ids must be
+ * the Hugging Face reference for the fixture's own prompts. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlight/engine.h>
+
+#define FIXTURE ZL_TOP_SRCDIR "/tests/fixtures/llama/llama2"
+#define CPU_SO ZL_TOP_BUILDDIR "/kernels/cpu/.libs/cpu.so"
+#define LLAMA_SO ZL_TOP_BUILDDIR "/models/llama/.libs/llama.so"
+
+enum { NP = 16, NEW = 12, MAXP = 96 };
+
+static struct zl_engine_model *g_model;
+
+static struct zl_sched_params big_sched(void)
+{
+    struct zl_sched_params s = zl_sched_default_params();
+    s.max_num_batched_tokens = 1024;
+    s.max_num_seqs = 32;
+    s.max_model_len = 512;
+    return s;
+}
+
+static void open_model(void)
+{
+    if (access(FIXTURE "/model.safetensors", R_OK) != 0 || access(CPU_SO, R_OK) != 0 ||
+        access(LLAMA_SO, R_OK) != 0)
+        cr_skip_test("needs " FIXTURE " and the cpu and llama plugins built under " ZL_TOP_BUILDDIR);
+    struct zl_engine_model_params mp = zl_engine_model_default_params();
+    const char *paths[] = {CPU_SO, LLAMA_SO};
+    mp.model_path = FIXTURE;
+    mp.plugin_paths = paths;
+    mp.n_plugin_paths = 2;
+    mp.dtype = ZL_DTYPE_F32;
+    mp.threads = 1;
+    mp.kv_tokens = 8192;
+    struct zl_sched_params s = big_sched();
+    cr_assert_eq(zl_engine_model_open(&mp, &s, &g_model), ZL_OK, "%s", zl_last_error());
+}
+
+static void close_model(void)
+{
+    zl_engine_model_free(g_model);
+    g_model = NULL;
+}
+
+TestSuite(engine_llama, .init = open_model, .fini = close_model, .timeout = 120);
+
+/* Greedy ids of each prompt; `n_alone` 1 runs them one at a time. */
+static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, int n, int alone,
+                     int32_t (*prompts)[MAXP], const int32_t *lens, int32_t new_tokens,
+                     int32_t (*out)[32], struct zl_engine_stats *st)
+{
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.sched = s;
+    ep.threaded = 0;
+    ep.max_kv_blocks = max_kv_blocks;
+    zl_engine_model_fill(g_model, &ep);
+    struct zl_engine *e;
+    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = new_tokens;
+    sp.ignore_eos = 1;
+    uint64_t first = 0;
+    int32_t got[NP] = {0};
+    for (int w = 0; w < warm; w++) {     /* a request that leaves the system prompt cached */
+        cr_assert_eq(zl_engine_submit(e, prompts[0], lens[0], &sp, NULL, NULL), ZL_OK);
+        struct zl_output o;
+        while (zl_engine_wait(e, &o, -1) == 1) {
+            enum zl_finish_reason f = o.finish;
+            zl_output_release(&o);
+            if (f)
+                break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        uint64_t id;
+        cr_assert_eq(zl_engine_submit(e, prompts[i], lens[i], &sp, NULL, &id), ZL_OK, "%s", zl_last_error());
+        if (i == 0)
+            first = id;
+        if (!alone && i < n - 1)
+            continue;
+        int left = alone ? 1 : n;
+        struct zl_output o;
+        while (left > 0 && zl_engine_wait(e, &o, -1) == 1) {
+            int k = (int)(o.request_id - first);
+            cr_assert(k >= 0 && k < n);
+            if (o.n_tokens)
+                out[k][got[k]++] = o.token;
+            cr_expect(o.finish == ZL_FINISH_NONE || o.finish == ZL_FINISH_LENGTH);
+            left -= o.finish != ZL_FINISH_NONE;
+            zl_output_release(&o);
+        }
+        cr_assert_eq(left, 0);
+    }
+    for (int i = 0; i < n; i++)
+        cr_expect_eq(got[i], new_tokens, "prompt %d", i);
+    zl_engine_get_stats(e, st);
+    zl_engine_free(e);
+}
+
+Test(engine_llama, greedy_matches_reference)
+{
+    FILE *f = fopen(FIXTURE "/reference.json", "r");
+    cr_assert_not_null(f, FIXTURE "/reference.json");
+    json_error_t err;
+    json_t *ref = json_loadf(f, 0, &err);
+    fclose(f);
+    cr_assert_not_null(ref, "reference.json: %s", err.text);
+    json_t *prompts = json_object_get(ref, "prompts"), *greedy = json_object_get(ref, "greedy");
+    int n = (int)json_array_size(prompts);
+    cr_assert(n > 0 && n <= NP && (int)json_array_size(greedy) == n);
+    static int32_t p[NP][MAXP], out[NP][32];
+    int32_t lens[NP] = {0};
+    int32_t want = (int32_t)json_array_size(json_array_get(greedy, 0));
+    cr_assert(want > 0 && want <= 32);
+    for (int i = 0; i < n; i++) {
+        json_t *a = json_array_get(prompts, i);
+        lens[i] = (int32_t)json_array_size(a);
+        cr_assert(lens[i] > 0 && lens[i] <= MAXP);
+        for (int32_t j = 0; j < lens[i]; j++)
+            p[i][j] = (int32_t)json_integer_value(json_array_get(a, j));
+    }
+    struct zl_engine_stats st;
+    generate(big_sched(), 0, 0, n, 0, p, lens, want, out, &st);
+    for (int i = 0; i < n; i++)
+        for (int32_t j = 0; j < want; j++)
+            cr_expect_eq(out[i][j], json_integer_value(json_array_get(json_array_get(greedy, i), j)),
+                         "prompt %d token %d", i, j);
+    json_decref(ref);
+}
+
+Test(engine_llama, batch_invariance)
+{
+    static int32_t prompts[NP][MAXP], ref[NP][32], got[NP][32];
+    int32_t lens[NP] = {0};
+    srand(17);
+    for (int i = 0; i < NP; i++) {
+        lens[i] = 3 + rand() % (MAXP - 3);
+        for (int32_t j = 0; j < lens[i]; j++)   /* 40 tokens of shared system prompt */
+            prompts[i][j] = j < 40 ? (j * 37 + 11) % 256 : rand() % 256;
+    }
+    struct zl_engine_stats st;
+    generate(big_sched(), 0, 0, NP, 1, prompts, lens, NEW, ref, &st);     /* alone */
+    struct {
+        const char *name;
+        int32_t budget, chunk, kv_blocks, prefix, warm;
+    } cfg[] = {
+        {"together", 1024, 0, 0, 0, 0},
+        {"chunk 1", 1024, 1, 0, 0, 0},
+        {"chunk 7", 1024, 7, 0, 0, 0},
+        {"chunk 64", 1024, 64, 0, 0, 0},
+        {"budget 40", 40, 0, 0, 0, 0},
+        {"prefix hits", 1024, 0, 0, 1, 1},
+        {"preemption", 1024, 0, 14, 1, 0},
+    };
+    for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+        struct zl_sched_params s = big_sched();
+        s.max_num_batched_tokens = cfg[c].budget;
+        s.max_prefill_chunk = cfg[c].chunk;
+        s.enable_prefix_caching = cfg[c].prefix;
+        memset(got, 0, sizeof(got));
+        generate(s, cfg[c].kv_blocks, cfg[c].warm, NP, 0, prompts, lens, NEW, got, &st);
+        for (int i = 0; i < NP; i++)
+            cr_expect_arr_eq(got[i], ref[i], sizeof(int32_t) * NEW, "%s: prompt %d (%d tokens)",
+                             cfg[c].name, i, lens[i]);
+        if (cfg[c].warm)
+            cr_expect_gt(st.prefix_hit_tokens, 0, "%s: no prefix-cache hit", cfg[c].name);
+        if (cfg[c].kv_blocks)
+            cr_expect_gt(st.n_preemptions, 0, "%s: nothing was preempted", cfg[c].name);
+    }
+}
