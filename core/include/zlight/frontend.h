@@ -1,0 +1,176 @@
+/* Frontend plugins (the OpenAI HTTP server) and the engine service table
+ * zlightd hands them.
+ *
+ *   const struct zl_frontend_ops *fe = zl_registry_find(reg, ZL_PLUGIN_FRONTEND, "openai");
+ *   struct zl_frontend_params fp = zl_frontend_default_params();  fp.engine = &api;  fp.port = 8000;
+ *   void *srv;  if (fe->start(&fp, &srv) < 0) die(zl_last_error());
+ *   wait_for_sigterm();  fe->stop(srv, 30000);  fe->destroy(srv);
+ *   // api comes from zl_frontend_host_create(engine, tokenizer, chat, &host) (zlightd)
+ */
+#ifndef ZLIGHT_FRONTEND_H
+#define ZLIGHT_FRONTEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zlight/sampler.h>
+#include <zlight/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why a sequence ended.  Append only. */
+enum zl_fe_finish {
+    ZL_FE_RUNNING = 0,      /* not finished */
+    ZL_FE_FINISH_STOP = 1,  /* EOS, a stop token id or a stop string */
+    ZL_FE_FINISH_LENGTH = 2,/* max_tokens or max_model_len */
+    ZL_FE_FINISH_ABORT = 3, /* cancelled */
+    ZL_FE_FINISH_ERROR = 4, /* the engine failed the request (message in `error`) */
+};
+
+/* One generated token with its logprobs (when the request asked for them). */
+struct zl_fe_token {
+    int32_t id;
+    float logprob;                          /* NaN when logprobs were not asked */
+    int32_t n_top;                          /* entries below, best first */
+    int32_t top_ids[ZL_SAMPLE_MAX_LOGPROBS];
+    float top_logprobs[ZL_SAMPLE_MAX_LOGPROBS];
+};
+
+/* What the engine reports about a request, from its own thread.  Borrowed:
+ * valid only during the callback. */
+struct zl_fe_output {
+    uint32_t size;                          /* sizeof(struct zl_fe_output) */
+    int32_t index;                          /* sequence within the request, 0..n-1 */
+    const char *text;                       /* new text of that sequence (UTF-8, stop
+                                               strings removed), "" when none */
+    size_t text_len;
+    const struct zl_fe_token *tokens;       /* [n_tokens] tokens behind this text */
+    int32_t n_tokens;
+    int32_t finish;                         /* enum zl_fe_finish of sequence `index` */
+    int32_t done;                           /* 1 on the request's last call: every
+                                               sequence finished (or it was cancelled) */
+    int32_t n_prompt_tokens;                /* prompt length */
+    int32_t n_cached_tokens;                /* prompt tokens found in the prefix cache */
+    int32_t n_output_tokens;                /* tokens generated so far, all sequences */
+    const char *error;                      /* with ZL_FE_FINISH_ERROR, else NULL */
+};
+
+/* Called by the engine thread, in order, for each request; exactly one call
+ * has done = 1 and none follow it.  Must not block or call back into the
+ * engine api. */
+typedef void (*zl_fe_output_fn)(void *user, const struct zl_fe_output *out);
+
+/* One generation request.  Pointers are borrowed; the engine copies what it
+ * keeps before submit returns. */
+struct zl_fe_request {
+    uint32_t size;                          /* sizeof(struct zl_fe_request) */
+    const int32_t *prompt;                  /* [n_prompt] token ids */
+    int32_t n_prompt;
+    struct zl_sampling_params sampling;     /* max_tokens already resolved (>= 1) */
+    int32_t skip_special_tokens;            /* 1: drop special tokens from the text */
+    int32_t include_stop_str_in_output;     /* 1: keep the matched stop string */
+    const char *request_id;                 /* for logs, may be NULL */
+};
+
+/* Engine counters for /metrics; totals count since start. */
+struct zl_fe_stats {
+    uint32_t size;                          /* sizeof(struct zl_fe_stats) */
+    int32_t n_running, n_waiting;           /* sequences */
+    double kv_usage;                        /* fraction of KV blocks in use, [0, 1] */
+    int64_t kv_blocks_total, kv_blocks_free;
+    int64_t n_preemptions;
+    int64_t prompt_tokens;                  /* prompt tokens computed (cache hits excluded) */
+    int64_t generation_tokens;
+    int64_t prefix_cache_queries;           /* tokens looked up */
+    int64_t prefix_cache_hits;              /* tokens found */
+    int64_t n_steps;
+};
+
+/* The engine and text services for a frontend (plugins do not link
+ * libzlight).  Every function takes `ctx` first.  Strings and arrays a call
+ * returns are released with free_mem.  JSON crosses as text, never as
+ * jansson values.  All functions are safe from several threads at once. */
+struct zl_engine_api {
+    uint32_t size;                          /* sizeof(struct zl_engine_api) */
+    void *ctx;
+    const char *model_name;                 /* the served name (/v1/models, `model`) */
+    const char *model_root;                 /* model path, for /v1/models "root" */
+    int64_t max_model_len;                  /* prompt + output tokens */
+    int32_t vocab_size;
+    int64_t created;                        /* unix time the model was loaded */
+    const char *version;                    /* zlight version */
+    /* Defaults for parameters a request leaves out (generation_config.json
+     * over OpenAI's); max_tokens -1 = up to max_model_len. */
+    struct zl_sampling_params defaults;
+
+    /* UTF-8 text -> token ids (*ids malloc'd, may be NULL with n 0).
+     * add_special: apply the tokenizer's BOS/EOS template. */
+    int (*tokenize)(void *ctx, const char *text, size_t len, int add_special, int32_t **ids,
+                    size_t *n_ids);
+    /* ids -> NUL-terminated UTF-8 (*text malloc'd).  ZL_EINVAL for an id
+     * outside the vocabulary. */
+    int (*detokenize)(void *ctx, const int32_t *ids, size_t n_ids, int skip_special,
+                      char **text, size_t *len);
+    /* Renders the chat template.  messages_json: a JSON array; tools_json and
+     * kwargs_json (extra template variables, an object) may be NULL.
+     * ZL_EINVAL with the template's message on a render error. */
+    int (*render_chat)(void *ctx, const char *messages_json, const char *tools_json,
+                       const char *kwargs_json, int add_generation_prompt, char **text);
+    void (*free_mem)(void *ptr);
+    /* The calling thread's message for the last failed call ("" if none). */
+    const char *(*last_error)(void *ctx);
+
+    /* Queues a request; on success *id names it and `cb` will be called.
+     * Never calls cb before returning.  ZL_EINVAL (bad parameters; message
+     * says which), ZL_ESTATE (engine stopped or dead), ZL_ENOMEM. */
+    int (*submit)(void *ctx, const struct zl_fe_request *req, zl_fe_output_fn cb, void *user,
+                  uint64_t *id);
+    /* Asks the engine to drop a request (its KV blocks are freed at the next
+     * step); the final cb (done = 1, finish ABORT) still comes.  Unknown or
+     * finished ids are ignored. */
+    void (*cancel)(void *ctx, uint64_t id);
+    /* ZL_OK while the engine runs; a negative status with the reason once
+     * it has died. */
+    int (*health)(void *ctx);
+    /* Fills the counters (out->size set by the caller). */
+    int (*stats)(void *ctx, struct zl_fe_stats *out);
+};
+
+struct zl_frontend_params {
+    uint32_t size;                          /* sizeof(struct zl_frontend_params) */
+    const struct zl_engine_api *engine;     /* must outlive the instance */
+    const char *host;                       /* address to bind; "127.0.0.1" */
+    int32_t port;                           /* 0 = any free port (see bound_port) */
+    const char *api_key;                    /* NULL or "": no authentication */
+    int64_t max_body_bytes;                 /* larger bodies get 413; 8 MiB */
+    int32_t threads;                        /* HTTP worker threads; 0 = 4 */
+};
+
+static inline struct zl_frontend_params zl_frontend_default_params(void)
+{
+    struct zl_frontend_params p = {sizeof p, NULL, "127.0.0.1", 8000, NULL, 8 << 20, 0};
+    return p;
+}
+
+/* What a ZL_PLUGIN_FRONTEND registration provides. */
+struct zl_frontend_ops {
+    uint32_t size;                          /* sizeof(struct zl_frontend_ops) */
+    const char *description;
+    /* Binds and starts serving in background threads.  ZL_EIO when the
+     * address cannot be bound, ZL_EINVAL for bad params. */
+    int (*start)(const struct zl_frontend_params *p, void **instance);
+    /* Port actually bound (useful with port 0). */
+    int32_t (*bound_port)(void *instance);
+    /* Stops accepting, lets in-flight requests finish for up to grace_ms,
+     * cancels the rest and closes every connection.  Returns when no engine
+     * callback can reach the instance any more. */
+    void (*stop)(void *instance, int32_t grace_ms);
+    /* Frees a stopped (or never started) instance; NULL-safe. */
+    void (*destroy)(void *instance);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,282 @@
+/* Per-request generation state: the engine callback accumulates text and
+ * tokens per sequence; the HTTP side turns them into SSE chunks or one
+ * response.  Formatting happens on the HTTP threads so the engine thread
+ * only copies. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "oa-impl.h"
+
+double oa_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct oa_gen *oa_gen_create(struct oa_server *srv, struct oa_req *req, const char *model)
+{
+    struct oa_gen *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    if (!(g->subs = calloc(req->n_prompts, sizeof *g->subs))) {
+        free(g);
+        return NULL;
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    g->refs = 1;
+    g->srv = srv;
+    g->req = *req;
+    memset(req, 0, sizeof *req);
+    g->model = (char *)model;
+    g->created = (int64_t)time(NULL);
+    g->t_start = oa_now();
+    static _Atomic uint64_t counter;
+    uint64_t r = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uintptr_t)g ^ ++counter;
+    snprintf(g->id, sizeof g->id, "%s-%016llx%04x", g->req.kind == OA_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)r, (unsigned)(counter & 0xffff));
+    for (size_t i = 0; i < g->req.n_prompts; i++)
+        g->subs[i].gen = g;
+    return g;
+}
+
+static void seq_free(struct oa_seq *s)
+{
+    oa_buf_free(&s->text);
+    free(s->tok);
+}
+
+void oa_gen_unref(struct oa_gen *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_lock(&g->mu);
+    int left = --g->refs;
+    pthread_mutex_unlock(&g->mu);
+    if (left > 0)
+        return;
+    for (size_t i = 0; i < g->req.n_prompts; i++)
+        for (int j = 0; j < OA_MAX_N; j++)
+            seq_free(&g->subs[i].seq[j]);
+    free(g->subs);
+    free(g->error);
+    oa_buf_free(&g->out);
+    oa_req_free(&g->req);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+int oa_gen_all_done(const struct oa_gen *g)
+{
+    return g->n_done == g->req.n_prompts;
+}
+
+static int add_tokens(struct oa_seq *s, const struct zl_fe_token *t, int32_t n)
+{
+    if (s->n_tok + (size_t)n > s->cap_tok) {
+        size_t cap = s->cap_tok ? s->cap_tok * 2 : 16;
+        while (cap < s->n_tok + (size_t)n)
+            cap *= 2;
+        void *p = realloc(s->tok, cap * sizeof *s->tok);
+        if (!p)
+            return -1;
+        s->tok = p;
+        s->cap_tok = cap;
+    }
+    memcpy(s->tok + s->n_tok, t, (size_t)n * sizeof *t);
+    s->n_tok += (size_t)n;
+    return 0;
+}
+
+void oa_gen_on_output(void *user, const struct zl_fe_output *o)
+{
+    struct oa_sub *sub = user;
+    struct oa_gen *g = sub->gen;
+    int finished_all = 0;
+    pthread_mutex_lock(&g->mu);
+    if (o->index >= 0 && o->index < g->req.sp.n) {
+        struct oa_seq *s = &sub->seq[o->index];
+        int ok = o->text_len == 0 || oa_buf_add(&s->text, o->text, o->text_len) == 0;
+        if (ok && g->req.logprobs >= 0 && o->n_tokens > 0)
+            ok = add_tokens(s, o->tokens, o->n_tokens) == 0;
+        if (!ok && !g->error)
+            g->error = strdup("out of memory in the frontend");
+        s->n_gen += o->n_tokens;
+        if (o->finish != ZL_FE_RUNNING && !s->finish)
+            s->finish = o->finish;
+        if ((o->n_tokens || o->text_len) && g->t_first == 0)
+            g->t_first = oa_now();
+    }
+    sub->n_prompt = o->n_prompt_tokens;
+    sub->n_cached = o->n_cached_tokens;
+    if (o->error && !g->error)
+        g->error = strdup(o->error);
+    if (o->done && !sub->done) {
+        sub->done = 1;
+        for (int j = 0; j < g->req.sp.n; j++)
+            if (!sub->seq[j].finish)
+                sub->seq[j].finish = o->error ? ZL_FE_FINISH_ERROR : ZL_FE_FINISH_ABORT;
+        finished_all = ++g->n_done == g->req.n_prompts;
+        g->t_last = oa_now();
+    }
+    oa_server_wake(g->srv, g);
+    pthread_mutex_unlock(&g->mu);
+    if (finished_all)
+        oa_server_gen_finished(g->srv, g);
+    if (o->done)
+        oa_gen_unref(g);    /* the engine's reference */
+}
+
+/* Echo: the prompt text, decoded when the prompt came as ids. */
+static const char *prompt_text(struct oa_gen *g, const struct zl_engine_api *api, size_t i)
+{
+    struct oa_prompt *p = &g->req.prompts[i];
+    if (!p->text) {
+        char *t = NULL;
+        size_t n = 0;
+        if (api->detokenize(api->ctx, p->ids, p->n, 0, &t, &n) == 0 && (p->text = malloc(n + 1))) {
+            memcpy(p->text, t, n);
+            p->text[n] = 0;
+        }
+        api->free_mem(t);
+    }
+    return p->text ? p->text : "";
+}
+
+static json_t *chunk(struct oa_gen *g, json_t *choice)
+{
+    json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", g->id, "object",
+                          g->req.kind == OA_CHAT ? "chat.completion.chunk" : "text_completion",
+                          "created", (json_int_t)g->created, "model", g->model, "choices", choice);
+    if (c && g->req.include_usage)
+        json_object_set_new(c, "usage", json_null());
+    return c;
+}
+
+static json_t *finish_json(int finish)
+{
+    const char *f = oa_finish_name(finish);
+    return f ? json_string(f) : json_null();
+}
+
+/* Role chunks (chat) or echoed prompts (completions), once at the start. */
+static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
+{
+    int n = g->req.sp.n;
+    for (size_t i = 0; i < g->req.n_prompts; i++) {
+        for (int j = 0; j < n; j++) {
+            json_int_t idx = (json_int_t)(i * (size_t)n + (size_t)j);
+            json_t *c = NULL;
+            if (g->req.kind == OA_CHAT)
+                c = json_pack("{s:I,s:{s:s,s:s},s:n,s:n}", "index", idx, "delta", "role",
+                              "assistant", "content", "", "logprobs", "finish_reason");
+            else if (g->req.echo)
+                c = json_pack("{s:I,s:s,s:n,s:n}", "index", idx, "text", prompt_text(g, api, i),
+                              "logprobs", "finish_reason");
+            if (c && oa_sse_json(&g->out, chunk(g, c)) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t i, int j)
+{
+    struct oa_seq *s = &g->subs[i].seq[j];
+    int fin = s->finish && !s->finish_sent && s->finish != ZL_FE_FINISH_ERROR;
+    if (s->text_sent == s->text.len && s->tok_sent == s->n_tok && !fin)
+        return 0;
+    json_int_t idx = (json_int_t)(i * (size_t)g->req.sp.n + (size_t)j);
+    const char *txt = s->text.data ? s->text.data + s->text_sent : "";
+    size_t n = s->text.len - s->text_sent;
+    json_t *lp = json_null();
+    if (g->req.logprobs >= 0) {
+        size_t base = s->text_sent + (g->req.echo ? strlen(prompt_text(g, api, i)) : 0);
+        lp = oa_logprobs_json(g, api, s, s->tok_sent, s->n_tok, base);
+    }
+    json_t *c = g->req.kind == OA_CHAT
+                    ? json_pack("{s:I,s:{s:s%},s:o,s:o}", "index", idx, "delta", "content", txt, n,
+                                "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0))
+                    : json_pack("{s:I,s:s%,s:o,s:o}", "index", idx, "text", txt, n, "logprobs", lp,
+                                "finish_reason", finish_json(fin ? s->finish : 0));
+    s->text_sent = s->text.len;
+    s->tok_sent = s->n_tok;
+    s->finish_sent |= fin;
+    return oa_sse_json(&g->out, chunk(g, c));
+}
+
+int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api)
+{
+    if (!g->head_sent) {
+        g->head_sent = 1;
+        if (stream_head(g, api) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < g->req.n_prompts; i++)
+        for (int j = 0; j < g->req.sp.n; j++)
+            if (stream_seq(g, api, i, j) < 0)
+                return -1;
+    if (oa_gen_all_done(g) && !g->tail_sent) {
+        g->tail_sent = 1;
+        if (g->error) {
+            struct oa_err e;
+            oa_fail(&e, 500, NULL, "%s", g->error);
+            char *s = oa_error_json(&e);
+            if (s) {
+                oa_buf_printf(&g->out, "data: %s\n\n", s);
+                free(s);
+            }
+        }
+        if (g->req.include_usage) {
+            json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", g->id, "object",
+                                  g->req.kind == OA_CHAT ? "chat.completion.chunk" : "text_completion",
+                                  "created", (json_int_t)g->created, "model", g->model, "choices",
+                                  "usage", oa_usage_json(g));
+            if (oa_sse_json(&g->out, c) < 0)
+                return -1;
+        }
+        if (oa_buf_add(&g->out, "data: [DONE]\n\n", 14) < 0)
+            return -1;
+    }
+    return g->tail_sent && g->out_off == g->out.len;
+}
+
+char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
+{
+    json_t *choices = json_array();
+    int n = g->req.sp.n;
+    for (size_t i = 0; i < g->req.n_prompts; i++) {
+        for (int j = 0; j < n; j++) {
+            struct oa_seq *s = &g->subs[i].seq[j];
+            json_int_t idx = (json_int_t)(i * (size_t)n + (size_t)j);
+            const char *echo = g->req.echo ? prompt_text(g, api, i) : "";
+            json_t *lp = g->req.logprobs >= 0 ? oa_logprobs_json(g, api, s, 0, s->n_tok, strlen(echo))
+                                              : json_null();
+            json_t *c;
+            if (g->req.kind == OA_CHAT) {
+                c = json_pack("{s:I,s:{s:s,s:s%},s:o,s:o}", "index", idx, "message", "role",
+                              "assistant", "content", s->text.data ? s->text.data : "",
+                              s->text.len, "logprobs", lp, "finish_reason", finish_json(s->finish));
+            } else {
+                struct oa_buf t = {0};
+                oa_buf_add(&t, echo, strlen(echo));
+                oa_buf_add(&t, s->text.data ? s->text.data : "", s->text.len);
+                c = json_pack("{s:I,s:s%,s:o,s:o}", "index", idx, "text", t.data ? t.data : "",
+                              t.len, "logprobs", lp, "finish_reason", finish_json(s->finish));
+                oa_buf_free(&t);
+            }
+            json_array_append_new(choices, c);
+        }
+    }
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", g->id, "object",
+                          g->req.kind == OA_CHAT ? "chat.completion" : "text_completion", "created",
+                          (json_int_t)g->created, "model", g->model, "choices", choices, "usage",
+                          oa_usage_json(g));
+    char *str = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return str;
+}

@@ -1,0 +1,162 @@
+/* Internals of the OpenAI frontend plugin: request parsing (oa-request.c),
+ * JSON/SSE rendering (oa-response.c), per-request generation state
+ * (oa-gen.c), metrics (oa-metrics.c) and the HTTP server (openai.c). */
+#ifndef ZLIGHT_OA_IMPL_H
+#define ZLIGHT_OA_IMPL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zlight/frontend.h>
+#include <zlight/plugin.h>
+
+/* The host table from init(); NULL in unit tests (logs then go nowhere). */
+extern const struct zl_host *oa_host;
+#define OA_LOG(level, ...) \
+    do { if (oa_host) oa_host->log((level), "openai", __VA_ARGS__); } while (0)
+
+#define OA_MAX_N 16             /* choices per prompt */
+#define OA_MAX_PROMPTS 64       /* prompts of one completions request */
+#define OA_MAX_STOP 16          /* stop strings */
+
+/* An error in OpenAI's shape, with its HTTP status. */
+struct oa_err {
+    int status;                 /* 400, 401, 404, 413, 500, 503 ... */
+    const char *type;           /* "invalid_request_error", "server_error", ... */
+    const char *param;          /* offending field or NULL */
+    const char *code;           /* OpenAI error code or NULL */
+    char message[512];
+};
+
+int oa_fail(struct oa_err *e, int status, const char *param, const char *fmt, ...) ZL_PRINTF(4, 5);
+
+/* A growable byte buffer (always NUL-terminated when data != NULL). */
+struct oa_buf {
+    char *data;
+    size_t len, cap;
+};
+int oa_buf_add(struct oa_buf *b, const char *s, size_t n);
+int oa_buf_printf(struct oa_buf *b, const char *fmt, ...) ZL_PRINTF(2, 3);
+void oa_buf_free(struct oa_buf *b);
+
+enum oa_kind { OA_COMPLETION = 0, OA_CHAT = 1 };
+
+struct oa_prompt {
+    int32_t *ids;               /* [n] after tokenization */
+    size_t n;
+    char *text;                 /* the prompt text (for echo), NULL when given as ids */
+};
+
+/* A parsed, validated /v1/completions or /v1/chat/completions request. */
+struct oa_req {
+    enum oa_kind kind;
+    struct oa_prompt *prompts;  /* [n_prompts]; chat: one, the rendered template */
+    size_t n_prompts;
+    struct zl_sampling_params sp;  /* arrays below are owned here */
+    int stream, include_usage, echo;
+    int logprobs;               /* -1: none; else top-k (0..20) */
+    int skip_special, include_stop_str;
+    int32_t *logit_bias_ids;
+    float *logit_bias;
+    int32_t *stop_token_ids;
+    char **stop;
+};
+
+/* Parses `body` (len bytes) and validates every field against the engine
+ * (model name, vocabulary, context length); strings prompts are tokenized
+ * and chat messages rendered through `api`.  On failure fills *e and
+ * returns its status as a negative number; *r is then freed. */
+int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
+                     const struct zl_engine_api *api, struct oa_req *r, struct oa_err *e);
+void oa_req_free(struct oa_req *r);
+/* /tokenize and /detokenize bodies -> response JSON (malloc'd) or *e. */
+char *oa_tokenize(const char *body, size_t len, const struct zl_engine_api *api, struct oa_err *e);
+char *oa_detokenize(const char *body, size_t len, const struct zl_engine_api *api,
+                    struct oa_err *e);
+/* Loads a JSON object body or fails with 400. */
+json_t *oa_load_object(const char *body, size_t len, struct oa_err *e);
+
+/* One sequence's output so far. */
+struct oa_seq {
+    struct oa_buf text;
+    size_t text_sent;
+    struct zl_fe_token *tok;    /* [n_tok] when logprobs were asked */
+    size_t n_tok, cap_tok, tok_sent;
+    int32_t n_gen;              /* generated tokens */
+    int finish;                 /* enum zl_fe_finish */
+    int finish_sent, started;
+};
+
+/* One engine request (a prompt of the HTTP request). */
+struct oa_sub {
+    struct oa_gen *gen;
+    uint64_t id;
+    int submitted, done;
+    int32_t n_prompt, n_cached;
+    struct oa_seq seq[OA_MAX_N];
+};
+
+struct oa_server;
+
+/* One generation HTTP request; shared by its connection and the engine
+ * until both let go (refs). */
+struct oa_gen {
+    pthread_mutex_t mu;
+    int refs;
+    struct oa_server *srv;
+    void *conn;                 /* struct MHD_Connection * */
+    int suspended;              /* we suspended conn and nobody resumed it yet */
+    int closed;                 /* the connection is gone */
+    int reaped;                 /* the reaper cancelled it */
+    int fd;                     /* the connection's socket, for the reaper */
+    struct oa_req req;
+    char id[48];
+    char *model;                /* borrowed from the engine api */
+    int64_t created;
+    struct oa_sub *subs;        /* [req.n_prompts] */
+    size_t n_done;              /* subs done */
+    char *error;                /* engine failure message */
+    struct oa_buf out;          /* SSE bytes not yet handed to MHD */
+    size_t out_off;
+    int head_sent, tail_sent;
+    double t_start, t_first, t_last;
+};
+
+/* Creates a generation for a parsed request (takes *req over). */
+struct oa_gen *oa_gen_create(struct oa_server *srv, struct oa_req *req, const char *model);
+void oa_gen_unref(struct oa_gen *g);
+/* The engine callback (user = struct oa_sub *). */
+void oa_gen_on_output(void *user, const struct zl_fe_output *o);
+/* Takes the lock; fills `out` with new SSE bytes from the current state.
+ * Returns 1 when the stream is complete (all sent), 0 otherwise.  Caller
+ * holds g->mu. */
+int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api);
+/* Full non-streamed response body (caller holds g->mu; all subs done). */
+char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api);
+int oa_gen_all_done(const struct oa_gen *g);
+
+/* JSON rendering helpers (oa-response.c). */
+char *oa_error_json(const struct oa_err *e);
+json_t *oa_usage_json(const struct oa_gen *g);
+const char *oa_finish_name(int finish);
+json_t *oa_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, struct oa_seq *s,
+                         size_t from, size_t to, size_t text_base);
+int oa_sse_json(struct oa_buf *b, json_t *obj);   /* appends "data: {...}\n\n", steals obj */
+char *oa_models_json(const struct zl_engine_api *api);
+char *oa_version_json(const struct zl_engine_api *api);
+
+/* Metrics (oa-metrics.c). */
+struct oa_metrics;
+struct oa_metrics *oa_metrics_create(void);
+void oa_metrics_free(struct oa_metrics *m);
+void oa_metrics_http(struct oa_metrics *m, unsigned status);
+void oa_metrics_request(struct oa_metrics *m, const struct oa_gen *g);
+char *oa_metrics_text(struct oa_metrics *m, const struct zl_engine_api *api, int running_http);
+
+/* Server internals needed by oa-gen.c. */
+void oa_server_wake(struct oa_server *srv, struct oa_gen *g);
+void oa_server_gen_finished(struct oa_server *srv, struct oa_gen *g);
+double oa_now(void);
+
+#endif

@@ -1,0 +1,323 @@
+/* OpenAI frontend: request parsing, validation and error shapes against the
+ * mock engine api (no HTTP, no model). */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "../plugins/openai/oa-impl.h"
+#include "openai-mock.h"
+
+static struct mock_engine *m;
+static void setup(void) { m = mock_create(); }
+static void teardown(void) { mock_free(m); }
+
+TestSuite(openai_parse, .init = setup, .fini = teardown);
+
+static int parse(enum oa_kind k, const char *body, struct oa_req *r, struct oa_err *e)
+{
+    memset(e, 0, sizeof *e);
+    return oa_parse_request(k, body, strlen(body), &m->api, r, e);
+}
+
+/* Expects a failure with this status and (when given) param. */
+static void expect_fail(enum oa_kind k, const char *body, int status, const char *param)
+{
+    struct oa_req r;
+    struct oa_err e;
+    int rc = parse(k, body, &r, &e);
+    cr_assert_eq(rc, -status, "%s: rc %d (%s), expected %d", body, rc, e.message, -status);
+    cr_assert_eq(e.status, status, "%s", body);
+    if (param)
+        cr_assert(e.param && !strcmp(e.param, param), "%s: param %s, expected %s", body,
+                  e.param ? e.param : "(null)", param);
+    cr_assert(e.message[0], "%s: empty message", body);
+}
+
+Test(openai_parse, completion_string_prompt_and_defaults)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"model\":\"mock-model\",\"prompt\":\"hey\"}", &r, &e), 0,
+                 "%s", e.message);
+    cr_assert_eq(r.n_prompts, 1);
+    cr_assert_eq(r.prompts[0].n, 4);     /* BOS + 3 bytes */
+    cr_assert_eq(r.prompts[0].ids[0], 257);
+    cr_assert_eq(r.prompts[0].ids[1], 'h');
+    cr_assert_str_eq(r.prompts[0].text, "hey");
+    cr_assert_eq(r.sp.n, 1);
+    cr_assert_float_eq(r.sp.temperature, 1.0f, 1e-6);
+    cr_assert_eq(r.sp.max_tokens, -1, "resolved at submit time from the context");
+    cr_assert_eq(r.logprobs, -1);
+    cr_assert_eq(r.stream, 0);
+    cr_assert_eq(r.skip_special, 1);
+    oa_req_free(&r);
+}
+
+Test(openai_parse, generation_config_defaults_apply_when_fields_are_absent)
+{
+    m->api.defaults.temperature = 0.6f;
+    m->api.defaults.top_k = 50;
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":\"x\",\"top_k\":5}", &r, &e), 0, "%s", e.message);
+    cr_assert_float_eq(r.sp.temperature, 0.6f, 1e-6);
+    cr_assert_eq(r.sp.top_k, 5, "an explicit value wins");
+    oa_req_free(&r);
+}
+
+Test(openai_parse, prompt_forms)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":[\"ab\",\"c\"],\"add_special_tokens\":false}", &r, &e), 0);
+    cr_assert_eq(r.n_prompts, 2);
+    cr_assert_eq(r.prompts[0].n, 2);
+    cr_assert_eq(r.prompts[1].n, 1);
+    oa_req_free(&r);
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":[1,2,3]}", &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.n_prompts, 1);
+    cr_assert_eq(r.prompts[0].n, 3);
+    cr_assert_null(r.prompts[0].text);
+    oa_req_free(&r);
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":[[1,2],[3]]}", &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.n_prompts, 2);
+    cr_assert_eq(r.prompts[1].ids[0], 3);
+    oa_req_free(&r);
+    expect_fail(OA_COMPLETION, "{\"prompt\":[]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":[[]]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"\",\"add_special_tokens\":false}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":5}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":[1,\"a\"]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":[\"a\",{}]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":[1,300]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{\"prompt\":[-1]}", 400, "prompt");
+    expect_fail(OA_COMPLETION, "{}", 400, "prompt");
+}
+
+Test(openai_parse, bad_bodies)
+{
+    expect_fail(OA_COMPLETION, "", 400, NULL);
+    expect_fail(OA_COMPLETION, "{\"prompt\":", 400, NULL);
+    expect_fail(OA_COMPLETION, "[1,2]", 400, NULL);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"temperature\":NaN}", 400, NULL);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"temperature\":1e999}", 400, NULL);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"\xff\xfe\"}", 400, NULL);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\\u0000b\"}", 400, NULL);
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\"}]}", 400, NULL);
+}
+
+Test(openai_parse, sampling_ranges_and_types)
+{
+    static const struct {
+        const char *field;
+        const char *body;
+    } bad[] = {
+        {"temperature", "{\"prompt\":\"a\",\"temperature\":-0.5}"},
+        {"temperature", "{\"prompt\":\"a\",\"temperature\":\"hot\"}"},
+        {"top_p", "{\"prompt\":\"a\",\"top_p\":0}"},
+        {"top_p", "{\"prompt\":\"a\",\"top_p\":1.5}"},
+        {"top_k", "{\"prompt\":\"a\",\"top_k\":1.5}"},
+        {"top_k", "{\"prompt\":\"a\",\"top_k\":-2}"},
+        {"min_p", "{\"prompt\":\"a\",\"min_p\":2}"},
+        {"repetition_penalty", "{\"prompt\":\"a\",\"repetition_penalty\":0}"},
+        {"presence_penalty", "{\"prompt\":\"a\",\"presence_penalty\":3}"},
+        {"frequency_penalty", "{\"prompt\":\"a\",\"frequency_penalty\":-2.5}"},
+        {"n", "{\"prompt\":\"a\",\"n\":0}"},
+        {"n", "{\"prompt\":\"a\",\"n\":1000}"},
+        {"max_tokens", "{\"prompt\":\"a\",\"max_tokens\":-1}"},
+        {"max_tokens", "{\"prompt\":\"a\",\"max_tokens\":0}"},
+        {"max_tokens", "{\"prompt\":\"a\",\"max_tokens\":\"5\"}"},
+        {"min_tokens", "{\"prompt\":\"a\",\"min_tokens\":-1}"},
+        {"min_tokens", "{\"prompt\":\"a\",\"min_tokens\":9,\"max_tokens\":3}"},
+        {"seed", "{\"prompt\":\"a\",\"seed\":1.5}"},
+        {"logprobs", "{\"prompt\":\"a\",\"logprobs\":21}"},
+        {"logprobs", "{\"prompt\":\"a\",\"logprobs\":true}"},
+        {"ignore_eos", "{\"prompt\":\"a\",\"ignore_eos\":1}"},
+        {"stream", "{\"prompt\":\"a\",\"stream\":\"yes\"}"},
+        {"stream_options", "{\"prompt\":\"a\",\"stream_options\":{\"include_usage\":true}}"},
+        {"stop", "{\"prompt\":\"a\",\"stop\":5}"},
+        {"stop", "{\"prompt\":\"a\",\"stop\":[\"x\",1]}"},
+        {"stop_token_ids", "{\"prompt\":\"a\",\"stop_token_ids\":[999]}"},
+        {"stop_token_ids", "{\"prompt\":\"a\",\"stop_token_ids\":7}"},
+        {"logit_bias", "{\"prompt\":\"a\",\"logit_bias\":{\"x\":1}}"},
+        {"logit_bias", "{\"prompt\":\"a\",\"logit_bias\":{\"5\":200}}"},
+        {"logit_bias", "{\"prompt\":\"a\",\"logit_bias\":{\"999\":1}}"},
+        {"logit_bias", "{\"prompt\":\"a\",\"logit_bias\":[1]}"},
+        {"suffix", "{\"prompt\":\"a\",\"suffix\":\"z\"}"},
+        {"use_beam_search", "{\"prompt\":\"a\",\"use_beam_search\":true}"},
+        {"best_of", "{\"prompt\":\"a\",\"best_of\":3}"},
+        {"top_logprobs", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"top_logprobs\":2}"},
+        {"top_logprobs", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"logprobs\":true,\"top_logprobs\":30}"},
+        {"model", "{\"prompt\":\"a\",\"model\":7}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_fail(strstr(bad[i].body, "messages") ? OA_CHAT : OA_COMPLETION, bad[i].body, 400,
+                    bad[i].field);
+}
+
+Test(openai_parse, all_sampling_fields_reach_the_params)
+{
+    struct oa_req r;
+    struct oa_err e;
+    const char *body =
+        "{\"prompt\":\"a\",\"temperature\":0.5,\"top_p\":0.9,\"top_k\":40,\"min_p\":0.05,"
+        "\"repetition_penalty\":1.1,\"presence_penalty\":0.5,\"frequency_penalty\":-0.5,"
+        "\"logit_bias\":{\"5\":-100,\"7\":2.5},\"seed\":-3,\"n\":3,\"logprobs\":2,"
+        "\"stop\":[\"zz\",\"yy\"],\"stop_token_ids\":[256],\"ignore_eos\":true,\"min_tokens\":2,"
+        "\"max_tokens\":10,\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+        "\"echo\":true,\"skip_special_tokens\":false,\"include_stop_str_in_output\":true,"
+        "\"user\":\"u\",\"some_future_field\":{\"a\":1}}";
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), 0, "%s", e.message);
+    cr_assert_float_eq(r.sp.temperature, 0.5f, 1e-6);
+    cr_assert_float_eq(r.sp.top_p, 0.9f, 1e-6);
+    cr_assert_eq(r.sp.top_k, 40);
+    cr_assert_float_eq(r.sp.min_p, 0.05f, 1e-6);
+    cr_assert_float_eq(r.sp.repetition_penalty, 1.1f, 1e-6);
+    cr_assert_float_eq(r.sp.presence_penalty, 0.5f, 1e-6);
+    cr_assert_float_eq(r.sp.frequency_penalty, -0.5f, 1e-6);
+    cr_assert_eq(r.sp.n_logit_bias, 2);
+    cr_assert_eq(r.sp.logit_bias_ids[0], 5);
+    cr_assert_float_eq(r.sp.logit_bias[1], 2.5f, 1e-6);
+    cr_assert_eq(r.sp.has_seed, 1);
+    cr_assert_eq((int64_t)r.sp.seed, -3);
+    cr_assert_eq(r.sp.n, 3);
+    cr_assert_eq(r.sp.logprobs, 2);
+    cr_assert_eq(r.sp.n_stop, 2);
+    cr_assert_str_eq(r.sp.stop[1], "yy");
+    cr_assert_eq(r.sp.n_stop_token_ids, 1);
+    cr_assert_eq(r.sp.stop_token_ids[0], 256);
+    cr_assert_eq(r.sp.ignore_eos, 1);
+    cr_assert_eq(r.sp.min_tokens, 2);
+    cr_assert_eq(r.sp.max_tokens, 10);
+    cr_assert(r.stream && r.include_usage && r.echo && r.include_stop_str && !r.skip_special);
+    oa_req_free(&r);
+}
+
+Test(openai_parse, chat_max_completion_tokens_wins_and_logprobs)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_CHAT,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":5,"
+                       "\"max_completion_tokens\":7,\"logprobs\":true,\"top_logprobs\":3,\"stop\":\"x\"}",
+                       &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.sp.max_tokens, 7);
+    cr_assert_eq(r.logprobs, 3);
+    cr_assert_eq(r.sp.n_stop, 1);
+    cr_assert_str_eq(r.prompts[0].text, "<|user|>hi\n<|assistant|>");
+    oa_req_free(&r);
+}
+
+Test(openai_parse, chat_messages_parts_tools_and_template_errors)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_CHAT,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+                       "{\"type\":\"text\",\"text\":\"b\"}]}],\"tools\":[{\"type\":\"function\","
+                       "\"function\":{\"name\":\"f\"}}],\"chat_template_kwargs\":{\"enable_thinking\":false},"
+                       "\"add_generation_prompt\":false}",
+                       &r, &e), 0, "%s", e.message);
+    cr_assert_str_eq(r.prompts[0].text, "<|user|>a\nb\n");
+    cr_assert(strstr(m->last_tools, "\"name\":\"f\""), "tools reach the template: %s", m->last_tools);
+    cr_assert_str_eq(m->last_kwargs, "{\"enable_thinking\":false}");
+    oa_req_free(&r);
+
+    expect_fail(OA_CHAT, "{}", 400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":[]}", 400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":{}}", 400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":[{\"content\":\"x\"}]}", 400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":[\"x\"]}", 400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "messages");
+    expect_fail(OA_CHAT,
+                "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}",
+                400, "messages");
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":{}}", 400, "tools");
+    /* A template error is the client's problem (400) and names the cause. */
+    memset(&e, 0, sizeof e);
+    cr_assert_eq(parse(OA_CHAT, "{\"messages\":[{\"role\":\"raise\",\"content\":\"x\"}]}", &r, &e), -400);
+    cr_assert(strstr(e.message, "the template raised"), "%s", e.message);
+}
+
+Test(openai_parse, unknown_model_is_404)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"model\":\"gpt-9\",\"prompt\":\"a\"}", &r, &e), -404);
+    cr_assert_str_eq(e.code, "model_not_found");
+    cr_assert_str_eq(e.message, "The model `gpt-9` does not exist.");
+}
+
+Test(openai_parse, context_length_uses_vllm_wording)
+{
+    struct oa_req r;
+    struct oa_err e;
+    /* 1 BOS + 60 bytes + 10 = 71 > 64 */
+    char body[256];
+    snprintf(body, sizeof body, "{\"prompt\":\"%060d\",\"max_tokens\":10}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), -400);
+    cr_assert_str_eq(e.message,
+                     "This model's maximum context length is 64 tokens. However, you requested 71 "
+                     "tokens (61 in the prompt, 10 in the completion). Please reduce the length of "
+                     "the prompt or completion.");
+    cr_assert_str_eq(e.code, "context_length_exceeded");
+    snprintf(body, sizeof body, "{\"prompt\":\"%070d\"}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), -400);
+    cr_assert(strstr(e.message, "maximum context length is 64 tokens. However, you requested 71 tokens"),
+              "%s", e.message);
+    snprintf(body, sizeof body, "{\"prompt\":\"%060d\",\"max_tokens\":3}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), 0, "fits exactly: %s", e.message);
+    oa_req_free(&r);
+}
+
+Test(openai_parse, error_json_shape)
+{
+    struct oa_err e;
+    oa_fail(&e, 400, "temperature", "bad %s", "value");
+    char *s = oa_error_json(&e);
+    json_t *o = json_loads(s, 0, NULL);
+    cr_assert_not_null(o, "%s", s);
+    json_t *err = json_object_get(o, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(err, "message")), "bad value");
+    cr_assert_str_eq(json_string_value(json_object_get(err, "type")), "invalid_request_error");
+    cr_assert_str_eq(json_string_value(json_object_get(err, "param")), "temperature");
+    cr_assert(json_object_get(err, "code") != NULL);
+    json_decref(o);
+    free(s);
+    /* A message quoting invalid UTF-8 still makes valid JSON. */
+    oa_fail(&e, 500, NULL, "bad \xff");
+    s = oa_error_json(&e);
+    cr_assert_not_null(s);
+    o = json_loads(s, 0, NULL);
+    cr_assert_not_null(o);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(o, "error"), "type")), "server_error");
+    json_decref(o);
+    free(s);
+}
+
+Test(openai_parse, tokenize_and_detokenize)
+{
+    struct oa_err e = {0};
+    char *s = oa_tokenize("{\"prompt\":\"ab\"}", 15, &m->api, &e);
+    cr_assert_not_null(s, "%s", e.message);
+    cr_assert_str_eq(s, "{\"count\":3,\"tokens\":[257,97,98],\"max_model_len\":64}");
+    free(s);
+    s = oa_tokenize("{\"prompt\":\"ab\",\"add_special_tokens\":false}", 42, &m->api, &e);
+    cr_assert_str_eq(s, "{\"count\":2,\"tokens\":[97,98],\"max_model_len\":64}");
+    free(s);
+    const char *chat = "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    s = oa_tokenize(chat, strlen(chat), &m->api, &e);
+    cr_assert(s && strstr(s, "\"count\":23"), "%s", s ? s : e.message);
+    free(s);
+    s = oa_detokenize("{\"tokens\":[104,105,256]}", 24, &m->api, &e);
+    cr_assert_str_eq(s, "{\"prompt\":\"hi</s>\"}");
+    free(s);
+    cr_assert_null(oa_detokenize("{\"tokens\":[1000]}", 17, &m->api, &e));
+    cr_assert_eq(e.status, 400);
+    cr_assert_null(oa_detokenize("{\"tokens\":\"x\"}", 14, &m->api, &e));
+    cr_assert_eq(e.status, 400);
+    cr_assert_null(oa_tokenize("{\"prompt\":5}", 12, &m->api, &e));
+    cr_assert_eq(e.status, 400);
+    cr_assert_null(oa_tokenize("{\"model\":\"x\",\"prompt\":\"a\"}", 26, &m->api, &e));
+    cr_assert_eq(e.status, 404);
+}

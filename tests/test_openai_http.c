@@ -1,0 +1,448 @@
+/* OpenAI frontend over real HTTP on 127.0.0.1 (ephemeral port) against the
+ * mock engine api: endpoints, SSE framing, error statuses, auth, body
+ * limit, client disconnects and graceful stop. */
+#define _GNU_SOURCE /* strcasestr */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "../plugins/openai/oa-impl.h"
+#include "openai-mock.h"
+
+const struct zl_plugin_desc *zl_plugin_entry(void);
+
+static const struct zl_frontend_ops *ops;
+static struct mock_engine *m;
+static void *srv;
+static int port;
+
+static void host_log(enum zl_log_level l, const char *who, const char *fmt, ...)
+{
+    (void)l, (void)who, (void)fmt;
+}
+static int host_error(int status, const char *fmt, ...)
+{
+    (void)fmt;
+    return status;
+}
+static int host_register(enum zl_plugin_kind kind, const char *name, const void *o)
+{
+    cr_assert_eq(kind, ZL_PLUGIN_FRONTEND);
+    cr_assert_str_eq(name, "openai");
+    ops = o;
+    return 0;
+}
+
+static void start_with(const char *api_key, int64_t max_body)
+{
+    static struct zl_host host = {.size = sizeof host, .log = host_log, .error = host_error,
+                                  .register_ops = host_register};
+    cr_assert_eq(zl_plugin_entry()->init(&host), 0);
+    cr_assert_eq(ops->size, sizeof *ops);
+    m = mock_create();
+    struct zl_frontend_params p = zl_frontend_default_params();
+    p.engine = &m->api;
+    p.port = 0;
+    p.api_key = api_key;
+    p.max_body_bytes = max_body;
+    p.threads = 2;
+    cr_assert_eq(ops->start(&p, &srv), 0);
+    port = ops->bound_port(srv);
+    cr_assert_gt(port, 0);
+}
+
+static void setup(void) { start_with(NULL, 4096); }
+static void teardown(void)
+{
+    ops->stop(srv, 1000);
+    ops->destroy(srv);
+    mock_free(m);
+}
+
+TestSuite(openai_http, .init = setup, .fini = teardown, .timeout = 20);
+
+struct resp {
+    int status;
+    char head[4096];
+    char *body;     /* de-chunked, NUL-terminated */
+    size_t len;
+};
+
+static int connect_srv(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_req(int fd, const char *method, const char *path, const char *body,
+                     const char *extra)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s%s"
+                     "Content-Length: %zu\r\n\r\n",
+                     method, path, extra ? extra : "",
+                     body ? "Content-Type: application/json\r\n" : "", body ? strlen(body) : 0);
+    cr_assert_eq(write(fd, head, (size_t)n), n);
+    if (body && *body)
+        cr_assert_eq(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+}
+
+static void dechunk(struct resp *r)
+{
+    char *in = r->body, *out = r->body, *end = r->body + r->len;
+    while (in < end) {
+        char *e;
+        unsigned long n = strtoul(in, &e, 16);
+        if (e == in || !(e = strstr(e, "\r\n")))
+            break;
+        in = e + 2;
+        if (n == 0)
+            break;
+        memmove(out, in, n);
+        out += n;
+        in += n + 2;
+    }
+    r->len = (size_t)(out - r->body);
+    r->body[r->len] = 0;
+}
+
+static struct resp read_resp(int fd)
+{
+    struct resp r = {0};
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)k;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    buf[len] = 0;
+    char *sep = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(sep, "no response head: '%s'", buf);
+    size_t hl = (size_t)(sep - buf);
+    memcpy(r.head, buf, hl < sizeof r.head - 1 ? hl : sizeof r.head - 1);
+    sscanf(buf, "HTTP/1.%*d %d", &r.status);
+    r.len = len - hl - 4;
+    r.body = malloc(r.len + 1);
+    memcpy(r.body, sep + 4, r.len);
+    r.body[r.len] = 0;
+    free(buf);
+    if (strcasestr(r.head, "Transfer-Encoding: chunked"))
+        dechunk(&r);
+    return r;
+}
+
+static struct resp http(const char *method, const char *path, const char *body, const char *extra)
+{
+    int fd = connect_srv();
+    send_req(fd, method, path, body, extra);
+    return read_resp(fd);
+}
+
+static json_t *json_of(const struct resp *r)
+{
+    json_t *o = json_loads(r->body, 0, NULL);
+    cr_assert_not_null(o, "not JSON: '%s'", r->body);
+    return o;
+}
+
+/* The error body has OpenAI's shape; returns its message. */
+static void expect_error(const struct resp *r, int status)
+{
+    cr_assert_eq(r->status, status, "status %d (expected %d): %s", r->status, status, r->body);
+    json_t *o = json_of(r), *e = json_object_get(o, "error");
+    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r->body);
+    cr_assert(json_is_string(json_object_get(e, "type")), "%s", r->body);
+    cr_assert(json_object_get(e, "param") && json_object_get(e, "code"), "%s", r->body);
+    json_decref(o);
+}
+
+#define FREE(r) free((r).body)
+
+Test(openai_http, info_endpoints)
+{
+    struct resp r = http("GET", "/v1/models", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    json_t *o = json_of(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(o, "data"), 0), "id")),
+                     "mock-model");
+    json_decref(o);
+    FREE(r);
+    r = http("GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    FREE(r);
+    r = http("GET", "/version", NULL, NULL);
+    cr_assert(r.status == 200 && strstr(r.body, "0.0.test"), "%s", r.body);
+    FREE(r);
+    r = http("GET", "/metrics", NULL, NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.head, "text/plain"));
+    cr_assert(strstr(r.body, "zlight:kv_cache_usage_perc{model_name=\"mock-model\"} 0.25"), "%s", r.body);
+    cr_assert(strstr(r.body, "# TYPE zlight:time_to_first_token_seconds histogram"));
+    cr_assert(strstr(r.body, "zlight:generation_tokens_total{model_name=\"mock-model\"} 42"));
+    FREE(r);
+    r = http("POST", "/tokenize", "{\"prompt\":\"hi\"}", NULL);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"count\":3,\"tokens\":[257,104,105],\"max_model_len\":64}");
+    FREE(r);
+}
+
+Test(openai_http, completion_non_streamed)
+{
+    struct resp r = http("POST", "/v1/completions",
+                         "{\"model\":\"mock-model\",\"prompt\":\"hi\",\"max_tokens\":5}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *c = json_array_get(json_object_get(o, "choices"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "object")), "text_completion");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "text")), "abcde");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "length");
+    json_t *u = json_object_get(o, "usage");
+    cr_assert_eq(json_integer_value(json_object_get(u, "prompt_tokens")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), 5);
+    cr_assert_eq(json_integer_value(json_object_get(u, "total_tokens")), 8);
+    cr_assert_eq(m->last.sampling.max_tokens, 5);
+    json_decref(o);
+    FREE(r);
+}
+
+Test(openai_http, completion_echo_n_and_prompt_list)
+{
+    m->eos_after = 2;
+    struct resp r = http("POST", "/v1/completions",
+                         "{\"prompt\":[\"hi\",\"yo\"],\"n\":2,\"echo\":true,\"logprobs\":1,"
+                         "\"max_tokens\":5}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *ch = json_object_get(o, "choices");
+    cr_assert_eq(json_array_size(ch), 4);
+    static const char *const want[4] = {"hiab", "hibc", "yoab", "yobc"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *c = json_array_get(ch, i);
+        cr_assert_eq(json_integer_value(json_object_get(c, "index")), (json_int_t)i);
+        cr_assert_str_eq(json_string_value(json_object_get(c, "text")), want[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "stop");
+        json_t *lp = json_object_get(c, "logprobs");
+        cr_assert_eq(json_array_size(json_object_get(lp, "tokens")), 3, "two letters and EOS");
+        cr_assert_eq(json_integer_value(json_array_get(json_object_get(lp, "text_offset"), 0)), 2);
+        cr_assert_eq(json_object_size(json_array_get(json_object_get(lp, "top_logprobs"), 0)), 1);
+    }
+    json_decref(o);
+    FREE(r);
+}
+
+/* Splits an SSE body into its data payloads. */
+static size_t sse_events(char *body, char **ev, size_t max)
+{
+    size_t n = 0;
+    for (char *p = strtok(body, "\n"); p && n < max; p = strtok(NULL, "\n")) {
+        cr_assert(!strncmp(p, "data: ", 6), "bad SSE line '%s'", p);
+        ev[n++] = p + 6;
+    }
+    return n;
+}
+
+Test(openai_http, chat_streamed_equals_non_streamed)
+{
+    const char *base = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4";
+    char body[512];
+    snprintf(body, sizeof body, "%s}", base);
+    struct resp r = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    json_t *msg = json_object_get(json_array_get(json_object_get(o, "choices"), 0), "message");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "role")), "assistant");
+    const char *full = json_string_value(json_object_get(msg, "content"));
+    cr_assert_str_eq(full, "abcd");
+
+    m->tick_us = 2000;
+    snprintf(body, sizeof body, "%s,\"stream\":true,\"stream_options\":{\"include_usage\":true}}", base);
+    struct resp s = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(s.status, 200);
+    cr_assert(strcasestr(s.head, "Content-Type: text/event-stream"), "%s", s.head);
+    char *ev[64];
+    size_t n = sse_events(s.body, ev, 64);
+    cr_assert_geq(n, 4);
+    cr_assert_str_eq(ev[n - 1], "[DONE]");
+    char text[64] = "";
+    int saw_finish = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        json_t *c = json_loads(ev[i], 0, NULL);
+        cr_assert_not_null(c, "%s", ev[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(c, "object")), "chat.completion.chunk");
+        json_t *choices = json_object_get(c, "choices");
+        if (i == n - 2) {   /* the usage chunk: no choices */
+            cr_assert_eq(json_array_size(choices), 0, "%s", ev[i]);
+            cr_assert_eq(json_integer_value(json_object_get(json_object_get(c, "usage"), "completion_tokens")), 4);
+        } else {
+            cr_assert(json_is_null(json_object_get(c, "usage")), "%s", ev[i]);
+            json_t *ch = json_array_get(choices, 0), *d = json_object_get(ch, "delta");
+            if (i == 0)
+                cr_assert_str_eq(json_string_value(json_object_get(d, "role")), "assistant");
+            else
+                cr_assert_null(json_object_get(d, "role"));
+            cr_assert(!saw_finish, "a chunk after the finish_reason: %s", ev[i]);
+            if (json_is_string(json_object_get(ch, "finish_reason"))) {
+                saw_finish = 1;
+                cr_assert_str_eq(json_string_value(json_object_get(ch, "finish_reason")), "length");
+                cr_assert_eq(i, n - 3, "finish_reason rides on the last content chunk");
+            }
+            strcat(text, json_string_value(json_object_get(d, "content")));
+        }
+        json_decref(c);
+    }
+    cr_assert(saw_finish);
+    cr_assert_str_eq(text, full);
+    json_decref(o);
+    FREE(r);
+    FREE(s);
+}
+
+Test(openai_http, completion_stream_without_usage)
+{
+    struct resp s = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":3,\"stream\":true}", NULL);
+    cr_assert_eq(s.status, 200);
+    char *ev[16];
+    size_t n = sse_events(s.body, ev, 16);
+    cr_assert_str_eq(ev[n - 1], "[DONE]");
+    json_t *last = json_loads(ev[n - 2], 0, NULL);
+    cr_assert_null(json_object_get(last, "usage"));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(last, "choices"), 0),
+                                                       "finish_reason")), "length");
+    json_decref(last);
+    FREE(s);
+}
+
+Test(openai_http, errors_keep_the_server_serving)
+{
+    struct resp r = http("POST", "/v1/completions", "{\"prompt\":", NULL);
+    expect_error(&r, 400);
+    FREE(r);
+    r = http("POST", "/v1/completions", "{\"prompt\":\"a\",\"temperature\":-1}", NULL);
+    expect_error(&r, 400);
+    cr_assert(strstr(r.body, "\"param\":\"temperature\""), "%s", r.body);
+    FREE(r);
+    r = http("POST", "/v1/chat/completions", "{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", NULL);
+    expect_error(&r, 404);
+    FREE(r);
+    r = http("POST", "/v1/completions", "{\"prompt\":\"a\",\"suffix\":\"b\"}", NULL);
+    expect_error(&r, 400);
+    FREE(r);
+    r = http("GET", "/v1/nothing", NULL, NULL);
+    expect_error(&r, 404);
+    FREE(r);
+    r = http("GET", "/v1/completions", NULL, NULL);
+    expect_error(&r, 405);
+    FREE(r);
+    char big[6000];
+    memset(big, 'a', sizeof big);
+    memcpy(big, "{\"prompt\":\"", 11);
+    strcpy(big + sizeof big - 3, "\"}");
+    r = http("POST", "/v1/completions", big, NULL);
+    expect_error(&r, 413);
+    FREE(r);
+    r = http("POST", "/v1/completions", "{\"prompt\":\"ok\",\"max_tokens\":2}", NULL);
+    cr_assert_eq(r.status, 200, "still serving: %s", r.body);
+    FREE(r);
+}
+
+Test(openai_http, dead_engine_gives_503)
+{
+    m->dead = 1;
+    struct resp r = http("GET", "/health", NULL, NULL);
+    expect_error(&r, 503);
+    FREE(r);
+    r = http("POST", "/v1/completions", "{\"prompt\":\"a\"}", NULL);
+    expect_error(&r, 503);
+    FREE(r);
+}
+
+Test(openai_http, disconnect_mid_stream_cancels)
+{
+    m->tick_us = 2000;
+    int fd = connect_srv();
+    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}", NULL);
+    char buf[256];
+    cr_assert_gt(read(fd, buf, sizeof buf), 0);
+    close(fd);
+    cr_assert(mock_wait_idle(m, 3000), "the request was not cancelled");
+    cr_assert_eq(m->n_cancels, 1);
+}
+
+Test(openai_http, disconnect_while_queued_cancels)
+{
+    m->hold = 1;
+    int fd = connect_srv();
+    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":5}", NULL);
+    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
+        usleep(1000);
+    cr_assert_eq(m->n_submits, 1);
+    close(fd);
+    for (int i = 0; i < 3000 && m->n_cancels == 0; i++)
+        usleep(1000);
+    cr_assert_eq(m->n_cancels, 1, "the reaper did not notice the client leaving");
+    m->hold = 0;
+    cr_assert(mock_wait_idle(m, 3000));
+}
+
+Test(openai_http, graceful_stop_finishes_in_flight)
+{
+    m->tick_us = 2000;
+    int fd = connect_srv();
+    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":20}", NULL);
+    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
+        usleep(1000);
+    ops->stop(srv, 5000);
+    struct resp r = read_resp(fd);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "abcdefghijklmnopqrst"), "%s", r.body);
+    cr_assert_eq(m->n_cancels, 0);
+    FREE(r);
+}
+
+Test(openai_http, stop_after_grace_cancels)
+{
+    m->tick_us = 20000;
+    int fd = connect_srv();
+    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}", NULL);
+    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
+        usleep(1000);
+    ops->stop(srv, 50);
+    struct resp r = read_resp(fd);
+    cr_assert_eq(m->n_cancels, 1);
+    cr_assert(strstr(r.body, "\"finish_reason\":\"abort\""), "%s", r.body);
+    cr_assert(strstr(r.body, "data: [DONE]"), "%s", r.body);
+    FREE(r);
+}
+
+static void setup_key(void) { start_with("sekret", 4096); }
+TestSuite(openai_auth, .init = setup_key, .fini = teardown, .timeout = 20);
+
+Test(openai_auth, bearer_key_required_on_v1)
+{
+    struct resp r = http("GET", "/v1/models", NULL, NULL);
+    expect_error(&r, 401);
+    FREE(r);
+    r = http("GET", "/v1/models", NULL, "Authorization: Bearer wrong\r\n");
+    expect_error(&r, 401);
+    FREE(r);
+    r = http("GET", "/v1/models", NULL, "Authorization: Bearer sekret\r\n");
+    cr_assert_eq(r.status, 200);
+    FREE(r);
+    r = http("GET", "/health", NULL, NULL);
+    cr_assert_eq(r.status, 200, "health needs no key");
+    FREE(r);
+}
