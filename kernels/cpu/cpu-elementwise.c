@@ -69,49 +69,42 @@ static void copy_row(const struct ew_job *j, char *out, const char *a, const cha
     }
 }
 
-/* Checks out, a and b (b optional) as rows of equal shapes. */
-static int ew_check(const char *op, struct ew_job *j, const struct zl_tensor *out, const char *na,
-                    const struct zl_tensor *a, const char *nb, const struct zl_tensor *b,
-                    uint32_t dtypes)
+/* Checks out, a and b (b optional) as rows of equal shapes, then runs `row`
+ * over them. */
+static int ew_op(struct zl_bctx *ctx, const char *op,
+                 void (*row)(const struct ew_job *, char *, const char *, const char *),
+                 const struct zl_tensor *out, const char *na, const struct zl_tensor *a,
+                 const char *nb, const struct zl_tensor *b, uint32_t dtypes)
 {
+    struct ew_job j = {.row = row};
     int rc;
-    if ((rc = cpu_check_rows(op, "out", out, dtypes, &j->out)) < 0 ||
-        (rc = cpu_check_rows(op, na, a, dtypes, &j->a)) < 0 ||
-        (rc = cpu_check_same_rows(op, "out", &j->out, na, &j->a)) < 0)
+    if ((rc = cpu_check_rows(op, "out", out, dtypes, &j.out)) < 0 ||
+        (rc = cpu_check_rows(op, na, a, dtypes, &j.a)) < 0 ||
+        (rc = cpu_check_same_rows(op, "out", &j.out, na, &j.a)) < 0)
         return rc;
-    if (nb && ((rc = cpu_check_rows(op, nb, b, dtypes, &j->b)) < 0 ||
-               (rc = cpu_check_same_rows(op, "out", &j->out, nb, &j->b)) < 0))
+    if (nb && ((rc = cpu_check_rows(op, nb, b, dtypes, &j.b)) < 0 ||
+               (rc = cpu_check_same_rows(op, "out", &j.out, nb, &j.b)) < 0))
         return rc;
+    ew_run(ctx, &j);
     return ZL_OK;
 }
 
+/* out may alias gate or up (element-wise). */
 int cpu_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
                  const struct zl_tensor *up)
 {
-    struct ew_job j = {.row = silu_mul_row};
-    int rc = ew_check("silu_mul", &j, out, "gate", gate, "up", up, CPU_DT_F32);
-    if (rc == ZL_OK)
-        ew_run(ctx, &j);
-    return rc;
+    return ew_op(ctx, "silu_mul", silu_mul_row, out, "gate", gate, "up", up, CPU_DT_F32);
 }
 
 int cpu_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,
             const struct zl_tensor *b)
 {
-    struct ew_job j = {.row = add_row};
-    int rc = ew_check("add", &j, out, "a", a, "b", b, CPU_DT_F32);
-    if (rc == ZL_OK)
-        ew_run(ctx, &j);
-    return rc;
+    return ew_op(ctx, "add", add_row, out, "a", a, "b", b, CPU_DT_F32);
 }
 
 int cpu_copy_rows(struct zl_bctx *ctx, struct zl_tensor *dst, const struct zl_tensor *src)
 {
-    struct ew_job j = {.row = copy_row};
-    int rc = ew_check("copy", &j, dst, "src", src, NULL, NULL, CPU_DT_FLOAT);
-    if (rc == ZL_OK)
-        ew_run(ctx, &j);
-    return rc;
+    return ew_op(ctx, "copy", copy_row, dst, "src", src, NULL, NULL, CPU_DT_FLOAT);
 }
 
 int cpu_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,

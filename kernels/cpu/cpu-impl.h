@@ -66,6 +66,21 @@ struct cpu_kernels {
     void (*to_f32)(float *dst, enum zl_dtype dt, const void *src, int64_t n);
 };
 
+/* Defines tile_4x2, tile_1x4 and tile_1x1 (cpu_tile_fn) from an always
+ * inline TILE(x, xs, w, ws, dt, k, out, NX, NW), one copy per weight dtype
+ * and shape with constants the compiler folds. */
+#define CPU_TILE_FN_(TILE, NX, NW)                                                          \
+    static void tile_##NX##x##NW(const float *x, size_t xs, const void *w, size_t ws,       \
+                                 enum zl_dtype dt, int64_t k, float *out)                   \
+    {                                                                                       \
+        switch (dt) {                                                                       \
+        case ZL_DTYPE_F16: TILE(x, xs, w, ws, ZL_DTYPE_F16, k, out, NX, NW); break;         \
+        case ZL_DTYPE_BF16: TILE(x, xs, w, ws, ZL_DTYPE_BF16, k, out, NX, NW); break;       \
+        default: TILE(x, xs, w, ws, ZL_DTYPE_F32, k, out, NX, NW); break;                   \
+        }                                                                                   \
+    }
+#define CPU_DEFINE_TILES(TILE) CPU_TILE_FN_(TILE, 4, 2) CPU_TILE_FN_(TILE, 1, 4) CPU_TILE_FN_(TILE, 1, 1)
+
 const struct cpu_kernels *cpu_kernels_scalar(void);
 /* NULL when this build or this CPU lacks AVX2 + FMA + F16C. */
 const struct cpu_kernels *cpu_kernels_avx2(void);

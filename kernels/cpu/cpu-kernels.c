@@ -62,19 +62,7 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
     }
 }
 
-#define TILE_FN(NX, NW)                                                                     \
-    static void tile_##NX##x##NW(const float *x, size_t xs, const void *w, size_t ws,       \
-                                 enum zl_dtype dt, int64_t k, float *out)                   \
-    {                                                                                       \
-        switch (dt) {                                                                       \
-        case ZL_DTYPE_F16: tile(x, xs, w, ws, ZL_DTYPE_F16, k, out, NX, NW); break;         \
-        case ZL_DTYPE_BF16: tile(x, xs, w, ws, ZL_DTYPE_BF16, k, out, NX, NW); break;       \
-        default: tile(x, xs, w, ws, ZL_DTYPE_F32, k, out, NX, NW); break;                   \
-        }                                                                                   \
-    }
-TILE_FN(4, 2)
-TILE_FN(1, 4)
-TILE_FN(1, 1)
+CPU_DEFINE_TILES(tile)
 
 static void axpy(float *y, float a, const float *x, int64_t n)
 {
