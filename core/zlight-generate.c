@@ -1,12 +1,14 @@
-/* zlight-generate: offline greedy generation from token ids.
+/* zlight-generate: offline generation from token ids through the engine.
  *
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
+ *                   [--temperature T] [--top-p P] [--top-k K] [--seed S]
  *
- * PATH is an HF directory or a .gguf file.  All prompts are submitted at
- * once (one forward over every sequence per step); greedy decoding ignores
- * EOS.  stdout: the generated ids of each prompt on one line, in input
- * order; stderr: logs and timing. */
+ * PATH is an HF directory or a .gguf file.  All prompts are submitted to
+ * the engine at once and run concurrently (continuous batching); decoding
+ * is greedy unless --temperature > 0 and ignores EOS, so each prompt gets
+ * exactly N ids.  stdout: the generated ids of each prompt on one line, in
+ * input order; stderr: logs and timing. */
 #include "config.h"
 
 #include <errno.h>
@@ -14,11 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <zlight/engine.h>
+#include <zlight/hf_config.h>
 #include <zlight/log.h>
 #include <zlight/status.h>
-
-#include "engine-simple.h"
 
 struct prompts {
     int n, cap;
@@ -38,6 +41,10 @@ static void usage(FILE *f)
                "  --dummy           random weights from config.json (benchmarks)\n"
                "  --dtype T         weights dtype f32|f16|bf16 (default: the checkpoint's)\n"
                "  --threads N       backend threads (default: one per core)\n"
+               "  --temperature T   sampling temperature (default 0 = greedy)\n"
+               "  --top-p P         nucleus sampling (default 1 = off)\n"
+               "  --top-k K         top-k sampling (default 0 = off)\n"
+               "  --seed S          sampling seed; prompt i uses S + i (default 0)\n"
                "  --quiet           no timing or info logs on stderr\n");
 }
 
@@ -121,6 +128,17 @@ static int read_prompts(struct prompts *p, const char *file)
     return rc;
 }
 
+static int parse_float(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi))
+        return zl_error(ZL_EINVAL, "%s: '%s' is not a number in %g..%g", opt, s, lo, hi);
+    *out = v;
+    return ZL_OK;
+}
+
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
 {
     char *end;
@@ -142,35 +160,120 @@ static int print_results(const struct prompts *p, int32_t **out, int32_t max_new
     return fflush(stdout) == 0 ? ZL_OK : zl_error(ZL_EIO, "stdout: %s", strerror(errno));
 }
 
-static int run(struct zl_simple_params *sp, const struct prompts *p, int32_t max_new, int quiet)
+static double now_s(void)
 {
-    struct zl_simple *e;
-    int rc = zl_simple_create(sp, &e);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Waits for every prompt's ids; out[k] gets them in order. */
+static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, int32_t max_new,
+                   double t0, double *t_prefill)
+{
+    int left = n;
+    int32_t *got = calloc((size_t)n, sizeof *got);
+    if (!got)
+        return zl_error(ZL_ENOMEM, "out of memory");
+    while (left > 0) {
+        struct zl_output o;
+        if (zl_engine_wait(e, &o, -1) != 1) {
+            free(got);
+            return zl_error(ZL_ESTATE, "the engine stopped with %d prompts unfinished", left);
+        }
+        int k = (int)(o.request_id - first);
+        if (o.n_tokens && got[k] < max_new) {
+            out[k][got[k]++] = o.token;
+            if (got[k] == 1)
+                *t_prefill = now_s() - t0;   /* the last first token ends prefill */
+        }
+        if (o.finish == ZL_FINISH_ABORT) {
+            zl_output_release(&o);
+            free(got);
+            return zl_error(ZL_EBACKEND, "prompt %d was aborted (see the log)", k + 1);
+        }
+        left -= o.finish != ZL_FINISH_NONE;
+        zl_output_release(&o);
+    }
+    free(got);
+    return ZL_OK;
+}
+
+static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_params *sp,
+                    const struct prompts *p, int32_t **out, int32_t max_new, int quiet)
+{
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.sched.max_num_batched_tokens = 2048;
+    int32_t longest = 0;
+    int64_t prompt_tokens = 0;
+    for (int i = 0; i < p->n; i++) {
+        longest = p->lens[i] > longest ? p->lens[i] : longest;
+        prompt_tokens += p->lens[i];
+    }
+    mp->kv_tokens = 2 * ((int64_t)longest + max_new) > 65536 ? 2 * ((int64_t)longest + max_new) : 65536;
+    struct zl_engine_model *m;
+    int rc = zl_engine_model_open(mp, &ep.sched, &m);
     if (rc < 0)
         return rc;
+    zl_engine_model_fill(m, &ep);
+    /* exactly max_new ids per prompt, as before: warn past the model's context */
+    int64_t max_pos = zl_engine_model_config(m)->max_position_embeddings;
+    if (longest + max_new > max_pos)
+        ZL_WARN("generate", "%d + %d tokens pass max_position_embeddings %lld", (int)longest,
+                (int)max_new, (long long)max_pos);
+    ep.sched.max_model_len = longest + max_new + 1;
+    struct zl_engine *e = NULL;
+    if ((rc = zl_engine_create(&ep, &e)) < 0) {
+        zl_engine_model_free(m);
+        return rc;
+    }
+    double t0 = now_s(), t_prefill = 0;
+    uint64_t first = 0, id;
+    for (int i = 0; i < p->n && rc == ZL_OK; i++) {
+        struct zl_sampling_params s = *sp;
+        s.seed = sp->seed + (uint64_t)i;
+        if ((rc = zl_engine_submit(e, p->ids[i], p->lens[i], &s, NULL, &id)) < 0)
+            zl_error_wrap(rc, "prompt %d", i + 1);
+        if (i == 0)
+            first = id;
+    }
+    if (rc == ZL_OK)
+        rc = collect(e, first, p->n, out, max_new, t0, &t_prefill);
+    double t_all = now_s() - t0;
+    struct zl_engine_stats st;
+    zl_engine_get_stats(e, &st);
+    zl_engine_free(e);
+    zl_engine_model_free(m);
+    if (rc == ZL_OK && !quiet) {
+        double t_dec = t_all - t_prefill;
+        long long dec = (long long)st.generation_tokens - p->n;
+        fprintf(stderr,
+                "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s "
+                "(%.2f tok/s, %d sequences); %lld preemptions, prefix cache hit rate %.1f%%\n",
+                (long long)prompt_tokens, t_prefill, t_prefill > 0 ? (double)prompt_tokens / t_prefill : 0.0,
+                dec, t_dec, t_dec > 0 ? (double)dec / t_dec : 0.0, p->n, (long long)st.n_preemptions,
+                100.0 * st.prefix_hit_rate);
+    }
+    return rc;
+}
+
+static int run(struct zl_engine_model_params *mp, const struct zl_sampling_params *sp,
+               const struct prompts *p, int32_t max_new, int quiet)
+{
+    int rc = ZL_OK;
     int32_t **out = calloc((size_t)p->n, sizeof *out);
     for (int i = 0; out && i < p->n; i++)
         if (!(out[i] = calloc((size_t)max_new + 1, sizeof **out)))
             rc = zl_error(ZL_ENOMEM, "out of memory");
     if (!out)
         rc = zl_error(ZL_ENOMEM, "out of memory");
-    struct zl_simple_stats st;
-    if (rc == ZL_OK)
-        rc = zl_simple_generate(e, p->n, (const int32_t *const *)p->ids, p->lens, max_new, out, &st);
+    if (rc == ZL_OK && max_new > 0)
+        rc = generate(mp, sp, p, out, max_new, quiet);
     if (rc == ZL_OK)
         rc = print_results(p, out, max_new);
-    if (rc == ZL_OK && !quiet)
-        fprintf(stderr,
-                "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s "
-                "(%.2f tok/s, %d sequences)\n",
-                (long long)st.prefill_tokens, st.prefill_s,
-                st.prefill_s > 0 ? (double)st.prefill_tokens / st.prefill_s : 0.0,
-                (long long)st.decode_tokens, st.decode_s,
-                st.decode_s > 0 ? (double)st.decode_tokens / st.decode_s : 0.0, p->n);
     for (int i = 0; out && i < p->n; i++)
         free(out[i]);
     free(out);
-    zl_simple_free(e);
     return rc;
 }
 
@@ -182,11 +285,18 @@ int main(int argc, char **argv)
         {"prompts", required_argument, NULL, 'p'}, {"dummy", no_argument, NULL, 'D'},
         {"dtype", required_argument, NULL, 't'},   {"threads", required_argument, NULL, 'T'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
+        {"temperature", required_argument, NULL, 'E'}, {"top-p", required_argument, NULL, 'P'},
+        {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
-    struct zl_simple_params sp = zl_simple_default_params();
+    struct zl_engine_model_params sp = zl_engine_model_default_params();
+    struct zl_sampling_params samp = zl_sampling_default_params();
+    samp.temperature = 0;
+    samp.ignore_eos = 1;
+    samp.has_seed = 1;
     const char *ids = NULL, *file = NULL;
     long max_new = 32, v;
+    double d;
     int c, quiet = 0, rc = ZL_OK;
     while (rc == ZL_OK && (c = getopt_long(argc, argv, "m:b:n:i:p:Dt:T:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -199,6 +309,10 @@ int main(int argc, char **argv)
         case 't': rc = zl_dtype_parse(optarg, &sp.dtype); break;
         case 'T': rc = parse_int("--threads", optarg, 0, 1024, &v); sp.threads = (int)v; break;
         case 'q': quiet = 1; break;
+        case 'E': rc = parse_float("--temperature", optarg, 0, 100, &d); samp.temperature = (float)d; break;
+        case 'P': rc = parse_float("--top-p", optarg, 1e-6, 1, &d); samp.top_p = (float)d; break;
+        case 'K': rc = parse_int("--top-k", optarg, 0, 1 << 30, &v); samp.top_k = (int32_t)v; break;
+        case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -218,8 +332,10 @@ int main(int argc, char **argv)
         zl_log_set_level(ZL_LOG_WARN);
     struct prompts p = {0};
     rc = ids ? prompts_add(&p, ids, "--ids") : read_prompts(&p, file);
-    if (rc == ZL_OK)
-        rc = run(&sp, &p, (int32_t)max_new, quiet);
+    if (rc == ZL_OK) {
+        samp.max_tokens = (int32_t)max_new;
+        rc = run(&sp, &samp, &p, (int32_t)max_new, quiet);
+    }
     prompts_free(&p);
     if (rc < 0) {
         fprintf(stderr, "zlight-generate: %s\n", zl_last_error());
