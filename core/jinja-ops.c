@@ -275,7 +275,10 @@ static json_t *strftime_now(struct jj_ctx *c, const struct jj_node *n, const str
     char out[512];
     if (!localtime_r(&now, &tm))
         return jj_fail(c, n, "strftime_now(): localtime failed");
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the template chooses the format */
     size_t k = strftime(out, sizeof(out), json_string_value(fmt), &tm);
+#pragma GCC diagnostic pop
     return json_stringn_nocheck(out, k);
 }
 
