@@ -24,21 +24,11 @@ static const char *const dsv3_re[] = {
     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
     " ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
 
-static void *push(void **arr, size_t *n, size_t size)
-{
-    char *p = realloc(*arr, (*n + 1) * size);
-    if (!p)
-        return NULL;
-    *arr = p;
-    memset(p + *n * size, 0, size);
-    return p + (*n)++ * size;
-}
-
 static int add_split(struct zl_tokenizer *t, const char *re)
 {
-    struct zl_tok_pretok *p = push((void **)&t->pretok, &t->n_pretok, sizeof(*p));
+    struct zl_tok_pretok *p = zl_tok_push_step((void **)&t->pretok, &t->n_pretok, sizeof(*p));
     if (!p)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        return ZL_ENOMEM;
     p->kind = ZL_PT_SPLIT;
     p->behavior = ZL_SPLIT_ISOLATED;
     return (p->re = zl_tok_regex(re, strlen(re), 0)) ? 0 : ZL_EINVAL;
@@ -46,9 +36,9 @@ static int add_split(struct zl_tokenizer *t, const char *re)
 
 static int add_dec(struct zl_tokenizer *t, enum zl_dec_kind k, const char *pat, const char *content)
 {
-    struct zl_tok_dec *d = push((void **)&t->dec, &t->n_dec, sizeof(*d));
+    struct zl_tok_dec *d = zl_tok_push_step((void **)&t->dec, &t->n_dec, sizeof(*d));
     if (!d)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        return ZL_ENOMEM;
     d->kind = k;
     if (pat) {
         d->pat = zl_tok_arena_strdup(&t->arena, pat, strlen(pat));
@@ -70,7 +60,7 @@ static int setup_gpt2(struct zl_tokenizer *t, const char *pre)
         !strcmp(pre, "dbrx") || !strcmp(pre, "smaug-bpe")) {
         rc = add_split(t, llama3_re);
     } else if (!strcmp(pre, "qwen2") || !strcmp(pre, "deepseek-r1-qwen")) {
-        struct zl_tok_norm *n = push((void **)&t->norm, &t->n_norm, sizeof(*n));
+        struct zl_tok_norm *n = zl_tok_push_step((void **)&t->norm, &t->n_norm, sizeof(*n));
         if (!n)
             return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
         n->kind = ZL_NORM_NFC;
@@ -84,7 +74,7 @@ static int setup_gpt2(struct zl_tokenizer *t, const char *pre)
     }
     if (rc < 0)
         return rc;
-    bl = push((void **)&t->pretok, &t->n_pretok, sizeof(*bl));
+    bl = zl_tok_push_step((void **)&t->pretok, &t->n_pretok, sizeof(*bl));
     if (!bl)
         return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
     bl->kind = ZL_PT_BYTELEVEL;
@@ -169,14 +159,14 @@ static int setup_llama(struct zl_tokenizer *t, const struct zl_gguf *g, size_t n
             return rc;
     }
     if (add_space) {
-        struct zl_tok_norm *n = push((void **)&t->norm, &t->n_norm, sizeof(*n));
+        struct zl_tok_norm *n = zl_tok_push_step((void **)&t->norm, &t->n_norm, sizeof(*n));
         if (!n)
             return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
         n->kind = ZL_NORM_PREPEND;
         n->str = zl_tok_arena_strdup(&t->arena, "\xE2\x96\x81", 3);
         n->str_len = 3;
     }
-    struct zl_tok_norm *r = push((void **)&t->norm, &t->n_norm, sizeof(*r));
+    struct zl_tok_norm *r = zl_tok_push_step((void **)&t->norm, &t->n_norm, sizeof(*r));
     if (!r)
         return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
     r->kind = ZL_NORM_REPLACE;

@@ -33,6 +33,12 @@ struct zl_tok_ids {
     size_t n, cap;
 };
 int zl_tok_ids_push(struct zl_tok_ids *v, int32_t id);
+/* Appends a zeroed element to an exact-size array of *n steps; NULL (with
+ * the error set) when out of memory. */
+void *zl_tok_push_step(void **arr, size_t *n, size_t size);
+/* Makes room for one more element in a realloc'd array of n (capacity
+ * *cap) elements of `size` bytes, doubling from `first`.  ZL_ENOMEM. */
+int zl_tok_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first);
 
 /* Byte string -> int32 map (open addressing, keys not owned). */
 struct zl_tok_map {

@@ -37,19 +37,6 @@ static pcre2_code *pattern(json_t *p, const char *name)
     return NULL;
 }
 
-/* Appends one element to a dynamic array of steps. */
-static void *push_step(void **arr, size_t *n, size_t size)
-{
-    char *p = realloc(*arr, (*n + 1) * size);
-    if (!p) {
-        zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-        return NULL;
-    }
-    *arr = p;
-    memset(p + *n * size, 0, size);
-    return p + (*n)++ * size;
-}
-
 static int utf8_cp(const char *s, size_t n, uint32_t *cp)
 {
     size_t adv;
@@ -59,20 +46,33 @@ static int utf8_cp(const char *s, size_t n, uint32_t *cp)
     return 0;
 }
 
-static int parse_norm(struct zl_tokenizer *t, json_t *o, const char *name, int depth)
+/* Calls fn on o, or on each step of a "Sequence" (nested), as the four
+ * pipeline sections of tokenizer.json spell them. */
+typedef int (*step_fn)(struct zl_tokenizer *t, json_t *o, const char *type, const char *name);
+
+static int each_step(struct zl_tokenizer *t, json_t *o, const char *list_key, const char *what,
+                     const char *name, int depth, step_fn fn)
 {
-    if (json_is_null(o) || !o)
+    if (!o || json_is_null(o))
         return 0;
     const char *type = jstr(o, "type", NULL);
     if (!type || depth > 16)
-        return BAD("%s: normalizer without type", name);
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "normalizers"), *v;
-        size_t i;
-        json_array_foreach(arr, i, v) if (parse_norm(t, v, name, depth + 1) < 0) return ZL_EINVAL;
-        return 0;
+        return BAD("%s: %s without type", name, what);
+    if (strcmp(type, "Sequence"))
+        return fn(t, o, type, name);
+    json_t *arr = json_object_get(o, list_key), *v;
+    size_t i;
+    json_array_foreach(arr, i, v) {
+        int rc = each_step(t, v, list_key, what, name, depth + 1, fn);
+        if (rc < 0)
+            return rc;
     }
-    struct zl_tok_norm *s = push_step((void **)&t->norm, &t->n_norm, sizeof(*s));
+    return 0;
+}
+
+static int parse_norm(struct zl_tokenizer *t, json_t *o, const char *type, const char *name)
+{
+    struct zl_tok_norm *s = zl_tok_push_step((void **)&t->norm, &t->n_norm, sizeof(*s));
     if (!s)
         return ZL_ENOMEM;
     const char *str;
@@ -108,26 +108,11 @@ static int parse_norm(struct zl_tokenizer *t, json_t *o, const char *name, int d
     return 0;
 }
 
-static int parse_pretok(struct zl_tokenizer *t, json_t *o, const char *name, int depth)
+static int parse_pretok(struct zl_tokenizer *t, json_t *o, const char *type, const char *name)
 {
-    if (json_is_null(o) || !o)
-        return 0;
-    const char *type = jstr(o, "type", NULL);
-    if (!type || depth > 16)
-        return BAD("%s: pre_tokenizer without type", name);
     if (t->byte_level)
         return zl_error(ZL_EUNSUPPORTED, "%s: pre-tokenizer after ByteLevel", name);
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "pretokenizers"), *v;
-        size_t i;
-        json_array_foreach(arr, i, v) {
-            int rc = parse_pretok(t, v, name, depth + 1);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
-    struct zl_tok_pretok *p = push_step((void **)&t->pretok, &t->n_pretok, sizeof(*p));
+    struct zl_tok_pretok *p = zl_tok_push_step((void **)&t->pretok, &t->n_pretok, sizeof(*p));
     if (!p)
         return ZL_ENOMEM;
     if (!strcmp(type, "Split")) {
@@ -183,24 +168,9 @@ static int parse_pretok(struct zl_tokenizer *t, json_t *o, const char *name, int
     return 0;
 }
 
-static int parse_dec(struct zl_tokenizer *t, json_t *o, const char *name, int depth)
+static int parse_dec(struct zl_tokenizer *t, json_t *o, const char *type, const char *name)
 {
-    if (json_is_null(o) || !o)
-        return 0;
-    const char *type = jstr(o, "type", NULL);
-    if (!type || depth > 16)
-        return BAD("%s: decoder without type", name);
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "decoders"), *v;
-        size_t i;
-        json_array_foreach(arr, i, v) {
-            int rc = parse_dec(t, v, name, depth + 1);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
-    struct zl_tok_dec *d = push_step((void **)&t->dec, &t->n_dec, sizeof(*d));
+    struct zl_tok_dec *d = zl_tok_push_step((void **)&t->dec, &t->n_dec, sizeof(*d));
     if (!d)
         return ZL_ENOMEM;
     size_t n;
@@ -265,23 +235,8 @@ static int set_ids(struct zl_tokenizer *t, int32_t **dst, size_t *n, json_t *ids
 
 /* TemplateProcessing "single": special tokens around $A (or $0).  Roberta
  * and Bert processors are the same shape with cls/sep. */
-static int parse_post(struct zl_tokenizer *t, json_t *o, const char *name, int depth)
+static int parse_post(struct zl_tokenizer *t, json_t *o, const char *type, const char *name)
 {
-    if (json_is_null(o) || !o)
-        return 0;
-    const char *type = jstr(o, "type", NULL);
-    if (!type || depth > 16)
-        return BAD("%s: post_processor without type", name);
-    if (!strcmp(type, "Sequence")) {
-        json_t *arr = json_object_get(o, "processors"), *v;
-        size_t i;
-        json_array_foreach(arr, i, v) {
-            int rc = parse_post(t, v, name, depth + 1);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
-    }
     if (!strcmp(type, "ByteLevel"))
         return 0; /* offsets only */
     if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
@@ -440,19 +395,23 @@ int zl_tok_load_json_into(struct zl_tokenizer *t, const char *json, size_t len, 
         rc = BAD("%s: not a tokenizer.json (no model object)", name);
     else if ((rc = parse_model(t, json_object_get(root, "model"), name)) < 0)
         ;
-    else if ((rc = parse_norm(t, json_object_get(root, "normalizer"), name, 0)) < 0)
+    else if ((rc = each_step(t, json_object_get(root, "normalizer"), "normalizers", "normalizer",
+                             name, 0, parse_norm)) < 0)
         ;
-    else if ((rc = parse_pretok(t, json_object_get(root, "pre_tokenizer"), name, 0)) < 0)
+    else if ((rc = each_step(t, json_object_get(root, "pre_tokenizer"), "pretokenizers",
+                             "pre_tokenizer", name, 0, parse_pretok)) < 0)
         ;
     else if ((rc = parse_added(t, json_object_get(root, "added_tokens"), name)) < 0)
         ;
-    else if ((rc = parse_post(t, json_object_get(root, "post_processor"), name, 0)) < 0)
+    else if ((rc = each_step(t, json_object_get(root, "post_processor"), "processors",
+                             "post_processor", name, 0, parse_post)) < 0)
         ;
-    else if ((rc = parse_dec(t, json_object_get(root, "decoder"), name, 0)) < 0)
+    else if ((rc = each_step(t, json_object_get(root, "decoder"), "decoders", "decoder", name, 0,
+                             parse_dec)) < 0)
         ;
     else if (!t->dec && !t->n_dec) {
         /* No decoder: HF joins tokens with spaces. */
-        struct zl_tok_dec *d = push_step((void **)&t->dec, &t->n_dec, sizeof(*d));
+        struct zl_tok_dec *d = zl_tok_push_step((void **)&t->dec, &t->n_dec, sizeof(*d));
         rc = d ? (d->kind = ZL_DEC_JOIN_SPACE, 0) : ZL_ENOMEM;
     }
     json_decref(root);

@@ -134,14 +134,8 @@ static int piece_push(struct zl_tok_pieces *v, const char *p, size_t len, int at
 {
     if (len == 0)
         return 0;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        struct zl_tok_piece *q = realloc(v->v, cap * sizeof(*q));
-        if (!q)
-            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-        v->v = q;
-        v->cap = cap;
-    }
+    if (zl_tok_grow((void **)&v->v, &v->cap, v->n, sizeof(*v->v), 64) < 0)
+        return ZL_ENOMEM;
     v->v[v->n++] = (struct zl_tok_piece){p, (uint32_t)len, (uint8_t)at_start};
     return 0;
 }
@@ -176,14 +170,8 @@ struct segs { struct seg *v; size_t n, cap; };
 
 static int seg_push(struct segs *s, size_t a, size_t b, int match)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 32;
-        struct seg *q = realloc(s->v, cap * sizeof(*q));
-        if (!q)
-            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-        s->v = q;
-        s->cap = cap;
-    }
+    if (zl_tok_grow((void **)&s->v, &s->cap, s->n, sizeof(*s->v), 32) < 0)
+        return ZL_ENOMEM;
     s->v[s->n++] = (struct seg){a, b, match};
     return 0;
 }
@@ -201,23 +189,15 @@ static int emit_split(const struct zl_tok_piece *pc, struct segs *sg, enum zl_sp
     case ZL_SPLIT_REMOVED:
         w = n;
         break;
-    case ZL_SPLIT_CONTIGUOUS: {
-        int prev = 0;
-        for (size_t i = 0; i < n; i++) {
-            int m = v[i].match;
-            if (w && m == prev)
-                v[w - 1].b = v[i].b;
-            else
-                v[w++] = (struct seg){v[i].a, v[i].b, 0};
-            prev = m;
-        }
-        break;
-    }
+    case ZL_SPLIT_CONTIGUOUS:
     case ZL_SPLIT_MERGED_PREV: {
+        /* Contiguous joins runs of equal kind; MergedWithPrevious joins a
+         * match to the piece before it. */
         int prev = 0;
         for (size_t i = 0; i < n; i++) {
             int m = v[i].match;
-            if (m && !prev && w)
+            int join = beh == ZL_SPLIT_CONTIGUOUS ? m == prev : m && !prev;
+            if (join && w)
                 v[w - 1].b = v[i].b;
             else
                 v[w++] = (struct seg){v[i].a, v[i].b, 0};

@@ -90,16 +90,34 @@ int zl_tok_buf_put(struct zl_tok_buf *b, const void *s, size_t n)
     return 0;
 }
 
+int zl_tok_grow(void **arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = c < SIZE_MAX / size ? realloc(*arr, c * size) : NULL;
+    if (!p)
+        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+void *zl_tok_push_step(void **arr, size_t *n, size_t size)
+{
+    size_t cap = *n;
+    if (zl_tok_grow(arr, &cap, *n, size, 1) < 0)
+        return NULL;
+    char *p = (char *)*arr + *n * size;
+    memset(p, 0, size);
+    ++*n;
+    return p;
+}
+
 int zl_tok_ids_push(struct zl_tok_ids *v, int32_t id)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        int32_t *p = realloc(v->v, cap * sizeof(*p));
-        if (!p)
-            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-        v->v = p;
-        v->cap = cap;
-    }
+    if (zl_tok_grow((void **)&v->v, &v->cap, v->n, sizeof(*v->v), 64) < 0)
+        return ZL_ENOMEM;
     v->v[v->n++] = id;
     return 0;
 }
@@ -363,10 +381,10 @@ int zl_tok_add_added(struct zl_tokenizer *t, const struct zl_tok_added *a)
     }
     if (a->len == 0)
         return 0; /* an empty pattern would match everywhere */
-    struct zl_tok_added *v = realloc(t->added, (t->n_added + 1) * sizeof(*v));
-    if (!v)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-    t->added = v;
+    size_t cap = t->n_added; /* exact-size array: grow by one */
+    if (zl_tok_grow((void **)&t->added, &cap, t->n_added, sizeof(*t->added), 1) < 0)
+        return ZL_ENOMEM;
+    struct zl_tok_added *v = t->added;
     v[t->n_added] = *a;
     v[t->n_added].content = zl_tok_arena_strdup(&t->arena, a->content, a->len);
     if (!v[t->n_added].content)
@@ -378,14 +396,8 @@ int zl_tok_add_added(struct zl_tokenizer *t, const struct zl_tok_added *a)
 
 static int trie_node(struct zl_tok_trie *tr, uint8_t byte)
 {
-    if (tr->n == tr->cap) {
-        size_t cap = tr->cap ? tr->cap * 2 : 256;
-        struct zl_trie_node *p = realloc(tr->node, cap * sizeof(*p));
-        if (!p)
-            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
-        tr->node = p;
-        tr->cap = cap;
-    }
+    if (zl_tok_grow((void **)&tr->node, &tr->cap, tr->n, sizeof(*tr->node), 256) < 0)
+        return ZL_ENOMEM;
     tr->node[tr->n] = (struct zl_trie_node){-1, -1, -1, byte};
     return (int)tr->n++;
 }
