@@ -352,10 +352,18 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         return jj_method(c, n, v, "items", a);
     }
     if (!strcmp(name, "tojson")) {
-        json_t *iv = jj_arg(a, 0, "indent", NULL);
+        /* HF's signature: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) */
+        json_t *iv = jj_arg(a, (size_t)-1, "indent", NULL), *sv = jj_arg(a, (size_t)-1, "separators", NULL);
+        if (a->npos >= 1) /* tojson(4) is the indent, as jinja2's own filter takes it */
+            iv = a->pos[0];
+        const char *isep = NULL, *ksep = NULL;
+        if (json_is_array(sv) && json_array_size(sv) == 2) {
+            isep = json_string_value(json_array_get(sv, 0));
+            ksep = json_string_value(json_array_get(sv, 1));
+        }
         struct jj_buf b = {0};
         bool ok = jj_tojson(&b, v, iv && json_is_integer(iv) ? (int)json_integer_value(iv) : -1,
-                            arg_bool(a, (size_t)-1, "sort_keys", false));
+                            arg_bool(a, (size_t)-1, "sort_keys", false), isep, ksep);
         json_t *r = ok ? json_stringn_nocheck(b.p ? b.p : "", b.n) : NULL;
         jj_buf_free(&b);
         return ok ? r : jj_fail(c, n, "tojson: object of type %s is not JSON serializable", jj_type_name(v));

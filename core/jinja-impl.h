@@ -118,8 +118,10 @@ void jj_repr(struct jj_buf *b, const json_t *v);
 /* A new json string holding str(v) (NULL on allocation failure). */
 json_t *jj_to_string(const json_t *v);
 void jj_format_float(char *out, size_t n, double d);
-/* json.dumps(v, ensure_ascii=False, indent=indent (<0: none), sort_keys). */
-bool jj_tojson(struct jj_buf *b, const json_t *v, int indent, bool sort_keys);
+/* json.dumps(v, ensure_ascii=False, indent=indent (<0: none), sort_keys,
+ * separators=(item_sep, key_sep)); NULL separators take Python's defaults. */
+bool jj_tojson(struct jj_buf *b, const json_t *v, int indent, bool sort_keys, const char *item_sep,
+               const char *key_sep);
 
 /* UTF-8 helpers: number of code points and the byte offset of code point i. */
 size_t jj_u8_len(const char *s, size_t n);

@@ -498,30 +498,32 @@ static struct jj_node *parse_math1(struct parser *P)
 
 static struct jj_node *parse_compare(struct parser *P)
 {
-    struct jj_node *l = parse_math1(P);
+    struct jj_node *l = parse_math1(P), *result = l, *prev = NULL;
     while (l) {
         struct jj_token *t = peek(P);
-        const char *op = NULL;
+        char op[4] = "";
         if (t->kind == JT_OP && (!strcmp(t->op, "==") || !strcmp(t->op, "!=") || !strcmp(t->op, "<") ||
                                  !strcmp(t->op, "<=") || !strcmp(t->op, ">") || !strcmp(t->op, ">=")))
-            op = t->op;
+            strcpy(op, t->op);
         else if (is_name(t, "in"))
-            op = "in";
+            strcpy(op, "in");
         else if (is_name(t, "not") && is_name(peek2(P), "in"))
-            op = "ni"; /* not in */
-        if (!op)
+            strcpy(op, "ni"); /* not in */
+        if (!op[0])
             break;
         next(P);
         if (!strcmp(op, "ni"))
             next(P);
-        /* a < b < c is chained in jinja2; templates do not use that, so
-         * it is parsed left-associatively like other binaries. */
-        struct jj_node *n = binary(P, t, l, parse_math1(P), JN_COMPARE);
-        if (n)
-            strcpy(n->op, op);
-        l = n;
+        /* a < b < c means (a < b) and (b < c), as in Python */
+        struct jj_node *operand = prev ? prev->b : l;
+        struct jj_node *n = binary(P, t, operand, parse_math1(P), JN_COMPARE);
+        if (!n)
+            return NULL;
+        strcpy(n->op, op);
+        result = prev ? binary(P, t, result, n, JN_AND) : n;
+        prev = n;
     }
-    return l;
+    return result;
 }
 
 static struct jj_node *parse_not(struct parser *P)

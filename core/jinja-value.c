@@ -439,13 +439,21 @@ static void newline_indent(struct jj_buf *b, int indent, int level)
 
 static int cmp_keys(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
 
-static bool dumps(struct jj_buf *b, const json_t *v, int indent, bool sort_keys, int level)
+struct dump_opts {
+    int indent;              /* < 0: one line */
+    bool sort_keys;
+    const char *item_sep, *key_sep;
+};
+
+static bool dumps(struct jj_buf *b, const json_t *v, const struct dump_opts *o, int level)
 {
     if (level > 200)
         return false;
     if (!v)
         return false; /* Undefined is not JSON serializable */
-    const char *sep = indent >= 0 ? "," : ", ";
+    const char *sep = o->item_sep;
+    int indent = o->indent;
+    bool sort_keys = o->sort_keys;
     switch (json_typeof(v)) {
     case JSON_STRING:
         json_string_out(b, json_string_value(v), json_string_length(v));
@@ -473,7 +481,7 @@ static bool dumps(struct jj_buf *b, const json_t *v, int indent, bool sort_keys,
                 jj_buf_puts(b, sep);
             if (indent >= 0)
                 newline_indent(b, indent, level + 1);
-            if (!dumps(b, json_array_get(v, i), indent, sort_keys, level + 1))
+            if (!dumps(b, json_array_get(v, i), o, level + 1))
                 return false;
         }
         if (n && indent >= 0)
@@ -500,8 +508,8 @@ static bool dumps(struct jj_buf *b, const json_t *v, int indent, bool sort_keys,
             if (indent >= 0)
                 newline_indent(b, indent, level + 1);
             json_string_out(b, keys[i], strlen(keys[i]));
-            jj_buf_puts(b, ": ");
-            ok = dumps(b, json_object_get(v, keys[i]), indent, sort_keys, level + 1);
+            jj_buf_puts(b, o->key_sep);
+            ok = dumps(b, json_object_get(v, keys[i]), o, level + 1);
         }
         free(keys);
         if (!ok)
@@ -515,7 +523,10 @@ static bool dumps(struct jj_buf *b, const json_t *v, int indent, bool sort_keys,
     return false;
 }
 
-bool jj_tojson(struct jj_buf *b, const json_t *v, int indent, bool sort_keys)
+bool jj_tojson(struct jj_buf *b, const json_t *v, int indent, bool sort_keys, const char *item_sep,
+               const char *key_sep)
 {
-    return dumps(b, v, indent, sort_keys, 0);
+    struct dump_opts o = {indent, sort_keys, item_sep ? item_sep : indent >= 0 ? "," : ", ",
+                          key_sep ? key_sep : ": "};
+    return dumps(b, v, &o, 0);
 }

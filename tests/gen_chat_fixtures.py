@@ -162,6 +162,7 @@ FEATURE_CTX = {
     "t": True,
     "msg": {"role": "user", "content": "hi", "extra": {"k": [1, 2.0, "x"]}},
     "ml": "line1\nline2\n\nline4",
+    "messages": [{"role": "system", "content": " sys "}, {"role": "user", "content": "q"}],
 }
 FEATURES = [
     # output, literals, operators and precedence
@@ -211,6 +212,9 @@ FEATURES = [
     ("filters_attr", "{{ users | map(attribute='name') | join(',') }} {{ users | selectattr('admin') | map(attribute='name') | list }} {{ users | rejectattr('admin') | map(attribute='name') | first }} {{ users | selectattr('age', 'gt', 26) | list | length }} {{ users | sort(attribute='age') | map(attribute='name') | join }} {{ users | join('|', attribute='name') }} {{ xs | select('odd') | list }} {{ xs | reject('odd') | list }} {{ ['a', 'b'] | map('upper') | list }} {{ users | selectattr('name', 'equalto', 'bob') | list | length }}"),
     ("filters_default", "{{ zz | default('a') }} {{ '' | default('b') }} {{ '' | default('c', true) }} {{ nothing | default('d') }} {{ zz | d('e') }}"),
     ("tojson", "{{ msg | tojson }}|{{ d | tojson(indent=2) }}|{{ 'é\"\\n<' | tojson }}|{{ [] | tojson(indent=2) }}|{{ 1.0 | tojson }}|{{ {'z': 1, 'a': [true, none]} | tojson }}|{{ d | tojson(sort_keys=true) }}"),
+    ("tojson_separators", "{{ msg | tojson(separators=(',', ':')) }}|{{ d | tojson(indent=1, separators=(';', '=')) }}"),
+    ("chained_compare", "{{ 1 < n < 10 }} {{ 1 < n < 5 }} {{ 3 > 2 > 1 }} {{ 1 == 1 != 2 }}"),
+    ("llama31_like", "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}{%- else %}{%- set system_message = '' %}{%- endif %}{%- if not date_string is defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}Today Date: {{ date_string }}\n{{ system_message }}|{{ messages | length }}|{% for t in users %}{{ t | tojson(indent=4) }}{% endfor %}"),
     ("items_dictsort_like", "{% for k, v in msg.extra | items %}{{ k }}:{{ v }}{% endfor %}"),
     ("indent", "[{{ ml | indent }}][{{ ml | indent(2, true) }}][{{ ml | indent(2, blank=true) }}]"),
     ("escape_safe", "{{ '<a href=\"x\">&\\'</a>' | e }} {{ '<b>' | safe }} {{ '<i>' | escape }}"),
