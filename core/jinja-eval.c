@@ -114,6 +114,7 @@ static bool step(struct jj_ctx *c, const struct jj_node *n)
 /* ---- expressions --------------------------------------------------------- */
 
 static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n);
+static json_t *eval_subject(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *obj);
 
 void jj_args_free(struct jj_args *a)
 {
@@ -272,8 +273,7 @@ static json_t *eval_slice(struct jj_ctx *c, struct jj_frame *f, const struct jj_
         for (long long i = start; stepv > 0 ? i < stop : i > stop; i += stepv)
             jj_buf_put(&b, s + offs[i], offs[i + 1] - offs[i]);
         free(offs);
-        json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-        jj_buf_free(&b);
+        json_t *r = jj_buf_string(&b);
         return r;
     }
     json_t *r = json_array();
@@ -366,6 +366,16 @@ static json_t *eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const stru
     return r;
 }
 
+/* The object of an attribute, item or slice access: Undefined there is an
+ * error, as in jinja2 (only the final lookup may be undefined). */
+static json_t *eval_subject(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *obj)
+{
+    json_t *o = eval(c, f, obj);
+    if (!o && !c->failed)
+        undefined_err(c, obj);
+    return o;
+}
+
 static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
 {
     if (!step(c, n))
@@ -380,11 +390,9 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
     case JN_DICT:
         return eval_dict(c, f, n);
     case JN_ATTR: {
-        json_t *o = eval(c, f, n->a);
-        if (c->failed)
-            return NULL;
+        json_t *o = eval_subject(c, f, n->a);
         if (!o)
-            return undefined_err(c, n->a);
+            return NULL;
         json_t *r = jj_getattr(o, n->name);
         if (!r)
             set_undef(c, n->name);
@@ -392,11 +400,9 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         return r;
     }
     case JN_INDEX: {
-        json_t *o = eval(c, f, n->a);
-        if (c->failed)
-            return NULL;
+        json_t *o = eval_subject(c, f, n->a);
         if (!o)
-            return undefined_err(c, n);
+            return NULL;
         json_t *k = eval(c, f, n->b);
         json_t *r = c->failed ? NULL : jj_getitem(c, n, o, k);
         if (!r && !c->failed) {
@@ -409,11 +415,9 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         return r;
     }
     case JN_SLICE: {
-        json_t *o = eval(c, f, n->a);
-        if (c->failed)
-            return NULL;
+        json_t *o = eval_subject(c, f, n->a);
         if (!o)
-            return undefined_err(c, n);
+            return NULL;
         json_t *r = eval_slice(c, f, n, o);
         json_decref(o);
         return r;
@@ -543,11 +547,8 @@ static json_t *eval_call(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
     struct jj_args a = {0};
     json_t *self = NULL, *r = NULL;
     if (callee->kind == JN_ATTR) {
-        self = eval(c, f, callee->a);
-        if (c->failed)
+        if (!(self = eval_subject(c, f, callee->a)))
             return NULL;
-        if (!self)
-            return undefined_err(c, callee->a);
     } else if (callee->kind != JN_NAME) {
         return jj_fail(c, n, "object is not callable");
     }

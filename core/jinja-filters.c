@@ -67,8 +67,7 @@ static json_t *html_escape(const json_t *v)
         }
     }
     json_decref(s);
-    json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *r = jj_buf_string(&b);
     return r;
 }
 
@@ -105,8 +104,7 @@ static json_t *indent(const json_t *v, const struct jj_args *a)
     }
     json_decref(s);
     json_decref(pad);
-    json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *r = jj_buf_string(&b);
     return r;
 }
 
@@ -382,8 +380,7 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
             for (size_t i = json_array_size(chars); i-- > 0;)
                 jj_str(&b, json_array_get(chars, i));
             json_decref(chars);
-            json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-            jj_buf_free(&b);
+            json_t *r = jj_buf_string(&b);
             return r;
         }
         json_t *items = jj_iter_list(c, n, v), *r = items ? json_array() : NULL;

@@ -104,6 +104,8 @@ struct jj_buf {
 bool jj_buf_put(struct jj_buf *b, const char *s, size_t n);
 bool jj_buf_puts(struct jj_buf *b, const char *s);
 void jj_buf_free(struct jj_buf *b);
+/* Moves the bytes into a new json string and frees the buffer. */
+json_t *jj_buf_string(struct jj_buf *b);
 
 bool jj_truthy(const json_t *v);
 bool jj_equal(const json_t *a, const json_t *b);

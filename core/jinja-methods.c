@@ -76,8 +76,7 @@ json_t *jj_case(const char *s, size_t n, int mode)
         char enc[4];
         jj_buf_put(&b, enc, (size_t)jj_u8_encode(out, enc));
     }
-    json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *r = jj_buf_string(&b);
     return r;
 }
 
@@ -184,8 +183,7 @@ json_t *jj_replace(const char *s, size_t n, const char *old, size_t on, const ch
         }
     }
     jj_buf_put(&b, s + p, n - p);
-    json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *r = jj_buf_string(&b);
     return r;
 }
 
@@ -249,8 +247,7 @@ static json_t *format(struct jj_ctx *c, const struct jj_node *n, const char *s, 
         jj_str(&b, v);
         i = (size_t)(close - s);
     }
-    json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *r = jj_buf_string(&b);
     return r;
 }
 

@@ -34,8 +34,7 @@ static json_t *repeat(struct jj_ctx *c, const struct jj_node *n, const json_t *s
         struct jj_buf b = {0};
         for (long long i = 0; i < times; i++)
             jj_buf_put(&b, json_string_value(seq), unit);
-        json_t *r = json_stringn_nocheck(b.p ? b.p : "", b.n);
-        jj_buf_free(&b);
+        json_t *r = jj_buf_string(&b);
         return r;
     }
     json_t *r = json_array();

@@ -450,55 +450,32 @@ static struct jj_node *binary(struct parser *P, struct jj_token *t, struct jj_no
     return n;
 }
 
-static struct jj_node *parse_pow(struct parser *P)
-{
-    struct jj_node *l = parse_unary(P, true);
-    while (l && is_op(peek(P), "**")) {
-        struct jj_token *t = next(P);
-        l = binary(P, t, l, parse_unary(P, true), JN_BINARY);
-    }
-    return l;
-}
+/* Binary operators by precedence, loosest first; all left-associative as in
+ * jinja2 (even "**"). */
+static const char *const LEVELS[][5] = {{"+", "-"}, {"~"}, {"*", "/", "//", "%"}, {"**"}};
+#define N_LEVELS (int)(sizeof(LEVELS) / sizeof(LEVELS[0]))
 
-static struct jj_node *parse_math2(struct parser *P)
+static struct jj_node *parse_level(struct parser *P, int lv)
 {
-    struct jj_node *l = parse_pow(P);
+    if (lv == N_LEVELS)
+        return parse_unary(P, true);
+    struct jj_node *l = parse_level(P, lv + 1);
     while (l) {
         struct jj_token *t = peek(P);
-        if (!is_op(t, "*") && !is_op(t, "/") && !is_op(t, "//") && !is_op(t, "%"))
+        bool hit = false;
+        for (int i = 0; LEVELS[lv][i]; i++)
+            hit |= is_op(t, LEVELS[lv][i]);
+        if (!hit)
             break;
         next(P);
-        l = binary(P, t, l, parse_pow(P), JN_BINARY);
-    }
-    return l;
-}
-
-static struct jj_node *parse_concat(struct parser *P)
-{
-    struct jj_node *l = parse_math2(P);
-    while (l && is_op(peek(P), "~")) {
-        struct jj_token *t = next(P);
-        l = binary(P, t, l, parse_math2(P), JN_BINARY);
-    }
-    return l;
-}
-
-static struct jj_node *parse_math1(struct parser *P)
-{
-    struct jj_node *l = parse_concat(P);
-    while (l) {
-        struct jj_token *t = peek(P);
-        if (!is_op(t, "+") && !is_op(t, "-"))
-            break;
-        next(P);
-        l = binary(P, t, l, parse_concat(P), JN_BINARY);
+        l = binary(P, t, l, parse_level(P, lv + 1), JN_BINARY);
     }
     return l;
 }
 
 static struct jj_node *parse_compare(struct parser *P)
 {
-    struct jj_node *l = parse_math1(P), *result = l, *prev = NULL;
+    struct jj_node *l = parse_level(P, 0), *result = l, *prev = NULL;
     while (l) {
         struct jj_token *t = peek(P);
         char op[4] = "";
@@ -516,7 +493,7 @@ static struct jj_node *parse_compare(struct parser *P)
             next(P);
         /* a < b < c means (a < b) and (b < c), as in Python */
         struct jj_node *operand = prev ? prev->b : l;
-        struct jj_node *n = binary(P, t, operand, parse_math1(P), JN_COMPARE);
+        struct jj_node *n = binary(P, t, operand, parse_level(P, 0), JN_COMPARE);
         if (!n)
             return NULL;
         strcpy(n->op, op);

@@ -37,6 +37,13 @@ bool jj_buf_put(struct jj_buf *b, const char *s, size_t n)
 
 bool jj_buf_puts(struct jj_buf *b, const char *s) { return jj_buf_put(b, s, strlen(s)); }
 
+json_t *jj_buf_string(struct jj_buf *b)
+{
+    json_t *r = json_stringn_nocheck(b->p ? b->p : "", b->n);
+    jj_buf_free(b);
+    return r;
+}
+
 void jj_buf_free(struct jj_buf *b)
 {
     free(b->p);
@@ -391,8 +398,7 @@ json_t *jj_to_string(const json_t *v)
         return json_incref((json_t *)v);
     struct jj_buf b = {0};
     jj_str(&b, v);
-    json_t *s = json_stringn_nocheck(b.p ? b.p : "", b.n);
-    jj_buf_free(&b);
+    json_t *s = jj_buf_string(&b);
     return s;
 }
 
