@@ -5,7 +5,7 @@
  *   struct zl_frontend_params fp = zl_frontend_default_params();  fp.engine = &api;  fp.port = 8000;
  *   void *srv;  if (fe->start(&fp, &srv) < 0) die(zl_last_error());
  *   wait_for_sigterm();  fe->stop(srv, 30000);  fe->destroy(srv);
- *   // api comes from zl_frontend_host_create(engine, tokenizer, chat, &host) (zlightd)
+ *   // api: zl_frontend_host_api(host) over the engine (zlightd, see below)
  */
 #ifndef ZLIGHT_FRONTEND_H
 #define ZLIGHT_FRONTEND_H
@@ -121,8 +121,8 @@ struct zl_engine_api {
     /* The calling thread's message for the last failed call ("" if none). */
     const char *(*last_error)(void *ctx);
 
-    /* Queues a request; on success *id names it and `cb` will be called.
-     * Never calls cb before returning.  ZL_EINVAL (bad parameters; message
+    /* Queues a request; on success *id names it and `cb` will be called
+     * (possibly before submit returns: set up `user` first).  ZL_EINVAL (bad parameters; message
      * says which), ZL_ESTATE (engine stopped or dead), ZL_ENOMEM. */
     int (*submit)(void *ctx, const struct zl_fe_request *req, zl_fe_output_fn cb, void *user,
                   uint64_t *id);
@@ -169,6 +169,53 @@ struct zl_frontend_ops {
     /* Frees a stopped (or never started) instance; NULL-safe. */
     void (*destroy)(void *instance);
 };
+
+/* ---- the core side: struct zl_engine_api over engine.h, tokenizer.h and
+ * chat.h (libzlight; zlightd builds it, plugins never call these) ---- */
+
+struct zl_engine;
+struct zl_tokenizer;
+struct zl_chat_template;
+struct zl_output;
+struct zl_frontend_host;
+
+struct zl_frontend_host_params {
+    const struct zl_tokenizer *tokenizer;   /* required; outlives the host */
+    const char *chat_template_path;         /* a .jinja file overriding the tokenizer's
+                                               template; NULL/"" = the tokenizer's */
+    const char *model_name;                 /* served name; required */
+    const char *model_root;                 /* model path (informative), may be NULL */
+    int64_t max_model_len;                  /* as the engine's scheduler has it */
+    const char *generation_config;          /* generation_config.json or its directory,
+                                               NULL = none: OpenAI's defaults */
+};
+
+/* Creates the host (no engine yet).  ZL_EINVAL (missing tokenizer/name, a
+ * chat template that does not compile), ZL_ENOMEM.  A model without a chat
+ * template still serves completions; chat requests then fail with 400. */
+ZL_API int zl_frontend_host_create(const struct zl_frontend_host_params *p,
+                                   struct zl_frontend_host **out);
+/* The engine's output callback: set zl_engine_params.on_output to this and
+ * on_output_user to the host before zl_engine_create. */
+ZL_API void zl_frontend_host_on_output(const struct zl_output *out, void *host);
+/* Attaches the engine (before the api is used). */
+ZL_API void zl_frontend_host_set_engine(struct zl_frontend_host *h, struct zl_engine *e);
+/* The table to hand to the frontend; valid while h lives. */
+ZL_API const struct zl_engine_api *zl_frontend_host_api(struct zl_frontend_host *h);
+/* NULL-safe; after the frontend stopped and the engine was freed. */
+ZL_API void zl_frontend_host_free(struct zl_frontend_host *h);
+
+struct zl_config;
+
+/* zlightd's serve mode: opens cfg's model (plugins, backend, weights),
+ * tokenizer and engine, starts `fe` on server.host:port and blocks until
+ * SIGINT or SIGTERM; then stops admitting, lets requests finish for
+ * `grace_ms`, cancels the rest and frees everything.  Must be called before
+ * the process starts other threads (it blocks those signals for all of
+ * them).  ZL_OK after a clean stop, else a negative status with the reason
+ * (model, tokenizer, bind, ...) in zl_last_error(). */
+ZL_API int zl_frontend_serve(const struct zl_config *cfg, const struct zl_frontend_ops *fe,
+                             int32_t grace_ms);
 
 #ifdef __cplusplus
 }
