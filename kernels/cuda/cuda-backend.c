@@ -1,14 +1,19 @@
 /* The CUDA backend plugin: device memory and copies for the memory manager,
- * and the device op table (ops land with the CUDA backend work). */
+ * the instance (stream, cuBLASLt handle, scratch: see cuda-impl.h) and the
+ * op table.  The ops live in cuda-ops.c, cuda-linear.c and
+ * cuda-attention.c, their kernels in the .cu files. */
 #include "config.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cuda_runtime_api.h>
 
 #include <zlight/backend.h>
 #include <zlight/plugin.h>
 
-#include "cuda-check.h"
-#include "cuda-kernels.h"
+#include "cuda-impl.h"
 
 const struct zl_host *zl_cuda_host;
 
@@ -81,6 +86,207 @@ static int cuda_convert(int device, enum zl_dtype dst_dt, void *dst, enum zl_dty
     return ZL_OK;
 }
 
+/* ---- instances ---- */
+
+int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op)
+{
+    if (bytes <= *cap)
+        return ZL_OK;
+    size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
+    /* queued kernels may still read the old buffer */
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
+    cudaError_t err = cudaMalloc(buf, want);
+    if (err != cudaSuccess) {
+        *buf = NULL;
+        return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: cudaMalloc(%zu bytes) of scratch failed: "
+                                   "%s", op, want, cudaGetErrorString(err));
+    }
+    *cap = want;
+    zl_cuda_host->log(ZL_LOG_DEBUG, "cuda", "%s: scratch grown to %zu bytes", op, want);
+    return ZL_OK;
+}
+
+/* Grows the pinned staging slots to `bytes` each (all copies done first). */
+static int stage_reserve(struct zl_bctx *ctx, size_t bytes)
+{
+    if (bytes <= ctx->stage_slot)
+        return ZL_OK;
+    size_t want = ctx->stage_slot * 2 > bytes ? ctx->stage_slot * 2 : bytes;
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    cudaFreeHost(ctx->stage);
+    ctx->stage = NULL;
+    ctx->stage_slot = 0;
+    ZL_CUDA_TRY(cudaHostAlloc((void **)&ctx->stage, want * CUDA_STAGE_SLOTS, cudaHostAllocDefault));
+    ctx->stage_slot = want;
+    return ZL_OK;
+}
+
+static int host_reserve(void **buf, size_t *cap, size_t bytes, const char *op)
+{
+    if (bytes <= *cap)
+        return ZL_OK;
+    size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
+    void *p = realloc(*buf, want);
+    if (!p)
+        return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: out of host memory (%zu bytes)", op, want);
+    *buf = p;
+    *cap = want;
+    return ZL_OK;
+}
+
+#define UPLOAD_ALIGN 16
+
+int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
+                const struct cuda_part *parts, int n, void **dev)
+{
+    size_t off[8], total = 0;
+    assert(n <= 8);
+    for (int i = 0; i < n; i++) {
+        off[i] = total;
+        total += (parts[i].bytes + UPLOAD_ALIGN - 1) & ~(size_t)(UPLOAD_ALIGN - 1);
+    }
+    if (total == 0) { /* nothing to copy; the kernels read no element */
+        for (int i = 0; i < n; i++)
+            dev[i] = up->dev;
+        return ZL_OK;
+    }
+    int rc = host_reserve(&ctx->pack, &ctx->pack_cap, total, op);
+    if (rc < 0)
+        return rc;
+    char *pack = ctx->pack;
+    memset(pack, 0, total); /* the padding takes part in the comparison */
+    for (int i = 0; i < n; i++)
+        if (parts[i].bytes)
+            memcpy(pack + off[i], parts[i].src, parts[i].bytes);
+    if (total > up->cap) {
+        free(up->last);
+        up->last = NULL;
+        up->last_len = 0;
+        if ((rc = cuda_reserve(ctx, &up->dev, &up->cap, total, op)) < 0)
+            return rc;
+        if (!(up->last = malloc(up->cap)))
+            return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: out of host memory", op);
+    }
+    if (!(up->last_len == total && !memcmp(up->last, pack, total))) {
+        if ((rc = stage_reserve(ctx, total)) < 0)
+            return rc;
+        unsigned s = ctx->stage_next++ % CUDA_STAGE_SLOTS;
+        char *slot = ctx->stage + (size_t)s * ctx->stage_slot;
+        /* the slot's previous copy must have left it; it was queued
+         * CUDA_STAGE_SLOTS uploads ago, so this rarely waits */
+        ZL_CUDA_TRY(cudaEventSynchronize(ctx->stage_ev[s]));
+        memcpy(slot, pack, total);
+        ZL_CUDA_TRY(cudaMemcpyAsync(up->dev, slot, total, cudaMemcpyHostToDevice, ctx->stream));
+        ZL_CUDA_TRY(cudaEventRecord(ctx->stage_ev[s], ctx->stream));
+        memcpy(up->last, pack, total);
+        up->last_len = total;
+    }
+    for (int i = 0; i < n; i++)
+        dev[i] = (char *)up->dev + off[i];
+    return ZL_OK;
+}
+
+static void upload_free(struct cuda_upload *up)
+{
+    cudaFree(up->dev);
+    free(up->last);
+    memset(up, 0, sizeof *up);
+}
+
+static void cuda_close(struct zl_bctx *ctx)
+{
+    if (!ctx)
+        return;
+    cudaSetDevice(ctx->device);
+    if (ctx->stream)
+        cudaStreamSynchronize(ctx->stream); /* nothing queued may outlive its buffers */
+    cuda_linear_cache_free(ctx);
+    if (ctx->lt)
+        cublasLtDestroy(ctx->lt);
+    cudaFree(ctx->lt_ws);
+    upload_free(&ctx->meta);
+    upload_free(&ctx->freq);
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
+        if (ctx->stage_ev[i])
+            cudaEventDestroy(ctx->stage_ev[i]);
+    cudaFreeHost(ctx->stage);
+    free(ctx->pack);
+    cudaFree(ctx->conv);
+    cudaFree(ctx->err);
+    cudaFreeHost(ctx->err_host);
+    if (ctx->stream)
+        cudaStreamDestroy(ctx->stream);
+    free(ctx);
+}
+
+static int open_resources(struct zl_bctx *ctx)
+{
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    /* A blocking stream (not cudaStreamNonBlocking): the synchronous
+     * copy_to_device/copy_to_host hooks run on the legacy default stream,
+     * which then waits for this stream's queued work and vice versa, so a
+     * model may refill its inputs between steps without a sync(). */
+    ZL_CUDA_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamDefault));
+    ZL_CUBLAS_TRY(cublasLtCreate(&ctx->lt));
+    ZL_CUDA_TRY(cudaMalloc(&ctx->lt_ws, CUDA_LT_WORKSPACE));
+    ZL_CUDA_TRY(cudaMalloc((void **)&ctx->err, 4 * sizeof(int32_t)));
+    ZL_CUDA_TRY(cudaMemset(ctx->err, 0, 4 * sizeof(int32_t)));
+    ZL_CUDA_TRY(cudaHostAlloc((void **)&ctx->err_host, 4 * sizeof(int32_t), cudaHostAllocDefault));
+    for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
+        ZL_CUDA_TRY(cudaEventCreateWithFlags(&ctx->stage_ev[i], cudaEventDisableTiming));
+    int rc = stage_reserve(ctx, CUDA_META_INITIAL);
+    if (rc == ZL_OK)
+        rc = cuda_reserve(ctx, &ctx->meta.dev, &ctx->meta.cap, CUDA_META_INITIAL, "open");
+    if (rc == ZL_OK && !(ctx->meta.last = malloc(ctx->meta.cap)))
+        rc = zl_cuda_host->error(ZL_ENOMEM, "cuda open: out of host memory");
+    return rc;
+}
+
+static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **out)
+{
+    if (!p || !out || p->size < sizeof(struct zl_backend_open_params))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda open: NULL or too old params (size %u)",
+                                   p ? (unsigned)p->size : 0u);
+    int n = cuda_device_count();
+    if (p->device < 0 || p->device >= n)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda open: no device %d (%d present)",
+                                   (int)p->device, n);
+    struct zl_bctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return zl_cuda_host->error(ZL_ENOMEM, "cuda open: out of memory");
+    ctx->device = p->device;
+    int rc = open_resources(ctx);
+    if (rc < 0) {
+        cuda_close(ctx);
+        return rc;
+    }
+    zl_cuda_host->log(ZL_LOG_DEBUG, "cuda", "instance on device %d: cuBLASLt workspace %zu MiB",
+                      ctx->device, CUDA_LT_WORKSPACE >> 20);
+    *out = ctx;
+    return ZL_OK;
+}
+
+/* Waits for the queued work, then reports what the kernels flagged. */
+static int cuda_sync(struct zl_bctx *ctx)
+{
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->err_host, ctx->err, 4 * sizeof(int32_t),
+                                cudaMemcpyDeviceToHost, ctx->stream));
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    if (ctx->err_host[0]) {
+        int32_t e[4];
+        memcpy(e, ctx->err_host, sizeof e);
+        ZL_CUDA_TRY(cudaMemsetAsync(ctx->err, 0, 4 * sizeof(int32_t), ctx->stream));
+        ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+        return zl_cuda_host->error(ZL_ERANGE, "cuda embedding: token %d has id %d, outside 0..%d "
+                                   "(found at sync)", (int)e[2], (int)e[1], (int)e[3] - 1);
+    }
+    return ZL_OK;
+}
+
 static const struct zl_backend_ops cuda_ops = {
     .size = sizeof(struct zl_backend_ops),
     .description = "NVIDIA CUDA",
@@ -93,6 +299,18 @@ static const struct zl_backend_ops cuda_ops = {
     .copy_to_host = cuda_copy_to_host,
     .synchronize = cuda_synchronize,
     .convert = cuda_convert,
+    .open = cuda_open,
+    .close = cuda_close,
+    .embedding = cuda_embedding,
+    .rms_norm = cuda_rms_norm,
+    .linear = cuda_linear,
+    .rope = cuda_rope,
+    .silu_mul = cuda_silu_mul,
+    .kv_write = cuda_kv_write,
+    .attention = cuda_attention,
+    .add = cuda_add,
+    .copy = cuda_copy_rows,
+    .sync = cuda_sync,
 };
 
 static int cuda_init(const struct zl_host *h)

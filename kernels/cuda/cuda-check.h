@@ -1,7 +1,12 @@
-/* CUDA error checking that names the failing call (plugin-internal). */
+/* CUDA and cuBLASLt error checking that names the failing call (plugin-internal). */
 #ifndef ZL_CUDA_CHECK_H
 #define ZL_CUDA_CHECK_H
 
+/* cublasLt.h declares one function as f() (not a C prototype) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cublasLt.h>
+#pragma GCC diagnostic pop
 #include <cuda_runtime_api.h>
 #include <zlight/plugin.h>
 
@@ -15,6 +20,15 @@ extern const struct zl_host *zl_cuda_host;
         if (err_ != cudaSuccess)                                                 \
             return zl_cuda_host->error(ZL_EBACKEND, "%s failed: %s (%s:%d)", #call, \
                                        cudaGetErrorString(err_), __FILE__, __LINE__); \
+    } while (0)
+
+/* The same for a cublasStatus_t expression. */
+#define ZL_CUBLAS_TRY(call)                                                      \
+    do {                                                                         \
+        cublasStatus_t st_ = (call);                                             \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                        \
+            return zl_cuda_host->error(ZL_EBACKEND, "%s failed: %s (%s:%d)", #call, \
+                                       cublasLtGetStatusString(st_), __FILE__, __LINE__); \
     } while (0)
 
 #endif

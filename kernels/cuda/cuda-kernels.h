@@ -1,8 +1,18 @@
-/* extern "C" launchers of the CUDA kernels (called from the C plugin). */
+/* extern "C" launchers of the CUDA kernels (called from the C plugin).
+ *
+ *   struct zl_cuda_rows out = {ptr, n, d, row_bytes, ZL_DTYPE_BF16}, x = ...;
+ *   cudaError_t e = zl_cuda_add(&out, &x, &y, stream);   // queued, not waited
+ *   if (e == cudaSuccess) e = zl_cuda_rms_norm(&out, &x, NULL, &w, 1e-5f, stream);
+ *
+ * Every launcher checks nothing the C side already checked (shapes, dtypes,
+ * devices): it maps the dtypes to kernel instances (cudaErrorInvalidValue
+ * for a pair it lacks), launches on `stream` and returns cudaGetLastError().
+ * Element math is f32 whatever the storage dtype (f32, f16 or bf16). */
 #ifndef ZL_CUDA_KERNELS_H
 #define ZL_CUDA_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cuda_runtime_api.h>
 #include <zlight/dtype.h>
 
@@ -10,10 +20,90 @@
 extern "C" {
 #endif
 
+/* A tensor seen as n rows of d contiguous elements, rows `stride` bytes apart. */
+struct zl_cuda_rows {
+    void *data;
+    int64_t n, d;
+    int64_t stride;
+    enum zl_dtype dtype;
+};
+
+/* [n, heads, head_dim] with a contiguous innermost dim; nb0/nb1 byte strides
+ * of tokens and heads (views into a fused QKV row are fine). */
+struct zl_cuda_heads {
+    void *data;
+    int64_t n, heads, head_dim;
+    int64_t nb0, nb1;
+    enum zl_dtype dtype;
+};
+
+/* The paged cache of backend.h, one layer of it, as the kernels see it. */
+struct zl_cuda_kv {
+    char *base;
+    size_t block_stride;        /* bytes between pool blocks */
+    int32_t block_size, n_kv_heads, head_dim, layer;
+    enum zl_dtype dtype;
+};
+
+/* The attention batch after upload: device copies of the host arrays. */
+struct zl_cuda_batch {
+    int32_t n_seqs, max_blocks;
+    const int32_t *q_start;     /* [n_seqs + 1] */
+    const int32_t *kv_len;      /* [n_seqs] */
+    const int32_t *block_table; /* [n_seqs, max_blocks] */
+    const int32_t *slot;        /* [n_tokens] */
+};
+
+/* Longest head the attention kernel holds in registers (8 per lane). */
+#define ZL_CUDA_ATTN_MAX_HEAD_DIM 256
+
 /* Element-wise f32/f16/bf16 conversion on `stream`, round to nearest even.
  * Returns cudaErrorInvalidValue for other dtype pairs. */
 cudaError_t zl_cuda_convert(enum zl_dtype dst_dt, void *dst, enum zl_dtype src_dt,
                             const void *src, size_t n, cudaStream_t stream);
+
+/* out row r = table row tokens[r] (converted).  An id outside 0..table->n-1
+ * writes a zero row and records {1, id, r, table->n} in err[0..3] (the
+ * first one only; err[0] must be 0 before). */
+cudaError_t zl_cuda_embedding(const struct zl_cuda_rows *out, const struct zl_cuda_rows *table,
+                              const int32_t *tokens, int32_t *err, cudaStream_t stream);
+
+/* With res->data: res += x (rounded to res's dtype), out = rmsnorm(res) * w;
+ * else out = rmsnorm(x) * w.  One block per row, f32 sum of squares.
+ * x, out and res share one dtype; w (one row) may have another. */
+cudaError_t zl_cuda_rms_norm(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                             const struct zl_cuda_rows *res, const struct zl_cuda_rows *w,
+                             float eps, cudaStream_t stream);
+
+/* NeoX rotation of the first rot_dim dims of every head of q and k (k->data
+ * may be NULL) at pos[i * pos_step]; inv_freq [rot_dim / 2] in device
+ * memory; angle = (float)pos * inv_freq as HF computes it. */
+cudaError_t zl_cuda_rope(const struct zl_cuda_heads *q, const struct zl_cuda_heads *k,
+                         const int32_t *pos, int64_t pos_step, const float *inv_freq,
+                         int32_t rot_dim, float attn_factor, cudaStream_t stream);
+
+/* out = silu(a) * b, out = a + b (same dtype), out = a converted (copy). */
+cudaError_t zl_cuda_silu_mul(const struct zl_cuda_rows *out, const struct zl_cuda_rows *a,
+                             const struct zl_cuda_rows *b, cudaStream_t stream);
+cudaError_t zl_cuda_add(const struct zl_cuda_rows *out, const struct zl_cuda_rows *a,
+                        const struct zl_cuda_rows *b, cudaStream_t stream);
+cudaError_t zl_cuda_copy(const struct zl_cuda_rows *dst, const struct zl_cuda_rows *src,
+                         cudaStream_t stream);
+
+/* out row += bias (one row of out->d), or out row = bias when `assign`
+ * (bias NULL then means zeros): the linear epilogue cuBLASLt lacks. */
+cudaError_t zl_cuda_bias_rows(const struct zl_cuda_rows *out, const void *bias,
+                              enum zl_dtype bias_dt, int assign, cudaStream_t stream);
+
+/* Cache rows of token i at slot[i] = its k, v heads (converted). */
+cudaError_t zl_cuda_kv_write(const struct zl_cuda_kv *cache, const struct zl_cuda_heads *k,
+                             const struct zl_cuda_heads *v, const int32_t *slot,
+                             cudaStream_t stream);
+
+/* Paged causal attention of every query row (backend.h), f32 online softmax. */
+cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
+                              const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
+                              float scale, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,93 @@
+/* kv_write and attention: argument checks, the batch's host arrays uploaded
+ * (once per step: kv_write and attention of every layer see the same bytes,
+ * and cuda_upload skips an identical upload), then one launch each. */
+#include "config.h"
+
+#include <math.h>
+
+#include "cuda-impl.h"
+
+/* Device copies of the batch's arrays for n_tok query rows. */
+static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_attn_batch *b,
+                        int64_t n_tok, struct zl_cuda_batch *out)
+{
+    size_t i4 = sizeof(int32_t);
+    struct cuda_part parts[4] = {
+        {b->q_start, ((size_t)b->n_seqs + 1) * i4},
+        {b->kv_len, (size_t)b->n_seqs * i4},
+        {b->block_table, (size_t)b->n_seqs * (size_t)b->max_blocks * i4},
+        {b->slot, (size_t)n_tok * i4},
+    };
+    void *dev[4];
+    int rc = cuda_upload(ctx, &ctx->meta, op, parts, 4, dev);
+    if (rc < 0)
+        return rc;
+    *out = (struct zl_cuda_batch){.n_seqs = b->n_seqs, .max_blocks = b->max_blocks,
+                                  .q_start = dev[0], .kv_len = dev[1], .block_table = dev[2],
+                                  .slot = dev[3]};
+    return ZL_OK;
+}
+
+int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t layer,
+                  const struct zl_tensor *k, const struct zl_tensor *v,
+                  const struct zl_attn_batch *batch)
+{
+    static const char op[] = "kv_write";
+    struct zl_cuda_heads kh, vh;
+    struct zl_cuda_kv kv;
+    struct zl_cuda_batch db;
+    int rc;
+    if ((rc = cuda_check_heads(ctx, op, "k", k, CUDA_DT_FLOAT, &kh)) < 0 ||
+        (rc = cuda_check_heads(ctx, op, "v", v, CUDA_DT_FLOAT, &vh)) < 0 ||
+        (rc = cuda_check_kv(op, cache, layer, batch, kh.n, &kv)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "k", &kh, kh.n, kv.n_kv_heads, kv.head_dim)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "v", &vh, kh.n, kv.n_kv_heads, kv.head_dim)) < 0)
+        return rc;
+    if (kh.dtype != vh.dtype)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda kv_write: k is %s but v is %s",
+                                   cuda_dtype_name(kh.dtype), cuda_dtype_name(vh.dtype));
+    if (kh.n == 0)
+        return ZL_OK;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if ((rc = upload_batch(ctx, op, batch, kh.n, &db)) < 0)
+        return rc;
+    ZL_CUDA_TRY(zl_cuda_kv_write(&kv, &kh, &vh, db.slot, ctx->stream));
+    return ZL_OK;
+}
+
+int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
+                   const struct zl_kv_cache *cache, int32_t layer,
+                   const struct zl_attn_batch *batch, float scale)
+{
+    static const char op[] = "attention";
+    struct zl_cuda_heads qh, oh;
+    struct zl_cuda_kv kv;
+    struct zl_cuda_batch db;
+    int rc;
+    if ((rc = cuda_check_heads(ctx, op, "q", q, CUDA_DT_FLOAT, &qh)) < 0 ||
+        (rc = cuda_check_heads(ctx, op, "out", out, CUDA_DT_FLOAT, &oh)) < 0 ||
+        (rc = cuda_check_kv(op, cache, layer, batch, qh.n, &kv)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "out", &oh, qh.n, qh.heads, qh.head_dim)) < 0)
+        return rc;
+    if (qh.head_dim != kv.head_dim || qh.heads < 1 || qh.heads % kv.n_kv_heads)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: q [%lld, %lld, %lld] vs cache %d "
+                                   "kv heads of %d: head_dim differs or heads are not a multiple",
+                                   (long long)qh.n, (long long)qh.heads, (long long)qh.head_dim,
+                                   (int)kv.n_kv_heads, (int)kv.head_dim);
+    if (oh.dtype != qh.dtype)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: out is %s but q is %s",
+                                   cuda_dtype_name(oh.dtype), cuda_dtype_name(qh.dtype));
+    if (kv.head_dim > ZL_CUDA_ATTN_MAX_HEAD_DIM)
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda attention: head_dim %d > %d", 
+                                   (int)kv.head_dim, ZL_CUDA_ATTN_MAX_HEAD_DIM);
+    if (!isfinite(scale))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: scale %g is not finite",
+                                   (double)scale);
+    if (qh.n == 0)
+        return ZL_OK;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0)
+        return rc;
+    ZL_CUDA_TRY(zl_cuda_attention(&oh, &qh, &kv, &db, scale, ctx->stream));
+    return ZL_OK;
+}

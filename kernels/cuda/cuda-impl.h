@@ -1,0 +1,139 @@
+/* Internals of the CUDA backend shared by its C files (not installed).
+ *
+ *   struct cuda_rows x;                               // a tensor as rows
+ *   if ((rc = cuda_check_rows(ctx, "add", "x", t, CUDA_DT_FLOAT, &x)) < 0) return rc;
+ *   ZL_CUDA_TRY(zl_cuda_add(&out, &x, &y, ctx->stream));   // queued on the instance
+ *   cuda_upload(ctx, &ctx->meta, "attention", parts, 4, dev);  // host arrays -> device
+ *   cuda_linear_cache_free(ctx);
+ *
+ * Memory of an instance (all allocated at open or grown rarely, never per
+ * step in steady state):
+ *   - cuBLASLt workspace: CUDA_LT_WORKSPACE bytes, one allocation at open.
+ *   - meta: device copy of the attention batch's host arrays (q_start,
+ *     kv_len, block_table, slot), CUDA_META_INITIAL bytes at open, doubled
+ *     when a batch needs more.  Uploaded only when the packed bytes differ
+ *     from the last upload, so the kv_write and attention calls of all
+ *     layers of one step share a single host-to-device copy.
+ *   - freq: device copy of the rope inv_freq table, same rule.
+ *   - stage: pinned host slots the uploads are copied from (so the copy is
+ *     truly asynchronous); a slot is reused only after its copy's event.
+ *   - conv: linear inputs converted to the weight's dtype (f32 activations
+ *     against bf16/f16 weights), grown by doubling on first use.
+ *   - err: four device ints the embedding kernel flags bad token ids in;
+ *     sync() reads them and reports ZL_ERANGE (the ids are on the device, so
+ *     the op itself cannot see them without a round trip).
+ * A growth synchronizes the stream before freeing the old buffer. */
+#ifndef ZL_CUDA_IMPL_H
+#define ZL_CUDA_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zlight/backend.h>
+#include <zlight/plugin.h>
+
+#include "cuda-check.h"
+#include "cuda-kernels.h"
+
+#define CUDA_LT_WORKSPACE ((size_t)32 << 20) /* what cuBLAS asks for on Hopper */
+#define CUDA_META_INITIAL ((size_t)64 << 10)
+#define CUDA_STAGE_SLOTS 16
+
+/* A device buffer holding the last upload of one kind of host metadata. */
+struct cuda_upload {
+    void *dev;
+    size_t cap;                 /* bytes of dev */
+    void *last;                 /* host copy of what dev holds (malloc), NULL = nothing */
+    size_t last_len;
+};
+
+/* One host array to upload: `bytes` at `src`. */
+struct cuda_part {
+    const void *src;
+    size_t bytes;
+};
+
+struct cuda_linear_cache;
+
+struct zl_bctx {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;                            /* CUDA_LT_WORKSPACE bytes */
+    struct cuda_linear_cache *lin;          /* per-shape matmul plans (cuda-linear.c) */
+    struct cuda_upload meta, freq;
+    char *stage;                            /* pinned, CUDA_STAGE_SLOTS * stage_slot bytes */
+    size_t stage_slot;
+    cudaEvent_t stage_ev[CUDA_STAGE_SLOTS];
+    unsigned stage_next;
+    void *pack;                             /* host buffer uploads are packed in */
+    size_t pack_cap;
+    void *conv;                             /* converted linear inputs */
+    size_t conv_cap;
+    int32_t *err;                           /* device [4]: embedding's bad-id flag */
+    int32_t *err_host;                      /* pinned [4] */
+};
+
+/* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
+ * or ZL_EINVAL with "cuda OP: NAME ..." ---- */
+
+#define CUDA_DT_FLOAT ((1u << ZL_DTYPE_F32) | (1u << ZL_DTYPE_F16) | (1u << ZL_DTYPE_BF16))
+#define CUDA_DT_I32 (1u << ZL_DTYPE_I32)
+
+/* t non-NULL, placed on the instance's device, of a dtype in `dtypes` (bit
+ * mask of 1u << ZL_DTYPE_*), innermost dim contiguous; then t as rows (its
+ * outer dims must collapse into one row stride). */
+int cuda_check_rows(const struct zl_bctx *ctx, const char *op, const char *name,
+                    const struct zl_tensor *t, uint32_t dtypes, struct zl_cuda_rows *out);
+/* The same for exactly 3 dims [n, heads, head_dim]. */
+int cuda_check_heads(const struct zl_bctx *ctx, const char *op, const char *name,
+                     const struct zl_tensor *t, uint32_t dtypes, struct zl_cuda_heads *out);
+/* a and b have the same [n, d] (and dtype when same_dtype). */
+int cuda_check_same(const char *op, const char *na, const struct zl_cuda_rows *a, const char *nb,
+                    const struct zl_cuda_rows *b, int same_dtype);
+/* h is [n, heads, head_dim] exactly. */
+int cuda_check_heads_shape(const char *op, const char *name, const struct zl_cuda_heads *h,
+                           int64_t n, int64_t heads, int64_t head_dim);
+/* The cache, layer and batch fit each other and n_tok query rows; fills kv. */
+int cuda_check_kv(const char *op, const struct zl_kv_cache *cache, int32_t layer,
+                  const struct zl_attn_batch *b, int64_t n_tok, struct zl_cuda_kv *kv);
+const char *cuda_dtype_name(enum zl_dtype dt);
+size_t cuda_dtype_size(enum zl_dtype dt);
+
+/* ---- instance helpers (cuda-backend.c) ---- */
+
+/* Makes `up` hold the concatenation of parts (each 16-byte aligned) and sets
+ * dev[i] to part i's device address; copies only when the bytes differ
+ * from the last upload.  Queued on the stream; the host arrays may change
+ * as soon as it returns. */
+int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
+                const struct cuda_part *parts, int n, void **dev);
+/* Grows *buf (device, *cap bytes) to at least `bytes`, doubling. */
+int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op);
+
+/* ---- ops ---- */
+
+int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,
+                   const struct zl_tensor *tokens);
+int cuda_rms_norm(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                  struct zl_tensor *residual, const struct zl_tensor *weight, float eps);
+int cuda_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
+              const struct zl_tensor *positions, const struct zl_rope *rope);
+int cuda_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
+                  const struct zl_tensor *up);
+int cuda_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,
+             const struct zl_tensor *b);
+int cuda_copy_rows(struct zl_bctx *ctx, struct zl_tensor *dst, const struct zl_tensor *src);
+int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t layer,
+                  const struct zl_tensor *k, const struct zl_tensor *v,
+                  const struct zl_attn_batch *batch);
+int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
+                   const struct zl_kv_cache *cache, int32_t layer,
+                   const struct zl_attn_batch *batch, float scale);
+
+/* cuda-linear.c: cuBLASLt with one plan (descriptors + algorithm) per shape. */
+int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                const struct zl_tensor *w, const struct zl_tensor *bias);
+void cuda_linear_cache_free(struct zl_bctx *ctx);
+
+#endif

@@ -1,0 +1,297 @@
+/* linear through cuBLASLt: out[n, o] = x[n, i] @ w[o, i]^T (+ bias).
+ *
+ * Row-major x, w, out are column-major x^T [i, n], w^T [i, o], out^T [o, n]
+ * to cuBLAS, so this is the "TN" product out^T = (w^T)^T x^T: A = w with
+ * TRANSA, B = x, D = out, leading dimensions = the row strides (views into
+ * wider buffers work as they are).  f32 accumulation and scaling always
+ * (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs).
+ *
+ * One plan per shape (sizes, strides, dtypes, bias, pointer alignments):
+ * the descriptors and the heuristic's algorithm, made on first use and kept
+ * in a small open-addressed table; it is flushed whole if it ever fills
+ * (many distinct token counts), which costs only new heuristic queries. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda-impl.h"
+
+#define LIN_SLOTS 256           /* power of two */
+#define LIN_MAX_FILL (LIN_SLOTS * 3 / 4)
+#define LIN_MAX_ALIGN 256
+
+struct lin_key {
+    int64_t m, n, k;            /* out features (w rows), tokens, inner size */
+    int64_t lda, ldb, ldc;      /* row strides in elements */
+    int32_t ab_dt, c_dt, bias_dt; /* bias_dt -1: no bias epilogue asked */
+    int32_t align_a, align_b, align_c;
+};
+
+struct lin_plan {
+    struct lin_key key;
+    int used;
+    int bias_in_epilogue;       /* 0: cuBLASLt had no algorithm with it; bias kernel after */
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+};
+
+struct cuda_linear_cache {
+    struct lin_plan slot[LIN_SLOTS];
+    int count;
+};
+
+static cudaDataType_t cuda_type(int32_t dt)
+{
+    return dt == ZL_DTYPE_F16 ? CUDA_R_16F : dt == ZL_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+
+static void plan_release(struct lin_plan *p)
+{
+    if (p->desc)
+        cublasLtMatmulDescDestroy(p->desc);
+    if (p->a)
+        cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b)
+        cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c)
+        cublasLtMatrixLayoutDestroy(p->c);
+    memset(p, 0, sizeof *p);
+}
+
+void cuda_linear_cache_free(struct zl_bctx *ctx)
+{
+    if (!ctx->lin)
+        return;
+    for (int i = 0; i < LIN_SLOTS; i++)
+        if (ctx->lin->slot[i].used)
+            plan_release(&ctx->lin->slot[i]);
+    free(ctx->lin);
+    ctx->lin = NULL;
+}
+
+static uint64_t key_hash(const struct lin_key *k)
+{
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < sizeof *k; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Largest power of two (<= LIN_MAX_ALIGN) dividing the address and the stride. */
+static int32_t align_of(const void *p, int64_t stride_bytes)
+{
+    uintptr_t v = (uintptr_t)p | (uintptr_t)stride_bytes | LIN_MAX_ALIGN;
+    return (int32_t)(v & (~v + 1));
+}
+
+/* The heuristic's best algorithm for p's descriptors; 0 results is not an
+ * error here (the caller may retry without the bias epilogue). */
+static int plan_algo(struct zl_bctx *ctx, struct lin_plan *p, int *found)
+{
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int count = 0;
+    size_t ws = CUDA_LT_WORKSPACE;
+    uint32_t al[4] = {(uint32_t)p->key.align_a, (uint32_t)p->key.align_b,
+                      (uint32_t)p->key.align_c, (uint32_t)p->key.align_c};
+    cublasStatus_t st = cublasLtMatmulPreferenceCreate(&pref);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                  &ws, sizeof ws);
+    static const cublasLtMatmulPreferenceAttributes_t al_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &al[i], sizeof al[i]);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1,
+                                            &res, &count);
+    if (pref)
+        cublasLtMatmulPreferenceDestroy(pref);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) /* "no algorithm" in some versions */
+        st = CUBLAS_STATUS_SUCCESS, count = 0;
+    ZL_CUBLAS_TRY(st);
+    *found = count > 0;
+    if (*found)
+        p->algo = res.algo;
+    return ZL_OK;
+}
+
+static int set_epilogue(struct lin_plan *p, int with_bias)
+{
+    cublasLtEpilogue_t epi = with_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                 sizeof epi));
+    if (with_bias) {
+        cudaDataType_t bt = cuda_type(p->key.bias_dt);
+        ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                     &bt, sizeof bt));
+    }
+    return ZL_OK;
+}
+
+static int plan_make(struct zl_bctx *ctx, struct lin_plan *p, const struct lin_key *k)
+{
+    memset(p, 0, sizeof *p);
+    p->key = *k;
+    p->used = 1; /* from here plan_release cleans up whatever exists */
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    ZL_CUBLAS_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    ZL_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->a, cuda_type(k->ab_dt), (uint64_t)k->k,
+                                             (uint64_t)k->m, k->lda));
+    ZL_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->b, cuda_type(k->ab_dt), (uint64_t)k->k,
+                                             (uint64_t)k->n, k->ldb));
+    ZL_CUBLAS_TRY(cublasLtMatrixLayoutCreate(&p->c, cuda_type(k->c_dt), (uint64_t)k->m,
+                                             (uint64_t)k->n, k->ldc));
+    int found = 0, rc;
+    if (k->bias_dt >= 0) {
+        if ((rc = set_epilogue(p, 1)) < 0 || (rc = plan_algo(ctx, p, &found)) < 0)
+            return rc;
+        p->bias_in_epilogue = found;
+    }
+    if (!found && ((rc = set_epilogue(p, 0)) < 0 || (rc = plan_algo(ctx, p, &found)) < 0))
+        return rc;
+    if (!found)
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda linear: cuBLASLt has no algorithm for "
+                                   "%s [%lld, %lld] x %s [%lld, %lld]^T -> %s",
+                                   cuda_dtype_name(k->ab_dt), (long long)k->n, (long long)k->k,
+                                   cuda_dtype_name(k->ab_dt), (long long)k->m, (long long)k->k,
+                                   cuda_dtype_name(k->c_dt));
+    return ZL_OK;
+}
+
+/* The plan for k, made on a miss. */
+static int plan_get(struct zl_bctx *ctx, const struct lin_key *k, struct lin_plan **out)
+{
+    if (!ctx->lin && !(ctx->lin = calloc(1, sizeof *ctx->lin)))
+        return zl_cuda_host->error(ZL_ENOMEM, "cuda linear: out of host memory for plans");
+    struct cuda_linear_cache *lc = ctx->lin;
+    size_t i = (size_t)key_hash(k) & (LIN_SLOTS - 1);
+    for (; lc->slot[i].used; i = (i + 1) & (LIN_SLOTS - 1))
+        if (!memcmp(&lc->slot[i].key, k, sizeof *k)) {
+            *out = &lc->slot[i];
+            return ZL_OK;
+        }
+    if (lc->count >= LIN_MAX_FILL) {
+        zl_cuda_host->log(ZL_LOG_DEBUG, "cuda", "linear: %d plans cached, starting over",
+                          lc->count);
+        for (int j = 0; j < LIN_SLOTS; j++)
+            if (lc->slot[j].used)
+                plan_release(&lc->slot[j]);
+        lc->count = 0;
+        i = (size_t)key_hash(k) & (LIN_SLOTS - 1);
+    }
+    int rc = plan_make(ctx, &lc->slot[i], k);
+    if (rc < 0) {
+        plan_release(&lc->slot[i]);
+        return rc;
+    }
+    lc->count++;
+    *out = &lc->slot[i];
+    return ZL_OK;
+}
+
+static int overlaps(const struct zl_cuda_rows *a, const struct zl_cuda_rows *b)
+{
+    if (!a->n || !a->d || !b->n || !b->d)
+        return 0;
+    const char *a0 = a->data, *b0 = b->data;
+    const char *a1 = a0 + (a->n - 1) * a->stride + a->d * (int64_t)cuda_dtype_size(a->dtype);
+    const char *b1 = b0 + (b->n - 1) * b->stride + b->d * (int64_t)cuda_dtype_size(b->dtype);
+    return a0 < b1 && b0 < a1;
+}
+
+static int check_args(struct zl_bctx *ctx, struct zl_cuda_rows *o, struct zl_cuda_rows *x,
+                      struct zl_cuda_rows *w, struct zl_cuda_rows *b, struct zl_tensor *out,
+                      const struct zl_tensor *xt, const struct zl_tensor *wt,
+                      const struct zl_tensor *bias)
+{
+    static const char op[] = "linear";
+    int rc;
+    if ((rc = cuda_check_rows(ctx, op, "x", xt, CUDA_DT_FLOAT, x)) < 0 ||
+        (rc = cuda_check_rows(ctx, op, "w", wt, CUDA_DT_FLOAT, w)) < 0 ||
+        (rc = cuda_check_rows(ctx, op, "out", out, CUDA_DT_FLOAT, o)) < 0 ||
+        (bias && (rc = cuda_check_rows(ctx, op, "bias", bias, CUDA_DT_FLOAT, b)) < 0))
+        return rc;
+    if (x->d != w->d)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda linear: x [%lld, %lld] vs w [%lld, %lld]: "
+                                   "inner sizes differ", (long long)x->n, (long long)x->d,
+                                   (long long)w->n, (long long)w->d);
+    if (o->n != x->n || o->d != w->n)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda linear: out [%lld, %lld], want [%lld, %lld]",
+                                   (long long)o->n, (long long)o->d, (long long)x->n,
+                                   (long long)w->n);
+    if (bias && (b->n != 1 || b->d != w->n))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda linear: bias [%lld, %lld], want [%lld]",
+                                   (long long)b->n, (long long)b->d, (long long)w->n);
+    if (o->dtype != ZL_DTYPE_F32 && o->dtype != w->dtype)
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda linear: out is %s, want f32 or w's %s",
+                                   cuda_dtype_name(o->dtype), cuda_dtype_name(w->dtype));
+    if (overlaps(o, x) || overlaps(o, w))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda linear: out overlaps x or w");
+    const struct zl_cuda_rows *all[3] = {x, w, o};
+    for (int i = 0; i < 3; i++)
+        if (all[i]->stride % (int64_t)cuda_dtype_size(all[i]->dtype))
+            return zl_cuda_host->error(ZL_EINVAL, "cuda linear: a row stride of %lld bytes is not "
+                                       "a whole number of elements", (long long)all[i]->stride);
+    return ZL_OK;
+}
+
+int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *xt,
+                const struct zl_tensor *wt, const struct zl_tensor *bias)
+{
+    struct zl_cuda_rows o, x, w, b = {0};
+    int rc = check_args(ctx, &o, &x, &w, &b, out, xt, wt, bias);
+    if (rc < 0 || o.n == 0 || o.d == 0)
+        return rc;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (x.d == 0) { /* an empty sum: out = bias or 0 */
+        ZL_CUDA_TRY(zl_cuda_bias_rows(&o, bias ? b.data : NULL, b.dtype, 1, ctx->stream));
+        return ZL_OK;
+    }
+    /* Activations in another dtype than the weights are converted to it:
+     * cuBLASLt multiplies like types only (f32 activations with bf16
+     * weights are rounded to bf16 here, as a bf16 model would hold them). */
+    if (x.dtype != w.dtype) {
+        size_t es = cuda_dtype_size(w.dtype);
+        if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, (size_t)(x.n * x.d) * es,
+                               "linear")) < 0)
+            return rc;
+        struct zl_cuda_rows cx = {ctx->conv, x.n, x.d, x.d * (int64_t)es, w.dtype};
+        ZL_CUDA_TRY(zl_cuda_copy(&cx, &x, ctx->stream));
+        x = cx;
+    }
+    int64_t es_ab = (int64_t)cuda_dtype_size(w.dtype), es_c = (int64_t)cuda_dtype_size(o.dtype);
+    struct lin_key key;
+    memset(&key, 0, sizeof key); /* the hash reads the padding too */
+    key.m = w.n;
+    key.n = x.n;
+    key.k = x.d;
+    key.lda = w.stride / es_ab;
+    key.ldb = x.stride / es_ab;
+    key.ldc = o.stride / es_c;
+    key.ab_dt = w.dtype;
+    key.c_dt = o.dtype;
+    key.bias_dt = bias && b.dtype == o.dtype ? (int32_t)b.dtype : -1;
+    key.align_a = align_of(w.data, w.stride);
+    key.align_b = align_of(x.data, x.stride);
+    key.align_c = align_of(o.data, o.stride);
+    struct lin_plan *p = NULL;
+    if ((rc = plan_get(ctx, &key, &p)) < 0)
+        return rc;
+    if (p->bias_in_epilogue)
+        ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &b.data, sizeof b.data));
+    const float alpha = 1.0f, beta = 0.0f;
+    ZL_CUBLAS_TRY(cublasLtMatmul(ctx->lt, p->desc, &alpha, w.data, p->a, x.data, p->b, &beta,
+                                 o.data, p->c, o.data, p->c, &p->algo, ctx->lt_ws,
+                                 CUDA_LT_WORKSPACE, ctx->stream));
+    if (bias && !p->bias_in_epilogue)
+        ZL_CUDA_TRY(zl_cuda_bias_rows(&o, b.data, b.dtype, 0, ctx->stream));
+    return ZL_OK;
+}

@@ -1,0 +1,121 @@
+// Row-wise ops without reductions: embedding gather, silu_mul, add, copy
+// (with conversion) and the bias epilogue of linear.  One block walks a row
+// at a time (grid-stride over rows), its threads the columns, so strided row
+// views cost nothing extra and reads stay coalesced along a row.
+#include "cuda-dtype.cuh"
+#include "cuda-kernels.h"
+
+using namespace zlcuda;
+
+namespace {
+
+typedef struct zl_cuda_rows rows_t;
+
+template <typename F> __device__ __forceinline__ void for_rows(int64_t n, int64_t d, F f)
+{
+    for (int64_t r = blockIdx.x; r < n; r += gridDim.x)
+        for (int64_t c = threadIdx.x; c < d; c += blockDim.x)
+            f(r, c);
+}
+
+template <typename T> __global__ void silu_mul_kernel(rows_t o, rows_t a, rows_t b)
+{
+    for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
+        float g = load<T>(row_at(a.data, r, a.stride), c);
+        float u = load<T>(row_at(b.data, r, b.stride), c);
+        store<T>(row_at(o.data, r, o.stride), c, g / (1.0f + expf(-g)) * u);
+    });
+}
+
+template <typename T> __global__ void add_kernel(rows_t o, rows_t a, rows_t b)
+{
+    for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
+        store<T>(row_at(o.data, r, o.stride), c,
+                 load<T>(row_at(a.data, r, a.stride), c) + load<T>(row_at(b.data, r, b.stride), c));
+    });
+}
+
+template <typename D, typename S> __global__ void copy_kernel(rows_t o, rows_t s)
+{
+    for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
+        store<D>(row_at(o.data, r, o.stride), c, load<S>(row_at(s.data, r, s.stride), c));
+    });
+}
+
+template <typename D, typename S>
+__global__ void embedding_kernel(rows_t o, rows_t table, const int32_t *tokens, int32_t *err)
+{
+    for (int64_t r = blockIdx.x; r < o.n; r += gridDim.x) {
+        int32_t id = tokens[r];
+        bool ok = id >= 0 && id < table.n;
+        if (!ok && threadIdx.x == 0 && atomicCAS(err, 0, 1) == 0) {
+            err[1] = id;     // the first bad token wins the flag and names itself
+            err[2] = (int32_t)r;
+            err[3] = (int32_t)table.n;
+        }
+        const char *src = ok ? row_at(table.data, id, table.stride) : nullptr;
+        char *dst = row_at(o.data, r, o.stride);
+        for (int64_t c = threadIdx.x; c < o.d; c += blockDim.x)
+            store<D>(dst, c, ok ? load<S>(src, c) : 0.0f);
+    }
+}
+
+template <typename T, typename B>
+__global__ void bias_kernel(rows_t o, const void *bias, int assign)
+{
+    for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
+        char *row = row_at(o.data, r, o.stride);
+        float b = bias ? load<B>(bias, c) : 0.0f;
+        store<T>(row, c, assign ? b : load<T>(row, c) + b);
+    });
+}
+
+} // namespace
+
+extern "C" cudaError_t zl_cuda_silu_mul(const rows_t *out, const rows_t *a, const rows_t *b,
+                                        cudaStream_t stream)
+{
+    return with_float_type(out->dtype, [&](auto t) {
+        silu_mul_kernel<decltype(t)>
+            <<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, *a, *b);
+        return cudaGetLastError();
+    });
+}
+
+extern "C" cudaError_t zl_cuda_add(const rows_t *out, const rows_t *a, const rows_t *b,
+                                   cudaStream_t stream)
+{
+    return with_float_type(out->dtype, [&](auto t) {
+        add_kernel<decltype(t)><<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, *a, *b);
+        return cudaGetLastError();
+    });
+}
+
+extern "C" cudaError_t zl_cuda_copy(const rows_t *dst, const rows_t *src, cudaStream_t stream)
+{
+    return with_float_types(dst->dtype, src->dtype, [&](auto td, auto ts) {
+        copy_kernel<decltype(td), decltype(ts)>
+            <<<row_blocks(dst->n), row_threads(dst->d), 0, stream>>>(*dst, *src);
+        return cudaGetLastError();
+    });
+}
+
+extern "C" cudaError_t zl_cuda_embedding(const rows_t *out, const rows_t *table,
+                                         const int32_t *tokens, int32_t *err, cudaStream_t stream)
+{
+    return with_float_types(out->dtype, table->dtype, [&](auto td, auto ts) {
+        embedding_kernel<decltype(td), decltype(ts)>
+            <<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, *table, tokens, err);
+        return cudaGetLastError();
+    });
+}
+
+extern "C" cudaError_t zl_cuda_bias_rows(const rows_t *out, const void *bias, enum zl_dtype bias_dt,
+                                         int assign, cudaStream_t stream)
+{
+    return with_float_types(out->dtype, bias_dt, [&](auto t, auto tb) {
+        bias_kernel<decltype(t), decltype(tb)>
+            <<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, bias, assign);
+        return cudaGetLastError();
+    });
+}

@@ -1,0 +1,199 @@
+/* Micro-benchmark of the backend ops at Llama-3.1-8B shapes (hidden 4096,
+ * 32 query heads and 8 kv heads of 128, MLP 14336), bf16 weights and cache:
+ *   - one decoder layer's linears (q, k, v, o, gate, up, down: 7 calls as
+ *     the llama model makes them) at batch 1 and 32, with bf16 activations
+ *     and with f32 activations (the model's current dtype; x is rounded to
+ *     bf16 per call);
+ *   - decode attention at context 512 for batch 1 and 32.
+ * Timing: warm-up, then the median over 7 runs of `iters` calls each,
+ * host clock around be->sync() (device work is asynchronous; the sync is
+ * inside the timed region).  Weights of 8 layers and caches of 8 layers
+ * are rotated so nothing is served from the 50 MB L2.  Not a test: prints
+ * a table; reference numbers in the report. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zlight/dtype.h>
+#include <zlight/status.h>
+
+#include "cuda-test.h"
+
+#define ROT 8                   /* layers rotated through */
+#define RUNS 7
+
+enum { D = 4096, HQ = 32, HKV = 8, HD = 128, FF = 14336, BS = 16 };
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef int (*bench_fn)(void *arg, int iter);
+
+/* Median seconds per call of fn over RUNS runs of iters calls. */
+static double time_it(bench_fn fn, void *arg, int iters)
+{
+    double t[RUNS];
+    for (int i = 0; i < 3; i++)
+        if (fn(arg, i) != ZL_OK)
+            return -1;
+    if (be->sync(bctx) != ZL_OK)
+        return -1;
+    for (int r = 0; r < RUNS; r++) {
+        double t0 = now();
+        for (int i = 0; i < iters; i++)
+            if (fn(arg, i) != ZL_OK)
+                return -1;
+        if (be->sync(bctx) != ZL_OK)
+            return -1;
+        t[r] = (now() - t0) / iters;
+    }
+    qsort(t, RUNS, sizeof *t, cmp_double);
+    return t[RUNS / 2];
+}
+
+/* Random device bytes of n elements of dt (never zeros: they run faster). */
+static void *drand(enum zl_dtype dt, size_t n, double lo, double hi)
+{
+    void *h = rand_raw(dt, n, lo, hi, NULL);
+    void *d = dnew(h, n * esize(dt));
+    free(h);
+    return d;
+}
+
+/* ---- one layer's linears ---- */
+
+struct layer_bench {
+    struct zl_tensor w[ROT][7];
+    struct zl_tensor x[7], out[7];
+};
+
+static int layer_run(void *arg, int iter)
+{
+    struct layer_bench *b = arg;
+    int rc = ZL_OK;
+    for (int i = 0; i < 7 && rc == ZL_OK; i++)
+        rc = be->linear(bctx, &b->out[i], &b->x[i], &b->w[iter % ROT][i], NULL);
+    return rc;
+}
+
+static void bench_layer(enum zl_dtype act, int n, void *const wbuf[ROT][7])
+{
+    static const int64_t shape[7][2] = {{HQ * HD, D}, {HKV * HD, D}, {HKV * HD, D}, {D, HQ * HD},
+                                        {FF, D}, {FF, D}, {D, FF}};
+    struct layer_bench b;
+    void *xin = drand(act, (size_t)n * FF, -1, 1), *xout = dmalloc((size_t)n * FF * esize(act));
+    double flops = 0, wbytes = 0;
+    for (int i = 0; i < 7; i++) {
+        for (int l = 0; l < ROT; l++)
+            tensor(&b.w[l][i], ZL_DTYPE_BF16, 2, shape[i], wbuf[l][i]);
+        tensor(&b.x[i], act, 2, (int64_t[]){n, shape[i][1]}, xin);
+        tensor(&b.out[i], act, 2, (int64_t[]){n, shape[i][0]}, xout);
+        flops += 2.0 * n * (double)shape[i][0] * (double)shape[i][1];
+        wbytes += 2.0 * (double)shape[i][0] * (double)shape[i][1];
+    }
+    double t = time_it(layer_run, &b, 20);
+    if (t < 0)
+        printf("linears %-4s batch %2d: failed: %s\n", zl_dtype_name(act), n, zl_last_error());
+    else
+        printf("BENCH layer linears (7 calls)  act %-4s batch %2d: %8.1f us  %6.0f GB/s weights  "
+               "%6.1f TFLOP/s\n", zl_dtype_name(act), n, t * 1e6, wbytes / t * 1e-9,
+               flops / t * 1e-12);
+    dfree(xin);
+    dfree(xout);
+}
+
+/* ---- decode attention ---- */
+
+struct attn_bench {
+    struct zl_kv_cache cache;
+    struct zl_attn_batch batch;
+    struct zl_tensor q, out;
+    float scale;
+};
+
+static int attn_run(void *arg, int iter)
+{
+    struct attn_bench *b = arg;
+    return be->attention(bctx, &b->out, &b->q, &b->cache, iter % ROT, &b->batch, b->scale);
+}
+
+static void bench_attention(int n_seqs, int ctx)
+{
+    int nb = (ctx + BS - 1) / BS;
+    size_t block_stride = (size_t)ROT * 2 * BS * HKV * HD * 2;
+    size_t pool = (size_t)n_seqs * (size_t)nb;
+    struct attn_bench b = {.scale = 0.08838834764831845f};
+    void *dpool = drand(ZL_DTYPE_BF16, pool * block_stride / 2, -1, 1);
+    b.cache = (struct zl_kv_cache){.base = dpool, .block_stride = block_stride, .block_size = BS,
+                                   .n_layers = ROT, .n_kv_heads = HKV, .head_dim = HD,
+                                   .dtype = ZL_DTYPE_BF16};
+    int32_t *q_start = xmalloc((size_t)(n_seqs + 1) * 4), *kv_len = xmalloc((size_t)n_seqs * 4);
+    int32_t *table = xmalloc(pool * 4), *slot = xmalloc((size_t)n_seqs * 4);
+    for (int s = 0; s <= n_seqs; s++)
+        q_start[s] = s;
+    for (int s = 0; s < n_seqs; s++) {
+        kv_len[s] = ctx;
+        for (int j = 0; j < nb; j++)
+            table[s * nb + j] = s * nb + j;
+        slot[s] = table[s * nb + (ctx - 1) / BS] * BS + (ctx - 1) % BS;
+    }
+    b.batch = (struct zl_attn_batch){.n_seqs = n_seqs, .max_blocks = nb, .q_start = q_start,
+                                     .kv_len = kv_len, .block_table = table, .slot = slot};
+    void *dq = drand(ZL_DTYPE_BF16, (size_t)n_seqs * HQ * HD, -1, 1);
+    void *dout = dmalloc((size_t)n_seqs * HQ * HD * 2);
+    tensor(&b.q, ZL_DTYPE_BF16, 3, (int64_t[]){n_seqs, HQ, HD}, dq);
+    tensor(&b.out, ZL_DTYPE_BF16, 3, (int64_t[]){n_seqs, HQ, HD}, dout);
+    double t = time_it(attn_run, &b, 50);
+    double bytes = (double)n_seqs * ctx * HKV * HD * 2 * 2; /* K and V read once */
+    if (t < 0)
+        printf("attention failed: %s\n", zl_last_error());
+    else
+        printf("BENCH decode attention bf16  batch %2d ctx %d: %8.1f us  %6.0f GB/s of K/V\n",
+               n_seqs, ctx, t * 1e6, bytes / t * 1e-9);
+    dfree(dpool);
+    dfree(dq);
+    dfree(dout);
+    free(q_start);
+    free(kv_len);
+    free(table);
+    free(slot);
+}
+
+int main(void)
+{
+    int rc = ct_setup("bench");
+    if (rc)
+        return rc;
+    static const int64_t wsize[7] = {(int64_t)HQ * HD * D, (int64_t)HKV * HD * D,
+                                     (int64_t)HKV * HD * D, (int64_t)D * HQ * HD,
+                                     (int64_t)FF * D, (int64_t)FF * D, (int64_t)D * FF};
+    void *wbuf[ROT][7];
+    for (int l = 0; l < ROT; l++)
+        for (int i = 0; i < 7; i++)
+            wbuf[l][i] = drand(ZL_DTYPE_BF16, (size_t)wsize[i], -0.05, 0.05);
+    if (!ct_is_cpu()) {
+        bench_layer(ZL_DTYPE_BF16, 1, wbuf);
+        bench_layer(ZL_DTYPE_BF16, 32, wbuf);
+    }
+    bench_layer(ZL_DTYPE_F32, 1, wbuf);
+    bench_layer(ZL_DTYPE_F32, 32, wbuf);
+    if (!ct_is_cpu()) {
+        bench_attention(1, 512);
+        bench_attention(32, 512);
+    }
+    for (int l = 0; l < ROT; l++)
+        for (int i = 0; i < 7; i++)
+            dfree(wbuf[l][i]);
+    return ct_finish();
+}

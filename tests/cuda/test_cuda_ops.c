@@ -1,0 +1,385 @@
+/* The row-local ops of a backend (embedding, rms_norm, rope, silu_mul, add,
+ * copy) against float64 references on fresh random inputs, in every
+ * activation dtype, with odd sizes and strided views; plus argument errors.
+ *
+ * Tolerances (u_T = unit roundoff of the output dtype: 2^-24 f32, 2^-11
+ * f16, 2^-8 bf16; u = 2^-24 for the f32 arithmetic inside the kernels).
+ * References are computed on the very inputs the backend reads (already
+ * rounded to their dtype), so only the backend's own arithmetic and its
+ * final rounding count:
+ *   embedding, copy    exact: a conversion rounds once, as the reference.
+ *   add                u_T |ref|: one f32 add (exact for f16/bf16 inputs),
+ *                      one rounding.
+ *   silu_mul           (u_T + 16 u) |ref|: expf (2 ulp), add, divide, multiply.
+ *   rms_norm           (u_T + (d/256 + 16) u) |ref|: sum of squares of d
+ *                      terms, d/256 per thread then a 256-way tree (the CPU
+ *                      sums in double), rsqrt (2 ulp), two products.  The
+ *                      updated residual is exact: f32 sum, one rounding.
+ *   rope               u_T |ref| + 8 u af (|x1| + |x2|): sincosf of the same
+ *                      f32 angle (2 ulp, |cos|, |sin| <= 1), the af product
+ *                      and a two-term f32 sum.  Untouched elements exact. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlight/dtype.h>
+#include <zlight/status.h>
+
+#include "cuda-test.h"
+
+#define U32 0x1p-24
+
+/* Host buffer of n doubles. */
+static double *dnum(size_t n)
+{
+    return xmalloc(n * sizeof(double));
+}
+
+/* ---- embedding ---- */
+
+static void embedding_case(enum zl_dtype out_dt, enum zl_dtype tab_dt, int64_t vocab, int64_t d,
+                           int64_t n)
+{
+    double *tv;
+    void *tab = rand_raw(tab_dt, (size_t)(vocab * d), -2, 2, &tv);
+    int32_t *ids = xmalloc((size_t)n * sizeof *ids);
+    for (int64_t i = 0; i < n; i++)
+        ids[i] = i == 0 ? 0 : i == 1 ? (int32_t)vocab - 1 : rng_int(0, (int)vocab - 1);
+    void *dtab = dnew(tab, (size_t)(vocab * d) * esize(tab_dt));
+    void *dids = dnew(ids, (size_t)n * sizeof *ids);
+    size_t ob = (size_t)(n * d) * esize(out_dt);
+    void *dout = dmalloc(ob);
+    dpoison(dout, ob);
+    struct zl_tensor to, tt, ti;
+    tensor(&to, out_dt, 2, (int64_t[]){n, d}, dout);
+    tensor(&tt, tab_dt, 2, (int64_t[]){vocab, d}, dtab);
+    tensor(&ti, ZL_DTYPE_I32, 1, (int64_t[]){n}, dids);
+    char what[128];
+    snprintf(what, sizeof what, "embedding %s<-%s [%lld of %lld, %lld]", zl_dtype_name(out_dt),
+             zl_dtype_name(tab_dt), (long long)n, (long long)vocab, (long long)d);
+    if (ct_ok(be->embedding(bctx, &to, &tt, &ti), what) && ct_sync(what)) {
+        double *ref = dnum((size_t)(n * d));
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < d; c++)
+                ref[i * d + c] = round_dt(out_dt, tv[ids[i] * d + c]);
+        void *got = xmalloc(ob);
+        dget(got, dout, ob);
+        ct_check(what, got, out_dt, ref, NULL, (size_t)(n * d));
+        free(got);
+        free(ref);
+    }
+    /* an id past the table: ZL_ERANGE from the op (CPU) or at sync (device) */
+    ids[n / 2] = (int32_t)vocab;
+    dput(dids, ids, (size_t)n * sizeof *ids);
+    int rc = be->embedding(bctx, &to, &tt, &ti);
+    if (rc == ZL_OK)
+        rc = be->sync(bctx);
+    int again = be->sync(bctx);
+    ct_result(rc == ZL_ERANGE && strstr(zl_last_error(), "id") && again == ZL_OK,
+              "%s: id %lld out of range gives ZL_ERANGE (rc %d, then sync %d: %s)", what,
+              (long long)vocab, rc, again, zl_last_error());
+    dfree(dtab);
+    dfree(dids);
+    dfree(dout);
+    free(tab);
+    free(tv);
+    free(ids);
+}
+
+/* ---- rms_norm ---- */
+
+static void rms_norm_case(enum zl_dtype dt, enum zl_dtype w_dt, int64_t n, int64_t d, int with_res,
+                          int alias)
+{
+    size_t nd = (size_t)(n * d), bytes = nd * esize(dt);
+    double *xv, *rv = NULL, *wv;
+    void *x = rand_raw(dt, nd, -3, 3, &xv);
+    void *res = with_res ? rand_raw(dt, nd, -3, 3, &rv) : NULL;
+    void *w = rand_raw(w_dt, (size_t)d, -1.5, 1.5, &wv);
+    void *dx = dnew(x, bytes), *dw = dnew(w, (size_t)d * esize(w_dt));
+    void *dres = res ? dnew(res, bytes) : NULL;
+    void *dout = alias ? dx : dmalloc(bytes);
+    if (!alias)
+        dpoison(dout, bytes);
+    const float eps = 1e-5f;
+    struct zl_tensor to, tx, tr, tw;
+    tensor(&tx, dt, 2, (int64_t[]){n, d}, dx);
+    tensor(&to, dt, 2, (int64_t[]){n, d}, dout);
+    tensor(&tw, w_dt, 1, (int64_t[]){d}, dw);
+    if (res)
+        tensor(&tr, dt, 2, (int64_t[]){n, d}, dres);
+    char what[160];
+    snprintf(what, sizeof what, "rms_norm %s w %s [%lld, %lld]%s%s", zl_dtype_name(dt),
+             zl_dtype_name(w_dt), (long long)n, (long long)d, with_res ? " +residual" : "",
+             alias ? " out=x" : "");
+    if (ct_ok(be->rms_norm(bctx, &to, &tx, res ? &tr : NULL, &tw, eps), what) && ct_sync(what)) {
+        double *src = dnum(nd), *ref = dnum(nd), *tol = dnum(nd);
+        for (size_t i = 0; i < nd; i++)
+            src[i] = res ? round_dt(dt, (double)(float)(xv[i] + rv[i])) : xv[i];
+        for (int64_t r = 0; r < n; r++) {
+            double ss = 0;
+            for (int64_t c = 0; c < d; c++)
+                ss += src[r * d + c] * src[r * d + c];
+            double scale = 1 / sqrt(ss / (double)d + eps);
+            for (int64_t c = 0; c < d; c++) {
+                double v = src[r * d + c] * scale * wv[c];
+                ref[r * d + c] = v;
+                tol[r * d + c] = fabs(v) * (ulp_half(dt) + ((double)d / 256 + 16) * U32);
+            }
+        }
+        void *got = xmalloc(bytes);
+        dget(got, dout, bytes);
+        ct_check(what, got, dt, ref, tol, nd);
+        if (res) {
+            char w2[200];
+            snprintf(w2, sizeof w2, "%s: residual", what);
+            dget(got, dres, bytes);
+            ct_check(w2, got, dt, src, NULL, nd);
+        }
+        free(got);
+        free(src);
+        free(ref);
+        free(tol);
+    }
+    if (!alias)
+        dfree(dout);
+    dfree(dx);
+    dfree(dw);
+    dfree(dres);
+    free(x);
+    free(res);
+    free(w);
+    free(xv);
+    free(rv);
+    free(wv);
+}
+
+/* ---- rope ---- */
+
+/* [n, heads, hd] view at element column col0 of rows `width` elements wide. */
+static void heads_view(struct zl_tensor *t, enum zl_dtype dt, int64_t n, int64_t heads, int64_t hd,
+                       int64_t width, int64_t col0, void *buf)
+{
+    size_t es = esize(dt);
+    tensor(t, dt, 3, (int64_t[]){n, heads, hd}, (char *)buf + (size_t)col0 * es);
+    t->nb[0] = width * (int64_t)es;
+}
+
+static void rope_rotate_ref(double *row, const float *inv, int half, float p, double af,
+                            double *tol, enum zl_dtype dt)
+{
+    for (int j = 0; j < half; j++) {
+        float th = p * inv[j];              /* the f32 angle, as HF and the backends form it */
+        double c = cos((double)th) * af, s = sin((double)th) * af;
+        double x1 = row[j], x2 = row[j + half];
+        row[j] = x1 * c - x2 * s;
+        row[j + half] = x2 * c + x1 * s;
+        double e = 8 * U32 * af * (fabs(x1) + fabs(x2));
+        tol[j] = ulp_half(dt) * fabs(row[j]) + e;
+        tol[j + half] = ulp_half(dt) * fabs(row[j + half]) + e;
+    }
+}
+
+static void rope_case(enum zl_dtype dt, int64_t n, int64_t hq, int64_t hkv, int64_t hd, int rot,
+                      float af, int with_k)
+{
+    int64_t width = (hq + 2 * hkv) * hd + 3; /* fused qkv rows plus a pad */
+    size_t nw = (size_t)(n * width), bytes = nw * esize(dt);
+    double *v;
+    void *h = rand_raw(dt, nw, -2, 2, &v);
+    void *d = dnew(h, bytes);
+    int32_t *pos = xmalloc((size_t)n * sizeof *pos);
+    for (int64_t i = 0; i < n; i++)
+        pos[i] = i == 0 ? 0 : i == 1 ? 131071 : rng_int(0, 40000);
+    void *dpos = dnew(pos, (size_t)n * sizeof *pos);
+    int half = rot / 2;
+    float *inv = xmalloc((size_t)half * sizeof *inv);
+    for (int j = 0; j < half; j++)
+        inv[j] = (float)pow(500000.0, -2.0 * j / rot);
+    struct zl_tensor tq, tk, tp;
+    heads_view(&tq, dt, n, hq, hd, width, 0, d);
+    heads_view(&tk, dt, n, hkv, hd, width, hq * hd, d);
+    tensor(&tp, ZL_DTYPE_I32, 1, (int64_t[]){n}, dpos);
+    struct zl_rope rp = {.rot_dim = rot, .inv_freq = inv, .attn_factor = af};
+    char what[160];
+    snprintf(what, sizeof what, "rope %s [%lld, %lld+%lld, %lld] rot %d af %.2f%s",
+             zl_dtype_name(dt), (long long)n, (long long)hq, (long long)hkv, (long long)hd, rot,
+             (double)af, with_k ? "" : " (q only)");
+    if (ct_ok(be->rope(bctx, &tq, with_k ? &tk : NULL, &tp, &rp), what) && ct_sync(what)) {
+        double *ref = dnum(nw), *tol = dnum(nw);
+        memcpy(ref, v, nw * sizeof *ref);
+        memset(tol, 0, nw * sizeof *tol); /* what is not rotated stays bit-exact */
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t hh = 0; hh < hq + (with_k ? hkv : 0); hh++) {
+                size_t off = (size_t)(i * width + hh * hd);
+                rope_rotate_ref(ref + off, inv, half, (float)pos[i], af, tol + off, dt);
+            }
+        void *got = xmalloc(bytes);
+        dget(got, d, bytes);
+        ct_check(what, got, dt, ref, tol, nw);
+        free(got);
+        free(ref);
+        free(tol);
+    }
+    dfree(d);
+    dfree(dpos);
+    free(h);
+    free(v);
+    free(pos);
+    free(inv);
+}
+
+/* ---- silu_mul, add ---- */
+
+enum ew { EW_SILU, EW_ADD };
+
+static void elementwise_case(enum ew kind, enum zl_dtype dt, int64_t n, int64_t f, int in_place)
+{
+    /* a and b are views into one fused [n, 2f + 1] buffer (gate | up | pad) */
+    int64_t width = 2 * f + 1;
+    size_t nw = (size_t)(n * width), nf = (size_t)(n * f), es = esize(dt);
+    double *v;
+    void *h = rand_raw(dt, nw, -6, 6, &v);
+    void *d = dnew(h, nw * es);
+    void *dout = in_place ? d : dmalloc(nf * es);
+    if (!in_place)
+        dpoison(dout, nf * es);
+    struct zl_tensor ta, tb, to;
+    view2(&ta, dt, n, f, width, 0, d);
+    view2(&tb, dt, n, f, width, f, d);
+    if (in_place)
+        to = ta;
+    else
+        tensor(&to, dt, 2, (int64_t[]){n, f}, dout);
+    char what[128];
+    snprintf(what, sizeof what, "%s %s [%lld, %lld] strided%s", kind == EW_SILU ? "silu_mul" : "add",
+             zl_dtype_name(dt), (long long)n, (long long)f, in_place ? " out=a" : "");
+    int rc = kind == EW_SILU ? be->silu_mul(bctx, &to, &ta, &tb) : be->add(bctx, &to, &ta, &tb);
+    if (ct_ok(rc, what) && ct_sync(what)) {
+        double *ref = dnum(nf), *tol = dnum(nf);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < f; c++) {
+                double a = v[i * width + c], b = v[i * width + f + c];
+                double r = kind == EW_SILU ? a / (1 + exp(-a)) * b : a + b;
+                ref[i * f + c] = r;
+                tol[i * f + c] = fabs(r) * (ulp_half(dt) + (kind == EW_SILU ? 16 * U32 : 0));
+            }
+        void *got = xmalloc(nw * es);
+        if (in_place) {     /* read the out view back out of the fused rows */
+            dget(got, d, nw * es);
+            for (int64_t i = 0; i < n; i++)
+                memmove((char *)got + (size_t)(i * f) * es, (char *)got + (size_t)(i * width) * es,
+                        (size_t)f * es);
+        } else {
+            dget(got, dout, nf * es);
+        }
+        ct_check(what, got, dt, ref, tol, nf);
+        free(got);
+        free(ref);
+        free(tol);
+    }
+    if (!in_place)
+        dfree(dout);
+    dfree(d);
+    free(h);
+    free(v);
+}
+
+/* ---- copy ---- */
+
+static void copy_case(enum zl_dtype dst_dt, enum zl_dtype src_dt, int64_t n, int64_t d)
+{
+    int64_t width = d + 5;
+    size_t nw = (size_t)(n * width), nd = (size_t)(n * d);
+    double *v;
+    void *h = rand_raw(src_dt, nw, -1000, 1000, &v);
+    void *ds = dnew(h, nw * esize(src_dt));
+    void *dd = dmalloc(nd * esize(dst_dt));
+    dpoison(dd, nd * esize(dst_dt));
+    struct zl_tensor ts, td;
+    view2(&ts, src_dt, n, d, width, 3, ds);
+    tensor(&td, dst_dt, 2, (int64_t[]){n, d}, dd);
+    char what[128];
+    snprintf(what, sizeof what, "copy %s<-%s [%lld, %lld] from strided rows", zl_dtype_name(dst_dt),
+             zl_dtype_name(src_dt), (long long)n, (long long)d);
+    if (ct_ok(be->copy(bctx, &td, &ts), what) && ct_sync(what)) {
+        double *ref = dnum(nd);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < d; c++)
+                ref[i * d + c] = round_dt(dst_dt, v[i * width + 3 + c]);
+        void *got = xmalloc(nd * esize(dst_dt));
+        dget(got, dd, nd * esize(dst_dt));
+        ct_check(what, got, dst_dt, ref, NULL, nd);
+        free(got);
+        free(ref);
+    }
+    dfree(ds);
+    dfree(dd);
+    free(h);
+    free(v);
+}
+
+/* ---- argument errors: rejected on the host, nothing queued ---- */
+
+static void expect_rc(int rc, int want, const char *needle, const char *what)
+{
+    ct_result(rc == want && strstr(zl_last_error(), needle) != NULL, "error %s: rc %d want %d, "
+              "\"%s\" (needs \"%s\")", what, rc, want, zl_last_error(), needle);
+}
+
+static void error_cases(void)
+{
+    enum zl_dtype dt = ZL_DTYPE_F32;
+    void *buf = dmalloc(64 * 64 * 4);
+    struct zl_tensor a, b, o, w;
+    tensor(&a, dt, 2, (int64_t[]){4, 8}, buf);
+    tensor(&b, dt, 2, (int64_t[]){4, 9}, buf);
+    tensor(&o, dt, 2, (int64_t[]){4, 8}, (char *)buf + 4096);
+    expect_rc(be->add(bctx, &o, &a, &b), ZL_EINVAL, "add", "add shape mismatch");
+    tensor(&w, dt, 1, (int64_t[]){7}, buf);
+    expect_rc(be->rms_norm(bctx, &o, &a, NULL, &w, 1e-5f), ZL_EINVAL, "weight",
+              "rms_norm weight size");
+    struct zl_tensor w8;
+    tensor(&w8, dt, 1, (int64_t[]){8}, buf);
+    expect_rc(be->rms_norm(bctx, &o, &a, NULL, &w8, NAN), ZL_EINVAL, "eps", "rms_norm NaN eps");
+    tensor(&w, dt, 2, (int64_t[]){5, 9}, buf);
+    expect_rc(be->linear(bctx, &o, &a, &w, NULL), ZL_EINVAL, "linear", "linear inner size");
+    if (!ct_is_cpu()) {
+        struct zl_tensor host = a;
+        host.device = ZL_TENSOR_HOST;
+        expect_rc(be->add(bctx, &o, &host, &a), ZL_EINVAL, "device", "add host tensor");
+        tensor(&b, ZL_DTYPE_BF16, 2, (int64_t[]){4, 8}, buf);
+        expect_rc(be->add(bctx, &o, &a, &b), ZL_EINVAL, "dtype", "add mixed activation dtypes");
+    }
+    be->sync(bctx);
+    dfree(buf);
+}
+
+int main(void)
+{
+    int rc = ct_setup("ops");
+    if (rc)
+        return rc;
+    static const enum zl_dtype tabs[] = {ZL_DTYPE_F32, ZL_DTYPE_BF16, ZL_DTYPE_F16};
+    for (int a = 0; a < ct_n_act(); a++) {
+        enum zl_dtype dt = ct_act(a);
+        for (int t = 0; t < 3; t++)
+            embedding_case(dt, tabs[t], 1001, 4097, 37);
+        rms_norm_case(dt, ZL_DTYPE_BF16, 1, 4096, 1, 0);
+        rms_norm_case(dt, ZL_DTYPE_F32, 7, 1001, 0, 0);
+        rms_norm_case(dt, dt, 33, 5120, 1, 1);
+        rms_norm_case(dt, ZL_DTYPE_BF16, 3, 16384, 0, 1);
+        rope_case(dt, 19, 32, 8, 128, 128, 1.0f, 1);
+        rope_case(dt, 5, 6, 2, 96, 64, 1.25f, 1);      /* partial rotary, yarn-like factor */
+        rope_case(dt, 3, 4, 4, 64, 64, 1.0f, 0);
+        elementwise_case(EW_SILU, dt, 19, 1001, 0);
+        elementwise_case(EW_SILU, dt, 2, 14336, 1);
+        elementwise_case(EW_ADD, dt, 13, 4099, 0);
+        elementwise_case(EW_ADD, dt, 1, 4096, 1);
+        for (int t = 0; t < 3; t++)
+            copy_case(dt, tabs[t], 9, 1003);
+    }
+    error_cases();
+    return ct_finish();
+}
