@@ -153,7 +153,8 @@ static int check_tiling(struct zl_safetensors *st, int64_t first, const char *fi
     struct zl_safetensors_tensor *s = malloc((n ? n : 1) * sizeof *s);
     if (!s)
         return zl_error(ZL_ENOMEM, "%s: out of memory", file);
-    memcpy(s, st->t + first, n * sizeof *s);
+    if (n)
+        memcpy(s, st->t + first, n * sizeof *s);
     qsort(s, n, sizeof *s, cmp_begin);
     uint64_t pos = 0;
     int rc = ZL_OK;
