@@ -338,16 +338,16 @@ static int emit_text(struct lexer *L, size_t from, size_t to, bool rstrip_all, b
     return 0;
 }
 
-/* {% raw %} ... {% endraw %}: returns true (and consumes it) when at one. */
-static int lex_raw(struct lexer *L, size_t tag_start, bool *handled)
+/* Matches "  word  [-]%}" at p (just inside a "{%" tag); returns the offset
+ * after it with "-%}" and (when `trim`) trim_blocks applied, or 0. */
+static size_t match_tag_word(const struct lexer *L, size_t p, const char *word, bool trim)
 {
-    size_t p = L->pos;
+    size_t k = strlen(word);
     while (p < L->n && is_ws(L->s[p]))
         p++;
-    *handled = false;
-    if (L->n - p < 3 || strncmp(L->s + p, "raw", 3) != 0)
+    if (L->n - p < k || strncmp(L->s + p, word, k) != 0)
         return 0;
-    p += 3;
+    p += k;
     while (p < L->n && is_ws(L->s[p]))
         p++;
     bool minus = p < L->n && L->s[p] == '-';
@@ -359,9 +359,18 @@ static int lex_raw(struct lexer *L, size_t tag_start, bool *handled)
     if (minus)
         while (p < L->n && is_ws(L->s[p]))
             p++;
-    else if (p < L->n && L->s[p] == '\n')
+    else if (trim && p < L->n && L->s[p] == '\n')
         p++;
-    /* find {%[-+]? endraw [-]?%} */
+    return p;
+}
+
+/* {% raw %} ... {% endraw %}: *handled says whether one was consumed. */
+static int lex_raw(struct lexer *L, size_t tag_start, bool *handled)
+{
+    *handled = false;
+    size_t p = match_tag_word(L, L->pos, "raw", false) /* jinja2 keeps that newline */;
+    if (!p)
+        return 0;
     for (size_t q = p; q + 1 < L->n; q++) {
         if (L->s[q] != '{' || L->s[q + 1] != '%')
             continue;
@@ -369,28 +378,13 @@ static int lex_raw(struct lexer *L, size_t tag_start, bool *handled)
         bool pre_minus = r < L->n && L->s[r] == '-';
         if (r < L->n && (L->s[r] == '-' || L->s[r] == '+'))
             r++;
-        while (r < L->n && is_ws(L->s[r]))
-            r++;
-        if (L->n - r < 6 || strncmp(L->s + r, "endraw", 6) != 0)
+        size_t end = match_tag_word(L, r, "endraw", true);
+        if (!end)
             continue;
-        r += 6;
-        while (r < L->n && is_ws(L->s[r]))
-            r++;
-        bool post_minus = r < L->n && L->s[r] == '-';
-        if (post_minus)
-            r++;
-        if (L->n - r < 2 || L->s[r] != '%' || L->s[r + 1] != '}')
-            continue;
-        r += 2;
         int rc = emit_text(L, p, q, pre_minus, !pre_minus);
         if (rc < 0)
             return rc;
-        if (post_minus)
-            while (r < L->n && is_ws(L->s[r]))
-                r++;
-        else if (r < L->n && L->s[r] == '\n')
-            r++;
-        L->pos = r;
+        L->pos = end;
         *handled = true;
         return 0;
     }

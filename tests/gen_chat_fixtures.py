@@ -195,6 +195,7 @@ FEATURES = [
     ("call_block", "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}{% call wrap('b') %}inner {{ n }}{% endcall %}"),
     ("filter_block", "{% filter upper %}shout {{ s | trim }}{% endfilter %}"),
     ("raw", "{% raw %}{{ not rendered }}{% endraw %}"),
+    ("raw_whitespace", "a {%- raw -%}  {{x}} {%- endraw -%}  b|  {% raw %}\n x {% endraw %}\nc|{% raw %}{% endraw %}"),
     ("comments", "a{# comment #}b{#- trimmed -#}  c"),
     # whitespace control
     ("trim_blocks", "{% if t %}\nyes\n{% endif %}\nafter"),
