@@ -199,6 +199,24 @@ static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, in
     return ZL_OK;
 }
 
+/* The checks and messages of the CLI contract, before any request runs. */
+static int check_prompts(const struct zl_hf_config *c, const struct prompts *p, int32_t max_new)
+{
+    for (int s = 0; s < p->n; s++) {
+        if (p->lens[s] > c->max_position_embeddings)
+            return zl_error(ZL_ERANGE, "prompt %d has %d tokens, more than max_position_embeddings %lld",
+                            s + 1, (int)p->lens[s], (long long)c->max_position_embeddings);
+        for (int32_t i = 0; i < p->lens[s]; i++)
+            if (p->ids[s][i] >= c->vocab_size)
+                return zl_error(ZL_ERANGE, "prompt %d: token id %d is outside the vocabulary (0..%lld)",
+                                s + 1, (int)p->ids[s][i], (long long)c->vocab_size - 1);
+        if (p->lens[s] + max_new > c->max_position_embeddings)
+            ZL_WARN("generate", "prompt %d: %d + %d tokens pass max_position_embeddings %lld", s + 1,
+                    (int)p->lens[s], (int)max_new, (long long)c->max_position_embeddings);
+    }
+    return ZL_OK;
+}
+
 static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_params *sp,
                     const struct prompts *p, int32_t **out, int32_t max_new, int quiet)
 {
@@ -216,12 +234,11 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     if (rc < 0)
         return rc;
     zl_engine_model_fill(m, &ep);
-    /* exactly max_new ids per prompt, as before: warn past the model's context */
-    int64_t max_pos = zl_engine_model_config(m)->max_position_embeddings;
-    if (longest + max_new > max_pos)
-        ZL_WARN("generate", "%d + %d tokens pass max_position_embeddings %lld", (int)longest,
-                (int)max_new, (long long)max_pos);
-    ep.sched.max_model_len = longest + max_new + 1;
+    if ((rc = check_prompts(zl_engine_model_config(m), p, max_new)) < 0 || max_new == 0) {
+        zl_engine_model_free(m);
+        return rc;
+    }
+    ep.sched.max_model_len = longest + max_new + 1;   /* exactly max_new ids per prompt */
     struct zl_engine *e = NULL;
     if ((rc = zl_engine_create(&ep, &e)) < 0) {
         zl_engine_model_free(m);
@@ -267,7 +284,7 @@ static int run(struct zl_engine_model_params *mp, const struct zl_sampling_param
             rc = zl_error(ZL_ENOMEM, "out of memory");
     if (!out)
         rc = zl_error(ZL_ENOMEM, "out of memory");
-    if (rc == ZL_OK && max_new > 0)
+    if (rc == ZL_OK)
         rc = generate(mp, sp, p, out, max_new, quiet);
     if (rc == ZL_OK)
         rc = print_results(p, out, max_new);
