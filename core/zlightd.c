@@ -9,6 +9,7 @@
 #include <zlight/gguf.h>
 #include <zlight/hf_config.h>
 #include <zlight/zlight.h>
+#include <zlight/frontend.h>
 
 static void usage(FILE *f)
 {
@@ -196,11 +197,16 @@ int main(int argc, char **argv)
     if (load_all(config, &cfg, &reg) < 0)
         return 1;
     int rc = 1;
+    const struct zl_frontend_ops *fe = zl_registry_find(reg, ZL_PLUGIN_FRONTEND, "openai");
     if (!zl_registry_pick_backend(reg, cfg->backend.name))
         fprintf(stderr, "zlightd: %s\n", zl_last_error());
-    else if (!zl_registry_find(reg, ZL_PLUGIN_FRONTEND, "openai"))
+    else if (!fe)
         fprintf(stderr, "zlightd: no frontend plugin 'openai' is loaded: this build cannot serve yet "
                         "(use --check-config or --list-plugins)\n");
+    else if (zl_frontend_serve(cfg, fe, 10000) < 0)
+        fprintf(stderr, "zlightd: %s\n", zl_last_error());
+    else
+        rc = 0;
     zl_registry_free(reg);
     zl_config_free(cfg);
     return rc;
