@@ -1,0 +1,172 @@
+"""zlightd end to end with the real `openai` client on SmolLM2 (CPU)."""
+import concurrent.futures
+import json
+import socket
+import time
+
+import openai
+import pytest
+
+from conftest import MODEL, request
+
+CHAT = [{"role": "user", "content": "Name three colors."}]
+
+
+def metric(url, name):
+    for line in request(url, "GET", "/metrics")[1].splitlines():
+        if line.startswith("zlight:" + name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+def test_models(client):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL]
+
+
+def test_chat_stream_equals_non_stream(client):
+    full = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=24, temperature=0)
+    text = full.choices[0].message.content
+    assert text and full.choices[0].message.role == "assistant"
+    assert full.usage.completion_tokens <= 24
+    stream = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=24, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    content = [c for c in chunks if c.choices]
+    assert content[-1].choices[0].finish_reason == full.choices[0].finish_reason
+    assert all(c.choices[0].finish_reason is None for c in content[:-1])
+    assert "".join(c.choices[0].delta.content or "" for c in content) == text
+
+
+def test_completion_stream_equals_non_stream(client):
+    kw = dict(model=MODEL, prompt="The capital of France is", max_tokens=16, temperature=0)
+    full = client.completions.create(**kw)
+    assert full.choices[0].finish_reason == "length"
+    assert full.usage.completion_tokens == 16
+    text = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw) if c.choices)
+    assert text == full.choices[0].text
+
+
+def test_stop_string(client):
+    kw = dict(model=MODEL, prompt="Count: 1, 2, 3, 4,", max_tokens=24, temperature=0)
+    text = client.completions.create(**kw).choices[0].text
+    assert len(text) > 4
+    stop = text[3:5]
+    r = client.completions.create(stop=[stop], **kw)
+    assert r.choices[0].finish_reason == "stop"
+    assert stop not in r.choices[0].text
+    assert text.startswith(r.choices[0].text)
+
+
+def test_logprobs(client):
+    r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == 4 and len(lp.token_logprobs) == 4
+    assert all(x <= 0 for x in lp.token_logprobs)
+    assert all(1 <= len(t) <= 2 for t in lp.top_logprobs)
+    c = client.chat.completions.create(model=MODEL, messages=CHAT, max_tokens=4, temperature=0,
+                                       logprobs=True, top_logprobs=3)
+    content = c.choices[0].logprobs.content
+    assert len(content) == c.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 3 for t in content)
+    # greedy: the chosen token is the most likely one
+    assert all(t.logprob >= t.top_logprobs[0].logprob - 1e-4 for t in content)
+
+
+def test_n_and_seed(client):
+    kw = dict(model=MODEL, messages=CHAT, max_tokens=12, temperature=1.0, seed=1234)
+    a = client.chat.completions.create(n=2, **kw)
+    assert len(a.choices) == 2 and {c.index for c in a.choices} == {0, 1}
+    b = client.chat.completions.create(n=2, **kw)
+    assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+
+
+def test_concurrent_equals_sequential(client):
+    prompts = ["Once upon a time", "The sky is", "def add(a, b):", "1 + 1 =", "Water boils at"]
+    run = lambda p: client.completions.create(model=MODEL, prompt=p, max_tokens=12, temperature=0).choices[0].text
+    seq = [run(p) for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as ex:
+        par = list(ex.map(run, prompts))
+    assert par == seq
+
+
+def test_max_tokens_length(client):
+    r = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=3, temperature=0)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize("body,status", [
+    ("{not json", 400),
+    ('{"prompt": 5}', 400),
+    ('{"prompt": "a", "temperature": -1}', 400),
+    ('{"prompt": "a", "max_tokens": "many"}', 400),
+    ('{"prompt": "a", "n": 0}', 400),
+    ('{"prompt": "a", "top_p": 1e999}', 400),
+    ('{"prompt": "a", "suffix": "b"}', 400),
+    ('{"model": "nope", "prompt": "a"}', 404),
+    ('{"max_tokens": 3}', 400),
+    (b'{"prompt": "\xff\xfe"}', 400),
+])
+def test_bad_requests(url, auth, body, status):
+    code, text = request(url, "POST", "/v1/completions", body, auth)
+    assert code == status, text
+    err = json.loads(text)["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+
+
+def test_errors_through_the_client(client):
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="a", max_tokens=1)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL, prompt="a " * 600, max_tokens=10)
+    assert "maximum context length is 512 tokens. However, you requested" in str(e.value)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[], max_tokens=1)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0).models.list()
+
+
+def test_oversized_body_and_unknown_route(url, auth):
+    assert request(url, "POST", "/v1/completions", "{" + " " * 70000 + "}", auth)[0] == 413
+    assert request(url, "GET", "/v1/nothing", None, auth)[0] == 404
+    assert request(url, "GET", "/health")[0] == 200
+
+
+def test_tokenize_detokenize_version_metrics(url, auth):
+    t = json.loads(request(url, "POST", "/tokenize", json.dumps({"prompt": "Hello world"}))[1])
+    assert t["count"] == len(t["tokens"]) > 0
+    d = json.loads(request(url, "POST", "/detokenize", json.dumps({"tokens": t["tokens"]}))[1])
+    assert d["prompt"] == "Hello world"
+    assert "version" in json.loads(request(url, "GET", "/version")[1])
+    text = request(url, "GET", "/metrics")[1]
+    assert "# TYPE zlight:e2e_request_latency_seconds histogram" in text
+
+
+def test_disconnect_cancels_and_frees_kv(url, auth):
+    body = json.dumps({"model": MODEL, "prompt": "Tell me a long story.", "max_tokens": 400,
+                       "temperature": 0, "ignore_eos": True, "stream": True}).encode()
+    port = int(url.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Authorization: " + auth["Authorization"].encode() + b"\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    got = b""
+    while got.count(b"data: ") < 3:
+        got += s.recv(4096)
+    s.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and (metric(url, "num_requests_running") or metric(url, "kv_cache_usage_perc")):
+        time.sleep(0.1)
+    assert metric(url, "num_requests_running") == 0
+    assert metric(url, "kv_cache_usage_perc") == 0
+
+
+def test_sigterm_exits_zero(server):
+    # last on purpose (pytest runs tests in file order)
+    url, proc = server
+    if proc is None:
+        pytest.skip("external server")
+    proc.terminate()
+    assert proc.wait(timeout=30) == 0
