@@ -133,6 +133,39 @@ CONVERSATIONS = {
     ],
 }
 
+def random_conversations(n, seed=1234):
+    """Seeded random conversations: any role order (so some templates raise),
+    mixed scripts, whitespace, think blocks, tool calls with dict or string
+    arguments and tool results."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["hello", "  spaced  ", "ünïcödé", "日本語のテキスト", "emoji 👍🏽🎉", "\n\nnewlines\n", "tab\there",
+              "quote \"x\" 'y'", "<think>\nhmm\n</think>\n\nanswer", "back\\slash", "العربية", "", "{\"json\": 1}",
+              "ＦＵＬＬ", "Ελληνικά", "a" * 50, "1234567890", "<tool_response>r</tool_response>"]
+    out = {}
+    for i in range(n):
+        msgs = []
+        if rng.random() < 0.5:
+            msgs.append({"role": "system", "content": rng.choice(pieces) + " system"})
+        for _ in range(rng.randint(1, 6)):
+            role = rng.choice(["user", "assistant", "user", "assistant", "tool"])
+            content = " ".join(rng.choice(pieces) for _ in range(rng.randint(1, 3)))
+            m = {"role": role, "content": content}
+            if role == "assistant" and rng.random() < 0.3:
+                args = {"city": rng.choice(pieces), "n": rng.randint(0, 9), "ok": rng.random() < 0.5, "x": 0.5}
+                m["tool_calls"] = [
+                    {"type": "function",
+                     "function": {"name": "get_weather",
+                                  "arguments": json.dumps(args, ensure_ascii=False) if rng.random() < 0.5 else args}}
+                ]
+            msgs.append(m)
+        out[f"random_{i:02d}"] = msgs
+    return out
+
+
+CONVERSATIONS.update(random_conversations(24))
+
 # (conversation, tools key or None)
 PAIRS = [(c, None) for c in CONVERSATIONS] + [
     ("single_user", "weather"),
@@ -140,7 +173,7 @@ PAIRS = [(c, None) for c in CONVERSATIONS] + [
     ("tool_calls_obj", "weather"),
     ("tool_calls_str", "two"),
     ("tool_pending", "weather"),
-]
+] + [(f"random_{i:02d}", "two") for i in range(0, 24, 3)]
 
 EXTRA = {"date_string": "26 Jul 2024"}  # fixed date for templates that print one
 
