@@ -240,18 +240,26 @@ static int config_finish(const char *file, struct zl_hf_config *c, int need_voca
     return ZL_OK;
 }
 
+/* Parses a JSON object; *rc < 0 (and the result may be NULL) otherwise. */
+static json_t *load_object(const char *json, size_t len, const char *file, int *rc)
+{
+    json_error_t err;
+    json_t *root = json_loadb(json, len, 0, &err);
+    *rc = ZL_OK;
+    if (!root)
+        *rc = zl_error(ZL_EINVAL, "%s: invalid JSON: %s (line %d)", file, err.text, err.line);
+    else if (!json_is_object(root))
+        *rc = zl_error(ZL_EINVAL, "%s: not a JSON object", file);
+    return root;
+}
+
 ZL_API int zl_hf_config_parse(const char *json, size_t len, const char *name,
                               struct zl_hf_config *c)
 {
     const char *file = name ? name : "config.json";
     config_defaults(c);
-    json_error_t err;
-    json_t *root = json_loadb(json, len, 0, &err);
-    if (!root)
-        return zl_error(ZL_EINVAL, "%s: invalid JSON: %s (line %d)", file, err.text, err.line);
-    int rc = ZL_OK;
-    if (!json_is_object(root))
-        rc = zl_error(ZL_EINVAL, "%s: not a JSON object", file);
+    int rc;
+    json_t *root = load_object(json, len, file, &rc);
     if (rc == ZL_OK)
         rc = set_fields(file, config_fields, sizeof config_fields / sizeof config_fields[0], root, c);
     const json_t *v = json_object_get(root, "architectures");
@@ -332,18 +340,30 @@ static int slurp(const char *path, const char *base, char **text, size_t *len, c
     return ZL_OK;
 }
 
-ZL_API int zl_hf_config_load(const char *path, struct zl_hf_config *out)
+typedef int (*parse_fn)(const char *json, size_t len, const char *name, void *out);
+
+/* Reads `path` (or `path`/`base`) and hands the text to `parse`. */
+static int load_json(const char *path, const char *base, parse_fn parse, void *out)
 {
     char *text, *file = NULL;
     size_t len;
-    int rc = slurp(path, "config.json", &text, &len, &file);
+    int rc = slurp(path, base, &text, &len, &file);
     if (rc == ZL_OK)
-        rc = zl_hf_config_parse(text, len, file, out);
-    else
-        config_defaults(out);
+        rc = parse(text, len, file, out);
     free(text);
     free(file);
     return rc;
+}
+
+static int parse_config(const char *json, size_t len, const char *name, void *out)
+{
+    return zl_hf_config_parse(json, len, name, out);
+}
+
+ZL_API int zl_hf_config_load(const char *path, struct zl_hf_config *out)
+{
+    config_defaults(out);
+    return load_json(path, "config.json", parse_config, out);
 }
 
 static void gen_defaults(struct zl_hf_generation_config *g)
@@ -359,11 +379,8 @@ ZL_API int zl_hf_generation_config_parse(const char *json, size_t len, const cha
 {
     const char *file = name ? name : "generation_config.json";
     gen_defaults(g);
-    json_error_t err;
-    json_t *root = json_loadb(json, len, 0, &err);
-    if (!root)
-        return zl_error(ZL_EINVAL, "%s: invalid JSON: %s (line %d)", file, err.text, err.line);
-    int rc = json_is_object(root) ? ZL_OK : zl_error(ZL_EINVAL, "%s: not a JSON object", file);
+    int rc;
+    json_t *root = load_object(json, len, file, &rc);
     if (rc == ZL_OK)
         rc = set_fields(file, gen_fields, sizeof gen_fields / sizeof gen_fields[0], root, g);
     if (rc == ZL_OK)
@@ -372,18 +389,15 @@ ZL_API int zl_hf_generation_config_parse(const char *json, size_t len, const cha
     return rc;
 }
 
+static int parse_generation(const char *json, size_t len, const char *name, void *out)
+{
+    return zl_hf_generation_config_parse(json, len, name, out);
+}
+
 ZL_API int zl_hf_generation_config_load(const char *path, struct zl_hf_generation_config *out)
 {
-    char *text, *file = NULL;
-    size_t len;
-    int rc = slurp(path, "generation_config.json", &text, &len, &file);
-    if (rc == ZL_OK)
-        rc = zl_hf_generation_config_parse(text, len, file, out);
-    else
-        gen_defaults(out);
-    free(text);
-    free(file);
-    return rc;
+    gen_defaults(out);
+    return load_json(path, "generation_config.json", parse_generation, out);
 }
 
 /* ---- GGUF metadata ---- */

@@ -5,6 +5,7 @@
 #define ZLIGHT_TEST_WEIGHTS_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,30 @@ static inline void tw_rmdir(const char *dir)
             cr_assert(strstr(zl_last_error(), subs_[k_]), "message \"%s\" lacks \"%s\"", \
                       zl_last_error(), subs_[k_]);                                     \
     } while (0)
+
+/* Parses every file of the regress/ fixture folder whose name starts with
+ * `prefix` and expects a clean error naming it; at least one must exist. */
+static inline void tw_regressions(const char *prefix, int (*parse)(const void *, size_t, const char *))
+{
+    DIR *d = opendir(FIX "/regress");
+    cr_assert(d, "missing " FIX "/regress");
+    struct dirent *e;
+    int count = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        char p[512];
+        size_t n;
+        snprintf(p, sizeof p, FIX "/regress/%s", e->d_name);
+        unsigned char *b = tw_read(p, &n);
+        cr_assert_lt(parse(b, n, e->d_name), 0, "%s parsed without error", e->d_name);
+        cr_assert(strstr(zl_last_error(), e->d_name), "%s: %s", e->d_name, zl_last_error());
+        free(b);
+        count++;
+    }
+    closedir(d);
+    cr_assert_gt(count, 0, "no %s* regression inputs", prefix);
+}
 
 /* Minimal GGUF writer (little-endian host). */
 struct tw_buf {
