@@ -2,13 +2,14 @@
  * linear op next to the machine's memory bandwidth (STREAM-style copy and
  * triad), since a decode step can go no faster than streaming the weights.
  *
- *   make -C tests bench_cpu_ops && tests/bench_cpu_ops [reps]
+ *   make -C tests bench_cpu_ops && tests/bench_cpu_ops [reps [path/to/cpu.so]]
  *
  * Prints GB/s for a 2048 x 8192 weight (bf16 = 32 MiB, also f16 and f32)
  * per kernel mode and thread count, best of `reps` (default 20).  Each call
- * uses the next of several copies of the weight spanning WEIGHT_SPAN bytes,
+ * uses the next of several copies of the weight spanning 3x the L3 size,
  * so the weights come from DRAM as in a real decode step, not from an L3
- * that could hold one 32 MiB copy. */
+ * that could hold one 32 MiB copy.  "read" is a read-only sum, the fair
+ * roofline for a matvec (copy and triad also write). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,12 @@
 
 #define ROWS 2048
 #define COLS 8192
-#define STREAM_N (16u << 20)   /* floats per array: 64 MiB, far beyond the caches */
-#define WEIGHT_SPAN ((size_t)256 << 20)
+/* Arrays and the weight copies span several times the last-level cache:
+ * a STREAM array is the L3 size (64..512 MiB), the weight copies 3x it
+ * (256 MiB..2 GiB). */
+static size_t stream_n;         /* floats per STREAM array */
+static size_t weight_span;      /* bytes of weight copies cycled through */
+#define PREFILL 64              /* rows of the prefill-shaped (compute bound) case */
 
 static double now(void)
 {
@@ -36,26 +41,44 @@ static double now(void)
 
 /* ---- memory bandwidth ---- */
 
+enum stream_kind { STREAM_READ, STREAM_COPY, STREAM_TRIAD };
+
 struct stream_arg {
     float *a, *b, *c;
     size_t lo, hi;
-    int triad;
+    enum stream_kind kind;
+    float sum;
 };
 
 static void *stream_part(void *p)
 {
     struct stream_arg *s = p;
-    if (s->triad)
-        for (size_t i = s->lo; i < s->hi; i++)
-            s->a[i] = s->b[i] + 3.0f * s->c[i];
-    else
+    float acc[16] = {0};
+    switch (s->kind) {
+    case STREAM_READ:   /* 16 partial sums: the compiler vectorises it without -ffast-math */
+        for (int arr = 0; arr < 3; arr++) {  /* all three arrays: 3x the L3, as triad */
+            const float *v = arr == 0 ? s->a : arr == 1 ? s->b : s->c;
+            for (size_t i = s->lo; i + 16 <= s->hi; i += 16)
+                for (int l = 0; l < 16; l++)
+                    acc[l] += v[i + (size_t)l];
+        }
+        for (int l = 0; l < 16; l++)
+            s->sum += acc[l];
+        break;
+    case STREAM_COPY:
         for (size_t i = s->lo; i < s->hi; i++)
             s->c[i] = s->a[i];
+        break;
+    case STREAM_TRIAD:
+        for (size_t i = s->lo; i < s->hi; i++)
+            s->a[i] = s->b[i] + 3.0f * s->c[i];
+        break;
+    }
     return NULL;
 }
 
-/* Best GB/s of `reps` passes on `nth` threads; copy counts 2 arrays, triad 3. */
-static double stream_gbs(float *a, float *b, float *c, int nth, int triad, int reps)
+/* Best GB/s of `reps` passes on `nth` threads; read and triad count 3 arrays, copy 2. */
+static double stream_gbs(float *a, float *b, float *c, int nth, enum stream_kind kind, int reps)
 {
     pthread_t th[256];
     struct stream_arg args[256];
@@ -63,15 +86,15 @@ static double stream_gbs(float *a, float *b, float *c, int nth, int triad, int r
     for (int r = 0; r < reps; r++) {
         double t0 = now();
         for (int i = 0; i < nth; i++) {
-            args[i] = (struct stream_arg){a, b, c, STREAM_N * (size_t)i / (size_t)nth,
-                                          STREAM_N * (size_t)(i + 1) / (size_t)nth, triad};
+            args[i] = (struct stream_arg){a, b, c, stream_n * (size_t)i / (size_t)nth,
+                                          stream_n * (size_t)(i + 1) / (size_t)nth, kind, 0};
             if (i)
                 pthread_create(&th[i], NULL, stream_part, &args[i]);
         }
         stream_part(&args[0]);
         for (int i = 1; i < nth; i++)
             pthread_join(th[i], NULL);
-        double gbs = (triad ? 3.0 : 2.0) * STREAM_N * sizeof(float) / (now() - t0) / 1e9;
+        double gbs = (kind == STREAM_COPY ? 2.0 : 3.0) * (double)stream_n * sizeof(float) / (now() - t0) / 1e9;
         best = gbs > best ? gbs : best;
     }
     return best;
@@ -79,18 +102,20 @@ static double stream_gbs(float *a, float *b, float *c, int nth, int triad, int r
 
 /* ---- matvec through the op table ---- */
 
-static double matvec_gbs(const struct zl_backend_ops *be, const char *mode, int threads,
-                         enum zl_dtype dt, char *w, float *x, float *y, int reps)
+/* Best seconds per linear call of n rows (a decode step when n = 1);
+ * each call reads the next weight copy.  -1 when the mode cannot open. */
+static double linear_secs(const struct zl_backend_ops *be, const char *mode, int threads,
+                          enum zl_dtype dt, char *w, int64_t n, float *x, float *y, int reps)
 {
-    size_t bytes = zl_dtype_row_bytes(dt, (size_t)ROWS * COLS), copies = WEIGHT_SPAN / bytes;
+    size_t bytes = zl_dtype_row_bytes(dt, (size_t)ROWS * COLS), copies = weight_span / bytes;
     struct zl_backend_open_params p = {.size = sizeof p, .device = 0, .threads = threads};
     struct zl_bctx *ctx;
     struct zl_tensor tw, tx, ty;
     setenv("ZLIGHT_CPU_SIMD", mode, 1);
     if (be->open(&p, &ctx) != ZL_OK)
         return -1;  /* e.g. avx2 on a CPU without it */
-    zl_tensor_init(&tx, ZL_DTYPE_F32, 2, (int64_t[]){1, COLS}, x, 0);
-    zl_tensor_init(&ty, ZL_DTYPE_F32, 2, (int64_t[]){1, ROWS}, y, 0);
+    zl_tensor_init(&tx, ZL_DTYPE_F32, 2, (int64_t[]){n, COLS}, x, 0);
+    zl_tensor_init(&ty, ZL_DTYPE_F32, 2, (int64_t[]){n, ROWS}, y, 0);
     double best = 1e9;
     for (int r = 0; r < reps + 1; r++) {    /* +1: the first call warms the pool */
         zl_tensor_init(&tw, dt, 2, (int64_t[]){ROWS, COLS}, w + (size_t)r % copies * bytes, 0);
@@ -104,71 +129,94 @@ static double matvec_gbs(const struct zl_backend_ops *be, const char *mode, int 
             best = t;
     }
     be->close(ctx);
-    return (double)bytes / best / 1e9;
+    return best;
 }
 
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 20;
+    const char *plugin = argc > 2 ? argv[2] : ZL_TOP_BUILDDIR "/kernels/cpu/.libs/cpu.so";
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (reps < 1 || cores < 1 || cores > 256) {
-        fprintf(stderr, "usage: %s [reps >= 1]\n", argv[0]);
+        fprintf(stderr, "usage: %s [reps >= 1 [cpu.so]]\n", argv[0]);
         return 2;
     }
     struct zl_registry *reg;
     if (zl_registry_create(NULL, &reg) != ZL_OK ||
-        zl_registry_load_file(reg, ZL_TOP_BUILDDIR "/kernels/cpu/.libs/cpu.so") != ZL_OK) {
+        zl_registry_load_file(reg, plugin) != ZL_OK) {
         fprintf(stderr, "cannot load the cpu backend: %s\n", zl_last_error());
         return 1;
     }
     const struct zl_backend_ops *be = zl_registry_find(reg, ZL_PLUGIN_BACKEND, "cpu");
 
-    float *a = malloc(STREAM_N * sizeof(float)), *b = malloc(STREAM_N * sizeof(float));
-    float *c = malloc(STREAM_N * sizeof(float));
-    float *wf = malloc((size_t)ROWS * COLS * sizeof(float)), *x = malloc(COLS * sizeof(float));
-    float *y = malloc(ROWS * sizeof(float));
-    char *w = malloc(WEIGHT_SPAN);
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    size_t llc = l3 > 0 ? (size_t)l3 : (size_t)32 << 20;
+#define CLAMP(v, lo, hi) ((v) < (lo) ? (lo) : (v) > (hi) ? (hi) : (v))
+    stream_n = CLAMP(llc, (size_t)64 << 20, (size_t)512 << 20) / sizeof(float);
+    weight_span = CLAMP(3 * llc, (size_t)256 << 20, (size_t)2 << 30);
+    float *a = malloc(stream_n * sizeof(float)), *b = malloc(stream_n * sizeof(float));
+    float *c = malloc(stream_n * sizeof(float));
+    float *wf = malloc((size_t)ROWS * COLS * sizeof(float));
+    float *x = malloc(PREFILL * COLS * sizeof(float)), *y = malloc(PREFILL * ROWS * sizeof(float));
+    char *w = malloc(weight_span);
     if (!a || !b || !c || !wf || !x || !y || !w) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < STREAM_N; i++)
+    for (size_t i = 0; i < stream_n; i++)
         a[i] = 1, b[i] = 2, c[i] = 0;
     for (size_t i = 0; i < (size_t)ROWS * COLS; i++)
         wf[i] = (float)(i % 17) * 0.01f - 0.08f;
-    for (int i = 0; i < COLS; i++)
+    for (int i = 0; i < PREFILL * COLS; i++)
         x[i] = (float)(i % 5) * 0.1f;
 
-    int counts[2] = {1, cores};
-    int n_counts = cores > 1 ? 2 : 1;
-    printf("memory bandwidth (STREAM-style, best of %d):\n", reps < 5 ? reps : 5);
+    int counts[3] = {1, cores / 2, cores};     /* 1, half and all cores */
+    int n_counts = cores >= 4 ? 3 : cores > 1 ? 2 : 1;
+    if (n_counts == 2)
+        counts[1] = cores;
+    static const char *kinds[] = {"read", "copy", "triad"};
+    printf("memory bandwidth (STREAM-style, %zu MiB arrays, best of %d):\n",
+           stream_n * sizeof(float) >> 20, reps < 5 ? reps : 5);
     printf("  %-8s %8s %10s\n", "kernel", "threads", "GB/s");
-    for (int t = 0; t < n_counts; t++) {
-        printf("  %-8s %8d %10.2f\n", "copy", counts[t], stream_gbs(a, b, c, counts[t], 0, reps < 5 ? reps : 5));
-        printf("  %-8s %8d %10.2f\n", "triad", counts[t], stream_gbs(a, b, c, counts[t], 1, reps < 5 ? reps : 5));
-    }
+    for (int t = 0; t < n_counts; t++)
+        for (int k = STREAM_READ; k <= STREAM_TRIAD; k++)
+            printf("  %-8s %8d %10.2f\n", kinds[k], counts[t],
+                   stream_gbs(a, b, c, counts[t], (enum stream_kind)k, reps < 5 ? reps : 5));
 
     static const enum zl_dtype dts[] = {ZL_DTYPE_BF16, ZL_DTYPE_F16, ZL_DTYPE_F32};
     static const char *modes[] = {"scalar", "avx2"};
-    printf("matvec y[1, %d] = x[1, %d] @ W[%d, %d]^T via linear, W from DRAM (best of %d):\n",
-           ROWS, COLS, ROWS, COLS, reps);
+    printf("matvec y[1, %d] = x[1, %d] @ W[%d, %d]^T via linear, W cycled over %zu MiB "
+           "(best of %d):\n", ROWS, COLS, ROWS, COLS, weight_span >> 20, reps);
     printf("  %-6s %-8s %8s %10s %10s\n", "weight", "kernels", "threads", "GB/s", "ms/call");
     for (int d = 0; d < 3; d++) {
         size_t bytes = zl_dtype_row_bytes(dts[d], (size_t)ROWS * COLS);
-        for (size_t off = 0; off + bytes <= WEIGHT_SPAN; off += bytes)
+        for (size_t off = 0; off + bytes <= weight_span; off += bytes)
             zl_dtype_convert(dts[d], w + off, ZL_DTYPE_F32, wf, (size_t)ROWS * COLS);
-        double mb = (double)zl_dtype_row_bytes(dts[d], (size_t)ROWS * COLS) / 1e9;
+        double mb = (double)bytes / 1e9;
         for (int m = 0; m < 2; m++)
-            for (int t = 0; t < n_counts; t++) {
-                double gbs = matvec_gbs(be, modes[m], counts[t], dts[d], w, x, y, reps);
-                if (gbs < 0)
-                    printf("  %-6s %-8s %8d %10s\n", zl_dtype_name(dts[d]), modes[m], counts[t],
+            for (int t_ = 0; t_ < n_counts; t_++) {
+                double t = linear_secs(be, modes[m], counts[t_], dts[d], w, 1, x, y, reps);
+                if (t < 0)
+                    printf("  %-6s %-8s %8d %10s\n", zl_dtype_name(dts[d]), modes[m], counts[t_],
                            "n/a");
                 else
                     printf("  %-6s %-8s %8d %10.2f %10.3f\n", zl_dtype_name(dts[d]), modes[m],
-                           counts[t], gbs, mb / gbs * 1e3);
+                           counts[t_], mb / t, t * 1e3);
             }
     }
+    /* prefill: PREFILL rows at once, compute bound; bf16 only */
+    zl_dtype_convert(ZL_DTYPE_BF16, w, ZL_DTYPE_F32, wf, (size_t)ROWS * COLS);
+    printf("linear x[%d, %d] @ W[%d, %d]^T bf16 (prefill-shaped, best of %d):\n", PREFILL, COLS,
+           ROWS, COLS, reps < 5 ? reps : 5);
+    printf("  %-8s %8s %10s %10s\n", "kernels", "threads", "GFLOP/s", "ms/call");
+    for (int m = 0; m < 2; m++)
+        for (int t_ = 0; t_ < n_counts; t_++) {
+            double t = linear_secs(be, modes[m], counts[t_], ZL_DTYPE_BF16, w, PREFILL, x, y,
+                                   reps < 5 ? reps : 5);
+            if (t > 0)
+                printf("  %-8s %8d %10.2f %10.3f\n", modes[m], counts[t_],
+                       2.0 * PREFILL * ROWS * COLS / t / 1e9, t * 1e3);
+        }
     free(a), free(b), free(c), free(wf), free(x), free(y), free(w);
     zl_registry_free(reg);
     return 0;

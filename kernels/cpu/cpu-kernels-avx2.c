@@ -36,7 +36,8 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers).
+/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers;
+ * the loops over rows and columns are unrolled so they stay in registers).
  * Every tile shape sums one dot product in the same order (lane-wise FMA
  * over k, fixed horizontal sum, scalar tail), so a row's result does not
  * depend on the batch it came in: linear is batch invariant bit for bit. */
@@ -47,25 +48,33 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
     __m256 acc[4][4];
     const float *xr[4];
     const char *wr[4];
+#pragma GCC unroll 4
     for (int r = 0; r < NX; r++) {
         xr[r] = (const float *)((const char *)x + (size_t)r * xs);
+#pragma GCC unroll 4
         for (int c = 0; c < NW; c++)
             acc[r][c] = _mm256_setzero_ps();
     }
+#pragma GCC unroll 4
     for (int c = 0; c < NW; c++)
         wr[c] = (const char *)w + (size_t)c * ws;
     int64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         __m256 wv[4];
+#pragma GCC unroll 4
         for (int c = 0; c < NW; c++)
             wv[c] = load8(wr[c], dt, i);
+#pragma GCC unroll 4
         for (int r = 0; r < NX; r++) {
             __m256 xv = _mm256_loadu_ps(xr[r] + i);
+#pragma GCC unroll 4
             for (int c = 0; c < NW; c++)
                 acc[r][c] = _mm256_fmadd_ps(xv, wv[c], acc[r][c]);
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < NX; r++)
+#pragma GCC unroll 4
         for (int c = 0; c < NW; c++) {
             float s = hsum(acc[r][c]);
             for (int64_t j = i; j < k; j++)
