@@ -233,10 +233,11 @@ static void check_exhaustive(const struct fmt *F)
     free(tab);
 }
 
-Test(dtype_encode, f16_every_f32, .timeout = 60) { check_exhaustive(&F16); }
-Test(dtype_encode, bf16_every_f32, .timeout = 60) { check_exhaustive(&BF16); }
-Test(dtype_encode, e4m3_every_f32, .timeout = 60) { check_exhaustive(&E4M3); }
-Test(dtype_encode, e5m2_every_f32, .timeout = 60) { check_exhaustive(&E5M2); }
+/* 600 s: room for a loaded 2-core machine (CI runs these; ~20 s each idle). */
+Test(dtype_encode, f16_every_f32, .timeout = 600) { check_exhaustive(&F16); }
+Test(dtype_encode, bf16_every_f32, .timeout = 600) { check_exhaustive(&BF16); }
+Test(dtype_encode, e4m3_every_f32, .timeout = 600) { check_exhaustive(&E4M3); }
+Test(dtype_encode, e5m2_every_f32, .timeout = 600) { check_exhaustive(&E5M2); }
 
 /* Fixed points from the format specs, readable on their own. */
 Test(dtype_encode, known_values)
