@@ -365,7 +365,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* A directory without an index: every *.safetensors in it, sorted. */
+/* A directory without an index: its model.safetensors, or else every
+ * *.safetensors in it, sorted. */
 static int open_dir_files(struct zl_safetensors *st, const char *dir)
 {
     DIR *d = opendir(dir);
@@ -373,11 +374,13 @@ static int open_dir_files(struct zl_safetensors *st, const char *dir)
         return zl_error(ZL_EIO, "%s: %s", dir, strerror(errno));
     char **names = NULL;
     size_t n = 0;
-    int rc = ZL_OK;
+    int rc = ZL_OK, only_model = 0;
     struct dirent *e;
     while ((e = readdir(d)) && rc == ZL_OK) {
         if (!has_suffix(e->d_name, ".safetensors") || e->d_name[0] == '.')
             continue;
+        if (strcmp(e->d_name, "model.safetensors") == 0)
+            only_model = 1;     /* then the others are extras (adapters, consolidated copies) */
         char **p = realloc(names, (n + 1) * sizeof *names);
         if (!p || !(p[n] = strdup(e->d_name))) {
             names = p ? p : names;
@@ -393,7 +396,8 @@ static int open_dir_files(struct zl_safetensors *st, const char *dir)
     if (names)
         qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && rc == ZL_OK; i++)
-        rc = open_joined(st, dir, names[i]);
+        if (!only_model || strcmp(names[i], "model.safetensors") == 0)
+            rc = open_joined(st, dir, names[i]);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);

@@ -122,20 +122,42 @@ static void check_sharded(const char *path)
 Test(safetensors, sharded_directory) { check_sharded(SHARDED); }
 Test(safetensors, sharded_index_path) { check_sharded(SHARDED "/model.safetensors.index.json"); }
 
+static void copy_fixture(const char *from, const char *dir, const char *name)
+{
+    char p[512];
+    size_t n;
+    unsigned char *a = tw_read(from, &n);
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    tw_write(p, a, n);
+    free(a);
+}
+
+static int64_t count_in_dir(const char *dir)
+{
+    struct zl_safetensors *st;
+    cr_assert_eq(zl_safetensors_open(dir, &st), ZL_OK, "%s", zl_last_error());
+    int64_t n = zl_safetensors_n_tensors(st);
+    zl_safetensors_close(st);
+    return n;
+}
+
 Test(safetensors, directory_without_index)
 {
     char dir[256], p[512];
     tw_mkdtemp(dir, sizeof dir);
-    size_t n;
-    unsigned char *a = tw_read(SHARDED "/model-00001-of-00002.safetensors", &n);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    tw_write(p, a, n);
-    free(a);
+    /* two files, no model.safetensors: both */
+    copy_fixture(SHARDED "/model-00001-of-00002.safetensors", dir, "a.safetensors");
+    copy_fixture(SHARDED "/model-00002-of-00002.safetensors", dir, "b.safetensors");
+    cr_assert_eq(count_in_dir(dir), 8);
+    /* model.safetensors present: only it (the others may be adapters or copies) */
+    copy_fixture(SHARDED "/model-00001-of-00002.safetensors", dir, "model.safetensors");
+    cr_assert_eq(count_in_dir(dir), 4);
+    static const char *const names[] = {"a.safetensors", "b.safetensors", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        remove(p);
+    }
     struct zl_safetensors *st;
-    cr_assert_eq(zl_safetensors_open(dir, &st), ZL_OK, "%s", zl_last_error());
-    cr_assert_eq(zl_safetensors_n_tensors(st), 4);
-    zl_safetensors_close(st);
-    remove(p);
     tw_assert_err(zl_safetensors_open(dir, &st), ZL_ENOTFOUND, dir, "no model.safetensors.index.json");
     cr_assert_null(st);
     tw_rmdir(dir);
@@ -256,12 +278,8 @@ static int open_with_index(const char *index, char *dir, size_t cap)
     static const char *const shards[] = {"model-00001-of-00002.safetensors",
                                          "model-00002-of-00002.safetensors"};
     for (int i = 0; i < 2; i++) {
-        size_t n;
         snprintf(p, sizeof p, SHARDED "/%s", shards[i]);
-        unsigned char *b = tw_read(p, &n);
-        snprintf(p, sizeof p, "%s/%s", dir, shards[i]);
-        tw_write(p, b, n);
-        free(b);
+        copy_fixture(p, dir, shards[i]);
     }
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
     tw_write(p, index, strlen(index));

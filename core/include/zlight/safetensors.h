@@ -40,8 +40,9 @@ struct zl_safetensors_tensor {
 };
 
 /* Opens `path`: a .safetensors file, a model.safetensors.index.json, or a
- * directory (its model.safetensors.index.json when present, else every
- * *.safetensors in it).  The files are mapped, not read.  Status:
+ * directory (its model.safetensors.index.json when present, else its
+ * model.safetensors, else every *.safetensors in it).  The files are
+ * mapped, not read.  Status:
  * ZL_ENOTFOUND (no such file, no safetensors in the directory, a shard
  * named by the index missing), ZL_EIO, ZL_EINVAL (malformed header or
  * index; the message names the file and the tensor), ZL_EUNSUPPORTED (a
