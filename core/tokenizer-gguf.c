@@ -253,18 +253,19 @@ static int load(struct zl_tokenizer *t, const struct zl_gguf *g)
                   : setup_llama(t, g, n_tok, kas >= 0 ? (int)zl_gguf_get_i64(g, kas) : 1);
     if (rc < 0)
         return rc;
-    /* Token types: control tokens are special added tokens (normalized
-     * false), user-defined ones plain added tokens. */
+    /* Token types: control and unknown tokens are special added tokens
+     * (normalized false; transformers adds <unk> as a special token too),
+     * user-defined ones plain added tokens. */
     int64_t ktt = zl_gguf_find_key(g, "tokenizer.ggml.token_type");
     const int32_t *tt = ktt >= 0 && zl_gguf_get_arr_type(g, ktt) == ZL_GGUF_TYPE_INT32 &&
                                 zl_gguf_get_arr_n(g, ktt) == n_tok
                             ? zl_gguf_get_arr_data(g, ktt)
                             : NULL;
     for (size_t i = 0; tt && i < n_tok; i++) {
-        if (tt[i] != GGUF_TT_CONTROL && tt[i] != GGUF_TT_USER)
+        if (tt[i] != GGUF_TT_CONTROL && tt[i] != GGUF_TT_USER && tt[i] != GGUF_TT_UNKNOWN)
             continue;
         struct zl_tok_added a = {.id = (int32_t)i, .content = (char *)t->text[i], .len = t->text_len[i],
-                                 .special = tt[i] == GGUF_TT_CONTROL};
+                                 .special = tt[i] != GGUF_TT_USER};
         if (zl_tok_add_added(t, &a) < 0)
             return ZL_ENOMEM;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generates tests/fixtures/tokenizer/<family>.jsonl.xz: the expected ids and
 decodes of HF `tokenizers` for a deterministic corpus (seeded), for each
-family in ../shared/tokenizers and for SmolLM2 (GGUF).
+family in ../shared/tokenizers, for SmolLM2 (GGUF, model "gpt2") and for a
+"llama" (SentencePiece) GGUF made from the Llama 2 vocabulary.
 
     pip install tokenizers==0.22.1 transformers==4.57.1 gguf==0.16.3
     python3 tests/gen_tokenizer_fixtures.py [--shared ../shared/tokenizers] [--gguf PATH]
@@ -293,6 +294,63 @@ def bench(args):
                   f"+ load {empty:.3f} s; ratio zlight/HF speed {hf / zl:.2f}x; ids identical: {same}")
 
 
+def llama_gguf_tokenizer(llama2_json, tmp):
+    """A SentencePiece-style GGUF (tokenizer.ggml.model "llama", no merges:
+    transformers derives them from the scores) made from the Llama 2 vocab,
+    with the scores and token types that test_tokenizer.c writes too:
+    score 0 for ids < 259 (specials, bytes), -(id - 259) after; type 2 for
+    <unk>, 3 for <s> </s>, 6 for the byte tokens, 1 otherwise."""
+    import gguf
+    import transformers.integrations.ggml as ggml
+    import transformers.modeling_gguf_pytorch_utils as m
+    m.is_torch_available = lambda: True
+    vocab = json.loads(llama2_json)["model"]["vocab"]
+    tokens = [None] * len(vocab)
+    for k, v in vocab.items():
+        tokens[v] = k
+    n = len(tokens)
+    path = os.path.join(tmp, "llama-gguf")
+    os.makedirs(path, exist_ok=True)
+    w = gguf.GGUFWriter(os.path.join(path, "tok.gguf"), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0 if i < 259 else float(-(i - 259)) for i in range(n)])
+    w.add_token_types([2 if i == 0 else 3 if i < 3 else 6 if i < 259 else 1 for i in range(n)])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    for f in (w.add_context_length, w.add_embedding_length, w.add_block_count, w.add_head_count):
+        f(64)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    # transformers tests `piece in tokens` on a list: make it a set lookup.
+    orig = ggml.GGUFTokenizerSkeleton.__init__
+
+    class FastList(list):
+        def __init__(self, it):
+            super().__init__(it)
+            self._set = set(self)
+
+        def __contains__(self, x):
+            return x in self._set
+
+    def init(self, d):
+        d = dict(d)
+        d["tokens"] = FastList(d["tokens"])
+        orig(self, d)
+
+    ggml.GGUFTokenizerSkeleton.__init__ = init
+    from transformers import AutoTokenizer
+    t = AutoTokenizer.from_pretrained(path, gguf_file="tok.gguf")
+    t.save_pretrained(os.path.join(path, "hf"))
+    return Tokenizer.from_file(os.path.join(path, "hf", "tokenizer.json"))
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
@@ -314,6 +372,9 @@ def main():
             with lzma.open(os.path.join(args.shared, fam, "tokenizer.json.xz")) as f:
                 tok = Tokenizer.from_str(f.read().decode())
             build(fam, tok, args.out)
+        if not args.only or args.only == "llama2_gguf":
+            with lzma.open(os.path.join(args.shared, "llama2", "tokenizer.json.xz")) as f:
+                build("llama2_gguf", llama_gguf_tokenizer(f.read().decode(), tmp), args.out)
         if not args.only or args.only == "smollm2":
             build("smollm2", smollm2_tokenizer(args.gguf, os.path.join(tmp, "smollm2")), args.out)
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlight/detok.h>
 #include <zlight/tokenizer.h>
 
@@ -178,6 +179,83 @@ Test(tokenizer_hf, llama3, .timeout = 60) { family("llama3"); }
 Test(tokenizer_hf, llama3_1, .timeout = 60) { family("llama3_1"); }
 Test(tokenizer_hf, qwen3, .timeout = 60) { family("qwen3"); }
 Test(tokenizer_hf, deepseek_v3, .timeout = 60) { family("deepseek_v3"); }
+
+/* ---- a "llama" (SentencePiece) GGUF written from the Llama 2 vocab ---- */
+
+static void put(FILE *f, const void *p, size_t n) { cr_assert_eq(fwrite(p, 1, n, f), n); }
+static void put_u32(FILE *f, uint32_t v) { put(f, &v, 4); }
+static void put_u64(FILE *f, uint64_t v) { put(f, &v, 8); }
+static void put_str(FILE *f, const char *s, size_t n) { put_u64(f, n); put(f, s, n); }
+static void put_key(FILE *f, const char *k, uint32_t type) { put_str(f, k, strlen(k)); put_u32(f, type); }
+
+/* The file gen_tokenizer_fixtures.py makes with gguf.GGUFWriter (same
+ * tokens, scores, token types and ids); only tokenizer keys matter. */
+static void write_llama_gguf(const char *json_path, const char *out)
+{
+    size_t len;
+    char *txt = xz_read(json_path, &len);
+    json_error_t err;
+    json_t *root = json_loadb(txt, len, 0, &err), *vocab = json_object_get(json_object_get(root, "model"), "vocab");
+    free(txt);
+    cr_assert(json_is_object(vocab));
+    size_t n = json_object_size(vocab);
+    const char **tok = calloc(n, sizeof(*tok));
+    const char *k;
+    json_t *v;
+    json_object_foreach(vocab, k, v) tok[json_integer_value(v)] = k;
+    FILE *f = fopen(out, "wb");
+    cr_assert(f);
+    put(f, "GGUF", 4);
+    put_u32(f, 3);
+    put_u64(f, 0); /* tensors */
+    put_u64(f, 8); /* keys */
+    put_key(f, "tokenizer.ggml.model", 8);
+    put_str(f, "llama", 5);
+    put_key(f, "tokenizer.ggml.tokens", 9);
+    put_u32(f, 8);
+    put_u64(f, n);
+    for (size_t i = 0; i < n; i++)
+        put_str(f, tok[i], strlen(tok[i]));
+    put_key(f, "tokenizer.ggml.scores", 9);
+    put_u32(f, 6);
+    put_u64(f, n);
+    for (size_t i = 0; i < n; i++) {
+        float sc = i < 259 ? 0.0f : -(float)(i - 259);
+        put(f, &sc, 4);
+    }
+    put_key(f, "tokenizer.ggml.token_type", 9);
+    put_u32(f, 5);
+    put_u64(f, n);
+    for (size_t i = 0; i < n; i++)
+        put_u32(f, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
+    put_key(f, "tokenizer.ggml.bos_token_id", 4);
+    put_u32(f, 1);
+    put_key(f, "tokenizer.ggml.eos_token_id", 4);
+    put_u32(f, 2);
+    put_key(f, "tokenizer.ggml.unknown_token_id", 4);
+    put_u32(f, 0);
+    put_key(f, "tokenizer.ggml.add_bos_token", 7);
+    put(f, "\1", 1);
+    cr_assert_eq(fclose(f), 0);
+    free(tok);
+    json_decref(root);
+}
+
+Test(tokenizer_hf, llama_gguf_from_scores, .timeout = 60)
+{
+    const char *src = SHARED "/llama2/tokenizer.json.xz";
+    struct stat st;
+    if (stat(src, &st) != 0)
+        cr_skip_test("%s not found (the shared reference tokenizers live beside the repo)", src);
+    const char *path = ZL_TEST_BUILDDIR "/tok-llama2-spm.gguf";
+    write_llama_gguf(src, path);
+    struct zl_tokenizer *tok;
+    cr_assert_eq(zl_tokenizer_load(path, &tok), 0, "%s", zl_last_error());
+    cr_expect_eq(zl_tokenizer_add_bos(tok), 1);
+    run_fixture(tok, "llama2_gguf");
+    zl_tokenizer_free(tok);
+    unlink(path);
+}
 
 Test(tokenizer_hf, smollm2_gguf, .timeout = 60)
 {
