@@ -1,4 +1,5 @@
-/* A simple offline driver for zlight-generate (replaced by the scheduler):
+/* A simple offline driver (the tests' reference path; zlight-generate now
+ * runs on the scheduler's zl_engine):
  * loads plugins, weights and the model, plans memory, and runs batched
  * greedy generation over a fixed set of prompts with paged KV blocks.
  *

@@ -4,6 +4,7 @@
  * backend's copy_to_device into the memory manager's weights region. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,9 @@ ZL_API int zl_wloader_open(const char *path, const struct zl_wloader_params *par
         *out = NULL;
     if (!path || !out)
         return zl_error(ZL_EINVAL, "weight loader: path and out are required");
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return zl_error(errno == ENOENT ? ZL_ENOTFOUND : ZL_EIO, "%s: %s", path, strerror(errno));
     struct zl_wloader *wl = calloc(1, sizeof *wl);
     if (!wl || !(wl->path = strdup(path))) {
         free(wl);
