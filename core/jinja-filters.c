@@ -407,6 +407,22 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         jj_buf_free(&b);
         return r;
     }
+    if (!strcmp(name, "dictsort")) { /* dictsort(case_sensitive=False, by='key', reverse=False) */
+        if (!v || !json_is_object(v))
+            return jj_fail(c, n, "dictsort: expected a mapping, got %s", jj_type_name(v));
+        json_t *pairs = jj_method(c, n, v, "items", a), *byv = jj_arg(a, 1, "by", NULL);
+        bool by_value = byv && json_is_string(byv) && !strcmp(json_string_value(byv), "value");
+        struct jj_args sa = {0};
+        json_t *opt[3] = {json_boolean(arg_bool(a, 2, "reverse", false)),
+                          json_boolean(arg_bool(a, 0, "case_sensitive", false)), json_string(by_value ? "1" : "0")};
+        sa.pos = opt;
+        sa.npos = 3;
+        json_t *r = pairs ? sort(c, n, pairs, &sa, false) : NULL;
+        for (int i = 0; i < 3; i++)
+            json_decref(opt[i]);
+        json_decref(pairs);
+        return r;
+    }
     if (!strcmp(name, "map"))
         return map(c, n, v, a);
     if (!strcmp(name, "select") || !strcmp(name, "reject"))
