@@ -312,6 +312,10 @@ Test(openai_parse, tokenize_and_detokenize)
     s = oa_detokenize("{\"tokens\":[104,105,256]}", 24, &m->api, &e);
     cr_assert_str_eq(s, "{\"prompt\":\"hi</s>\"}");
     free(s);
+    /* A lone byte token is not UTF-8: U+FFFD instead of a failure (fuzzer). */
+    s = oa_detokenize("{\"tokens\":[104,204]}", 20, &m->api, &e);
+    cr_assert_str_eq(s, "{\"prompt\":\"h\xef\xbf\xbd\"}");
+    free(s);
     cr_assert_null(oa_detokenize("{\"tokens\":[1000]}", 17, &m->api, &e));
     cr_assert_eq(e.status, 400);
     cr_assert_null(oa_detokenize("{\"tokens\":\"x\"}", 14, &m->api, &e));

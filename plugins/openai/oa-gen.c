@@ -175,7 +175,8 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
                 c = json_pack("{s:I,s:{s:s,s:s},s:n,s:n}", "index", idx, "delta", "role",
                               "assistant", "content", "", "logprobs", "finish_reason");
             else if (g->req.echo)
-                c = json_pack("{s:I,s:s,s:n,s:n}", "index", idx, "text", prompt_text(g, api, i),
+                c = json_pack("{s:I,s:o,s:n,s:n}", "index", idx, "text",
+                              oa_json_str(prompt_text(g, api, i), strlen(prompt_text(g, api, i))),
                               "logprobs", "finish_reason");
             if (c && oa_sse_json(&g->out, chunk(g, c)) < 0)
                 return -1;
@@ -199,10 +200,11 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
         lp = oa_logprobs_json(g, api, s, s->tok_sent, s->n_tok, base);
     }
     json_t *c = g->req.kind == OA_CHAT
-                    ? json_pack("{s:I,s:{s:s%},s:o,s:o}", "index", idx, "delta", "content", txt, n,
-                                "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0))
-                    : json_pack("{s:I,s:s%,s:o,s:o}", "index", idx, "text", txt, n, "logprobs", lp,
-                                "finish_reason", finish_json(fin ? s->finish : 0));
+                    ? json_pack("{s:I,s:{s:o},s:o,s:o}", "index", idx, "delta", "content",
+                                oa_json_str(txt, n), "logprobs", lp, "finish_reason",
+                                finish_json(fin ? s->finish : 0))
+                    : json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(txt, n),
+                                "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0));
     s->text_sent = s->text.len;
     s->tok_sent = s->n_tok;
     s->finish_sent |= fin;
@@ -258,15 +260,15 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
                                               : json_null();
             json_t *c;
             if (g->req.kind == OA_CHAT) {
-                c = json_pack("{s:I,s:{s:s,s:s%},s:o,s:o}", "index", idx, "message", "role",
-                              "assistant", "content", s->text.data ? s->text.data : "",
-                              s->text.len, "logprobs", lp, "finish_reason", finish_json(s->finish));
+                c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",
+                              "assistant", "content", oa_json_str(s->text.data, s->text.len),
+                              "logprobs", lp, "finish_reason", finish_json(s->finish));
             } else {
                 struct oa_buf t = {0};
                 oa_buf_add(&t, echo, strlen(echo));
                 oa_buf_add(&t, s->text.data ? s->text.data : "", s->text.len);
-                c = json_pack("{s:I,s:s%,s:o,s:o}", "index", idx, "text", t.data ? t.data : "",
-                              t.len, "logprobs", lp, "finish_reason", finish_json(s->finish));
+                c = json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(t.data, t.len),
+                              "logprobs", lp, "finish_reason", finish_json(s->finish));
                 oa_buf_free(&t);
             }
             json_array_append_new(choices, c);

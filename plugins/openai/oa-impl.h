@@ -140,6 +140,8 @@ int oa_gen_all_done(const struct oa_gen *g);
 char *oa_error_json(const struct oa_err *e);
 json_t *oa_usage_json(const struct oa_gen *g);
 const char *oa_finish_name(int finish);
+/* A JSON string of n bytes; invalid UTF-8 bytes become U+FFFD. */
+json_t *oa_json_str(const char *s, size_t n);
 json_t *oa_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, struct oa_seq *s,
                          size_t from, size_t to, size_t text_base);
 int oa_sse_json(struct oa_buf *b, json_t *obj);   /* appends "data: {...}\n\n", steals obj */

@@ -613,7 +613,7 @@ char *oa_detokenize(const char *body, size_t len, const struct zl_engine_api *ap
             if (api->detokenize(api->ctx, ids, i, 0, &text, &tlen) < 0) {
                 oa_fail(e, 400, "tokens", "the tokens could not be decoded");
             } else {
-                json_t *out = json_pack("{s:s%}", "prompt", text, tlen);
+                json_t *out = json_pack("{s:o}", "prompt", oa_json_str(text, tlen));
                 s = out ? json_dumps(out, JSON_COMPACT) : NULL;
                 json_decref(out);
                 api->free_mem(text);
