@@ -57,17 +57,25 @@ static void expected(double t, const int *keep, double *out)
 /* chi-square 0.999 quantiles for 1..5 degrees of freedom */
 static const double chi999[] = {0, 10.83, 13.82, 16.27, 18.47, 20.52};
 
+/* Draws under p match softmax(base / t) over the first `kept` tokens. */
+static void expect_top(const struct zl_sampling_params *p, double t, int kept)
+{
+    int keep[V] = {0};
+    for (int k = 0; k < kept; k++)
+        keep[k] = 1;
+    double e[V];
+    expected(t, keep, e);
+    double chi = chi_square(p, e);
+    cr_expect_lt(chi, chi999[kept - 1], "T=%g, top %d kept: chi-square %g", t, kept, chi);
+}
+
 Test(sampler, temperature_distribution)
 {
     struct zl_sampling_params p = zl_sampling_default_params();
-    int keep[V] = {1, 1, 1, 1, 1, 1};
-    double e[V];
     float temps[] = {1.0f, 0.5f, 2.0f};
     for (int i = 0; i < 3; i++) {
         p.temperature = temps[i];
-        expected(temps[i], keep, e);
-        double chi = chi_square(&p, e);
-        cr_expect_lt(chi, chi999[5], "T=%g: chi-square %g", temps[i], chi);
+        expect_top(&p, temps[i], V);
     }
 }
 
@@ -75,11 +83,7 @@ Test(sampler, top_k_distribution)
 {
     struct zl_sampling_params p = zl_sampling_default_params();
     p.top_k = 3;
-    int keep[V] = {1, 1, 1, 0, 0, 0};
-    double e[V];
-    expected(1.0, keep, e);
-    double chi = chi_square(&p, e);
-    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+    expect_top(&p, 1.0, 3);
 }
 
 Test(sampler, top_p_distribution)
@@ -88,11 +92,7 @@ Test(sampler, top_p_distribution)
      * top_p 0.7 keeps the first three */
     struct zl_sampling_params p = zl_sampling_default_params();
     p.top_p = 0.7f;
-    int keep[V] = {1, 1, 1, 0, 0, 0};
-    double e[V];
-    expected(1.0, keep, e);
-    double chi = chi_square(&p, e);
-    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+    expect_top(&p, 1.0, 3);
 }
 
 Test(sampler, min_p_distribution)
@@ -100,24 +100,17 @@ Test(sampler, min_p_distribution)
     /* p_k / p_max = exp(l_k - 2): 1, .61, .37, .22, .14, .05; min_p 0.3 keeps three */
     struct zl_sampling_params p = zl_sampling_default_params();
     p.min_p = 0.3f;
-    int keep[V] = {1, 1, 1, 0, 0, 0};
-    double e[V];
-    expected(1.0, keep, e);
-    double chi = chi_square(&p, e);
-    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+    expect_top(&p, 1.0, 3);
 }
 
 Test(sampler, combined_filters)
 {
+    /* T=0.5: .60 .22 .08 .03 ...; top 4 renormalized .64 .24 .09 .03; top_p 0.9 keeps three */
     struct zl_sampling_params p = zl_sampling_default_params();
     p.temperature = 0.5f;
     p.top_k = 4;
-    p.top_p = 0.9f;   /* T=0.5: .60 .22 .08 .03 (of top 4 renormalized: .64 .24 .09 .03) */
-    int keep[V] = {1, 1, 1, 0, 0, 0};
-    double e[V];
-    expected(0.5, keep, e);
-    double chi = chi_square(&p, e);
-    cr_expect_lt(chi, chi999[2], "chi-square %g", chi);
+    p.top_p = 0.9f;
+    expect_top(&p, 0.5, 3);
 }
 
 Test(sampler, greedy_and_ties)

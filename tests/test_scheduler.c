@@ -97,6 +97,16 @@ static void check_output(const struct req *q)
     cr_expect_arr_eq(q->q.tokens + q->q.n_prompt, ref, sizeof(int32_t) * (size_t)q->want);
 }
 
+/* Finished requests: their outputs are the fake model's, then freed. */
+static void check_and_free(struct req *const *qs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        cr_expect(qs[i]->done, "request %d finished", i);
+        check_output(qs[i]);
+        free(qs[i]->q.tokens);
+    }
+}
+
 Test(scheduler, budget_decodes_first_and_chunks)
 {
     struct zl_sched_params p = zl_sched_default_params();
@@ -125,13 +135,7 @@ Test(scheduler, budget_decodes_first_and_chunks)
     cr_expect_eq(bt->n_logits, 3);
     for (int i = 0; i < 10 && !(a.done && b.done && c.done); i++)
         run_step(&r, NULL);
-    cr_expect(a.done && b.done && c.done);
-    check_output(&a);
-    check_output(&b);
-    check_output(&c);
-    free(a.q.tokens);
-    free(b.q.tokens);
-    free(c.q.tokens);
+    check_and_free((struct req *[]){&a, &b, &c}, 3);
     rig_fini(&r);
 }
 
@@ -163,10 +167,7 @@ Test(scheduler, max_num_seqs_and_budget)
             all &= q[i].done;
     }
     cr_expect(all);
-    for (int i = 0; i < 8; i++) {
-        check_output(&q[i]);
-        free(q[i].q.tokens);
-    }
+    check_and_free((struct req *[]){&q[0], &q[1], &q[2], &q[3], &q[4], &q[5], &q[6], &q[7]}, 8);
     rig_fini(&r);
 }
 
@@ -204,11 +205,7 @@ Test(scheduler, preemption_recomputes_and_comes_back_first)
     zl_sched_get_stats(r.s, &st);
     cr_expect_gt(st.n_preemptions, 0, "the pool is too small for all four");
     cr_expect_geq(first_preempted, 0);
-    for (int i = 0; i < 4; i++) {
-        cr_expect(q[i].done, "request %d finished", i);
-        check_output(&q[i]);
-        free(q[i].q.tokens);
-    }
+    check_and_free((struct req *[]){&q[0], &q[1], &q[2], &q[3]}, 4);
     rig_fini(&r);
 }
 
@@ -246,13 +243,7 @@ Test(scheduler, preempted_request_is_readmitted_before_newer_ones)
     }
     for (int i = 0; i < 100 && !(b.done && c.done); i++)
         run_step(&r, NULL);
-    cr_expect(b.done && c.done);
-    check_output(&a);
-    check_output(&b);
-    check_output(&c);
-    free(a.q.tokens);
-    free(b.q.tokens);
-    free(c.q.tokens);
+    check_and_free((struct req *[]){&a, &b, &c}, 3);
     rig_fini(&r);
 }
 
