@@ -9,6 +9,8 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -500,6 +502,18 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+/* MHD's own messages (mostly clients that went away) at debug level. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    OA_LOG(ZL_LOG_DEBUG, "libmicrohttpd: %s", buf);
+}
+
 /* ---- frontend ops ---- */
 
 static void server_destroy(void *inst)
@@ -634,6 +648,7 @@ static int server_start(const struct zl_frontend_params *p, void **out)
                               MHD_OPTION_THREAD_POOL_SIZE,
                               (unsigned)(p->threads > 0 ? p->threads : 4),
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
     if (!srv->d) {
