@@ -321,6 +321,36 @@ def render(template, conv, tools, agp, bos, eos, extra):
         return {"error": f"{type(e).__name__}: {e}"}
 
 
+def crosscheck_apply_chat_template(shared, fam, cases):
+    """Confirms for one family that tokenizer.apply_chat_template(tokenize=False)
+    gives the recorded renders (it adds the tokenizer's special tokens map to
+    the variables; the templates here use only bos/eos)."""
+    import lzma
+    import tempfile
+
+    from transformers import PreTrainedTokenizerFast
+
+    d = os.path.join(shared, fam)
+    with tempfile.TemporaryDirectory() as tmp:
+        with lzma.open(os.path.join(d, "tokenizer.json.xz")) as src, open(os.path.join(tmp, "tokenizer.json"), "wb") as dst:
+            dst.write(src.read())
+        with open(os.path.join(d, "tokenizer_config.json"), "rb") as src, open(os.path.join(tmp, "tokenizer_config.json"), "wb") as dst:
+            dst.write(src.read())
+        tok = PreTrainedTokenizerFast.from_pretrained(tmp)
+    n = 0
+    for c in cases:
+        if c["template"] != fam or "expected" not in c:
+            continue
+        extra = {k: v for k, v in c["vars"].items()}
+        got = tok.apply_chat_template(
+            CONVERSATIONS[c["conversation"]], tools=TOOLS.get(c["tools"]), tokenize=False,
+            add_generation_prompt=c["add_generation_prompt"], **extra)
+        if got != c["expected"]:
+            raise SystemExit(f"{fam}/{c['conversation']}: apply_chat_template differs from render_jinja_template")
+        n += 1
+    print(f"{fam}: {n} renders confirmed with apply_chat_template", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(HERE, "..", "..", "shared", "tokenizers"))
@@ -382,6 +412,10 @@ def main():
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, ensure_ascii=False, indent=1)
         f.write("\n")
+    for fam in ("qwen3", "llama3_1"):
+        if fam in templates:
+            crosscheck_apply_chat_template(args.shared, fam, cases)
+
     feats = feature_cases()
     with open(os.path.join(OUT, "features.json"), "w", encoding="utf-8") as f:
         json.dump({"context": FEATURE_CTX, "cases": feats}, f, ensure_ascii=False, indent=1)
