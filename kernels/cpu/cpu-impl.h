@@ -1,9 +1,9 @@
 /* Internals of the CPU backend shared by its files (not installed).
  *
  *   struct cpu_pool *pool;  cpu_pool_create(4, &pool);
- *   cpu_pool_run(pool, my_task, &args);       // my_task(&args, ith, nth) on 4 threads
- *   const struct cpu_kernels *k = cpu_kernels_pick(CPU_SIMD_AUTO);
- *   k->dot_tile_1x4(x, w, ZL_DTYPE_BF16, 4096, w_row_bytes, out);
+ *   cpu_pool_run(pool, 0, my_task, &args);    // my_task(&args, ith, nth) on 4 threads
+ *   const struct cpu_kernels *k = cpu_kernels_avx2() ? cpu_kernels_avx2() : cpu_kernels_scalar();
+ *   k->tile_1x4(x, 0, w, w_row_bytes, ZL_DTYPE_BF16, 4096, out);  // 4 dots
  *   cpu_pool_free(pool);
  */
 #ifndef ZL_CPU_IMPL_H
@@ -45,8 +45,6 @@ int cpu_pool_want(const struct cpu_pool *pool, int64_t work, int64_t per_thread)
 void cpu_split(int64_t n, int64_t grain, int ith, int nth, int64_t *lo, int64_t *hi);
 
 /* ---- SIMD kernels (cpu-kernels.c, cpu-kernels-avx2.c) ---- */
-
-enum cpu_simd { CPU_SIMD_AUTO = 0, CPU_SIMD_SCALAR = 1, CPU_SIMD_AVX2 = 2 };
 
 /* Dot-product tiles of f32 activation rows against weight rows of dtype
  * wdt (f32, f16 or bf16), accumulated in f32.  x rows are `xs` bytes apart,
