@@ -2,8 +2,10 @@
  * options, n > 1, the thread, counters, and batch invariance of the
  * plumbing (alone, together, chunked, prefix hits, preemption). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlight/tokenizer.h>
 #include "test_engine_fakemodel.h"
 
 struct rig {
@@ -323,4 +325,85 @@ Test(engine, batch_invariance_plumbing)
             cr_expect_leq(r.m.max_tokens_seen, NP * 1 + cfg[c].chunk * NP, "config %zu", c);
         rig_down(&r);
     }
+}
+
+/* A 64-token tokenizer (one character per id, fused on decode) for text
+ * deltas and stop strings over the fake model. */
+static struct zl_tokenizer *char_tokenizer(void)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!";
+    char json[4096];
+    int n = snprintf(json, sizeof(json), "{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{");
+    for (int i = 0; i < FAKE_VOCAB; i++)
+        n += snprintf(json + n, sizeof(json) - (size_t)n, "%s\"%c\":%d", i ? "," : "", chars[i], i);
+    n += snprintf(json + n, sizeof(json) - (size_t)n, "}},\"decoder\":{\"type\":\"Fuse\"}}");
+    struct zl_tokenizer *t;
+    cr_assert_eq(zl_tokenizer_load_json(json, (size_t)n, &t), ZL_OK, "%s", zl_last_error());
+    return t;
+}
+
+/* Runs one request and returns its concatenated text deltas (static buffer). */
+static const char *run_text(struct zl_engine *e, const int32_t *prompt, int32_t n,
+                            const struct zl_sampling_params *sp, int32_t *n_tokens, struct zl_output *last)
+{
+    static char text[1024];
+    size_t len = 0;
+    *n_tokens = 0;
+    cr_assert_eq(zl_engine_submit(e, prompt, n, sp, NULL, NULL), ZL_OK, "%s", zl_last_error());
+    for (;;) {
+        struct zl_output o;
+        cr_assert_eq(zl_engine_wait(e, &o, 10000), 1);
+        cr_assert_not_null(o.text);
+        cr_assert_lt(len + o.text_len, sizeof(text));
+        memcpy(text + len, o.text, o.text_len);
+        len += o.text_len;
+        *n_tokens += o.n_tokens;
+        *last = o;
+        zl_output_release(&o);
+        if (last->finish)
+            break;
+    }
+    text[len] = 0;
+    return text;
+}
+
+Test(engine, text_deltas_and_stop_strings)
+{
+    struct zl_tokenizer *tok = char_tokenizer();
+    struct zl_engine_params ep = params(0);
+    ep.tokenizer = tok;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    int32_t prompt[7] = {7, 4, 11, 11, 14, 62, 22};
+    int32_t ref[30];
+    fake_reference(prompt, 7, 30, ref);
+    char *want;
+    size_t want_len;
+    cr_assert_eq(zl_tokenizer_decode(tok, ref, 30, 0, &want, &want_len), ZL_OK);
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 30;
+    sp.ignore_eos = 1;
+    int32_t n;
+    struct zl_output last;
+    const char *got = run_text(r.e, prompt, 7, &sp, &n, &last);
+    cr_expect_str_eq(got, want, "the deltas add up to the decoded ids");
+    cr_expect_eq(n, 30);
+
+    /* a stop string taken from the middle of that text */
+    char stop[3] = {want[12], want[13], 0};
+    const char *stops[] = {"no such", stop};
+    sp.stop = stops;
+    sp.n_stop = 2;
+    size_t at = (size_t)(strstr(want, stop) - want);
+    got = run_text(r.e, prompt, 7, &sp, &n, &last);
+    cr_expect_eq(last.finish, ZL_FINISH_STOP);
+    cr_expect_eq(last.stop_string, 1);
+    cr_expect_eq(last.stop_token, -1);
+    cr_expect_eq(strlen(got), at, "text up to the stop string: got '%s', want '%.*s'", got, (int)at, want);
+    cr_expect_eq(strncmp(got, want, at), 0);
+    cr_expect_eq(n, (int32_t)(at + 2), "tokens up to the one completing the stop string");
+    free(want);
+    rig_down(&r);
+    zl_tokenizer_free(tok);
 }
