@@ -370,11 +370,21 @@ Test(openai_http, dead_engine_gives_503)
     FREE(r);
 }
 
+/* Sends a request on a fresh connection and waits until the engine has it. */
+static int submit_and_wait(const char *body)
+{
+    int fd = connect_srv();
+    send_req(fd, "POST", "/v1/completions", body, NULL);
+    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
+        usleep(1000);
+    cr_assert_eq(m->n_submits, 1, "the request did not reach the engine");
+    return fd;
+}
+
 Test(openai_http, disconnect_mid_stream_cancels)
 {
     m->tick_us = 2000;
-    int fd = connect_srv();
-    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}", NULL);
+    int fd = submit_and_wait("{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}");
     char buf[256];
     cr_assert_gt(read(fd, buf, sizeof buf), 0);
     close(fd);
@@ -385,12 +395,7 @@ Test(openai_http, disconnect_mid_stream_cancels)
 Test(openai_http, disconnect_while_queued_cancels)
 {
     m->hold = 1;
-    int fd = connect_srv();
-    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":5}", NULL);
-    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
-        usleep(1000);
-    cr_assert_eq(m->n_submits, 1);
-    close(fd);
+    close(submit_and_wait("{\"prompt\":\"a\",\"max_tokens\":5}"));
     for (int i = 0; i < 3000 && m->n_cancels == 0; i++)
         usleep(1000);
     cr_assert_eq(m->n_cancels, 1, "the reaper did not notice the client leaving");
@@ -401,10 +406,7 @@ Test(openai_http, disconnect_while_queued_cancels)
 Test(openai_http, graceful_stop_finishes_in_flight)
 {
     m->tick_us = 2000;
-    int fd = connect_srv();
-    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":20}", NULL);
-    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
-        usleep(1000);
+    int fd = submit_and_wait("{\"prompt\":\"a\",\"max_tokens\":20}");
     ops->stop(srv, 5000);
     struct resp r = read_resp(fd);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -416,10 +418,7 @@ Test(openai_http, graceful_stop_finishes_in_flight)
 Test(openai_http, stop_after_grace_cancels)
 {
     m->tick_us = 20000;
-    int fd = connect_srv();
-    send_req(fd, "POST", "/v1/completions", "{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}", NULL);
-    for (int i = 0; i < 2000 && m->n_submits == 0; i++)
-        usleep(1000);
+    int fd = submit_and_wait("{\"prompt\":\"a\",\"max_tokens\":50,\"stream\":true}");
     ops->stop(srv, 50);
     struct resp r = read_resp(fd);
     cr_assert_eq(m->n_cancels, 1);
