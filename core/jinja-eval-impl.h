@@ -45,6 +45,8 @@ void jj_args_free(struct jj_args *a);
 bool jj_is_namespace(const struct jj_ctx *c, const json_t *v);
 /* Unary (l == NULL) / binary / comparison operator of node n; consumes l, r. */
 json_t *jj_eval_operator(struct jj_ctx *c, const struct jj_node *n, json_t *l, json_t *r);
+/* Python's "fmt % args" (args: one value or a list). */
+json_t *jj_percent_format(struct jj_ctx *c, const struct jj_node *n, const json_t *fmt, const json_t *args);
 /* Global functions: range, namespace, dict, raise_exception, strftime_now. */
 json_t *jj_global(struct jj_ctx *c, const struct jj_node *n, const char *name, const struct jj_args *a);
 /* Renders t with `vars` (object; borrowed) as globals into a malloc'd string. */

@@ -463,6 +463,16 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         return html_escape(v);
     if (!strcmp(name, "indent"))
         return indent(v, a);
+    if (!strcmp(name, "format")) { /* "%s-%d" | format(a, b) */
+        if (!v || !json_is_string(v))
+            return jj_fail(c, n, "format: expected a string, got %s", jj_type_name(v));
+        json_t *lst = json_array();
+        for (size_t i = 0; lst && i < a->npos; i++)
+            json_array_append(lst, a->pos[i] ? a->pos[i] : json_null());
+        json_t *r = lst ? jj_percent_format(c, n, v, lst) : NULL;
+        json_decref(lst);
+        return r;
+    }
     /* string filters */
     json_t *s = str_of(v), *r = NULL;
     if (!s)

@@ -62,6 +62,59 @@ static json_t *concat(const json_t *l, const json_t *r)
     return out;
 }
 
+/* Python's "fmt % args" for %s %r %d %i %f %% (with an optional precision
+ * for %f); args is one value or a list of them. */
+json_t *jj_percent_format(struct jj_ctx *c, const struct jj_node *n, const json_t *fmt, const json_t *args)
+{
+    const char *s = json_string_value(fmt);
+    size_t len = json_string_length(fmt), next_arg = 0;
+    bool many = args && json_is_array(args);
+    struct jj_buf b = {0};
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '%') {
+            jj_buf_put(&b, s + i, 1);
+            continue;
+        }
+        int prec = -1;
+        if (i + 2 < len && s[i + 1] == '.' && s[i + 2] >= '0' && s[i + 2] <= '9') {
+            prec = s[i + 2] - '0';
+            i += 2;
+        }
+        char conv = i + 1 < len ? s[++i] : 0;
+        if (conv == '%') {
+            jj_buf_puts(&b, "%");
+            continue;
+        }
+        const json_t *v = many ? json_array_get(args, next_arg) : next_arg == 0 ? args : NULL;
+        if (!strchr("srdif", conv) || !conv || (many ? next_arg >= json_array_size(args) : next_arg > 0)) {
+            jj_buf_free(&b);
+            return jj_fail(c, n, conv && strchr("srdif", conv) ? "not enough arguments for format string"
+                                                               : "unsupported format character");
+        }
+        next_arg++;
+        char tmp[64];
+        if (conv == 's') {
+            jj_str(&b, v);
+        } else if (conv == 'r') {
+            jj_repr(&b, v);
+        } else if (!jj_is_number(v)) {
+            jj_buf_free(&b);
+            return jj_fail(c, n, "%%%c format: a real number is required, not %s", conv, jj_type_name(v));
+        } else if (conv == 'f') {
+            snprintf(tmp, sizeof(tmp), "%.*f", prec < 0 ? 6 : prec, jj_number(v));
+            jj_buf_puts(&b, tmp);
+        } else {
+            snprintf(tmp, sizeof(tmp), "%lld", is_int(v) ? int_of(v) : (long long)jj_number(v));
+            jj_buf_puts(&b, tmp);
+        }
+    }
+    if (many && next_arg < json_array_size(args)) {
+        jj_buf_free(&b);
+        return jj_fail(c, n, "not all arguments converted during string formatting");
+    }
+    return jj_buf_string(&b);
+}
+
 static json_t *arith(struct jj_ctx *c, const struct jj_node *n, const json_t *l, const json_t *r)
 {
     const char *op = n->op;
@@ -75,6 +128,8 @@ static json_t *arith(struct jj_ctx *c, const struct jj_node *n, const json_t *l,
     if (op[0] == '+' && l && r &&
         ((json_is_string(l) && json_is_string(r)) || (json_is_array(l) && json_is_array(r))))
         return concat(l, r);
+    if (op[0] == '%' && l && json_is_string(l))
+        return jj_percent_format(c, n, l, r);
     if (op[0] == '*' && !op[1] && l && r) {
         if ((json_is_string(l) || json_is_array(l)) && is_int(r))
             return repeat(c, n, l, int_of(r));

@@ -249,6 +249,7 @@ FEATURES = [
     ("tojson_separators", "{{ msg | tojson(separators=(',', ':')) }}|{{ d | tojson(indent=1, separators=(';', '=')) }}"),
     ("chained_compare", "{{ 1 < n < 10 }} {{ 1 < n < 5 }} {{ 3 > 2 > 1 }} {{ 1 == 1 != 2 }}"),
     ("llama31_like", "{%- if messages[0]['role'] == 'system' %}{%- set system_message = messages[0]['content'] | trim %}{%- set messages = messages[1:] %}{%- else %}{%- set system_message = '' %}{%- endif %}{%- if not date_string is defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}Today Date: {{ date_string }}\n{{ system_message }}|{{ messages | length }}|{% for t in users %}{{ t | tojson(indent=4) }}{% endfor %}"),
+    ("percent_format", "{{ '%s-%d-%r' % ('a', 3, 'q') }} {{ '%s!' % n }} {{ '%.2f' % f }} {{ '%s and %s' | format('x', 1) }} {{ '100%%' % () }}"),
     ("dictsort", "{% for k, v in d | dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in d | dictsort(by='value', reverse=true) %}{{ k }}{% endfor %} {% for k, v in {'B': 1, 'a': 2} | dictsort(true) %}{{ k }}{% endfor %}"),
     ("items_dictsort_like", "{% for k, v in msg.extra | items %}{{ k }}:{{ v }}{% endfor %}"),
     ("indent", "[{{ ml | indent }}][{{ ml | indent(2, true) }}][{{ ml | indent(2, blank=true) }}]"),
