@@ -236,6 +236,35 @@ static int by_prob_desc(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Sorts (best first) a head of the n candidates big enough for top_k
+ * entries (0: none asked) and for `mass` of probability, and returns its
+ * length.  The head is every candidate above a threshold, so it is exactly
+ * the start of the full sorted order; a vocabulary-wide sort per token
+ * only happens when the distribution is that flat. */
+static int32_t sort_head(struct zl_sampler *s, int32_t n, int32_t k, double mass)
+{
+    int32_t m = n;
+    for (float thr = 1e-2f; thr > 1e-30f; thr *= 1e-3f) {
+        int32_t h = 0;
+        double got = 0.0;
+        for (int32_t i = 0; i < n; i++) {
+            int32_t id = s->idx[i];
+            if (s->prob[id] >= thr) {
+                s->idx[i] = s->idx[h];
+                s->idx[h++] = id;
+                got += s->prob[id];
+            }
+        }
+        if (k ? h >= k : got >= mass) {
+            m = h;
+            break;
+        }
+    }
+    g_sort_prob = s->prob;
+    qsort(s->idx, m, sizeof(int32_t), by_prob_desc);
+    return m;
+}
+
 /* Temperature -> min-p -> top-k -> top-p, then one inverse-CDF draw. */
 static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
                     const struct zl_sampler_seq *q, const float *l)
@@ -250,16 +279,23 @@ static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
         if (e > 0.0f && e >= p->min_p)          /* min_p against p_max = 1 */
             s->idx[n++] = i;
     }
-    int need_sort = (p->top_k > 0 && p->top_k < n) || p->top_p < 1.0f;
-    if (need_sort) {
-        g_sort_prob = s->prob;
-        qsort(s->idx, n, sizeof(int32_t), by_prob_desc);
-        if (p->top_k > 0 && p->top_k < n)
+    int top_k = p->top_k > 0 && p->top_k < n;
+    if (top_k || p->top_p < 1.0f) {
+        double all = 0.0;
+        for (int32_t i = 0; i < n; i++)
+            all += s->prob[s->idx[i]];
+        int32_t m = sort_head(s, n, top_k ? p->top_k : 0, p->top_p * all);
+        double tot = all;
+        if (top_k) {
             n = p->top_k;
-        if (p->top_p < 1.0f) {
-            double tot = 0.0, cum = 0.0;
+            tot = 0.0;
             for (int32_t i = 0; i < n; i++)
                 tot += s->prob[s->idx[i]];
+        } else {
+            n = m;
+        }
+        if (p->top_p < 1.0f) {
+            double cum = 0.0;
             int32_t keep = 0;
             while (keep < n && cum < p->top_p * tot)
                 cum += s->prob[s->idx[keep++]];

@@ -291,3 +291,56 @@ Test(sampler, validate)
     p.min_tokens = 5;
     cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
 }
+
+/* A large vocabulary, where only a head of candidates is sorted: every
+ * draw stays inside the sets a full sort defines. */
+Test(sampler, large_vocab_filters)
+{
+    enum { BV = 4096 };
+    static float base[BV], l[BV];
+    static int32_t order[BV];
+    srand(3);
+    for (int i = 0; i < BV; i++)
+        base[i] = (float)(rand() % 1000) / 200.0f;      /* a flat-ish distribution, many ties */
+    /* reference order: probability desc, id asc */
+    for (int i = 0; i < BV; i++)
+        order[i] = i;
+    for (int i = 1; i < BV; i++)
+        for (int j = i; j > 0 && (base[order[j]] > base[order[j - 1]]); j--) {
+            int32_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    double tot = 0;
+    for (int i = 0; i < BV; i++)
+        tot += exp(base[i]);
+    int nucleus = 0;
+    for (double cum = 0; cum < 0.5 * tot; nucleus++)
+        cum += exp(base[order[nucleus]]);
+    uint8_t in_p[BV] = {0}, in_k[BV] = {0};
+    for (int i = 0; i < nucleus; i++)
+        in_p[order[i]] = 1;
+    for (int i = 0; i < 50; i++)
+        in_k[order[i]] = 1;
+    struct zl_sampler *s = make(BV);
+    struct zl_sampling_params pp = zl_sampling_default_params(), pk = pp;
+    pp.top_p = 0.5f;
+    pk.top_k = 50;
+    int hits_p[2] = {0}, distinct = 0;
+    uint8_t seen[BV] = {0};
+    for (int d = 0; d < 300; d++) {
+        struct zl_sampler_seq q = {.seed = 11, .stream = (uint64_t)d};
+        struct zl_sample_result r;
+        memcpy(l, base, sizeof(l));
+        cr_assert_eq(zl_sampler_sample(s, &pp, &q, l, &r), ZL_OK);
+        hits_p[in_p[r.token]]++;
+        distinct += !seen[r.token];
+        seen[r.token] = 1;
+        memcpy(l, base, sizeof(l));
+        cr_assert_eq(zl_sampler_sample(s, &pk, &q, l, &r), ZL_OK);
+        cr_expect(in_k[r.token], "top-k draw %d outside the top 50", r.token);
+    }
+    cr_expect_eq(hits_p[0], 0, "%d top-p draws outside the nucleus of %d", hits_p[0], nucleus);
+    cr_expect_gt(distinct, 50, "draws spread over the nucleus");
+    zl_sampler_free(s);
+}
