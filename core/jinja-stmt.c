@@ -67,6 +67,16 @@ static const char *const END_CALL[] = {"endcall", NULL};
 static const char *const END_FILTER[] = {"endfilter", NULL};
 static const char *const END_GEN[] = {"endgeneration", NULL};
 
+/* "%}", the body up to {% <end> %}, then that end tag itself. */
+static struct jj_node *block_rest(struct parser *P, struct jj_node *n, const char *const *ends,
+                                  const struct jj_token *kw)
+{
+    if (!expect_end(P) || !parse_body(P, &n->body, ends, kw))
+        return NULL;
+    next(P);
+    return expect_end(P) ? n : NULL;
+}
+
 static struct jj_node *parse_if(struct parser *P, struct jj_token *kw)
 {
     struct jj_node *n = jp_node(P, JN_IF, kw);
@@ -180,10 +190,7 @@ static struct jj_node *parse_set(struct parser *P, struct jj_token *kw)
         if (!(n->b = jp_parse_filter_expr(P, ph)))
             return NULL;
     }
-    if (!expect_end(P) || !parse_body(P, &n->body, END_SET, kw))
-        return NULL;
-    next(P);
-    return expect_end(P) ? n : NULL;
+    return block_rest(P, n, END_SET, kw);
 }
 
 /* Macro / caller parameters: (a, b=default, ...) into args + kw-as-default. */
@@ -224,10 +231,7 @@ static struct jj_node *parse_macro(struct parser *P, struct jj_token *kw)
     if (nm->kind != JT_NAME)
         return jp_perr(P, nm, "expected a macro name");
     n->name = nm->text;
-    if (!parse_params(P, n) || !expect_end(P) || !parse_body(P, &n->body, END_MACRO, kw))
-        return NULL;
-    next(P);
-    return expect_end(P) ? n : NULL;
+    return parse_params(P, n) ? block_rest(P, n, END_MACRO, kw) : NULL;
 }
 
 static struct jj_node *parse_call_block(struct parser *P, struct jj_token *kw)
@@ -242,10 +246,7 @@ static struct jj_node *parse_call_block(struct parser *P, struct jj_token *kw)
         return NULL;
     if (n->a->kind != JN_CALL)
         return jp_perr(P, at, "expected a macro call after 'call'");
-    if (!expect_end(P) || !parse_body(P, &n->body, END_CALL, kw))
-        return NULL;
-    next(P);
-    return expect_end(P) ? n : NULL;
+    return block_rest(P, n, END_CALL, kw);
 }
 
 static struct jj_node *parse_stmt(struct parser *P)
@@ -297,17 +298,11 @@ static struct jj_node *parse_stmt(struct parser *P)
         n->b = jp_parse_one_filter(P, ph);
         if (n->b)
             n->b = jp_parse_filter_expr(P, n->b);
-        if (!n->b || !expect_end(P) || !parse_body(P, &n->body, END_FILTER, kw))
-            return NULL;
-        next(P);
-        return expect_end(P) ? n : NULL;
+        return n->b ? block_rest(P, n, END_FILTER, kw) : NULL;
     }
     if (!strcmp(k, "generation")) { /* HF's assistant-mask tag: renders its body */
         struct jj_node *n = jp_node(P, JN_BODY, kw);
-        if (!n || !expect_end(P) || !parse_body(P, &n->body, END_GEN, kw))
-            return NULL;
-        next(P);
-        return expect_end(P) ? n : NULL;
+        return n ? block_rest(P, n, END_GEN, kw) : NULL;
     }
     if (!strncmp(k, "end", 3) || !strcmp(k, "else") || !strcmp(k, "elif"))
         return jp_perr(P, kw, "unexpected '%s'", k);
