@@ -95,6 +95,11 @@ cudaError_t zl_cuda_copy(const struct zl_cuda_rows *dst, const struct zl_cuda_ro
 cudaError_t zl_cuda_bias_rows(const struct zl_cuda_rows *out, const void *bias,
                               enum zl_dtype bias_dt, int assign, cudaStream_t stream);
 
+/* f32 rows x [n, d] as three contiguous bf16 planes hi, mid, lo [3][n][d]
+ * with hi + mid + lo == x exactly: f32 activations against bf16 weights
+ * become three bf16 products summed in f32, as accurate as an f32 product. */
+cudaError_t zl_cuda_split_bf16(const struct zl_cuda_rows *x, void *dst, cudaStream_t stream);
+
 /* Cache rows of token i at slot[i] = its k, v heads (converted). */
 cudaError_t zl_cuda_kv_write(const struct zl_cuda_kv *cache, const struct zl_cuda_heads *k,
                              const struct zl_cuda_heads *v, const int32_t *slot,

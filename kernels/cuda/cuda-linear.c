@@ -242,6 +242,41 @@ static int check_args(struct zl_bctx *ctx, struct zl_cuda_rows *o, struct zl_cud
     return ZL_OK;
 }
 
+/* out (+)= x w^T (+ b): one cuBLASLt call, beta 0 or 1; x and w of one dtype. */
+static int gemm(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct zl_cuda_rows *x,
+                const struct zl_cuda_rows *w, const struct zl_cuda_rows *b, float beta)
+{
+    int64_t es_ab = (int64_t)cuda_dtype_size(w->dtype), es_c = (int64_t)cuda_dtype_size(o->dtype);
+    struct lin_key key;
+    memset(&key, 0, sizeof key); /* the hash reads the padding too */
+    key.m = w->n;
+    key.n = x->n;
+    key.k = x->d;
+    key.lda = w->stride / es_ab;
+    key.ldb = x->stride / es_ab;
+    key.ldc = o->stride / es_c;
+    key.ab_dt = w->dtype;
+    key.c_dt = o->dtype;
+    key.bias_dt = b && b->dtype == o->dtype ? (int32_t)b->dtype : -1;
+    key.align_a = align_of(w->data, w->stride);
+    key.align_b = align_of(x->data, x->stride);
+    key.align_c = align_of(o->data, o->stride);
+    struct lin_plan *p = NULL;
+    int rc = plan_get(ctx, &key, &p);
+    if (rc < 0)
+        return rc;
+    if (p->bias_in_epilogue)
+        ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &b->data, sizeof b->data));
+    const float alpha = 1.0f;
+    ZL_CUBLAS_TRY(cublasLtMatmul(ctx->lt, p->desc, &alpha, w->data, p->a, x->data, p->b, &beta,
+                                 o->data, p->c, o->data, p->c, &p->algo, ctx->lt_ws,
+                                 CUDA_LT_WORKSPACE, ctx->stream));
+    if (b && !p->bias_in_epilogue)
+        ZL_CUDA_TRY(zl_cuda_bias_rows(o, b->data, b->dtype, 0, ctx->stream));
+    return ZL_OK;
+}
+
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *xt,
                 const struct zl_tensor *wt, const struct zl_tensor *bias)
 {
@@ -254,44 +289,30 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
         ZL_CUDA_TRY(zl_cuda_bias_rows(&o, bias ? b.data : NULL, b.dtype, 1, ctx->stream));
         return ZL_OK;
     }
-    /* Activations in another dtype than the weights are converted to it:
-     * cuBLASLt multiplies like types only (f32 activations with bf16
-     * weights are rounded to bf16 here, as a bf16 model would hold them). */
-    if (x.dtype != w.dtype) {
-        size_t es = cuda_dtype_size(w.dtype);
-        if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, (size_t)(x.n * x.d) * es,
-                               "linear")) < 0)
+    const struct zl_cuda_rows *bp = bias ? &b : NULL;
+    if (x.dtype == w.dtype)
+        return gemm(ctx, &o, &x, &w, bp, 0.0f);
+    size_t es = cuda_dtype_size(w.dtype), plane = (size_t)(x.n * x.d) * es;
+    if (x.dtype == ZL_DTYPE_F32 && w.dtype == ZL_DTYPE_BF16 && o.dtype == ZL_DTYPE_F32) {
+        /* f32 activations, bf16 weights (the CPU-style model): x split into
+         * three bf16 planes whose products accumulate into the f32 out, so
+         * the result is as accurate as an f32 product; 3x the FLOPs, a
+         * compatibility path (bf16 activations take the direct one). */
+        if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, 3 * plane, "linear")) < 0)
             return rc;
-        struct zl_cuda_rows cx = {ctx->conv, x.n, x.d, x.d * (int64_t)es, w.dtype};
-        ZL_CUDA_TRY(zl_cuda_copy(&cx, &x, ctx->stream));
-        x = cx;
-    }
-    int64_t es_ab = (int64_t)cuda_dtype_size(w.dtype), es_c = (int64_t)cuda_dtype_size(o.dtype);
-    struct lin_key key;
-    memset(&key, 0, sizeof key); /* the hash reads the padding too */
-    key.m = w.n;
-    key.n = x.n;
-    key.k = x.d;
-    key.lda = w.stride / es_ab;
-    key.ldb = x.stride / es_ab;
-    key.ldc = o.stride / es_c;
-    key.ab_dt = w.dtype;
-    key.c_dt = o.dtype;
-    key.bias_dt = bias && b.dtype == o.dtype ? (int32_t)b.dtype : -1;
-    key.align_a = align_of(w.data, w.stride);
-    key.align_b = align_of(x.data, x.stride);
-    key.align_c = align_of(o.data, o.stride);
-    struct lin_plan *p = NULL;
-    if ((rc = plan_get(ctx, &key, &p)) < 0)
+        ZL_CUDA_TRY(zl_cuda_split_bf16(&x, ctx->conv, ctx->stream));
+        for (int i = 0; i < 3 && rc == ZL_OK; i++) {
+            struct zl_cuda_rows xp = {(char *)ctx->conv + (size_t)i * plane, x.n, x.d,
+                                      x.d * (int64_t)es, ZL_DTYPE_BF16};
+            rc = gemm(ctx, &o, &xp, &w, i == 0 ? bp : NULL, i == 0 ? 0.0f : 1.0f);
+        }
         return rc;
-    if (p->bias_in_epilogue)
-        ZL_CUBLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                     &b.data, sizeof b.data));
-    const float alpha = 1.0f, beta = 0.0f;
-    ZL_CUBLAS_TRY(cublasLtMatmul(ctx->lt, p->desc, &alpha, w.data, p->a, x.data, p->b, &beta,
-                                 o.data, p->c, o.data, p->c, &p->algo, ctx->lt_ws,
-                                 CUDA_LT_WORKSPACE, ctx->stream));
-    if (bias && !p->bias_in_epilogue)
-        ZL_CUDA_TRY(zl_cuda_bias_rows(&o, b.data, b.dtype, 0, ctx->stream));
-    return ZL_OK;
+    }
+    /* Other mixes: x converted to w's dtype (cuBLASLt multiplies like types
+     * only); f32 x against f16 w is rounded to f16 and must fit its range. */
+    if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, plane, "linear")) < 0)
+        return rc;
+    struct zl_cuda_rows cx = {ctx->conv, x.n, x.d, x.d * (int64_t)es, w.dtype};
+    ZL_CUDA_TRY(zl_cuda_copy(&cx, &x, ctx->stream));
+    return gemm(ctx, &o, &cx, &w, bp, 0.0f);
 }

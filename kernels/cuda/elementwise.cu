@@ -70,7 +70,34 @@ __global__ void bias_kernel(rows_t o, const void *bias, int assign)
     });
 }
 
+// v = hi + mid + lo exactly (8 + 8 + 8 significant bits cover f32's 24;
+// bf16 has f32's exponent range): each residual is exact in f32.
+__global__ void split_bf16_kernel(rows_t x, __nv_bfloat16 *dst)
+{
+    const int64_t plane = x.n * x.d;
+    for_rows(x.n, x.d, [&](int64_t r, int64_t c) {
+        float v = load<float>(row_at(x.data, r, x.stride), c);
+        __nv_bfloat16 hi = __float2bfloat16_rn(v);
+        float r1 = v - __bfloat162float(hi);
+        __nv_bfloat16 mid = __float2bfloat16_rn(r1);
+        float r2 = r1 - __bfloat162float(mid);
+        int64_t at = r * x.d + c;
+        dst[at] = hi;
+        dst[plane + at] = mid;
+        dst[2 * plane + at] = __float2bfloat16_rn(r2);
+    });
+}
+
 } // namespace
+
+extern "C" cudaError_t zl_cuda_split_bf16(const rows_t *x, void *dst, cudaStream_t stream)
+{
+    if (x->dtype != ZL_DTYPE_F32)
+        return cudaErrorInvalidValue;
+    split_bf16_kernel<<<row_blocks(x->n), row_threads(x->d), 0, stream>>>(
+        *x, static_cast<__nv_bfloat16 *>(dst));
+    return cudaGetLastError();
+}
 
 extern "C" cudaError_t zl_cuda_silu_mul(const rows_t *out, const rows_t *a, const rows_t *b,
                                         cudaStream_t stream)

@@ -179,9 +179,12 @@ int main(void)
                                      (int64_t)HKV * HD * D, (int64_t)D * HQ * HD,
                                      (int64_t)FF * D, (int64_t)FF * D, (int64_t)D * FF};
     void *wbuf[ROT][7];
-    for (int l = 0; l < ROT; l++)
-        for (int i = 0; i < 7; i++)
-            wbuf[l][i] = drand(ZL_DTYPE_BF16, (size_t)wsize[i], -0.05, 0.05);
+    for (int i = 0; i < 7; i++) {   /* one random matrix per shape, copied per layer */
+        void *h = rand_raw(ZL_DTYPE_BF16, (size_t)wsize[i], -0.05, 0.05, NULL);
+        for (int l = 0; l < ROT; l++)
+            wbuf[l][i] = dnew(h, (size_t)wsize[i] * 2);
+        free(h);
+    }
     if (!ct_is_cpu()) {
         bench_layer(ZL_DTYPE_BF16, 1, wbuf);
         bench_layer(ZL_DTYPE_BF16, 32, wbuf);

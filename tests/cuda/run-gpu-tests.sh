@@ -50,10 +50,42 @@ else
     summary+=("compute-sanitizer not found: memcheck not run")
     fail=1
 fi
+# Whole models through the engine (informational: the model and engine are
+# not this suite's): greedy ids of the HF fixtures on CUDA vs transformers.
+gen="$build/core/.libs/zlight-generate"
+export ZLIGHT_PLUGIN_PATH="$build/kernels/cuda/.libs:$build/models/llama/.libs"
+tmp=$(mktemp -d)
+if [ -x "$gen" ] && [ -f "$build/models/llama/.libs/llama.so" ]; then
+    for ref in "$top"/tests/fixtures/llama/*/reference.json; do
+        d=$(dirname "$ref"); name=$(basename "$d")
+        sed -e 's/.*"prompts":\[\[//' -e 's/\]\],.*//' -e 's/\],\[/\n/g' -e 's/,/ /g' "$ref" >"$tmp/p"
+        sed -e 's/.*"greedy":\[\[//' -e 's/\]\],.*//' -e 's/\],\[/\n/g' -e 's/,/ /g' "$ref" >"$tmp/g"
+        n=$(head -n 1 "$tmp/g" | wc -w)
+        if timeout 120 "$gen" --model "$d" --backend cuda --prompts "$tmp/p" --max-tokens "$n" >"$tmp/o" 2>"$tmp/e"; then
+            if cmp -s "$tmp/o" "$tmp/g"; then r="greedy ids equal transformers"; else r="greedy ids DIFFER"; diff "$tmp/o" "$tmp/g" | head -n 6; fi
+        else
+            r="failed: $(tail -n 2 "$tmp/e" | tr '\n' ' ')"
+        fi
+        summary+=("$(printf 'model %-14s (info) %s' "$name" "$r")")
+    done
+fi
 if [ "${NO_BENCH:-0}" != 1 ]; then
     echo "=== bench_cuda_ops"
     "$(prog bench_cuda_ops)" | grep -E "BENCH|failed"
+    # Llama-3.1-8B, dummy bf16 weights: prefill 2048 + decode at batch 1, decode at batch 32
+    if [ -x "$gen" ]; then
+        cfg="$here/llama31-8b"
+        awk 'BEGIN { srand(1); for (i = 0; i < 2048; i++) printf "%d ", 1000 + int(rand() * 100000); print "" }' >"$tmp/p1"
+        awk 'BEGIN { srand(2); for (j = 0; j < 32; j++) { for (i = 0; i < 64; i++) printf "%d ", 1000 + int(rand() * 100000); print "" } }' >"$tmp/p32"
+        for p in p1 p32; do
+            echo "=== zlight-generate Llama-3.1-8B dummy bf16, prompts $p"
+            timeout 240 "$gen" --model "$cfg" --dummy --dtype bf16 --backend cuda --prompts "$tmp/$p" \
+                --max-tokens 32 >/dev/null 2>"$tmp/e"; echo "exit $?"
+            grep -E "prefill:|engine|reserv|error|fail" "$tmp/e" | tail -n 5
+        done
+    fi
 fi
+rm -rf "$tmp"
 echo "=== summary (seed $ZL_TEST_SEED)"
 printf '%s\n' "${summary[@]}"
 [ $fail = 0 ] && echo "ALL PASSED" || echo "SOME FAILED"
