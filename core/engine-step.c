@@ -116,11 +116,14 @@ static void end_seq(struct zl_engine *e, struct eng_seq *q, enum zl_finish_reaso
 
 static void add_siblings(struct zl_engine *e, struct eng_req *r)
 {
+    pthread_mutex_lock(&e->mu);
+    bool cancel = r->cancel;
+    pthread_mutex_unlock(&e->mu);
     for (int32_t i = 1; i < r->sp.n; i++) {
         struct eng_seq *q = &r->seqs[i];
         if (q->added || q->finished)
             continue;
-        if (r->cancel || zl_sched_add(e->sched, &q->s) < 0) {
+        if (cancel || zl_sched_add(e->sched, &q->s) < 0) {
             end_seq(e, q, ZL_FINISH_ABORT);
             continue;
         }
@@ -172,7 +175,7 @@ static int intake(struct zl_engine *e)
     pthread_mutex_unlock(&e->mu);
     for (size_t i = n; i-- > 0;) {     /* the list is newest first */
         struct eng_req *r = e->todo[i];
-        if (r->cancel) {
+        if (r->cancel_seen) {           /* r->cancel itself belongs to the lock */
             end_all(e, r);
             continue;
         }

@@ -2,6 +2,7 @@
  * options, n > 1, the thread, counters, and batch invariance of the
  * plumbing (alone, together, chunked, prefix hits, preemption). */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,4 +407,103 @@ Test(engine, text_deltas_and_stop_strings)
     free(want);
     rig_down(&r);
     zl_tokenizer_free(tok);
+}
+
+/* Submitters on four threads, some cancelling right away, the engine on
+ * its own thread: every request ends exactly once, the uncancelled ones
+ * with the fake model's greedy ids, and every block comes back. */
+struct sreq {
+    int32_t prompt[40], n_prompt, max_tokens;
+    int32_t out[32], n_out;
+    int finishes, cancelled;
+    enum zl_finish_reason why;
+};
+
+struct submitter {
+    struct zl_engine *e;
+    struct sreq *reqs;
+    int n;
+};
+
+static void *submit_all(void *arg)
+{
+    struct submitter *s = arg;
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.ignore_eos = 1;
+    for (int i = 0; i < s->n; i++) {
+        struct sreq *r = &s->reqs[i];
+        sp.max_tokens = r->max_tokens;
+        uint64_t id;
+        if (zl_engine_submit(s->e, r->prompt, r->n_prompt, &sp, r, &id) != ZL_OK)
+            return (void *)1;
+        if (i % 3 == 0) {
+            int rc = zl_engine_cancel(s->e, id);
+            if (rc != ZL_OK && rc != ZL_ENOTFOUND)
+                return (void *)1;
+            r->cancelled = 1;
+        }
+    }
+    return NULL;
+}
+
+Test(engine, threads_submit_and_cancel)
+{
+    enum { NT = 4, PER = 25 };
+    struct rig r;
+    struct zl_engine_params ep = params(1);
+    ep.max_kv_blocks = 60;      /* some preemption too */
+    rig_up(&r, ep, 4);
+    static struct sreq reqs[NT * PER];
+    memset(reqs, 0, sizeof(reqs));
+    srand(23);
+    for (int i = 0; i < NT * PER; i++) {
+        reqs[i].n_prompt = 1 + rand() % 40;
+        reqs[i].max_tokens = 1 + rand() % 32;
+        for (int j = 0; j < reqs[i].n_prompt; j++)
+            reqs[i].prompt[j] = rand() % FAKE_VOCAB;
+    }
+    pthread_t th[NT];
+    struct submitter sub[NT];
+    for (int t = 0; t < NT; t++) {
+        sub[t] = (struct submitter){r.e, reqs + t * PER, PER};
+        cr_assert_eq(pthread_create(&th[t], NULL, submit_all, &sub[t]), 0);
+    }
+    for (int left = NT * PER; left > 0;) {
+        struct zl_output o;
+        cr_assert_eq(zl_engine_wait(r.e, &o, 20000), 1, "%d requests never finished", left);
+        struct sreq *q = o.user;
+        if (o.n_tokens)
+            q->out[q->n_out++] = o.token;
+        if (o.finish) {
+            q->finishes++;
+            q->why = o.finish;
+            left--;
+        }
+        zl_output_release(&o);
+    }
+    for (int t = 0; t < NT; t++) {
+        void *ret;
+        pthread_join(th[t], &ret);
+        cr_expect_null(ret, "submitter %d failed", t);
+    }
+    int aborted = 0;
+    for (int i = 0; i < NT * PER; i++) {
+        struct sreq *q = &reqs[i];
+        cr_expect_eq(q->finishes, 1, "request %d ended %d times", i, q->finishes);
+        if (q->why == ZL_FINISH_ABORT) {
+            cr_expect(q->cancelled, "request %d aborted without a cancel", i);
+            aborted++;
+            continue;
+        }
+        int32_t want[32];
+        fake_reference(q->prompt, q->n_prompt, q->max_tokens, want);
+        cr_expect_eq(q->n_out, q->max_tokens);
+        cr_expect_arr_eq(q->out, want, sizeof(int32_t) * (size_t)q->max_tokens, "request %d", i);
+    }
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_eq(st.requests_finished, NT * PER);
+    cr_expect_gt(aborted, 0);
+    rig_down(&r);
 }
