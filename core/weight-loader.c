@@ -233,10 +233,15 @@ ZL_API size_t zl_wloader_weight_bytes(const struct zl_wloader *wl, enum zl_dtype
             sum += tensor_bytes(t->n_rows * t->ne[0], (int)t->n_dims, dt);
         }
     } else {
-        int64_t nvec;
-        int64_t n = zl_wdummy_param_count(&wl->config, &nvec);
-        sum = (size_t)n * (zl_dtype_bits(dt) / 8) + (size_t)(nvec + 8) * 4 * (size_t)wl->config.hidden_size +
-              (size_t)(nvec + 16) * 2 * WL_ALIGN + (size_t)wl->config.intermediate_size * 4 * nvec;
+        /* matrices in dt; vectors (norms, biases) in f32, none longer than
+         * the widest of hidden, intermediate and q rows */
+        const struct zl_hf_config *c = &wl->config;
+        int64_t nvec, n = zl_wdummy_param_count(c, &nvec);
+        int64_t widest = c->hidden_size > c->intermediate_size ? c->hidden_size : c->intermediate_size;
+        if (c->num_attention_heads * c->head_dim > widest)
+            widest = c->num_attention_heads * c->head_dim;
+        sum = (size_t)n * (zl_dtype_bits(dt) / 8) + (size_t)(nvec + 4) * 2 * WL_ALIGN +
+              (size_t)nvec * (size_t)widest * 4;
     }
     return sum;
 }

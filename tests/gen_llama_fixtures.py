@@ -99,15 +99,24 @@ def prompts(seed):
     return [torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in (5, 11, 17)]
 
 
+def greedy(model, ids):
+    """N_GREEDY argmax steps over the raw logits, EOS ignored but allowed:
+    no eos stop and no min_new_tokens processor (which would mask EOS)."""
+    gc = model.generation_config
+    gc.eos_token_id = None
+    gc.min_new_tokens = None
+    return model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=N_GREEDY, pad_token_id=0, output_scores=True,
+                          return_dict_in_generate=True)
+
+
 def reference(model, prompt_list):
     out = {"prompts": prompt_list, "last_logits": [], "greedy": [], "margins": []}
     for p in prompt_list:
         ids = torch.tensor([p])
         with torch.no_grad():
             logits = model(ids).logits[0, -1].float()
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=N_GREEDY, min_new_tokens=N_GREEDY, pad_token_id=0,
-                                 output_scores=True, return_dict_in_generate=True)
+            gen = greedy(model, ids)
         out["last_logits"].append([round(float(x), 6) for x in logits])
         out["greedy"].append(gen.sequences[0, len(p):].tolist())
         margins = []
@@ -276,9 +285,7 @@ def smollm2_ref(path):
               520, 9531, 198]
     ids = torch.tensor([prompt])
     with torch.no_grad():
-        gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                             max_new_tokens=N_GREEDY, min_new_tokens=N_GREEDY, pad_token_id=0,
-                             output_scores=True, return_dict_in_generate=True)
+        gen = greedy(model, ids)
     margins = [round(float(torch.topk(s[0], 2).values[0] - torch.topk(s[0], 2).values[1]), 5)
                for s in gen.scores]
     write_json(os.path.join(OUT, "smollm2.json"),
