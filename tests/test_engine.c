@@ -67,6 +67,7 @@ struct result {
     int32_t stop_token[8];
     int32_t cached;
     int events;
+    int greedy_top;     /* events whose best logprob is the token's own */
 };
 
 /* Waits until every request in ids[] has all its sequences finished. */
@@ -85,6 +86,13 @@ static void collect(struct zl_engine *e, const uint64_t *ids, int n_req, const i
         cr_assert_lt(k, n_req);
         struct result *r = &res[k];
         r->events++;
+        for (int32_t j = 0; j < o.n_top; j++) {
+            cr_expect_leq(o.top_logprobs[j], 0.0f);
+            if (j)
+                cr_expect_leq(o.top_logprobs[j], o.top_logprobs[j - 1], "top logprobs best first");
+        }
+        if (o.n_top && o.top_ids[0] == o.token && o.logprob == o.top_logprobs[0])
+            r->greedy_top++;
         if (o.n_tokens) {
             cr_assert_lt(r->n[o.index], 256);
             r->toks[o.index][r->n[o.index]++] = o.token;
@@ -118,8 +126,10 @@ Test(engine, greedy_stream_and_length)
     struct zl_sampling_params sp = zl_sampling_default_params();
     sp.temperature = 0;
     sp.max_tokens = 12;
+    sp.logprobs = 3;
     struct result res;
     run_one(r.e, prompt, 10, &sp, &res);
+    cr_expect_eq(res.greedy_top, 12, "greedy tokens carry their logprob and the top 3");
     int32_t ref[12];
     fake_reference(prompt, 10, 12, ref);
     cr_expect_eq(res.n[0], 12);
