@@ -45,5 +45,9 @@ void zl_kv_hash_remove(struct zl_kv *kv, int32_t id);
 
 /* kvcache.c */
 void zl_kv_lru_remove(struct zl_kv *kv, int32_t id);
+/* Drops one reference: at 0 a cached block joins the LRU, another returns to the pool. */
+void zl_kv_put_block(struct zl_kv *kv, int32_t id);
+/* Appends cached block `id` to s, taking a reference (reviving it from the LRU). */
+int zl_kv_seq_share(struct zl_kv *kv, struct zl_kv_seq *s, int32_t id);
 
 #endif

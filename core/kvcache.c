@@ -167,7 +167,7 @@ static int32_t take_block(struct zl_kv *kv)
     return id;
 }
 
-static void put_block(struct zl_kv *kv, int32_t id)
+void zl_kv_put_block(struct zl_kv *kv, int32_t id)
 {
     if (--kv->ref[id] > 0)
         return;
@@ -232,8 +232,7 @@ int zl_kv_seq_grow(struct zl_kv *kv, struct zl_kv_seq *s, int32_t n_tokens)
     return ZL_OK;
 }
 
-/* Appends a cached block found by the prefix cache (prefix-cache.c). */
-static int seq_share(struct zl_kv *kv, struct zl_kv_seq *s, int32_t id)
+int zl_kv_seq_share(struct zl_kv *kv, struct zl_kv_seq *s, int32_t id)
 {
     int rc = seq_reserve(s, s->n_blocks + 1);
     if (rc < 0)
@@ -248,67 +247,10 @@ static int seq_share(struct zl_kv *kv, struct zl_kv_seq *s, int32_t id)
 void zl_kv_seq_release(struct zl_kv *kv, struct zl_kv_seq *s)
 {
     for (int32_t i = s->n_blocks - 1; i >= 0; i--)
-        put_block(kv, s->blocks[i]);
+        zl_kv_put_block(kv, s->blocks[i]);
     free(s->blocks);
     uint64_t salt = s->salt;
     zl_kv_seq_init(s, salt);
-}
-
-int32_t zl_kv_prefix_match(struct zl_kv *kv, struct zl_kv_seq *s, const int32_t *tokens,
-                           int32_t n_tokens)
-{
-    if (s->n_blocks != 0)
-        return zl_error(ZL_EINVAL, "kvcache: prefix match on a sequence that holds blocks");
-    uint64_t parent = 0;
-    for (int32_t b = 0; (int64_t)(b + 1) * kv->bs <= n_tokens; b++) {
-        const int32_t *t = tokens + (size_t)b * kv->bs;
-        uint64_t key = zl_kv_block_key(parent, s->salt, t, kv->bs);
-        int32_t id = zl_kv_hash_find(kv, key, parent, t);
-        if (id == KV_NONE || seq_share(kv, s, id) < 0)
-            break;
-        parent = key;
-        s->n_keyed = s->n_blocks;
-        s->last_key = key;
-    }
-    return s->n_blocks * kv->bs;
-}
-
-void zl_kv_prefix_commit(struct zl_kv *kv, struct zl_kv_seq *s, const int32_t *tokens,
-                         int32_t n_computed)
-{
-    int32_t full = n_computed / kv->bs;
-    if (full > s->n_blocks)
-        full = s->n_blocks;
-    for (int32_t b = s->n_keyed; b < full; b++) {
-        const int32_t *t = tokens + (size_t)b * kv->bs;
-        uint64_t parent = b ? s->last_key : 0;
-        uint64_t key = zl_kv_block_key(parent, s->salt, t, kv->bs);
-        int32_t id = s->blocks[b];
-        if (!kv->keyed[id] && zl_kv_hash_find(kv, key, parent, t) == KV_NONE)
-            zl_kv_hash_insert(kv, id, key, parent, t);
-        s->last_key = key;
-        s->n_keyed = b + 1;
-    }
-}
-
-void zl_kv_prefix_count(struct zl_kv *kv, int64_t queried_tokens, int64_t hit_tokens)
-{
-    kv->queried += queried_tokens;
-    kv->hits += hit_tokens;
-}
-
-void zl_kv_prefix_clear(struct zl_kv *kv)
-{
-    while (kv->lru_head != KV_NONE) {
-        int32_t id = kv->lru_head;
-        zl_kv_lru_remove(kv, id);
-        zl_kv_hash_remove(kv, id);
-        kv->ref[id] = 1;
-        put_block(kv, id);      /* unkeyed now: back to the pool */
-    }
-    for (int32_t id = 0; id < kv->n_ids; id++)
-        if (kv->keyed[id])
-            zl_kv_hash_remove(kv, id);
 }
 
 void zl_kv_get_stats(const struct zl_kv *kv, struct zl_kv_stats *out)
@@ -322,11 +264,6 @@ void zl_kv_get_stats(const struct zl_kv *kv, struct zl_kv_stats *out)
     out->queried_tokens = kv->queried;
     out->hit_tokens = kv->hits;
     out->n_evictions = kv->evictions;
-}
-
-double zl_kv_prefix_hit_rate(const struct zl_kv *kv)
-{
-    return kv->queried ? (double)kv->hits / (double)kv->queried : 0.0;
 }
 
 int zl_kv_check(const struct zl_kv *kv)
