@@ -425,7 +425,7 @@ int zl_engine_wait(struct zl_engine *e, struct zl_output *out, int timeout_ms)
     pthread_mutex_lock(&e->mu);
     struct eng_event *ev;
     while (!(ev = pop_event(e))) {
-        if (!e->has_thread) {
+        if (!e->has_thread && timeout_ms != 0) {
             bool idle = e->n_live == 0;
             pthread_mutex_unlock(&e->mu);
             if (idle || zl_engine_step(e) < 0) {

@@ -140,7 +140,8 @@ ZL_API int zl_engine_step(struct zl_engine *e);
 
 /* Next queued event (no on_output): 1 with *out filled (release it), 0 on
  * timeout (timeout_ms < 0 waits forever; 0 polls).  Without the thread,
- * zl_engine_wait runs steps itself while it has nothing to return. */
+ * a wait other than a poll runs steps itself while it has nothing to
+ * return, and returns 0 once no request is left. */
 ZL_API int zl_engine_wait(struct zl_engine *e, struct zl_output *out, int timeout_ms);
 ZL_API void zl_output_release(struct zl_output *out);
 
