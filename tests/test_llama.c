@@ -20,6 +20,7 @@
  *   less than 0.25 (Q8_0 keeps 8 bits per weight: relative error ~ 1/254 of
  *   each block's max, accumulated over two layers; measured ~0.05). */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -158,39 +159,38 @@ static void run_model(const char *model, const char *ref_file, enum zl_dtype dt,
 
 TestSuite(llama, .init = plugin_path);
 
-Test(llama, llama31_gqa_llama3_rope)
+/* Arrays, not pointers: Criterion runs each case in a fresh process of
+ * this binary, where the parent's addresses mean nothing (PIE + ASLR). */
+struct model_case {
+    char what[64], model[256], ref[256];
+    enum zl_dtype dtype;            /* ZL_DTYPE_COUNT: the checkpoint's */
+};
+
+/* What each case exercises is in `what`; all share the bounds above. */
+static struct model_case model_cases[] = {
+    {"Llama-3.1 style: GQA, llama3 rope, untied head", FIX "llama31", FIX "llama31/reference.json",
+     ZL_DTYPE_COUNT},
+    {"Llama-2 style: MHA", FIX "llama2", FIX "llama2/reference.json", ZL_DTYPE_COUNT},
+    {"Mistral style: MQA, head_dim != hidden/heads", FIX "mistral", FIX "mistral/reference.json",
+     ZL_DTYPE_COUNT},
+    {"Qwen2 style: qkv bias, tied embeddings", FIX "qwen2", FIX "qwen2/reference.json", ZL_DTYPE_COUNT},
+    {"bf16 checkpoint run with f32 weights", FIX "llama31", FIX "llama31/reference.json", ZL_DTYPE_F32},
+    {"GGUF F16: names, Q/K unpermute, rope_freqs", FIX "llama31.f16.gguf",
+     FIX "llama31/reference.json", ZL_DTYPE_COUNT},
+    {"GGUF Q8_0 vs the dequantized weights", FIX "llama31.q8_0.gguf",
+     FIX "llama31-q8_0-reference.json", ZL_DTYPE_F32},
+};
+
+ParameterizedTestParameters(llama, matches_transformers)
 {
-    run_model(FIX "llama31", FIX "llama31/reference.json", ZL_DTYPE_COUNT, LOGIT_TOL);
+    return cr_make_param_array(struct model_case, model_cases,
+                               sizeof model_cases / sizeof model_cases[0]);
 }
 
-Test(llama, llama2_mha)
+ParameterizedTest(struct model_case *c, llama, matches_transformers)
 {
-    run_model(FIX "llama2", FIX "llama2/reference.json", ZL_DTYPE_COUNT, LOGIT_TOL);
-}
-
-Test(llama, mistral_mqa_head_dim)
-{
-    run_model(FIX "mistral", FIX "mistral/reference.json", ZL_DTYPE_COUNT, LOGIT_TOL);
-}
-
-Test(llama, qwen2_bias_tied)
-{
-    run_model(FIX "qwen2", FIX "qwen2/reference.json", ZL_DTYPE_COUNT, LOGIT_TOL);
-}
-
-Test(llama, f32_weights_same_answer)
-{
-    run_model(FIX "llama31", FIX "llama31/reference.json", ZL_DTYPE_F32, LOGIT_TOL);
-}
-
-Test(llama, gguf_f16_same_tokens)
-{
-    run_model(FIX "llama31.f16.gguf", FIX "llama31/reference.json", ZL_DTYPE_COUNT, LOGIT_TOL);
-}
-
-Test(llama, gguf_q8_0_matches_dequantized_reference)
-{
-    run_model(FIX "llama31.q8_0.gguf", FIX "llama31-q8_0-reference.json", ZL_DTYPE_F32, LOGIT_TOL);
+    cr_log_info("case: %s", c->what);
+    run_model(c->model, c->ref, c->dtype, LOGIT_TOL);
 }
 
 /* Against the unquantized reference only the logits are checked (the
