@@ -21,6 +21,8 @@
 #include <zlight/hf_config.h>
 #include <zlight/log.h>
 
+#include "cli-parse.h"
+
 struct opts {
     int offline, quiet;
     long n_prompts, in_len, out_len, seed, max_seqs, max_tokens, chunk, block_size, threads;
@@ -63,17 +65,6 @@ static void usage(FILE *f)
                "  --quiet                  only the report\n");
 }
 
-static int parse_num(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi))
-        return zl_error(ZL_EINVAL, "%s: '%s' is not a number in %g..%g", opt, s, lo, hi);
-    *out = v;
-    return ZL_OK;
-}
-
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option lo[] = {
@@ -102,7 +93,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         while (k < sizeof(ints) / sizeof(ints[0]) && ints[k].c != c)
             k++;
         if (k < sizeof(ints) / sizeof(ints[0])) {
-            if ((rc = parse_num(ints[k].name, optarg, ints[k].lo, ints[k].hi, &d)) == ZL_OK)
+            if ((rc = cli_parse_double(ints[k].name, optarg, ints[k].lo, ints[k].hi, &d)) == ZL_OK)
                 *ints[k].dst = (long)d;
             continue;
         }
@@ -112,9 +103,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'D': o->mp.dummy = 1; break;
         case 'b': o->mp.backend = optarg; break;
         case 't': rc = zl_dtype_parse(optarg, &o->mp.dtype); break;
-        case 'r': rc = parse_num("--range-ratio", optarg, 0, 0.99, &o->range); break;
+        case 'r': rc = cli_parse_double("--range-ratio", optarg, 0, 0.99, &o->range); break;
         case 'P': o->no_prefix = 1; break;
-        case 'E': rc = parse_num("--temperature", optarg, 0, 100, &o->temperature); break;
+        case 'E': rc = cli_parse_double("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         default: return zl_error(ZL_EINVAL, "unknown option (see --help)");

@@ -23,6 +23,8 @@
 #include <zlight/log.h>
 #include <zlight/status.h>
 
+#include "cli-parse.h"
+
 struct prompts {
     int n, cap;
     int32_t **ids;
@@ -126,17 +128,6 @@ static int read_prompts(struct prompts *p, const char *file)
     if (rc == ZL_OK && p->n == 0)
         rc = zl_error(ZL_EINVAL, "%s: no prompts", file);
     return rc;
-}
-
-static int parse_float(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi))
-        return zl_error(ZL_EINVAL, "%s: '%s' is not a number in %g..%g", opt, s, lo, hi);
-    *out = v;
-    return ZL_OK;
 }
 
 static int parse_int(const char *opt, const char *s, long lo, long hi, long *out)
@@ -326,8 +317,8 @@ int main(int argc, char **argv)
         case 't': rc = zl_dtype_parse(optarg, &sp.dtype); break;
         case 'T': rc = parse_int("--threads", optarg, 0, 1024, &v); sp.threads = (int)v; break;
         case 'q': quiet = 1; break;
-        case 'E': rc = parse_float("--temperature", optarg, 0, 100, &d); samp.temperature = (float)d; break;
-        case 'P': rc = parse_float("--top-p", optarg, 1e-6, 1, &d); samp.top_p = (float)d; break;
+        case 'E': rc = cli_parse_double("--temperature", optarg, 0, 100, &d); samp.temperature = (float)d; break;
+        case 'P': rc = cli_parse_double("--top-p", optarg, 1e-6, 1, &d); samp.top_p = (float)d; break;
         case 'K': rc = parse_int("--top-k", optarg, 0, 1 << 30, &v); samp.top_k = (int32_t)v; break;
         case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
         case 'h': usage(stdout); return 0;
