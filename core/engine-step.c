@@ -190,6 +190,8 @@ static int intake(struct zl_engine *e)
     return rc;
 }
 
+static void publish_stats(struct zl_engine *e);
+
 void zl_engine_abort_all(struct zl_engine *e)
 {
     pthread_mutex_lock(&e->mu);
@@ -198,6 +200,7 @@ void zl_engine_abort_all(struct zl_engine *e)
         r->cancel = true;
     pthread_mutex_unlock(&e->mu);
     intake(e);
+    publish_stats(e);
 }
 
 static int forward(struct zl_engine *e, const struct zl_sched_batch *b)

@@ -583,3 +583,28 @@ Test(engine, random_accounting)
     cr_expect_gt(st.prefix_hit_rate, 0.0);
     rig_down(&r);
 }
+
+/* A failing forward aborts every request (no crash, no hang) and the
+ * engine then refuses new work. */
+Test(engine, forward_failure_aborts_everything)
+{
+    struct rig r;
+    rig_up(&r, params(1), 4);
+    r.m.fail_at = 3;
+    int32_t prompt[6] = {1, 2, 3, 4, 5, 6};
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.max_tokens = 50;
+    sp.n = 2;
+    uint64_t ids[3];
+    int ns[3] = {2, 2, 2};
+    static struct result res[3];
+    memset(res, 0, sizeof(res));
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(zl_engine_submit(r.e, prompt, 6 - i, &sp, NULL, &ids[i]), ZL_OK);
+    collect(r.e, ids, 3, ns, res);
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++)
+            cr_expect_eq(res[i].fin[k], ZL_FINISH_ABORT, "request %d sequence %d", i, k);
+    cr_expect_eq(zl_engine_submit(r.e, prompt, 6, &sp, NULL, NULL), ZL_ESTATE);
+    rig_down(&r);
+}

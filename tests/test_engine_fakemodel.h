@@ -14,6 +14,7 @@ struct zl_model {
     struct fake_kv f;
     int64_t forwards;
     int32_t max_tokens_seen;
+    int64_t fail_at;        /* this forward (1-based) fails, 0 = never */
 };
 
 static int fm_kv_layout(const struct zl_model *m, struct zl_kv_layout *out)
@@ -34,6 +35,8 @@ static int fm_forward(struct zl_model *m, const struct zl_forward_batch *b, stru
 {
     if (b->workspace_bytes < fm_ws(m, b->n_tokens, b->n_logits) || b->cache->block_size != m->f.bs)
         return zl_error(ZL_EINVAL, "fake forward: bad workspace or cache");
+    if (m->fail_at && m->forwards + 1 == m->fail_at)
+        return zl_error(ZL_EBACKEND, "fake forward: failing on purpose");
     int32_t next[1024];
     if (b->n_logits > 1024)
         return zl_error(ZL_EINVAL, "fake forward: too many logits");
