@@ -3,7 +3,8 @@
  * the same greedy ids alone, all together, with chunked prefill of 1, 7
  * and 64 tokens per step, with prefix-cache hits on a shared system
  * prompt, and after forced preemption (tiny KV pool); and the ids must be
- * the Hugging Face reference for the fixture's own prompts. */
+ * the Hugging Face reference for the fixture's own prompts.  Seeded sampling
+ * (temperature 0.9, top-p 0.9) must be just as invariant. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -54,6 +55,8 @@ static void close_model(void)
 TestSuite(engine_llama, .init = open_model, .fini = close_model, .timeout = 120);
 
 /* Greedy ids of each prompt; `n_alone` 1 runs them one at a time. */
+static float g_temperature;     /* > 0: seeded sampling (seed = prompt index) instead of greedy */
+
 static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, int n, int alone,
                      int32_t (*prompts)[MAXP], const int32_t *lens, int32_t new_tokens,
                      int32_t (*out)[32], struct zl_engine_stats *st)
@@ -66,7 +69,9 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
     struct zl_engine *e;
     cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
     struct zl_sampling_params sp = zl_sampling_default_params();
-    sp.temperature = 0;
+    sp.temperature = g_temperature;
+    sp.top_p = 0.9f;
+    sp.has_seed = 1;
     sp.max_tokens = new_tokens;
     sp.ignore_eos = 1;
     uint64_t first = 0;
@@ -83,6 +88,7 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
     }
     for (int i = 0; i < n; i++) {
         uint64_t id;
+        sp.seed = (uint64_t)i;
         cr_assert_eq(zl_engine_submit(e, prompts[i], lens[i], &sp, NULL, &id), ZL_OK, "%s", zl_last_error());
         if (i == 0)
             first = id;
@@ -138,10 +144,11 @@ Test(engine_llama, greedy_matches_reference)
     json_decref(ref);
 }
 
-Test(engine_llama, batch_invariance)
+static void batch_invariance(float temperature)
 {
     static int32_t prompts[NP][MAXP], ref[NP][32], got[NP][32];
     int32_t lens[NP] = {0};
+    g_temperature = temperature;
     srand(17);
     for (int i = 0; i < NP; i++) {
         lens[i] = 3 + rand() % (MAXP - 3);
@@ -177,4 +184,15 @@ Test(engine_llama, batch_invariance)
         if (cfg[c].kv_blocks)
             cr_expect_gt(st.n_preemptions, 0, "%s: nothing was preempted", cfg[c].name);
     }
+}
+
+Test(engine_llama, batch_invariance)
+{
+    batch_invariance(0.0f);
+}
+
+/* Seeded sampling: the same tokens whatever the batch, chunking or cache. */
+Test(engine_llama, seeded_sampling_invariance)
+{
+    batch_invariance(0.9f);
 }
