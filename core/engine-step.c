@@ -316,11 +316,11 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, float *row, doubl
         o.text = e->text ? e->text : "";
         o.text_len = e->text_len;
     }
-    if (q->index == 0 && n_out == 1)
-        add_siblings(e, r);
-    zl_engine_emit(e, &o);
+    zl_engine_emit(e, &o);  /* before anything else reuses the text scratch */
     if (o.finish)
-        retire(e, q);
+        retire(e, q);       /* adds the siblings too */
+    else if (q->index == 0 && n_out == 1)
+        add_siblings(e, r);
 }
 
 static void publish_stats(struct zl_engine *e)
