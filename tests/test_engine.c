@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlight/tokenizer.h>
 #include "test_engine_fakemodel.h"
 
@@ -38,8 +39,15 @@ static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
 
 static void rig_down(struct rig *r)
 {
+    /* counters are published after a step's events: give a threaded
+     * engine a moment to finish the step that sent the last one */
     struct zl_engine_stats st;
-    zl_engine_get_stats(r->e, &st);
+    for (int i = 0; i < 200; i++) {
+        zl_engine_get_stats(r->e, &st);
+        if (st.kv_blocks_used == 0)
+            break;
+        usleep(5000);
+    }
     cr_expect_eq(st.kv_blocks_used, 0, "blocks left in use");
     zl_engine_free(r->e);
     cr_expect_eq(r->m.f.errors, 0, "the fake model read a wrong slot");
@@ -512,7 +520,12 @@ Test(engine, threads_submit_and_cancel)
         cr_expect_arr_eq(q->out, want, sizeof(int32_t) * (size_t)q->max_tokens, "request %d", i);
     }
     struct zl_engine_stats st;
-    zl_engine_get_stats(r.e, &st);
+    for (int i = 0; i < 200; i++) {     /* counted just after the last event */
+        zl_engine_get_stats(r.e, &st);
+        if (st.requests_finished == NT * PER)
+            break;
+        usleep(5000);
+    }
     cr_expect_eq(st.requests_finished, NT * PER);
     cr_expect_gt(aborted, 0);
     rig_down(&r);
