@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "bench-http.h"
+#include "cli-parse.h"
 
 struct bopts {
     char host[256], port[16];
@@ -500,14 +501,29 @@ static int parse_args(int argc, char **argv, struct bopts *o)
         {"api-key", required_argument, NULL, 'k'}, {"result-file", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
-    int c;
-    char *end;
+    double n = (double)o->n, in = (double)o->in_len, out = (double)o->out_len, seed = 0,
+           conc = (double)o->max_conc;
+    const struct { int c; double *dst, lo, hi; const char *name; } nums[] = {
+        {'n', &n, 1, 1e7, "--num-prompts"}, {'i', &in, 1, 1 << 24, "--random-input-len"},
+        {'o', &out, 1, 1 << 24, "--random-output-len"}, {'s', &seed, 0, 1e15, "--seed"},
+        {'c', &conc, 1, 1 << 16, "--max-concurrency"}, {'r', &o->range, 0, 0.99, "--random-range-ratio"},
+        {'B', &o->burst, 1e-3, 1e3, "--burstiness"}, {'t', &o->temperature, 0, 100, "--temperature"},
+    };
+    int c, rc = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        double v = optarg ? strtod(optarg, &end) : 0;
-        int num_ok = optarg && end != optarg && !*end && v >= 0;
+    while (rc == 0 && (c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        size_t k = 0;
+        while (k < sizeof nums / sizeof nums[0] && nums[k].c != c)
+            k++;
+        if (k < sizeof nums / sizeof nums[0]) {
+            rc = cli_parse_double(nums[k].name, optarg, nums[k].lo, nums[k].hi, nums[k].dst);
+            continue;
+        }
         switch (c) {
-        case 'u': if (parse_url(o, optarg) < 0) return -1; break;
+        case 'u':
+            if (parse_url(o, optarg) < 0)
+                rc = zl_error(ZL_EINVAL, "--base-url: '%s' is not http://HOST[:PORT]", optarg);
+            break;
         case 'e': o->endpoint = optarg; break;
         case 'm': o->model = optarg; break;
         case 'd': o->dataset = optarg; break;
@@ -516,26 +532,26 @@ static int parse_args(int argc, char **argv, struct bopts *o)
         case 'f': o->result_file = optarg; break;
         case 'g':
             if (parse_slo(o, optarg) < 0)
-                return -1;
+                rc = zl_error(ZL_EINVAL, "--goodput: '%s' is not ttft|tpot|e2el:MS", optarg);
             while (optind < argc && argv[optind][0] != '-' && parse_slo(o, argv[optind]) == 0)
                 optind++;
             break;
-        case 'R': o->rate = !strcmp(optarg, "inf") ? INFINITY : v; if (!o->rate) return -1; break;
-        case 'h': usage(stdout); exit(0);
-        case 'n': case 'i': case 'o': case 's': case 'c': case 'r': case 'B': case 't':
-            if (!num_ok || (c != 's' && c != 'r' && c != 't' && v < 1) || (c == 'r' && v >= 1))
-                return -1;
-            *(c == 'n' ? &o->n : c == 'i' ? &o->in_len : c == 'o' ? &o->out_len
-              : c == 's' ? &o->seed : &o->max_conc) = (long)v;
-            if (c == 'r') o->range = v;
-            if (c == 'B') o->burst = v;
-            if (c == 't') o->temperature = v;
+        case 'R':
+            if (!strcmp(optarg, "inf"))
+                o->rate = INFINITY;
+            else
+                rc = cli_parse_double("--request-rate", optarg, 1e-6, 1e9, &o->rate);
             break;
-        default: return -1;
+        case 'h': usage(stdout); exit(0);
+        default: rc = zl_error(ZL_EINVAL, "unknown option (see --help)");
         }
     }
+    if (rc == 0 && optind < argc)
+        rc = zl_error(ZL_EINVAL, "unexpected argument '%s'", argv[optind]);
+    o->n = (long)n, o->in_len = (long)in, o->out_len = (long)out, o->seed = (long)seed;
+    o->max_conc = (long)conc;
     o->chat = strstr(o->endpoint, "chat") != NULL;
-    return optind < argc ? -1 : 0;
+    return rc;
 }
 
 int zl_bench_http_main(int argc, char **argv)
@@ -549,7 +565,7 @@ int zl_bench_http_main(int argc, char **argv)
     o->n = 100, o->in_len = 128, o->out_len = 64, o->max_conc = 256;
     o->rate = INFINITY, o->burst = 1;
     if (parse_args(argc, argv, o) < 0) {
-        usage(stderr);
+        fprintf(stderr, "zlight-bench: %s\n", zl_last_error());
         return 2;
     }
     char *model = NULL;
