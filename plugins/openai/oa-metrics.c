@@ -130,7 +130,7 @@ char *oa_metrics_text(struct oa_metrics *m, const struct zl_engine_api *api, int
             running_http);
     put_one(&b, "kv_cache_usage_perc", "gauge", "KV cache usage (1 means 100 percent).", lbl,
             st.kv_usage);
-    put_one(&b, "kv_cache_blocks_total", "gauge", "KV cache blocks in the pool.", lbl,
+    put_one(&b, "kv_cache_blocks", "gauge", "KV cache blocks in the pool.", lbl,
             (double)st.kv_blocks_total);
     put_one(&b, "num_preemptions_total", "counter", "Preemptions since start.", lbl,
             (double)st.n_preemptions);
