@@ -1,10 +1,15 @@
 /* kv_write and paged causal attention over the block table (varlen batch,
  * chunked prefill and decode alike, GQA/MQA), f32 online softmax.
  *
- * A task is (query token, kv head, slice of that kv head's query heads): the
- * K/V rows of a tile are read once for all the heads of the slice (GQA
- * shares them), and tasks are handed out dynamically because causal tokens
- * have different context lengths. */
+ * A task is (query token, range of query heads), all heads by default: it
+ * walks the context tile by tile and, within a tile, every kv head of its
+ * range, so the cache is read front to back.  (One task per kv head read a
+ * head_dim piece of each token row; the hardware prefetchers pulled in the
+ * whole rows anyway, and a long context ran ~10x slower.)  K/V rows of a
+ * tile are read once for all the query heads of a kv head (GQA).  Ranges
+ * split only when there are fewer tokens than threads (decode); tasks are
+ * handed out dynamically since causal tokens have different context lengths.
+ * Each head's arithmetic is the same whatever the split (batch invariance). */
 #include "config.h"
 
 #include <math.h>
@@ -82,7 +87,7 @@ struct attn_job {
     const struct zl_attn_batch *b;
     int32_t layer;
     float scale;
-    int64_t group, slice, n_slices;     /* q heads per kv head, per task, tasks per kv head */
+    int64_t group, range, n_ranges;     /* q heads per kv head, per task, tasks per token */
     int64_t n_tasks;
     atomic_llong next;
 };
@@ -101,73 +106,141 @@ static int32_t seq_of(const struct zl_attn_batch *b, int64_t i)
     return lo;
 }
 
-/* One task: query token i, heads h0 .. h0+ng-1 sharing kv head kvh. */
-static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t kvh, int64_t h0,
-                     int64_t ng)
+/* sc[g * TILE + r] = q_g . k_r for the ng query heads from q0 (nb[1] apart)
+ * and t K rows from kr (row_stride apart): 4 heads x 2 rows at a time, so
+ * GQA heads share each loaded K vector.  Every dot is summed in the same
+ * order whatever the tile (batch invariance). */
+static void scores(const struct attn_job *j, const char *q0, const char *kr, size_t row_stride,
+                   int64_t ng, int64_t t, float *sc)
+{
+    const struct cpu_kernels *k = j->ctx->k;
+    const enum zl_dtype dt = j->cache->dtype;
+    const int64_t hd = j->cache->head_dim;
+    const size_t qs = (size_t)j->q->nb[1];
+    float o[8];
+    int64_t g = 0;
+    for (; g + 4 <= ng; g += 4) {
+        const float *qg = (const float *)(q0 + (size_t)g * qs);
+        int64_t r = 0;
+        for (; r + 2 <= t; r += 2) {
+            k->tile_4x2(qg, qs, kr + (size_t)r * row_stride, row_stride, dt, hd, o);
+            for (int e = 0; e < 8; e++)
+                sc[(g + e / 2) * TILE + r + e % 2] = o[e];
+        }
+        for (; r < t; r++)
+            for (int e = 0; e < 4; e++)
+                k->tile_1x1((const float *)((const char *)qg + (size_t)e * qs), 0,
+                            kr + (size_t)r * row_stride, 0, dt, hd, &sc[(g + e) * TILE + r]);
+    }
+    for (; g < ng; g++) {
+        const float *qg = (const float *)(q0 + (size_t)g * qs);
+        int64_t r = 0;
+        for (; r + 4 <= t; r += 4)
+            k->tile_1x4(qg, 0, kr + (size_t)r * row_stride, row_stride, dt, hd, sc + g * TILE + r);
+        for (; r < t; r++)
+            k->tile_1x1(qg, 0, kr + (size_t)r * row_stride, 0, dt, hd, sc + g * TILE + r);
+    }
+}
+
+/* Online softmax update of one head with the t scores sg (scaled here) and
+ * the f32 V rows vf: running max m, sum l, accumulator acc[hd]. */
+static void softmax_update(const struct attn_job *j, float *sg, const float *vf, int64_t t,
+                           float *m, float *l, float *acc)
+{
+    const struct cpu_kernels *k = j->ctx->k;
+    const int64_t hd = j->cache->head_dim;
+    float mt = *m;
+    for (int64_t r = 0; r < t; r++) {
+        sg[r] *= j->scale;
+        if (sg[r] > mt)
+            mt = sg[r];
+    }
+    if (mt > *m) {  /* new running max: rescale what was summed so far */
+        float corr = expf(*m - mt);
+        *l *= corr;
+        for (int64_t d = 0; d < hd; d++)
+            acc[d] *= corr;
+        *m = mt;
+    }
+    *l += k->exp_sum(sg, mt, t);
+    k->axpy_rows(acc, sg, vf, hd, t, hd);
+}
+
+/* Prefetches the K and V bytes of kv heads [kv_lo, kv_hi) of the tile of
+ * t positions at `slot`: the next tile is then on its way while this one
+ * computes (the kv-head loop reads a row piecewise, which the hardware
+ * prefetchers do not follow). */
+static void prefetch_tile(const struct attn_job *j, int64_t slot, int64_t t, int64_t kv_lo,
+                          int64_t kv_hi)
+{
+    const struct zl_kv_cache *c = j->cache;
+    const size_t head = (size_t)c->head_dim * cpu_dtype_size(c->dtype);
+    const size_t row_stride = (size_t)c->n_kv_heads * head;
+    for (int kv = 0; kv < 2; kv++) {
+        const char *p = cpu_kv_row(c, j->layer, kv, slot) + (size_t)kv_lo * head;
+        for (int64_t r = 0; r < t; r++)
+            for (size_t b = 0; b < (size_t)(kv_hi - kv_lo) * head; b += 64)
+                __builtin_prefetch(p + (size_t)r * row_stride + b);
+    }
+}
+
+/* The tile from position p0: *t positions (within one block) at *slot. */
+static void tile_at(const struct zl_kv_cache *c, const int32_t *table, int64_t p0,
+                    int64_t ctx_len, int64_t *slot, int64_t *t)
+{
+    int64_t bs = c->block_size, off = p0 % bs;
+    *t = bs - off;
+    if (*t > TILE)
+        *t = TILE;
+    if (*t > ctx_len - p0)
+        *t = ctx_len - p0;
+    *slot = (int64_t)table[p0 / bs] * bs + off;
+}
+
+/* One task: query token i, query heads h0 .. h0+nh-1. */
+static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0, int64_t nh)
 {
     const struct cpu_kernels *k = j->ctx->k;
     const struct zl_kv_cache *c = j->cache;
     const struct zl_attn_batch *b = j->b;
-    const int64_t hd = c->head_dim, bs = c->block_size;
-    const size_t el = cpu_dtype_size(c->dtype);
-    const size_t row_stride = (size_t)c->n_kv_heads * (size_t)hd * el;   /* between tokens */
+    const int64_t hd = c->head_dim, G = j->group;
+    const size_t el = cpu_dtype_size(c->dtype), head = (size_t)hd * el;
+    const size_t row_stride = (size_t)c->n_kv_heads * head;   /* between tokens */
     int32_t s = seq_of(b, i);
     int64_t ctx_len = b->kv_len[s] - (b->q_start[s + 1] - b->q_start[s]) + (i - b->q_start[s]) + 1;
     const int32_t *table = b->block_table + (int64_t)s * b->max_blocks;
 
-    float *vf = scr, *sc = vf + TILE * hd, *acc = sc + ng * TILE, *m = acc + ng * hd, *l = m + ng;
-    const char *q0 = (const char *)j->q->data + (size_t)i * (size_t)j->q->nb[0] +
-                     (size_t)h0 * (size_t)j->q->nb[1];
-    for (int64_t g = 0; g < ng; g++) {
+    float *vf = scr, *sc = vf + TILE * hd, *acc = sc + nh * TILE, *m = acc + nh * hd, *l = m + nh;
+    const char *qi = (const char *)j->q->data + (size_t)i * (size_t)j->q->nb[0];
+    for (int64_t g = 0; g < nh; g++) {
         m[g] = -INFINITY;
         l[g] = 0;
         for (int64_t d = 0; d < hd; d++)
             acc[g * hd + d] = 0;
     }
+    const int64_t kv_lo = h0 / G, kv_hi = (h0 + nh - 1) / G + 1;
     for (int64_t p0 = 0; p0 < ctx_len;) {
-        int64_t off = p0 % bs, t = bs - off;
-        if (t > TILE)
-            t = TILE;
-        if (t > ctx_len - p0)
-            t = ctx_len - p0;
-        int64_t slot = (int64_t)table[p0 / bs] * bs + off;
-        const char *kr = cpu_kv_row(c, j->layer, 0, slot) + (size_t)kvh * (size_t)hd * el;
-        const char *vr = cpu_kv_row(c, j->layer, 1, slot) + (size_t)kvh * (size_t)hd * el;
-        for (int64_t g = 0; g < ng; g++) {
-            const float *qg = (const float *)(q0 + (size_t)g * (size_t)j->q->nb[1]);
-            float *sg = sc + g * TILE;
-            int64_t r = 0;
-            for (; r + 4 <= t; r += 4)
-                k->tile_1x4(qg, 0, kr + (size_t)r * row_stride, row_stride, c->dtype, hd, sg + r);
-            for (; r < t; r++)
-                k->tile_1x1(qg, 0, kr + (size_t)r * row_stride, 0, c->dtype, hd, sg + r);
+        int64_t slot, t, next_slot, next_t;
+        tile_at(c, table, p0, ctx_len, &slot, &t);
+        if (p0 + t < ctx_len) {
+            tile_at(c, table, p0 + t, ctx_len, &next_slot, &next_t);
+            prefetch_tile(j, next_slot, next_t, kv_lo, kv_hi);
         }
-        /* V rows as f32 once for the whole slice of heads */
-        for (int64_t r = 0; r < t; r++)
-            k->to_f32(vf + r * hd, c->dtype, vr + (size_t)r * row_stride, hd);
-        for (int64_t g = 0; g < ng; g++) {
-            float *sg = sc + g * TILE, *ag = acc + g * hd, mt = m[g];
-            for (int64_t r = 0; r < t; r++) {
-                sg[r] *= j->scale;
-                if (sg[r] > mt)
-                    mt = sg[r];
-            }
-            if (mt > m[g]) {  /* new running max: rescale what was summed so far */
-                float corr = expf(m[g] - mt);
-                l[g] *= corr;
-                for (int64_t d = 0; d < hd; d++)
-                    ag[d] *= corr;
-                m[g] = mt;
-            }
-            for (int64_t r = 0; r < t; r++) {
-                float p = expf(sg[r] - mt);
-                l[g] += p;
-                k->axpy(ag, p, vf + r * hd, hd);
-            }
+        const char *k0 = cpu_kv_row(c, j->layer, 0, slot), *v0 = cpu_kv_row(c, j->layer, 1, slot);
+        for (int64_t kvh = kv_lo; kvh < kv_hi; kvh++) {
+            int64_t ga = kvh * G > h0 ? kvh * G : h0;                  /* its q heads in range */
+            int64_t gb = (kvh + 1) * G < h0 + nh ? (kvh + 1) * G : h0 + nh;
+            scores(j, qi + (size_t)ga * (size_t)j->q->nb[1], k0 + (size_t)kvh * head, row_stride,
+                   gb - ga, t, sc + (ga - h0) * TILE);
+            /* V rows as f32 once for all the q heads of this kv head */
+            for (int64_t r = 0; r < t; r++)
+                k->to_f32(vf + r * hd, c->dtype, v0 + (size_t)r * row_stride + (size_t)kvh * head, hd);
+            for (int64_t g = ga - h0; g < gb - h0; g++)
+                softmax_update(j, sc + g * TILE, vf, t, &m[g], &l[g], acc + g * hd);
         }
         p0 += t;
     }
-    for (int64_t g = 0; g < ng; g++) {
+    for (int64_t g = 0; g < nh; g++) {
         float *o = (float *)((char *)j->out->data + (size_t)i * (size_t)j->out->nb[0] +
                              (size_t)(h0 + g) * (size_t)j->out->nb[1]);
         float inv = 1.0f / l[g];
@@ -180,15 +253,13 @@ static void attn_task(void *arg, int ith, int nth)
 {
     struct attn_job *j = arg;
     float *scr = cpu_scratch(j->ctx, ith);
-    int64_t per_tok = j->cache->n_kv_heads * j->n_slices;
+    int64_t hq = j->q->ne[1];
     for (;;) {
         int64_t t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (t >= j->n_tasks)
             break;
-        int64_t i = t / per_tok, kvh = t % per_tok / j->n_slices, sl = t % j->n_slices;
-        int64_t h0 = kvh * j->group + sl * j->slice;
-        int64_t ng = j->group - sl * j->slice < j->slice ? j->group - sl * j->slice : j->slice;
-        attn_one(j, scr, i, kvh, h0, ng);
+        int64_t i = t / j->n_ranges, h0 = t % j->n_ranges * j->range;
+        attn_one(j, scr, i, h0, hq - h0 < j->range ? hq - h0 : j->range);
     }
 }
 
@@ -213,17 +284,17 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     int64_t n = q->ne[0], hd = cache->head_dim, group = q->ne[1] / cache->n_kv_heads;
     if (n == 0)
         return ZL_OK;
-    /* Split a kv head's query heads into slices until every thread has tasks
-     * (decode of one sequence with few kv heads, MQA above all). */
+    /* Split the query heads into ranges only until every thread has tasks
+     * (decode of few sequences); whole kv heads' groups while they last. */
     int nth = cpu_pool_size(ctx->pool);
-    int64_t n_slices = 1;
-    while (n * cache->n_kv_heads * n_slices < 2 * nth && n_slices < group)
-        n_slices *= 2;
-    if (n_slices > group)
-        n_slices = group;
-    int64_t slice = (group + n_slices - 1) / n_slices;
-    n_slices = (group + slice - 1) / slice;
-    size_t floats = (size_t)(TILE * hd + slice * TILE + slice * hd + 2 * slice);
+    int64_t hq = q->ne[1], n_ranges = 1;
+    while (n * n_ranges < 2 * nth && n_ranges < hq)
+        n_ranges *= 2;
+    int64_t range = (hq + n_ranges - 1) / n_ranges;
+    if (range > group && range % group)
+        range = (range + group - 1) / group * group;
+    n_ranges = (hq + range - 1) / range;
+    size_t floats = (size_t)(TILE * hd + range * TILE + range * hd + 2 * range);
     if ((rc = cpu_scratch_reserve(ctx, op, floats)) < 0)
         return rc;
     int64_t ctx_sum = 0;        /* sum of the context lengths: the work */
@@ -232,8 +303,8 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
         ctx_sum += nn * (2 * kl - nn + 1) / 2;
     }
     struct attn_job j = {.ctx = ctx, .q = q, .out = out, .cache = cache, .b = batch,
-                         .layer = layer, .scale = scale, .group = group, .slice = slice,
-                         .n_slices = n_slices, .n_tasks = n * cache->n_kv_heads * n_slices};
+                         .layer = layer, .scale = scale, .group = group, .range = range,
+                         .n_ranges = n_ranges, .n_tasks = n * n_ranges};
     atomic_init(&j.next, 0);
     cpu_pool_run(ctx->pool, cpu_pool_want(ctx->pool, ctx_sum * q->ne[1] * hd, MIN_WORK_PER_THREAD),
                  attn_task, &j);

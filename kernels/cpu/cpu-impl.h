@@ -58,8 +58,10 @@ struct cpu_kernels {
     cpu_tile_fn tile_4x2;       /* 4 x rows by 2 w rows: prefill */
     cpu_tile_fn tile_1x4;       /* 1 x row by 4 w rows: decode */
     cpu_tile_fn tile_1x1;       /* edges */
-    /* y[0..n) += a * x[0..n) (f32) */
-    void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* y[0..n) += sum_r a[r] * x[r * xs + 0..n) over r = 0..t-1, in r order */
+    void (*axpy_rows)(float *y, const float *a, const float *x, int64_t xs, int64_t t, int64_t n);
+    /* s[i] = exp(s[i] - m) for i < n; returns their sum (softmax weights) */
+    float (*exp_sum)(float *s, float m, int64_t n);
     /* dst[0..n) = src of dtype dt (f32, f16, bf16) as f32 */
     void (*to_f32)(float *dst, enum zl_dtype dt, const void *src, int64_t n);
 };

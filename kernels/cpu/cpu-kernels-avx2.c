@@ -9,6 +9,7 @@
 
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
+#include <math.h>
 
 #include "cpu-convert.h"
 
@@ -85,14 +86,56 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
 
 CPU_DEFINE_TILES(tile)
 
-static void axpy(float *y, float a, const float *x, int64_t n)
+static void axpy_rows(float *y, const float *a, const float *x, int64_t xs, int64_t t, int64_t n)
 {
-    __m256 av = _mm256_set1_ps(a);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8) {
+        __m256 acc = _mm256_loadu_ps(y + i);
+        for (int64_t r = 0; r < t; r++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), _mm256_loadu_ps(x + r * xs + i), acc);
+        _mm256_storeu_ps(y + i, acc);
+    }
     for (; i < n; i++)
-        y[i] += a * x[i];
+        for (int64_t r = 0; r < t; r++)
+            y[i] += a[r] * x[r * xs + i];
+}
+
+/* e^x for softmax arguments (x <= 0): x = k ln2 + f with |f| <= ln2/2,
+ * e^f by the Cephes expf polynomial (about 1 ulp), 2^k through the exponent
+ * bits.  Below -87 the result is clamped at ~1.6e-38 instead of flushing to
+ * 0 (irrelevant next to the max's weight 1); NaN propagates, so a poisoned
+ * cache row still shows. */
+static inline __m256 exp8(__m256 x)
+{
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);   /* this order keeps NaN */
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    f = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), f);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(f, f), f), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static float exp_sum(float *s, float m, int64_t n)
+{
+    __m256 mv = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), mv));
+        _mm256_storeu_ps(s + i, v);
+        acc = _mm256_add_ps(acc, v);
+    }
+    float sum = hsum(acc);
+    for (; i < n; i++)
+        sum += (s[i] = expf(s[i] - m));
+    return sum;
 }
 
 static void to_f32(float *dst, enum zl_dtype dt, const void *src, int64_t n)
@@ -112,7 +155,8 @@ static const struct cpu_kernels avx2 = {
     .tile_4x2 = tile_4x2,
     .tile_1x4 = tile_1x4,
     .tile_1x1 = tile_1x1,
-    .axpy = axpy,
+    .axpy_rows = axpy_rows,
+    .exp_sum = exp_sum,
     .to_f32 = to_f32,
 };
 

@@ -3,6 +3,8 @@
  * rounding: only the order of the f32 additions differs). */
 #include "config.h"
 
+#include <math.h>
+
 #include "cpu-convert.h"
 #include "cpu-impl.h"
 
@@ -64,10 +66,19 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
 
 CPU_DEFINE_TILES(tile)
 
-static void axpy(float *y, float a, const float *x, int64_t n)
+static void axpy_rows(float *y, const float *a, const float *x, int64_t xs, int64_t t, int64_t n)
 {
+    for (int64_t r = 0; r < t; r++)
+        for (int64_t i = 0; i < n; i++)
+            y[i] += a[r] * x[r * xs + i];
+}
+
+static float exp_sum(float *s, float m, int64_t n)
+{
+    float sum = 0;
     for (int64_t i = 0; i < n; i++)
-        y[i] += a * x[i];
+        sum += (s[i] = expf(s[i] - m));
+    return sum;
 }
 
 static const struct cpu_kernels scalar = {
@@ -75,7 +86,8 @@ static const struct cpu_kernels scalar = {
     .tile_4x2 = tile_4x2,
     .tile_1x4 = tile_1x4,
     .tile_1x1 = tile_1x1,
-    .axpy = axpy,
+    .axpy_rows = axpy_rows,
+    .exp_sum = exp_sum,
     .to_f32 = cpu_row_to_f32,
 };
 
