@@ -1,8 +1,8 @@
 // kv_write and paged causal attention over the block tables (varlen batch:
 // prefill chunks and decodes alike, GQA/MQA).  The straightforward version:
-// one block per (query token, query head), its warps take interleaved cache
-// positions (a warp per key: lanes split head_dim, a shuffle reduction gives
-// the score), each warp keeps an f32 online softmax, and the warps' partial
+// one block per (query token, query head), its warps take interleaved groups
+// of KPI cache positions (a warp per key: lanes split head_dim, a shuffle
+// reduction gives the score), each warp keeps an f32 online softmax, and the warps' partial
 // results are merged through shared memory.  The GQA heads sharing a kv head
 // are neighbouring blocks, so their K/V reads mostly hit L2.  Tensor cores
 // and split-KV come with the performance issue.
@@ -20,6 +20,7 @@ typedef struct zl_cuda_kv kv_t;
 typedef struct zl_cuda_batch batch_t;
 
 constexpr int ATTN_WARPS = 8;
+constexpr int KPI = 4;                             // keys per warp step
 constexpr int VPL = ZL_CUDA_ATTN_MAX_HEAD_DIM / 32; // head elements per lane
 
 // [n_kv_heads][head_dim] row of cache slot `slot` (K: kv = 0, V: kv = 1).
@@ -89,26 +90,50 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32)
             acc[t] = 0.0f;
         }
         float m = -INFINITY, l = 0.0f;
-        for (int64_t p = warp; p < ctx; p += ATTN_WARPS) {
-            int64_t slot = (int64_t)table[p / c.block_size] * c.block_size + p % c.block_size;
-            const C *kr = kv_row<C>(c, 0, slot) + kvh * hd;
-            const C *vr = kv_row<C>(c, 1, slot) + kvh * hd;
-            float dot = 0.0f;
+        // KPI keys per warp step: their loads are independent, so several
+        // are in flight at once; the softmax state is updated once per step.
+        for (int64_t p0 = (int64_t)warp * KPI; p0 < ctx; p0 += ATTN_WARPS * KPI) {
+            const C *vr[KPI];
+            float sc[KPI];
 #pragma unroll
-            for (int t = 0; t < VPL; t++) {
-                int d = lane + 32 * t;
-                if (d < hd)
-                    dot += qv[t] * to_f32<C>(kr[d]);
+            for (int j = 0; j < KPI; j++) {
+                int64_t p = p0 + j < ctx ? p0 + j : p0; // past the end: a valid row, masked below
+                int64_t slot = (int64_t)table[p / c.block_size] * c.block_size + p % c.block_size;
+                const C *kr = kv_row<C>(c, 0, slot) + kvh * hd;
+                vr[j] = kv_row<C>(c, 1, slot) + kvh * hd;
+                float dot = 0.0f;
+#pragma unroll
+                for (int t = 0; t < VPL; t++) {
+                    int d = lane + 32 * t;
+                    if (d < hd)
+                        dot += qv[t] * to_f32<C>(kr[d]);
+                }
+                sc[j] = dot;
             }
-            float sc = warp_sum(dot) * scale;
-            float mn = fmaxf(m, sc);
-            float corr = expf(m - mn), pe = expf(sc - mn); // corr = 0 on the first key
-            l = l * corr + pe;
+            float mn = m;
+#pragma unroll
+            for (int j = 0; j < KPI; j++) {
+                float v = warp_sum(sc[j]) * scale;
+                sc[j] = p0 + j < ctx ? v : -INFINITY;
+                mn = fmaxf(mn, sc[j]);
+            }
+            float corr = expf(m - mn), ps = 0.0f; // corr = 0 on the first step (m = -inf)
+#pragma unroll
+            for (int j = 0; j < KPI; j++) {
+                sc[j] = expf(sc[j] - mn); // 0 for a masked key
+                ps += sc[j];
+            }
+            l = l * corr + ps;
 #pragma unroll
             for (int t = 0; t < VPL; t++) {
                 int d = lane + 32 * t;
-                if (d < hd)
-                    acc[t] = acc[t] * corr + pe * to_f32<C>(vr[d]);
+                if (d < hd) {
+                    float a = acc[t] * corr;
+#pragma unroll
+                    for (int j = 0; j < KPI; j++)
+                        a += sc[j] * to_f32<C>(vr[j][d]);
+                    acc[t] = a;
+                }
             }
             m = mn;
         }

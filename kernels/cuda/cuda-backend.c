@@ -50,7 +50,7 @@ static int cuda_mem_alloc(int device, size_t bytes, void **out)
 static void cuda_mem_free(int device, void *ptr)
 {
     if (ptr && cudaSetDevice(device) == cudaSuccess)
-        cudaFree(ptr);
+        ZL_CUDA_WARN(cudaFree(ptr));
 }
 
 static int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes)
@@ -95,9 +95,10 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
     size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
     /* queued kernels may still read the old buffer */
     ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-    cudaFree(*buf);
+    void *old = *buf;
     *buf = NULL;
     *cap = 0;
+    ZL_CUDA_TRY(cudaFree(old));
     cudaError_t err = cudaMalloc(buf, want);
     if (err != cudaSuccess) {
         *buf = NULL;
@@ -116,9 +117,10 @@ static int stage_reserve(struct zl_bctx *ctx, size_t bytes)
         return ZL_OK;
     size_t want = ctx->stage_slot * 2 > bytes ? ctx->stage_slot * 2 : bytes;
     ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-    cudaFreeHost(ctx->stage);
+    char *old = ctx->stage;
     ctx->stage = NULL;
     ctx->stage_slot = 0;
+    ZL_CUDA_TRY(cudaFreeHost(old));
     ZL_CUDA_TRY(cudaHostAlloc((void **)&ctx->stage, want * CUDA_STAGE_SLOTS, cudaHostAllocDefault));
     ctx->stage_slot = want;
     return ZL_OK;
@@ -191,7 +193,7 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
 
 static void upload_free(struct cuda_upload *up)
 {
-    cudaFree(up->dev);
+    ZL_CUDA_WARN(cudaFree(up->dev));
     free(up->last);
     memset(up, 0, sizeof *up);
 }
@@ -200,25 +202,25 @@ static void cuda_close(struct zl_bctx *ctx)
 {
     if (!ctx)
         return;
-    cudaSetDevice(ctx->device);
-    if (ctx->stream)
-        cudaStreamSynchronize(ctx->stream); /* nothing queued may outlive its buffers */
+    ZL_CUDA_WARN(cudaSetDevice(ctx->device));
+    if (ctx->stream) /* nothing queued may outlive its buffers */
+        ZL_CUDA_WARN(cudaStreamSynchronize(ctx->stream));
     cuda_linear_cache_free(ctx);
     if (ctx->lt)
-        cublasLtDestroy(ctx->lt);
-    cudaFree(ctx->lt_ws);
+        ZL_CUBLAS_WARN(cublasLtDestroy(ctx->lt));
+    ZL_CUDA_WARN(cudaFree(ctx->lt_ws));
     upload_free(&ctx->meta);
     upload_free(&ctx->freq);
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
         if (ctx->stage_ev[i])
-            cudaEventDestroy(ctx->stage_ev[i]);
-    cudaFreeHost(ctx->stage);
+            ZL_CUDA_WARN(cudaEventDestroy(ctx->stage_ev[i]));
+    ZL_CUDA_WARN(cudaFreeHost(ctx->stage));
     free(ctx->pack);
-    cudaFree(ctx->conv);
-    cudaFree(ctx->err);
-    cudaFreeHost(ctx->err_host);
+    ZL_CUDA_WARN(cudaFree(ctx->conv));
+    ZL_CUDA_WARN(cudaFree(ctx->err));
+    ZL_CUDA_WARN(cudaFreeHost(ctx->err_host));
     if (ctx->stream)
-        cudaStreamDestroy(ctx->stream);
+        ZL_CUDA_WARN(cudaStreamDestroy(ctx->stream));
     free(ctx);
 }
 

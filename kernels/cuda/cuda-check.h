@@ -31,4 +31,21 @@ extern const struct zl_host *zl_cuda_host;
                                        cublasLtGetStatusString(st_), __FILE__, __LINE__); \
     } while (0)
 
+/* Teardown paths that cannot return an error: a failing call is logged as
+ * a warning, naming it, and the teardown goes on. */
+#define ZL_CUDA_WARN(call)                                                       \
+    do {                                                                         \
+        cudaError_t err_ = (call);                                               \
+        if (err_ != cudaSuccess)                                                 \
+            zl_cuda_host->log(ZL_LOG_WARN, "cuda", "%s failed: %s (%s:%d)", #call, \
+                              cudaGetErrorString(err_), __FILE__, __LINE__);     \
+    } while (0)
+#define ZL_CUBLAS_WARN(call)                                                     \
+    do {                                                                         \
+        cublasStatus_t st_ = (call);                                             \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                        \
+            zl_cuda_host->log(ZL_LOG_WARN, "cuda", "%s failed: %s (%s:%d)", #call, \
+                              cublasLtGetStatusString(st_), __FILE__, __LINE__); \
+    } while (0)
+
 #endif

@@ -50,13 +50,11 @@ static cudaDataType_t cuda_type(int32_t dt)
 static void plan_release(struct lin_plan *p)
 {
     if (p->desc)
-        cublasLtMatmulDescDestroy(p->desc);
-    if (p->a)
-        cublasLtMatrixLayoutDestroy(p->a);
-    if (p->b)
-        cublasLtMatrixLayoutDestroy(p->b);
-    if (p->c)
-        cublasLtMatrixLayoutDestroy(p->c);
+        ZL_CUBLAS_WARN(cublasLtMatmulDescDestroy(p->desc));
+    cublasLtMatrixLayout_t *lay[3] = {&p->a, &p->b, &p->c};
+    for (int i = 0; i < 3; i++)
+        if (*lay[i])
+            ZL_CUBLAS_WARN(cublasLtMatrixLayoutDestroy(*lay[i]));
     memset(p, 0, sizeof *p);
 }
 
@@ -110,7 +108,7 @@ static int plan_algo(struct zl_bctx *ctx, struct lin_plan *p, int *found)
         st = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1,
                                             &res, &count);
     if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
+        ZL_CUBLAS_WARN(cublasLtMatmulPreferenceDestroy(pref));
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) /* "no algorithm" in some versions */
         st = CUBLAS_STATUS_SUCCESS, count = 0;
     ZL_CUBLAS_TRY(st);

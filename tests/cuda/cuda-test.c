@@ -243,6 +243,13 @@ void view2(struct zl_tensor *t, enum zl_dtype dt, int64_t rows, int64_t cols, in
         die("view: %s", zl_last_error());
 }
 
+void heads_view(struct zl_tensor *t, enum zl_dtype dt, int64_t n, int64_t heads, int64_t hd,
+                int64_t width, int64_t col0, void *buf)
+{
+    tensor(t, dt, 3, (int64_t[]){n, heads, hd}, (char *)buf + (size_t)col0 * esize(dt));
+    t->nb[0] = width * (int64_t)esize(dt);
+}
+
 void ct_result(int pass, const char *fmt, ...)
 {
     va_list ap;
@@ -295,4 +302,14 @@ int ct_check(const char *what, const void *got, enum zl_dtype dt, const double *
         ct_result(1, "%s (%zu elements, worst err/tol %.3f at %zu)", what, n, worst, worst_i);
     free(g);
     return bad == n;
+}
+
+int ct_check_dev(const char *what, const void *dev, enum zl_dtype dt, const double *ref,
+                 const double *tol, size_t n)
+{
+    void *got = xmalloc(n * esize(dt));
+    dget(got, dev, n * esize(dt));
+    int ok = ct_check(what, got, dt, ref, tol, n);
+    free(got);
+    return ok;
 }

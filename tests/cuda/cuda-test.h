@@ -75,6 +75,11 @@ void tensor(struct zl_tensor *t, enum zl_dtype dt, int n_dims, const int64_t *sh
 void view2(struct zl_tensor *t, enum zl_dtype dt, int64_t rows, int64_t cols, int64_t width,
            int64_t col0, void *buf);
 
+/* [n, heads, hd] view at element column col0 of rows `width` elements wide
+ * (q, k or v inside fused QKV rows). */
+void heads_view(struct zl_tensor *t, enum zl_dtype dt, int64_t n, int64_t heads, int64_t hd,
+                int64_t width, int64_t col0, void *buf);
+
 /* Op return code: ZL_OK expected, else FAIL with the message; returns rc == ZL_OK. */
 int ct_ok(int rc, const char *what);
 /* be->sync and ct_ok. */
@@ -85,6 +90,9 @@ int ct_sync(const char *what);
  * (NaN fails).  Returns 1 on pass. */
 int ct_check(const char *what, const void *got, enum zl_dtype dt, const double *ref,
              const double *tol, size_t n);
+/* dget of n elements of dt at dev, then ct_check. */
+int ct_check_dev(const char *what, const void *dev, enum zl_dtype dt, const double *ref,
+                 const double *tol, size_t n);
 /* Records a case result without values (e.g. an expected error). */
 void ct_result(int pass, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

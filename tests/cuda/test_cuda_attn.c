@@ -134,14 +134,6 @@ static void attend_ref(const struct setup *s, int seq, int ctx, int kvh, const d
     free(sc);
 }
 
-/* [n, heads, hd] view at element column col0 of rows `width` elements wide. */
-static void heads_view(struct zl_tensor *t, enum zl_dtype dt, int64_t n, int64_t heads, int64_t hd,
-                       int64_t width, int64_t col0, void *buf)
-{
-    tensor(t, dt, 3, (int64_t[]){n, heads, hd}, (char *)buf + (size_t)col0 * esize(dt));
-    t->nb[0] = width * (int64_t)esize(dt);
-}
-
 static void run_case(const struct attn_case *c, enum zl_dtype act, enum zl_dtype cdt)
 {
     struct setup s = {.c = c, .act = act, .cdt = cdt};
@@ -190,12 +182,7 @@ static void run_case(const struct attn_case *c, enum zl_dtype act, enum zl_dtype
                         s.image[cache_index(&s, s.slot[i], kv, h, d)] = round_dt(
                             cdt, qkv[(size_t)i * (size_t)width +
                                      (size_t)(c->hq + kv * c->hkv + h) * (size_t)c->hd + (size_t)d]);
-        if (ok) {
-            void *got = xmalloc(s.pool_elems * es);
-            dget(got, dpool, s.pool_elems * es);
-            ok = ct_check(w2, got, cdt, s.image, NULL, s.pool_elems);
-            free(got);
-        }
+        ok = ok && ct_check_dev(w2, dpool, cdt, s.image, NULL, s.pool_elems);
     }
     float scale = 1.0f / sqrtf((float)c->hd);
     if (ok && ct_ok(be->attention(bctx, &to, &tq, &cache, LAYER, &batch, scale), what) &&
@@ -213,10 +200,7 @@ static void run_case(const struct attn_case *c, enum zl_dtype act, enum zl_dtype
                                (double)scale, ref + at, tol + at);
                 }
             }
-        void *got = xmalloc(ob ? ob : 16);
-        dget(got, dout, ob);
-        ct_check(what, got, act, ref, tol, no);
-        free(got);
+        ct_check_dev(what, dout, act, ref, tol, no);
         free(ref);
         free(tol);
     }

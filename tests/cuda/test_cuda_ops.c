@@ -63,10 +63,7 @@ static void embedding_case(enum zl_dtype out_dt, enum zl_dtype tab_dt, int64_t v
         for (int64_t i = 0; i < n; i++)
             for (int64_t c = 0; c < d; c++)
                 ref[i * d + c] = round_dt(out_dt, tv[ids[i] * d + c]);
-        void *got = xmalloc(ob);
-        dget(got, dout, ob);
-        ct_check(what, got, out_dt, ref, NULL, (size_t)(n * d));
-        free(got);
+        ct_check_dev(what, dout, out_dt, ref, NULL, (size_t)(n * d));
         free(ref);
     }
     /* an id past the table: ZL_ERANGE from the op (CPU) or at sync (device) */
@@ -128,16 +125,12 @@ static void rms_norm_case(enum zl_dtype dt, enum zl_dtype w_dt, int64_t n, int64
                 tol[r * d + c] = fabs(v) * (ulp_half(dt) + ((double)d / 256 + 16) * U32);
             }
         }
-        void *got = xmalloc(bytes);
-        dget(got, dout, bytes);
-        ct_check(what, got, dt, ref, tol, nd);
+        ct_check_dev(what, dout, dt, ref, tol, nd);
         if (res) {
             char w2[200];
             snprintf(w2, sizeof w2, "%s: residual", what);
-            dget(got, dres, bytes);
-            ct_check(w2, got, dt, src, NULL, nd);
+            ct_check_dev(w2, dres, dt, src, NULL, nd);
         }
-        free(got);
         free(src);
         free(ref);
         free(tol);
@@ -156,15 +149,6 @@ static void rms_norm_case(enum zl_dtype dt, enum zl_dtype w_dt, int64_t n, int64
 }
 
 /* ---- rope ---- */
-
-/* [n, heads, hd] view at element column col0 of rows `width` elements wide. */
-static void heads_view(struct zl_tensor *t, enum zl_dtype dt, int64_t n, int64_t heads, int64_t hd,
-                       int64_t width, int64_t col0, void *buf)
-{
-    size_t es = esize(dt);
-    tensor(t, dt, 3, (int64_t[]){n, heads, hd}, (char *)buf + (size_t)col0 * es);
-    t->nb[0] = width * (int64_t)es;
-}
 
 static void rope_rotate_ref(double *row, const float *inv, int half, float p, double af,
                             double *tol, enum zl_dtype dt)
@@ -215,10 +199,7 @@ static void rope_case(enum zl_dtype dt, int64_t n, int64_t hq, int64_t hkv, int6
                 size_t off = (size_t)(i * width + hh * hd);
                 rope_rotate_ref(ref + off, inv, half, (float)pos[i], af, tol + off, dt);
             }
-        void *got = xmalloc(bytes);
-        dget(got, d, bytes);
-        ct_check(what, got, dt, ref, tol, nw);
-        free(got);
+        ct_check_dev(what, d, dt, ref, tol, nw);
         free(ref);
         free(tol);
     }
@@ -308,10 +289,7 @@ static void copy_case(enum zl_dtype dst_dt, enum zl_dtype src_dt, int64_t n, int
         for (int64_t i = 0; i < n; i++)
             for (int64_t c = 0; c < d; c++)
                 ref[i * d + c] = round_dt(dst_dt, v[i * width + 3 + c]);
-        void *got = xmalloc(nd * esize(dst_dt));
-        dget(got, dd, nd * esize(dst_dt));
-        ct_check(what, got, dst_dt, ref, NULL, nd);
-        free(got);
+        ct_check_dev(what, dd, dst_dt, ref, NULL, nd);
         free(ref);
     }
     dfree(ds);
