@@ -85,6 +85,10 @@ int llama_hparams_from_config(const struct zl_hf_config *c, struct llama_hparams
     hp->qkv_bias = qwen2 || c->attention_bias;
     hp->o_bias = !qwen2 && c->attention_bias;
     hp->mlp_bias = c->mlp_bias != 0;
+    if (c->sliding_window > 0 && c->sliding_window < c->max_position_embeddings && llama_host->log)
+        llama_host->log(ZL_LOG_WARN, "llama", "sliding_window %lld is not applied: sequences longer "
+                        "than it attend to all their tokens (transformers would not)",
+                        (long long)c->sliding_window);
     return ZL_OK;
 }
 
