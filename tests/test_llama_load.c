@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <zlight/log.h>
+#include <zlight/memory.h>
+#include <zlight/tensor.h>
 #include <zlight/status.h>
 #include <zlight/weight_loader.h>
 
@@ -236,4 +238,97 @@ Test(wloader, long_prompt_spans_blocks)
     cr_assert_eq(generate(FIX "llama2", 0, prompt, 300, 4, a), ZL_OK, "%s", zl_last_error());
     cr_assert_eq(generate(FIX "llama2", 0, prompt, 300, 4, b), ZL_OK, "%s", zl_last_error());
     cr_assert_arr_eq(a, b, sizeof a);
+}
+
+/* ---- the loader's own contract, over a host "device" ---- */
+
+static int host_copy(int device, void *dst, const void *src, size_t bytes)
+{
+    (void)device;
+    memcpy(dst, src, bytes);
+    return ZL_OK;
+}
+
+static const struct zl_backend_ops host_be = {.size = sizeof(struct zl_backend_ops),
+                                              .copy_to_device = host_copy};
+
+struct opened {
+    struct zl_wloader *wl;
+    struct zl_mem *mem;
+    const struct zl_weight_loader *ops;
+};
+
+static void open_bound(const char *path, struct opened *o)
+{
+    cr_assert_eq(zl_wloader_open(path, NULL, &o->wl), ZL_OK, "%s", zl_last_error());
+    struct zl_mem_params mp = zl_mem_default_params();
+    mp.reserve_bytes = zl_wloader_weight_bytes(o->wl, ZL_DTYPE_F32) + (1u << 20);
+    cr_assert_eq(zl_mem_create(&mp, &o->mem), ZL_OK, "%s", zl_last_error());
+    zl_wloader_bind(o->wl, &host_be, 0, o->mem);
+    o->ops = zl_wloader_ops(o->wl);
+}
+
+static void close_bound(struct opened *o)
+{
+    zl_wloader_free(o->wl);
+    zl_mem_free(o->mem);
+}
+
+/* GGUF F16 rows (permuted by the converter) come back in HF order: equal
+ * to the bf16 safetensors values (bf16 -> f16 is exact for them). */
+Test(wloader, gguf_rows_equal_safetensors_rows)
+{
+    struct opened st, gg;
+    open_bound(FIX "llama31", &st);
+    open_bound(FIX "llama31.f16.gguf", &gg);
+    static const char *const names[] = {"model.layers.0.self_attn.q_proj.weight",
+                                        "model.layers.1.self_attn.k_proj.weight",
+                                        "model.layers.1.mlp.down_proj.weight", "model.norm.weight"};
+    static const int64_t shapes[][2] = {{64, 64}, {32, 64}, {64, 128}, {64, 0}};
+    for (int i = 0; i < 4; i++) {
+        struct zl_tensor a, b;
+        int nd = shapes[i][1] ? 2 : 1;
+        cr_assert_eq(st.ops->load(st.ops->ctx, names[i], ZL_DTYPE_F32, nd, shapes[i], NULL, &a), ZL_OK,
+                     "%s", zl_last_error());
+        cr_assert_eq(gg.ops->load(gg.ops->ctx, names[i], ZL_DTYPE_F32, nd, shapes[i], NULL, &b), ZL_OK,
+                     "%s", zl_last_error());
+        cr_assert_str_eq(b.name, names[i]);
+        cr_assert_arr_eq(a.data, b.data, zl_tensor_nbytes(&a), "%s differs between formats", names[i]);
+    }
+    close_bound(&st);
+    close_bound(&gg);
+}
+
+/* rows = [begin, end) of the outermost dim, for tensor-parallel shards and
+ * fused weights; load_into fills a slice of a bigger tensor. */
+Test(wloader, row_slices_and_load_into)
+{
+    struct opened o;
+    open_bound(FIX "llama31.f16.gguf", &o);
+    const char *name = "model.layers.0.self_attn.k_proj.weight";
+    int64_t shape[2] = {32, 64}, rows[2] = {8, 24};
+    struct zl_tensor all, part, fused;
+    cr_assert_eq(o.ops->load(o.ops->ctx, name, ZL_DTYPE_F32, 2, shape, NULL, &all), ZL_OK);
+    cr_assert_eq(o.ops->load(o.ops->ctx, name, ZL_DTYPE_F32, 2, shape, rows, &part), ZL_OK);
+    cr_assert_eq(part.ne[0], 16);
+    cr_assert_arr_eq(part.data, (float *)all.data + 8 * 64, 16 * 64 * sizeof(float));
+    void *buf;
+    cr_assert_eq(o.ops->alloc(o.ops->ctx, 48 * 64 * sizeof(float), &buf), ZL_OK);
+    int64_t fshape[2] = {48, 64};
+    cr_assert_eq(zl_tensor_init(&fused, ZL_DTYPE_F32, 2, fshape, buf, 0), ZL_OK);
+    struct zl_tensor view;
+    cr_assert_eq(zl_tensor_view(&view, &fused, 0, 16, 32), ZL_OK);
+    cr_assert_eq(o.ops->load_into(o.ops->ctx, name, NULL, &view), ZL_OK, "%s", zl_last_error());
+    cr_assert_arr_eq(view.data, all.data, 32 * 64 * sizeof(float));
+    int64_t bad[2] = {30, 40};
+    cr_assert_eq(o.ops->load(o.ops->ctx, name, ZL_DTYPE_F32, 2, shape, bad, &part), ZL_ERANGE);
+    cr_assert_eq(o.ops->load(o.ops->ctx, name, ZL_DTYPE_I8, 2, shape, NULL, &part), ZL_EUNSUPPORTED);
+    shape[1] = 65;
+    cr_assert_eq(o.ops->load(o.ops->ctx, name, ZL_DTYPE_F32, 2, shape, NULL, &part), ZL_EINVAL);
+    cr_assert(strstr(zl_last_error(), "shape [32, 64]") && strstr(zl_last_error(), "llama31.f16.gguf"),
+              "%s", zl_last_error());
+    cr_assert_eq(o.ops->load(o.ops->ctx, "model.layers.9.mlp.up_proj.weight", ZL_DTYPE_F32, 2, shape,
+                             NULL, &part), ZL_ENOTFOUND);
+    cr_assert(strstr(zl_last_error(), "blk.9.ffn_up.weight"), "%s", zl_last_error());
+    close_bound(&o);
 }
