@@ -131,7 +131,8 @@ static int merges_from_scores(struct zl_tokenizer *t, const float *scores, size_
             c[n] = (struct cand){l, r, (int32_t)id, scores[id], scores[l], scores[r], n};
             n++;
         }
-        qsort(c + start, n - start, sizeof(*c), cmp_local);
+        if (n - start > 1)
+            qsort(c + start, n - start, sizeof(*c), cmp_local);
         for (size_t k = start; k < n; k++)
             c[k].order = k;
     }

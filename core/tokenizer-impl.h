@@ -122,6 +122,7 @@ enum { ZL_TOKA_SPECIAL = 1, ZL_TOKA_ADDED = 2, ZL_TOKA_MODEL = 4 };
 struct zl_tokenizer {
     struct zl_tok_arena arena;
     int32_t n_vocab;
+    size_t vocab_cap;                /* allocated length of text, text_len, attr */
     const char **text; uint32_t *text_len; /* [n_vocab] vocabulary strings */
     uint8_t *attr;                   /* [n_vocab] ZL_TOKA_* */
     struct zl_tok_map by_text;       /* vocabulary string -> id (model and added) */
@@ -136,7 +137,7 @@ struct zl_tokenizer {
     struct zl_tok_pretok *pretok; size_t n_pretok;
     struct zl_tok_dec *dec; size_t n_dec;
 
-    struct zl_tok_added *added; size_t n_added;
+    struct zl_tok_added *added; size_t n_added, added_cap;
     struct zl_tok_trie trie_raw, trie_norm;
 
     int32_t *post_pre; size_t n_post_pre;   /* ids before the sequence (ADD_SPECIAL) */

@@ -119,25 +119,31 @@ static int printable(unsigned b)
     return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
 }
 
+/* Both directions, built once: byte -> code point and code point (< 324)
+ * -> byte or -1. */
+static uint16_t g_cp[256];
+static int16_t g_byte[256 + 68];
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void tables(void)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < 256 + 68; i++)
+        g_byte[i] = -1;
+    for (unsigned b = 0; b < 256; b++) {
+        g_cp[b] = (uint16_t)(printable(b) ? b : 256 + k++);
+        g_byte[g_cp[b]] = (int16_t)b;
+    }
+}
+
 uint32_t zl_bytelevel_cp(uint8_t b)
 {
-    if (printable(b))
-        return b;
-    unsigned k = 0;
-    for (unsigned i = 0; i < b; i++)
-        k += !printable(i);
-    return 256 + k;
+    pthread_once(&g_once, tables);
+    return g_cp[b];
 }
 
 int zl_bytelevel_byte(uint32_t cp)
 {
-    if (cp < 256)
-        return printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68)
-        return -1;
-    unsigned k = cp - 256;
-    for (unsigned b = 0; b < 256; b++)
-        if (!printable(b) && k-- == 0)
-            return (int)b;
-    return -1;
+    pthread_once(&g_once, tables);
+    return cp < 256 + 68 ? g_byte[cp] : -1;
 }

@@ -335,23 +335,31 @@ int zl_tok_init(struct zl_tokenizer *t)
     return zl_tok_cache_init(&t->cache);
 }
 
+/* Ids may come in any order: the arrays grow geometrically (a realloc
+ * per id is quadratic wherever realloc copies, e.g. under ASan). */
 static int grow_vocab(struct zl_tokenizer *t, int32_t n)
 {
     if (n <= t->n_vocab)
         return 0;
-    const char **text = realloc(t->text, (size_t)n * sizeof(*text));
-    if (text)
-        t->text = text;
-    uint32_t *len = realloc(t->text_len, (size_t)n * sizeof(*len));
-    if (len)
-        t->text_len = len;
-    uint8_t *attr = realloc(t->attr, (size_t)n);
-    if (attr)
-        t->attr = attr;
-    if (!text || !len || !attr)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+    if ((size_t)n > t->vocab_cap) {
+        size_t cap = t->vocab_cap ? t->vocab_cap : 1024;
+        while (cap < (size_t)n)
+            cap *= 2;
+        const char **text = realloc(t->text, cap * sizeof(*text));
+        if (text)
+            t->text = text;
+        uint32_t *len = realloc(t->text_len, cap * sizeof(*len));
+        if (len)
+            t->text_len = len;
+        uint8_t *attr = realloc(t->attr, cap);
+        if (attr)
+            t->attr = attr;
+        if (!text || !len || !attr)
+            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        t->vocab_cap = cap;
+    }
     for (int32_t i = t->n_vocab; i < n; i++)
-        text[i] = NULL, len[i] = 0, attr[i] = 0;
+        t->text[i] = NULL, t->text_len[i] = 0, t->attr[i] = 0;
     t->n_vocab = n;
     return 0;
 }
@@ -381,8 +389,7 @@ int zl_tok_add_added(struct zl_tokenizer *t, const struct zl_tok_added *a)
     }
     if (a->len == 0)
         return 0; /* an empty pattern would match everywhere */
-    size_t cap = t->n_added; /* exact-size array: grow by one */
-    if (zl_tok_grow((void **)&t->added, &cap, t->n_added, sizeof(*t->added), 1) < 0)
+    if (zl_tok_grow((void **)&t->added, &t->added_cap, t->n_added, sizeof(*t->added), 64) < 0)
         return ZL_ENOMEM;
     struct zl_tok_added *v = t->added;
     v[t->n_added] = *a;

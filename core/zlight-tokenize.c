@@ -136,6 +136,7 @@ int main(int argc, char **argv)
             json_t *v = eq ? json_loads(eq + 1, JSON_DECODE_ANY, &err) : NULL;
             if (!v) {
                 fprintf(stderr, "zlight-tokenize: --var %s: expected name=json\n", kv);
+                json_decref(vars);
                 return 2;
             }
             char *name = strndup(kv, (size_t)(eq - kv));
@@ -143,20 +144,24 @@ int main(int argc, char **argv)
             free(name);
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
+            json_decref(vars);
             return 0;
         } else {
             fprintf(stderr, "zlight-tokenize: unknown or incomplete option %s\n", a);
             usage(stderr);
+            json_decref(vars);
             return 2;
         }
     }
+    struct zl_tokenizer *tok;
     if (!path) {
         usage(stderr);
+        json_decref(vars);
         return 2;
     }
-    struct zl_tokenizer *tok;
     if (zl_tokenizer_load(path, &tok) < 0) {
         fprintf(stderr, "zlight-tokenize: %s\n", zl_last_error());
+        json_decref(vars);
         return 1;
     }
     int status = 1;

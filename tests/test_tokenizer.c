@@ -174,11 +174,11 @@ static void family(const char *name)
     zl_tokenizer_free(tok);
 }
 
-Test(tokenizer_hf, llama2, .timeout = 60) { family("llama2"); }
-Test(tokenizer_hf, llama3, .timeout = 60) { family("llama3"); }
-Test(tokenizer_hf, llama3_1, .timeout = 60) { family("llama3_1"); }
-Test(tokenizer_hf, qwen3, .timeout = 60) { family("qwen3"); }
-Test(tokenizer_hf, deepseek_v3, .timeout = 60) { family("deepseek_v3"); }
+Test(tokenizer_hf, llama2, .timeout = 300) { family("llama2"); }
+Test(tokenizer_hf, llama3, .timeout = 300) { family("llama3"); }
+Test(tokenizer_hf, llama3_1, .timeout = 300) { family("llama3_1"); }
+Test(tokenizer_hf, qwen3, .timeout = 300) { family("qwen3"); }
+Test(tokenizer_hf, deepseek_v3, .timeout = 300) { family("deepseek_v3"); }
 
 /* ---- a "llama" (SentencePiece) GGUF written from the Llama 2 vocab ---- */
 
@@ -241,7 +241,7 @@ static void write_llama_gguf(const char *json_path, const char *out)
     json_decref(root);
 }
 
-Test(tokenizer_hf, llama_gguf_from_scores, .timeout = 60)
+Test(tokenizer_hf, llama_gguf_from_scores, .timeout = 300)
 {
     const char *src = SHARED "/llama2/tokenizer.json.xz";
     struct stat st;
@@ -257,7 +257,7 @@ Test(tokenizer_hf, llama_gguf_from_scores, .timeout = 60)
     unlink(path);
 }
 
-Test(tokenizer_hf, smollm2_gguf, .timeout = 60)
+Test(tokenizer_hf, smollm2_gguf, .timeout = 300)
 {
     const char *path = getenv("ZL_SMOLLM2_GGUF") ? getenv("ZL_SMOLLM2_GGUF") : DEFAULT_GGUF;
     struct stat st;
