@@ -5,6 +5,7 @@
  * and the fuzz regression inputs. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,4 +202,48 @@ Test(tok_stop, matcher)
     const char *p4[] = {"zabcd"};
     cr_expect_str_eq(stop_run(s2, 3, p4, 1, &st), "z");
     cr_expect(st);
+}
+
+/* The word cache is shared: concurrent encodes must not disturb each other. */
+struct enc_job { const struct zl_tokenizer *t; int ok; };
+static const char *const k_texts[] = {"hello world", "  hello|world 123 4567 <|x|>word words word,",
+                                      "xxx \xef\xbd\x88 [R]   end", "a<|x|>b", "hello  w\xc3\xb6rld \xe4\xb8\xad"};
+
+static void *enc_thread(void *arg)
+{
+    struct enc_job *j = arg;
+    int32_t *ref[5];
+    size_t nref[5];
+    j->ok = 1;
+    for (int k = 0; k < 5; k++)
+        if (zl_tokenizer_encode(j->t, k_texts[k], strlen(k_texts[k]), 0, &ref[k], &nref[k]) < 0)
+            j->ok = 0;
+    for (int it = 0; it < 2000 && j->ok; it++) {
+        int k = it % 5;
+        int32_t *ids;
+        size_t n;
+        if (zl_tokenizer_encode(j->t, k_texts[k], strlen(k_texts[k]), 0, &ids, &n) < 0 || n != nref[k] ||
+            memcmp(ids, ref[k], n * sizeof(*ids)))
+            j->ok = 0;
+        free(ids);
+    }
+    for (int k = 0; k < 5; k++)
+        free(ref[k]);
+    return NULL;
+}
+
+Test(tok_toy, concurrent_encode)
+{
+    struct zl_tokenizer *t = load("toy1.json");
+    pthread_t th[4];
+    struct enc_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct enc_job){t, 0};
+        cr_assert_eq(pthread_create(&th[i], NULL, enc_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        cr_expect(jobs[i].ok, "thread %d saw different ids", i);
+    }
+    zl_tokenizer_free(t);
 }
