@@ -16,6 +16,8 @@ reference.json: prompts, the last-position logits of each prompt (fp32
 compute over the bf16 weights), 32 greedy ids per prompt and the top-1 /
 top-2 logit margin at every greedy step (transformers generate, EOS ignored).
 
+qwen2.f16.gguf holds the qwen2 weights as llama.cpp writes a Qwen2 model
+(architecture qwen2: no row permutation, biases, no output.weight = tied).
 llama31.f16.gguf and llama31.q8_0.gguf hold the same weights as llama31,
 written with the gguf package the way llama.cpp's converter writes them:
 tensor names mapped, attn_q/attn_k rows permuted for interleaved rope, the
@@ -168,29 +170,33 @@ def llama3_rope_factors(cfg):
     return np.array(out, dtype=np.float32)
 
 
-def write_gguf(path, cfg, state, qtype):
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_name("zlight llama31 fixture")
+def write_gguf(path, cfg, state, qtype, arch="llama"):
+    """llama: Q/K rows permuted and llama3 factors in rope_freqs.weight, as
+    llama.cpp's LlamaModel converter does; qwen2: neither (Qwen2Model)."""
+    w = gguf.GGUFWriter(path, arch)
+    w.add_name(f"zlight {arch} fixture")
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_block_count(cfg.num_hidden_layers)
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_key_length(cfg.head_dim)
-    w.add_value_length(cfg.head_dim)
+    if getattr(cfg, "head_dim", None):
+        w.add_key_length(cfg.head_dim)
+        w.add_value_length(cfg.head_dim)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_rope_freq_base(cfg.rope_theta)
-    w.add_rope_dimension_count(cfg.head_dim)
+    w.add_rope_dimension_count(getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if qtype == gguf.GGMLQuantizationType.F16
                     else gguf.LlamaFileType.MOSTLY_Q8_0)
-    w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
+    if arch == "llama" and cfg.rope_scaling and cfg.rope_scaling.get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_factors(cfg))
     for name, t in state.items():
         a = t.float()
-        if name.endswith("q_proj.weight"):
+        if arch == "llama" and name.endswith("q_proj.weight"):
             a = permute(a, cfg.num_attention_heads)
-        elif name.endswith("k_proj.weight"):
+        elif arch == "llama" and name.endswith("k_proj.weight"):
             a = permute(a, cfg.num_key_value_heads)
         a = a.numpy()
         if a.ndim == 1:
@@ -307,6 +313,9 @@ def main():
             write_gguf(os.path.join(OUT, "llama31.f16.gguf"), cfg, state, gguf.GGMLQuantizationType.F16)
             write_gguf(os.path.join(OUT, "llama31.q8_0.gguf"), cfg, state, gguf.GGMLQuantizationType.Q8_0)
             q8_reference(model, state, prompts(1000 + 1))
+        if name == "qwen2":
+            write_gguf(os.path.join(OUT, "qwen2.f16.gguf"), cfg, state, gguf.GGMLQuantizationType.F16,
+                       arch="qwen2")
     write_json(os.path.join(OUT, "rope.json"), rope_refs())
     if os.path.exists(args.smollm2):
         smollm2_ref(args.smollm2)

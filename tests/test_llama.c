@@ -179,6 +179,8 @@ static struct model_case model_cases[] = {
      FIX "llama31/reference.json", ZL_DTYPE_COUNT},
     {"GGUF Q8_0 vs the dequantized weights", FIX "llama31.q8_0.gguf",
      FIX "llama31-q8_0-reference.json", ZL_DTYPE_F32},
+    {"GGUF qwen2 F16: no permutation, biases, tied", FIX "qwen2.f16.gguf", FIX "qwen2/reference.json",
+     ZL_DTYPE_COUNT},
 };
 
 ParameterizedTestParameters(llama, matches_transformers)
