@@ -332,3 +332,21 @@ Test(wloader, row_slices_and_load_into)
     cr_assert(strstr(zl_last_error(), "blk.9.ffn_up.weight"), "%s", zl_last_error());
     close_bound(&o);
 }
+
+/* A sharded checkpoint (model.safetensors.index.json): tensors come from
+ * either shard; the model then names the first tensor the shards lack. */
+Test(wloader, sharded_checkpoint)
+{
+    const char *dir = ZL_TEST_SRCDIR "/fixtures/weights/sharded";
+    struct opened o;
+    open_bound(dir, &o);
+    int64_t embd[2] = {32, 16}, head[2] = {32, 16};
+    struct zl_tensor a, b;
+    cr_assert_eq(o.ops->load(o.ops->ctx, "model.embed_tokens.weight", ZL_DTYPE_BF16, 2, embd, NULL, &a),
+                 ZL_OK, "%s", zl_last_error());
+    cr_assert_eq(o.ops->load(o.ops->ctx, "lm_head.weight", ZL_DTYPE_F32, 2, head, NULL, &b), ZL_OK,
+                 "%s", zl_last_error());
+    cr_assert(!o.ops->has(o.ops->ctx, "model.layers.0.self_attn.q_proj.weight"));
+    close_bound(&o);
+    expect_error(dir, ZL_ENOTFOUND, "model.layers.0.self_attn.q_proj.weight");
+}
