@@ -116,7 +116,8 @@ static int mock_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn
         snprintf(mock_err, sizeof mock_err, "the engine is dead");
         return ZL_ESTATE;
     }
-    if (r->sampling.max_tokens < 1 || r->n_prompt < 1) {
+    if (r->sampling.max_tokens < 1 || r->n_prompt < 1 || m->n_submits + 1 == m->fail_submit_at) {
+        m->n_submits += m->n_submits + 1 == m->fail_submit_at;
         snprintf(mock_err, sizeof mock_err, "bad request for the mock");
         return ZL_EINVAL;
     }

@@ -28,6 +28,7 @@ struct mock_engine {
     int eos_after;                  /* > 0: EOS as token number eos_after (0-based) */
     int dead;                       /* health fails, submit refuses */
     int hold;                       /* 1: generate nothing until cleared */
+    int fail_submit_at;             /* > 0: that submit (1-based) fails with ZL_EINVAL */
     /* what the frontend did */
     int n_submits, n_cancels, n_finished;
     struct zl_fe_request last;      /* last submit (pointers not kept) */

@@ -359,6 +359,25 @@ Test(openai_http, errors_keep_the_server_serving)
     FREE(r);
 }
 
+Test(openai_http, a_refused_second_prompt_fails_the_request_and_cancels_the_first)
+{
+    m->tick_us = 2000;
+    m->fail_submit_at = 2;
+    struct resp r = http("POST", "/v1/completions", "{\"prompt\":[\"a\",\"b\"],\"max_tokens\":40}", NULL);
+    expect_error(&r, 400);
+    cr_assert(strstr(r.body, "bad request for the mock"), "%s", r.body);
+    cr_assert_eq(m->n_cancels, 1, "the first prompt's request was cancelled");
+    cr_assert(mock_wait_idle(m, 3000));
+    FREE(r);
+    /* streamed: the error arrives as an SSE event, then [DONE] */
+    m->fail_submit_at = m->n_submits + 2;
+    r = http("POST", "/v1/completions", "{\"prompt\":[\"a\",\"b\"],\"max_tokens\":40,\"stream\":true}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, "data: {\"error\":{\"message\":\"bad request for the mock\""), "%s", r.body);
+    cr_assert(strstr(r.body, "data: [DONE]\n\n"), "%s", r.body);
+    FREE(r);
+}
+
 Test(openai_http, dead_engine_gives_503)
 {
     m->dead = 1;

@@ -226,7 +226,7 @@ int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api)
         g->tail_sent = 1;
         if (g->error) {
             struct oa_err e;
-            oa_fail(&e, 500, NULL, "%s", g->error);
+            oa_fail(&e, g->error_status ? g->error_status : 500, NULL, "%s", g->error);
             char *s = oa_error_json(&e);
             if (s) {
                 oa_buf_printf(&g->out, "data: %s\n\n", s);

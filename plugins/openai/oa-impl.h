@@ -117,6 +117,7 @@ struct oa_gen {
     struct oa_sub *subs;        /* [req.n_prompts] */
     size_t n_done;              /* subs done */
     char *error;                /* engine failure message */
+    int error_status;           /* its HTTP status; 0 = 500 */
     struct oa_buf out;          /* SSE bytes not yet handed to MHD */
     size_t out_off;
     int head_sent, tail_sent;

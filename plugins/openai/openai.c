@@ -201,8 +201,10 @@ static int gen_submit(struct oa_server *srv, struct oa_gen *g, struct oa_err *e)
     oa_fail(e, status, NULL, "%s", api->last_error(api->ctx));
     int finished;
     pthread_mutex_lock(&g->mu);
-    if (!g->error)
+    if (!g->error) {
         g->error = strdup(e->message);
+        g->error_status = status;
+    }
     for (size_t k = i; k < g->req.n_prompts; k++) {
         g->subs[k].done = 1;
         g->n_done++;
@@ -266,7 +268,7 @@ static enum MHD_Result finish_generation(struct oa_server *srv, struct MHD_Conne
     char *body = NULL;
     struct oa_err e;
     if (g->error)
-        oa_fail(&e, 500, NULL, "%s", g->error);
+        oa_fail(&e, g->error_status ? g->error_status : 500, NULL, "%s", g->error);
     else
         body = oa_gen_response(g, srv->api);
     pthread_mutex_unlock(&g->mu);
