@@ -180,7 +180,7 @@ static void prefetch_tile(const struct attn_job *j, int64_t slot, int64_t t, int
         const char *p = cpu_kv_row(c, j->layer, kv, slot) + (size_t)kv_lo * head;
         for (int64_t r = 0; r < t; r++)
             for (size_t b = 0; b < (size_t)(kv_hi - kv_lo) * head; b += 64)
-                __builtin_prefetch(p + (size_t)r * row_stride + b);
+                __builtin_prefetch(p + (size_t)r * row_stride + b, 0, 1);  /* to L2: L1 is too small */
     }
 }
 
