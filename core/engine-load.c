@@ -82,6 +82,11 @@ static int reserve(struct zl_engine_model *m, const struct zl_engine_model_param
     struct zl_mem_params mp = zl_mem_default_params();
     mp.reserve_bytes = zl_wloader_weight_bytes(m->wl, dt) + step + kv + (16u << 20);
     mp.name = p->backend;
+    if (p->memory_utilization > 0) {   /* the KV pool takes whatever the share leaves */
+        int rc = zl_mem_budget(m->be, 0, p->memory_utilization, &mp.reserve_bytes);
+        if (rc < 0)
+            return rc;
+    }
     int rc = zl_mem_allocator_from_backend(m->be, &mp.allocator);
     return rc < 0 ? rc : zl_mem_create(&mp, &m->mem);
 }

@@ -26,7 +26,8 @@
 struct opts {
     int offline, quiet;
     long n_prompts, in_len, out_len, seed, max_seqs, max_tokens, chunk, block_size, threads;
-    double range, temperature;
+    double range, temperature, mem_util;
+    long kv_tokens;
     int no_prefix;
     struct zl_engine_model_params mp;
 };
@@ -62,6 +63,8 @@ static void usage(FILE *f)
                "  --block-size N           KV block tokens (default 16)\n"
                "  --no-prefix-caching\n"
                "  --temperature T          (default 0 = greedy)\n"
+               "  --kv-tokens N            KV budget in tokens (default 65536)\n"
+               "  --gpu-memory-utilization U  reserve this share of the device instead (0..1]\n"
                "  --quiet                  only the report\n");
 }
 
@@ -77,6 +80,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {"max-num-batched-tokens", required_argument, NULL, 'B'},
         {"max-prefill-chunk", required_argument, NULL, 'C'}, {"block-size", required_argument, NULL, 'k'},
         {"no-prefix-caching", no_argument, NULL, 'P'}, {"temperature", required_argument, NULL, 'E'},
+        {"kv-tokens", required_argument, NULL, 'V'}, {"gpu-memory-utilization", required_argument, NULL, 'U'},
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     struct { int c; long *dst; double lo, hi; const char *name; } ints[] = {
@@ -85,6 +89,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         {'s', &o->seed, 0, 1e9, "--seed"}, {'S', &o->max_seqs, 1, 1 << 16, "--max-num-seqs"},
         {'B', &o->max_tokens, 1, 1 << 24, "--max-num-batched-tokens"},
         {'C', &o->chunk, 0, 1 << 24, "--max-prefill-chunk"}, {'k', &o->block_size, 1, 1024, "--block-size"},
+        {'V', &o->kv_tokens, 1, 1e12, "--kv-tokens"},
     };
     int c, rc = ZL_OK;
     double d;
@@ -106,6 +111,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case 'r': rc = cli_parse_double("--range-ratio", optarg, 0, 0.99, &o->range); break;
         case 'P': o->no_prefix = 1; break;
         case 'E': rc = cli_parse_double("--temperature", optarg, 0, 100, &o->temperature); break;
+        case 'U': rc = cli_parse_double("--gpu-memory-utilization", optarg, 0.01, 1, &o->mem_util); break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         default: return zl_error(ZL_EINVAL, "unknown option (see --help)");
@@ -159,6 +165,8 @@ static int run(struct opts *o)
     ep.sched.max_prefill_chunk = (int32_t)o->chunk;
     ep.sched.enable_prefix_caching = !o->no_prefix;
     o->mp.threads = (int32_t)o->threads;
+    o->mp.kv_tokens = o->kv_tokens;
+    o->mp.memory_utilization = o->mem_util;
     struct zl_engine_model *m;
     int rc = zl_engine_model_open(&o->mp, &ep.sched, &m);
     if (rc < 0)
@@ -256,7 +264,7 @@ int main(int argc, char **argv)
 {
     struct opts o = {
         .n_prompts = 64, .in_len = 128, .out_len = 64, .max_seqs = 256, .max_tokens = 2048,
-        .block_size = 16,
+        .block_size = 16, .kv_tokens = 65536,
     };
     o.mp = zl_engine_model_default_params();
     int rc = parse_opts(argc, argv, &o);

@@ -159,7 +159,9 @@ struct zl_engine_model_params {
     uint64_t seed;                      /* dummy weights' seed; 0 */
     enum zl_dtype dtype;                /* weights; ZL_DTYPE_COUNT = the checkpoint's */
     int32_t threads;                    /* backend threads, 0 = one per core */
-    int64_t kv_tokens;                  /* KV budget in tokens (f32 upper bound); 65536 */
+    int64_t kv_tokens;                  /* KV tokens at least (f32 bound; slack joins the pool); 65536 */
+    double memory_utilization;          /* (0, 1]: reserve this share of the device's memory
+                                         * instead (vLLM's gpu_memory_utilization); 0 = off */
 };
 
 struct zl_engine_model;
