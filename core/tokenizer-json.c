@@ -447,6 +447,38 @@ int zl_tok_load_config_into(struct zl_tokenizer *t, const char *json, size_t len
     t->bos_token = token_name(t, root, "bos_token", &t->bos_id);
     t->eos_token = token_name(t, root, "eos_token", &t->eos_id);
     t->add_bos = jbool(root, "add_bos_token", t->n_post_pre > 0);
+    /* transformers' Llama/CodeLlama/Gemma fast tokenizers replace the
+     * post-processor with BOS/EOS per add_bos_token (default true) and
+     * add_eos_token (default false): DeepSeek V3 gets its BOS that way. */
+    const char *cls = jstr(root, "tokenizer_class", NULL);
+    static const char *const rebuilt[] = {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer"};
+    int rebuild = 0;
+    for (size_t i = 0; cls && i < sizeof(rebuilt) / sizeof(rebuilt[0]); i++) {
+        size_t n = strlen(rebuilt[i]);
+        rebuild |= !strncmp(cls, rebuilt[i], n) && (!cls[n] || !strcmp(cls + n, "Fast"));
+    }
+    if (rebuild) {
+        int bos = jbool(root, "add_bos_token", 1), eos = jbool(root, "add_eos_token", 0);
+        t->add_bos = bos;
+        t->n_post_pre = t->n_post_post = 0;
+        if ((bos && t->bos_id < 0) || (eos && t->eos_id < 0)) {
+            json_decref(root);
+            return BAD("%s: add_bos_token/add_eos_token without a known token", name);
+        }
+        int32_t *pre = realloc(t->post_pre, sizeof(int32_t)), *post = realloc(t->post_post, sizeof(int32_t));
+        if (pre)
+            t->post_pre = pre;
+        if (post)
+            t->post_post = post;
+        if (!pre || !post) {
+            json_decref(root);
+            return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        }
+        if (bos)
+            t->post_pre[t->n_post_pre++] = t->bos_id;
+        if (eos)
+            t->post_post[t->n_post_post++] = t->eos_id;
+    }
     json_t *ct = json_object_get(root, "chat_template");
     if (json_is_array(ct)) { /* [{"name": ..., "template": ...}]: take "default" */
         size_t i;

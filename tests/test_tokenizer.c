@@ -180,6 +180,45 @@ Test(tokenizer_hf, llama3_1, .timeout = 300) { family("llama3_1"); }
 Test(tokenizer_hf, qwen3, .timeout = 300) { family("qwen3"); }
 Test(tokenizer_hf, deepseek_v3, .timeout = 300) { family("deepseek_v3"); }
 
+/* A model directory (tokenizer.json + tokenizer_config.json) adds special
+ * tokens as transformers' AutoTokenizer does: DeepSeek V3's config asks for
+ * a BOS that its tokenizer.json post-processor lacks.  Expected ids from
+ * transformers 4.57.1, AutoTokenizer(dir)("Hi").input_ids. */
+Test(tokenizer_hf, directories_as_transformers, .timeout = 300)
+{
+    static const struct { const char *fam; int32_t ids[2]; size_t n; } cases[] = {
+        {"llama2", {1, 15359}, 2},       {"llama3", {13347}, 1},
+        {"llama3_1", {128000, 13347}, 2}, {"qwen3", {13048}, 1},
+        {"deepseek_v3", {0, 23166}, 2},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        char src[1024], dir[1024], cmd[8192];
+        snprintf(src, sizeof(src), "%s/%s", SHARED, cases[c].fam);
+        struct stat st;
+        if (stat(src, &st) != 0)
+            cr_skip_test("%s not found (the shared reference tokenizers live beside the repo)", src);
+        snprintf(dir, sizeof(dir), "%s/tok-dir-%s", ZL_TEST_BUILDDIR, cases[c].fam);
+        snprintf(cmd, sizeof(cmd),
+                 "mkdir -p '%s' && xz -dc '%s/tokenizer.json.xz' > '%s/tokenizer.json' && "
+                 "cp '%s/tokenizer_config.json' '%s/'",
+                 dir, src, dir, src, dir);
+        cr_assert_eq(system(cmd), 0, "%s", cmd);
+        struct zl_tokenizer *tok;
+        cr_assert_eq(zl_tokenizer_load(dir, &tok), 0, "%s", zl_last_error());
+        int32_t *ids;
+        size_t n;
+        cr_assert_eq(zl_tokenizer_encode(tok, "Hi", 2, ZL_TOK_ADD_SPECIAL, &ids, &n), 0);
+        cr_expect(n == cases[c].n && !memcmp(ids, cases[c].ids, n * sizeof(*ids)), "%s: %zu ids, first %d",
+                  cases[c].fam, n, n ? ids[0] : -1);
+        free(ids);
+        cr_expect(zl_tokenizer_chat_template(tok) || !strcmp(cases[c].fam, "llama2"),
+                  "%s: no chat template", cases[c].fam);
+        zl_tokenizer_free(tok);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        cr_expect_eq(system(cmd), 0);
+    }
+}
+
 /* ---- a "llama" (SentencePiece) GGUF written from the Llama 2 vocab ---- */
 
 static void put(FILE *f, const void *p, size_t n) { cr_assert_eq(fwrite(p, 1, n, f), n); }

@@ -33,7 +33,11 @@ enum zl_detok_flags {
 /* Loads a tokenizer from `path`: a directory holding tokenizer.json (and
  * optionally tokenizer_config.json for BOS/EOS names and the chat
  * template), a tokenizer.json file, or a .gguf file (tokenizer.ggml.*
- * metadata).  Status: ZL_ENOTFOUND, ZL_EIO, ZL_EINVAL (malformed file),
+ * metadata).  ZL_TOK_ADD_SPECIAL then does what transformers'
+ * AutoTokenizer does: the tokenizer.json post-processor, except that a
+ * directory whose tokenizer_class is Llama/CodeLlama/Gemma gets BOS/EOS from
+ * add_bos_token/add_eos_token (as transformers rebuilds it); a GGUF adds
+ * BOS/EOS per tokenizer.ggml.add_bos_token/add_eos_token (as llama.cpp).  Status: ZL_ENOTFOUND, ZL_EIO, ZL_EINVAL (malformed file),
  * ZL_EUNSUPPORTED (a model/normalizer/pre-tokenizer kind we do not
  * implement, named in the message), ZL_ENOMEM.  *out is NULL on failure. */
 ZL_API int zl_tokenizer_load(const char *path, struct zl_tokenizer **out);
