@@ -4,7 +4,10 @@
  * (tensor-parallel shards) is the same as in the whole. */
 #include "config.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "weight-loader-impl.h"
 
@@ -61,4 +64,82 @@ int64_t zl_wdummy_param_count(const struct zl_hf_config *c, int64_t *n_vectors)
     int64_t per_layer = e * qd * 2 + e * kvd * 2 + 3 * e * f;
     *n_vectors = 2 * l + 1 + 6 * l; /* norms, and at most six biases per layer */
     return c->vocab_size * e * (c->tie_word_embeddings ? 1 : 2) + l * per_layer;
+}
+
+/* ---- filling a tensor in its dtype, in parallel ---- */
+
+#define DUMMY_CHUNK 65536 /* f32 elements generated before each conversion */
+#define DUMMY_MAX_THREADS 16
+
+struct dummy_job {
+    uint64_t seed;
+    const char *name;
+    int64_t first, n;
+    enum zl_dtype dt;
+    char *dst;
+    int rc;
+};
+
+/* Round to nearest even, as zl_dtype_convert does; inline because the
+ * values are finite and a dummy 1B model is a billion of them. */
+static void to_bf16(uint16_t *dst, const float *src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &src[i], sizeof b);
+        dst[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+    }
+}
+
+static void *dummy_run(void *arg)
+{
+    struct dummy_job *j = arg;
+    size_t es = zl_dtype_bits(j->dt) / 8;
+    float *tmp = j->dt == ZL_DTYPE_F32 ? NULL : malloc(DUMMY_CHUNK * sizeof(float));
+    if (j->dt != ZL_DTYPE_F32 && !tmp) {
+        j->rc = ZL_ENOMEM;
+        return NULL;
+    }
+    for (int64_t i = 0; i < j->n && j->rc == ZL_OK; i += DUMMY_CHUNK) {
+        int64_t m = j->n - i < DUMMY_CHUNK ? j->n - i : DUMMY_CHUNK;
+        float *out = tmp ? tmp : (float *)(void *)(j->dst + (size_t)i * es);
+        zl_wdummy_fill(j->seed, j->name, j->first + i, m, out);
+        if (tmp && j->dt == ZL_DTYPE_BF16)
+            to_bf16((uint16_t *)(void *)(j->dst + (size_t)i * es), tmp, m);
+        else if (tmp)
+            j->rc = zl_dtype_convert(j->dt, j->dst + (size_t)i * es, ZL_DTYPE_F32, tmp, (size_t)m);
+    }
+    free(tmp);
+    return NULL;
+}
+
+int zl_wdummy_fill_dtype(uint64_t seed, const char *name, int64_t first, int64_t n, enum zl_dtype dt,
+                         void *dst)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = n < 4 * DUMMY_CHUNK || cores < 2 ? 1 : cores > DUMMY_MAX_THREADS ? DUMMY_MAX_THREADS : (int)cores;
+    struct dummy_job jobs[DUMMY_MAX_THREADS];
+    pthread_t th[DUMMY_MAX_THREADS];
+    int64_t per = (n + nt - 1) / nt;
+    per = (per + DUMMY_CHUNK - 1) / DUMMY_CHUNK * DUMMY_CHUNK;
+    int started = 0;
+    for (int t = 0; t < nt; t++) {
+        int64_t lo = (int64_t)t * per, hi = lo + per < n ? lo + per : n;
+        jobs[t] = (struct dummy_job){seed, name, first + lo, hi > lo ? hi - lo : 0, dt,
+                                     (char *)dst + (size_t)lo * (zl_dtype_bits(dt) / 8), ZL_OK};
+        /* thread 0 is this one; a failed start runs the share here */
+        if (t == 0 || pthread_create(&th[t], NULL, dummy_run, &jobs[t]) != 0)
+            continue;
+        started |= 1 << t;
+    }
+    dummy_run(&jobs[0]);
+    int rc = jobs[0].rc;
+    for (int t = 1; t < nt; t++) {
+        if (started & (1 << t))
+            pthread_join(th[t], NULL);
+        else
+            dummy_run(&jobs[t]);
+        rc = rc < 0 ? rc : jobs[t].rc;
+    }
+    return rc < 0 ? zl_error(rc, "dummy weights for %s: out of memory", name) : ZL_OK;
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <zlight/dtype.h>
 #include <zlight/weight_loader.h>
 
 /* HF name -> GGUF name into out[cap]; *qk = 1 for attn_q, 2 for attn_k
@@ -24,6 +25,11 @@ int zl_wdummy_has(const struct zl_hf_config *c, const char *name);
  * tensor `name`: seeded, reproducible per tensor and element, 1.0 for norm
  * weights, small uniform values otherwise. */
 void zl_wdummy_fill(uint64_t seed, const char *name, int64_t first, int64_t n, float *dst);
+
+/* The same values converted to dt (f32, f16, bf16) in dst[n], on all
+ * cores for large tensors.  ZL_ENOMEM. */
+int zl_wdummy_fill_dtype(uint64_t seed, const char *name, int64_t first, int64_t n, enum zl_dtype dt,
+                         void *dst);
 
 /* Parameter count of a llama-family config (for sizing dummy loads). */
 int64_t zl_wdummy_param_count(const struct zl_hf_config *c, int64_t *n_vectors);

@@ -362,16 +362,7 @@ static int fill(struct zl_wloader *wl, const char *name, const struct wsrc *s, e
         int rc = zl_dtype_convert(dt, dst, s->st->dtype, src, (size_t)n);
         return rc < 0 ? zl_error_wrap(rc, "%s (%s)", name, s->file) : rc;
     }
-    if (dt == ZL_DTYPE_F32) {
-        zl_wdummy_fill(wl->seed, name, r0 * inner, n, dst);
-        return ZL_OK;
-    }
-    float *tmp = NULL;
-    int rc = stage(wl, 1, (size_t)n * sizeof(float), (void **)&tmp);
-    if (rc < 0)
-        return rc;
-    zl_wdummy_fill(wl->seed, name, r0 * inner, n, tmp);
-    return zl_dtype_convert(dt, dst, ZL_DTYPE_F32, tmp, (size_t)n);
+    return zl_wdummy_fill_dtype(wl->seed, name, r0 * inner, n, dt, dst);
 }
 
 /* Shared by load and load_into: rows checked, data converted and uploaded to dev_dst. */

@@ -94,6 +94,21 @@ Test(wnames, dummy_tensors_follow_the_config)
         cr_assert(a[i] >= -0.05f && a[i] < 0.05f);
     zl_wdummy_fill(7, "model.norm.weight", 0, 4, n);
     cr_assert(n[0] == 1.0f && n[3] == 1.0f);
+    /* the threaded, converting fill gives the same values, chunks and all */
+    int64_t big = 3 * 65536 * 2 + 123;
+    float *f = malloc((size_t)big * sizeof *f);
+    uint16_t *h = malloc((size_t)big * sizeof *h), *want = malloc((size_t)big * sizeof *want);
+    zl_wdummy_fill(7, "x.weight", 5, big, f);
+    cr_assert_eq(zl_dtype_convert(ZL_DTYPE_BF16, want, ZL_DTYPE_F32, f, (size_t)big), ZL_OK);
+    cr_assert_eq(zl_wdummy_fill_dtype(7, "x.weight", 5, big, ZL_DTYPE_BF16, h), ZL_OK);
+    cr_assert_arr_eq(h, want, (size_t)big * sizeof *h);
+    float *g = malloc((size_t)big * sizeof *g);
+    cr_assert_eq(zl_wdummy_fill_dtype(7, "x.weight", 5, big, ZL_DTYPE_F32, g), ZL_OK);
+    cr_assert_arr_eq(g, f, (size_t)big * sizeof *g);
+    free(f);
+    free(g);
+    free(h);
+    free(want);
 }
 
 static int generate(const char *model, int dummy, const int32_t *prompt, int32_t len, int32_t n,
