@@ -44,13 +44,14 @@ static int32_t trie_find(const struct zl_tok_trie *tr, const char *s, size_t n, 
     return -1;
 }
 
+/* What HF's single_word counts as part of a word (measured on tokenizers
+ * 0.22.1): letters, marks, numbers, connector punctuation, ZWNJ/ZWJ. */
 static int is_word_cp(uint32_t cp)
 {
-    if (cp == '_')
+    if (cp == 0x200C || cp == 0x200D)
         return 1;
     int c = utf8proc_category((utf8proc_int32_t)cp);
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_NO) || c == UTF8PROC_CATEGORY_PC;
 }
 
 static size_t prev_char(const char *s, size_t i)

@@ -57,6 +57,9 @@ Test(tok_toy, bytelevel_added_flags)
     expect_ids(t, "xxx \xef\xbd\x88\xef\xbd\x85\xef\xbd\x8c\xef\xbd\x8c\xef\xbd\x8f [R]   end", 0, b, N(b));
     static const int32_t c[] = {266, 32, 97, 266, 32, 98, 267};
     expect_ids(t, "a<|x|>b", ZL_TOK_ADD_SPECIAL, c, N(c));
+    /* single_word: a combining mark is part of the word (HF), so no match. */
+    static const int32_t m[] = {32, 204, 129, 119, 261, 100};
+    expect_ids(t, "\xcc\x81word", 0, m, N(m));
     static const int32_t e[] = {266, 267};
     expect_ids(t, "", ZL_TOK_ADD_SPECIAL, e, N(e));
     expect_decode(t, a, N(a), ZL_DETOK_SKIP_SPECIAL, "  hello| world  123  4567word words word ,[R]");
