@@ -21,6 +21,7 @@
 #include <zlight/hf_config.h>
 #include <zlight/log.h>
 
+#include "bench-http.h"
 #include "cli-parse.h"
 
 struct opts {
@@ -47,6 +48,7 @@ static double now_s(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: zlight-bench --offline --model PATH [options]\n"
+               "       zlight-bench [--base-url URL ...]  (HTTP load generator; see --help without --offline)\n"
                "  --model PATH             HF directory or .gguf (with --dummy: a directory with config.json)\n"
                "  --dummy                  random weights from config.json\n"
                "  --backend NAME           compute backend (default cpu)\n"
@@ -119,8 +121,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     }
     if (rc == ZL_OK && optind < argc)
         rc = zl_error(ZL_EINVAL, "unexpected argument '%s'", argv[optind]);
-    if (rc == ZL_OK && !o->offline)
-        rc = zl_error(ZL_EUNSUPPORTED, "only --offline is implemented (the HTTP load generator is not)");
     if (rc == ZL_OK && !o->mp.model_path)
         rc = zl_error(ZL_EINVAL, "--model is required");
     return rc;
@@ -262,6 +262,13 @@ static int run(struct opts *o)
 
 int main(int argc, char **argv)
 {
+    /* Without --offline it is the HTTP load generator (bench-http.c). */
+    int offline = 0;
+    for (int i = 1; i < argc; i++)
+        offline |= strcmp(argv[i], "--offline") == 0;
+    if (!offline)
+        return zl_bench_http_main(argc, argv);
+
     struct opts o = {
         .n_prompts = 64, .in_len = 128, .out_len = 64, .max_seqs = 256, .max_tokens = 2048,
         .block_size = 16, .kv_tokens = 65536,
