@@ -305,12 +305,65 @@ int zl_tok_pair_get(const struct zl_tok_pairs *p, int32_t a, int32_t b, int32_t 
 const char zl_tok_gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
+/* PCRE2 (10.42) counts U+180E as \\s, HF's Oniguruma does not: \\s and \\S
+ * are spelled out as Unicode White_Space.  Returns a malloc'd pattern. */
+#define WS "\\t\\n\\x0B\\f\\r\\x20\\x85\\xA0\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+static char *onig_spaces(const char *pat, size_t len, size_t *out_len)
+{
+    char *o = malloc(len * sizeof("[^" WS "]") + 1);
+    size_t w = 0;
+    int in_class = 0;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < len) {
+            char d = pat[++i];
+            const char *rep = NULL;
+            if (d == 's')
+                rep = in_class ? WS : "[" WS "]";
+            else if (d == 'S' && !in_class)
+                rep = "[^" WS "]";
+            if (rep) {
+                memcpy(o + w, rep, strlen(rep));
+                w += strlen(rep);
+            } else {
+                o[w++] = c;
+                o[w++] = d;
+            }
+            continue;
+        }
+        if (c == '[' && !in_class) {
+            in_class = 1;
+            o[w++] = c;
+            if (i + 1 < len && pat[i + 1] == '^')
+                o[w++] = pat[++i];
+            if (i + 1 < len && pat[i + 1] == ']') /* a leading ] is literal */
+                o[w++] = pat[++i];
+            continue;
+        }
+        if (c == ']' && in_class)
+            in_class = 0;
+        o[w++] = c;
+    }
+    o[w] = 0;
+    *out_len = w;
+    return o;
+}
+
 pcre2_code *zl_tok_regex(const char *pat, size_t len, int literal)
 {
     int err;
     PCRE2_SIZE off;
     uint32_t opt = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &err, &off, NULL);
+    size_t wide_len = len;
+    char *wide = literal ? NULL : onig_spaces(pat, len, &wide_len);
+    if (!literal && !wide) {
+        zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        return NULL;
+    }
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(wide ? wide : pat), wide_len, opt, &err, &off, NULL);
+    free(wide);
     if (!re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof(msg));
