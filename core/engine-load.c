@@ -2,6 +2,7 @@
  * backend instance, the weights through the core loader into one memory
  * reservation (weights + a full step's workspace + the KV budget), and the
  * EOS ids.  zl_engine_create plans the reservation on first use. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlight/engine.h>
@@ -88,6 +89,9 @@ static int reserve(struct zl_engine_model *m, const struct zl_engine_model_param
             return rc;
     }
     int rc = zl_mem_allocator_from_backend(m->be, &mp.allocator);
+    if (m->be->size >= offsetof(struct zl_backend_ops, flags) + sizeof(m->be->flags) &&
+        (m->be->flags & ZL_BACKEND_HOST_MEMORY))
+        mp.allocator.flags |= ZL_MEM_HOST_VISIBLE;
     return rc < 0 ? rc : zl_mem_create(&mp, &m->mem);
 }
 

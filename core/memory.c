@@ -454,6 +454,12 @@ int zl_mem_plan(struct zl_mem *mem, size_t ws_bytes, size_t kv_block_bytes)
         if (n)
             guard_write(mem, mem->kv_base + n * stride);
     }
+    /* Host memory is committed lazily by the kernel; touch the whole pool now
+     * so that serving never page-faults and the resident size is the plan
+     * from the start instead of creeping up as the prefix cache walks the
+     * pool. */
+    if ((mem->al.flags & ZL_MEM_HOST_VISIBLE) && n)
+        memset(mem->kv_base, 0, n * stride);
     mem->phase = ZL_MEM_PLANNED;
     return ZL_OK;
 }

@@ -190,6 +190,7 @@ static const struct zl_backend_ops cpu_ops = {
     .add = cpu_add,
     .copy = cpu_copy_rows,
     .sync = cpu_sync,
+    .flags = ZL_BACKEND_HOST_MEMORY,
 };
 
 static int cpu_init(const struct zl_host *h)

@@ -170,8 +170,15 @@ struct zl_backend_ops {
     /* Waits for the instance's queued work (no-op on the CPU). */
     int (*sync)(struct zl_bctx *ctx);
 
-    /* Op members are appended here by later API minors. */
+    /* ZL_BACKEND_HOST_MEMORY when mem_alloc hands out ordinary host memory
+     * (the CPU backend): the memory manager may then write guard words and
+     * commit the KV pool's pages up front.  0 for device memory. */
+    uint32_t flags;
+
+    /* Members are appended here by later API minors. */
 };
+
+#define ZL_BACKEND_HOST_MEMORY 1u
 
 #ifdef __cplusplus
 }

@@ -114,7 +114,8 @@ ZL_API int zl_mem_weights_freeze(struct zl_mem *mem);
  * the workspace is empty and no KV block is allocated (re-plan after the
  * profiling forward).  ZL_ENOMEM when ws_bytes does not fit or not one KV
  * block is left; ZL_EINVAL for kv_block_bytes 0 (unless ZL_MEM_REST);
- * ZL_ESTATE otherwise. */
+ * ZL_ESTATE otherwise.  With a ZL_MEM_HOST_VISIBLE allocator the KV pool is
+ * zeroed here, committing its pages once (flat resident memory). */
 ZL_API int zl_mem_plan(struct zl_mem *mem, size_t ws_bytes, size_t kv_block_bytes);
 
 /* --- workspace: stack arena, PLANNED phase ------------------------------- */
