@@ -154,6 +154,20 @@ static char *pieces_storage(struct zl_tok_pieces *v, size_t size)
     return b[v->n_bufs++].p;
 }
 
+/* Room to rewrite every piece of `in` where each byte may grow `mult`
+ * times and each piece gain `extra` bytes. */
+static char *rewrite_storage(const struct zl_tok_pieces *in, size_t mult, size_t extra,
+                             struct zl_tok_pieces *store)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < in->n; i++)
+        total += in->v[i].len * mult + extra;
+    char *buf = pieces_storage(store, total);
+    if (!buf)
+        zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+    return buf;
+}
+
 void zl_tok_pieces_free(struct zl_tok_pieces *p)
 {
     for (size_t i = 0; i < p->n_bufs; i++)
@@ -283,12 +297,9 @@ static int digit_segs(const char *s, size_t n, struct segs *sg)
 static int metaspace(const struct zl_tok_pretok *st, struct zl_tok_pieces *in,
                      struct zl_tok_pieces *out, struct segs *sg, struct zl_tok_pieces *store)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < in->n; i++)
-        total += in->v[i].len * st->repl_len + st->repl_len;
-    char *buf = pieces_storage(store, total);
+    char *buf = rewrite_storage(in, st->repl_len, st->repl_len, store);
     if (!buf)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        return ZL_ENOMEM;
     size_t w = 0;
     for (size_t i = 0; i < in->n; i++) {
         const struct zl_tok_piece *pc = &in->v[i];
@@ -335,12 +346,9 @@ static int metaspace(const struct zl_tok_pretok *st, struct zl_tok_pieces *in,
 static int bytelevel_prefix(struct zl_tok_pieces *in, struct zl_tok_pieces *out,
                             struct zl_tok_pieces *store)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < in->n; i++)
-        total += in->v[i].len + 1;
-    char *buf = pieces_storage(store, total);
+    char *buf = rewrite_storage(in, 1, 1, store);
     if (!buf)
-        return zl_error(ZL_ENOMEM, "tokenizer: out of memory");
+        return ZL_ENOMEM;
     size_t w = 0;
     for (size_t i = 0; i < in->n; i++) {
         const struct zl_tok_piece *pc = &in->v[i];
