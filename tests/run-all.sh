@@ -91,6 +91,18 @@ e2e || rc=1
 
 log "make check under AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 check_in "$top/_build/asan" --enable-sanitizers --without-cuda || rc=1
+# libFuzzer targets (request parser, weight parsers, tokenizer, chat
+# templates), briefly, from their committed corpora; a crash fails the run.
+fuzz() {
+    local d="$top/_build/fuzz" log="$top/_build/fuzz.log" t
+    mkdir -p "$d"
+    for t in "run-openai.sh 15" "run-weights.sh 15" "run-tokenizer.sh 15" "run-jinja.sh 15 $d/jinja"; do
+        echo "fuzz: tests/fuzz/$t"
+        ZL_FUZZ_BUILD="$d" sh tests/fuzz/$t >"$log" 2>&1 || { tail -n 30 "$log"; return 1; }
+        grep -E '^Done [0-9]+ runs' "$log" | sed 's/^/  /'
+    done
+}
+step "fuzz targets, 15 s each" fuzz || rc=1
 step "out-of-tree plugin SDK" sh plugins/sdk/test-out-of-tree.sh "$top" || rc=1
 step "make distcheck" sh -c "cd '$top/_build/main' && make -s distcheck >/dev/null 2>'$top/_build/distcheck.err' || { tail -40 '$top/_build/distcheck.err'; exit 1; }" || rc=1
 
