@@ -144,6 +144,23 @@ def test_tokenize_detokenize_version_metrics(url, auth):
     assert "# TYPE zlight:e2e_request_latency_seconds histogram" in text
 
 
+def test_metrics_pass_promtool(url):
+    """/metrics parses as Prometheus text; the only lint allowed is the colon
+    of the `zlight:` prefix the naming scheme asks for (vLLM's `vllm:` too)."""
+    import shutil
+    import subprocess
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+    text = request(url, "GET", "/metrics")[1]
+    r = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+    out = (r.stdout + r.stderr).decode()
+    problems = [line for line in out.splitlines()
+                if line.strip() and not line.endswith("metric names should not contain ':'")]
+    assert "error" not in out.lower(), out
+    assert not problems, out
+
+
 def test_disconnect_cancels_and_frees_kv(url, auth):
     body = json.dumps({"model": MODEL, "prompt": "Tell me a long story.", "max_tokens": 400,
                        "temperature": 0, "ignore_eos": True, "stream": True}).encode()
