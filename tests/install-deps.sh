@@ -19,6 +19,6 @@ fi
 # without it that one test skips and says so.
 if ! command -v promtool >/dev/null 2>&1; then
     SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } ||
         echo "warning: could not install prometheus (promtool); the /metrics lint test will skip" >&2
 fi
