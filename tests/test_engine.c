@@ -612,10 +612,21 @@ Test(engine, forward_failure_aborts_everything)
     int ns[3] = {2, 2, 2};
     static struct result res[3];
     memset(res, 0, sizeof(res));
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(zl_engine_submit(r.e, prompt, 6 - i, &sp, NULL, &ids[i]), ZL_OK);
-    collect(r.e, ids, 3, ns, res);
-    for (int i = 0; i < 3; i++)
+    /* The engine thread may reach the failing forward before the last
+     * submits: those are then refused (ESTATE); every accepted one must
+     * be aborted. */
+    int n_ok = 0;
+    for (int i = 0; i < 3; i++) {
+        int rc = zl_engine_submit(r.e, prompt, 6 - i, &sp, NULL, &ids[i]);
+        if (rc != ZL_OK) {
+            cr_assert_eq(rc, ZL_ESTATE, "%s", zl_last_error());
+            break;
+        }
+        n_ok++;
+    }
+    cr_assert_gt(n_ok, 0);
+    collect(r.e, ids, n_ok, ns, res);
+    for (int i = 0; i < n_ok; i++)
         for (int k = 0; k < 2; k++)
             cr_expect_eq(res[i].fin[k], ZL_FINISH_ABORT, "request %d sequence %d", i, k);
     cr_expect_eq(zl_engine_submit(r.e, prompt, 6, &sp, NULL, NULL), ZL_ESTATE);
