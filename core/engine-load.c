@@ -13,7 +13,8 @@
 #include <zlight/weight_loader.h>
 
 struct zl_engine_model {
-    struct zl_registry *reg;
+    struct zl_registry *own_reg;        /* loaded here when the caller gave none */
+    const struct zl_registry *reg;      /* the one in use */
     const struct zl_backend_ops *be;
     struct zl_bctx *bctx;
     struct zl_wloader *wl;
@@ -44,7 +45,7 @@ void zl_engine_model_free(struct zl_engine_model *m)
     if (m->be && m->bctx)
         m->be->close(m->bctx);
     zl_wloader_free(m->wl);
-    zl_registry_free(m->reg);
+    zl_registry_free(m->own_reg);
     free(m);
 }
 
@@ -55,10 +56,15 @@ const struct zl_hf_config *zl_engine_model_config(const struct zl_engine_model *
 
 static int open_backend(struct zl_engine_model *m, const struct zl_engine_model_params *p)
 {
-    int rc = zl_registry_create(NULL, &m->reg);
-    if (rc < 0)
-        return rc;
-    zl_registry_load_search_path(m->reg, p->plugin_paths, (size_t)p->n_plugin_paths);
+    if (p->registry) {
+        m->reg = p->registry;
+    } else {
+        int rc = zl_registry_create(NULL, &m->own_reg);
+        if (rc < 0)
+            return rc;
+        zl_registry_load_search_path(m->own_reg, p->plugin_paths, (size_t)p->n_plugin_paths);
+        m->reg = m->own_reg;
+    }
     const char *name = p->backend ? p->backend : "cpu";
     if (!(m->be = zl_registry_pick_backend(m->reg, name)))
         return zl_error_wrap(ZL_ENOTFOUND, "engine: backend '%s' (set ZLIGHT_PLUGIN_PATH?)", name);

@@ -38,7 +38,7 @@ static int is_dir(const char *path)
 }
 
 /* Model, tokenizer, host and engine from the config. */
-static int serve_open(const struct zl_config *cfg, struct serve *s)
+static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg, struct serve *s)
 {
     const char *path = cfg->model.path;
     if (!*path)
@@ -48,6 +48,7 @@ static int serve_open(const struct zl_config *cfg, struct serve *s)
     mp.backend = cfg->backend.name;
     mp.plugin_paths = (const char *const *)cfg->plugins.paths;
     mp.n_plugin_paths = cfg->plugins.n_paths;
+    mp.registry = reg;
     mp.dummy = strcmp(cfg->model.weights, "dummy") == 0;
     mp.seed = (uint64_t)cfg->model.seed;
     mp.threads = (int32_t)cfg->backend.threads;
@@ -102,7 +103,8 @@ static int serve_open(const struct zl_config *cfg, struct serve *s)
     return ZL_OK;
 }
 
-int zl_frontend_serve(const struct zl_config *cfg, const struct zl_frontend_ops *fe, int32_t grace_ms)
+int zl_frontend_serve(const struct zl_config *cfg, const struct zl_registry *reg,
+                      const struct zl_frontend_ops *fe, int32_t grace_ms)
 {
     if (!cfg || !fe || fe->size < sizeof *fe || !fe->start || !fe->stop || !fe->destroy)
         return zl_error(ZL_EINVAL, "serve: a config and a complete frontend are required");
@@ -116,7 +118,7 @@ int zl_frontend_serve(const struct zl_config *cfg, const struct zl_frontend_ops 
 
     struct serve s;
     memset(&s, 0, sizeof s);
-    int rc = serve_open(cfg, &s);
+    int rc = serve_open(cfg, reg, &s);
     void *inst = NULL;
     if (rc == 0) {
         struct zl_frontend_params fp = zl_frontend_default_params();

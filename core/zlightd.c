@@ -201,9 +201,9 @@ int main(int argc, char **argv)
     if (!zl_registry_pick_backend(reg, cfg->backend.name))
         fprintf(stderr, "zlightd: %s\n", zl_last_error());
     else if (!fe)
-        fprintf(stderr, "zlightd: no frontend plugin 'openai' is loaded: this build cannot serve yet "
-                        "(use --check-config or --list-plugins)\n");
-    else if (zl_frontend_serve(cfg, fe, 10000) < 0)
+        fprintf(stderr, "zlightd: no frontend plugin 'openai' is loaded (see plugins.paths, $ZLIGHT_PLUGIN_PATH; "
+                        "--list-plugins says why a file was rejected)\n");
+    else if (zl_frontend_serve(cfg, reg, fe, 10000) < 0)
         fprintf(stderr, "zlightd: %s\n", zl_last_error());
     else
         rc = 0;

@@ -162,10 +162,13 @@ struct zl_engine_model_params {
     int64_t kv_tokens;                  /* KV tokens at least (f32 bound; slack joins the pool); 65536 */
     double memory_utilization;          /* (0, 1]: reserve this share of the device's memory
                                          * instead (vLLM's gpu_memory_utilization); 0 = off */
+    const struct zl_registry *registry; /* plugins already loaded (zlightd's): used instead of
+                                         * loading them again, plugin_paths ignored; NULL */
 };
 
 struct zl_engine_model;
 struct zl_hf_config;
+struct zl_registry;
 
 ZL_API struct zl_engine_model_params zl_engine_model_default_params(void);
 /* Loads plugins, opens the backend, loads the weights and reserves one

@@ -206,16 +206,18 @@ ZL_API const struct zl_engine_api *zl_frontend_host_api(struct zl_frontend_host 
 ZL_API void zl_frontend_host_free(struct zl_frontend_host *h);
 
 struct zl_config;
+struct zl_registry;
 
-/* zlightd's serve mode: opens cfg's model (plugins, backend, weights),
+/* zlightd's serve mode: opens cfg's model (backend and model plugins from
+ * `reg`, the registry zlightd already loaded; NULL = load them here), weights,
  * tokenizer and engine, starts `fe` on server.host:port and blocks until
  * SIGINT or SIGTERM; then stops admitting, lets requests finish for
  * `grace_ms`, cancels the rest and frees everything.  Must be called before
  * the process starts other threads (it blocks those signals for all of
  * them).  ZL_OK after a clean stop, else a negative status with the reason
  * (model, tokenizer, bind, ...) in zl_last_error(). */
-ZL_API int zl_frontend_serve(const struct zl_config *cfg, const struct zl_frontend_ops *fe,
-                             int32_t grace_ms);
+ZL_API int zl_frontend_serve(const struct zl_config *cfg, const struct zl_registry *reg,
+                             const struct zl_frontend_ops *fe, int32_t grace_ms);
 
 #ifdef __cplusplus
 }
