@@ -148,9 +148,16 @@ static json_t *arith(struct jj_ctx *c, const struct jj_node *n, const json_t *l,
             if (op[1] == '*') {
                 if (b < 0)
                     return json_real(pow((double)a, (double)b));
+                /* By squaring: O(log b) steps, so 1 ** 10**17 cannot hang. */
+                long long base = a;
                 v = 1;
-                for (long long i = 0; i < b && !ovf; i++)
-                    ovf = __builtin_mul_overflow(v, a, &v);
+                for (long long e = b; e > 0 && !ovf;) {
+                    if (e & 1)
+                        ovf = __builtin_mul_overflow(v, base, &v);
+                    e >>= 1;
+                    if (e && !ovf)
+                        ovf = __builtin_mul_overflow(base, base, &base);
+                }
             } else {
                 ovf = __builtin_mul_overflow(a, b, &v);
             }

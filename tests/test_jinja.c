@@ -384,3 +384,26 @@ Test(jinja, concurrent_renders)
     json_decref(msgs);
     zl_chat_template_free(t);
 }
+
+/* Found by fuzz_jinja: `**` looped once per unit of the exponent, so
+ * 1 ** 444444444444444444 never finished.  Python semantics, O(log n). */
+Test(jinja, integer_power_is_fast_and_checked, .timeout = 10)
+{
+    const struct { const char *src, *want; } ok[] = {
+        {"{{ 1 ** 444444444444444444 }}", "1"},
+        {"{{ (-1) ** 444444444444444445 }}", "-1"},
+        {"{{ 0 ** 444444444444444444 }}", "0"},
+        {"{{ 2 ** 62 }}", "4611686018427387904"},
+        {"{{ 3 ** 5 }}", "243"},
+        {"{{ 7 ** 0 }}", "1"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        int rc;
+        char *out = render_vars(ok[i].src, NULL, &rc);
+        cr_expect_eq(rc, 0, "%s: %s", ok[i].src, zl_last_error());
+        cr_expect_str_eq(out ? out : "", ok[i].want, "%s", ok[i].src);
+        free(out);
+    }
+    expect_error("{{ 2 ** 64 }}", NULL, "integer overflow");
+    expect_error("{{ 3 ** 444444444444444444 }}", NULL, "integer overflow");
+}

@@ -13,5 +13,5 @@ clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recove
     -I"$top/core/include" \
     "$top"/tests/fuzz/fuzz_jinja.c "$top"/core/chat.c "$top"/core/jinja-*.c "$top"/core/status.c \
     -ljansson -lutf8proc -lm -lpthread -o "$out/fuzz_jinja"
-exec "$out/fuzz_jinja" -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+exec "$out/fuzz_jinja" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
     -dict="$top/tests/fuzz/jinja.dict" "$out/corpus"

@@ -49,7 +49,7 @@ DICT
     $(pkg-config --cflags --libs jansson) -lm -pthread -o "$out/fuzz_openai")
 echo "== fuzz_openai for ${secs}s"
 status=0
-if ! "$out/fuzz_openai" -max_total_time="$secs" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+if ! "$out/fuzz_openai" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
     -dict="$out/openai.dict" -print_final_stats=1 -artifact_prefix="$out/crash-openai-" \
     "$out/work-openai" "$top/tests/fuzz/corpus-openai" 2> "$out/fuzz_openai.log"; then
     echo "fuzz_openai FAILED: see $out/fuzz_openai.log and $out/crash-openai-*" >&2

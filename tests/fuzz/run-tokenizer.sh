@@ -37,7 +37,7 @@ for t in $targets; do
         -o "$out/fuzz_tokenizer_$t")
     mkdir -p "$out/work-$t"
     echo "== fuzz_tokenizer_$t for ${secs}s"
-    if ! "$out/fuzz_tokenizer_$t" -max_total_time="$secs" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+    if ! "$out/fuzz_tokenizer_$t" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$out/crash-$t-" \
         "$out/work-$t" "$out/seed-$t" 2> "$out/fuzz_tokenizer_$t.log"; then
         echo "fuzz_tokenizer_$t FAILED: see $out/fuzz_tokenizer_$t.log and $out/crash-$t-*" >&2

@@ -43,7 +43,7 @@ for t in $targets; do
     dict=
     [ "$t" = safetensors ] && dict="-dict=$out/safetensors.dict"
     echo "== fuzz_$t for ${secs}s"
-    if ! "$out/fuzz_$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    if ! "$out/fuzz_$t" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
         $dict -print_final_stats=1 -artifact_prefix="$out/crash-$t-" \
         "$out/work-$t" "$top/tests/fuzz/corpus-$t" 2> "$out/fuzz_$t.log"; then
         echo "fuzz_$t FAILED: see $out/fuzz_$t.log and $out/crash-$t-*" >&2
