@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <zlight/dtype.h>
+#include <zlight/sampler.h>
 #include <zlight/status.h>
 #include <zlight/tensor.h>
 
@@ -68,6 +69,41 @@ struct zl_rope {
     const float *inv_freq;      /* [rot_dim / 2] host memory */
     float attn_factor;          /* cos/sin multiplier (yarn mscale), 1 otherwise */
 };
+
+/* One logits row's sampling as the engine hands it to a device sampler
+ * (API minor 1).  The same semantics as zl_sampler_sample (sampler.h):
+ * bias entries are added first (-INFINITY masks the ids min_tokens
+ * suppresses), then the penalties over the row's distinct tokens, then
+ * greedy or temperature -> min-p -> top-k -> top-p and one draw with the
+ * uniform zl_sampler_uniform(seed, stream, step). */
+struct zl_sample_row {
+    float temperature;          /* 0 = greedy */
+    float top_p;                /* (0, 1], 1 = off */
+    float min_p;                /* 0 = off */
+    int32_t top_k;              /* <= 0 = off */
+    float repetition_penalty;   /* 1 = off; applies to every listed token */
+    float presence_penalty;     /* listed tokens with an output count > 0 */
+    float frequency_penalty;
+    int32_t logprobs;           /* -1 none; 0..ZL_SAMPLE_MAX_LOGPROBS top entries */
+    uint64_t seed, stream, step;
+    int32_t tok_start, n_tok;   /* the row's entries in tok_ids / tok_counts */
+    int32_t bias_start, n_bias; /* the row's entries in bias_ids / bias */
+};
+
+/* A step's rows; all arrays in host memory, rows[i] samples logits row i. */
+struct zl_sample_batch {
+    int32_t n_rows;
+    const struct zl_sample_row *rows;   /* [n_rows] */
+    const int32_t *tok_ids;     /* distinct ids of prompt and output (penalties) */
+    const int32_t *tok_counts;  /* their count in the output so far (0: prompt only) */
+    const int32_t *bias_ids;    /* logit bias entries, an id may repeat */
+    const float *bias;
+};
+
+/* True when the table `be` was built with member `m` (members are appended
+ * by API minors; a table from an older plugin is shorter). */
+#define ZL_BACKEND_HAS(be, m)                                                                      \
+    ((be)->size >= offsetof(struct zl_backend_ops, m) + sizeof((be)->m))
 
 /* Every member after `size` may be read only when `size` covers it.  The
  * memory members are what the memory manager needs to place its one
@@ -174,6 +210,22 @@ struct zl_backend_ops {
      * (the CPU backend): the memory manager may then write guard words and
      * commit the KV pool's pages up front.  0 for device memory. */
     uint32_t flags;
+
+    /* ---- API minor 1 ---- */
+
+    /* Activation dtypes the ops take besides f32, as bits 1u << ZL_DTYPE_x:
+     * a model may run its activations in its weight dtype when that bit is
+     * set (the CPU backend: 0). */
+    uint32_t act_dtypes;
+
+    /* Samples one token per row of logits (f32 [n_rows, vocab] on the
+     * device, overwritten) and writes out[n_rows] in host memory; waits for
+     * the result.  Same semantics as zl_sampler_sample, so a seeded row
+     * gives the CPU sampler's token (up to float rounding at a draw's
+     * boundary).  NULL: the engine copies the logits back and samples on
+     * the CPU. */
+    int (*sample)(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
+                  struct zl_sample_result *out);
 
     /* Members are appended here by later API minors. */
 };
