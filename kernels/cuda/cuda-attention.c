@@ -55,6 +55,38 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
     return ZL_OK;
 }
 
+/* The tensor-core kernels first (decode steps: one query row per
+ * sequence; anything else: the flash kernel); the generic kernel takes what
+ * they decline with cudaErrorNotSupported (f32, unusual head sizes). */
+static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
+                    const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
+                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+{
+    struct zl_cuda_attn_shape sh = {0, 0};
+    for (int32_t s = 0; s < b->n_seqs; s++) {
+        int32_t nq = b->q_start[s + 1] - b->q_start[s];
+        sh.max_q_len = nq > sh.max_q_len ? nq : sh.max_q_len;
+        sh.max_kv_len = b->kv_len[s] > sh.max_kv_len ? b->kv_len[s] : sh.max_kv_len;
+    }
+    cudaError_t e = cudaErrorNotSupported;
+    if (sh.max_q_len == 1 && qh->n == b->n_seqs) {
+        size_t need = zl_cuda_attention_decode_scratch(b->n_seqs, (int32_t)qh->heads,
+                                                       (int32_t)qh->head_dim, sh.max_kv_len);
+        int rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need,
+                                     "attention") : ZL_OK;
+        if (rc < 0)
+            return rc;
+        e = zl_cuda_attention_decode(oh, qh, kv, db, &sh, scale, ctx->attn_scratch,
+                                     ctx->attn_scratch_cap, ctx->stream);
+    } else {
+        e = zl_cuda_attention_prefill(oh, qh, kv, db, &sh, scale, ctx->stream);
+    }
+    if (e == cudaErrorNotSupported)
+        e = zl_cuda_attention(oh, qh, kv, db, scale, ctx->stream);
+    ZL_CUDA_TRY(e);
+    return ZL_OK;
+}
+
 int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
                    const struct zl_kv_cache *cache, int32_t layer,
                    const struct zl_attn_batch *batch, float scale)
@@ -88,6 +120,5 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0)
         return rc;
-    ZL_CUDA_TRY(zl_cuda_attention(&oh, &qh, &kv, &db, scale, ctx->stream));
-    return ZL_OK;
+    return dispatch(ctx, &oh, &qh, &kv, &db, batch, scale);
 }

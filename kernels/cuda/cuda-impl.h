@@ -19,6 +19,8 @@
  *     truly asynchronous); a slot is reused only after its copy's event.
  *   - conv: linear inputs converted to the weight's dtype (f32 activations
  *     against bf16/f16 weights), grown by doubling on first use.
+ *   - attn_scratch: split-KV partial results of decode attention, grown by
+ *     doubling to the longest context seen.
  *   - err: four device ints the embedding kernel flags bad token ids in;
  *     sync() reads them and reports ZL_ERANGE (the ids are on the device, so
  *     the op itself cannot see them without a round trip).
@@ -70,6 +72,8 @@ struct zl_bctx {
     size_t pack_cap;
     void *conv;                             /* converted linear inputs */
     size_t conv_cap;
+    void *attn_scratch;                     /* decode attention's split-KV partials */
+    size_t attn_scratch_cap;
     int32_t *err;                           /* device [4]: embedding's bad-id flag */
     int32_t *err_host;                      /* pinned [4] */
 };

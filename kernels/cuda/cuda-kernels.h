@@ -110,6 +110,33 @@ cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_c
                               const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                               float scale, cudaStream_t stream);
 
+/* What the host knows about an attention batch without a device read. */
+struct zl_cuda_attn_shape {
+    int32_t max_q_len;          /* most query rows of one sequence in this step */
+    int32_t max_kv_len;         /* longest kv_len */
+};
+
+/* Tensor-core paged flash attention (attention-prefill.cu) for any varlen
+ * batch: prefill chunks, mixed steps.  Same contract as zl_cuda_attention;
+ * returns cudaErrorNotSupported for what it does not take (dtypes, head
+ * sizes), and the caller then runs zl_cuda_attention. */
+cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
+                                      const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
+                                      const struct zl_cuda_attn_shape *s, float scale,
+                                      cudaStream_t stream);
+
+/* Decode steps only (every sequence has exactly one query row, q_start[s]
+ * = s), attention-decode.cu: a GQA group's query heads share the MMA M
+ * dimension, long contexts split over blocks and combined.  `scratch` holds
+ * zl_cuda_attention_decode_scratch() bytes of device memory.  Returns
+ * cudaErrorNotSupported for what it does not take (the caller falls back). */
+size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_heads, int32_t head_dim,
+                                        int32_t max_kv_len);
+cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
+                                     const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
+                                     const struct zl_cuda_attn_shape *s, float scale,
+                                     void *scratch, size_t scratch_bytes, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif
