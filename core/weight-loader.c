@@ -460,10 +460,11 @@ static int wl_load_into(void *ctx, const char *name, const int64_t rows[2], stru
         return zl_error(ZL_EINVAL, "%s: load_into needs a placed contiguous tensor", name);
     if ((rc = check_dtype(name, dst->dtype)) < 0 || (rc = find_src(wl, name, &s)) < 0)
         return rc;
-    /* The full shape: the source's, whose inner dims must match dst's. */
+    /* The full shape: dst's when it takes the whole tensor; with a row
+     * slice, the source's, whose inner dims must match dst's. */
     int64_t shape[ZL_TENSOR_MAX_DIMS];
     memcpy(shape, dst->ne, sizeof shape);
-    if (s.n_dims >= 0)
+    if (rows && s.n_dims >= 0)
         shape[0] = s.shape[0];
     else if (rows)
         shape[0] = rows[1];

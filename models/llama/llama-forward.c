@@ -3,12 +3,14 @@
  *
  *   x = embed(tokens)
  *   per layer:  h = rmsnorm(x)          (x += previous MLP output first)
- *               q, k, v = h Wq, h Wk, h Wv (+ bias); rope(q, k); cache <- k, v
+ *               [q k v] = h Wqkv (+ bias); rope(q, k); cache <- k, v
  *               o = attention(q, cache) Wo
- *               h = rmsnorm(x += o);  o = (silu(h Wg) * h Wu) Wd
+ *               h = rmsnorm(x += o);  [g u] = h Wgu;  o = (silu(g) * u) Wd
  *   logits[rows] = rmsnorm(x += o)[rows] lm_head^T
  *
- * Activations are f32 rows carved from the caller's workspace. */
+ * Activations are rows of m->adtype (the weights' bf16/f16 where the
+ * backend takes it, else f32) carved from the caller's workspace; q, k, v
+ * and g, u are column views of one GEMM output each; logits are f32. */
 #include "config.h"
 
 #include <math.h>
@@ -39,17 +41,27 @@ static void tmake(struct zl_tensor *t, enum zl_dtype dt, int n_dims, const int64
     }
 }
 
-static void tmat(struct zl_tensor *t, int64_t rows, int64_t cols, void *data, int device)
+static void tmat(struct zl_tensor *t, enum zl_dtype dt, int64_t rows, int64_t cols, void *data,
+                 int device)
 {
     int64_t s[2] = {rows, cols};
-    tmake(t, ZL_DTYPE_F32, 2, s, data, device);
+    tmake(t, dt, 2, s, data, device);
 }
 
-/* [n, heads, head_dim] over the same rows. */
-static void theads(struct zl_tensor *t, int64_t n, int64_t heads, int64_t hd, void *data, int device)
+/* A view of columns [c0, c0 + cols) of each row of `m` (rows stay m's). */
+static void tcols(struct zl_tensor *t, const struct zl_tensor *m, int64_t c0, int64_t cols)
 {
-    int64_t s[3] = {n, heads, hd};
-    tmake(t, ZL_DTYPE_F32, 3, s, data, device);
+    *t = *m;
+    t->ne[1] = cols;
+    t->data = (char *)m->data + c0 * m->nb[1];
+}
+
+/* The same columns as [n, cols / hd, hd] heads. */
+static void theads(struct zl_tensor *t, const struct zl_tensor *m, int64_t c0, int64_t heads, int64_t hd)
+{
+    int64_t s[3] = {m->ne[0], heads, hd};
+    tmake(t, m->dtype, 3, s, (char *)m->data + c0 * m->nb[1], m->device);
+    t->nb[0] = m->nb[0];
 }
 
 static size_t al(size_t b)
@@ -60,25 +72,24 @@ static size_t al(size_t b)
 /* The workspace layout: one place computes offsets for both the size query
  * and the step, so they cannot disagree. */
 struct ws_layout {
-    size_t tok, pos, x, h, q, k, v, att, o, g, u, hl, total;
+    size_t tok, pos, x, h, qkv, att, o, gu, a, hl, total;
 };
 
-static void ws_plan(const struct llama_hparams *hp, int64_t n, int64_t n_logits, struct ws_layout *w)
+static void ws_plan(const struct zl_model *m, int64_t n, int64_t n_logits, struct ws_layout *w)
 {
-    size_t off = 0, f = sizeof(float);
+    const struct llama_hparams *hp = &m->hp;
+    size_t off = 0, f = m->adtype == ZL_DTYPE_F32 ? 4 : 2;
     int64_t qd = (int64_t)hp->n_head * hp->head_dim, kvd = (int64_t)hp->n_kv_head * hp->head_dim;
 #define TAKE(field, bytes) (w->field = off, off += al((size_t)(bytes)))
     TAKE(tok, n * 4);
     TAKE(pos, n * 4);
     TAKE(x, n * hp->n_embd * f);
     TAKE(h, n * hp->n_embd * f);
-    TAKE(q, n * qd * f);
-    TAKE(k, n * kvd * f);
-    TAKE(v, n * kvd * f);
+    TAKE(qkv, n * (qd + 2 * kvd) * f);
     TAKE(att, n * qd * f);
     TAKE(o, n * hp->n_embd * f);
-    TAKE(g, n * hp->n_ff * f);
-    TAKE(u, n * hp->n_ff * f);
+    TAKE(gu, n * 2 * hp->n_ff * f);
+    TAKE(a, n * hp->n_ff * f);
     TAKE(hl, n_logits * hp->n_embd * f);
 #undef TAKE
     w->total = off + WS_ALIGN; /* slack to align the caller's base */
@@ -87,7 +98,7 @@ static void ws_plan(const struct llama_hparams *hp, int64_t n, int64_t n_logits,
 size_t llama_workspace_bytes(const struct zl_model *m, int32_t max_tokens, int32_t max_logits)
 {
     struct ws_layout w;
-    ws_plan(&m->hp, max_tokens, max_logits, &w);
+    ws_plan(m, max_tokens, max_logits, &w);
     return w.total;
 }
 
@@ -100,7 +111,7 @@ static const struct zl_tensor *opt(const struct zl_tensor *t)
 struct step {
     struct zl_model *m;
     const struct zl_forward_batch *b;
-    struct zl_tensor tok, pos, x, h, q, k, v, att, o, g, u;
+    struct zl_tensor tok, pos, x, h, qkv, att, o, gu, g, u, a;
     struct zl_tensor q3, k3, v3, att3;
     struct zl_rope rope;
 };
@@ -117,9 +128,7 @@ static int attention_block(struct step *s, const struct llama_layer *l, int il)
     struct zl_model *m = s->m;
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
-    TRY(be->linear(cx, &s->q, &s->h, &l->wq, opt(&l->bq)));
-    TRY(be->linear(cx, &s->k, &s->h, &l->wk, opt(&l->bk)));
-    TRY(be->linear(cx, &s->v, &s->h, &l->wv, opt(&l->bv)));
+    TRY(be->linear(cx, &s->qkv, &s->h, &l->wqkv, opt(&l->bqkv)));
     TRY(be->rope(cx, &s->q3, &s->k3, &s->pos, &s->rope));
     TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
     float scale = 1.0f / sqrtf((float)m->hp.head_dim);
@@ -131,10 +140,9 @@ static int mlp_block(struct step *s, const struct llama_layer *l)
 {
     const struct zl_backend_ops *be = s->m->be;
     struct zl_bctx *cx = s->m->bctx;
-    TRY(be->linear(cx, &s->g, &s->h, &l->w_gate, opt(&l->b_gate)));
-    TRY(be->linear(cx, &s->u, &s->h, &l->w_up, opt(&l->b_up)));
-    TRY(be->silu_mul(cx, &s->g, &s->g, &s->u));
-    return be->linear(cx, &s->o, &s->g, &l->w_down, opt(&l->b_down));
+    TRY(be->linear(cx, &s->gu, &s->h, &l->w_gu, opt(&l->b_gu)));
+    TRY(be->silu_mul(cx, &s->a, &s->g, &s->u));
+    return be->linear(cx, &s->o, &s->a, &l->w_down, opt(&l->b_down));
 }
 
 static int check_batch(const struct zl_model *m, const struct zl_forward_batch *b,
@@ -195,7 +203,7 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
 {
     const struct llama_hparams *hp = &m->hp;
     struct ws_layout w;
-    ws_plan(hp, b->n_tokens, b->n_logits, &w);
+    ws_plan(m, b->n_tokens, b->n_logits, &w);
     TRY(check_batch(m, b, logits, &w));
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
@@ -207,19 +215,20 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     int64_t n1[1] = {n};
     tmake(&s.tok, ZL_DTYPE_I32, 1, n1, base + w.tok, dev);
     tmake(&s.pos, ZL_DTYPE_I32, 1, n1, base + w.pos, dev);
-    tmat(&s.x, n, hp->n_embd, base + w.x, dev);
-    tmat(&s.h, n, hp->n_embd, base + w.h, dev);
-    tmat(&s.q, n, qd, base + w.q, dev);
-    tmat(&s.k, n, kvd, base + w.k, dev);
-    tmat(&s.v, n, kvd, base + w.v, dev);
-    tmat(&s.att, n, qd, base + w.att, dev);
-    tmat(&s.o, n, hp->n_embd, base + w.o, dev);
-    tmat(&s.g, n, hp->n_ff, base + w.g, dev);
-    tmat(&s.u, n, hp->n_ff, base + w.u, dev);
-    theads(&s.q3, n, hp->n_head, hp->head_dim, base + w.q, dev);
-    theads(&s.k3, n, hp->n_kv_head, hp->head_dim, base + w.k, dev);
-    theads(&s.v3, n, hp->n_kv_head, hp->head_dim, base + w.v, dev);
-    theads(&s.att3, n, hp->n_head, hp->head_dim, base + w.att, dev);
+    enum zl_dtype at = m->adtype;
+    tmat(&s.x, at, n, hp->n_embd, base + w.x, dev);
+    tmat(&s.h, at, n, hp->n_embd, base + w.h, dev);
+    tmat(&s.qkv, at, n, qd + 2 * kvd, base + w.qkv, dev);
+    tmat(&s.att, at, n, qd, base + w.att, dev);
+    tmat(&s.o, at, n, hp->n_embd, base + w.o, dev);
+    tmat(&s.gu, at, n, 2 * (int64_t)hp->n_ff, base + w.gu, dev);
+    tmat(&s.a, at, n, hp->n_ff, base + w.a, dev);
+    tcols(&s.g, &s.gu, 0, hp->n_ff);
+    tcols(&s.u, &s.gu, hp->n_ff, hp->n_ff);
+    theads(&s.q3, &s.qkv, 0, hp->n_head, hp->head_dim);
+    theads(&s.k3, &s.qkv, qd, hp->n_kv_head, hp->head_dim);
+    theads(&s.v3, &s.qkv, qd + kvd, hp->n_kv_head, hp->head_dim);
+    theads(&s.att3, &s.att, 0, hp->n_head, hp->head_dim);
     float inv[LLAMA_MAX_ROT / 2];
     step_rope(&s, inv);
 
@@ -240,12 +249,12 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     if (b->n_logits == 0)
         return ZL_OK;
     struct zl_tensor hl, src, dst, out;
-    tmat(&hl, b->n_logits, hp->n_embd, base + w.hl, dev);
+    tmat(&hl, at, b->n_logits, hp->n_embd, base + w.hl, dev);
     for (int32_t i = 0; i < b->n_logits; i++) {
-        tmat(&src, 1, hp->n_embd, (char *)s.h.data + (size_t)b->logits_rows[i] * hp->n_embd * 4, dev);
-        tmat(&dst, 1, hp->n_embd, (char *)hl.data + (size_t)i * hp->n_embd * 4, dev);
+        tmat(&src, at, 1, hp->n_embd, (char *)s.h.data + b->logits_rows[i] * s.h.nb[0], dev);
+        tmat(&dst, at, 1, hp->n_embd, (char *)hl.data + i * hl.nb[0], dev);
         TRY(be->copy(cx, &dst, &src));
     }
-    tmat(&out, b->n_logits, hp->n_vocab, logits->data, dev);
+    tmat(&out, ZL_DTYPE_F32, b->n_logits, hp->n_vocab, logits->data, dev);
     return be->linear(cx, &out, &hl, &m->lm_head, NULL);
 }

@@ -31,17 +31,19 @@ struct llama_hparams {
     int tied, qkv_bias, o_bias, mlp_bias;
 };
 
+/* Q, K and V (and gate and up) are concatenated by rows at load, so each
+ * pair or triple is one GEMM per step reading the activations once. */
 struct llama_layer {
     struct zl_tensor attn_norm;     /* [n_embd] */
-    struct zl_tensor wq;            /* [n_head * head_dim, n_embd] */
-    struct zl_tensor wk, wv;        /* [n_kv_head * head_dim, n_embd] */
-    struct zl_tensor bq, bk, bv;    /* [rows of wq / wk / wv]; data NULL without bias */
+    struct zl_tensor wqkv;          /* [(n_head + 2 n_kv_head) * head_dim, n_embd]: q, k, v rows */
+    struct zl_tensor bqkv;          /* [rows of wqkv]; data NULL without bias */
     struct zl_tensor wo;            /* [n_embd, n_head * head_dim] */
     struct zl_tensor bo;            /* [n_embd]; data NULL without bias */
     struct zl_tensor ffn_norm;      /* [n_embd] */
-    struct zl_tensor w_gate, w_up;  /* [n_ff, n_embd] */
+    struct zl_tensor w_gu;          /* [2 n_ff, n_embd]: gate rows, then up rows */
+    struct zl_tensor b_gu;          /* [2 n_ff]; mlp_bias only */
     struct zl_tensor w_down;        /* [n_embd, n_ff] */
-    struct zl_tensor b_gate, b_up, b_down; /* mlp_bias only */
+    struct zl_tensor b_down;        /* [n_embd]; mlp_bias only */
 };
 
 struct zl_model {
@@ -50,6 +52,7 @@ struct zl_model {
     struct zl_bctx *bctx;
     int32_t device;
     enum zl_dtype wdtype;           /* weights on the device */
+    enum zl_dtype adtype;           /* activations: wdtype when the backend takes it, else f32 */
     struct zl_tensor tok_embd;      /* [n_vocab, n_embd] */
     struct zl_tensor out_norm;      /* [n_embd] */
     struct zl_tensor lm_head;       /* [n_vocab, n_embd]; tok_embd when tied */

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "llama-impl.h"
 
@@ -31,33 +32,81 @@ static int load_layer(struct loadctx *c, int il, const char *suffix, enum zl_dty
     return load2(c, name, dt, rows, cols, out);
 }
 
+/* A contiguous [rows, cols] (cols 0: [rows]) tensor of dt at data. */
+static void place(struct zl_tensor *t, enum zl_dtype dt, int64_t rows, int64_t cols, void *data,
+                  int device)
+{
+    size_t esz = dt == ZL_DTYPE_F32 ? 4 : 2;
+    memset(t, 0, sizeof *t);
+    t->data = data;
+    t->dtype = dt;
+    t->device = device;
+    for (int i = 0; i < ZL_TENSOR_MAX_DIMS; i++)
+        t->ne[i] = 1;
+    t->n_dims = cols ? 2 : 1;
+    t->ne[0] = rows;
+    t->nb[t->n_dims - 1] = (int64_t)esz;
+    if (cols) {
+        t->ne[1] = cols;
+        t->nb[0] = cols * (int64_t)esz;
+    }
+}
+
+/* Loads the `n` tensors "model.layers.<il>.<suffix[i]>" of rows[i] rows
+ * each, one below the other, into one new [sum rows, cols] tensor. */
+static int load_fused(struct loadctx *c, int il, int n, const char *const *suffix,
+                      const int64_t *rows, enum zl_dtype dt, int64_t cols, struct zl_tensor *out)
+{
+    struct zl_model *m = c->m;
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += rows[i];
+    size_t esz = dt == ZL_DTYPE_F32 ? 4 : 2, row = (size_t)(cols ? cols : 1) * esz;
+    void *base;
+    int rc = c->wl->alloc(c->wl->ctx, (size_t)total * row, &base);
+    if (rc < 0)
+        return rc;
+    place(out, dt, total, cols, base, m->device);
+    int64_t r0 = 0;
+    for (int i = 0; i < n; i++) {
+        char name[160];
+        struct zl_tensor part;
+        snprintf(name, sizeof name, "model.layers.%d.%s", il, suffix[i]);
+        place(&part, dt, rows[i], cols, (char *)base + (size_t)r0 * row, m->device);
+        if ((rc = c->wl->load_into(c->wl->ctx, name, NULL, &part)) < 0)
+            return rc;
+        r0 += rows[i];
+    }
+    return ZL_OK;
+}
+
 static int load_block(struct loadctx *c, int il)
 {
     const struct llama_hparams *hp = &c->m->hp;
     struct llama_layer *l = &c->m->layers[il];
     enum zl_dtype w = c->m->wdtype, f = ZL_DTYPE_F32;
     int64_t q_rows = (int64_t)hp->n_head * hp->head_dim, kv_rows = (int64_t)hp->n_kv_head * hp->head_dim;
+    static const char *const qkv_w[3] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                         "self_attn.v_proj.weight"};
+    static const char *const qkv_b[3] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                                         "self_attn.v_proj.bias"};
+    static const char *const gu_w[2] = {"mlp.gate_proj.weight", "mlp.up_proj.weight"};
+    static const char *const gu_b[2] = {"mlp.gate_proj.bias", "mlp.up_proj.bias"};
+    const int64_t qkv_rows[3] = {q_rows, kv_rows, kv_rows}, gu_rows[2] = {hp->n_ff, hp->n_ff};
     int rc;
     if ((rc = load_layer(c, il, "input_layernorm.weight", f, hp->n_embd, 0, &l->attn_norm)) < 0 ||
-        (rc = load_layer(c, il, "self_attn.q_proj.weight", w, q_rows, hp->n_embd, &l->wq)) < 0 ||
-        (rc = load_layer(c, il, "self_attn.k_proj.weight", w, kv_rows, hp->n_embd, &l->wk)) < 0 ||
-        (rc = load_layer(c, il, "self_attn.v_proj.weight", w, kv_rows, hp->n_embd, &l->wv)) < 0 ||
+        (rc = load_fused(c, il, 3, qkv_w, qkv_rows, w, hp->n_embd, &l->wqkv)) < 0 ||
         (rc = load_layer(c, il, "self_attn.o_proj.weight", w, hp->n_embd, q_rows, &l->wo)) < 0 ||
         (rc = load_layer(c, il, "post_attention_layernorm.weight", f, hp->n_embd, 0, &l->ffn_norm)) < 0 ||
-        (rc = load_layer(c, il, "mlp.gate_proj.weight", w, hp->n_ff, hp->n_embd, &l->w_gate)) < 0 ||
-        (rc = load_layer(c, il, "mlp.up_proj.weight", w, hp->n_ff, hp->n_embd, &l->w_up)) < 0 ||
+        (rc = load_fused(c, il, 2, gu_w, gu_rows, w, hp->n_embd, &l->w_gu)) < 0 ||
         (rc = load_layer(c, il, "mlp.down_proj.weight", w, hp->n_embd, hp->n_ff, &l->w_down)) < 0)
         return rc;
-    if (hp->qkv_bias &&
-        ((rc = load_layer(c, il, "self_attn.q_proj.bias", f, q_rows, 0, &l->bq)) < 0 ||
-         (rc = load_layer(c, il, "self_attn.k_proj.bias", f, kv_rows, 0, &l->bk)) < 0 ||
-         (rc = load_layer(c, il, "self_attn.v_proj.bias", f, kv_rows, 0, &l->bv)) < 0))
+    if (hp->qkv_bias && (rc = load_fused(c, il, 3, qkv_b, qkv_rows, f, 0, &l->bqkv)) < 0)
         return rc;
     if (hp->o_bias && (rc = load_layer(c, il, "self_attn.o_proj.bias", f, hp->n_embd, 0, &l->bo)) < 0)
         return rc;
     if (hp->mlp_bias &&
-        ((rc = load_layer(c, il, "mlp.gate_proj.bias", f, hp->n_ff, 0, &l->b_gate)) < 0 ||
-         (rc = load_layer(c, il, "mlp.up_proj.bias", f, hp->n_ff, 0, &l->b_up)) < 0 ||
+        ((rc = load_fused(c, il, 2, gu_b, gu_rows, f, 0, &l->b_gu)) < 0 ||
          (rc = load_layer(c, il, "mlp.down_proj.bias", f, hp->n_embd, 0, &l->b_down)) < 0))
         return rc;
     return ZL_OK;

@@ -125,6 +125,11 @@ static int llama_create(const struct zl_model_params *p, struct zl_model **out)
     m->bctx = p->bctx;
     m->device = p->device;
     m->wdtype = p->dtype;
+    /* 16-bit activations where the backend runs them (HF's numerics in
+     * that dtype); f32 otherwise (the CPU backend) */
+    m->adtype = ZL_DTYPE_F32;
+    if (ZL_BACKEND_HAS(p->backend, act_dtypes) && (p->backend->act_dtypes & (1u << p->dtype)))
+        m->adtype = p->dtype;
     m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
     if (!m->layers) {
         llama_destroy(m);
