@@ -51,6 +51,8 @@ const struct zl_config_key zl_config_keys[] = {
     FLOAT("backend.gpu_memory_utilization", backend.gpu_memory_utilization, "0.9", 0.0, 1.0,
           ZL_CONFIG_F_MIN_OPEN, "fraction of each device's memory reserved (weights, workspace, KV cache)"),
     BOOL("backend.cuda_graphs", backend.cuda_graphs, "true", "capture decode steps as CUDA graphs"),
+    BOOL("backend.device_sampling", backend.device_sampling, "true",
+         "sample on the device when the backend can (CUDA), so logits stay there; false = CPU sampler"),
     INT("backend.threads", backend.threads, "0", 0, 4096, 0, "CPU backend threads; 0 = all cores"),
 
     INT("parallel.tensor_parallel_size", parallel.tensor_parallel_size, "1", 1, ZL_CONFIG_MAX_DEVICES, 0,

@@ -47,6 +47,19 @@ struct eng_event {
     char text[];
 };
 
+/* Scratch of device sampling (engine-sample.c). */
+struct eng_dsample {
+    bool on;                        /* the backend samples; logits stay on the device */
+    uint8_t *mark;                  /* [vocab] zeros between calls */
+    int32_t *count;                 /* [vocab] zeros between calls */
+    struct zl_sample_row *rows;
+    struct zl_sample_result *res;   /* [n_logits] this step's tokens */
+    int32_t *tok_ids, *tok_counts, *bias_ids;
+    float *bias;
+    int32_t n_tok, n_bias;
+    size_t rows_cap, res_cap, tok_cap, cnt_cap, bias_cap, biasv_cap;
+};
+
 struct zl_engine {
     struct zl_engine_params p;
     int32_t *eos;                   /* copy of p.eos_ids */
@@ -56,6 +69,8 @@ struct zl_engine {
     struct zl_kv *kv;
     struct zl_sched *sched;
     struct zl_sampler *sampler;
+    struct eng_dsample ds;
+    bool ds_failed;                 /* this step's device sampling failed */
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */
     char *text;                     /* scratch for one event's text */
@@ -73,6 +88,13 @@ struct zl_engine {
     uint64_t next_id, seed_counter;
     struct zl_engine_stats st;
 };
+
+/* engine-sample.c: device sampling when the backend has a sample op and
+ * p.device_sampling is set (init is a no-op otherwise, ds.on stays false) */
+int zl_engine_dsample_init(struct zl_engine *e);
+void zl_engine_dsample_free(struct zl_engine *e);
+/* Samples every logits row of b on the device into e->ds.res. */
+int zl_engine_dsample(struct zl_engine *e, const struct zl_sched_batch *b, struct zl_tensor *logits);
 
 /* engine-step.c */
 int zl_engine_iterate(struct zl_engine *e);

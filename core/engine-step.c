@@ -207,7 +207,7 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
 {
     const struct zl_engine_params *p = &e->p;
     size_t nl = (size_t)b->n_logits * (size_t)e->vocab;
-    if (nl > e->logits_cap) {
+    if (!e->ds.on && nl > e->logits_cap) {
         float *l = realloc(e->logits, sizeof(float) * nl);
         if (!l)
             return zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", b->n_logits);
@@ -234,8 +234,17 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
         };
         rc = p->model_ops->forward(p->model, &fb, &lt);
     }
-    if (rc == 0 && nl)
+    e->ds_failed = false;
+    if (rc == 0 && nl && e->ds.on) {
+        /* a row the device cannot sample (every token masked) fails its
+         * sequences, not the engine */
+        if (zl_engine_dsample(e, b, &lt) < 0) {
+            ZL_WARN("engine", "device sampling of %d rows: %s", b->n_logits, zl_last_error());
+            e->ds_failed = true;
+        }
+    } else if (rc == 0 && nl) {
         rc = p->backend->copy_to_host(p->device, e->logits, dl, sizeof(float) * nl);
+    }
     zl_mem_ws_release(p->mem, mark);
     return rc < 0 ? zl_error_wrap(rc, "engine: forward of %d tokens", b->n_tokens) : ZL_OK;
 }
@@ -248,8 +257,10 @@ static int has_id(const int32_t *ids, int32_t n, int32_t t)
     return 0;
 }
 
-/* Samples row `row` for q, streams the token and ends q when it stops. */
-static void sample_row(struct zl_engine *e, struct eng_seq *q, float *row, double now)
+/* Samples row `row` for q (or takes the device's result `dres`), streams
+ * the token and ends q when it stops. */
+static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_sample_result *dres,
+                       float *row, double now)
 {
     struct eng_req *r = q->req;
     const struct zl_sampling_params *sp = &r->sp;
@@ -260,7 +271,9 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, float *row, doubl
         .seed = r->seed, .stream = (uint64_t)q->index,
     };
     struct zl_sample_result res;
-    if (zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0 ||
+    if (dres)
+        res = *dres;
+    if ((!dres && zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0) ||
         zl_sched_append(e->sched, &q->s, res.token) < 0) {
         ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
         end_seq(e, q, ZL_FINISH_ABORT);
@@ -357,8 +370,15 @@ int zl_engine_iterate(struct zl_engine *e)
             return rc;
         zl_sched_commit(e->sched);
         double now = zl_engine_now();
-        for (int32_t i = 0; i < b->n_logits; i++)
-            sample_row(e, b->logits_seqs[i]->user, e->logits + (size_t)i * e->vocab, now);
+        for (int32_t i = 0; i < b->n_logits; i++) {
+            struct eng_seq *q = b->logits_seqs[i]->user;
+            if (e->ds_failed)
+                end_seq(e, q, ZL_FINISH_ABORT);
+            else if (e->ds.on)
+                sample_row(e, q, &e->ds.res[i], NULL, now);
+            else
+                sample_row(e, q, NULL, e->logits + (size_t)i * e->vocab, now);
+        }
     }
     publish_stats(e);
     return ZL_OK;

@@ -17,6 +17,7 @@ struct zl_engine_params zl_engine_default_params(void)
     p.block_size = 16;
     p.sched = zl_sched_default_params();
     p.threaded = 1;
+    p.device_sampling = 1;
     return p;
 }
 
@@ -145,7 +146,7 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
     kp.mem = p->mem;
     kp.n_blocks = p->max_kv_blocks;
     if ((rc = zl_kv_create(&kp, &e->kv)) < 0 || (rc = zl_sched_create(&p->sched, e->kv, &e->sched)) < 0 ||
-        (rc = zl_sampler_create(e->vocab, &e->sampler)) < 0)
+        (rc = zl_sampler_create(e->vocab, &e->sampler)) < 0 || (rc = zl_engine_dsample_init(e)) < 0)
         goto fail;
     e->st.max_model_len = p->sched.max_model_len;
     e->st.kv_blocks_total = zl_kv_n_blocks(e->kv);
@@ -210,6 +211,7 @@ void zl_engine_free(struct zl_engine *e)
     zl_sched_free(e->sched);
     zl_kv_free(e->kv);
     zl_sampler_free(e->sampler);
+    zl_engine_dsample_free(e);
     free(e->logits);
     free(e->text);
     free(e->todo);

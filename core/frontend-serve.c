@@ -84,6 +84,7 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     ep.block_size = (int32_t)cfg->engine.kv_block_size;
     ep.tokenizer = s->tok;
     ep.seed = (uint64_t)cfg->model.seed;
+    ep.device_sampling = cfg->backend.device_sampling;
 
     struct zl_frontend_host_params hp = {
         .tokenizer = s->tok,

@@ -2,7 +2,7 @@
  *
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
- *                   [--temperature T] [--top-p P] [--top-k K] [--seed S]
+ *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -31,6 +31,8 @@ struct prompts {
     int32_t *lens;
 };
 
+static int g_cpu_sampling;   /* --cpu-sampling */
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: zlight-generate --model PATH [--backend NAME] [--max-tokens N]\n"
@@ -47,6 +49,7 @@ static void usage(FILE *f)
                "  --top-p P         nucleus sampling (default 1 = off)\n"
                "  --top-k K         top-k sampling (default 0 = off)\n"
                "  --seed S          sampling seed; prompt i uses S + i (default 0)\n"
+               "  --cpu-sampling    sample on the CPU even when the backend samples on its device\n"
                "  --quiet           no timing or info logs on stderr\n");
 }
 
@@ -213,6 +216,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
 {
     struct zl_engine_params ep = zl_engine_default_params();
     ep.sched.max_num_batched_tokens = 2048;
+    ep.device_sampling = !g_cpu_sampling;
     int32_t longest = 0;
     int64_t prompt_tokens = 0;
     for (int i = 0; i < p->n; i++) {
@@ -295,6 +299,7 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
         {"temperature", required_argument, NULL, 'E'}, {"top-p", required_argument, NULL, 'P'},
         {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
+        {"cpu-sampling", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -321,6 +326,7 @@ int main(int argc, char **argv)
         case 'P': rc = cli_parse_double("--top-p", optarg, 1e-6, 1, &d); samp.top_p = (float)d; break;
         case 'K': rc = parse_int("--top-k", optarg, 0, 1 << 30, &v); samp.top_k = (int32_t)v; break;
         case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
+        case 'C': g_cpu_sampling = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -24,7 +24,7 @@ static const char *const int_keys[] = {
     "engine.kv_block_size", "server.port", "server.max_body_bytes", NULL,
 };
 static const char *const bool_keys[] = {
-    "backend.cuda_graphs", "parallel.dual_streams", "engine.enable_prefix_caching",
+    "backend.cuda_graphs", "backend.device_sampling", "parallel.dual_streams", "engine.enable_prefix_caching",
     "engine.enable_chunked_prefill", NULL,
 };
 
@@ -421,6 +421,7 @@ Test(config, every_key_round_trips)
     cr_expect_str_eq(cfg->server.host, "::1");
     cr_expect_float_eq(cfg->backend.gpu_memory_utilization, 0.3, 1e-15);
     cr_expect_eq(cfg->backend.cuda_graphs, 0);
+    cr_expect_eq(cfg->backend.device_sampling, 0);
     cr_expect_eq(cfg->parallel.dual_streams, 1);
     cr_expect_eq(cfg->engine.enable_prefix_caching, 0);
     cr_expect_eq(cfg->log_level, ZL_LOG_DEBUG);

@@ -80,6 +80,8 @@ struct zl_engine_params {
     zl_output_fn on_output;         /* called on the engine thread per event; NULL = queue for
                                      * zl_engine_wait */
     void *on_output_user;
+    int32_t device_sampling;        /* 1: sample on the backend when it has a sample op (the
+                                     * logits stay on the device); 0: the CPU sampler; 1 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);

@@ -1,0 +1,189 @@
+/* The engine's device-sampling path (engine-sample.c) over a host "device"
+ * whose sample op rebuilds, from each row alone, the sampling parameters
+ * and the sequence the CPU sampler would see, and samples with it.  The
+ * same requests through the CPU path must give the same tokens and
+ * logprobs: so every row carries what the CPU sampler reads (penalty
+ * tokens and output counts, min_tokens masks, logit bias, seed, stream,
+ * step). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "test_engine_fakemodel.h"
+
+static int n_sample_calls;
+
+/* The row as a CPU sampler call: listed tokens become a prompt (seen) and
+ * an output holding each id `count` times, padded to `step` tokens. */
+static int host_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
+                       struct zl_sample_result *out)
+{
+    (void)ctx;
+    struct zl_sampler *s;
+    int rc = zl_sampler_create((int32_t)logits->ne[1], &s);
+    if (rc < 0)
+        return rc;
+    n_sample_calls++;
+    for (int32_t i = 0; rc == ZL_OK && i < b->n_rows; i++) {
+        const struct zl_sample_row *r = &b->rows[i];
+        struct zl_sampling_params p = zl_sampling_default_params();
+        p.temperature = r->temperature;
+        p.top_p = r->top_p;
+        p.top_k = r->top_k;
+        p.min_p = r->min_p;
+        p.repetition_penalty = r->repetition_penalty;
+        p.presence_penalty = r->presence_penalty;
+        p.frequency_penalty = r->frequency_penalty;
+        p.logprobs = r->logprobs;
+        p.logit_bias_ids = b->bias_ids + r->bias_start;
+        p.logit_bias = b->bias + r->bias_start;
+        p.n_logit_bias = r->n_bias;
+        int32_t *out_ids = calloc((size_t)r->step + 1, sizeof(int32_t)), n_out = 0;
+        cr_assert_not_null(out_ids);
+        for (int32_t t = 0; t < r->n_tok; t++)
+            for (int32_t c = 0; c < b->tok_counts[r->tok_start + t]; c++)
+                out_ids[n_out < (int32_t)r->step ? n_out++ : n_out] = b->tok_ids[r->tok_start + t];
+        if (r->n_tok)
+            cr_expect_eq(n_out, (int32_t)r->step, "output counts add up to the step");
+        struct zl_sampler_seq q = {
+            .prompt = b->tok_ids + r->tok_start, .n_prompt = r->n_tok, .output = out_ids,
+            .n_output = (int32_t)r->step, .seed = r->seed, .stream = r->stream,
+        };
+        rc = zl_sampler_sample(s, &p, &q, (float *)logits->data + (size_t)i * logits->ne[1], &out[i]);
+        free(out_ids);
+    }
+    zl_sampler_free(s);
+    return rc;
+}
+
+static const struct zl_backend_ops sampling_backend_ops = {
+    .size = sizeof(struct zl_backend_ops), .description = "fake host with a sampler",
+    .copy_to_device = fb_copy, .copy_to_host = fb_copy, .sample = host_sample,
+};
+
+#define N_REQ 6
+
+struct run {
+    int32_t toks[N_REQ][2][48];
+    float lp[N_REQ][2][48];
+    int32_t top[N_REQ][2][48];
+    int32_t n[N_REQ][2];
+};
+
+static void run_all(const struct zl_backend_ops *be, struct run *res)
+{
+    struct zl_model m;
+    memset(&m, 0, sizeof m);
+    memset(res, 0, sizeof *res);
+    struct zl_mem *mem = fake_mem(512, 4);
+    cr_assert_not_null(mem, "%s", zl_last_error());
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.threaded = 0;
+    ep.sched.max_num_batched_tokens = 64;
+    ep.sched.max_num_seqs = 16;
+    ep.sched.max_model_len = 256;
+    size_t ws = fm_ws(&m, 64, 16) + sizeof(float) * FAKE_VOCAB * 16 + 4096;
+    cr_assert_eq(zl_mem_plan(mem, ws, 64), ZL_OK, "%s", zl_last_error());
+    void *base;
+    size_t stride;
+    uint32_t nb;
+    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
+    fake_init(&m.f, (int32_t)nb, 4);
+    static int dummy_ctx;
+    ep.model_ops = &fake_model_ops;
+    ep.model = &m;
+    ep.backend = be;
+    ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    ep.mem = mem;
+    ep.block_size = 4;
+    int32_t eos = 3;
+    ep.eos_ids = &eos;
+    ep.n_eos = 1;
+    struct zl_engine *e;
+    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+
+    int32_t bias_ids[3] = {5, 9, 5};
+    float bias[3] = {2.5f, -1.0f, 0.75f};
+    int32_t stop_ids[1] = {7};
+    uint64_t ids[N_REQ];
+    for (int k = 0; k < N_REQ; k++) {
+        struct zl_sampling_params sp = zl_sampling_default_params();
+        sp.seed = 100 + (uint64_t)k;
+        sp.has_seed = 1;
+        sp.max_tokens = 40;
+        sp.ignore_eos = 1;
+        sp.temperature = k == 0 ? 0.0f : 0.6f + 0.3f * (float)k;
+        sp.logprobs = k % 3 == 0 ? 3 : k % 3 == 1 ? 0 : -1;
+        sp.repetition_penalty = k & 1 ? 1.3f : 1.0f;
+        sp.presence_penalty = k == 2 || k == 5 ? 0.5f : 0.0f;
+        sp.frequency_penalty = k >= 4 ? 0.4f : 0.0f;
+        sp.top_k = k == 3 ? 5 : 0;
+        sp.top_p = k == 4 ? 0.8f : 1.0f;
+        sp.min_p = k == 5 ? 0.05f : 0.0f;
+        sp.min_tokens = k == 1 || k == 3 ? 12 : 0;
+        sp.n = k == 2 ? 2 : 1;
+        if (k >= 3) {
+            sp.logit_bias_ids = bias_ids;
+            sp.logit_bias = bias;
+            sp.n_logit_bias = 3;
+        }
+        if (k == 3) {
+            sp.stop_token_ids = stop_ids;
+            sp.n_stop_token_ids = 1;
+        }
+        int32_t prompt[20];
+        for (int i = 0; i < 20; i++)
+            prompt[i] = (i * 11 + k * 5) % 50;
+        cr_assert_eq(zl_engine_submit(e, prompt, 12 + k, &sp, NULL, &ids[k]), ZL_OK, "%s",
+                     zl_last_error());
+    }
+    int left = N_REQ + 1;
+    for (int guard = 0; left > 0 && guard < 10000; guard++) {
+        cr_assert_geq(zl_engine_step(e), 0, "%s", zl_last_error());
+        struct zl_output o;
+        while (zl_engine_wait(e, &o, 0) == 1) {
+            int k = 0;
+            while (k < N_REQ && ids[k] != o.request_id)
+                k++;
+            cr_assert_lt(k, N_REQ);
+            if (o.n_tokens) {
+                int32_t j = res->n[k][o.index]++;
+                cr_assert_lt(j, 48);
+                res->toks[k][o.index][j] = o.token;
+                res->lp[k][o.index][j] = o.logprob;
+                res->top[k][o.index][j] = o.n_top ? o.top_ids[o.n_top - 1] : -1;
+            }
+            if (o.finish)
+                left--;
+            zl_output_release(&o);
+        }
+    }
+    cr_assert_eq(left, 0, "requests did not finish");
+    zl_engine_free(e);
+    fake_fini(&m.f);
+    zl_mem_free(mem);
+}
+
+Test(engine_dsample, rows_carry_what_the_cpu_sampler_reads)
+{
+    struct run cpu, dev;
+    n_sample_calls = 0;
+    run_all(&fake_backend_ops, &cpu);
+    cr_expect_eq(n_sample_calls, 0, "a backend without a sample op is never asked");
+    run_all(&sampling_backend_ops, &dev);
+    cr_expect_gt(n_sample_calls, 40, "the device sampler took the steps");
+    for (int k = 0; k < N_REQ; k++)
+        for (int s = 0; s < (k == 2 ? 2 : 1); s++) {
+            cr_expect_eq(dev.n[k][s], cpu.n[k][s], "request %d.%d length", k, s);
+            cr_expect_arr_eq(dev.toks[k][s], cpu.toks[k][s], sizeof(int32_t) * 48,
+                             "request %d.%d tokens", k, s);
+            cr_expect_arr_eq(dev.lp[k][s], cpu.lp[k][s], sizeof(float) * 48,
+                             "request %d.%d logprobs", k, s);
+            cr_expect_arr_eq(dev.top[k][s], cpu.top[k][s], sizeof(int32_t) * 48,
+                             "request %d.%d top ids", k, s);
+        }
+    /* the run exercised what it claims: request 3's min_tokens kept the
+     * stop id 7 and EOS out of its first 12 tokens */
+    for (int j = 0; j < 12 && j < cpu.n[3][0]; j++)
+        cr_expect(cpu.toks[3][0][j] != 7 && cpu.toks[3][0][j] != 3, "token %d", j);
+}
