@@ -53,13 +53,6 @@ static void cuda_mem_free(int device, void *ptr)
         ZL_CUDA_WARN(cudaFree(ptr));
 }
 
-static int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes)
-{
-    ZL_CUDA_TRY(cudaSetDevice(device));
-    ZL_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
-    return ZL_OK;
-}
-
 static int cuda_copy_to_host(int device, void *dst, const void *src, size_t bytes)
 {
     ZL_CUDA_TRY(cudaSetDevice(device));
@@ -322,4 +315,4 @@ static int cuda_init(const struct zl_host *h)
     return h->register_ops(ZL_PLUGIN_BACKEND, "cuda", &cuda_ops);
 }
 
-ZL_PLUGIN_DEFINE("cuda", PACKAGE_VERSION, "CUDA compute backend", cuda_init, NULL)
+ZL_PLUGIN_DEFINE("cuda", PACKAGE_VERSION, "CUDA compute backend", cuda_init, cuda_staging_free)

@@ -115,6 +115,11 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
 /* Grows *buf (device, *cap bytes) to at least `bytes`, doubling. */
 int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op);
 
+/* cuda-staging.c: the copy_to_device hook (large copies through two
+ * alternating pinned chunks) and its release at plugin shutdown. */
+int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes);
+void cuda_staging_free(void);
+
 /* ---- ops ---- */
 
 int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,
