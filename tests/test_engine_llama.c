@@ -4,16 +4,20 @@
  * and 64 tokens per step, with prefix-cache hits on a shared system
  * prompt, and after forced preemption (tiny KV pool); and the ids must be
  * the Hugging Face reference for the fixture's own prompts.  Seeded sampling
- * (temperature 0.9, top-p 0.9) must be just as invariant. */
+ * (temperature 0.9, top-p 0.9) must be just as invariant.
+ *
+ * ZL_ENGINE_TEST_BACKEND=cuda runs the same on the CUDA backend (its
+ * device sampler included), ZL_ENGINE_TEST_DTYPE=bf16|f16 in that dtype
+ * (f32 default; the HF reference check needs f32). */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlight/engine.h>
 
 #define FIXTURE ZL_TOP_SRCDIR "/tests/fixtures/llama/llama2"
-#define CPU_SO ZL_TOP_BUILDDIR "/kernels/cpu/.libs/cpu.so"
 #define LLAMA_SO ZL_TOP_BUILDDIR "/models/llama/.libs/llama.so"
 
 enum { NP = 16, NEW = 12, MAXP = 96 };
@@ -29,17 +33,28 @@ static struct zl_sched_params big_sched(void)
     return s;
 }
 
+static enum zl_dtype g_dtype = ZL_DTYPE_F32;
+
 static void open_model(void)
 {
-    if (access(FIXTURE "/model.safetensors", R_OK) != 0 || access(CPU_SO, R_OK) != 0 ||
+    const char *be = getenv("ZL_ENGINE_TEST_BACKEND"), *dt = getenv("ZL_ENGINE_TEST_DTYPE");
+    be = be && *be ? be : "cpu";
+    char be_so[512];
+    snprintf(be_so, sizeof be_so, "%s/kernels/%s/.libs/%s.so", ZL_TOP_BUILDDIR, be, be);
+    if (access(FIXTURE "/model.safetensors", R_OK) != 0 || access(be_so, R_OK) != 0 ||
         access(LLAMA_SO, R_OK) != 0)
-        cr_skip_test("needs " FIXTURE " and the cpu and llama plugins built under " ZL_TOP_BUILDDIR);
+        cr_skip_test("needs " FIXTURE ", %s and the llama plugin built under " ZL_TOP_BUILDDIR, be_so);
+    g_dtype = !dt || !*dt ? ZL_DTYPE_F32 : !strcmp(dt, "bf16") ? ZL_DTYPE_BF16
+            : !strcmp(dt, "f16") ? ZL_DTYPE_F16 : ZL_DTYPE_F32;
+    cr_assert(!dt || !*dt || g_dtype != ZL_DTYPE_F32 || !strcmp(dt, "f32"),
+              "ZL_ENGINE_TEST_DTYPE=%s: f32, bf16 or f16", dt);
     struct zl_engine_model_params mp = zl_engine_model_default_params();
-    const char *paths[] = {CPU_SO, LLAMA_SO};
+    const char *paths[] = {be_so, LLAMA_SO};
     mp.model_path = FIXTURE;
+    mp.backend = be;
     mp.plugin_paths = paths;
     mp.n_plugin_paths = 2;
-    mp.dtype = ZL_DTYPE_F32;
+    mp.dtype = g_dtype;
     mp.threads = 1;
     mp.kv_tokens = 8192;
     struct zl_sched_params s = big_sched();
@@ -115,6 +130,8 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
 
 Test(engine_llama, greedy_matches_reference)
 {
+    if (g_dtype != ZL_DTYPE_F32)
+        cr_skip_test("the reference ids are transformers' in f32");
     FILE *f = fopen(FIXTURE "/reference.json", "r");
     cr_assert_not_null(f, FIXTURE "/reference.json");
     json_error_t err;
