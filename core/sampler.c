@@ -1,7 +1,8 @@
 /* CPU sampler (DESIGN §4).  Order as vLLM: raw logprobs, min_tokens
  * suppression, logit bias, repetition / presence / frequency penalties,
  * then greedy, or temperature -> min-p -> top-k -> top-p and one draw by
- * inverse CDF.  The draw's uniform is a hash of (seed, stream, step), so a
+ * inverse CDF.  The filters are value thresholds (no sort), so the CUDA
+ * sampler (kernels/cuda/sample.cu) can compute the same kept set.  The draw's uniform is a hash of (seed, stream, step), so a
  * sequence gets the same tokens whatever else is in the batch. */
 #include <math.h>
 #include <stdlib.h>
@@ -12,7 +13,8 @@ struct zl_sampler {
     int32_t vocab;
     int32_t *count;     /* [vocab] output occurrences (penalties), zero between calls */
     uint8_t *seen;      /* [vocab] in prompt or output, zero between calls */
-    int32_t *idx;       /* [vocab] candidate ids */
+    int32_t *idx;       /* [vocab] candidate ids, ascending */
+    int32_t *tmp;       /* [vocab] candidates of one radix bin */
     float *prob;        /* [vocab] unnormalized probabilities by id */
     float *raw;         /* [vocab] the logits as the model gave them (logprobs) */
 };
@@ -84,6 +86,7 @@ void zl_sampler_free(struct zl_sampler *s)
     free(s->count);
     free(s->seen);
     free(s->idx);
+    free(s->tmp);
     free(s->prob);
     free(s->raw);
     free(s);
@@ -101,9 +104,10 @@ int zl_sampler_create(int32_t vocab, struct zl_sampler **out)
     s->count = calloc(vocab, sizeof(int32_t));
     s->seen = calloc(vocab, 1);
     s->idx = malloc(sizeof(int32_t) * vocab);
+    s->tmp = malloc(sizeof(int32_t) * vocab);
     s->prob = malloc(sizeof(float) * vocab);
     s->raw = malloc(sizeof(float) * vocab);
-    if (!s->count || !s->seen || !s->idx || !s->prob || !s->raw) {
+    if (!s->count || !s->seen || !s->idx || !s->tmp || !s->prob || !s->raw) {
         zl_sampler_free(s);
         return zl_error(ZL_ENOMEM, "sampler: out of memory for a vocabulary of %d", vocab);
     }
@@ -225,47 +229,112 @@ static int32_t argmax(const float *l, int32_t n)
     return best;
 }
 
-static _Thread_local const float *g_sort_prob;  /* qsort has no context argument in C11 */
-
-static int by_prob_desc(const void *a, const void *b)
+/* One draw's unnormalized probability of a logit: exp of the tempered gap to
+ * the top logit, rounded once from double to float.  Rounding a double
+ * exp (not expf, whose last bit differs between libms) makes the CUDA
+ * sampler compute bit-identical values, so its seeded draws match. */
+static float tempered(float l, float mx, float inv_t)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    float px = g_sort_prob[x], py = g_sort_prob[y];
-    if (px != py)
-        return px > py ? -1 : 1;
-    return x < y ? -1 : x > y;
+    if (l == mx)
+        return 1.0f;                            /* even when inv_t is inf */
+    return (float)exp((double)((l - mx) * inv_t));
 }
 
-/* Sorts (best first) a head of the n candidates big enough for top_k
- * entries (0: none asked) and for `mass` of probability, and returns its
- * length.  The head is every candidate above a threshold, so it is exactly
- * the start of the full sorted order; a vocabulary-wide sort per token
- * only happens when the distribution is that flat. */
-static int32_t sort_head(struct zl_sampler *s, int32_t n, int32_t k, double mass)
+/* Radix digits over a non-negative float's bits (they order like the
+ * values): 11, 11 and 10 bits from the top. */
+static const int digit_shift[3] = {21, 10, 0};
+static const int digit_bits[3] = {11, 11, 10};
+
+/* The k-th largest of the n values prob[idx[..]] counting multiplicity
+ * (1 <= k <= n): one histogram pass per digit, each over only the
+ * candidates that share the digits found so far (moved to tmp). */
+static float kth_largest(const float *prob, const int32_t *idx, int32_t n, int32_t k,
+                         int32_t *tmp)
 {
-    int32_t m = n;
-    for (float thr = 1e-2f; thr > 1e-30f; thr *= 1e-3f) {
-        int32_t h = 0;
-        double got = 0.0;
+    uint32_t hist[2048];
+    const int32_t *src = idx;
+    uint32_t key = 0;
+    for (int d = 0; d < 3; d++) {
+        int sh = digit_shift[d], nb = 1 << digit_bits[d];
+        memset(hist, 0, sizeof(uint32_t) * nb);
         for (int32_t i = 0; i < n; i++) {
-            int32_t id = s->idx[i];
-            if (s->prob[id] >= thr) {
-                s->idx[i] = s->idx[h];
-                s->idx[h++] = id;
-                got += s->prob[id];
-            }
+            uint32_t b;
+            memcpy(&b, &prob[src[i]], 4);
+            hist[(b >> sh) & (nb - 1)]++;
         }
-        if (k ? h >= k : got >= mass) {
-            m = h;
-            break;
+        int bin = nb - 1;
+        for (; bin > 0 && hist[bin] < (uint32_t)k; bin--)
+            k -= (int32_t)hist[bin];
+        key |= (uint32_t)bin << sh;
+        int32_t m = 0;                          /* the candidates of that bin */
+        for (int32_t i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &prob[src[i]], 4);
+            if ((int)((b >> sh) & (nb - 1)) == bin)
+                tmp[m++] = src[i];
         }
+        src = tmp;
+        n = m;
     }
-    g_sort_prob = s->prob;
-    qsort(s->idx, m, sizeof(int32_t), by_prob_desc);
+    float v;
+    memcpy(&v, &key, 4);
+    return v;
+}
+
+/* The largest value v among prob[idx[..]] with sum of the values >= v at
+ * least `target`: per digit, the bin where the mass from the top reaches
+ * the target, then the same inside that bin. */
+static float mass_threshold(const float *prob, const int32_t *idx, int32_t n, double target,
+                            int32_t *tmp)
+{
+    double mass[2048];
+    const int32_t *src = idx;
+    uint32_t key = 0;
+    for (int d = 0; d < 3; d++) {
+        int sh = digit_shift[d], nb = 1 << digit_bits[d];
+        memset(mass, 0, sizeof(double) * nb);
+        int lowest = nb - 1;
+        for (int32_t i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &prob[src[i]], 4);
+            int bin = (int)((b >> sh) & (nb - 1));
+            mass[bin] += prob[src[i]];
+            if (bin < lowest)
+                lowest = bin;
+        }
+        int bin = nb - 1;
+        double above = 0.0;
+        for (; bin > lowest && !(above + mass[bin] >= target); bin--)
+            above += mass[bin];
+        target -= above;
+        key |= (uint32_t)bin << sh;
+        int32_t m = 0;
+        for (int32_t i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &prob[src[i]], 4);
+            if ((int)((b >> sh) & (nb - 1)) == bin)
+                tmp[m++] = src[i];
+        }
+        src = tmp;
+        n = m;
+    }
+    float v;
+    memcpy(&v, &key, 4);
+    return v;
+}
+
+/* Keeps the candidates (ascending ids) with prob >= thr; returns how many. */
+static int32_t keep_at_least(const float *prob, int32_t *idx, int32_t n, float thr)
+{
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (prob[idx[i]] >= thr)
+            idx[m++] = idx[i];
     return m;
 }
 
-/* Temperature -> min-p -> top-k -> top-p, then one inverse-CDF draw. */
+/* Temperature -> min-p -> top-k -> top-p as value thresholds (sampler.h),
+ * then one inverse-CDF draw over the kept ids in ascending order. */
 static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
                     const struct zl_sampler_seq *q, const float *l)
 {
@@ -274,33 +343,20 @@ static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
     float inv_t = 1.0f / p->temperature;
     int32_t n = 0;
     for (int32_t i = 0; i < v; i++) {
-        float e = expf((l[i] - mx) * inv_t);   /* top token: exactly 1 */
+        float e = tempered(l[i], mx, inv_t);    /* the top token: exactly 1 */
         s->prob[i] = e;
         if (e > 0.0f && e >= p->min_p)          /* min_p against p_max = 1 */
             s->idx[n++] = i;
     }
-    int top_k = p->top_k > 0 && p->top_k < n;
-    if (top_k || p->top_p < 1.0f) {
-        double all = 0.0;
+    if (p->top_k > 0 && p->top_k < n)
+        n = keep_at_least(s->prob, s->idx, n,
+                          kth_largest(s->prob, s->idx, n, p->top_k, s->tmp));
+    if (p->top_p < 1.0f) {
+        double tot = 0.0;
         for (int32_t i = 0; i < n; i++)
-            all += s->prob[s->idx[i]];
-        int32_t m = sort_head(s, n, top_k ? p->top_k : 0, p->top_p * all);
-        double tot = all;
-        if (top_k) {
-            n = p->top_k;
-            tot = 0.0;
-            for (int32_t i = 0; i < n; i++)
-                tot += s->prob[s->idx[i]];
-        } else {
-            n = m;
-        }
-        if (p->top_p < 1.0f) {
-            double cum = 0.0;
-            int32_t keep = 0;
-            while (keep < n && cum < p->top_p * tot)
-                cum += s->prob[s->idx[keep++]];
-            n = keep > 0 ? keep : 1;
-        }
+            tot += s->prob[s->idx[i]];
+        n = keep_at_least(s->prob, s->idx, n,
+                          mass_threshold(s->prob, s->idx, n, (double)p->top_p * tot, s->tmp));
     }
     double tot = 0.0;
     for (int32_t i = 0; i < n; i++)

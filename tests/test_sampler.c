@@ -2,7 +2,9 @@
  * bias, min_tokens, logprobs, and seeds independent of the batch. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlight/sampler.h>
 
 enum { V = 6, DRAWS = 20000 };
@@ -292,55 +294,201 @@ Test(sampler, validate)
     cr_expect_eq(zl_sampling_validate(&p, 10), ZL_EINVAL);
 }
 
-/* A large vocabulary, where only a head of candidates is sorted: every
- * draw stays inside the sets a full sort defines. */
-Test(sampler, large_vocab_filters)
+/* ---- the kept set is the value-threshold one of sampler.h ---- */
+
+static int by_float_desc(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* The spec of zl_sampler_sample written out with a full sort: keep[i] = 1
+ * for the ids a draw may return. */
+static void reference_kept(const float *l, int n, const struct zl_sampling_params *p,
+                           uint8_t *keep)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    float *e = malloc(sizeof(float) * n), *sorted = malloc(sizeof(float) * n);
+    float inv_t = 1.0f / p->temperature;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        e[i] = l[i] == mx ? 1.0f : (float)exp((double)((l[i] - mx) * inv_t));
+        if (e[i] > 0 && e[i] >= p->min_p)
+            sorted[m++] = e[i];
+    }
+    qsort(sorted, m, sizeof(float), by_float_desc);
+    float thr = m ? sorted[m - 1] : 1.0f;
+    if (p->top_k > 0 && p->top_k < m) {
+        thr = sorted[p->top_k - 1];
+        while (m > p->top_k && sorted[m - 1] < thr)
+            m--;
+    }
+    if (p->top_p < 1.0f) {
+        double tot = 0, cum = 0;
+        for (int i = 0; i < m; i++)
+            tot += sorted[i];
+        for (int i = 0; i < m; i++) {
+            cum += sorted[i];
+            if (cum >= (double)p->top_p * tot) {
+                thr = sorted[i];
+                break;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        keep[i] = e[i] > 0 && e[i] >= p->min_p && e[i] >= thr;
+    free(e);
+    free(sorted);
+}
+
+/* Draws from `base` (n ids) under p: every draw inside the reference set,
+ * and every member of it drawn (sets small enough for `draws`).  Returns
+ * the set's size. */
+static int expect_kept_set(const float *base, int n, const struct zl_sampling_params *p,
+                           int draws)
+{
+    uint8_t *keep = calloc(n, 1), *seen = calloc(n, 1);
+    float *l = malloc(sizeof(float) * n);
+    reference_kept(base, n, p, keep);
+    struct zl_sampler *s = make(n);
+    int outside = 0, kept = 0, missed = 0;
+    for (int d = 0; d < draws; d++) {
+        struct zl_sampler_seq q = {.seed = 11, .stream = (uint64_t)d, .n_output = d % 7};
+        struct zl_sample_result r;
+        memcpy(l, base, sizeof(float) * n);
+        cr_assert_eq(zl_sampler_sample(s, p, &q, l, &r), ZL_OK);
+        outside += !keep[r.token];
+        seen[r.token] = 1;
+    }
+    for (int i = 0; i < n; i++) {
+        kept += keep[i];
+        missed += keep[i] && !seen[i];
+    }
+    cr_expect_eq(outside, 0, "%d of %d draws outside the kept set of %d (T %g, k %d, p %g, "
+                 "min_p %g)", outside, draws, kept, p->temperature, p->top_k, p->top_p, p->min_p);
+    cr_expect_eq(missed, 0, "%d of the %d kept ids never drawn in %d draws", missed, kept, draws);
+    zl_sampler_free(s);
+    free(keep);
+    free(seen);
+    free(l);
+    return kept;
+}
+
+/* A large vocabulary with many equal logits: top-k, top-p, min-p and their
+ * combinations keep exactly the threshold sets, ties included. */
+Test(sampler, kept_set_is_the_threshold_set)
 {
     enum { BV = 4096 };
-    static float base[BV], l[BV];
-    static int32_t order[BV];
+    static float base[BV];
     srand(3);
     for (int i = 0; i < BV; i++)
-        base[i] = (float)(rand() % 1000) / 200.0f;      /* a flat-ish distribution, many ties */
-    /* reference order: probability desc, id asc */
-    for (int i = 0; i < BV; i++)
-        order[i] = i;
-    for (int i = 1; i < BV; i++)
-        for (int j = i; j > 0 && (base[order[j]] > base[order[j - 1]]); j--) {
-            int32_t t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-    double tot = 0;
-    for (int i = 0; i < BV; i++)
-        tot += exp(base[i]);
-    int nucleus = 0;
-    for (double cum = 0; cum < 0.5 * tot; nucleus++)
-        cum += exp(base[order[nucleus]]);
-    uint8_t in_p[BV] = {0}, in_k[BV] = {0};
-    for (int i = 0; i < nucleus; i++)
-        in_p[order[i]] = 1;
-    for (int i = 0; i < 50; i++)
-        in_k[order[i]] = 1;
-    struct zl_sampler *s = make(BV);
-    struct zl_sampling_params pp = zl_sampling_default_params(), pk = pp;
-    pp.top_p = 0.5f;
-    pk.top_k = 50;
-    int hits_p[2] = {0}, distinct = 0;
-    uint8_t seen[BV] = {0};
-    for (int d = 0; d < 300; d++) {
-        struct zl_sampler_seq q = {.seed = 11, .stream = (uint64_t)d};
+        base[i] = (float)(rand() % 1000) / 200.0f;      /* ~4 ids per value */
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.top_k = 50;
+    int k = expect_kept_set(base, BV, &p, 4000);
+    cr_expect_geq(k, 50, "top_k 50 keeps at least 50 (%d)", k);
+    p = zl_sampling_default_params();
+    p.top_p = 0.02f;
+    int np = expect_kept_set(base, BV, &p, 6000);
+    cr_expect(np >= 10 && np < 200, "nucleus of %d", np);
+    p = zl_sampling_default_params();
+    p.temperature = 0.7f;
+    p.top_k = 200;
+    p.top_p = 0.3f;
+    expect_kept_set(base, BV, &p, 4000);
+    p = zl_sampling_default_params();
+    p.temperature = 0.05f;
+    p.min_p = 0.3f;
+    expect_kept_set(base, BV, &p, 2000);
+}
+
+/* Ties at the k-th value are all kept (vLLM's value-threshold top-k). */
+Test(sampler, top_k_keeps_ties)
+{
+    const float tl[8] = {1.0f, 3.0f, 2.0f, 2.0f, 0.5f, 2.0f, -1.0f, 3.0f};
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.top_k = 3;                /* values 3, 3, then 2 three times: five ids kept */
+    int kept = expect_kept_set(tl, 8, &p, 3000);
+    cr_expect_eq(kept, 5);
+    /* the draw's distribution over the tie group is the renormalized softmax */
+    struct zl_sampler *s = make(8);
+    int counts[8] = {0};
+    for (int d = 0; d < DRAWS; d++) {
+        float l[8];
+        memcpy(l, tl, sizeof l);
+        struct zl_sampler_seq q = {.seed = 5, .stream = (uint64_t)d};
         struct zl_sample_result r;
-        memcpy(l, base, sizeof(l));
-        cr_assert_eq(zl_sampler_sample(s, &pp, &q, l, &r), ZL_OK);
-        hits_p[in_p[r.token]]++;
-        distinct += !seen[r.token];
-        seen[r.token] = 1;
-        memcpy(l, base, sizeof(l));
-        cr_assert_eq(zl_sampler_sample(s, &pk, &q, l, &r), ZL_OK);
-        cr_expect(in_k[r.token], "top-k draw %d outside the top 50", r.token);
+        cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+        counts[r.token]++;
     }
-    cr_expect_eq(hits_p[0], 0, "%d top-p draws outside the nucleus of %d", hits_p[0], nucleus);
-    cr_expect_gt(distinct, 50, "draws spread over the nucleus");
     zl_sampler_free(s);
+    double z = 2 * exp(3.0) + 3 * exp(2.0), chi = 0;
+    const int ids[5] = {1, 7, 2, 3, 5};
+    for (int j = 0; j < 5; j++) {
+        double e = DRAWS * exp(tl[ids[j]]) / z;
+        chi += (counts[ids[j]] - e) * (counts[ids[j]] - e) / e;
+    }
+    cr_expect_lt(chi, chi999[4], "chi-square %g over the five kept ids", chi);
+    cr_expect_eq(counts[0] + counts[4] + counts[6], 0);
+}
+
+/* The same (seed, stream, step) and logits give the same token; another
+ * step or stream moves the draw. */
+Test(sampler, seeded_draws_repeat)
+{
+    enum { BV = 1000 };
+    static float base[BV], l[BV];
+    for (int i = 0; i < BV; i++)
+        base[i] = (float)((i * 7919) % 1000) / 300.0f;
+    struct zl_sampler *s = make(BV);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.top_p = 0.9f;
+    int differ = 0;
+    for (int t = 0; t < 100; t++) {
+        struct zl_sample_result r1, r2, r3;
+        struct zl_sampler_seq q = {.seed = 77, .stream = 3, .n_output = t};
+        memcpy(l, base, sizeof l);
+        cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r1), ZL_OK);
+        memcpy(l, base, sizeof l);
+        cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r2), ZL_OK);
+        cr_expect_eq(r1.token, r2.token, "step %d: %d then %d", t, r1.token, r2.token);
+        q.stream = 4;
+        memcpy(l, base, sizeof l);
+        cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r3), ZL_OK);
+        differ += r3.token != r1.token;
+    }
+    cr_expect_gt(differ, 50, "another stream gives other tokens (%d of 100 differ)", differ);
+    zl_sampler_free(s);
+}
+
+/* A 128k vocabulary stays cheap: no sort per token (informational bound). */
+Test(sampler, large_vocab_speed)
+{
+    enum { BV = 128256, N = 20 };
+    float *base = malloc(sizeof(float) * BV), *l = malloc(sizeof(float) * BV);
+    srand(9);
+    for (int i = 0; i < BV; i++)
+        base[i] = (float)rand() / RAND_MAX * 20.0f - 10.0f;
+    struct zl_sampler *s = make(BV);
+    struct zl_sampling_params p = zl_sampling_default_params();
+    p.temperature = 0.8f;
+    p.top_k = 50;
+    p.top_p = 0.9f;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int d = 0; d < N; d++) {
+        struct zl_sampler_seq q = {.seed = 1, .n_output = d};
+        struct zl_sample_result r;
+        memcpy(l, base, sizeof(float) * BV);
+        cr_assert_eq(zl_sampler_sample(s, &p, &q, l, &r), ZL_OK);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = ((t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) * 1e-6) / N;
+    cr_log_info("128256 ids, T 0.8, top_k 50, top_p 0.9: %.2f ms per token", ms);
+    cr_expect_lt(ms, 100.0, "%.2f ms per token", ms);
+    zl_sampler_free(s);
+    free(base);
+    free(l);
 }

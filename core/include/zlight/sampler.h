@@ -81,7 +81,18 @@ ZL_API void zl_sampler_free(struct zl_sampler *s);   /* NULL-safe */
 /* Samples the next token of `q` from logits[vocab] (f32, host, modified in
  * place).  The draw for output position q->n_output depends only on
  * (seed, stream, n_output) and the logits, never on the batch.  Ties in
- * greedy go to the lowest id.  ZL_EINVAL when every token is masked. */
+ * greedy go to the lowest id.  ZL_EINVAL when every token is masked.
+ * With temperature T > 0 the kept set is defined by value thresholds, so
+ * a device sampler can compute it exactly (backend.h sample):
+ *   e_i = (float)exp((double)((l_i - max) * (1.0f / T))), 1 for the max;
+ *   C = {i : e_i > 0 and e_i >= min_p};
+ *   top_k: t = the k-th largest e over C counting multiplicity,
+ *          C = {e >= t} (ties at the k-th value are all kept);
+ *   top_p: tot = sum of e over C (double), t = the largest e among C's
+ *          values with sum of e >= t over C at least top_p * tot, C = {e >= t};
+ *   draw:  u = zl_sampler_uniform(seed, stream, n_output), x = u * sum of
+ *          e over C; walk C in ascending id order with a double cumulative
+ *          sum, the first id with x < cum (else the last id of C). */
 ZL_API int zl_sampler_sample(struct zl_sampler *s, const struct zl_sampling_params *p,
                              const struct zl_sampler_seq *q, float *logits,
                              struct zl_sample_result *out);
