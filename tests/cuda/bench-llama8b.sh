@@ -1,0 +1,39 @@
+#!/bin/bash
+# bench-llama8b.sh BUILD_DIR [CASES]
+# Llama-3.1-8B's real config (tests/cuda/llama31-8b) with dummy bf16 weights
+# on the CUDA backend through zlight-generate: one process per case, each
+# prints zlight-generate's prefill/decode line.  Cases (default all):
+#   prefill2048  one 2048-token prompt, 4 new tokens: prefill = time to first token
+#   b1           one 512-token prompt, 128 new tokens: decode time per token at batch 1
+#   b32 / b128   32 / 128 prompts of 1024 tokens, 64 new tokens: decode step time
+# Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?usage: bench-llama8b.sh BUILD_DIR [CASES]}" && pwd)
+cases=${2:-"prefill2048 b1 b32 b128"}
+export LD_LIBRARY_PATH="$build/core/.libs:${ZL_DEVLIBS:-$top/.devlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export ZLIGHT_PLUGIN_PATH="$build/kernels/cuda/.libs:$build/models/llama/.libs"
+gen="$build/core/.libs/zlight-generate"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prompts() {   # N LEN SEED: N lines of LEN random ids
+    awk -v n="$1" -v len="$2" -v seed="$3" 'BEGIN { srand(seed); for (j = 0; j < n; j++) {
+        for (i = 0; i < len; i++) printf "%d ", 1000 + int(rand() * 100000); print "" } }'
+}
+rc=0
+for c in $cases; do
+    case $c in
+    prefill2048) prompts 1 2048 1 >"$tmp/p"; new=4;;
+    b1) prompts 1 512 2 >"$tmp/p"; new=128;;
+    b32) prompts 32 1024 3 >"$tmp/p"; new=64;;
+    b128) prompts 128 1024 4 >"$tmp/p"; new=64;;
+    *) echo "unknown case $c" >&2; exit 2;;
+    esac
+    start=$(date +%s.%N)
+    timeout 300 "$gen" --model "$here/llama31-8b" --dummy --dtype bf16 --backend cuda \
+        --prompts "$tmp/p" --max-tokens $new >/dev/null 2>"$tmp/e" || { rc=1; tail -n 5 "$tmp/e"; }
+    wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"
+done
+exit $rc

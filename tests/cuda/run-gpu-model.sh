@@ -1,0 +1,34 @@
+#!/bin/bash
+# run-gpu-model.sh BUILD_DIR TOKENIZER_DIR
+# Whole-model checks of the CUDA backend on the GPU machine, one command:
+#   1. the engine's batch-invariance tests (test_engine_llama: greedy and
+#      seeded sampling alone / together / chunked / prefix hits /
+#      preemption, and the HF reference ids) on CUDA in f32, then in bf16;
+#   2. zlightd with `backend: auto` serving a small random Llama-3-shaped
+#      model end to end (tests/cuda/e2e_cuda.py; TOKENIZER_DIR holds the
+#      Llama 3 tokenizer.json.xz and tokenizer_config.json).
+# BUILD_DIR is a --with-cuda build with `make && make -C tests test_engine_llama`.
+# Prints a summary; exit 0 when everything passed.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?usage: run-gpu-model.sh BUILD_DIR TOKENIZER_DIR}" && pwd)
+tokdir=${2:?usage: run-gpu-model.sh BUILD_DIR TOKENIZER_DIR}
+export LD_LIBRARY_PATH="$build/core/.libs:${ZL_DEVLIBS:-$top/.devlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+prog() { if [ -x "$build/tests/.libs/$1" ]; then echo "$build/tests/.libs/$1"; else echo "$build/tests/$1"; fi; }
+declare -a summary
+fail=0
+for dt in f32 bf16; do
+    echo "=== test_engine_llama on cuda, $dt"
+    ZL_ENGINE_TEST_BACKEND=cuda ZL_ENGINE_TEST_DTYPE=$dt "$(prog test_engine_llama)" 2>&1 | tail -n 25
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] && r=PASS || { r="FAIL (exit $rc)"; fail=1; }
+    summary+=("$(printf 'test_engine_llama cuda %-5s %s' "$dt" "$r")")
+done
+echo "=== e2e_cuda.py"
+python3 "$here/e2e_cuda.py" "$build" "$tokdir"; rc=$?
+[ "$rc" = 0 ] && r=PASS || { r="FAIL (exit $rc)"; fail=1; }
+summary+=("$(printf 'zlightd e2e on cuda         %s' "$r")")
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+exit $fail
