@@ -1,16 +1,512 @@
-// Tensor-core split-KV decode attention: not written yet; every batch takes
-// the generic kernel of attention.cu.
+// Tensor-core split-KV decode attention (every sequence has one query row).
+//
+// One CTA of 4 warps per (KV split, kv head, sequence).  The GQA group's
+// query heads (up to 16) are the M = 16 rows of mma.sync m16n8k16 (unused
+// rows are zeros), so each K/V element read from memory serves the whole
+// group.  Each warp owns every 4th 16-key tile of the CTA's chunk and runs
+// its own cp.async pipeline (3 stages of K and V in shared memory, no
+// block barrier in the loop) and its own f32 online softmax; S = Q K^T and
+// O += P V are m16n8k16 MMAs (P rounded to the cache dtype, f32
+// accumulation).  At the end the 4 warps merge through shared memory and
+// either write the normalised output (one split) or an unnormalised
+// partial (O, max, sum) to scratch, which combine_kernel merges.
+// The split count fills the GPU: about 2 CTAs per SM over (sequence, kv
+// head) pairs, never chunks under 64 keys.
+//
+// Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
+// power-of-two block sizes, sm_80+; the caller falls back otherwise.
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 
-extern "C" size_t zl_cuda_attention_decode_scratch(int32_t, int32_t, int32_t, int32_t)
+using namespace zlcuda;
+
+namespace {
+
+constexpr int WARPS = 4;
+constexpr int TILE = 16;                 // keys per warp step (k of the P V MMA)
+constexpr int STAGES = 3;                // cp.async stages per warp
+constexpr int MIN_CHUNK = WARPS * TILE;  // smallest split
+constexpr int MAX_SPLITS = 256;
+constexpr int ROWS = 16;                 // MMA M: query heads of one group
+constexpr float LOG2E = 1.4426950408889634f;
+
+struct decode_args {
+    char *out;
+    int64_t o_nb0, o_nb1;
+    const char *q;
+    int64_t q_nb0, q_nb1;
+    const char *base;           // cache base + this layer's K rows + 0
+    int64_t block_stride;       // bytes
+    int64_t row_bytes;          // one token's [n_kv_heads][head_dim]
+    int64_t v_off;              // V rows minus K rows of a block, bytes
+    int bs_shift, bs_mask;
+    int n_q, group;
+    int chunk, n_splits;
+    int max_blocks;
+    const int32_t *kv_len, *table;
+    float scale_log2;
+    float *part_o;              // [n_seqs][n_q][n_splits][head_dim]
+    float *part_ml;             // [n_seqs][n_q][n_splits][2]: max (log2 units), sum
+};
+
+template <int HD> constexpr int ld_kv() { return HD + 8; }   // padded rows: ldmatrix without conflicts
+template <int HD> constexpr size_t smem_bytes()
 {
-    return 0;
+    return (size_t)WARPS * STAGES * 2 * TILE * ld_kv<HD>() * 2;
 }
 
-extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *, const struct zl_cuda_heads *,
-                                                const struct zl_cuda_kv *, const struct zl_cuda_batch *,
-                                                const struct zl_cuda_attn_shape *, float, void *, size_t,
-                                                cudaStream_t)
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok)
 {
-    return cudaErrorNotSupported;
+#if __CUDA_ARCH__ >= 800
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    int n = ok ? 16 : 0;        // 0: zero-fill (keys past the chunk must not be NaN garbage)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)
+{
+#if __CUDA_ARCH__ >= 800
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
+{
+#if __CUDA_ARCH__ >= 800
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+#endif
+}
+
+// c += a (16x16, row) * b (16x8, col), f32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                   uint32_t b1)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+template <>
+__device__ __forceinline__ void mma<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+#if __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+// Two floats rounded to T, x in the low half (the lower column).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float x, float y);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float x, float y)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float x, float y)
+{
+    __half2 v = __floats2half2_rn(x, y);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
+{
+    constexpr int LD = ld_kv<HD>();
+    constexpr int CPR = HD / 8;                 // 16-byte chunks per row
+    constexpr int OLD = HD + 8;                 // f32 rows of the merge (fewer bank conflicts)
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ __align__(16) T sq[ROWS][LD];
+    __shared__ float sm_m[WARPS][ROWS], sm_l[WARPS][ROWS];
+
+    const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
+    const int kv_len = a.kv_len[s];
+    const int c0 = split * a.chunk;
+    if (c0 >= kv_len)
+        return;                                 // a shorter sequence of the batch: nothing here
+    const int c1 = min(c0 + a.chunk, kv_len);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, tg = lane & 3;
+
+    // Q of the group, zero rows past it; element loads: q rows may be oddly strided.
+    for (int i = tid; i < ROWS * HD; i += WARPS * 32) {
+        int r = i / HD, d = i % HD;
+        T v = from_f32<T>(0.0f);
+        if (r < a.group)
+            v = reinterpret_cast<const T *>(a.q + (int64_t)s * a.q_nb0 +
+                                            (int64_t)(kvh * a.group + r) * a.q_nb1)[d];
+        sq[r][d] = v;
+    }
+    __syncthreads();
+    uint32_t qf[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        qf[ks][0] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + tg * 2]);
+        qf[ks][1] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + tg * 2]);
+        qf[ks][2] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + 8 + tg * 2]);
+        qf[ks][3] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + 8 + tg * 2]);
+    }
+
+    const int32_t *table = a.table + (int64_t)s * a.max_blocks;
+    const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
+    T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
+    const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
+    const int my_tiles = n_tiles > warp ? (n_tiles - warp + WARPS - 1) / WARPS : 0;
+
+    // This warp's j-th tile (keys c0 + (warp + 4j) * 16 ...) into `stage`;
+    // always commits a group so the wait counts stay uniform.
+    auto load_tile = [&](int j, int stage) {
+        if (j < my_tiles) {
+            const int p0 = c0 + (warp + WARPS * j) * TILE;
+            T *dst = wbuf + stage * 2 * TILE * LD;
+#pragma unroll
+            for (int i = 0; i < TILE * CPR / 32; i++) {
+                const int c = lane + 32 * i, r = c / CPR, col = c % CPR;
+                const int pos = p0 + r;
+                const bool ok = pos < c1;
+                const char *src = a.base;
+                if (ok)
+                    src = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
+                          (int64_t)(pos & a.bs_mask) * a.row_bytes + col * 16;
+                cp_async16(dst + r * LD + col * 8, src, ok);
+                cp_async16(dst + (TILE + r) * LD + col * 8, ok ? src + a.v_off : src, ok);
+            }
+        }
+        cp_async_commit();
+    };
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[HD / 8][4];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+
+#pragma unroll
+    for (int j = 0; j < STAGES - 1; j++)
+        load_tile(j, j);
+    for (int j = 0; j < my_tiles; j++) {
+        __syncwarp(); // every lane is done with the stage the next load overwrites
+        load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
+        cp_async_wait<STAGES - 1>();
+        __syncwarp();
+        const T *sk = wbuf + (j % STAGES) * 2 * TILE * LD, *sv = sk + TILE * LD;
+
+        // S [16 rows, 16 keys] = Q K^T: sc[nt] holds keys nt*8 + tg*2 (+1), rows g, g+8
+        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++) {
+            uint32_t b[4];
+            ldsm_x4(b, sk + ((lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
+            mma<T>(sc[0], qf[ks], b[0], b[1]);
+            mma<T>(sc[1], qf[ks], b[2], b[3]);
+        }
+
+        // online softmax in log2 units; keys past the chunk are -inf
+        const int p0 = c0 + (warp + WARPS * j) * TILE;
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = p0 + nt * 8 + tg * 2 + (e & 1);
+                const float v = key < c1 ? sc[nt][e] * a.scale_log2 : -INFINITY;
+                sc[nt][e] = v;
+                mx[e >> 1] = fmaxf(mx[e >> 1], v);
+            }
+        float corr[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            corr[r] = exp2f(m[r] - mx[r]); // 0 on the first tile (m = -inf); mx is finite
+            m[r] = mx[r];
+        }
+        uint32_t pa[4];
+        float ps[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            const float e0 = exp2f(sc[nt][0] - mx[0]), e1 = exp2f(sc[nt][1] - mx[0]);
+            const float e2 = exp2f(sc[nt][2] - mx[1]), e3 = exp2f(sc[nt][3] - mx[1]);
+            ps[0] += e0 + e1;
+            ps[1] += e2 + e3;
+            // the S accumulator layout is the A fragment layout of P V
+            pa[nt * 2] = pack2<T>(e0, e1);
+            pa[nt * 2 + 1] = pack2<T>(e2, e3);
+        }
+        l[0] = l[0] * corr[0] + ps[0];
+        l[1] = l[1] * corr[1] + ps[1];
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++) {
+            o[n][0] *= corr[0];
+            o[n][1] *= corr[0];
+            o[n][2] *= corr[1];
+            o[n][3] *= corr[1];
+        }
+        // O [16, HD] += P [16, 16 keys] V [16 keys, HD]
+#pragma unroll
+        for (int n2 = 0; n2 < HD / 16; n2++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, sv + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 + (lane >> 4) * 8);
+            mma<T>(o[2 * n2], pa, b[0], b[1]);
+            mma<T>(o[2 * n2 + 1], pa, b[2], b[3]);
+        }
+    }
+    cp_async_wait<0>();
+#pragma unroll
+    for (int r = 0; r < 2; r++) {   // row sums: the 4 lanes of a row held parts
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+
+    // Merge the warps (a warp without keys has l = 0 and is skipped).
+    __syncthreads();                            // the pipeline buffers become the merge buffer
+    float *so = reinterpret_cast<float *>(smem);
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        *reinterpret_cast<float2 *>(&so[(warp * ROWS + g) * OLD + n * 8 + tg * 2]) =
+            make_float2(o[n][0], o[n][1]);
+        *reinterpret_cast<float2 *>(&so[(warp * ROWS + g + 8) * OLD + n * 8 + tg * 2]) =
+            make_float2(o[n][2], o[n][3]);
+    }
+    if (tg == 0) {
+        sm_m[warp][g] = m[0];
+        sm_m[warp][g + 8] = m[1];
+        sm_l[warp][g] = l[0];
+        sm_l[warp][g + 8] = l[1];
+    }
+    __syncthreads();
+    for (int i = tid; i < a.group * HD; i += WARPS * 32) {
+        const int r = i / HD, d = i % HD, h = kvh * a.group + r;
+        float mm = -INFINITY, den = 0.0f, num = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++)
+            if (sm_l[w][r] > 0.0f)
+                mm = fmaxf(mm, sm_m[w][r]);
+#pragma unroll
+        for (int w = 0; w < WARPS; w++)
+            if (sm_l[w][r] > 0.0f) {
+                const float f = exp2f(sm_m[w][r] - mm);
+                den += f * sm_l[w][r];
+                num += f * so[(w * ROWS + r) * OLD + d];
+            }
+        if (a.n_splits == 1) {
+            store<T>(a.out + (int64_t)s * a.o_nb0 + (int64_t)h * a.o_nb1, d, num / den);
+        } else {
+            const size_t at = ((size_t)s * a.n_q + h) * a.n_splits + split;
+            a.part_o[at * HD + d] = num;
+            if (d == 0) {
+                a.part_ml[at * 2] = mm;
+                a.part_ml[at * 2 + 1] = den;
+            }
+        }
+    }
+}
+
+// out row (s, h) = the splits' partials merged: one warp per row.
+template <typename T, int HD> __global__ void __launch_bounds__(32) combine_kernel(decode_args a)
+{
+    constexpr int EPT = HD / 32;
+    const int idx = blockIdx.x, s = idx / a.n_q, h = idx % a.n_q, lane = threadIdx.x;
+    const int n = min(a.n_splits, (a.kv_len[s] + a.chunk - 1) / a.chunk);
+    const float *ml = a.part_ml + (size_t)idx * a.n_splits * 2;
+    float mm = -INFINITY;
+    for (int sp = 0; sp < n; sp++)
+        mm = fmaxf(mm, ml[sp * 2]);
+    float acc[EPT], den = 0.0f;
+#pragma unroll
+    for (int e = 0; e < EPT; e++)
+        acc[e] = 0.0f;
+    for (int sp = 0; sp < n; sp++) {
+        const float f = exp2f(ml[sp * 2] - mm);
+        den += f * ml[sp * 2 + 1];
+        const float *po = a.part_o + ((size_t)idx * a.n_splits + sp) * HD + lane * EPT;
+        float v[EPT];
+        if constexpr (EPT == 4) {
+            float4 t = *reinterpret_cast<const float4 *>(po);
+            v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+        } else {
+            float2 t = *reinterpret_cast<const float2 *>(po);
+            v[0] = t.x, v[1] = t.y;
+        }
+#pragma unroll
+        for (int e = 0; e < EPT; e++)
+            acc[e] += f * v[e];
+    }
+    char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)h * a.o_nb1;
+#pragma unroll
+    for (int e = 0; e < EPT; e++)
+        store<T>(orow, lane * EPT + e, acc[e] / den);
+}
+
+struct plan {
+    int splits, chunk;
+};
+
+// SMs of the current device and whether it has mma.sync for bf16 (sm_80+).
+static int device_sms(bool *ok)
+{
+    int dev = 0, sms = 0, major = 0;
+    *ok = cudaGetDevice(&dev) == cudaSuccess &&
+          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+          major >= 8 && sms > 0;
+    return sms > 0 ? sms : 1;
+}
+
+// Splits so that the CTAs fill the GPU about once (2 CTAs per SM at head_dim
+// 128, 4 at 64): none once the (sequence, kv head) pairs do.  Monotone in
+// pairs, so the scratch bound from n_seqs alone covers any n_kv_heads.
+static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
+{
+    int64_t slots = (int64_t)sms * (head_dim <= 64 ? 4 : 2);
+    int64_t sp = pairs >= slots ? 1 : (slots + pairs - 1) / pairs;
+    int64_t by_len = ((int64_t)max_kv_len + MIN_CHUNK - 1) / MIN_CHUNK;
+    sp = sp < by_len ? sp : by_len;
+    sp = sp < MAX_SPLITS ? sp : MAX_SPLITS;
+    sp = sp < 1 ? 1 : sp;
+    int64_t chunk = ((int64_t)max_kv_len + sp - 1) / sp;
+    chunk = (chunk + MIN_CHUNK - 1) / MIN_CHUNK * MIN_CHUNK;
+    if (chunk < MIN_CHUNK)
+        chunk = MIN_CHUNK;
+    plan p;
+    p.chunk = (int)chunk;
+    p.splits = (int)(((int64_t)max_kv_len + chunk - 1) / chunk);
+    if (p.splits < 1)
+        p.splits = 1;
+    return p;
+}
+
+static size_t scratch_for(int64_t n_seqs, int64_t n_q, int head_dim, int splits)
+{
+    if (splits <= 1)
+        return 0;
+    return (size_t)n_seqs * (size_t)n_q * (size_t)splits * ((size_t)head_dim + 2) * sizeof(float);
+}
+
+template <typename T, int HD>
+cudaError_t launch(decode_args &a, int n_kv, int n_seqs, cudaStream_t stream)
+{
+    constexpr size_t SMEM = smem_bytes<HD>();
+    static bool attr_set[64];                   // per device: the > 48 KB opt-in
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+        return cudaErrorNotSupported;
+    if (!attr_set[dev]) {
+        cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, HD>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM);
+        if (e != cudaSuccess)
+            return e;
+        attr_set[dev] = true;
+    }
+    dim3 grid((unsigned)a.n_splits, (unsigned)n_kv, (unsigned)n_seqs);
+    decode_kernel<T, HD><<<grid, WARPS * 32, SMEM, stream>>>(a);
+    if (a.n_splits > 1)
+        combine_kernel<T, HD><<<(unsigned)((int64_t)n_seqs * a.n_q), 32, 0, stream>>>(a);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_heads,
+                                                   int32_t head_dim, int32_t max_kv_len)
+{
+    if ((head_dim != 64 && head_dim != 128) || n_seqs < 1 || n_q_heads < 1 || max_kv_len < 1)
+        return 0;
+    bool ok;
+    int sms = device_sms(&ok);
+    if (!ok)
+        return 0;
+    plan p = make_plan(n_seqs, max_kv_len, head_dim, sms);
+    return scratch_for(n_seqs, n_q_heads, head_dim, p.splits);
+}
+
+extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
+                                                const struct zl_cuda_heads *q,
+                                                const struct zl_cuda_kv *cache,
+                                                const struct zl_cuda_batch *b,
+                                                const struct zl_cuda_attn_shape *s, float scale,
+                                                void *scratch, size_t scratch_bytes,
+                                                cudaStream_t stream)
+{
+    const int hd = (int)q->head_dim;
+    const int bs = cache->block_size;
+    if ((q->dtype != ZL_DTYPE_BF16 && q->dtype != ZL_DTYPE_F16) || cache->dtype != q->dtype ||
+        out->dtype != q->dtype || (hd != 64 && hd != 128) || cache->head_dim != hd ||
+        out->head_dim != hd || cache->n_kv_heads < 1 || q->heads % cache->n_kv_heads ||
+        q->heads / cache->n_kv_heads > ROWS || bs < 1 || (bs & (bs - 1)) ||
+        b->n_seqs != q->n || b->n_seqs < 1 || b->n_seqs > 65535 || cache->n_kv_heads > 65535 ||
+        s->max_q_len != 1 || s->max_kv_len < 1 || ((uintptr_t)cache->base & 15) ||
+        (cache->block_stride & 15) || (q->nb0 | q->nb1 | out->nb0 | out->nb1) & 1)
+        return cudaErrorNotSupported;
+    bool ok;
+    const int sms = device_sms(&ok);
+    if (!ok)
+        return cudaErrorNotSupported;
+    const int n_kv = cache->n_kv_heads;
+    plan p = make_plan((int64_t)b->n_seqs * n_kv, s->max_kv_len, hd, sms);
+    const size_t need = scratch_for(b->n_seqs, q->heads, hd, p.splits);
+    if (need > scratch_bytes || (need && !scratch))
+        return cudaErrorNotSupported;
+
+    decode_args a;
+    const int64_t row_bytes = (int64_t)n_kv * hd * 2;
+    a.out = static_cast<char *>(out->data);
+    a.o_nb0 = out->nb0;
+    a.o_nb1 = out->nb1;
+    a.q = static_cast<const char *>(q->data);
+    a.q_nb0 = q->nb0;
+    a.q_nb1 = q->nb1;
+    a.base = cache->base + (int64_t)cache->layer * 2 * bs * row_bytes;
+    a.block_stride = (int64_t)cache->block_stride;
+    a.row_bytes = row_bytes;
+    a.v_off = (int64_t)bs * row_bytes;
+    a.bs_shift = __builtin_ctz((unsigned)bs);
+    a.bs_mask = bs - 1;
+    a.n_q = (int)q->heads;
+    a.group = (int)(q->heads / n_kv);
+    a.chunk = p.chunk;
+    a.n_splits = p.splits;
+    a.max_blocks = b->max_blocks;
+    a.kv_len = b->kv_len;
+    a.table = b->block_table;
+    a.scale_log2 = scale * LOG2E;
+    a.part_o = static_cast<float *>(scratch);
+    a.part_ml = need ? a.part_o + (size_t)b->n_seqs * q->heads * p.splits * hd : nullptr;
+
+    const bool bf = q->dtype == ZL_DTYPE_BF16;
+    if (hd == 128)
+        return bf ? launch<__nv_bfloat16, 128>(a, n_kv, b->n_seqs, stream)
+                  : launch<__half, 128>(a, n_kv, b->n_seqs, stream);
+    return bf ? launch<__nv_bfloat16, 64>(a, n_kv, b->n_seqs, stream)
+              : launch<__half, 64>(a, n_kv, b->n_seqs, stream);
 }
