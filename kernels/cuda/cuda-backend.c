@@ -204,6 +204,9 @@ static void cuda_close(struct zl_bctx *ctx)
     ZL_CUDA_WARN(cudaFree(ctx->lt_ws));
     upload_free(&ctx->meta);
     upload_free(&ctx->freq);
+    upload_free(&ctx->samp);
+    ZL_CUDA_WARN(cudaFree(ctx->samp_scratch));
+    ZL_CUDA_WARN(cudaFreeHost(ctx->samp_host));
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
         if (ctx->stage_ev[i])
             ZL_CUDA_WARN(cudaEventDestroy(ctx->stage_ev[i]));
@@ -307,6 +310,8 @@ static const struct zl_backend_ops cuda_ops = {
     .add = cuda_add,
     .copy = cuda_copy_rows,
     .sync = cuda_sync,
+    .act_dtypes = (1u << ZL_DTYPE_F16) | (1u << ZL_DTYPE_BF16),
+    .sample = cuda_sample,
 };
 
 static int cuda_init(const struct zl_host *h)

@@ -76,6 +76,11 @@ struct zl_bctx {
     size_t attn_scratch_cap;
     int32_t *err;                           /* device [4]: embedding's bad-id flag */
     int32_t *err_host;                      /* pinned [4] */
+    struct cuda_upload samp;                /* the sample batch's host arrays */
+    void *samp_scratch;                     /* sample: saved raw logits, results, status */
+    size_t samp_scratch_cap;
+    void *samp_host;                        /* pinned copy of the sample results */
+    size_t samp_host_cap;
 };
 
 /* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
@@ -139,6 +144,9 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
 int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
                    const struct zl_kv_cache *cache, int32_t layer,
                    const struct zl_attn_batch *batch, float scale);
+/* cuda-sample.c: one token per logits row (backend.h sample). */
+int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
+                struct zl_sample_result *out);
 
 /* cuda-linear.c: cuBLASLt with one plan (descriptors + algorithm) per shape. */
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,

@@ -1,0 +1,153 @@
+/* The sample op (backend.h, API minor 1): checks the batch on the host,
+ * uploads its arrays in one copy (ctx->samp), runs one block per row
+ * (sample.cu) and waits for the tokens.
+ *
+ * Device scratch (ctx->samp_scratch, grown by doubling): the raw logits of
+ * the ids each row modifies, then the results and the per-row status.  The
+ * results come back through pinned host memory (ctx->samp_host). */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "cuda-impl.h"
+#include "cuda-sample.h"
+
+#define ALIGN16(x) (((x) + 15) & ~(size_t)15)
+
+static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, int32_t *n_tok,
+                     int32_t *n_bias)
+{
+    const struct zl_sample_row *w = &b->rows[r];
+    const char *bad = NULL;
+    if (!(w->temperature >= 0.0f) || isinf(w->temperature))
+        bad = "temperature must be a finite value >= 0";
+    else if (!(w->top_p > 0.0f && w->top_p <= 1.0f))
+        bad = "top_p must be in (0, 1]";
+    else if (!(w->min_p >= 0.0f && w->min_p <= 1.0f))
+        bad = "min_p must be in [0, 1]";
+    else if (!(w->repetition_penalty > 0.0f) || isinf(w->repetition_penalty))
+        bad = "repetition_penalty must be a finite value > 0";
+    else if (!isfinite(w->presence_penalty) || !isfinite(w->frequency_penalty))
+        bad = "presence/frequency penalties must be finite";
+    else if (w->logprobs < -1 || w->logprobs > ZL_SAMPLE_MAX_LOGPROBS)
+        bad = "logprobs must be in -1..20";
+    else if (w->tok_start < 0 || w->n_tok < 0 || w->bias_start < 0 || w->n_bias < 0)
+        bad = "tok_start, n_tok, bias_start and n_bias must be >= 0";
+    else if (w->n_tok > 0 && (!b->tok_ids || !b->tok_counts))
+        bad = "n_tok > 0 but the batch has no tok_ids/tok_counts";
+    else if (w->n_bias > 0 && (!b->bias_ids || !b->bias))
+        bad = "n_bias > 0 but the batch has no bias_ids/bias";
+    if (bad)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: %s", (int)r, bad);
+    for (int32_t j = w->tok_start; j < w->tok_start + w->n_tok; j++)
+        if (b->tok_ids[j] < 0 || b->tok_ids[j] >= vocab)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: tok_ids[%d] = %d outside "
+                                       "the vocabulary (%d)", (int)r, (int)j, (int)b->tok_ids[j],
+                                       (int)vocab);
+    for (int32_t j = w->bias_start; j < w->bias_start + w->n_bias; j++) {
+        if (b->bias_ids[j] < 0 || b->bias_ids[j] >= vocab)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: bias_ids[%d] = %d outside "
+                                       "the vocabulary (%d)", (int)r, (int)j, (int)b->bias_ids[j],
+                                       (int)vocab);
+        if (isnan(b->bias[j]) || b->bias[j] == INFINITY)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: bias[%d] is %g (finite or "
+                                       "-inf to mask)", (int)r, (int)j, (double)b->bias[j]);
+    }
+    int32_t t = w->tok_start + w->n_tok, bb = w->bias_start + w->n_bias;
+    *n_tok = t > *n_tok ? t : *n_tok;
+    *n_bias = bb > *n_bias ? bb : *n_bias;
+    return ZL_OK;
+}
+
+/* Grows the pinned result buffer (no copy is pending: every call waits). */
+static int host_results(struct zl_bctx *ctx, size_t bytes)
+{
+    if (bytes <= ctx->samp_host_cap)
+        return ZL_OK;
+    size_t want = ctx->samp_host_cap * 2 > bytes ? ctx->samp_host_cap * 2 : bytes;
+    ZL_CUDA_TRY(cudaFreeHost(ctx->samp_host));
+    ctx->samp_host = NULL;
+    ctx->samp_host_cap = 0;
+    ZL_CUDA_TRY(cudaHostAlloc(&ctx->samp_host, want, cudaHostAllocDefault));
+    ctx->samp_host_cap = want;
+    return ZL_OK;
+}
+
+int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
+                struct zl_sample_result *out)
+{
+    static const char op[] = "sample";
+    struct zl_cuda_rows lg;
+    int rc;
+    if (!b || !out)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: NULL batch or out");
+    if ((rc = cuda_check_rows(ctx, op, "logits", logits, 1u << ZL_DTYPE_F32, &lg)) < 0)
+        return rc;
+    if (logits->n_dims != 2)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: logits has %d dims, want 2 [n_rows, "
+                                   "vocab]", (int)logits->n_dims);
+    if (b->n_rows < 0 || (b->n_rows > 0 && !b->rows) || lg.n != b->n_rows)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: logits has %lld rows but the batch "
+                                   "%d (rows %s)", (long long)lg.n, (int)b->n_rows,
+                                   b->rows ? "given" : "NULL");
+    if (lg.d < 1 || lg.d > INT32_MAX || lg.stride % (int64_t)sizeof(float))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: logits rows of %lld ids, stride %lld "
+                                   "bytes", (long long)lg.d, (long long)lg.stride);
+    if (b->n_rows == 0)
+        return ZL_OK;
+    int32_t vocab = (int32_t)lg.d, n_tok = 0, n_bias = 0;
+    size_t n_saved = 0;
+    for (int32_t r = 0; r < b->n_rows; r++) {
+        if ((rc = check_row(b, r, vocab, &n_tok, &n_bias)) < 0)
+            return rc;
+        n_saved += (size_t)b->rows[r].n_tok + (size_t)b->rows[r].n_bias;
+    }
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+
+    struct cuda_part parts[5] = {
+        {b->rows, (size_t)b->n_rows * sizeof(struct zl_sample_row)},
+        {b->tok_ids, (size_t)n_tok * sizeof(int32_t)},
+        {b->tok_counts, (size_t)n_tok * sizeof(int32_t)},
+        {b->bias_ids, (size_t)n_bias * sizeof(int32_t)},
+        {b->bias, (size_t)n_bias * sizeof(float)},
+    };
+    void *dev[5];
+    if ((rc = cuda_upload(ctx, &ctx->samp, op, parts, 5, dev)) < 0)
+        return rc;
+
+    size_t res_bytes = (size_t)b->n_rows * sizeof(struct zl_sample_result);
+    size_t st_bytes = (size_t)b->n_rows * sizeof(int32_t);
+    size_t saved_bytes = ALIGN16(n_saved * sizeof(float));
+    if ((rc = cuda_reserve(ctx, &ctx->samp_scratch, &ctx->samp_scratch_cap,
+                           saved_bytes + ALIGN16(res_bytes) + st_bytes, op)) < 0 ||
+        (rc = host_results(ctx, ALIGN16(res_bytes) + st_bytes)) < 0)
+        return rc;
+    char *scratch = ctx->samp_scratch;
+    struct zl_cuda_sample_args a = {
+        .logits = lg.data,
+        .stride = lg.stride / (int64_t)sizeof(float),
+        .n_rows = b->n_rows,
+        .vocab = vocab,
+        .rows = dev[0],
+        .tok_ids = dev[1],
+        .tok_counts = dev[2],
+        .bias_ids = dev[3],
+        .bias = dev[4],
+        .saved = (float *)scratch,
+        .out = (struct zl_sample_result *)(scratch + saved_bytes),
+        .status = (int32_t *)(scratch + saved_bytes + ALIGN16(res_bytes)),
+    };
+    ZL_CUDA_TRY(zl_cuda_sample(&a, ctx->stream));
+    /* results and status are adjacent on both sides: one copy */
+    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, a.out, ALIGN16(res_bytes) + st_bytes,
+                                cudaMemcpyDeviceToHost, ctx->stream));
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
+    memcpy(out, ctx->samp_host, res_bytes);
+    for (int32_t r = 0; r < b->n_rows; r++)
+        if (status[r] == ZL_CUDA_SAMPLE_MASKED)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: every token is masked",
+                                       (int)r);
+    return ZL_OK;
+}

@@ -1,0 +1,49 @@
+/* The CUDA sampler's launcher (sample.cu), called by cuda-sample.c.
+ *
+ *   struct zl_cuda_sample_args a = {.logits = dev_logits, .stride = vocab, .n_rows = n,
+ *                                   .vocab = vocab, .rows = dev_rows, ...};
+ *   cudaError_t e = zl_cuda_sample(&a, stream);      // queued, not waited
+ *   // then copy a.out and a.status back and wait for the stream
+ *
+ * One thread block per logits row.  Semantics of zl_sampler_sample
+ * (sampler.h): the kept set is the value-threshold one, and the per-token
+ * values are computed with the same float and double operations as the
+ * CPU sampler, so a seeded row gives the CPU sampler's token.  Every
+ * reduction has a fixed order: a row's result does not depend on the other
+ * rows of the batch nor on the run. */
+#ifndef ZL_CUDA_SAMPLE_H
+#define ZL_CUDA_SAMPLE_H
+
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+#include <zlight/backend.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the kernel reads and writes; every pointer is device memory. */
+struct zl_cuda_sample_args {
+    float *logits;                      /* [n_rows, stride] f32; bias and penalties applied in place */
+    int64_t stride;                     /* elements between rows (>= vocab) */
+    int32_t n_rows, vocab;
+    const struct zl_sample_row *rows;   /* [n_rows] */
+    const int32_t *tok_ids;             /* the batch's arrays (backend.h) */
+    const int32_t *tok_counts;
+    const int32_t *bias_ids;
+    const float *bias;
+    float *saved;                       /* [sum of n_bias + n_tok over rows] raw logits of
+                                         * the ids a row modifies (its token's logprob) */
+    struct zl_sample_result *out;       /* [n_rows] */
+    int32_t *status;                    /* [n_rows] 0, or ZL_CUDA_SAMPLE_MASKED */
+};
+
+#define ZL_CUDA_SAMPLE_MASKED 1         /* every token of the row is masked */
+#define ZL_CUDA_SAMPLE_THREADS 1024     /* threads per row */
+
+cudaError_t zl_cuda_sample(const struct zl_cuda_sample_args *a, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,642 @@
+/* GPU sampling (backend.h sample, cuda-sample.h): one block of 1024 threads
+ * per logits row.  Thread t owns the contiguous ids [t * chunk, (t+1) *
+ * chunk), so a block scan over the threads is a scan in id order.
+ *
+ * A row, in the order of zl_sampler_sample (core/sampler.c):
+ *   1. raw logprobs: log-sum-exp of the raw row (double), the N-th largest
+ *      raw logit by radix selection over order-preserving keys, the ids
+ *      above it plus the lowest ids equal to it;
+ *   2. the raw values of the ids about to change are saved (the token's
+ *      logprob), bias entries added in entry order, penalties;
+ *   3. greedy: one pass, the first max; else e_i = the tempered exp as the
+ *      CPU computes it, never stored: each pass recomputes it, skipping
+ *      the double exp where a cheap float test proves e_i below the
+ *      current threshold lo (all sets are {e >= lo});
+ *   4. top-k: the k-th largest e by radix selection (count histograms of
+ *      11, 11 and 10 bits of e's float bits; e >= 0 orders like its bits);
+ *      top-p: the same descent on per-bin mass (double);
+ *   5. the draw: per-thread sums of the kept e, a block scan, the thread
+ *      whose range holds u * tot walks it.
+ * Histograms are shared-memory atomics; a thread adds a run of equal bins
+ * at once (a flat row would otherwise serialize on one address). */
+#include <math.h>
+#include <stdint.h>
+
+#include <cuda_runtime.h>
+
+#include "cuda-sample.h"
+
+#define NT ZL_CUDA_SAMPLE_THREADS
+#define NW (NT / 32)
+#define FULL 0xffffffffu
+#define NBINS 2048
+
+struct smem {
+    unsigned cnt[NBINS];
+    double mass[NBINS];
+    double wd[NW];
+    unsigned wu[NW];
+    unsigned long long wq[NW];
+    double d0;
+    unsigned long long q0;
+    int xb, lowest, n_top, flag;
+    unsigned xabove, xtotal;
+    double xabove_d;
+    float tok_raw;
+    float top_v[ZL_SAMPLE_MAX_LOGPROBS];
+    int top_i[ZL_SAMPLE_MAX_LOGPROBS];
+};
+
+/* radix digits over 32-bit keys: 11, 11, 10 bits from the top */
+__constant__ int c_shift[3] = {21, 10, 0};
+__constant__ int c_bits[3] = {11, 11, 10};
+
+/* float -> uint32 with the same order (NaN aside) */
+__device__ __forceinline__ uint32_t ord(float f)
+{
+    uint32_t b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__device__ __forceinline__ float unord(uint32_t k)
+{
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+/* ---- deterministic block reductions and scans (all threads call) ---- */
+
+__device__ double block_sum(double v, smem &s)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 16; o; o >>= 1)
+        v += __shfl_xor_sync(FULL, v, o);
+    __syncthreads();
+    if (lane == 0)
+        s.wd[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = s.wd[lane];
+        for (int o = 16; o; o >>= 1)
+            v += __shfl_xor_sync(FULL, v, o);
+        if (lane == 0)
+            s.d0 = v;
+    }
+    __syncthreads();
+    return s.d0;
+}
+
+__device__ unsigned long long block_max(unsigned long long v, smem &s)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 16; o; o >>= 1) {
+        unsigned long long x = __shfl_xor_sync(FULL, v, o);
+        v = x > v ? x : v;
+    }
+    __syncthreads();
+    if (lane == 0)
+        s.wq[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = s.wq[lane];
+        for (int o = 16; o; o >>= 1) {
+            unsigned long long x = __shfl_xor_sync(FULL, v, o);
+            v = x > v ? x : v;
+        }
+        if (lane == 0)
+            s.q0 = v;
+    }
+    __syncthreads();
+    return s.q0;
+}
+
+/* Inclusive and exclusive scans over the threads in order. */
+__device__ void block_scan(unsigned v, unsigned *incl, unsigned *excl, smem &s)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned x = __shfl_up_sync(FULL, v, o);
+        if (lane >= o)
+            v += x;
+    }
+    __syncthreads();
+    if (lane == 31)
+        s.wu[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        unsigned t = s.wu[lane];
+        for (int o = 1; o < 32; o <<= 1) {
+            unsigned x = __shfl_up_sync(FULL, t, o);
+            if (lane >= o)
+                t += x;
+        }
+        s.wu[lane] = t;
+    }
+    __syncthreads();
+    unsigned off = w ? s.wu[w - 1] : 0u;
+    unsigned ex = __shfl_up_sync(FULL, v, 1);
+    *incl = v + off;
+    *excl = (lane ? ex : 0u) + off;
+}
+
+__device__ void block_scan(double v, double *incl, double *excl, smem &s)
+{
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    for (int o = 1; o < 32; o <<= 1) {
+        double x = __shfl_up_sync(FULL, v, o);
+        if (lane >= o)
+            v += x;
+    }
+    __syncthreads();
+    if (lane == 31)
+        s.wd[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        double t = s.wd[lane];
+        for (int o = 1; o < 32; o <<= 1) {
+            double x = __shfl_up_sync(FULL, t, o);
+            if (lane >= o)
+                t += x;
+        }
+        s.wd[lane] = t;
+    }
+    __syncthreads();
+    double off = w ? s.wd[w - 1] : 0.0;
+    double ex = __shfl_up_sync(FULL, v, 1);
+    *incl = v + off;
+    *excl = (lane ? ex : 0.0) + off;
+}
+
+/* ---- the draw's uniform: zl_sampler_uniform bit for bit ---- */
+
+__device__ __forceinline__ uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+__device__ double zl_cuda_uniform(uint64_t seed, uint64_t stream, uint64_t step)
+{
+    uint64_t x = mix64(seed + 0x9e3779b97f4a7c15ull);
+    x = mix64(x ^ (stream * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull));
+    x = mix64(x ^ (step * 0x8cb92ba72f3d8dd7ull + 0x2545f4914f6cdd1dull));
+    return (double)(x >> 11) * 0x1p-53;
+}
+
+/* ---- the tempered values ---- */
+
+/* The CPU's value: exp of the float gap times 1/T, rounded from double;
+ * 0 (without the exp) when x < cut, where cut proves e < the threshold. */
+__device__ __forceinline__ float e_of(float l, float mx, float inv_t, double cut)
+{
+    if (l == mx)
+        return 1.0f;
+    float x = __fmul_rn(__fsub_rn(l, mx), inv_t);
+    if ((double)x < cut)
+        return 0.0f;
+    return (float)exp((double)x);
+}
+
+/* x below this gives e < lo: exp(x) < lo * e^-0.001, far more than float
+ * rounding can recover; for subnormal lo only the underflow bound holds. */
+__device__ __forceinline__ double cut_for(float lo)
+{
+    return lo >= 1.17549435e-38f ? log((double)lo) - 1e-3 : -105.0;
+}
+
+/* Keys of the tempered values in {e >= lo}. */
+struct ekeys {
+    const float *l;
+    float mx, inv_t, lo;
+    double cut;
+    __device__ void level(uint32_t pref) { cut = cut_for(fmaxf(lo, __uint_as_float(pref))); }
+    __device__ bool get(int i, uint32_t *key, float *e) const
+    {
+        *e = e_of(l[i], mx, inv_t, cut);
+        *key = __float_as_uint(*e);
+        return *e >= lo;
+    }
+};
+
+/* Keys of the raw logits (all ids). */
+struct rawkeys {
+    const float *l;
+    __device__ void level(uint32_t) {}
+    __device__ bool get(int i, uint32_t *key, float *e) const
+    {
+        *e = l[i];
+        *key = ord(l[i]);
+        return true;
+    }
+};
+
+/* Adds a run of one bin at a time to a shared histogram. */
+struct run_count {
+    int bin = -1;
+    unsigned c = 0;
+    __device__ void add(unsigned *h, int b)
+    {
+        if (b != bin) {
+            flush(h);
+            bin = b;
+        }
+        c++;
+    }
+    __device__ void flush(unsigned *h)
+    {
+        if (bin >= 0 && c)
+            atomicAdd(&h[bin], c);
+        c = 0;
+    }
+};
+
+struct run_mass {
+    int bin = -1;
+    double m = 0.0;
+    __device__ void add(double *h, int b, float e)
+    {
+        if (b != bin) {
+            flush(h);
+            bin = b;
+        }
+        m += e;
+    }
+    __device__ void flush(double *h)
+    {
+        if (bin >= 0)
+            atomicAdd(&h[bin], m);
+        m = 0.0;
+    }
+};
+
+/* The key of the k-th largest (counting multiplicity) among the keys K
+ * gives; *total = how many there are (level 0).  Returns with *active = 0
+ * when total <= k and stop_small (nothing to cut). */
+template <class K>
+__device__ uint32_t radix_kth(K keys, int beg, int end, unsigned k, bool stop_small, bool *active,
+                              smem &s)
+{
+    uint32_t pref = 0, pmask = 0;
+    *active = true;
+    for (int d = 0; d < 3; d++) {
+        int sh = c_shift[d], nb = 1 << c_bits[d];
+        for (int b = threadIdx.x; b < nb; b += NT)
+            s.cnt[b] = 0;
+        if (threadIdx.x == 0)
+            s.xb = 0, s.xabove = 0;
+        keys.level(pref);
+        __syncthreads();
+        run_count rc;
+        for (int i = beg; i < end; i++) {
+            uint32_t key;
+            float e;
+            if (keys.get(i, &key, &e) && (key & pmask) == pref)
+                rc.add(s.cnt, (int)((key >> sh) & (nb - 1)));
+        }
+        rc.flush(s.cnt);
+        __syncthreads();
+        /* bins from the top: thread t holds bins nb-1-t*bpt .. */
+        int bpt = nb / NT;
+        unsigned c[NBINS / NT], my = 0;
+        for (int j = 0; j < bpt; j++) {
+            c[j] = s.cnt[nb - 1 - (threadIdx.x * bpt + j)];
+            my += c[j];
+        }
+        unsigned incl, above;
+        block_scan(my, &incl, &above, s);
+        for (int j = 0; j < bpt; j++) {
+            if (above < k && k <= above + c[j]) {
+                s.xb = nb - 1 - (threadIdx.x * bpt + j);
+                s.xabove = above;
+            }
+            above += c[j];
+        }
+        if (threadIdx.x == NT - 1)
+            s.xtotal = incl;
+        __syncthreads();
+        if (d == 0 && stop_small && s.xtotal <= k) {
+            *active = false;
+            return 0;
+        }
+        k -= s.xabove;
+        pref |= (uint32_t)s.xb << sh;
+        pmask |= (uint32_t)(nb - 1) << sh;
+        __syncthreads();
+    }
+    return pref;
+}
+
+/* The largest e among {e >= keys.lo} with the mass of e >= it at least
+ * target; level 0's histogram was filled by the caller. */
+__device__ float radix_mass(ekeys keys, int beg, int end, double target, smem &s)
+{
+    uint32_t pref = 0, pmask = 0;
+    for (int d = 0; d < 3; d++) {
+        int sh = c_shift[d], nb = 1 << c_bits[d];
+        if (d > 0) {
+            for (int b = threadIdx.x; b < nb; b += NT)
+                s.mass[b] = 0.0;
+            if (threadIdx.x == 0)
+                s.lowest = nb;
+            keys.level(pref);
+            __syncthreads();
+            run_mass rm;
+            int low = nb;
+            for (int i = beg; i < end; i++) {
+                uint32_t key;
+                float e;
+                if (keys.get(i, &key, &e) && (key & pmask) == pref) {
+                    int b = (int)((key >> sh) & (nb - 1));
+                    rm.add(s.mass, b, e);
+                    low = b < low ? b : low;
+                }
+            }
+            rm.flush(s.mass);
+            if (low < nb)
+                atomicMin(&s.lowest, low);
+        }
+        if (threadIdx.x == 0)
+            s.xb = -1;
+        __syncthreads();
+        int bpt = nb / NT, lowest = s.lowest;
+        double m[NBINS / NT], my = 0.0;
+        for (int j = 0; j < bpt; j++) {
+            m[j] = s.mass[nb - 1 - (threadIdx.x * bpt + j)];
+            my += m[j];
+        }
+        double incl, above;
+        block_scan(my, &incl, &above, s);
+        for (int j = 0; j < bpt; j++) {
+            int b = nb - 1 - (threadIdx.x * bpt + j);
+            /* where the mass from the top reaches the target; the lowest
+             * bin if rounding left it short */
+            if (m[j] > 0.0 && above < target && (target <= above + m[j] || b == lowest)) {
+                s.xb = b;
+                s.xabove_d = above;
+            }
+            above += m[j];
+        }
+        __syncthreads();
+        int xb = s.xb < 0 ? lowest : s.xb;
+        target -= s.xb < 0 ? 0.0 : s.xabove_d;
+        pref |= (uint32_t)xb << sh;
+        pmask |= (uint32_t)(nb - 1) << sh;
+        __syncthreads();
+    }
+    return __uint_as_float(pref);
+}
+
+/* ---- the row ---- */
+
+/* Raw logprobs: top-N (best first, ties to the lower id) into s.top_*; returns lse. */
+__device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int n_want, smem &s)
+{
+    float mx = -INFINITY;
+    for (int i = beg; i < end; i++)
+        mx = l[i] > mx ? l[i] : mx;
+    mx = unord((uint32_t)block_max((unsigned long long)ord(mx), s));
+    double sum = 0.0;
+    if (mx > -INFINITY)
+        for (int i = beg; i < end; i++)
+            sum += exp((double)l[i] - (double)mx);
+    sum = block_sum(sum, s);
+    double lse = mx > -INFINITY ? (double)mx + log(sum) : (double)-INFINITY;
+    int n = n_want < vocab ? n_want : vocab;
+    if (threadIdx.x == 0)
+        s.n_top = 0;
+    __syncthreads();
+    if (n <= 0)
+        return lse;
+    bool active;
+    rawkeys rk = {l};
+    uint32_t kth = radix_kth(rk, beg, end, (unsigned)n, false, &active, s);
+    for (int i = beg; i < end; i++)
+        if (ord(l[i]) > kth) {
+            int p = atomicAdd(&s.n_top, 1);
+            s.top_v[p] = l[i];
+            s.top_i[p] = i;
+        }
+    __syncthreads();
+    int have = s.n_top, last = -1;
+    __syncthreads();
+    for (; have < n; have++) {          /* ties at the N-th value: lowest ids first */
+        int first = -1;
+        for (int i = beg > last + 1 ? beg : last + 1; i < end; i++)
+            if (ord(l[i]) == kth) {
+                first = i;
+                break;
+            }
+        unsigned long long best = block_max(first < 0 ? 0ull : 0xffffffffull - (unsigned)first, s);
+        last = (int)(0xffffffffull - best);
+        if (threadIdx.x == 0) {
+            s.top_v[have] = l[last];
+            s.top_i[have] = last;
+        }
+    }
+    if (threadIdx.x == 0) {
+        s.n_top = n;
+        for (int a = 1; a < n; a++)     /* value desc, id asc */
+            for (int b = a; b > 0; b--) {
+                float va = s.top_v[b], vb = s.top_v[b - 1];
+                int ia = s.top_i[b], ib = s.top_i[b - 1];
+                if (!(va > vb || (va == vb && ia < ib)))
+                    break;
+                s.top_v[b] = vb, s.top_v[b - 1] = va;
+                s.top_i[b] = ib, s.top_i[b - 1] = ia;
+            }
+    }
+    __syncthreads();
+    return lse;
+}
+
+__global__ void __launch_bounds__(NT, 1) sample_kernel(struct zl_cuda_sample_args a)
+{
+    __shared__ smem s;
+    const int r = blockIdx.x, tid = threadIdx.x;
+    const struct zl_sample_row row = a.rows[r];
+    float *l = a.logits + (int64_t)r * a.stride;
+    const int V = a.vocab, chunk = (V + NT - 1) / NT;
+    const int beg = min(tid * chunk, V), end = min(beg + chunk, V);
+    const bool want_lp = row.logprobs >= 0;
+
+    double lse = 0.0;
+    if (want_lp)
+        lse = raw_logprobs(l, beg, end, V, row.logprobs, s);
+
+    /* the raw values of the ids this row changes (its token's logprob) */
+    float *saved = nullptr;
+    if (want_lp && row.n_bias + row.n_tok > 0) {
+        unsigned off = 0;
+        for (int j = tid; j < r; j += NT)
+            off += (unsigned)(a.rows[j].n_bias + a.rows[j].n_tok);
+        off = (unsigned)block_sum((double)off, s);      /* exact: integers < 2^53 */
+        saved = a.saved + off;
+        for (int j = tid; j < row.n_bias; j += NT)
+            saved[j] = l[a.bias_ids[row.bias_start + j]];
+        for (int j = tid; j < row.n_tok; j += NT)
+            saved[row.n_bias + j] = l[a.tok_ids[row.tok_start + j]];
+        __syncthreads();
+    }
+    /* bias in entry order (an id may repeat), then the penalties over
+     * distinct ids, with the CPU's float operations */
+    if (tid == 0)
+        for (int j = 0; j < row.n_bias; j++) {
+            int id = a.bias_ids[row.bias_start + j];
+            l[id] = __fadd_rn(l[id], a.bias[row.bias_start + j]);
+        }
+    __syncthreads();
+    for (int j = tid; j < row.n_tok; j += NT) {
+        int id = a.tok_ids[row.tok_start + j], c = a.tok_counts[row.tok_start + j];
+        float x = l[id];
+        if (row.repetition_penalty != 1.0f)
+            x = x > 0.0f ? __fdiv_rn(x, row.repetition_penalty)
+                         : __fmul_rn(x, row.repetition_penalty);
+        if (c > 0)
+            x = __fsub_rn(x, __fadd_rn(__fmul_rn(row.frequency_penalty, (float)c),
+                                       row.presence_penalty));
+        l[id] = x;
+    }
+    __syncthreads();
+
+    /* the first max: key (value, then the lower id) */
+    unsigned long long best = 0;
+    for (int i = beg; i < end; i++) {
+        unsigned long long k = ((unsigned long long)ord(l[i]) << 32) | (0xffffffffu - (unsigned)i);
+        best = k > best ? k : best;
+    }
+    best = block_max(best, s);
+    float mx = unord((uint32_t)(best >> 32));
+    int token = (int)(0xffffffffu - (unsigned)(best & 0xffffffffu));
+    if (!(mx > -INFINITY)) {
+        if (tid == 0) {
+            a.status[r] = ZL_CUDA_SAMPLE_MASKED;
+            a.out[r].token = -1;
+            a.out[r].n_top = 0;
+        }
+        return;
+    }
+
+    if (row.temperature != 0.0f) {
+        ekeys ek;
+        ek.l = l;
+        ek.mx = mx;
+        ek.inv_t = 1.0f / row.temperature;
+        ek.lo = fmaxf(row.min_p, __uint_as_float(1u));      /* e > 0 and e >= min_p */
+        ek.level(0);
+        if (row.top_k > 0) {
+            bool active;
+            uint32_t kth = radix_kth(ek, beg, end, (unsigned)row.top_k, true, &active, s);
+            if (active)
+                ek.lo = __uint_as_float(kth);
+        }
+        if (row.top_p < 1.0f) {
+            for (int b = tid; b < NBINS; b += NT)
+                s.mass[b] = 0.0;
+            if (tid == 0)
+                s.lowest = NBINS;
+            ek.level(0);
+            __syncthreads();
+            run_mass rm;
+            double my = 0.0;
+            int low = NBINS;
+            for (int i = beg; i < end; i++) {
+                uint32_t key;
+                float e;
+                if (ek.get(i, &key, &e)) {
+                    my += e;
+                    int b = (int)(key >> 21);
+                    rm.add(s.mass, b, e);
+                    low = b < low ? b : low;
+                }
+            }
+            rm.flush(s.mass);
+            if (low < NBINS)
+                atomicMin(&s.lowest, low);
+            double tot = block_sum(my, s);
+            ek.lo = radix_mass(ek, beg, end, (double)row.top_p * tot, s);
+        }
+        /* the draw over {e >= lo} in id order */
+        ek.level(0);
+        double my = 0.0;
+        int last = -1;
+        for (int i = beg; i < end; i++) {
+            uint32_t key;
+            float e;
+            if (ek.get(i, &key, &e)) {
+                my += e;
+                last = i;
+            }
+        }
+        double incl, excl;
+        block_scan(my, &incl, &excl, s);
+        if (tid == NT - 1)
+            s.d0 = incl;
+        __syncthreads();
+        double x = zl_cuda_uniform(row.seed, row.stream, row.step) * s.d0;
+        unsigned long long who = block_max(my > 0.0 && x < incl ? 0xffffffffull - (unsigned)tid : 0ull, s);
+        unsigned long long lastk = block_max((unsigned long long)(last + 1), s);
+        if (who == 0) {
+            token = (int)lastk - 1;     /* rounding left x at the end: the last kept id */
+        } else {
+            if (tid == (int)(0xffffffffull - who)) {
+                double cum = excl;
+                int t = last;
+                for (int i = beg; i < end; i++) {
+                    uint32_t key;
+                    float e;
+                    if (ek.get(i, &key, &e)) {
+                        cum += e;
+                        if (x < cum) {
+                            t = i;
+                            break;
+                        }
+                    }
+                }
+                s.xb = t;
+            }
+            __syncthreads();
+            token = s.xb;
+        }
+    }
+
+    float logprob = 0.0f;
+    if (want_lp) {
+        if (tid == 0)
+            s.flag = 0;
+        __syncthreads();
+        if (saved) {
+            for (int j = tid; j < row.n_bias; j += NT)
+                if (a.bias_ids[row.bias_start + j] == token)
+                    s.tok_raw = saved[j], s.flag = 1;       /* equal values: any writer */
+            for (int j = tid; j < row.n_tok; j += NT)
+                if (a.tok_ids[row.tok_start + j] == token)
+                    s.tok_raw = saved[row.n_bias + j], s.flag = 1;
+        }
+        __syncthreads();
+        float raw = s.flag ? s.tok_raw : l[token];
+        logprob = (float)((double)raw - lse);
+    }
+    if (tid == 0) {
+        struct zl_sample_result *o = &a.out[r];
+        o->token = token;
+        o->logprob = logprob;
+        int n = want_lp ? s.n_top : 0;
+        o->n_top = n;
+        for (int j = 0; j < ZL_SAMPLE_MAX_LOGPROBS; j++) {
+            o->top_ids[j] = j < n ? s.top_i[j] : 0;
+            o->top_logprobs[j] = j < n ? (float)((double)s.top_v[j] - lse) : 0.0f;
+        }
+        a.status[r] = 0;
+    }
+}
+
+cudaError_t zl_cuda_sample(const struct zl_cuda_sample_args *a, cudaStream_t stream)
+{
+    if (a->n_rows <= 0)
+        return cudaSuccess;
+    sample_kernel<<<a->n_rows, NT, 0, stream>>>(*a);
+    return cudaGetLastError();
+}
