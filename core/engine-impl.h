@@ -60,6 +60,16 @@ struct eng_dsample {
     size_t rows_cap, res_cap, tok_cap, cnt_cap, bias_cap, biasv_cap;
 };
 
+/* ZLIGHT_PROFILE=1: wall time of each phase of a step, summed and logged
+ * every ENG_PROF_EVERY steps.  The forward phase is what the host spends
+ * queueing the model's ops; waiting for the device lands in fetch. */
+#define ENG_PROF_EVERY 200
+struct eng_prof {
+    bool on;
+    int64_t steps, tokens;
+    double sched, forward, fetch, emit;
+};
+
 struct zl_engine {
     struct zl_engine_params p;
     int32_t *eos;                   /* copy of p.eos_ids */
@@ -71,6 +81,7 @@ struct zl_engine {
     struct zl_sampler *sampler;
     struct eng_dsample ds;
     bool ds_failed;                 /* this step's device sampling failed */
+    struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */
     char *text;                     /* scratch for one event's text */
@@ -98,6 +109,7 @@ int zl_engine_dsample(struct zl_engine *e, const struct zl_sched_batch *b, struc
 
 /* engine-step.c */
 int zl_engine_iterate(struct zl_engine *e);
+void zl_engine_prof_report(struct zl_engine *e);
 void zl_engine_abort_all(struct zl_engine *e);
 /* engine.c */
 double zl_engine_now(void);

@@ -234,6 +234,7 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
         };
         rc = p->model_ops->forward(p->model, &fb, &lt);
     }
+    double t_fwd = e->prof.on ? zl_engine_now() : 0.0;
     e->ds_failed = false;
     if (rc == 0 && nl && e->ds.on) {
         /* a row the device cannot sample (every token masked) fails its
@@ -246,6 +247,8 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
         rc = p->backend->copy_to_host(p->device, e->logits, dl, sizeof(float) * nl);
     }
     zl_mem_ws_release(p->mem, mark);
+    if (e->prof.on)
+        e->prof.fetch += zl_engine_now() - t_fwd;
     return rc < 0 ? zl_error_wrap(rc, "engine: forward of %d tokens", b->n_tokens) : ZL_OK;
 }
 
@@ -355,8 +358,23 @@ static void publish_stats(struct zl_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+void zl_engine_prof_report(struct zl_engine *e)
+{
+    struct eng_prof *p = &e->prof;
+    if (!p->on || !p->steps)
+        return;
+    double k = 1e3 / (double)p->steps;
+    ZL_INFO("engine", "profile over %lld steps, ms per step: schedule %.3f, forward (host queues "
+            "the ops) %.3f, sample/copy (waits for the device) %.3f, outputs %.3f; total %.3f; "
+            "%.1f tokens per step", (long long)p->steps, p->sched * k, p->forward * k, p->fetch * k,
+            p->emit * k, (p->sched + p->forward + p->fetch + p->emit) * k,
+            (double)p->tokens / (double)p->steps);
+    *p = (struct eng_prof){.on = true};
+}
+
 int zl_engine_iterate(struct zl_engine *e)
 {
+    double t0 = e->prof.on ? zl_engine_now() : 0.0;
     int rc = intake(e);
     const struct zl_sched_batch *b;
     if (rc == 0)
@@ -366,10 +384,17 @@ int zl_engine_iterate(struct zl_engine *e)
     for (int32_t i = 0; i < b->n_dropped; i++)
         end_seq(e, b->dropped[i]->user, ZL_FINISH_LENGTH);
     if (b->n_seqs > 0) {
+        double t1 = e->prof.on ? zl_engine_now() : 0.0, f0 = e->prof.fetch;
         if ((rc = forward(e, b)) < 0)
             return rc;
         zl_sched_commit(e->sched);
         double now = zl_engine_now();
+        if (e->prof.on) {
+            e->prof.sched += t1 - t0;
+            e->prof.forward += now - t1 - (e->prof.fetch - f0);
+            e->prof.steps++;
+            e->prof.tokens += b->n_tokens;
+        }
         for (int32_t i = 0; i < b->n_logits; i++) {
             struct eng_seq *q = b->logits_seqs[i]->user;
             if (e->ds_failed)
@@ -378,6 +403,11 @@ int zl_engine_iterate(struct zl_engine *e)
                 sample_row(e, q, &e->ds.res[i], NULL, now);
             else
                 sample_row(e, q, NULL, e->logits + (size_t)i * e->vocab, now);
+        }
+        if (e->prof.on) {
+            e->prof.emit += zl_engine_now() - now;
+            if (e->prof.steps == ENG_PROF_EVERY)
+                zl_engine_prof_report(e);
         }
     }
     publish_stats(e);

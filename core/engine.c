@@ -126,6 +126,8 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
     pthread_cond_init(&e->out_cv, NULL);
     e->sync_init = true;
     e->vocab = p->model_ops->vocab_size(p->model);
+    const char *prof = getenv("ZLIGHT_PROFILE");
+    e->prof.on = prof && *prof && strcmp(prof, "0") != 0;
     if (p->n_eos) {
         e->eos = malloc(sizeof(int32_t) * (size_t)p->n_eos);
         if (!e->eos) {
@@ -210,6 +212,7 @@ void zl_engine_free(struct zl_engine *e)
     }
     zl_sched_free(e->sched);
     zl_kv_free(e->kv);
+    zl_engine_prof_report(e);
     zl_sampler_free(e->sampler);
     zl_engine_dsample_free(e);
     free(e->logits);

@@ -317,7 +317,11 @@ static const struct zl_backend_ops cuda_ops = {
 static int cuda_init(const struct zl_host *h)
 {
     zl_cuda_host = h;
-    return h->register_ops(ZL_PLUGIN_BACKEND, "cuda", &cuda_ops);
+    const char *prof = getenv("ZLIGHT_PROFILE");
+    const struct zl_backend_ops *ops = &cuda_ops;
+    if (prof && *prof && strcmp(prof, "0") != 0)
+        ops = cuda_profile_ops(ops);
+    return h->register_ops(ZL_PLUGIN_BACKEND, "cuda", ops);
 }
 
 ZL_PLUGIN_DEFINE("cuda", PACKAGE_VERSION, "CUDA compute backend", cuda_init, cuda_staging_free)

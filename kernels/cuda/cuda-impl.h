@@ -125,6 +125,9 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
 int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes);
 void cuda_staging_free(void);
 
+/* cuda-profile.c: `base` with every op timed by CUDA events (ZLIGHT_PROFILE). */
+const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base);
+
 /* ---- ops ---- */
 
 int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,
