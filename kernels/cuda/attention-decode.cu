@@ -27,7 +27,7 @@ namespace {
 
 constexpr int WARPS = 4;
 constexpr int TILE = 16;                 // keys per warp step (k of the P V MMA)
-constexpr int STAGES = 3;                // cp.async stages per warp
+constexpr int STAGES = 3;                // cp.async stages per warp (2, or 1 CTA/SM with 4: slower)
 constexpr int MIN_CHUNK = WARPS * TILE;  // smallest split
 constexpr int MAX_SPLITS = 256;
 constexpr int ROWS = 16;                 // MMA M: query heads of one group
@@ -158,25 +158,6 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, tg = lane & 3;
 
-    // Q of the group, zero rows past it; element loads: q rows may be oddly strided.
-    for (int i = tid; i < ROWS * HD; i += WARPS * 32) {
-        int r = i / HD, d = i % HD;
-        T v = from_f32<T>(0.0f);
-        if (r < a.group)
-            v = reinterpret_cast<const T *>(a.q + (int64_t)s * a.q_nb0 +
-                                            (int64_t)(kvh * a.group + r) * a.q_nb1)[d];
-        sq[r][d] = v;
-    }
-    __syncthreads();
-    uint32_t qf[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) {
-        qf[ks][0] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + tg * 2]);
-        qf[ks][1] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + tg * 2]);
-        qf[ks][2] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + 8 + tg * 2]);
-        qf[ks][3] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + 8 + tg * 2]);
-    }
-
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
     T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
@@ -214,6 +195,36 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 #pragma unroll
     for (int j = 0; j < STAGES - 1; j++)
         load_tile(j, j);
+    // Q while the first tiles are in flight.
+    // Zero rows past the group; element loads (q rows may be oddly strided),
+    // all issued before the first store.
+    {
+        constexpr int PER = ROWS * HD / (WARPS * 32);
+        T v[PER];
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            const int i = tid + k * WARPS * 32, r = i / HD, d = i % HD;
+            v[k] = from_f32<T>(0.0f);
+            if (r < a.group)
+                v[k] = reinterpret_cast<const T *>(a.q + (int64_t)s * a.q_nb0 +
+                                                   (int64_t)(kvh * a.group + r) * a.q_nb1)[d];
+        }
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            const int i = tid + k * WARPS * 32;
+            sq[i / HD][i % HD] = v[k];
+        }
+    }
+    __syncthreads();
+    uint32_t qf[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        qf[ks][0] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + tg * 2]);
+        qf[ks][1] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + tg * 2]);
+        qf[ks][2] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + 8 + tg * 2]);
+        qf[ks][3] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + 8 + tg * 2]);
+    }
+
     for (int j = 0; j < my_tiles; j++) {
         __syncwarp(); // every lane is done with the stage the next load overwrites
         load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
@@ -332,64 +343,103 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     }
 }
 
-// out row (s, h) = the splits' partials merged: one warp per row.
-template <typename T, int HD> __global__ void __launch_bounds__(32) combine_kernel(decode_args a)
+// out row (s, h) = the splits' partials merged, one CTA per row.  The
+// splits are spread over the threads (a serial loop would wait one memory
+// latency per split): first their max and sum, then NG groups of threads
+// each sum every NG-th split's O in float4 columns, reduced in shared memory.
+constexpr int COMBINE_THREADS = 128;
+
+__device__ __forceinline__ float block_max(float v, float *sh)
 {
-    constexpr int EPT = HD / 32;
-    const int idx = blockIdx.x, s = idx / a.n_q, h = idx % a.n_q, lane = threadIdx.x;
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    __syncthreads();
+    if (lane == 0)
+        sh[threadIdx.x / 32] = v;
+    __syncthreads();
+    float t = lane < nw ? sh[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1)
+        t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
+    return t;
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(COMBINE_THREADS) combine_kernel(decode_args a)
+{
+    constexpr int CV = HD / 4;                          // float4 columns
+    constexpr int NG = COMBINE_THREADS / CV;            // split groups
+    __shared__ float w[MAX_SPLITS];
+    __shared__ float red[32];
+    __shared__ __align__(16) float acc_s[NG][HD];
+    const int idx = blockIdx.x, s = idx / a.n_q, h = idx % a.n_q, tid = threadIdx.x;
     const int n = min(a.n_splits, (a.kv_len[s] + a.chunk - 1) / a.chunk);
     const float *ml = a.part_ml + (size_t)idx * a.n_splits * 2;
     float mm = -INFINITY;
-    for (int sp = 0; sp < n; sp++)
+    for (int sp = tid; sp < n; sp += COMBINE_THREADS)
         mm = fmaxf(mm, ml[sp * 2]);
-    float acc[EPT], den = 0.0f;
-#pragma unroll
-    for (int e = 0; e < EPT; e++)
-        acc[e] = 0.0f;
-    for (int sp = 0; sp < n; sp++) {
+    mm = block_max(mm, red);
+    float den = 0.0f;
+    for (int sp = tid; sp < n; sp += COMBINE_THREADS) {
         const float f = exp2f(ml[sp * 2] - mm);
+        w[sp] = f;
         den += f * ml[sp * 2 + 1];
-        const float *po = a.part_o + ((size_t)idx * a.n_splits + sp) * HD + lane * EPT;
-        float v[EPT];
-        if constexpr (EPT == 4) {
-            float4 t = *reinterpret_cast<const float4 *>(po);
-            v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
-        } else {
-            float2 t = *reinterpret_cast<const float2 *>(po);
-            v[0] = t.x, v[1] = t.y;
-        }
-#pragma unroll
-        for (int e = 0; e < EPT; e++)
-            acc[e] += f * v[e];
     }
+    den = block_sum(den, red);                          // its barriers publish w too
+    const int col = tid % CV, grp = tid / CV;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const float4 *po = reinterpret_cast<const float4 *>(a.part_o + (size_t)idx * a.n_splits * HD) + col;
+#pragma unroll 4
+    for (int sp = grp; sp < n; sp += NG) {
+        const float4 v = po[(size_t)sp * CV];
+        const float f = w[sp];
+        acc.x += f * v.x, acc.y += f * v.y, acc.z += f * v.z, acc.w += f * v.w;
+    }
+    *reinterpret_cast<float4 *>(&acc_s[grp][col * 4]) = acc;
+    __syncthreads();
     char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)h * a.o_nb1;
+    for (int d = tid; d < HD; d += COMBINE_THREADS) {
+        float t = 0.0f;
 #pragma unroll
-    for (int e = 0; e < EPT; e++)
-        store<T>(orow, lane * EPT + e, acc[e] / den);
+        for (int g = 0; g < NG; g++)
+            t += acc_s[g][d];
+        store<T>(orow, d, t / den);
+    }
 }
 
 struct plan {
     int splits, chunk;
 };
 
-// SMs of the current device and whether it has mma.sync for bf16 (sm_80+).
+// SMs of the current device and whether it has mma.sync for bf16 (sm_80+),
+// asked once per device (the launch path runs for every layer).
 static int device_sms(bool *ok)
 {
-    int dev = 0, sms = 0, major = 0;
-    *ok = cudaGetDevice(&dev) == cudaSuccess &&
-          cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-          cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-          major >= 8 && sms > 0;
-    return sms > 0 ? sms : 1;
+    static int cached[64];                      // 0: not asked, -1: unusable, else SMs
+    int dev = 0;
+    *ok = false;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+        return 1;
+    if (!cached[dev]) {
+        int sms = 0, major = 0;
+        bool good = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
+                        cudaSuccess &&
+                    major >= 8 && sms > 0;
+        cached[dev] = good ? sms : -1;
+    }
+    *ok = cached[dev] > 0;
+    return *ok ? cached[dev] : 1;
 }
 
 // Splits so that the CTAs fill the GPU about once (2 CTAs per SM at head_dim
-// 128, 4 at 64): none once the (sequence, kv head) pairs do.  Monotone in
+// 128, 4 at 64): none once the (sequence, kv head) pairs nearly do (a split
+// costs a partial write, a combine launch and a pipeline ramp per CTA).  Monotone in
 // pairs, so the scratch bound from n_seqs alone covers any n_kv_heads.
 static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
 {
     int64_t slots = (int64_t)sms * (head_dim <= 64 ? 4 : 2);
-    int64_t sp = pairs >= slots ? 1 : (slots + pairs - 1) / pairs;
+    int64_t sp = slots / pairs;       // rounded down: one full wave beats a wave and a bit
     int64_t by_len = ((int64_t)max_kv_len + MIN_CHUNK - 1) / MIN_CHUNK;
     sp = sp < by_len ? sp : by_len;
     sp = sp < MAX_SPLITS ? sp : MAX_SPLITS;
@@ -431,7 +481,7 @@ cudaError_t launch(decode_args &a, int n_kv, int n_seqs, cudaStream_t stream)
     dim3 grid((unsigned)a.n_splits, (unsigned)n_kv, (unsigned)n_seqs);
     decode_kernel<T, HD><<<grid, WARPS * 32, SMEM, stream>>>(a);
     if (a.n_splits > 1)
-        combine_kernel<T, HD><<<(unsigned)((int64_t)n_seqs * a.n_q), 32, 0, stream>>>(a);
+        combine_kernel<T, HD><<<(unsigned)((int64_t)n_seqs * a.n_q), COMBINE_THREADS, 0, stream>>>(a);
     return cudaGetLastError();
 }
 
