@@ -4,7 +4,8 @@
  *     the llama model makes them) at batch 1 and 32, with bf16 activations
  *     and with f32 activations (the model's current dtype; x is rounded to
  *     bf16 per call);
- *   - decode attention at context 512 for batch 1 and 32.
+ *   - decode attention (bench_decode_attention): batch 1 ctx 512, batch 32
+ *     ctx 512/1024/4096, batch 128 ctx 1024, as GB/s of K/V read.
  * Timing: warm-up, then the median over 7 runs of `iters` calls each,
  * host clock around be->sync() (device work is asynchronous; the sync is
  * inside the timed region).  Weights of 8 layers and caches of 8 layers
@@ -128,13 +129,30 @@ static int attn_run(void *arg, int iter)
     return be->attention(bctx, &b->out, &b->q, &b->cache, iter % ROT, &b->batch, b->scale);
 }
 
-static void bench_attention(int n_seqs, int ctx)
+/* A large device buffer of random bf16: one random 32 MB tile copied over it
+ * (random values without the host generating gigabytes). */
+static void *drand_big(size_t n)
+{
+    size_t tile = (size_t)16 << 20;             /* elements */
+    tile = tile < n ? tile : n;
+    void *h = rand_raw(ZL_DTYPE_BF16, tile, -1, 1, NULL);
+    char *d = dmalloc(n * 2);
+    for (size_t at = 0; at < n; at += tile)
+        dput(d + at * 2, h, (n - at < tile ? n - at : tile) * 2);
+    free(h);
+    return d;
+}
+
+/* Decode attention, Llama-3.1-8B heads, bf16, every sequence at context ctx
+ * (its new token included), each sequence's blocks in order; achieved
+ * bandwidth = K/V bytes of the layer / median time. */
+static void bench_decode_attention(int n_seqs, int ctx)
 {
     int nb = (ctx + BS - 1) / BS;
     size_t block_stride = (size_t)ROT * 2 * BS * HKV * HD * 2;
     size_t pool = (size_t)n_seqs * (size_t)nb;
     struct attn_bench b = {.scale = 0.08838834764831845f};
-    void *dpool = drand(ZL_DTYPE_BF16, pool * block_stride / 2, -1, 1);
+    void *dpool = drand_big(pool * block_stride / 2);
     b.cache = (struct zl_kv_cache){.base = dpool, .block_stride = block_stride, .block_size = BS,
                                    .n_layers = ROT, .n_kv_heads = HKV, .head_dim = HD,
                                    .dtype = ZL_DTYPE_BF16};
@@ -157,10 +175,11 @@ static void bench_attention(int n_seqs, int ctx)
     double t = time_it(attn_run, &b, 50);
     double bytes = (double)n_seqs * ctx * HKV * HD * 2 * 2; /* K and V read once */
     if (t < 0)
-        printf("attention failed: %s\n", zl_last_error());
+        printf("decode attention batch %d ctx %d failed: %s\n", n_seqs, ctx, zl_last_error());
     else
-        printf("BENCH decode attention bf16  batch %2d ctx %d: %8.1f us  %6.0f GB/s of K/V\n",
-               n_seqs, ctx, t * 1e6, bytes / t * 1e-9);
+        printf("BENCH decode attention bf16  batch %3d ctx %4d: %8.1f us  %6.0f GB/s of K/V "
+               "(%.1f MB per layer%s)\n", n_seqs, ctx, t * 1e6, bytes / t * 1e-9, bytes * 1e-6,
+               bytes * ROT < 50e6 ? ", 8 layers fit in L2" : "");
     dfree(dpool);
     dfree(dq);
     dfree(dout);
@@ -192,8 +211,9 @@ int main(void)
     bench_layer(ZL_DTYPE_F32, 1, wbuf);
     bench_layer(ZL_DTYPE_F32, 32, wbuf);
     if (!ct_is_cpu()) {
-        bench_attention(1, 512);
-        bench_attention(32, 512);
+        static const int dec[][2] = {{1, 512}, {32, 512}, {32, 1024}, {128, 1024}, {32, 4096}};
+        for (size_t i = 0; i < sizeof dec / sizeof *dec; i++)
+            bench_decode_attention(dec[i][0], dec[i][1]);
     }
     for (int l = 0; l < ROT; l++)
         for (int i = 0; i < 7; i++)
