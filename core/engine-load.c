@@ -68,8 +68,10 @@ static int open_backend(struct zl_engine_model *m, const struct zl_engine_model_
     const char *name = p->backend ? p->backend : "cpu";
     if (!(m->be = zl_registry_pick_backend(m->reg, name)))
         return zl_error_wrap(ZL_ENOTFOUND, "engine: backend '%s' (set ZLIGHT_PLUGIN_PATH?)", name);
-    if (m->be->size < sizeof(struct zl_backend_ops) || !m->be->open)
+    /* API minor 0 ended at `flags`; later members are checked where used */
+    if (m->be->size < offsetof(struct zl_backend_ops, act_dtypes) || !m->be->open)
         return zl_error(ZL_EABI, "engine: backend '%s' lacks the op table", name);
+    ZL_INFO("engine", "backend '%s': %s", name, m->be->description ? m->be->description : "?");
     struct zl_backend_open_params op = {sizeof(op), 0, p->threads};
     return m->be->open(&op, &m->bctx);
 }

@@ -35,5 +35,6 @@ for c in $cases; do
         --prompts "$tmp/p" --max-tokens $new >/dev/null 2>"$tmp/e" || { rc=1; tail -n 5 "$tmp/e"; }
     wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"
+    grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
 done
 exit $rc

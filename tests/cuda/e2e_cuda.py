@@ -107,16 +107,19 @@ def main():
         check("zlightd serves with backend: auto", up, text[-2000:])
         if not up:
             return
-        check("auto picked the CUDA backend", "(cuda)" in text or "backend cuda" in text.lower(),
+        check("auto picked the CUDA backend", "backend 'auto': NVIDIA CUDA" in text,
               "\n".join(l for l in text.splitlines() if "backend" in l or "memory plan" in l))
 
         prompts = ["The capital of France is", "def fibonacci(n):", "1, 2, 3, 4,",
                    "Once upon a time"]
         for p in prompts:
-            ids = tok(p, return_tensors="pt").input_ids
+            # ids, not text: both sides see the same prompt whatever the BOS rules
+            ids = [128000] + tok(p, add_special_tokens=False).input_ids
             with torch.no_grad():
-                ref = model.generate(ids, max_new_tokens=16, do_sample=False)[0, ids.shape[1]:]
-            st, body = post(url, "/v1/completions", {"model": "tiny", "prompt": p, "max_tokens": 16,
+                ref = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False,
+                                     attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                     pad_token_id=128009)[0, len(ids):]
+            st, body = post(url, "/v1/completions", {"model": "tiny", "prompt": ids, "max_tokens": 16,
                                                      "temperature": 0, "ignore_eos": True})
             got = json.loads(body)["choices"][0]["text"] if st == 200 else "HTTP %d %s" % (st, body)
             # the server skips special tokens in text, as vLLM does by default
