@@ -30,8 +30,10 @@
 #define NW (NT / 32)
 #define FULL 0xffffffffu
 #define NBINS 2048
+#define CAP 2048        /* candidates compacted into shared memory */
 
 struct smem {
+    struct zl_sample_row row;
     unsigned cnt[NBINS];
     double mass[NBINS];
     double wd[NW];
@@ -45,22 +47,48 @@ struct smem {
     float tok_raw;
     float top_v[ZL_SAMPLE_MAX_LOGPROBS];
     int top_i[ZL_SAMPLE_MAX_LOGPROBS];
+    int n_list;
+    int lid[CAP];               /* compacted candidates: ids ascending ... */
+    float le[CAP];              /* ... and their tempered values */
 };
 
 /* radix digits over 32-bit keys: 11, 11, 10 bits from the top */
 __constant__ int c_shift[3] = {21, 10, 0};
 __constant__ int c_bits[3] = {11, 11, 10};
 
-/* float -> uint32 with the same order (NaN aside) */
+/* float -> uint32 with the same order (NaN aside); -0 and +0 compare
+ * equal as floats, so they share a key (ties then go to the lower id) */
 __device__ __forceinline__ uint32_t ord(float f)
 {
     uint32_t b = __float_as_uint(f);
+    b = b == 0x80000000u ? 0u : b;
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
 __device__ __forceinline__ float unord(uint32_t k)
 {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+/* Calls f(i, l[i]) for the thread's ids in order, loading UNR values at
+ * once: a thread walks ~V/1024 ids, and one load in flight per thread
+ * would leave the pass bound by memory latency. */
+#define UNR 8
+template <class F>
+__device__ __forceinline__ void for_chunk(const float *l, int beg, int end, F f)
+{
+    int i = beg;
+    for (; i + UNR <= end; i += UNR) {
+        float v[UNR];
+#pragma unroll
+        for (int j = 0; j < UNR; j++)
+            v[j] = l[i + j];
+#pragma unroll
+        for (int j = 0; j < UNR; j++)
+            f(i + j, v[j]);
+    }
+    for (; i < end; i++)
+        f(i, l[i]);
 }
 
 /* ---- deterministic block reductions and scans (all threads call) ---- */
@@ -207,29 +235,56 @@ __device__ __forceinline__ double cut_for(float lo)
     return lo >= 1.17549435e-38f ? log((double)lo) - 1e-3 : -105.0;
 }
 
-/* Keys of the tempered values in {e >= lo}. */
-struct ekeys {
+/* ---- sources: each(f) calls f(id, key, value) for the thread's share in
+ * id order.  level(pref) tells a source the key prefix a pass counts. ---- */
+
+/* The tempered values of the row in {e >= lo}, computed on the fly. */
+struct rowsrc {
     const float *l;
+    int beg, end;
     float mx, inv_t, lo;
     double cut;
     __device__ void level(uint32_t pref) { cut = cut_for(fmaxf(lo, __uint_as_float(pref))); }
-    __device__ bool get(int i, uint32_t *key, float *e) const
+    __device__ void set_lo(float v)
     {
-        *e = e_of(l[i], mx, inv_t, cut);
-        *key = __float_as_uint(*e);
-        return *e >= lo;
+        lo = v;
+        level(0);
+    }
+    template <class F> __device__ void each(F f) const
+    {
+        for_chunk(l, beg, end, [&](int i, float v) {
+            float e = e_of(v, mx, inv_t, cut);
+            if (e >= lo)
+                f(i, __float_as_uint(e), e);
+        });
     }
 };
 
-/* Keys of the raw logits (all ids). */
-struct rawkeys {
-    const float *l;
+/* The same values compacted into shared memory (ascending ids). */
+struct listsrc {
+    const int *id;
+    const float *ev;
+    int beg, end;
+    float lo;
     __device__ void level(uint32_t) {}
-    __device__ bool get(int i, uint32_t *key, float *e) const
+    template <class F> __device__ void each(F f) const
     {
-        *e = l[i];
-        *key = ord(l[i]);
-        return true;
+        for (int j = beg; j < end; j++) {
+            float e = ev[j];
+            if (e >= lo)
+                f(id[j], __float_as_uint(e), e);
+        }
+    }
+};
+
+/* The raw logits, keyed in order (all ids). */
+struct rawsrc {
+    const float *l;
+    int beg, end;
+    __device__ void level(uint32_t) {}
+    template <class F> __device__ void each(F f) const
+    {
+        for_chunk(l, beg, end, [&](int i, float v) { f(i, ord(v), v); });
     }
 };
 
@@ -272,88 +327,122 @@ struct run_mass {
     }
 };
 
-/* The key of the k-th largest (counting multiplicity) among the keys K
- * gives; *total = how many there are (level 0).  Returns with *active = 0
- * when total <= k and stop_small (nothing to cut). */
-template <class K>
-__device__ uint32_t radix_kth(K keys, int beg, int end, unsigned k, bool stop_small, bool *active,
-                              smem &s)
+/* ---- radix selection ---- */
+
+/* One count level: histogram of digit d over the keys with (key & pmask)
+ * == pref, then the bin where the count from the top reaches k: s.xb,
+ * s.xabove (count in higher bins) and s.xtotal. */
+template <class S>
+__device__ void count_level(S src, int d, uint32_t pref, uint32_t pmask, unsigned k, smem &s)
 {
-    uint32_t pref = 0, pmask = 0;
-    *active = true;
-    for (int d = 0; d < 3; d++) {
-        int sh = c_shift[d], nb = 1 << c_bits[d];
-        for (int b = threadIdx.x; b < nb; b += NT)
-            s.cnt[b] = 0;
-        if (threadIdx.x == 0)
-            s.xb = 0, s.xabove = 0;
-        keys.level(pref);
-        __syncthreads();
-        run_count rc;
-        for (int i = beg; i < end; i++) {
-            uint32_t key;
-            float e;
-            if (keys.get(i, &key, &e) && (key & pmask) == pref)
-                rc.add(s.cnt, (int)((key >> sh) & (nb - 1)));
+    int sh = c_shift[d], nb = 1 << c_bits[d];
+    for (int b = threadIdx.x; b < nb; b += NT)
+        s.cnt[b] = 0;
+    if (threadIdx.x == 0)
+        s.xb = 0, s.xabove = 0;
+    src.level(pref);
+    __syncthreads();
+    run_count rc;
+    src.each([&](int, uint32_t key, float) {
+        if ((key & pmask) == pref)
+            rc.add(s.cnt, (int)((key >> sh) & (nb - 1)));
+    });
+    rc.flush(s.cnt);
+    __syncthreads();
+    /* bins from the top: thread t holds bins nb-1-t*bpt .. */
+    int bpt = nb / NT;
+    unsigned c[NBINS / NT], my = 0;
+    for (int j = 0; j < bpt; j++) {
+        c[j] = s.cnt[nb - 1 - (threadIdx.x * bpt + j)];
+        my += c[j];
+    }
+    unsigned incl, above;
+    block_scan(my, &incl, &above, s);
+    for (int j = 0; j < bpt; j++) {
+        if (above < k && k <= above + c[j]) {
+            s.xb = nb - 1 - (threadIdx.x * bpt + j);
+            s.xabove = above;
         }
-        rc.flush(s.cnt);
-        __syncthreads();
-        /* bins from the top: thread t holds bins nb-1-t*bpt .. */
-        int bpt = nb / NT;
-        unsigned c[NBINS / NT], my = 0;
-        for (int j = 0; j < bpt; j++) {
-            c[j] = s.cnt[nb - 1 - (threadIdx.x * bpt + j)];
-            my += c[j];
-        }
-        unsigned incl, above;
-        block_scan(my, &incl, &above, s);
-        for (int j = 0; j < bpt; j++) {
-            if (above < k && k <= above + c[j]) {
-                s.xb = nb - 1 - (threadIdx.x * bpt + j);
-                s.xabove = above;
-            }
-            above += c[j];
-        }
-        if (threadIdx.x == NT - 1)
-            s.xtotal = incl;
-        __syncthreads();
-        if (d == 0 && stop_small && s.xtotal <= k) {
-            *active = false;
-            return 0;
-        }
+        above += c[j];
+    }
+    if (threadIdx.x == NT - 1)
+        s.xtotal = incl;
+    __syncthreads();
+}
+
+/* The key of the k-th largest (counting multiplicity) from digit d0 on,
+ * the digits above already fixed in pref/pmask. */
+template <class S>
+__device__ uint32_t radix_kth(S src, int d0, uint32_t pref, uint32_t pmask, unsigned k, smem &s)
+{
+    for (int d = d0; d < 3; d++) {
+        count_level(src, d, pref, pmask, k, s);
         k -= s.xabove;
-        pref |= (uint32_t)s.xb << sh;
-        pmask |= (uint32_t)(nb - 1) << sh;
+        pref |= (uint32_t)s.xb << c_shift[d];
+        pmask |= (uint32_t)((1 << c_bits[d]) - 1) << c_shift[d];
         __syncthreads();
     }
     return pref;
 }
 
-/* The largest e among {e >= keys.lo} with the mass of e >= it at least
- * target; level 0's histogram was filled by the caller. */
-__device__ float radix_mass(ekeys keys, int beg, int end, double target, smem &s)
+/* From level 0's count histogram: the highest bin b whose lower bound of
+ * the mass at or above it (count x the bin's smallest value) reaches
+ * target, so the bin where the true mass reaches it is b or higher (0
+ * when none does); *n = how many values lie in bins >= b. */
+__device__ int mass_floor_bin(double target, unsigned *n, smem &s)
+{
+    double lb[NBINS / NT], my = 0.0;
+    if (threadIdx.x == 0)
+        s.xb = 0;
+    for (int j = 0; j < NBINS / NT; j++) {
+        int b = NBINS - 1 - (threadIdx.x * (NBINS / NT) + j);
+        lb[j] = (double)s.cnt[b] * (double)__uint_as_float((uint32_t)b << 21);
+        my += lb[j];
+    }
+    double incl, above;
+    block_scan(my, &incl, &above, s);
+    for (int j = 0; j < NBINS / NT; j++) {
+        double prev = above;
+        above += lb[j];
+        if (prev < target && above >= target)   /* the highest claim wins */
+            atomicMax(&s.xb, NBINS - 1 - (threadIdx.x * (NBINS / NT) + j));
+    }
+    __syncthreads();
+    int bmin = s.xb;
+    unsigned c = 0;
+    for (int j = 0; j < NBINS / NT; j++) {
+        int b = NBINS - 1 - (threadIdx.x * (NBINS / NT) + j);
+        c += b >= bmin ? s.cnt[b] : 0u;
+    }
+    *n = (unsigned)block_sum((double)c, s);     /* exact: integers < 2^53 */
+    return bmin;
+}
+
+/* The largest value among the source's with the mass of values >= it at
+ * least target.  build0 = 0: level 0's mass histogram and s.lowest were
+ * filled by the caller. */
+template <class S>
+__device__ float radix_mass(S src, double target, bool build0, smem &s)
 {
     uint32_t pref = 0, pmask = 0;
     for (int d = 0; d < 3; d++) {
         int sh = c_shift[d], nb = 1 << c_bits[d];
-        if (d > 0) {
+        if (d > 0 || build0) {
             for (int b = threadIdx.x; b < nb; b += NT)
                 s.mass[b] = 0.0;
             if (threadIdx.x == 0)
                 s.lowest = nb;
-            keys.level(pref);
+            src.level(pref);
             __syncthreads();
             run_mass rm;
             int low = nb;
-            for (int i = beg; i < end; i++) {
-                uint32_t key;
-                float e;
-                if (keys.get(i, &key, &e) && (key & pmask) == pref) {
+            src.each([&](int, uint32_t key, float e) {
+                if ((key & pmask) == pref) {
                     int b = (int)((key >> sh) & (nb - 1));
                     rm.add(s.mass, b, e);
                     low = b < low ? b : low;
                 }
-            }
+            });
             rm.flush(s.mass);
             if (low < nb)
                 atomicMin(&s.lowest, low);
@@ -389,19 +478,112 @@ __device__ float radix_mass(ekeys keys, int beg, int end, double target, smem &s
     return __uint_as_float(pref);
 }
 
+/* ---- compaction ---- */
+
+/* The row's values >= max(R.lo, lo_c), which the caller counted (<= CAP),
+ * into s.lid / s.le in ascending id order (appended, then a bitonic sort
+ * by id); the list source over them, thresholded at R.lo. */
+__device__ listsrc compact(const rowsrc &R, float lo_c, smem &s)
+{
+    rowsrc c = R;
+    c.set_lo(fmaxf(R.lo, lo_c));
+    if (threadIdx.x == 0)
+        s.n_list = 0;
+    __syncthreads();
+    c.each([&](int i, uint32_t, float e) {
+        int p = atomicAdd(&s.n_list, 1);
+        if (p < CAP) {
+            s.lid[p] = i;
+            s.le[p] = e;
+        }
+    });
+    __syncthreads();
+    int n = s.n_list < CAP ? s.n_list : CAP, P = 1;
+    while (P < n)
+        P <<= 1;
+    for (int j = n + (int)threadIdx.x; j < P; j += NT) {
+        s.lid[j] = 0x7fffffff;
+        s.le[j] = 0.0f;
+    }
+    __syncthreads();
+    for (int k = 2; k <= P; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < P; i += NT) {
+                int o = i ^ j;
+                if (o > i) {
+                    int a = s.lid[i], b = s.lid[o];
+                    if ((a > b) == ((i & k) == 0)) {
+                        float ea = s.le[i];
+                        s.lid[i] = b, s.lid[o] = a;
+                        s.le[i] = s.le[o], s.le[o] = ea;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    listsrc L;
+    L.id = s.lid;
+    L.ev = s.le;
+    int lc = (n + NT - 1) / NT;
+    L.beg = min((int)threadIdx.x * lc, n);
+    L.end = min(L.beg + lc, n);
+    L.lo = R.lo;
+    return L;
+}
+
+/* ---- the draw ---- */
+
+/* Inverse CDF over the source's values in id order: per-thread sums, a
+ * block scan, the first thread whose inclusive sum passes u * tot walks
+ * its share.  Returns the token. */
+template <class S>
+__device__ int draw(S src, double u, smem &s)
+{
+    src.level(0);
+    double my = 0.0;
+    int last = -1;
+    src.each([&](int i, uint32_t, float e) {
+        my += e;
+        last = i;
+    });
+    double incl, excl;
+    block_scan(my, &incl, &excl, s);
+    if (threadIdx.x == NT - 1)
+        s.d0 = incl;
+    __syncthreads();
+    double x = u * s.d0;
+    unsigned long long who =
+        block_max(my > 0.0 && x < incl ? 0xffffffffull - threadIdx.x : 0ull, s);
+    unsigned long long lastk = block_max((unsigned long long)(last + 1), s);
+    if (who == 0)
+        return (int)lastk - 1;          /* rounding left x at the end: the last kept id */
+    if (threadIdx.x == 0xffffffffull - who) {
+        double cum = excl;
+        int t = -1;
+        src.each([&](int i, uint32_t, float e) {
+            if (t < 0) {
+                cum += e;
+                if (x < cum)
+                    t = i;
+            }
+        });
+        s.xb = t < 0 ? last : t;
+    }
+    __syncthreads();
+    return s.xb;
+}
+
 /* ---- the row ---- */
 
 /* Raw logprobs: top-N (best first, ties to the lower id) into s.top_*; returns lse. */
 __device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int n_want, smem &s)
 {
     float mx = -INFINITY;
-    for (int i = beg; i < end; i++)
-        mx = l[i] > mx ? l[i] : mx;
+    for_chunk(l, beg, end, [&](int, float v) { mx = v > mx ? v : mx; });
     mx = unord((uint32_t)block_max((unsigned long long)ord(mx), s));
     double sum = 0.0;
     if (mx > -INFINITY)
-        for (int i = beg; i < end; i++)
-            sum += exp((double)l[i] - (double)mx);
+        for_chunk(l, beg, end, [&](int, float v) { sum += exp((double)v - (double)mx); });
     sum = block_sum(sum, s);
     double lse = mx > -INFINITY ? (double)mx + log(sum) : (double)-INFINITY;
     int n = n_want < vocab ? n_want : vocab;
@@ -410,15 +592,15 @@ __device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int 
     __syncthreads();
     if (n <= 0)
         return lse;
-    bool active;
-    rawkeys rk = {l};
-    uint32_t kth = radix_kth(rk, beg, end, (unsigned)n, false, &active, s);
-    for (int i = beg; i < end; i++)
-        if (ord(l[i]) > kth) {
+    rawsrc rs = {l, beg, end};
+    uint32_t kth = radix_kth(rs, 0, 0u, 0u, (unsigned)n, s);
+    for_chunk(l, beg, end, [&](int i, float v) {
+        if (ord(v) > kth) {
             int p = atomicAdd(&s.n_top, 1);
-            s.top_v[p] = l[i];
+            s.top_v[p] = v;
             s.top_i[p] = i;
         }
+    });
     __syncthreads();
     int have = s.n_top, last = -1;
     __syncthreads();
@@ -430,6 +612,8 @@ __device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int 
                 break;
             }
         unsigned long long best = block_max(first < 0 ? 0ull : 0xffffffffull - (unsigned)first, s);
+        if (best == 0)                  /* cannot happen: kth is a key of the row */
+            break;
         last = (int)(0xffffffffull - best);
         if (threadIdx.x == 0) {
             s.top_v[have] = l[last];
@@ -437,7 +621,7 @@ __device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int 
         }
     }
     if (threadIdx.x == 0) {
-        s.n_top = n;
+        s.n_top = n = have;
         for (int a = 1; a < n; a++)     /* value desc, id asc */
             for (int b = a; b > 0; b--) {
                 float va = s.top_v[b], vb = s.top_v[b - 1];
@@ -452,11 +636,105 @@ __device__ double raw_logprobs(const float *l, int beg, int end, int vocab, int 
     return lse;
 }
 
+/* Temperature -> min-p -> top-k -> top-p and the draw.  The candidates a
+ * filter leaves are compacted into shared memory when its first radix
+ * level shows at most CAP of them (the usual top-k, a peaked top-p);
+ * otherwise every pass reads the row. */
+__device__ int sample_row(const struct zl_sample_row &row, const float *l, int beg, int end,
+                          float mx, smem &s)
+{
+    rowsrc R;
+    R.l = l;
+    R.beg = beg;
+    R.end = end;
+    R.mx = mx;
+    R.inv_t = 1.0f / row.temperature;
+    R.set_lo(fmaxf(row.min_p, __uint_as_float(1u)));      /* e > 0 and e >= min_p */
+    listsrc L;
+    bool listed = false;
+    if (row.top_k > 0) {
+        count_level(R, 0, 0u, 0u, (unsigned)row.top_k, s);
+        unsigned total = s.xtotal, above = s.xabove;
+        int b0 = s.xb;
+        unsigned m = above + s.cnt[b0];
+        __syncthreads();
+        if (total > (unsigned)row.top_k) {
+            uint32_t pref = (uint32_t)b0 << 21, pmask = 0x7ffu << 21, kth;
+            unsigned kk = (unsigned)row.top_k - above;
+            if (m <= CAP) {
+                L = compact(R, __uint_as_float(pref), s);
+                listed = true;
+                kth = radix_kth(L, 1, pref, pmask, kk, s);
+            } else {
+                kth = radix_kth(R, 1, pref, pmask, kk, s);
+            }
+            R.set_lo(__uint_as_float(kth));
+            L.lo = R.lo;
+        }
+    }
+    if (row.top_p < 1.0f) {
+        float tp;
+        if (listed) {
+            double my = 0.0;
+            L.each([&](int, uint32_t, float e) { my += e; });
+            tp = radix_mass(L, (double)row.top_p * block_sum(my, s), true, s);
+        } else {
+            /* the total and a count histogram (cheap integer atomics) ... */
+            for (int b = threadIdx.x; b < NBINS; b += NT)
+                s.cnt[b] = 0;
+            __syncthreads();
+            run_count rc;
+            double my = 0.0;
+            R.each([&](int, uint32_t key, float e) {
+                my += e;
+                rc.add(s.cnt, (int)(key >> 21));
+            });
+            rc.flush(s.cnt);
+            double target = (double)row.top_p * block_sum(my, s);
+            /* ... bound the bin where the mass reaches the target from
+             * below: only values at or above it matter from here on */
+            unsigned m;
+            float lob = __uint_as_float((uint32_t)mass_floor_bin(target, &m, s) << 21);
+            if (m <= CAP) {
+                L = compact(R, lob, s);
+                listed = true;
+                tp = radix_mass(L, target, true, s);
+            } else {
+                rowsrc eb = R;
+                eb.set_lo(fmaxf(R.lo, lob));
+                for (int b = threadIdx.x; b < NBINS; b += NT)
+                    s.mass[b] = 0.0;
+                if (threadIdx.x == 0)
+                    s.lowest = NBINS;
+                __syncthreads();
+                run_mass rm;
+                int low = NBINS;
+                eb.each([&](int, uint32_t key, float e) {
+                    int b = (int)(key >> 21);
+                    rm.add(s.mass, b, e);
+                    low = b < low ? b : low;
+                });
+                rm.flush(s.mass);
+                if (low < NBINS)
+                    atomicMin(&s.lowest, low);
+                tp = radix_mass(R, target, false, s);
+            }
+        }
+        R.set_lo(tp);
+        L.lo = tp;
+    }
+    double u = zl_cuda_uniform(row.seed, row.stream, row.step);
+    return listed ? draw(L, u, s) : draw(R, u, s);
+}
+
 __global__ void __launch_bounds__(NT, 1) sample_kernel(struct zl_cuda_sample_args a)
 {
     __shared__ smem s;
     const int r = blockIdx.x, tid = threadIdx.x;
-    const struct zl_sample_row row = a.rows[r];
+    if (tid == 0)                       /* in shared memory: registers are scarce at 1024 threads */
+        s.row = a.rows[r];
+    __syncthreads();
+    const struct zl_sample_row &row = s.row;
     float *l = a.logits + (int64_t)r * a.stride;
     const int V = a.vocab, chunk = (V + NT - 1) / NT;
     const int beg = min(tid * chunk, V), end = min(beg + chunk, V);
@@ -503,10 +781,10 @@ __global__ void __launch_bounds__(NT, 1) sample_kernel(struct zl_cuda_sample_arg
 
     /* the first max: key (value, then the lower id) */
     unsigned long long best = 0;
-    for (int i = beg; i < end; i++) {
-        unsigned long long k = ((unsigned long long)ord(l[i]) << 32) | (0xffffffffu - (unsigned)i);
+    for_chunk(l, beg, end, [&](int i, float v) {
+        unsigned long long k = ((unsigned long long)ord(v) << 32) | (0xffffffffu - (unsigned)i);
         best = k > best ? k : best;
-    }
+    });
     best = block_max(best, s);
     float mx = unord((uint32_t)(best >> 32));
     int token = (int)(0xffffffffu - (unsigned)(best & 0xffffffffu));
@@ -518,89 +796,8 @@ __global__ void __launch_bounds__(NT, 1) sample_kernel(struct zl_cuda_sample_arg
         }
         return;
     }
-
-    if (row.temperature != 0.0f) {
-        ekeys ek;
-        ek.l = l;
-        ek.mx = mx;
-        ek.inv_t = 1.0f / row.temperature;
-        ek.lo = fmaxf(row.min_p, __uint_as_float(1u));      /* e > 0 and e >= min_p */
-        ek.level(0);
-        if (row.top_k > 0) {
-            bool active;
-            uint32_t kth = radix_kth(ek, beg, end, (unsigned)row.top_k, true, &active, s);
-            if (active)
-                ek.lo = __uint_as_float(kth);
-        }
-        if (row.top_p < 1.0f) {
-            for (int b = tid; b < NBINS; b += NT)
-                s.mass[b] = 0.0;
-            if (tid == 0)
-                s.lowest = NBINS;
-            ek.level(0);
-            __syncthreads();
-            run_mass rm;
-            double my = 0.0;
-            int low = NBINS;
-            for (int i = beg; i < end; i++) {
-                uint32_t key;
-                float e;
-                if (ek.get(i, &key, &e)) {
-                    my += e;
-                    int b = (int)(key >> 21);
-                    rm.add(s.mass, b, e);
-                    low = b < low ? b : low;
-                }
-            }
-            rm.flush(s.mass);
-            if (low < NBINS)
-                atomicMin(&s.lowest, low);
-            double tot = block_sum(my, s);
-            ek.lo = radix_mass(ek, beg, end, (double)row.top_p * tot, s);
-        }
-        /* the draw over {e >= lo} in id order */
-        ek.level(0);
-        double my = 0.0;
-        int last = -1;
-        for (int i = beg; i < end; i++) {
-            uint32_t key;
-            float e;
-            if (ek.get(i, &key, &e)) {
-                my += e;
-                last = i;
-            }
-        }
-        double incl, excl;
-        block_scan(my, &incl, &excl, s);
-        if (tid == NT - 1)
-            s.d0 = incl;
-        __syncthreads();
-        double x = zl_cuda_uniform(row.seed, row.stream, row.step) * s.d0;
-        unsigned long long who = block_max(my > 0.0 && x < incl ? 0xffffffffull - (unsigned)tid : 0ull, s);
-        unsigned long long lastk = block_max((unsigned long long)(last + 1), s);
-        if (who == 0) {
-            token = (int)lastk - 1;     /* rounding left x at the end: the last kept id */
-        } else {
-            if (tid == (int)(0xffffffffull - who)) {
-                double cum = excl;
-                int t = last;
-                for (int i = beg; i < end; i++) {
-                    uint32_t key;
-                    float e;
-                    if (ek.get(i, &key, &e)) {
-                        cum += e;
-                        if (x < cum) {
-                            t = i;
-                            break;
-                        }
-                    }
-                }
-                s.xb = t;
-            }
-            __syncthreads();
-            token = s.xb;
-        }
-    }
+    if (row.temperature != 0.0f)
+        token = sample_row(row, l, beg, end, mx, s);
 
     float logprob = 0.0f;
     if (want_lp) {
