@@ -18,7 +18,13 @@
  *   5. the draw: per-thread sums of the kept e, a block scan, the thread
  *      whose range holds u * tot walks it.
  * Histograms are shared-memory atomics; a thread adds a run of equal bins
- * at once (a flat row would otherwise serialize on one address). */
+ * at once (a flat row would otherwise serialize on one address).
+ *
+ * Measured (H100, test_cuda_sample, 128 rows x 128256, host time of the
+ * whole op incl. upload and copy back; one read of the logits is 22 us):
+ * greedy 62 us, T 0.8 top_k 50 top_p 0.9 198 us, T 1 alone 177 us,
+ * T 1 top_p 0.9 on flat random rows 1.09 ms (nuclei of thousands: the
+ * row path, whose double-atomic mass histogram is the cost; next step). */
 #include <math.h>
 #include <stdint.h>
 
