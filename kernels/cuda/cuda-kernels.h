@@ -110,6 +110,14 @@ cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_c
                               const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                               float scale, cudaStream_t stream);
 
+/* out[n, o] = x[n, i] @ w[o, i]^T for decode-sized n (gemv.cu): x and w
+ * of one 16-bit dtype, out f32 or w's dtype, f32 accumulation; the
+ * weights are streamed once whatever n.  cudaErrorNotSupported for other
+ * cases (the caller then runs cuBLASLt). */
+#define ZL_CUDA_GEMV_MAX_ROWS 8
+cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                         const struct zl_cuda_rows *w, cudaStream_t stream);
+
 /* What the host knows about an attention batch without a device read. */
 struct zl_cuda_attn_shape {
     int32_t max_q_len;          /* most query rows of one sequence in this step */

@@ -288,6 +288,15 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
         return ZL_OK;
     }
     const struct zl_cuda_rows *bp = bias ? &b : NULL;
+    if (x.dtype == w.dtype && x.n <= ZL_CUDA_GEMV_MAX_ROWS && !bias) {
+        /* decode-sized steps: a weight-streaming kernel beats cuBLASLt's
+         * small-M choices; it declines (NotSupported) what it does not take */
+        cudaError_t e = zl_cuda_gemv(&o, &x, &w, ctx->stream);
+        if (e != cudaErrorNotSupported) {
+            ZL_CUDA_TRY(e);
+            return ZL_OK;
+        }
+    }
     if (x.dtype == w.dtype)
         return gemm(ctx, &o, &x, &w, bp, 0.0f);
     size_t es = cuda_dtype_size(w.dtype), plane = (size_t)(x.n * x.d) * es;
