@@ -5,7 +5,8 @@
  *     and with f32 activations (the model's current dtype; x is rounded to
  *     bf16 per call);
  *   - decode attention (bench_decode_attention): batch 1 ctx 512, batch 32
- *     ctx 512/1024/4096, batch 128 ctx 1024, as GB/s of K/V read.
+ *     ctx 512/1024/4096, batch 128 ctx 1024, as GB/s of K/V read;
+ *   - prefill attention of one 2048-token prompt (bench_prefill).
  * Timing: warm-up, then the median over 7 runs of `iters` calls each,
  * host clock around be->sync() (device work is asynchronous; the sync is
  * inside the timed region).  Weights of 8 layers and caches of 8 layers
@@ -189,6 +190,48 @@ static void bench_decode_attention(int n_seqs, int ctx)
     free(slot);
 }
 
+/* ---- prefill attention (tensor-core flash kernel) ---- */
+
+/* One 2048-token causal prompt of one Llama-3.1-8B layer (32 q heads, 8 kv
+ * heads of 128), bf16 cache, q of dtype act: 4 hd hq sum_i (i + 1) = 34.4
+ * GFLOP of matrix products.  f32 q over the bf16 cache is declined by the
+ * flash kernel: the generic kernel's time for the same work. */
+static void bench_prefill(enum zl_dtype act, int iters)
+{
+    enum { N = 2048 };
+    int nb = N / BS;
+    size_t block_stride = (size_t)ROT * 2 * BS * HKV * HD * 2;
+    struct attn_bench b = {.scale = 0.08838834764831845f};
+    void *dpool = drand_big((size_t)nb * block_stride / 2);
+    b.cache = (struct zl_kv_cache){.base = dpool, .block_stride = block_stride, .block_size = BS,
+                                   .n_layers = ROT, .n_kv_heads = HKV, .head_dim = HD,
+                                   .dtype = ZL_DTYPE_BF16};
+    int32_t q_start[2] = {0, N}, kv_len[1] = {N}, *table = xmalloc((size_t)nb * 4);
+    int32_t *slot = xmalloc((size_t)N * 4);
+    for (int j = 0; j < nb; j++)
+        table[j] = (j * 37) % nb; /* 37 is odd: a permutation of the pool */
+    for (int i = 0; i < N; i++)
+        slot[i] = table[i / BS] * BS + i % BS;
+    b.batch = (struct zl_attn_batch){.n_seqs = 1, .max_blocks = nb, .q_start = q_start,
+                                     .kv_len = kv_len, .block_table = table, .slot = slot};
+    void *dq = drand(act, (size_t)N * HQ * HD, -1, 1);
+    void *dout = dmalloc((size_t)N * HQ * HD * esize(act));
+    tensor(&b.q, act, 3, (int64_t[]){N, HQ, HD}, dq);
+    tensor(&b.out, act, 3, (int64_t[]){N, HQ, HD}, dout);
+    double t = time_it(attn_run, &b, iters);
+    double flops = 4.0 * HD * HQ * ((double)N * (N + 1) / 2);
+    if (t < 0)
+        printf("prefill attention failed: %s\n", zl_last_error());
+    else
+        printf("BENCH prefill attention q %-4s bf16 cache, 2048-token prompt, 32/8 heads of 128: "
+               "%8.1f us  %6.1f TFLOP/s\n", zl_dtype_name(act), t * 1e6, flops / t * 1e-12);
+    dfree(dpool);
+    dfree(dq);
+    dfree(dout);
+    free(table);
+    free(slot);
+}
+
 int main(void)
 {
     int rc = ct_setup("bench");
@@ -214,6 +257,8 @@ int main(void)
         static const int dec[][2] = {{1, 512}, {32, 512}, {32, 1024}, {128, 1024}, {32, 4096}};
         for (size_t i = 0; i < sizeof dec / sizeof *dec; i++)
             bench_decode_attention(dec[i][0], dec[i][1]);
+        bench_prefill(ZL_DTYPE_BF16, 20);
+        bench_prefill(ZL_DTYPE_F32, 1);
     }
     for (int l = 0; l < ROT; l++)
         for (int i = 0; i < 7; i++)
