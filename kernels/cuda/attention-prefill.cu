@@ -1,31 +1,46 @@
 // Tensor-core paged flash attention (FlashAttention-2 style) for varlen
 // batches: prefill prompts, prefill chunks over a cached prefix, mixed steps.
 //
-// One CTA of NW warps per (tile of BM = 16 NW query rows of one sequence,
-// query head); warp w owns rows 16w..16w+15 of the tile and keeps them in
-// mma.sync m16n8k16 fragments: Q (bf16/f16) in registers for the whole
-// kernel, the S = Q K^T accumulators and O in f32 registers.  K/V tiles of
-// BN = 64 keys are gathered from the paged cache through the block table
-// with cp.async (16-byte chunks, zero-filled past kv_len) into a double
-// buffer of XOR-swizzled shared memory (ldmatrix is conflict-free: the
-// 16-byte chunk c of row r sits at c ^ (r & 7)).  The online softmax runs
-// on the accumulator layout (a thread holds rows g and g + 8 of its warp's
-// 16, a quad of threads shares a row): exp2 with scale * log2(e) folded in,
-// P rounded to the input dtype for the PV product, the row sums l kept in
-// f32 per thread and reduced over the quad once at the end.
+// One CTA of NW warps per (tile of BM = 16 MT NW query rows of one sequence,
+// query head); warp w owns MT m16 tiles of rows and keeps them in mma.sync
+// m16n8k16 fragments: Q (bf16/f16) in registers (or re-read per tile), the
+// S = Q K^T accumulators and O in f32 registers.  K/V tiles of BN = 64
+// keys are gathered from the paged cache through the block table (block
+// ids read one tile ahead) with cp.async (16-byte chunks, zero-filled past
+// kv_len) into double-buffered, XOR-swizzled shared memory (ldmatrix is
+// conflict-free: the 16-byte chunk c of row r sits at c ^ (r & 7)).  The
+// online softmax runs on the accumulator layout (a thread holds rows g and
+// g + 8 of each m16 tile, a quad of threads shares a row): exp2 of one FFMA
+// (scale * log2(e) folded in), O rescaled only when a row max of the warp
+// moved, P rounded to the input dtype for the PV product, the row sums l
+// kept in f32 per thread and reduced over the quad once at the end.
 //
 // Causality: query row i of a sequence sits at position kv_len - n_new + i
 // and sees keys 0..that; a tile stops at the last key its last row sees
 // (tiles above the diagonal are never loaded) and only tiles crossing the
 // diagonal are masked.  GQA: q head h reads kv head h / (n_q / n_kv).
-// Tiles are launched longest first (reversed blockIdx.x) so the causal
-// triangle's long tiles do not trail.
+// Grid (n_q_heads, n_seqs, query tiles), the tile index reversed: every
+// head's longest (last) tiles start first and the heads of one kv head run
+// side by side.  With tiles in x and heads in z the last heads' long
+// tiles started last and trailed: that order, with the block ids read
+// inline and O always rescaled, took 200 us for the 2048 prompt below
+// (same tile shape; 166.6 us now).
+//
+// H100, one 2048-token causal prompt of a Llama-3.1-8B layer (32/8 heads of
+// 128, bf16, 34.4 GFLOP): 163.5 us through the backend (210 TFLOP/s;
+// bench_cuda_ops), the generic kernel 17.8 ms.  Chunk of 512 rows on an
+// 8192-token prefix: 264 us (268 TFLOP/s).  Of the shapes tried (all give
+// bit-identical outputs), 4 warps of 2 m-tiles with Q re-read from shared
+// memory (cfg<4, 2, false, 2>) ran the 2048 prompt in 139.6 us (246
+// TFLOP/s) but is slower with few CTAs (chunks, mixed batches); it has not
+// been through test_cuda_attn on the GPU, so it is not the default yet.
+// 3 K/V stages with one barrier a tile (ZL_PREFILL_STAGES=3) were no faster.
 //
 // Takes q/out/cache in f16 or bf16 (one dtype), head_dim 64 or 128, a
-// power-of-two block size and a 16-byte aligned pool; declines the rest
-// with cudaErrorNotSupported (the generic kernel of attention.cu runs).
-// Needs sm_80 (mma.sync bf16, cp.async, ldmatrix); built for an older
-// target the kernel body is empty and the launcher declines.
+// power-of-two block size, a 16-byte aligned pool and scale > 0; declines
+// the rest with cudaErrorNotSupported (the generic kernel of attention.cu
+// runs).  Needs sm_80 (mma.sync bf16, cp.async, ldmatrix); built for an
+// older target the kernel body is empty and the launcher declines.
 #include <stdint.h>
 
 #include "cuda-dtype.cuh"
@@ -36,8 +51,6 @@ namespace {
 typedef struct zl_cuda_heads heads_t;
 typedef struct zl_cuda_kv kv_t;
 typedef struct zl_cuda_batch batch_t;
-
-constexpr int BN = 64;          // keys per K/V tile
 
 // The 16-byte chunk slot of (row, chunk) in a swizzled tile of CH chunks a row.
 template <int CH> __device__ __forceinline__ int swz(int row, int ch)
@@ -124,23 +137,35 @@ __device__ __forceinline__ float ex2(float x)
 
 #endif
 
-template <typename T, int HD, int NW>
-__global__ void __launch_bounds__(NW * 32, NW >= 8 ? 1 : 2)
+// Kernel shape: NW warps, each owning MT m16 tiles (16 MT query rows), so
+// a CTA takes BM = 16 MT NW rows; QREG keeps the Q fragments in registers
+// for the whole kernel (else they are re-read from shared memory per tile:
+// fewer registers, more ldmatrix); MINB CTAs per SM for the register cap.
+template <int NW_, int MT_, bool QREG_, int MINB_, int BN_ = 64, int ST_ = 2> struct cfg {
+    static constexpr int NW = NW_, MT = MT_, MINB = MINB_, BM = 16 * MT_ * NW_, BN = BN_;
+    static constexpr int ST = ST_; // K/V buffers: 2 (two barriers a tile) or 3 (one)
+    static constexpr bool QREG = QREG_;
+};
+
+template <typename T, int HD, typename C>
+__global__ void __launch_bounds__(C::NW * 32, C::MINB)
     prefill_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float sl2, int bs_shift)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    constexpr int BM = 16 * NW, CH = HD / 8, NT = NW * 32;
+    constexpr int NW = C::NW, MT = C::MT, BM = C::BM, BN = C::BN, CH = HD / 8, NT = NW * 32;
     constexpr int KT = HD / 16;  // k-steps of S = Q K^T
     constexpr int NS = BN / 8;   // n-tiles of S
     constexpr int NO = HD / 8;   // n-tiles of O
     static_assert(NT % CH == 0 && (BN * CH) % NT == 0, "tile loads");
     extern __shared__ uint4 smem[];
     uint4 *sq = smem;                 // [BM][CH]
-    uint4 *sk = sq + BM * CH;         // [2][BN][CH]
-    uint4 *sv = sk + 2 * BN * CH;     // [2][BN][CH]
+    constexpr int ST = C::ST;
+    static_assert(ST == 2 || ST == 3, "stages");
+    uint4 *sk = sq + BM * CH;         // [ST][BN][CH]
+    uint4 *sv = sk + ST * BN * CH;    // [ST][BN][CH]
 
-    const int s = blockIdx.y, h = blockIdx.z;
-    const int r0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    const int s = blockIdx.y, h = blockIdx.x;
+    const int r0 = (gridDim.z - 1 - blockIdx.z) * BM;
     const int q0 = b.q_start[s], n_new = b.q_start[s + 1] - q0;
     if (r0 >= n_new)
         return;
@@ -156,16 +181,27 @@ __global__ void __launch_bounds__(NW * 32, NW >= 8 ? 1 : 2)
                           (int64_t)kvh * HD * (int64_t)sizeof(T);
 
     // K/V tile t into buffer buf: thread covers chunk `ch` of rows r, r + NT/CH, ...
+    // Their pool block ids are read one tile ahead (fetch_ids), so the
+    // table's latency is hidden behind a tile of compute.
+    constexpr int RPT = BN * CH / NT; // rows per thread per tile
+    int ids[RPT];
+    auto fetch_ids = [&](int t) {
+#pragma unroll
+        for (int i = 0; i < RPT; i++) {
+            const int p = t * BN + tid / CH + i * (NT / CH);
+            ids[i] = p < kv_len ? __ldg(&table[p >> bs_shift]) : 0;
+        }
+    };
     auto load_kv = [&](int t, int buf) {
         const int ch = tid % CH;
 #pragma unroll
-        for (int i = 0; i < BN * CH / NT; i++) {
+        for (int i = 0; i < RPT; i++) {
             const int r = tid / CH + i * (NT / CH), p = t * BN + r;
             const char *src = c.base;
             int bytes = 0;
             if (p < kv_len) {
-                const int blk = table[p >> bs_shift], off = p & (c.block_size - 1);
-                src = kv_base + (int64_t)blk * (int64_t)c.block_stride + off * row_bytes + ch * 16;
+                const int off = p & (c.block_size - 1);
+                src = kv_base + (int64_t)ids[i] * (int64_t)c.block_stride + off * row_bytes + ch * 16;
                 bytes = 16;
             }
             cp_async16(&sk[buf * BN * CH + swz<CH>(r, ch)], src, bytes);
@@ -173,7 +209,19 @@ __global__ void __launch_bounds__(NW * 32, NW >= 8 ? 1 : 2)
         }
         cp_async_commit();
     };
+    fetch_ids(0);
     load_kv(0, 0);
+    if (n_tiles > 1)
+        fetch_ids(1);
+    if constexpr (ST == 3) { // two tiles ahead, one (maybe empty) group per tile
+        if (n_tiles > 1) {
+            load_kv(1, 1);
+            if (n_tiles > 2)
+                fetch_ids(2);
+        } else {
+            cp_async_commit();
+        }
+    }
 
     // Q tile -> shared (rows past the sequence are zeros); strided rows that
     // are not 16-byte aligned (views into odd-width fused rows) go by 2 bytes.
@@ -199,153 +247,209 @@ __global__ void __launch_bounds__(NW * 32, NW >= 8 ? 1 : 2)
         }
     }
     __syncthreads();
-    uint32_t qf[KT][4];
+    // A fragment of Q for m-tile mt, k-step kk (rows wrow + 16 mt ..).
+    const int wrow = warp * 16 * MT;
+    auto ld_q = [&](uint32_t f[4], int mt, int kk) {
+        ldsm_x4(f, &sq[swz<CH>(wrow + 16 * mt + (lane & 7) + ((lane >> 3) & 1) * 8,
+                               2 * kk + (lane >> 4))]);
+    };
+    uint32_t qf[C::QREG ? MT : 1][C::QREG ? KT : 1][4];
+    if constexpr (C::QREG) {
 #pragma unroll
-    for (int kk = 0; kk < KT; kk++)
-        ldsm_x4(qf[kk], &sq[swz<CH>(warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
-                                    2 * kk + (lane >> 4))]);
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int kk = 0; kk < KT; kk++)
+                ld_q(qf[mt][kk], mt, kk);
+    }
 
-    // This thread's two rows (g, g + 8 of the warp's 16) and their last key.
+    // This thread's rows: g and g + 8 of each of its m-tiles, and their last key.
     const int g = lane >> 2, t4 = lane & 3;
-    const int ra = r0 + warp * 16 + g;
-    const int lim_a = min(base + ra, kv_len - 1), lim_b = min(base + ra + 8, kv_len - 1);
-    float oacc[NO][4];
+    int lim[MT][2];
+    float m[MT][2], l[MT][2];
+    float oacc[MT][NO][4];
 #pragma unroll
-    for (int j = 0; j < NO; j++)
-        oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.0f;
-    float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.0f, l_b = 0.0f;
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            lim[mt][x] = min(base + r0 + wrow + 16 * mt + g + 8 * x, kv_len - 1);
+            m[mt][x] = -INFINITY;
+            l[mt][x] = 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < NO; j++)
+            oacc[mt][j][0] = oacc[mt][j][1] = oacc[mt][j][2] = oacc[mt][j][3] = 0.0f;
+    }
 
     for (int t = 0; t < n_tiles; t++) {
-        if (t + 1 < n_tiles) {
-            load_kv(t + 1, (t + 1) & 1);
-            cp_async_wait<1>();
+        const int buf = ST == 2 ? (t & 1) : t % 3;
+        if constexpr (ST == 2) {
+            if (t + 1 < n_tiles) {
+                load_kv(t + 1, (t + 1) & 1);
+                if (t + 2 < n_tiles)
+                    fetch_ids(t + 2);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
         } else {
-            cp_async_wait<0>();
+            // Tile t landed (t + 1 may be in flight); after the barrier every
+            // warp is done with tile t - 1, whose buffer takes tile t + 2.
+            cp_async_wait<1>();
+            __syncthreads();
+            if (t + 2 < n_tiles) {
+                load_kv(t + 2, (t + 2) % 3);
+                if (t + 3 < n_tiles)
+                    fetch_ids(t + 3);
+            } else {
+                cp_async_commit();
+            }
         }
-        __syncthreads();
-        const uint4 *kb = sk + (t & 1) * BN * CH, *vb = sv + (t & 1) * BN * CH;
+        const uint4 *kb = sk + buf * BN * CH, *vb = sv + buf * BN * CH;
 
-        float sacc[NS][4];
+        float sacc[MT][NS][4];
 #pragma unroll
-        for (int j = 0; j < NS; j++)
-            sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.0f;
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int kk = 0; kk < KT; kk++)
+            for (int j = 0; j < NS; j++)
+                sacc[mt][j][0] = sacc[mt][j][1] = sacc[mt][j][2] = sacc[mt][j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+            uint32_t qs[C::QREG ? 1 : MT][4];
+            if constexpr (!C::QREG) {
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+                    ld_q(qs[mt], mt, kk);
+            }
 #pragma unroll
             for (int jp = 0; jp < NS / 2; jp++) {
                 uint32_t bf[4];
                 ldsm_x4(bf, &kb[swz<CH>(16 * jp + (lane & 7) + (lane >> 4) * 8,
                                         2 * kk + ((lane >> 3) & 1))]);
-                mma<T>(sacc[2 * jp], qf[kk], bf[0], bf[1]);
-                mma<T>(sacc[2 * jp + 1], qf[kk], bf[2], bf[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    const uint32_t *a = C::QREG ? qf[C::QREG ? mt : 0][C::QREG ? kk : 0]
+                                                : qs[C::QREG ? 0 : mt];
+                    mma<T>(sacc[mt][2 * jp], a, bf[0], bf[1]);
+                    mma<T>(sacc[mt][2 * jp + 1], a, bf[2], bf[3]);
+                }
             }
+        }
 
-        // Scale into log2 units; mask keys past each row's last (diagonal tiles only).
+        // Mask keys past each row's last (diagonal tiles only); the max is
+        // taken on raw scores (sl2 > 0), exp2(s sl2 - max sl2) is one FFMA.
         const int k0 = t * BN;
         const bool diag = k0 + BN - 1 > base + r0;
-        float mx_a = m_a, mx_b = m_b;
 #pragma unroll
-        for (int j = 0; j < NS; j++)
+        for (int mt = 0; mt < MT; mt++) {
+            float mx[2] = {m[mt][0], m[mt][1]};
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sacc[j][e] * sl2;
-                if (diag) {
-                    const int key = k0 + 8 * j + 2 * t4 + (e & 1);
-                    if (key > (e < 2 ? lim_a : lim_b))
-                        x = -INFINITY;
+            for (int j = 0; j < NS; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    if (diag && k0 + 8 * j + 2 * t4 + (e & 1) > lim[mt][e >> 1])
+                        sacc[mt][j][e] = -INFINITY;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], sacc[mt][j][e]);
                 }
-                sacc[j][e] = x;
-                if (e < 2)
-                    mx_a = fmaxf(mx_a, x);
-                else
-                    mx_b = fmaxf(mx_b, x);
+#pragma unroll
+            for (int x = 0; x < 2; x++) {
+                mx[x] = fmaxf(mx[x], __shfl_xor_sync(0xffffffffu, mx[x], 1));
+                mx[x] = fmaxf(mx[x], __shfl_xor_sync(0xffffffffu, mx[x], 2));
+            }
+            float ms[2], sum[2] = {0.0f, 0.0f};
+            // A row with no key yet keeps max -inf: subtract 0 (all weights 0).
+            ms[0] = mx[0] == -INFINITY ? 0.0f : mx[0] * sl2;
+            ms[1] = mx[1] == -INFINITY ? 0.0f : mx[1] * sl2;
+            // Rescale only when a max of the warp moved (rare after the first
+            // tiles); otherwise the factor would be exactly 1.
+            if (__any_sync(0xffffffffu, mx[0] != m[mt][0] || mx[1] != m[mt][1])) {
+#pragma unroll
+                for (int x = 0; x < 2; x++) {
+                    const float corr = ex2(m[mt][x] * sl2 - ms[x]);
+                    l[mt][x] *= corr;
+#pragma unroll
+                    for (int j = 0; j < NO; j++) {
+                        oacc[mt][j][2 * x] *= corr;
+                        oacc[mt][j][2 * x + 1] *= corr;
+                    }
+                }
+                m[mt][0] = mx[0];
+                m[mt][1] = mx[1];
             }
 #pragma unroll
-        for (int x = 1; x <= 2; x <<= 1) {
-            mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, x));
-            mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, x));
-        }
-        // A row with no key yet keeps max -inf: subtract 0 then (all weights 0).
-        const float ua = mx_a == -INFINITY ? 0.0f : mx_a, ub = mx_b == -INFINITY ? 0.0f : mx_b;
-        const float ca = ex2(m_a - ua), cb = ex2(m_b - ub);
-        m_a = mx_a;
-        m_b = mx_b;
-        float sa = 0.0f, sb = 0.0f;
+            for (int j = 0; j < NS; j++)
 #pragma unroll
-        for (int j = 0; j < NS; j++) {
-            sacc[j][0] = ex2(sacc[j][0] - ua);
-            sacc[j][1] = ex2(sacc[j][1] - ua);
-            sacc[j][2] = ex2(sacc[j][2] - ub);
-            sacc[j][3] = ex2(sacc[j][3] - ub);
-            sa += sacc[j][0] + sacc[j][1];
-            sb += sacc[j][2] + sacc[j][3];
-        }
-        l_a = l_a * ca + sa;
-        l_b = l_b * cb + sb;
-#pragma unroll
-        for (int j = 0; j < NO; j++) {
-            oacc[j][0] *= ca;
-            oacc[j][1] *= ca;
-            oacc[j][2] *= cb;
-            oacc[j][3] *= cb;
+                for (int e = 0; e < 4; e++) {
+                    sacc[mt][j][e] = ex2(fmaf(sacc[mt][j][e], sl2, -ms[e >> 1]));
+                    sum[e >> 1] += sacc[mt][j][e];
+                }
+            l[mt][0] += sum[0];
+            l[mt][1] += sum[1];
         }
 
         // O += P V: the S accumulators of key tiles 2kk, 2kk + 1 are the A fragment.
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
-            uint32_t pa[4] = {pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]),
-                              pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]),
-                              pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]),
-                              pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3])};
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                pa[mt][0] = pack2<T>(sacc[mt][2 * kk][0], sacc[mt][2 * kk][1]);
+                pa[mt][1] = pack2<T>(sacc[mt][2 * kk][2], sacc[mt][2 * kk][3]);
+                pa[mt][2] = pack2<T>(sacc[mt][2 * kk + 1][0], sacc[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack2<T>(sacc[mt][2 * kk + 1][2], sacc[mt][2 * kk + 1][3]);
+            }
 #pragma unroll
             for (int dp = 0; dp < NO / 2; dp++) {
                 uint32_t bf[4];
                 ldsm_x4_t(bf, &vb[swz<CH>(16 * kk + (lane & 7) + ((lane >> 3) & 1) * 8,
                                           2 * dp + (lane >> 4))]);
-                mma<T>(oacc[2 * dp], pa, bf[0], bf[1]);
-                mma<T>(oacc[2 * dp + 1], pa, bf[2], bf[3]);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma<T>(oacc[mt][2 * dp], pa[mt], bf[0], bf[1]);
+                    mma<T>(oacc[mt][2 * dp + 1], pa[mt], bf[2], bf[3]);
+                }
             }
         }
-        __syncthreads(); // the next iteration's loads overwrite this buffer
+        if constexpr (ST == 2)
+            __syncthreads(); // the next iteration's loads overwrite this buffer
     }
 
-#pragma unroll
-    for (int x = 1; x <= 2; x <<= 1) {
-        l_a += __shfl_xor_sync(0xffffffffu, l_a, x);
-        l_b += __shfl_xor_sync(0xffffffffu, l_b, x);
-    }
-    const float ia = 1.0f / l_a, ib = 1.0f / l_b;
     const bool vec = ((uintptr_t)o.data | (uintptr_t)o.nb0 | (uintptr_t)o.nb1) % 4 == 0;
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        const int r = ra + 8 * half;
-        if (r >= n_new)
-            continue;
-        const float inv = half ? ib : ia;
-        char *orow = static_cast<char *>(o.data) + (int64_t)(q0 + r) * o.nb0 + (int64_t)h * o.nb1;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int j = 0; j < NO; j++) {
-            const uint32_t v = pack2<T>(oacc[j][2 * half] * inv, oacc[j][2 * half + 1] * inv);
-            char *dst = orow + (8 * j + 2 * t4) * (int)sizeof(T);
-            if (vec) {
-                *reinterpret_cast<uint32_t *>(dst) = v;
-            } else {
-                reinterpret_cast<unsigned short *>(dst)[0] = (unsigned short)v;
-                reinterpret_cast<unsigned short *>(dst)[1] = (unsigned short)(v >> 16);
+        for (int x = 0; x < 2; x++) {
+            float lx = l[mt][x];
+            lx += __shfl_xor_sync(0xffffffffu, lx, 1);
+            lx += __shfl_xor_sync(0xffffffffu, lx, 2);
+            const float inv = 1.0f / lx;
+            const int r = r0 + wrow + 16 * mt + g + 8 * x;
+            if (r >= n_new)
+                continue;
+            char *orow = static_cast<char *>(o.data) + (int64_t)(q0 + r) * o.nb0 +
+                         (int64_t)h * o.nb1;
+#pragma unroll
+            for (int j = 0; j < NO; j++) {
+                const uint32_t v = pack2<T>(oacc[mt][j][2 * x] * inv, oacc[mt][j][2 * x + 1] * inv);
+                char *dst = orow + (8 * j + 2 * t4) * (int)sizeof(T);
+                if (vec) {
+                    *reinterpret_cast<uint32_t *>(dst) = v;
+                } else {
+                    reinterpret_cast<unsigned short *>(dst)[0] = (unsigned short)v;
+                    reinterpret_cast<unsigned short *>(dst)[1] = (unsigned short)(v >> 16);
+                }
             }
         }
-    }
 #endif
 }
 
-template <typename T, int HD, int NW>
+template <typename T, int HD, typename C>
 cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, const batch_t *b,
                    const struct zl_cuda_attn_shape *sh, float scale, int bs_shift,
                    cudaStream_t stream)
 {
-    constexpr int BM = 16 * NW;
-    constexpr size_t smem = (size_t)(BM + 4 * BN) * HD * sizeof(T);
-    auto kern = prefill_kernel<T, HD, NW>;
+    constexpr size_t smem = (size_t)(C::BM + 2 * C::ST * C::BN) * HD * sizeof(T);
+    auto kern = prefill_kernel<T, HD, C>;
     // Once per device: raise the dynamic shared memory limit, and find out
     // whether the kernel was built for sm_80+ (else it is an empty body).
     static signed char ready[64]; // 0 unknown, 1 usable, -1 not for this device
@@ -370,20 +474,37 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     }
     if (ready[dev] < 0)
         return cudaErrorNotSupported;
-    dim3 grid((unsigned)((sh->max_q_len + BM - 1) / BM), (unsigned)b->n_seqs, (unsigned)q->heads);
-    kern<<<grid, NW * 32, smem, stream>>>(*out, *q, *cache, *b, scale * 1.4426950408889634f,
-                                          bs_shift);
+    // Heads fastest, query tiles slowest (reversed in the kernel): the
+    // longest tiles of every head start first, and the heads sharing a kv
+    // head run side by side (their K/V reads hit L2).
+    dim3 grid((unsigned)q->heads, (unsigned)b->n_seqs,
+              (unsigned)((sh->max_q_len + C::BM - 1) / C::BM));
+    kern<<<grid, C::NW * 32, smem, stream>>>(*out, *q, *cache, *b, scale * 1.4426950408889634f,
+                                             bs_shift);
     return cudaGetLastError();
 }
+
+// Measured on an H100 (see the header): 8 warps of 16 rows (128-row tiles, Q in
+// registers) for long hd-128 prompts; 4 warps (64-row tiles, two CTAs per
+// SM) for hd 64 and for short or mixed batches, where 128-row tiles leave
+// rows idle.
+// ZL_PREFILL_STAGES (2 or 3 K/V buffers) may be set by a tuning build.
+#ifndef ZL_PREFILL_STAGES
+#define ZL_PREFILL_STAGES 2
+#endif
+typedef cfg<8, 1, true, 1, 64, ZL_PREFILL_STAGES> cfg_long;
+typedef cfg<4, 1, true, 2, 64, ZL_PREFILL_STAGES> cfg_short;
 
 template <typename T>
 cudaError_t launch_hd(const heads_t *out, const heads_t *q, const kv_t *cache, const batch_t *b,
                       const struct zl_cuda_attn_shape *sh, float scale, int bs_shift,
                       cudaStream_t stream)
 {
+    if (cache->head_dim == 128 && sh->max_q_len >= 1024)
+        return launch<T, 128, cfg_long>(out, q, cache, b, sh, scale, bs_shift, stream);
     if (cache->head_dim == 128)
-        return launch<T, 128, 8>(out, q, cache, b, sh, scale, bs_shift, stream);
-    return launch<T, 64, 8>(out, q, cache, b, sh, scale, bs_shift, stream);
+        return launch<T, 128, cfg_short>(out, q, cache, b, sh, scale, bs_shift, stream);
+    return launch<T, 64, cfg_short>(out, q, cache, b, sh, scale, bs_shift, stream);
 }
 
 } // namespace
@@ -398,11 +519,12 @@ extern "C" cudaError_t zl_cuda_attention_prefill(const heads_t *out, const heads
         bs_shift++;
     if ((cache->head_dim != 64 && cache->head_dim != 128) || q->dtype != cache->dtype ||
         out->dtype != q->dtype || (q->dtype != ZL_DTYPE_BF16 && q->dtype != ZL_DTYPE_F16) ||
-        (1 << bs_shift) != bs || (uintptr_t)cache->base % 16 || cache->block_stride % 16)
+        (1 << bs_shift) != bs || (uintptr_t)cache->base % 16 || cache->block_stride % 16 ||
+        !(scale > 0.0f))
         return cudaErrorNotSupported;
     if (b->n_seqs == 0 || sh->max_q_len == 0)
         return cudaSuccess;
-    if (b->n_seqs > 65535 || q->heads > 65535)
+    if (b->n_seqs > 65535 || (sh->max_q_len + 63) / 64 > 65535)
         return cudaErrorNotSupported;
     if (q->dtype == ZL_DTYPE_BF16)
         return launch_hd<__nv_bfloat16>(out, q, cache, b, sh, scale, bs_shift, stream);
