@@ -175,24 +175,44 @@ ZL_API const char *zl_rope_scaling_name(enum zl_rope_scaling_type t)
     return (unsigned)t <= ZL_ROPE_SCALING_OTHER ? names[t] : "invalid";
 }
 
-static int parse_rope_scaling(const char *file, const json_t *root, struct zl_rope_scaling *rs)
+/* transformers < 5 writes "rope_theta" and "rope_scaling"; 5.x writes one
+ * "rope_parameters" object holding rope_type, rope_theta and the scaling
+ * fields (per layer type for models with several: full_attention then). */
+static int parse_rope_scaling(const char *file, const json_t *root, struct zl_hf_config *c)
 {
-    const json_t *o = json_object_get(root, "rope_scaling");
+    struct zl_rope_scaling *rs = &c->rope_scaling;
+    const char *key = "rope_scaling";
+    const json_t *o = json_object_get(root, key);
+    if (!o || json_is_null(o)) {
+        key = "rope_parameters";
+        o = json_object_get(root, key);
+        if (json_is_object(o) && json_is_object(json_object_get(o, "full_attention")))
+            o = json_object_get(o, "full_attention");
+        const json_t *th = json_is_object(o) ? json_object_get(o, "rope_theta") : NULL;
+        if (th && !json_object_get(root, "rope_theta")) {
+            if (!json_is_number(th) || !(json_number_value(th) > 0))
+                return zl_error(ZL_EINVAL, "%s: key 'rope_parameters.rope_theta' must be a positive "
+                                "number", file);
+            c->rope_theta = json_number_value(th);
+        }
+    }
     if (!o || json_is_null(o))
         return ZL_OK;
     if (!json_is_object(o))
-        return wrong(file, "rope_scaling", "an object", o);
+        return wrong(file, key, "an object", o);
     const char *tk = json_object_get(o, "rope_type") ? "rope_type" : "type";
     const json_t *t = json_object_get(o, tk);
+    if (!t && !strcmp(key, "rope_parameters"))
+        return ZL_OK;   /* only rope_theta */
     if (!json_is_string(t))
-        return zl_error(ZL_EINVAL, "%s: key 'rope_scaling.%s' must be a string", file, tk);
+        return zl_error(ZL_EINVAL, "%s: key '%s.%s' must be a string", file, key, tk);
     snprintf(rs->name, sizeof rs->name, "%s", json_string_value(t));
     rs->type = rope_type_of(rs->name);
     int rc = set_fields(file, rope_fields, sizeof rope_fields / sizeof rope_fields[0], o, rs);
     if (rc == ZL_OK && rs->type != ZL_ROPE_SCALING_NONE && rs->type != ZL_ROPE_SCALING_LONGROPE &&
         !(rs->factor > 0))
-        rc = zl_error(ZL_EINVAL, "%s: key 'rope_scaling.factor' must be a positive number for %s scaling",
-                      file, rs->name);
+        rc = zl_error(ZL_EINVAL, "%s: key '%s.factor' must be a positive number for %s scaling",
+                      file, key, rs->name);
     return rc;
 }
 
@@ -277,7 +297,7 @@ ZL_API int zl_hf_config_parse(const char *json, size_t len, const char *name,
     if (rc == ZL_OK)
         rc = set_ids(file, "eos_token_id", root, c->eos_token_id, &c->n_eos);
     if (rc == ZL_OK)
-        rc = parse_rope_scaling(file, root, &c->rope_scaling);
+        rc = parse_rope_scaling(file, root, c);
     const json_t *q = json_object_get(root, "quantization_config");
     if (rc == ZL_OK && q && !json_is_null(q)) {
         static const struct field qm = FS("quant_method", quant_method);

@@ -235,3 +235,38 @@ Test(hf_config, from_gguf_errors)
     zl_gguf_close(g);
     free(b.p);
 }
+
+/* transformers 5.x writes rope_theta and the scaling inside "rope_parameters". */
+Test(hf_config, transformers5_rope_parameters)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/hf5-config-%d.json", ZL_TEST_BUILDDIR, (int)getpid());
+    static const char base[] = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128,"
+        " \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100, ";
+    char js[1024];
+    snprintf(js, sizeof js, "%s\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}}", base);
+    tw_write(path, js, strlen(js));
+    struct zl_hf_config c = load(path);
+    cr_expect_eq(c.rope_theta, 500000.0);
+    cr_expect_eq(c.rope_scaling.type, ZL_ROPE_SCALING_NONE);
+    snprintf(js, sizeof js, "%s\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0,"
+             " \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+             " \"original_max_position_embeddings\": 8192}}", base);
+    tw_write(path, js, strlen(js));
+    c = load(path);
+    cr_expect_eq(c.rope_theta, 500000.0);
+    cr_expect_eq(c.rope_scaling.type, ZL_ROPE_SCALING_LLAMA3);
+    cr_expect_eq(c.rope_scaling.factor, 8.0);
+    cr_expect_eq(c.rope_scaling.original_max_position_embeddings, 8192);
+    /* a top-level rope_theta (4.x) wins; a bad value names the key */
+    snprintf(js, sizeof js, "%s\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_theta\": 5.0}}", base);
+    tw_write(path, js, strlen(js));
+    c = load(path);
+    cr_expect_eq(c.rope_theta, 10000.0);
+    snprintf(js, sizeof js, "%s\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": \"x\"}}", base);
+    tw_write(path, js, strlen(js));
+    struct zl_hf_config bad;
+    cr_expect_eq(zl_hf_config_load(path, &bad), ZL_EINVAL);
+    cr_expect(strstr(zl_last_error(), "rope_parameters.rope_theta") != NULL, "%s", zl_last_error());
+    unlink(path);
+}
