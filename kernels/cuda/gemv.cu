@@ -1,8 +1,244 @@
-// Decode-sized linear: not written yet; every call declines and cuBLASLt runs.
+// Decode-sized linear (cuda-kernels.h zl_cuda_gemv): out[n, o] = x[n, i] @
+// w[o, i]^T for n <= 8 tokens, x and w bf16 or f16, f32 accumulation.
+// Memory bound: the weights are read once, in 16-byte streaming loads
+// (no L1 allocation, L2 evict-first so they do not push the activations
+// out), and everything else is small.
+//
+// The products run on the tensor cores (mma.sync m16n8k16, f32
+// accumulators): the 8 tokens are the n8 dimension, 16 weight rows the m16
+// one, so n = 1..8 costs the same and no f32 FMA pipe or shared memory
+// bandwidth limits n = 8.  The trick that lets the fragments come straight
+// from 16-byte loads: a dot product does not care in which order its k
+// terms are summed, so the k slots of an mma are assigned to columns in
+// whatever order suits the loads, as long as A (w) and B (x) use the same
+// one.  Lane (g = lane / 4, t = lane % 4) loads columns [8t, 8t + 8) of a
+// 32-column chunk from w rows g and g + 8 and from x row (token) g; the
+// first half of those 8 columns feeds k slots {2t, 2t+1, 2t+8, 2t+9} of
+// one mma, the second half the same slots of a second mma.  A and B then
+// pair the same columns (both fragments put k slots 2t.. in lane t of a
+// quad), which is all a dot product needs.
+//
+// Work split: a block owns MT * 16 rows of w; its KW warps split the
+// columns (chunks of 32, U chunks per step, all loads of a step issued
+// before its mmas: U * MT * 2 16-byte weight loads in flight per lane),
+// then sum their partial tiles through shared memory in a fixed order (the
+// result does not depend on timing).  x comes through L1 (__ldg): it is at
+// most 8 x i x 2 bytes, read once per block (n / (16 MT) of the weight
+// bytes, from L1/L2).
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <type_traits>
+
+#include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 
-extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *, const struct zl_cuda_rows *,
-                                    const struct zl_cuda_rows *, cudaStream_t)
+using namespace zlcuda;
+
+namespace {
+
+typedef struct zl_cuda_rows rows_t;
+
+// 16 bytes of weights: read once, not kept in L1, first out of L2.
+__device__ __forceinline__ uint4 ld_stream(const void *p, uint64_t policy)
 {
-    return cudaErrorNotSupported;
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p), "l"(policy));
+    return v;
+}
+
+// c += A(16x16, w rows) * B(16x8, x^T), f32 accumulators.
+template <typename T>
+__device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (std::is_same<T, __nv_bfloat16>::value)
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+            "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+    else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+            "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#endif
+}
+
+template <typename T, typename O, int MT, int KW, int U>
+__global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, rows_t w)
+{
+    __shared__ float red[KW][MT][16][8]; // [warp][tile][row][token] partial sums
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int n = (int)x.n, d = (int)w.d;
+    const int64_t rows = w.n, row0 = (int64_t)blockIdx.x * (16 * MT);
+
+    // Rows past the end read the last row (always valid) and are not stored.
+    const char *wp[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int64_t r = row0 + m * 16 + h * 8 + g;
+            wp[m][h] = row_at(w.data, r < rows ? r : rows - 1, w.stride) + t * 16;
+        }
+    const bool has_x = g < n;
+    const char *xp = row_at(x.data, has_x ? g : 0, x.stride) + t * 16;
+
+    uint64_t policy;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+
+    // Launched as a programmatic dependent (PDL, sm_90): this grid may start
+    // while the kernel before it drains.  The weights do not depend on it:
+    // the first step's lines are asked into L2 before waiting for x.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if ((warp * U + u) * 32 + t * 8 < d)
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    asm volatile("prefetch.global.L2 [%0];"
+                                 ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+
+    float acc[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; m++)
+        acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.0f;
+
+    const int chunks = (d + 31) / 32;
+    for (int c0 = warp * U; c0 < chunks; c0 += KW * U) {
+        uint4 wv[U][MT][2], xv[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int col = (c0 + u) * 32 + t * 8; // this lane's 8 columns
+            const bool ok = col < d;
+            const int64_t off = (int64_t)(c0 + u) * 64;
+#pragma unroll
+            for (int m = 0; m < MT; m++)
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                    wv[u][m][h] = ok ? ld_stream(wp[m][h] + off, policy) : make_uint4(0, 0, 0, 0);
+            xv[u] = ok && has_x ? __ldg(reinterpret_cast<const uint4 *>(xp + off))
+                                : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int m = 0; m < MT; m++) {
+                const uint4 lo = wv[u][m][0], hi = wv[u][m][1];
+                mma16816<T>(acc[m], lo.x, hi.x, lo.y, hi.y, xv[u].x, xv[u].y);
+                mma16816<T>(acc[m], lo.z, hi.z, lo.w, hi.w, xv[u].z, xv[u].w);
+            }
+    }
+
+    // c0, c1: row g, tokens 2t, 2t+1; c2, c3: row g + 8, same tokens.
+#pragma unroll
+    for (int m = 0; m < MT; m++) {
+        red[warp][m][g][2 * t] = acc[m][0];
+        red[warp][m][g][2 * t + 1] = acc[m][1];
+        red[warp][m][g + 8][2 * t] = acc[m][2];
+        red[warp][m][g + 8][2 * t + 1] = acc[m][3];
+    }
+    __syncthreads();
+    // Consecutive threads take consecutive rows of one token: coalesced stores.
+    for (int e = threadIdx.x; e < MT * 16 * n; e += KW * 32) {
+        const int tok = e / (MT * 16), r = e % (MT * 16);
+        const int64_t row = row0 + r;
+        if (row >= rows)
+            continue;
+        float s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < KW; k++)
+            s += red[k][r / 16][r % 16][tok];
+        store<O>(row_at(out.data, tok, out.stride), row, s);
+    }
+}
+
+// Compute capability of the current device (sm_80 and up have the mma).
+int device_major(void)
+{
+    static int major[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0)
+        return 0;
+    if (dev < 64 && major[dev])
+        return major[dev];
+    int m = 0;
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return 0;
+    if (dev < 64)
+        major[dev] = m;
+    return m;
+}
+
+template <typename T, typename O, int MT, int KW, int U>
+cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream_t stream)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)((w->n + 16 * MT - 1) / (16 * MT)));
+    cfg.blockDim = dim3(KW * 32);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    const char *e = getenv("ZL_CUDA_GEMV_PDL");
+    if (device_major() >= 9 && !(e && *e == '0'))
+        cfg.attrs = attr, cfg.numAttrs = 1;
+    cudaError_t err = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, MT, KW, U>, *out, *x, *w);
+    return err != cudaSuccess ? err : cudaGetLastError();
+}
+
+template <typename T, typename O>
+cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream_t stream)
+{
+    // Tuning knob for measurements only: ZL_CUDA_GEMV_CFG=MT,KW,U.
+    int cfg = 284;
+    if (const char *e = getenv("ZL_CUDA_GEMV_CFG"))
+        cfg = atoi(e);
+    switch (cfg) {
+    case 184: return launch<T, O, 1, 8, 4>(out, x, w, stream);
+    case 144: return launch<T, O, 1, 4, 4>(out, x, w, stream);
+    case 244: return launch<T, O, 2, 4, 4>(out, x, w, stream);
+    case 282: return launch<T, O, 2, 8, 2>(out, x, w, stream);
+    case 2162: return launch<T, O, 2, 16, 2>(out, x, w, stream);
+    case 482: return launch<T, O, 4, 8, 2>(out, x, w, stream);
+    case 188: return launch<T, O, 1, 8, 8>(out, x, w, stream);
+    default: return launch<T, O, 2, 8, 4>(out, x, w, stream);
+    }
+}
+
+} // namespace
+
+extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                                    const struct zl_cuda_rows *w, cudaStream_t stream)
+{
+    const enum zl_dtype dt = w->dtype;
+    if ((dt != ZL_DTYPE_BF16 && dt != ZL_DTYPE_F16) || x->dtype != dt ||
+        (out->dtype != ZL_DTYPE_F32 && out->dtype != dt))
+        return cudaErrorNotSupported;
+    if (x->n < 1 || x->n > ZL_CUDA_GEMV_MAX_ROWS || out->n != x->n || out->d != w->n ||
+        x->d != w->d || w->n < 1 || w->d < 8 || w->d % 8 || w->d > INT32_MAX - 64)
+        return cudaErrorNotSupported;
+    // 16-byte loads of w and x rows
+    if (((uintptr_t)w->data | (uintptr_t)w->stride | (uintptr_t)x->data | (uintptr_t)x->stride) & 15)
+        return cudaErrorNotSupported;
+    if (w->n > (int64_t)UINT32_MAX * 16 || device_major() < 8)
+        return cudaErrorNotSupported;
+    return with_float_types(dt, out->dtype, [&](auto tw, auto to) -> cudaError_t {
+        using T = decltype(tw);
+        using O = decltype(to);
+        if constexpr (sizeof(T) != 2 || (sizeof(O) != 4 && !std::is_same<O, T>::value))
+            return cudaErrorNotSupported;
+        else
+            return pick<T, O>(out, x, w, stream);
+    });
 }

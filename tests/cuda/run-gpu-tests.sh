@@ -18,7 +18,7 @@ export LD_LIBRARY_PATH="$build/core/.libs:$devlibs${LD_LIBRARY_PATH:+:$LD_LIBRAR
 export ZL_TEST_PLUGIN="$build/kernels/cuda/.libs/cuda.so"
 export ZL_TEST_SEED=${ZL_TEST_SEED:-$(date +%s)}
 san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-tests="test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode test_cuda_sample"
+tests="test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode test_cuda_sample test_cuda_gemv"
 declare -a summary
 fail=0
 
