@@ -148,10 +148,12 @@ static int llama_kv_layout(const struct zl_model *m, struct zl_kv_layout *out)
     out->n_layers = m->hp.n_layer;
     out->n_kv_heads = m->hp.n_kv_head;
     out->head_dim = m->hp.head_dim;
-    /* f32 K/V: the reference numerics; a device backend may want f16 later. */
-    out->dtype = ZL_DTYPE_F32;
+    /* K/V in the activation dtype, as HF keeps its cache: f32 on the CPU
+     * backend, bf16/f16 where the backend runs 16-bit activations (half the
+     * cache bytes, and the tensor-core attention kernels take it) */
+    out->dtype = m->adtype;
     out->bytes_per_token = (size_t)m->hp.n_layer * 2 * (size_t)m->hp.n_kv_head *
-                           (size_t)m->hp.head_dim * sizeof(float);
+                           (size_t)m->hp.head_dim * (m->adtype == ZL_DTYPE_F32 ? 4 : 2);
     return ZL_OK;
 }
 
