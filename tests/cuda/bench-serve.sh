@@ -1,0 +1,56 @@
+#!/bin/bash
+# bench-serve.sh BUILD_DIR TOKENIZER_DIR [N_PROMPTS] [RATE_PROMPTS]
+# Serving benchmark on the GPU machine: zlightd with Llama-3.1-8B's config
+# (tests/cuda/llama31-8b), dummy bf16 weights and the Llama 3 tokenizer
+# (TOKENIZER_DIR: tokenizer.json or tokenizer.json.xz), then zlight-bench:
+# N_PROMPTS (default 1000) random 1024-token prompts, 256 tokens out,
+# ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
+# at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+build=$(cd "${1:?usage: bench-serve.sh BUILD_DIR TOKENIZER_DIR [N] [RATE_N]}" && pwd)
+tokdir=$(cd "${2:?usage: bench-serve.sh BUILD_DIR TOKENIZER_DIR [N] [RATE_N]}" && pwd)
+n=${3:-1000}
+rn=${4:-32}
+export LD_LIBRARY_PATH="$build/core/.libs:${ZL_DEVLIBS:-$top/.devlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export ZLIGHT_PLUGIN_PATH="$build/kernels/cuda/.libs:$build/models/llama/.libs:$build/plugins/openai/.libs"
+tmp=$(mktemp -d)
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+mkdir "$tmp/tok"
+if [ -f "$tokdir/tokenizer.json" ]; then cp "$tokdir/tokenizer.json" "$tmp/tok/"; else xz -dc "$tokdir/tokenizer.json.xz" >"$tmp/tok/tokenizer.json"; fi
+[ -f "$tokdir/tokenizer_config.json" ] && cp "$tokdir/tokenizer_config.json" "$tmp/tok/"
+port=$((20000 + RANDOM % 20000))
+cat >"$tmp/z.yaml" <<YAML
+model:
+  path: $here/llama31-8b
+  weights: dummy
+  dtype: bfloat16
+  tokenizer: $tmp/tok
+  served_name: llama31-8b
+  max_model_len: 4096
+backend:
+  name: cuda
+  gpu_memory_utilization: 0.9
+engine:
+  max_num_seqs: 256
+  max_num_batched_tokens: 8192
+server:
+  port: $port
+log_level: info
+YAML
+"$build/core/.libs/zlightd" --config "$tmp/z.yaml" >"$tmp/log" 2>&1 &
+pid=$!
+for i in $(seq 600); do
+    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break
+    kill -0 $pid 2>/dev/null || { tail -n 20 "$tmp/log"; exit 1; }
+    sleep 0.5
+done
+grep -E "memory plan|backend" "$tmp/log" | head -n 3
+b="$build/core/.libs/zlight-bench --base-url http://127.0.0.1:$port --random-input-len 1024 --random-output-len 256 --ignore-eos"
+echo "=== $n requests, 1024 in / 256 out, max concurrency 256"
+$b --num-prompts "$n" --max-concurrency 256
+for r in 1 4 16; do
+    echo "=== $rn requests at $r req/s"
+    $b --num-prompts "$rn" --request-rate $r
+done
