@@ -42,7 +42,8 @@ YAML
 "$build/core/.libs/zlightd" --config "$tmp/z.yaml" >"$tmp/log" 2>&1 &
 pid=$!
 for i in $(seq 600); do
-    curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break
+    python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/v1/models', timeout=2)" \
+        2>/dev/null && break
     kill -0 $pid 2>/dev/null || { tail -n 20 "$tmp/log"; exit 1; }
     sleep 0.5
 done
