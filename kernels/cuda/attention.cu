@@ -23,15 +23,6 @@ constexpr int ATTN_WARPS = 8;
 constexpr int KPI = 4;                             // keys per warp step
 constexpr int VPL = ZL_CUDA_ATTN_MAX_HEAD_DIM / 32; // head elements per lane
 
-// [n_kv_heads][head_dim] row of cache slot `slot` (K: kv = 0, V: kv = 1).
-template <typename C> __device__ __forceinline__ C *kv_row(const kv_t &c, int kv, int64_t slot)
-{
-    int64_t blk = slot / c.block_size, off = slot % c.block_size;
-    int64_t row = (int64_t)c.n_kv_heads * c.head_dim;
-    char *b = c.base + (size_t)blk * c.block_stride;
-    return reinterpret_cast<C *>(b) + (((int64_t)c.layer * 2 + kv) * c.block_size + off) * row;
-}
-
 template <typename C, typename T>
 __global__ void kv_write_kernel(kv_t c, heads_t k, heads_t v, const int32_t *slot)
 {

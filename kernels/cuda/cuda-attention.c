@@ -55,6 +55,37 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
     return ZL_OK;
 }
 
+int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
+                       const struct zl_tensor *v, const struct zl_tensor *positions,
+                       const struct zl_rope *rope, const struct zl_kv_cache *cache, int32_t layer,
+                       const struct zl_attn_batch *batch)
+{
+    static const char op[] = "rope_kv_write";
+    struct cuda_rope_args a;
+    struct zl_cuda_heads vh;
+    struct zl_cuda_kv kv;
+    struct zl_cuda_batch db;
+    int rc;
+    if (!k)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is required", op);
+    if ((rc = cuda_check_heads(ctx, op, "v", v, CUDA_DT_FLOAT, &vh)) < 0 ||
+        (rc = cuda_rope_prepare(ctx, op, q, k, positions, rope, &a)) < 0 ||
+        (rc = cuda_check_kv(op, cache, layer, batch, a.k.n, &kv)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "k", &a.k, a.k.n, kv.n_kv_heads, kv.head_dim)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "v", &vh, a.k.n, kv.n_kv_heads, kv.head_dim)) < 0)
+        return rc;
+    if (vh.dtype != a.k.dtype)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is %s but v is %s", op,
+                                   cuda_dtype_name(a.k.dtype), cuda_dtype_name(vh.dtype));
+    if (a.q.n == 0)
+        return ZL_OK;
+    if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0)
+        return rc;
+    ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
+                                      rope->attn_factor, &kv, db.slot, ctx->stream));
+    return ZL_OK;
+}
+
 /* The tensor-core kernels first (decode steps: one query row per
  * sequence; anything else: the flash kernel); the generic kernel takes what
  * they decline with cudaErrorNotSupported (f32, unusual head sizes). */

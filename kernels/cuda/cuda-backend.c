@@ -312,6 +312,7 @@ static const struct zl_backend_ops cuda_ops = {
     .sync = cuda_sync,
     .act_dtypes = (1u << ZL_DTYPE_F16) | (1u << ZL_DTYPE_BF16),
     .sample = cuda_sample,
+    .rope_kv_write = cuda_rope_kv_write,
 };
 
 static int cuda_init(const struct zl_host *h)

@@ -16,6 +16,8 @@
 
 #include <zlight/dtype.h>
 
+#include "cuda-kernels.h"
+
 namespace zlcuda {
 
 template <typename T> __device__ __forceinline__ float to_f32(T v);
@@ -64,6 +66,17 @@ template <typename F> cudaError_t with_float_type(enum zl_dtype dt, F &&f)
     case ZL_DTYPE_BF16: return f(__nv_bfloat16{});
     default: return cudaErrorInvalidValue;
     }
+}
+
+// [n_kv_heads][head_dim] row of cache slot `slot` (K: kv = 0, V: kv = 1) of
+// the paged cache layout of backend.h.
+template <typename C>
+__device__ __forceinline__ C *kv_row(const struct zl_cuda_kv &c, int kv, int64_t slot)
+{
+    int64_t blk = slot / c.block_size, off = slot % c.block_size;
+    int64_t row = (int64_t)c.n_kv_heads * c.head_dim;
+    char *b = c.base + (size_t)blk * c.block_stride;
+    return reinterpret_cast<C *>(b) + (((int64_t)c.layer * 2 + kv) * c.block_size + off) * row;
 }
 
 // Two storage types at once: f(A{}, B{}).

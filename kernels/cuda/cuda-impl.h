@@ -136,6 +136,20 @@ int cuda_rms_norm(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
                   struct zl_tensor *residual, const struct zl_tensor *weight, float eps);
 int cuda_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
               const struct zl_tensor *positions, const struct zl_rope *rope);
+/* rope's checked arguments and the device inv_freq (shared with rope_kv_write). */
+struct cuda_rope_args {
+    struct zl_cuda_heads q, k;
+    const int32_t *pos;
+    int64_t pos_step;
+    void *freq;
+};
+int cuda_rope_prepare(struct zl_bctx *ctx, const char *op, const struct zl_tensor *q,
+                      const struct zl_tensor *k, const struct zl_tensor *positions,
+                      const struct zl_rope *rope, struct cuda_rope_args *a);
+int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
+                       const struct zl_tensor *v, const struct zl_tensor *positions,
+                       const struct zl_rope *rope, const struct zl_kv_cache *cache, int32_t layer,
+                       const struct zl_attn_batch *batch);
 int cuda_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
                   const struct zl_tensor *up);
 int cuda_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,

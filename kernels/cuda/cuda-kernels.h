@@ -82,6 +82,15 @@ cudaError_t zl_cuda_rope(const struct zl_cuda_heads *q, const struct zl_cuda_hea
                          const int32_t *pos, int64_t pos_step, const float *inv_freq,
                          int32_t rot_dim, float attn_factor, cudaStream_t stream);
 
+/* zl_cuda_rope of q in place, then k (rotated, k itself left as it was)
+ * and v written to the cache rows slot[i], as zl_cuda_rope followed by
+ * zl_cuda_kv_write would leave them, in one launch. */
+cudaError_t zl_cuda_rope_kv_write(const struct zl_cuda_heads *q, const struct zl_cuda_heads *k,
+                                  const struct zl_cuda_heads *v, const int32_t *pos,
+                                  int64_t pos_step, const float *inv_freq, int32_t rot_dim,
+                                  float attn_factor, const struct zl_cuda_kv *cache,
+                                  const int32_t *slot, cudaStream_t stream);
+
 /* out = silu(a) * b, out = a + b (same dtype), out = a converted (copy). */
 cudaError_t zl_cuda_silu_mul(const struct zl_cuda_rows *out, const struct zl_cuda_rows *a,
                              const struct zl_cuda_rows *b, cudaStream_t stream);

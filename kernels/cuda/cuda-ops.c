@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "cuda-impl.h"
 
@@ -61,43 +62,52 @@ int cuda_rms_norm(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     return ZL_OK;
 }
 
-int cuda_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
-              const struct zl_tensor *positions, const struct zl_rope *rope)
+int cuda_rope_prepare(struct zl_bctx *ctx, const char *op, const struct zl_tensor *q,
+                      const struct zl_tensor *k, const struct zl_tensor *positions,
+                      const struct zl_rope *rope, struct cuda_rope_args *a)
 {
-    static const char op[] = "rope";
-    struct zl_cuda_heads qh, kh = {0};
     struct zl_cuda_rows pos;
     int rc;
-    if ((rc = cuda_check_heads(ctx, op, "q", q, CUDA_DT_FLOAT, &qh)) < 0 ||
-        (k && (rc = cuda_check_heads(ctx, op, "k", k, CUDA_DT_FLOAT, &kh)) < 0) ||
+    memset(a, 0, sizeof *a);
+    if ((rc = cuda_check_heads(ctx, op, "q", q, CUDA_DT_FLOAT, &a->q)) < 0 ||
+        (k && (rc = cuda_check_heads(ctx, op, "k", k, CUDA_DT_FLOAT, &a->k)) < 0) ||
         (rc = cuda_check_rows(ctx, op, "positions", positions, CUDA_DT_I32, &pos)) < 0)
         return rc;
-    if (k && (kh.n != qh.n || kh.head_dim != qh.head_dim || kh.dtype != qh.dtype))
-        return zl_cuda_host->error(ZL_EINVAL, "cuda rope: k %s [%lld, %lld, %lld] does not match "
-                                   "q %s [%lld, %lld, %lld] in dtype, tokens or head_dim",
-                                   cuda_dtype_name(kh.dtype), (long long)kh.n, (long long)kh.heads,
-                                   (long long)kh.head_dim, cuda_dtype_name(qh.dtype),
-                                   (long long)qh.n, (long long)qh.heads, (long long)qh.head_dim);
-    if (pos.n * pos.d != qh.n || (pos.n > 1 && pos.d != 1))
-        return zl_cuda_host->error(ZL_EINVAL, "cuda rope: positions has %lld elements, want %lld "
-                                   "(one per token)", (long long)(pos.n * pos.d), (long long)qh.n);
+    const struct zl_cuda_heads *qh = &a->q, *kh = &a->k;
+    if (k && (kh->n != qh->n || kh->head_dim != qh->head_dim || kh->dtype != qh->dtype))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k %s [%lld, %lld, %lld] does not match "
+                                   "q %s [%lld, %lld, %lld] in dtype, tokens or head_dim", op,
+                                   cuda_dtype_name(kh->dtype), (long long)kh->n, (long long)kh->heads,
+                                   (long long)kh->head_dim, cuda_dtype_name(qh->dtype),
+                                   (long long)qh->n, (long long)qh->heads, (long long)qh->head_dim);
+    if (pos.n * pos.d != qh->n || (pos.n > 1 && pos.d != 1))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: positions has %lld elements, want %lld "
+                                   "(one per token)", op, (long long)(pos.n * pos.d), (long long)qh->n);
     if (!rope || !rope->inv_freq || rope->rot_dim <= 0 || rope->rot_dim % 2 ||
-        rope->rot_dim > qh.head_dim || rope->rot_dim > ROPE_MAX_ROT_DIM ||
+        rope->rot_dim > qh->head_dim || rope->rot_dim > ROPE_MAX_ROT_DIM ||
         !isfinite(rope->attn_factor))
-        return zl_cuda_host->error(ZL_EINVAL, "cuda rope: rot_dim %d must be even, in 2..head_dim "
-                                   "%lld (at most %d), with inv_freq and a finite attn_factor",
-                                   rope ? (int)rope->rot_dim : 0, (long long)qh.head_dim,
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: rot_dim %d must be even, in 2..head_dim "
+                                   "%lld (at most %d), with inv_freq and a finite attn_factor", op,
+                                   rope ? (int)rope->rot_dim : 0, (long long)qh->head_dim,
                                    ROPE_MAX_ROT_DIM);
-    if (qh.n == 0)
+    a->pos = pos.data;
+    a->pos_step = pos.n > 1 ? pos.stride / (int64_t)sizeof(int32_t) : 1;
+    if (qh->n == 0)
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     struct cuda_part part = {rope->inv_freq, (size_t)rope->rot_dim / 2 * sizeof(float)};
-    void *freq;
-    if ((rc = cuda_upload(ctx, &ctx->freq, op, &part, 1, &freq)) < 0)
+    return cuda_upload(ctx, &ctx->freq, op, &part, 1, &a->freq);
+}
+
+int cuda_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
+              const struct zl_tensor *positions, const struct zl_rope *rope)
+{
+    struct cuda_rope_args a;
+    int rc = cuda_rope_prepare(ctx, "rope", q, k, positions, rope, &a);
+    if (rc < 0 || a.q.n == 0)
         return rc;
-    int64_t step = pos.n > 1 ? pos.stride / (int64_t)sizeof(int32_t) : 1;
-    ZL_CUDA_TRY(zl_cuda_rope(&qh, &kh, pos.data, step, freq, rope->rot_dim, rope->attn_factor,
-                             ctx->stream));
+    ZL_CUDA_TRY(zl_cuda_rope(&a.q, &a.k, a.pos, a.pos_step, a.freq, rope->rot_dim,
+                             rope->attn_factor, ctx->stream));
     return ZL_OK;
 }
 

@@ -12,9 +12,11 @@
 
 #include "cuda-impl.h"
 
-enum { P_EMB, P_NORM, P_LINEAR, P_ROPE, P_SILU, P_KVW, P_ATTN, P_ADD, P_COPY, P_SAMPLE, P_N };
+enum { P_EMB, P_NORM, P_LINEAR, P_ROPE, P_SILU, P_KVW, P_ATTN, P_ADD, P_COPY, P_SAMPLE, P_ROPEKV,
+       P_N };
 static const char *const names[P_N] = {"embedding", "rms_norm", "linear", "rope", "silu_mul",
-                                       "kv_write", "attention", "add", "copy", "sample"};
+                                       "kv_write", "attention", "add", "copy", "sample",
+                                       "rope_kv_write"};
 
 #define PROF_EVENTS 4096
 #define PROF_EVERY 200
@@ -121,6 +123,11 @@ WRAP(P_ADD, add, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tens
 WRAP(P_COPY, copy, (struct zl_bctx *ctx, struct zl_tensor *d, const struct zl_tensor *s_),
      (ctx, d, s_))
 
+WRAP(P_ROPEKV, rope_kv_write, (struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
+                               const struct zl_tensor *v, const struct zl_tensor *pos,
+                               const struct zl_rope *r, const struct zl_kv_cache *c, int32_t l,
+                               const struct zl_attn_batch *b), (ctx, q, k, v, pos, r, c, l, b))
+
 /* sample() and sync() wait for the stream: collect after them. */
 static int p_sample(struct zl_bctx *ctx, struct zl_tensor *l, const struct zl_sample_batch *b,
                     struct zl_sample_result *out)
@@ -167,5 +174,7 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
     P.ops.close = p_close;
     if (ZL_BACKEND_HAS(base, sample) && base->sample)
         P.ops.sample = p_sample;
+    if (ZL_BACKEND_HAS(base, rope_kv_write) && base->rope_kv_write)
+        P.ops.rope_kv_write = p_rope_kv_write;
     return &P.ops;
 }

@@ -1,4 +1,5 @@
-// rms_norm (with the fused residual add) and rope: row-local ops.
+// rms_norm (with the fused residual add), rope, and rope fused with the
+// KV-cache write: row-local ops.
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 
@@ -8,6 +9,7 @@ namespace {
 
 typedef struct zl_cuda_rows rows_t;
 typedef struct zl_cuda_heads heads_t;
+typedef struct zl_cuda_kv kv_t;
 
 // One block per row.  With a residual, the sum is rounded to the residual's
 // dtype and the norm is taken of that rounded value, as HF does in bf16
@@ -69,6 +71,53 @@ __global__ void rope_kernel(heads_t q, heads_t k, const int32_t *pos, int64_t po
     }
 }
 
+// rope_kernel's rotation of q in place, k rotated on its way into the cache
+// (not written back) and v copied there: one pass and one launch instead of
+// rope + kv_write.  k's rotated values are rounded through T first, so the
+// cache holds exactly what rope then kv_write would have stored.
+template <typename T, typename C>
+__global__ void rope_kv_kernel(heads_t q, heads_t k, heads_t v, const int32_t *pos, int64_t pos_step,
+                               const float *inv_freq, int half, float af, kv_t c,
+                               const int32_t *slot)
+{
+    extern __shared__ float cs[]; // [2 * half]: cos, then sin
+    const int hd = c.head_dim, rot = 2 * half;
+    const int64_t nq = q.heads * half, nkv = (int64_t)c.n_kv_heads * hd;
+    for (int64_t i = blockIdx.x; i < q.n; i += gridDim.x) {
+        float p = (float)pos[i * pos_step];
+        __syncthreads();
+        for (int j = threadIdx.x; j < half; j += blockDim.x) {
+            float s, co;
+            sincosf(p * inv_freq[j], &s, &co);
+            cs[j] = co * af;
+            cs[half + j] = s * af;
+        }
+        __syncthreads();
+        for (int64_t e = threadIdx.x; e < nq; e += blockDim.x) {
+            int64_t h = e / half;
+            int j = (int)(e % half);
+            char *r = static_cast<char *>(q.data) + i * q.nb0 + h * q.nb1;
+            float x1 = load<T>(r, j), x2 = load<T>(r, j + half);
+            store<T>(r, j, x1 * cs[j] - x2 * cs[half + j]);
+            store<T>(r, j + half, x2 * cs[j] + x1 * cs[half + j]);
+        }
+        C *kd = kv_row<C>(c, 0, slot[i]), *vd = kv_row<C>(c, 1, slot[i]);
+        for (int64_t e = threadIdx.x; e < nkv; e += blockDim.x) {
+            int64_t h = e / hd;
+            int j = (int)(e % hd);
+            const char *kr = static_cast<const char *>(k.data) + i * k.nb0 + h * k.nb1;
+            const char *vr = static_cast<const char *>(v.data) + i * v.nb0 + h * v.nb1;
+            float x = load<T>(kr, j);
+            if (j < half)
+                x = x * cs[j] - load<T>(kr, j + half) * cs[half + j];
+            else if (j < rot)
+                x = x * cs[j - half] + load<T>(kr, j - half) * cs[j];
+            kd[e] = from_f32<C>(to_f32<T>(from_f32<T>(x)));
+            vd[e] = from_f32<C>(load<T>(vr, j));
+        }
+    }
+}
+
 } // namespace
 
 extern "C" cudaError_t zl_cuda_rms_norm(const rows_t *out, const rows_t *x, const rows_t *res,
@@ -90,6 +139,23 @@ extern "C" cudaError_t zl_cuda_rope(const heads_t *q, const heads_t *k, const in
     return with_float_type(q->dtype, [&](auto t) {
         rope_kernel<decltype(t)><<<row_blocks(q->n), row_threads(work), 2 * half * sizeof(float),
                                    stream>>>(*q, *k, pos, pos_step, inv_freq, half, attn_factor);
+        return cudaGetLastError();
+    });
+}
+
+extern "C" cudaError_t zl_cuda_rope_kv_write(const heads_t *q, const heads_t *k, const heads_t *v,
+                                             const int32_t *pos, int64_t pos_step,
+                                             const float *inv_freq, int32_t rot_dim,
+                                             float attn_factor, const kv_t *cache,
+                                             const int32_t *slot, cudaStream_t stream)
+{
+    int half = rot_dim / 2;
+    int64_t work = q->heads * half > (int64_t)cache->n_kv_heads * cache->head_dim
+                       ? q->heads * half : (int64_t)cache->n_kv_heads * cache->head_dim;
+    return with_float_types(q->dtype, cache->dtype, [&](auto t, auto tc) {
+        rope_kv_kernel<decltype(t), decltype(tc)>
+            <<<row_blocks(q->n), row_threads(work), 2 * half * sizeof(float), stream>>>(
+                *q, *k, *v, pos, pos_step, inv_freq, half, attn_factor, *cache, slot);
         return cudaGetLastError();
     });
 }

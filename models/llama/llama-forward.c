@@ -129,8 +129,13 @@ static int attention_block(struct step *s, const struct llama_layer *l, int il)
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
     TRY(be->linear(cx, &s->qkv, &s->h, &l->wqkv, opt(&l->bqkv)));
-    TRY(be->rope(cx, &s->q3, &s->k3, &s->pos, &s->rope));
-    TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
+    if (ZL_BACKEND_HAS(be, rope_kv_write) && be->rope_kv_write) {
+        TRY(be->rope_kv_write(cx, &s->q3, &s->k3, &s->v3, &s->pos, &s->rope, s->b->cache, il,
+                              &s->b->attn));
+    } else {
+        TRY(be->rope(cx, &s->q3, &s->k3, &s->pos, &s->rope));
+        TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
+    }
     float scale = 1.0f / sqrtf((float)m->hp.head_dim);
     TRY(be->attention(cx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale));
     return be->linear(cx, &s->o, &s->att, &l->wo, opt(&l->bo));

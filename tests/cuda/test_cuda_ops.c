@@ -211,6 +211,99 @@ static void rope_case(enum zl_dtype dt, int64_t n, int64_t hq, int64_t hkv, int6
     free(inv);
 }
 
+/* ---- rope_kv_write: the fused op against rope then kv_write ----
+ * Both paths run on fresh copies of one random QKV buffer into two poisoned
+ * pools; q and every byte of the pools must come out identical (the fused
+ * kernel rounds k through the activation dtype, as the pair does). */
+static void rope_kv_case(enum zl_dtype dt, enum zl_dtype cdt, int64_t n, int64_t hq, int64_t hkv,
+                         int64_t hd, int rot)
+{
+    char what[160];
+    snprintf(what, sizeof what, "rope_kv_write %s -> cache %s, %lld tokens, hq %lld hkv %lld hd %lld "
+             "rot %d", zl_dtype_name(dt), zl_dtype_name(cdt), (long long)n, (long long)hq,
+             (long long)hkv, (long long)hd, rot);
+    if (!ZL_BACKEND_HAS(be, rope_kv_write) || !be->rope_kv_write) {
+        ct_result(ct_is_cpu(), "%s: the backend has no fused op", what);
+        return;
+    }
+    const int32_t bs = 16, layers = 2, layer = 1;
+    int32_t nblk = (int32_t)((n + bs - 1) / bs) + 3;
+    int64_t width = (hq + 2 * hkv) * hd;
+    size_t nw = (size_t)(n * width), bytes = nw * esize(dt);
+    size_t stride = (size_t)layers * 2 * (size_t)bs * (size_t)(hkv * hd) * esize(cdt);
+    void *h = rand_raw(dt, nw, -2, 2, NULL);
+    void *d[2] = {dnew(h, bytes), dnew(h, bytes)}, *pool[2] = {dmalloc(stride * (size_t)nblk),
+                                                              dmalloc(stride * (size_t)nblk)};
+    int32_t *pos = xmalloc((size_t)n * sizeof *pos), *table = xmalloc((size_t)nblk * sizeof *table);
+    int32_t *slot = xmalloc((size_t)n * sizeof *slot);
+    for (int32_t b = 0; b < nblk; b++)
+        table[b] = b;
+    for (int32_t b = nblk - 1; b > 0; b--) {   /* a shuffled block table */
+        int32_t j = rng_int(0, b), t = table[b];
+        table[b] = table[j];
+        table[j] = t;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        pos[i] = (int32_t)i + 7;
+        slot[i] = table[i / bs] * bs + (int32_t)(i % bs);
+    }
+    int32_t qs[2] = {0, (int32_t)n}, kvl[1] = {(int32_t)n};
+    struct zl_attn_batch batch = {.n_seqs = 1, .max_blocks = nblk, .q_start = qs, .kv_len = kvl,
+                                  .block_table = table, .slot = slot};
+    void *dpos = dnew(pos, (size_t)n * sizeof *pos);
+    float *inv = xmalloc((size_t)(rot / 2) * sizeof *inv);
+    for (int j = 0; j < rot / 2; j++)
+        inv[j] = (float)pow(500000.0, -2.0 * j / rot);
+    struct zl_rope rp = {.rot_dim = rot, .inv_freq = inv, .attn_factor = 1.0f};
+    struct zl_tensor tp;
+    tensor(&tp, ZL_DTYPE_I32, 1, (int64_t[]){n}, dpos);
+    int ok = 1;
+    for (int k = 0; k < 2 && ok; k++) {
+        struct zl_tensor tq, tk, tv;
+        heads_view(&tq, dt, n, hq, hd, width, 0, d[k]);
+        heads_view(&tk, dt, n, hkv, hd, width, hq * hd, d[k]);
+        heads_view(&tv, dt, n, hkv, hd, width, (hq + hkv) * hd, d[k]);
+        struct zl_kv_cache cache = {.base = pool[k], .block_stride = stride, .block_size = bs,
+                                    .n_layers = layers, .n_kv_heads = (int32_t)hkv,
+                                    .head_dim = (int32_t)hd, .dtype = cdt};
+        dpoison(pool[k], stride * (size_t)nblk);
+        if (k == 0)
+            ok = ct_ok(be->rope(bctx, &tq, &tk, &tp, &rp), what) &&
+                 ct_ok(be->kv_write(bctx, &cache, layer, &tk, &tv, &batch), what);
+        else
+            ok = ct_ok(be->rope_kv_write(bctx, &tq, &tk, &tv, &tp, &rp, &cache, layer, &batch), what);
+        ok = ok && ct_sync(what);
+    }
+    if (ok) {
+        size_t pb = stride * (size_t)nblk;
+        char *a = xmalloc(bytes), *b = xmalloc(bytes), *pa = xmalloc(pb), *pbuf = xmalloc(pb);
+        dget(a, d[0], bytes);
+        dget(b, d[1], bytes);
+        dget(pa, pool[0], pb);
+        dget(pbuf, pool[1], pb);
+        size_t qbytes = (size_t)(hq * hd) * esize(dt), row = (size_t)width * esize(dt);
+        int q_same = 1;
+        for (int64_t i = 0; i < n; i++)
+            q_same &= memcmp(a + (size_t)i * row, b + (size_t)i * row, qbytes) == 0;
+        ct_result(q_same && memcmp(pa, pbuf, pb) == 0, "%s: q %s, cache %s", what,
+                  q_same ? "identical" : "DIFFERS", memcmp(pa, pbuf, pb) ? "DIFFERS" : "identical");
+        free(a);
+        free(b);
+        free(pa);
+        free(pbuf);
+    }
+    for (int k = 0; k < 2; k++) {
+        dfree(d[k]);
+        dfree(pool[k]);
+    }
+    dfree(dpos);
+    free(h);
+    free(pos);
+    free(table);
+    free(slot);
+    free(inv);
+}
+
 /* ---- silu_mul, add ---- */
 
 enum ew { EW_SILU, EW_ADD };
@@ -351,6 +444,9 @@ int main(void)
         rope_case(dt, 19, 32, 8, 128, 128, 1.0f, 1);
         rope_case(dt, 5, 6, 2, 96, 64, 1.25f, 1);      /* partial rotary, yarn-like factor */
         rope_case(dt, 3, 4, 4, 64, 64, 1.0f, 0);
+        rope_kv_case(dt, dt, 37, 32, 8, 128, 128);
+        rope_kv_case(dt, ZL_DTYPE_BF16, 5, 6, 2, 96, 64);   /* partial rotary, converted cache */
+        rope_kv_case(dt, dt, 1, 8, 1, 64, 64);
         elementwise_case(EW_SILU, dt, 19, 1001, 0);
         elementwise_case(EW_SILU, dt, 2, 14336, 1);
         elementwise_case(EW_ADD, dt, 13, 4099, 0);

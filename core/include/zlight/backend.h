@@ -227,6 +227,14 @@ struct zl_backend_ops {
     int (*sample)(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                   struct zl_sample_result *out);
 
+    /* rope(q, k) then kv_write(k, v) in one pass: q rotated in place, k's
+     * rotated values and v written to the cache exactly as the two ops
+     * would, k itself left unrotated.  NULL: the model calls the two. */
+    int (*rope_kv_write)(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
+                         const struct zl_tensor *v, const struct zl_tensor *positions,
+                         const struct zl_rope *rope, const struct zl_kv_cache *cache,
+                         int32_t layer, const struct zl_attn_batch *batch);
+
     /* Members are appended here by later API minors. */
 };
 
