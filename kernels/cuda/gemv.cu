@@ -26,7 +26,6 @@
 // most 8 x i x 2 bytes, read once per block (n / (16 MT) of the weight
 // bytes, from L1/L2).
 #include <stdint.h>
-#include <stdlib.h>
 
 #include <type_traits>
 
@@ -106,6 +105,10 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
                 for (int h = 0; h < 2; h++)
                     asm volatile("prefetch.global.L2 [%0];"
                                  ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
+    // A gemv after this one may launch as soon as every block here runs
+    // (it waits for this grid's end before touching x or out); other
+    // kernels are not launched as dependents and do not see this.
+    asm volatile("griddepcontrol.launch_dependents;");
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 
@@ -190,30 +193,23 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, cudaStre
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
-    const char *e = getenv("ZL_CUDA_GEMV_PDL");
-    if (device_major() >= 9 && !(e && *e == '0'))
+    if (device_major() >= 9)
         cfg.attrs = attr, cfg.numAttrs = 1;
     cudaError_t err = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, MT, KW, U>, *out, *x, *w);
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
+// Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
+// 2-8; see the header): long rows keep 4 chunks per step, big matrices
+// take 64-row blocks, the rest 32-row blocks with 2 chunks per step.
 template <typename T, typename O>
 cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream_t stream)
 {
-    // Tuning knob for measurements only: ZL_CUDA_GEMV_CFG=MT,KW,U.
-    int cfg = 284;
-    if (const char *e = getenv("ZL_CUDA_GEMV_CFG"))
-        cfg = atoi(e);
-    switch (cfg) {
-    case 184: return launch<T, O, 1, 8, 4>(out, x, w, stream);
-    case 144: return launch<T, O, 1, 4, 4>(out, x, w, stream);
-    case 244: return launch<T, O, 2, 4, 4>(out, x, w, stream);
-    case 282: return launch<T, O, 2, 8, 2>(out, x, w, stream);
-    case 2162: return launch<T, O, 2, 16, 2>(out, x, w, stream);
-    case 482: return launch<T, O, 4, 8, 2>(out, x, w, stream);
-    case 188: return launch<T, O, 1, 8, 8>(out, x, w, stream);
-    default: return launch<T, O, 2, 8, 4>(out, x, w, stream);
-    }
+    if (w->d >= 8192)
+        return launch<T, O, 2, 8, 4>(out, x, w, stream);
+    if (w->n * w->d >= ((int64_t)1 << 26))
+        return launch<T, O, 4, 8, 2>(out, x, w, stream);
+    return launch<T, O, 2, 8, 2>(out, x, w, stream);
 }
 
 } // namespace

@@ -28,8 +28,14 @@
  * Timing (skipped with ZL_GEMV_QUICK=1, which also trims the big shapes to
  * n = 1, 3, 8 for compute-sanitizer): bf16, out bf16, the five shapes at
  * n = 1 and 8; 8 copies of the weights rotated so nothing is served from
- * the 50 MB L2; host clock around a batch of 8 calls (one per copy) and
- * the backend's sync(), median of 50 batches, per call.  Printed as
+ * the 50 MB L2 (a copy comes back after 7 others: >= 224 MB later); host
+ * clock around a batch of 32 calls (4 passes over the copies) and the
+ * backend's sync(), median of 50 batches, per call.  Batches, not single
+ * calls: a sync and the first launch after it cost several microseconds,
+ * a third of a 4096 x 4096 call, and decode runs its linears back to back.
+ * Consecutive gemv calls overlap a little (programmatic dependent launch:
+ * the next grid starts while this one drains), as they do in a model that
+ * makes separate q, k, v or gate, up calls.  Printed as
  *   BENCH gemv [o, i] n=N: X us, Y GB/s of weights
  * and the same shapes through cuBLASLt (a zero bias routes linear past the
  * gemv kernel; the bias goes into cuBLASLt's epilogue) for comparison. */
@@ -51,6 +57,7 @@
 #define BIG ((int64_t)1 << 22)      /* o * i above this: sampled rows */
 #define ROT 8
 #define BATCHES 50
+#define PASSES 4                    /* 32 calls per sync */
 
 static int quick;
 
@@ -233,21 +240,21 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Median seconds per call over BATCHES batches of ROT calls (one per
- * weight copy); -1 on an error. */
+/* Median seconds per call over BATCHES batches of PASSES * ROT calls (the
+ * weight copies in turn); -1 on an error. */
 static double time_linear(struct zl_tensor *to, struct zl_tensor *tx, struct zl_tensor *tw,
                           struct zl_tensor *tb)
 {
     double t[BATCHES];
     for (int r = -2; r < BATCHES; r++) {    /* two warm-up batches */
         double t0 = now();
-        for (int i = 0; i < ROT; i++)
-            if (be->linear(bctx, to, tx, &tw[i], tb) != ZL_OK)
+        for (int i = 0; i < PASSES * ROT; i++)
+            if (be->linear(bctx, to, tx, &tw[i % ROT], tb) != ZL_OK)
                 return -1;
         if (be->sync(bctx) != ZL_OK)
             return -1;
         if (r >= 0)
-            t[r] = (now() - t0) / ROT;
+            t[r] = (now() - t0) / (PASSES * ROT);
     }
     qsort(t, BATCHES, sizeof *t, cmp_double);
     return t[BATCHES / 2];
@@ -277,26 +284,14 @@ static void bench_shape(int64_t o, int64_t k)
         int n = ns[ni];
         tensor(&tx, dt, 2, (int64_t[]){n, k}, dx);
         tensor(&to, dt, 2, (int64_t[]){n, o}, dout);
-        static const char *const cfgs[] = {"284", "184", "144", "244", "282", "2162", "482", "188", "284"};
-        const char *sweep = getenv("ZL_GEMV_SWEEP");
-        int n_cfg = sweep && *sweep == '1' ? 9 : 1;
-        for (int ci = 0; ci < n_cfg; ci++) {
-            if (n_cfg > 1)
-                setenv("ZL_CUDA_GEMV_CFG", cfgs[ci], 1);
-            if (ci == 8)
-                setenv("ZL_CUDA_GEMV_PDL", "0", 1);
-            double s = time_linear(&to, &tx, tw, NULL);
-            if (s < 0)
-                printf("BENCH gemv [%lld, %lld] n=%d: failed: %s\n", (long long)o, (long long)k, n,
-                       zl_last_error());
-            else
-                printf("BENCH gemv [%lld, %lld] n=%d: %.1f us, %.0f GB/s of weights%s%s\n",
-                       (long long)o, (long long)k, n, s * 1e6, (double)wb / s * 1e-9,
-                       n_cfg > 1 ? " cfg " : "", n_cfg > 1 ? cfgs[ci] : "");
-        }
-        unsetenv("ZL_CUDA_GEMV_CFG");
-        unsetenv("ZL_CUDA_GEMV_PDL");
-        double s = time_linear(&to, &tx, tw, &tb);
+        double s = time_linear(&to, &tx, tw, NULL);
+        if (s < 0)
+            printf("BENCH gemv [%lld, %lld] n=%d: failed: %s\n", (long long)o, (long long)k, n,
+                   zl_last_error());
+        else
+            printf("BENCH gemv [%lld, %lld] n=%d: %.1f us, %.0f GB/s of weights\n", (long long)o,
+                   (long long)k, n, s * 1e6, (double)wb / s * 1e-9);
+        s = time_linear(&to, &tx, tw, &tb);
         if (s >= 0)
             printf("BENCH cublaslt [%lld, %lld] n=%d: %.1f us, %.0f GB/s of weights\n", (long long)o,
                    (long long)k, n, s * 1e6, (double)wb / s * 1e-9);
