@@ -41,6 +41,17 @@ __global__ void rms_norm_kernel(rows_t o, rows_t x, rows_t res, const void *w, f
     }
 }
 
+// The rotation of one (j, j + half) pair, without contraction into FMAs so
+// rope and rope_kv_write round identically whatever the compiler fuses.
+__device__ __forceinline__ float rot_lo(float x1, float x2, float c, float s)
+{
+    return __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+}
+__device__ __forceinline__ float rot_hi(float x1, float x2, float c, float s)
+{
+    return __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+}
+
 // One block per token: its cos/sin table in shared memory, then every
 // (head, pair) of q and k rotated by the block's threads.
 template <typename T>
@@ -65,8 +76,8 @@ __global__ void rope_kernel(heads_t q, heads_t k, const int32_t *pos, int64_t po
             int j = (int)(he % half);
             char *v = static_cast<char *>(t.data) + i * t.nb0 + h * t.nb1;
             float x1 = load<T>(v, j), x2 = load<T>(v, j + half);
-            store<T>(v, j, x1 * cs[j] - x2 * cs[half + j]);
-            store<T>(v, j + half, x2 * cs[j] + x1 * cs[half + j]);
+            store<T>(v, j, rot_lo(x1, x2, cs[j], cs[half + j]));
+            store<T>(v, j + half, rot_hi(x1, x2, cs[j], cs[half + j]));
         }
     }
 }
@@ -98,8 +109,8 @@ __global__ void rope_kv_kernel(heads_t q, heads_t k, heads_t v, const int32_t *p
             int j = (int)(e % half);
             char *r = static_cast<char *>(q.data) + i * q.nb0 + h * q.nb1;
             float x1 = load<T>(r, j), x2 = load<T>(r, j + half);
-            store<T>(r, j, x1 * cs[j] - x2 * cs[half + j]);
-            store<T>(r, j + half, x2 * cs[j] + x1 * cs[half + j]);
+            store<T>(r, j, rot_lo(x1, x2, cs[j], cs[half + j]));
+            store<T>(r, j + half, rot_hi(x1, x2, cs[j], cs[half + j]));
         }
         C *kd = kv_row<C>(c, 0, slot[i]), *vd = kv_row<C>(c, 1, slot[i]);
         for (int64_t e = threadIdx.x; e < nkv; e += blockDim.x) {
@@ -109,9 +120,9 @@ __global__ void rope_kv_kernel(heads_t q, heads_t k, heads_t v, const int32_t *p
             const char *vr = static_cast<const char *>(v.data) + i * v.nb0 + h * v.nb1;
             float x = load<T>(kr, j);
             if (j < half)
-                x = x * cs[j] - load<T>(kr, j + half) * cs[half + j];
+                x = rot_lo(x, load<T>(kr, j + half), cs[j], cs[half + j]);
             else if (j < rot)
-                x = x * cs[j - half] + load<T>(kr, j - half) * cs[j];
+                x = rot_hi(load<T>(kr, j - half), x, cs[j - half], cs[j]);
             kd[e] = from_f32<C>(to_f32<T>(from_f32<T>(x)));
             vd[e] = from_f32<C>(load<T>(vr, j));
         }

@@ -2,7 +2,8 @@
 # bench-llama8b.sh BUILD_DIR [CASES]
 # Llama-3.1-8B's real config (tests/cuda/llama31-8b) with dummy bf16 weights
 # on the CUDA backend through zlight-generate: one process per case, each
-# prints zlight-generate's prefill/decode line.  Cases (default all):
+# warmed up by one untimed request (--warmup), prints zlight-generate's
+# prefill/decode line.  Cases (default all):
 #   prefill2048  one 2048-token prompt, 4 new tokens: prefill = time to first token
 #   b1           one 512-token prompt, 128 new tokens: decode time per token at batch 1
 #   b32 / b128   32 / 128 prompts of 1024 tokens, 64 new tokens: decode step time
@@ -31,7 +32,7 @@ for c in $cases; do
     *) echo "unknown case $c" >&2; exit 2;;
     esac
     start=$(date +%s.%N)
-    timeout 300 "$gen" --model "$here/llama31-8b" --dummy --dtype bf16 --backend cuda \
+    timeout 300 "$gen" --model "$here/llama31-8b" --dummy --dtype bf16 --backend cuda --warmup \
         --prompts "$tmp/p" --max-tokens $new >/dev/null 2>"$tmp/e" || { rc=1; tail -n 5 "$tmp/e"; }
     wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"

@@ -61,7 +61,7 @@ if [ -x "$gen" ] && [ -f "$build/models/llama/.libs/llama.so" ]; then
         sed -e 's/.*"prompts":\[\[//' -e 's/\]\],.*//' -e 's/\],\[/\n/g' -e 's/,/ /g' "$ref" >"$tmp/p"
         sed -e 's/.*"greedy":\[\[//' -e 's/\]\],.*//' -e 's/\],\[/\n/g' -e 's/,/ /g' "$ref" >"$tmp/g"
         n=$(head -n 1 "$tmp/g" | wc -w)
-        if timeout 120 "$gen" --model "$d" --backend cuda --prompts "$tmp/p" --max-tokens "$n" >"$tmp/o" 2>"$tmp/e"; then
+        if timeout 120 "$gen" --model "$d" --backend cuda --dtype f32 --prompts "$tmp/p" --max-tokens "$n" >"$tmp/o" 2>"$tmp/e"; then
             if cmp -s "$tmp/o" "$tmp/g"; then r="greedy ids equal transformers"; else r="greedy ids DIFFER"; diff "$tmp/o" "$tmp/g" | head -n 6; fi
         else
             r="failed: $(tail -n 2 "$tmp/e" | tr '\n' ' ')"
