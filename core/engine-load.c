@@ -91,14 +91,18 @@ static int reserve(struct zl_engine_model *m, const struct zl_engine_model_param
     struct zl_mem_params mp = zl_mem_default_params();
     mp.reserve_bytes = zl_wloader_weight_bytes(m->wl, dt) + step + kv + (16u << 20);
     mp.name = p->backend;
-    if (p->memory_utilization > 0) {   /* the KV pool takes whatever the share leaves */
+    int host = m->be->size >= offsetof(struct zl_backend_ops, flags) + sizeof(m->be->flags) &&
+               (m->be->flags & ZL_BACKEND_HOST_MEMORY);
+    /* the KV pool takes whatever the share leaves; a share of host RAM is
+     * not what gpu_memory_utilization means, so the CPU backend keeps the
+     * kv_tokens sizing */
+    if (p->memory_utilization > 0 && !host) {
         int rc = zl_mem_budget(m->be, 0, p->memory_utilization, &mp.reserve_bytes);
         if (rc < 0)
             return rc;
     }
     int rc = zl_mem_allocator_from_backend(m->be, &mp.allocator);
-    if (m->be->size >= offsetof(struct zl_backend_ops, flags) + sizeof(m->be->flags) &&
-        (m->be->flags & ZL_BACKEND_HOST_MEMORY))
+    if (host)
         mp.allocator.flags |= ZL_MEM_HOST_VISIBLE;
     return rc < 0 ? rc : zl_mem_create(&mp, &m->mem);
 }

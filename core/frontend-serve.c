@@ -52,6 +52,7 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     mp.dummy = strcmp(cfg->model.weights, "dummy") == 0;
     mp.seed = (uint64_t)cfg->model.seed;
     mp.threads = (int32_t)cfg->backend.threads;
+    mp.memory_utilization = cfg->backend.gpu_memory_utilization;   /* device backends only */
     if (strcmp(cfg->model.dtype, "auto") && zl_dtype_parse(cfg->model.dtype, &mp.dtype) < 0)
         return zl_error_wrap(ZL_EINVAL, "model.dtype");
     struct zl_sched_params sp = zl_sched_default_params();

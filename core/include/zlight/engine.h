@@ -163,7 +163,8 @@ struct zl_engine_model_params {
     int32_t threads;                    /* backend threads, 0 = one per core */
     int64_t kv_tokens;                  /* KV tokens at least (f32 bound; slack joins the pool); 65536 */
     double memory_utilization;          /* (0, 1]: reserve this share of the device's memory
-                                         * instead (vLLM's gpu_memory_utilization); 0 = off */
+                                         * instead (vLLM's gpu_memory_utilization); 0 = off;
+                                         * ignored by host-memory (CPU) backends */
     const struct zl_registry *registry; /* plugins already loaded (zlightd's): used instead of
                                          * loading them again, plugin_paths ignored; NULL */
 };
