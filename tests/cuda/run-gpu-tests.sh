@@ -1,11 +1,14 @@
 #!/bin/bash
-# run-gpu-tests.sh [BUILD_DIR]
+# run-gpu-tests.sh [BUILD_DIR [TOKENIZER_DIR]]
 # Runs the CUDA backend's GPU tests on the GPU machine with one command:
 # each test program, then each again under compute-sanitizer memcheck
-# (device leaks included), then the micro-benchmark unless NO_BENCH=1, and
-# prints a summary.  BUILD_DIR (default: build-cuda beside this checkout's
-# tests/) is a build configured --with-cuda and built with
-# `make && make -C tests test_cuda_ops test_cuda_linear test_cuda_attn bench_cuda_ops`.
+# (device leaks included), then the micro-benchmark unless NO_BENCH=1; with
+# TOKENIZER_DIR (the Llama 3 tokenizer.json[.xz] + tokenizer_config.json)
+# also the whole-model checks of run-gpu-model.sh; and prints a summary.
+# BUILD_DIR (default: build-cuda beside this checkout's tests/) is a build
+# configured --with-cuda and built with `make && make -C tests
+# test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode
+# test_cuda_sample test_cuda_gemv bench_cuda_ops test_engine_llama`.
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs
 # at the checkout root, made by /work/shared/device/collect-libs).
 # Exit status: 0 when every test and every sanitizer run passed.
@@ -86,6 +89,14 @@ if [ "${NO_BENCH:-0}" != 1 ]; then
     fi
 fi
 rm -rf "$tmp"
+if [ -n "${2:-}" ]; then
+    echo "=== run-gpu-model.sh"
+    bash "$here/run-gpu-model.sh" "$build" "$2" | tee /dev/stderr | sed -n '/=== summary/,$p' | tail -n +2 >"$build/.model-summary"
+    rc=${PIPESTATUS[0]}
+    while IFS= read -r l; do summary+=("$l"); done <"$build/.model-summary"
+    rm -f "$build/.model-summary"
+    [ "$rc" = 0 ] || fail=1
+fi
 echo "=== summary (seed $ZL_TEST_SEED)"
 printf '%s\n' "${summary[@]}"
 [ $fail = 0 ] && echo "ALL PASSED" || echo "SOME FAILED"
