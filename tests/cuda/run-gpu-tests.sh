@@ -91,10 +91,13 @@ fi
 rm -rf "$tmp"
 if [ -n "${2:-}" ]; then
     echo "=== run-gpu-model.sh"
-    bash "$here/run-gpu-model.sh" "$build" "$2" | tee /dev/stderr | sed -n '/=== summary/,$p' | tail -n +2 >"$build/.model-summary"
-    rc=${PIPESTATUS[0]}
-    while IFS= read -r l; do summary+=("$l"); done <"$build/.model-summary"
-    rm -f "$build/.model-summary"
+    # through a file: a tee to /dev/stderr would reopen (and truncate) a
+    # log that stdout and stderr share
+    bash "$here/run-gpu-model.sh" "$build" "$2" >"$build/.model-log" 2>&1
+    rc=$?
+    cat "$build/.model-log"
+    while IFS= read -r l; do summary+=("$l"); done < <(sed -n '/=== summary/,$p' "$build/.model-log" | tail -n +2)
+    rm -f "$build/.model-log"
     [ "$rc" = 0 ] || fail=1
 fi
 echo "=== summary (seed $ZL_TEST_SEED)"
