@@ -9,6 +9,11 @@
 #include <stdint.h>
 #include <zlight/tokenizer.h>
 
+/* Largest token id + 1 we accept (real vocabularies stay under 300k): the
+ * id arrays are sized by the largest id, so a file naming id 194222222
+ * must be refused, not make us allocate gigabytes (found by fuzzing). */
+#define ZL_TOK_MAX_IDS (1 << 22)
+
 /* ---- small containers (tokenizer.c) ---- */
 
 /* Bump allocator for strings that live as long as the tokenizer. */

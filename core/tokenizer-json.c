@@ -287,8 +287,9 @@ static int parse_added(struct zl_tokenizer *t, json_t *arr, const char *name)
         struct zl_tok_added a = {0};
         const char *c = jstr(o, "content", &a.len);
         if (!c || !json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) >= (1 << 28))
-            return BAD("%s: added_tokens[%zu] needs content and a valid id", name, i);
+            json_integer_value(id) >= ZL_TOK_MAX_IDS)
+            return BAD("%s: added_tokens[%zu] needs content and an id in 0..%d", name, i,
+                       ZL_TOK_MAX_IDS - 1);
         a.id = (int32_t)json_integer_value(id);
         a.content = (char *)c;
         a.special = (uint8_t)jbool(o, "special", 0);
@@ -333,8 +334,9 @@ static int parse_model(struct zl_tokenizer *t, json_t *m, const char *name)
         return ZL_ENOMEM;
     json_object_foreach(vocab, key, v) {
         json_int_t id = json_integer_value(v);
-        if (!json_is_integer(v) || id < 0 || id >= (1 << 28))
-            return BAD("%s: vocab entry \"%.40s\" has no valid id", name, key);
+        if (!json_is_integer(v) || id < 0 || id >= ZL_TOK_MAX_IDS)
+            return BAD("%s: vocab entry \"%.40s\" needs an id in 0..%d", name, key,
+                       ZL_TOK_MAX_IDS - 1);
         /* jansson keys may hold NUL (\u0000): take the length from the key. */
         size_t klen = json_object_iter_key_len(json_object_key_to_iter(key));
         if (zl_tok_set_token(t, (int32_t)id, key, klen) < 0)

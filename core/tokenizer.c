@@ -419,8 +419,9 @@ static int grow_vocab(struct zl_tokenizer *t, int32_t n)
 
 int zl_tok_set_token(struct zl_tokenizer *t, int32_t id, const char *s, size_t len)
 {
-    if (id < 0 || id >= (1 << 28))
-        return zl_error(ZL_EINVAL, "tokenizer: token id %d out of range", (int)id);
+    if (id < 0 || id >= ZL_TOK_MAX_IDS)
+        return zl_error(ZL_EINVAL, "tokenizer: token id %d out of range (0..%d)", (int)id,
+                        ZL_TOK_MAX_IDS - 1);
     if (len > UINT32_MAX / 2)
         return zl_error(ZL_EINVAL, "tokenizer: token %d too long", (int)id);
     if (grow_vocab(t, id + 1) < 0)

@@ -115,6 +115,13 @@ Test(tok_toy, bad_files_fail_cleanly)
     const char *uni = "{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}";
     cr_expect_eq(zl_tokenizer_load_json(uni, strlen(uni), &t), ZL_EUNSUPPORTED);
     cr_expect_eq(zl_tokenizer_load(FIX "/no-such-dir", &t), ZL_ENOTFOUND);
+    /* ids size the vocabulary arrays: a huge one is refused, not allocated */
+    const char *huge = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":194222222},\"merges\":[]}}";
+    cr_expect_eq(zl_tokenizer_load_json(huge, strlen(huge), &t), ZL_EINVAL);
+    cr_expect(strstr(zl_last_error(), "needs an id in 0..") != NULL, "%s", zl_last_error());
+    const char *huge_added = "{\"added_tokens\":[{\"id\":300000000,\"content\":\"x\"}],"
+                             "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}";
+    cr_expect_eq(zl_tokenizer_load_json(huge_added, strlen(huge_added), &t), ZL_EINVAL);
     /* Every kept fuzz input loads or fails with a message, never crashes. */
     DIR *d = opendir(FIX "/regress");
     cr_assert(d);
