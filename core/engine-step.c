@@ -237,8 +237,8 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
     double t_fwd = e->prof.on ? zl_engine_now() : 0.0;
     e->ds_failed = false;
     if (rc == 0 && nl && e->ds.on) {
-        /* a row the device cannot sample (every token masked) fails its
-         * sequences, not the engine */
+        /* a failed call ends this step's sequences, not the engine (a row
+         * with every token masked is per row: token -1) */
         if (zl_engine_dsample(e, b, &lt) < 0) {
             ZL_WARN("engine", "device sampling of %d rows: %s", b->n_logits, zl_last_error());
             e->ds_failed = true;
@@ -274,9 +274,12 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
         .seed = r->seed, .stream = (uint64_t)q->index,
     };
     struct zl_sample_result res;
-    if (dres)
+    if (dres) {
         res = *dres;
-    if ((!dres && zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0) ||
+        if (res.token < 0)
+            zl_error(ZL_EINVAL, "sampler: every token is masked");
+    }
+    if ((!dres && zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0) || res.token < 0 ||
         zl_sched_append(e->sched, &q->s, res.token) < 0) {
         ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
         end_seq(e, q, ZL_FINISH_ABORT);

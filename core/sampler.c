@@ -2,8 +2,9 @@
  * suppression, logit bias, repetition / presence / frequency penalties,
  * then greedy, or temperature -> min-p -> top-k -> top-p and one draw by
  * inverse CDF.  The filters are value thresholds (no sort), so the CUDA
- * sampler (kernels/cuda/sample.cu) can compute the same kept set.  The draw's uniform is a hash of (seed, stream, step), so a
- * sequence gets the same tokens whatever else is in the batch. */
+ * sampler (kernels/cuda/sample.cu) can compute the same kept set.  The
+ * draw's uniform is a hash of (seed, stream, step), so a sequence gets the
+ * same tokens whatever else is in the batch. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,32 @@ static float tempered(float l, float mx, float inv_t)
 static const int digit_shift[3] = {21, 10, 0};
 static const int digit_bits[3] = {11, 11, 10};
 
+static unsigned digit(float v, int d)
+{
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return (b >> digit_shift[d]) & ((1u << digit_bits[d]) - 1);
+}
+
+/* The candidates of src whose digit d is `bin`, moved to tmp (src may be
+ * tmp: the compaction only moves entries down); returns how many. */
+static int32_t narrow(const float *prob, const int32_t *src, int32_t n, int d, unsigned bin,
+                      int32_t *tmp)
+{
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (digit(prob[src[i]], d) == bin)
+            tmp[m++] = src[i];
+    return m;
+}
+
+static float from_bits(uint32_t key)
+{
+    float v;
+    memcpy(&v, &key, 4);
+    return v;
+}
+
 /* The k-th largest of the n values prob[idx[..]] counting multiplicity
  * (1 <= k <= n): one histogram pass per digit, each over only the
  * candidates that share the digits found so far (moved to tmp). */
@@ -255,30 +282,18 @@ static float kth_largest(const float *prob, const int32_t *idx, int32_t n, int32
     const int32_t *src = idx;
     uint32_t key = 0;
     for (int d = 0; d < 3; d++) {
-        int sh = digit_shift[d], nb = 1 << digit_bits[d];
+        int nb = 1 << digit_bits[d];
         memset(hist, 0, sizeof(uint32_t) * nb);
-        for (int32_t i = 0; i < n; i++) {
-            uint32_t b;
-            memcpy(&b, &prob[src[i]], 4);
-            hist[(b >> sh) & (nb - 1)]++;
-        }
+        for (int32_t i = 0; i < n; i++)
+            hist[digit(prob[src[i]], d)]++;
         int bin = nb - 1;
         for (; bin > 0 && hist[bin] < (uint32_t)k; bin--)
             k -= (int32_t)hist[bin];
-        key |= (uint32_t)bin << sh;
-        int32_t m = 0;                          /* the candidates of that bin */
-        for (int32_t i = 0; i < n; i++) {
-            uint32_t b;
-            memcpy(&b, &prob[src[i]], 4);
-            if ((int)((b >> sh) & (nb - 1)) == bin)
-                tmp[m++] = src[i];
-        }
+        key |= (uint32_t)bin << digit_shift[d];
+        n = narrow(prob, src, n, d, (unsigned)bin, tmp);
         src = tmp;
-        n = m;
     }
-    float v;
-    memcpy(&v, &key, 4);
-    return v;
+    return from_bits(key);
 }
 
 /* The largest value v among prob[idx[..]] with sum of the values >= v at
@@ -291,13 +306,11 @@ static float mass_threshold(const float *prob, const int32_t *idx, int32_t n, do
     const int32_t *src = idx;
     uint32_t key = 0;
     for (int d = 0; d < 3; d++) {
-        int sh = digit_shift[d], nb = 1 << digit_bits[d];
+        int nb = 1 << digit_bits[d];
         memset(mass, 0, sizeof(double) * nb);
         int lowest = nb - 1;
         for (int32_t i = 0; i < n; i++) {
-            uint32_t b;
-            memcpy(&b, &prob[src[i]], 4);
-            int bin = (int)((b >> sh) & (nb - 1));
+            int bin = (int)digit(prob[src[i]], d);
             mass[bin] += prob[src[i]];
             if (bin < lowest)
                 lowest = bin;
@@ -307,20 +320,11 @@ static float mass_threshold(const float *prob, const int32_t *idx, int32_t n, do
         for (; bin > lowest && !(above + mass[bin] >= target); bin--)
             above += mass[bin];
         target -= above;
-        key |= (uint32_t)bin << sh;
-        int32_t m = 0;
-        for (int32_t i = 0; i < n; i++) {
-            uint32_t b;
-            memcpy(&b, &prob[src[i]], 4);
-            if ((int)((b >> sh) & (nb - 1)) == bin)
-                tmp[m++] = src[i];
-        }
+        key |= (uint32_t)bin << digit_shift[d];
+        n = narrow(prob, src, n, d, (unsigned)bin, tmp);
         src = tmp;
-        n = m;
     }
-    float v;
-    memcpy(&v, &key, 4);
-    return v;
+    return from_bits(key);
 }
 
 /* Keeps the candidates (ascending ids) with prob >= thr; returns how many. */

@@ -50,6 +50,10 @@ static int host_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const stru
             .n_output = (int32_t)r->step, .seed = r->seed, .stream = r->stream,
         };
         rc = zl_sampler_sample(s, &p, &q, (float *)logits->data + (size_t)i * logits->ne[1], &out[i]);
+        if (rc == ZL_EINVAL) {      /* every token masked: that row only (backend.h) */
+            out[i].token = -1;
+            rc = ZL_OK;
+        }
         free(out_ids);
     }
     zl_sampler_free(s);
@@ -186,4 +190,69 @@ Test(engine_dsample, rows_carry_what_the_cpu_sampler_reads)
      * stop id 7 and EOS out of its first 12 tokens */
     for (int j = 0; j < 12 && j < cpu.n[3][0]; j++)
         cr_expect(cpu.toks[3][0][j] != 7 && cpu.toks[3][0][j] != 3, "token %d", j);
+}
+
+/* A row with every token masked ends its own request (ABORT), and the
+ * row beside it in the same step is sampled as usual. */
+Test(engine_dsample, a_fully_masked_row_ends_only_its_request)
+{
+    struct zl_model m;
+    memset(&m, 0, sizeof m);
+    struct zl_mem *mem = fake_mem(128, 4);
+    cr_assert_not_null(mem, "%s", zl_last_error());
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.threaded = 0;
+    ep.sched.max_num_batched_tokens = 64;
+    ep.sched.max_num_seqs = 4;
+    ep.sched.max_model_len = 64;
+    cr_assert_eq(zl_mem_plan(mem, fm_ws(&m, 64, 4) + sizeof(float) * FAKE_VOCAB * 4 + 4096, 64),
+                 ZL_OK, "%s", zl_last_error());
+    void *base;
+    size_t stride;
+    uint32_t nb;
+    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
+    fake_init(&m.f, (int32_t)nb, 4);
+    static int dummy_ctx;
+    ep.model_ops = &fake_model_ops;
+    ep.model = &m;
+    ep.backend = &sampling_backend_ops;
+    ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    ep.mem = mem;
+    ep.block_size = 4;
+    struct zl_engine *e;
+    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+    static int32_t every[FAKE_VOCAB];
+    for (int32_t i = 0; i < FAKE_VOCAB; i++)
+        every[i] = i;
+    struct zl_sampling_params masked = zl_sampling_default_params(), plain = masked;
+    masked.stop_token_ids = every;      /* all suppressed while min_tokens is not reached */
+    masked.n_stop_token_ids = FAKE_VOCAB;
+    masked.min_tokens = 4;
+    masked.max_tokens = 8;
+    plain.max_tokens = 8;
+    plain.temperature = 0.0f;
+    int32_t prompt[5] = {1, 2, 3, 4, 5};
+    uint64_t id_masked, id_plain;
+    cr_assert_eq(zl_engine_submit(e, prompt, 5, &masked, NULL, &id_masked), ZL_OK, "%s", zl_last_error());
+    cr_assert_eq(zl_engine_submit(e, prompt, 4, &plain, NULL, &id_plain), ZL_OK, "%s", zl_last_error());
+    enum zl_finish_reason fin_masked = ZL_FINISH_NONE, fin_plain = ZL_FINISH_NONE;
+    int plain_tokens = 0, masked_tokens = 0;
+    for (int guard = 0; guard < 100 && (!fin_masked || !fin_plain); guard++) {
+        cr_assert_geq(zl_engine_step(e), 0, "%s", zl_last_error());
+        struct zl_output o;
+        while (zl_engine_wait(e, &o, 0) == 1) {
+            int is_plain = o.request_id == id_plain;
+            *(is_plain ? &plain_tokens : &masked_tokens) += o.n_tokens;
+            if (o.finish)
+                *(is_plain ? &fin_plain : &fin_masked) = o.finish;
+            zl_output_release(&o);
+        }
+    }
+    cr_expect_eq(fin_masked, ZL_FINISH_ABORT);
+    cr_expect_eq(masked_tokens, 0);
+    cr_expect_eq(fin_plain, ZL_FINISH_LENGTH);
+    cr_expect_eq(plain_tokens, 8);
+    zl_engine_free(e);
+    fake_fini(&m.f);
+    zl_mem_free(mem);
 }

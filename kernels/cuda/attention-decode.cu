@@ -28,6 +28,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-mma.cuh"
 
 using namespace zlcuda;
 
@@ -64,87 +65,6 @@ template <int HD> constexpr int ld_kv() { return HD + 8; }   // padded rows: ldm
 template <int HD> constexpr size_t smem_bytes()
 {
     return (size_t)WARPS * STAGES * 2 * TILE * ld_kv<HD>() * 2;
-}
-
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool ok)
-{
-#if __CUDA_ARCH__ >= 800
-    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-    int n = ok ? 16 : 0;        // 0: zero-fill (keys past the chunk must not be NaN garbage)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n)
-                 : "memory");
-#endif
-}
-__device__ __forceinline__ void cp_async_commit()
-{
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-template <int N> __device__ __forceinline__ void cp_async_wait()
-{
-#if __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)
-{
-#if __CUDA_ARCH__ >= 800
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-#endif
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
-{
-#if __CUDA_ARCH__ >= 800
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
-#endif
-}
-
-// c += a (16x16, row) * b (16x8, col), f32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
-                                                   uint32_t b1)
-{
-#if __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-template <>
-__device__ __forceinline__ void mma<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-#if __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
-// Two floats rounded to T, x in the low half (the lower column).
-template <typename T> __device__ __forceinline__ uint32_t pack2(float x, float y);
-template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float x, float y)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
-    return *reinterpret_cast<uint32_t *>(&v);
-}
-template <> __device__ __forceinline__ uint32_t pack2<__half>(float x, float y)
-{
-    __half2 v = __floats2half2_rn(x, y);
-    return *reinterpret_cast<uint32_t *>(&v);
 }
 
 template <typename T, int HD>
@@ -187,8 +107,9 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
                 if (ok)
                     src = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
                           (int64_t)(pos & a.bs_mask) * a.row_bytes + col * 16;
-                cp_async16(dst + r * LD + col * 8, src, ok);
-                cp_async16(dst + (TILE + r) * LD + col * 8, ok ? src + a.v_off : src, ok);
+                cp_async16(dst + r * LD + col * 8, src, ok ? 16 : 0);
+                cp_async16(dst + (TILE + r) * LD + col * 8, ok ? src + a.v_off : src,
+                           ok ? 16 : 0);
             }
         }
         cp_async_commit();

@@ -147,7 +147,6 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     memcpy(out, ctx->samp_host, res_bytes);
     for (int32_t r = 0; r < b->n_rows; r++)
         if (status[r] == ZL_CUDA_SAMPLE_MASKED)
-            return zl_cuda_host->error(ZL_EINVAL, "cuda sample: row %d: every token is masked",
-                                       (int)r);
+            out[r].token = -1;  /* that row only: the others are valid */
     return ZL_OK;
 }

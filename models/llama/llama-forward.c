@@ -255,7 +255,13 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
         return ZL_OK;
     struct zl_tensor hl, src, dst, out;
     tmat(&hl, at, b->n_logits, hp->n_embd, base + w.hl, dev);
-    for (int32_t i = 0; i < b->n_logits; i++) {
+    /* decode steps score every row in order: no gather (one copy per row) */
+    int32_t same = b->n_logits == b->n_tokens;
+    for (int32_t i = 0; same && i < b->n_logits; i++)
+        same = b->logits_rows[i] == i;
+    if (same)
+        hl = s.h;
+    for (int32_t i = 0; !same && i < b->n_logits; i++) {
         tmat(&src, at, 1, hp->n_embd, (char *)s.h.data + b->logits_rows[i] * s.h.nb[0], dev);
         tmat(&dst, at, 1, hp->n_embd, (char *)hl.data + i * hl.nb[0], dev);
         TRY(be->copy(cx, &dst, &src));

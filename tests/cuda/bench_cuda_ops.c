@@ -27,19 +27,6 @@
 
 enum { D = 4096, HQ = 32, HKV = 8, HD = 128, FF = 14336, BS = 16 };
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 typedef int (*bench_fn)(void *arg, int iter);
 
 /* Median seconds per call of fn over RUNS runs of iters calls. */
@@ -52,15 +39,15 @@ static double time_it(bench_fn fn, void *arg, int iters)
     if (be->sync(bctx) != ZL_OK)
         return -1;
     for (int r = 0; r < RUNS; r++) {
-        double t0 = now();
+        double t0 = ct_now();
         for (int i = 0; i < iters; i++)
             if (fn(arg, i) != ZL_OK)
                 return -1;
         if (be->sync(bctx) != ZL_OK)
             return -1;
-        t[r] = (now() - t0) / iters;
+        t[r] = (ct_now() - t0) / iters;
     }
-    qsort(t, RUNS, sizeof *t, cmp_double);
+    qsort(t, RUNS, sizeof *t, ct_cmp_double);
     return t[RUNS / 2];
 }
 

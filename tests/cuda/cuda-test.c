@@ -313,3 +313,16 @@ int ct_check_dev(const char *what, const void *dev, enum zl_dtype dt, const doub
     free(got);
     return ok;
 }
+
+double ct_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ct_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}

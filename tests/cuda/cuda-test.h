@@ -93,6 +93,10 @@ int ct_check(const char *what, const void *got, enum zl_dtype dt, const double *
 /* dget of n elements of dt at dev, then ct_check. */
 int ct_check_dev(const char *what, const void *dev, enum zl_dtype dt, const double *ref,
                  const double *tol, size_t n);
+/* Monotonic clock in seconds, and a qsort comparator for doubles (medians). */
+double ct_now(void);
+int ct_cmp_double(const void *a, const void *b);
+
 /* Records a case result without values (e.g. an expected error). */
 void ct_result(int pass, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -227,19 +227,6 @@ static void run_case(const struct wcase *c, int n, enum zl_dtype out_dt, int lay
     free(xh);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Median seconds per call over BATCHES batches of PASSES * ROT calls (the
  * weight copies in turn); -1 on an error. */
 static double time_linear(struct zl_tensor *to, struct zl_tensor *tx, struct zl_tensor *tw,
@@ -247,16 +234,16 @@ static double time_linear(struct zl_tensor *to, struct zl_tensor *tx, struct zl_
 {
     double t[BATCHES];
     for (int r = -2; r < BATCHES; r++) {    /* two warm-up batches */
-        double t0 = now();
+        double t0 = ct_now();
         for (int i = 0; i < PASSES * ROT; i++)
             if (be->linear(bctx, to, tx, &tw[i % ROT], tb) != ZL_OK)
                 return -1;
         if (be->sync(bctx) != ZL_OK)
             return -1;
         if (r >= 0)
-            t[r] = (now() - t0) / (PASSES * ROT);
+            t[r] = (ct_now() - t0) / (PASSES * ROT);
     }
-    qsort(t, BATCHES, sizeof *t, cmp_double);
+    qsort(t, BATCHES, sizeof *t, ct_cmp_double);
     return t[BATCHES / 2];
 }
 

@@ -222,8 +222,10 @@ struct zl_backend_ops {
      * device, overwritten) and writes out[n_rows] in host memory; waits for
      * the result.  Same semantics as zl_sampler_sample, so a seeded row
      * gives the CPU sampler's token (up to float rounding at a draw's
-     * boundary).  NULL: the engine copies the logits back and samples on
-     * the CPU. */
+     * boundary).  A row whose every token is masked gets token -1 (the
+     * other rows are still sampled); errors are for bad arguments and
+     * device failures.  NULL: the engine copies the logits back and
+     * samples on the CPU. */
     int (*sample)(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                   struct zl_sample_result *out);
 
