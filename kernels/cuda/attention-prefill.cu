@@ -419,15 +419,15 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     return cudaGetLastError();
 }
 
-// Measured on an H100 (see the header): 8 warps of 16 rows (128-row tiles, Q in
-// registers) for long hd-128 prompts; 4 warps (64-row tiles, two CTAs per
-// SM) for hd 64 and for short or mixed batches, where 128-row tiles leave
-// rows idle.
+// Measured on an H100 (see the header): 4 warps of two m16 tiles each
+// (128-row tiles, Q re-read from shared memory, two CTAs per SM) for long
+// hd-128 prompts; 4 warps of one tile (64-row tiles, two CTAs per SM) for
+// hd 64 and for short or mixed batches, where 128-row tiles leave rows idle.
 // ZL_PREFILL_STAGES (2 or 3 K/V buffers) may be set by a tuning build.
 #ifndef ZL_PREFILL_STAGES
 #define ZL_PREFILL_STAGES 2
 #endif
-typedef cfg<8, 1, true, 1, 64, ZL_PREFILL_STAGES> cfg_long;
+typedef cfg<4, 2, false, 2, 64, ZL_PREFILL_STAGES> cfg_long;
 typedef cfg<4, 1, true, 2, 64, ZL_PREFILL_STAGES> cfg_short;
 
 template <typename T>

@@ -86,32 +86,71 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
     return ZL_OK;
 }
 
-/* The tensor-core kernels first (decode steps: one query row per
- * sequence; anything else: the flash kernel); the generic kernel takes what
- * they decline with cudaErrorNotSupported (f32, unusual head sizes). */
-static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
-                    const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
-                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+static struct zl_cuda_attn_shape shape_of(const struct zl_attn_batch *b, int32_t s0, int32_t s1)
 {
     struct zl_cuda_attn_shape sh = {0, 0};
-    for (int32_t s = 0; s < b->n_seqs; s++) {
+    for (int32_t s = s0; s < s1; s++) {
         int32_t nq = b->q_start[s + 1] - b->q_start[s];
         sh.max_q_len = nq > sh.max_q_len ? nq : sh.max_q_len;
         sh.max_kv_len = b->kv_len[s] > sh.max_kv_len ? b->kv_len[s] : sh.max_kv_len;
     }
-    cudaError_t e = cudaErrorNotSupported;
-    if (sh.max_q_len == 1 && qh->n == b->n_seqs) {
-        size_t need = zl_cuda_attention_decode_scratch(b->n_seqs, (int32_t)qh->heads,
-                                                       (int32_t)qh->head_dim, sh.max_kv_len);
-        int rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need,
-                                     "attention") : ZL_OK;
-        if (rc < 0)
-            return rc;
-        e = zl_cuda_attention_decode(oh, qh, kv, db, &sh, scale, ctx->attn_scratch,
-                                     ctx->attn_scratch_cap, ctx->stream);
-    } else {
-        e = zl_cuda_attention_prefill(oh, qh, kv, db, &sh, scale, ctx->stream);
+    return sh;
+}
+
+/* Sequences [0, nd) of a batch whose first nd have one query row each
+ * (q_start[s] = s there) through the decode kernel; cudaErrorNotSupported
+ * when it declines. */
+static cudaError_t decode_part(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
+                               const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
+                               const struct zl_cuda_batch *db, const struct zl_attn_batch *b,
+                               int32_t nd, float scale, int *rc)
+{
+    struct zl_cuda_attn_shape sh = shape_of(b, 0, nd);
+    struct zl_cuda_heads o = *oh, q = *qh;
+    struct zl_cuda_batch d = *db;
+    o.n = q.n = d.n_seqs = nd;
+    size_t need = zl_cuda_attention_decode_scratch(nd, (int32_t)q.heads, (int32_t)q.head_dim,
+                                                   sh.max_kv_len);
+    *rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need, "attention")
+               : ZL_OK;
+    if (*rc < 0)
+        return cudaSuccess;
+    return zl_cuda_attention_decode(&o, &q, kv, &d, &sh, scale, ctx->attn_scratch,
+                                    ctx->attn_scratch_cap, ctx->stream);
+}
+
+/* The tensor-core kernels first: one query row per sequence goes to the
+ * decode kernel, anything else to the flash kernel.  A mixed step (the
+ * scheduler puts decodes first) is split: its leading one-row sequences
+ * run the decode kernel and the rest the flash kernel, whose 64-row query
+ * tiles would otherwise hold one row each and read every KV head once per
+ * query head.  The generic kernel takes what the tensor-core ones decline
+ * with cudaErrorNotSupported (f32, unusual head sizes), for the whole batch. */
+static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
+                    const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
+                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+{
+    int32_t nd = 0;
+    while (nd < b->n_seqs && b->q_start[nd + 1] - b->q_start[nd] == 1)
+        nd++;
+    int rc = ZL_OK;
+    cudaError_t e = cudaSuccess;
+    if (nd > 0 && b->q_start[0] == 0)
+        e = decode_part(ctx, oh, qh, kv, db, b, nd, scale, &rc);
+    else
+        nd = 0;
+    if (rc < 0)
+        return rc;
+    if (e == cudaSuccess && nd < b->n_seqs) {
+        struct zl_cuda_attn_shape sh = shape_of(b, nd, b->n_seqs);
+        struct zl_cuda_batch p = *db;
+        p.n_seqs = b->n_seqs - nd;
+        p.q_start += nd;
+        p.kv_len += nd;
+        p.block_table += (size_t)nd * (size_t)b->max_blocks;
+        e = zl_cuda_attention_prefill(oh, qh, kv, &p, &sh, scale, ctx->stream);
     }
+    /* a kernel declines before it launches: nothing of the batch was written */
     if (e == cudaErrorNotSupported)
         e = zl_cuda_attention(oh, qh, kv, db, scale, ctx->stream);
     ZL_CUDA_TRY(e);

@@ -313,6 +313,7 @@ static const struct zl_backend_ops cuda_ops = {
     .act_dtypes = (1u << ZL_DTYPE_F16) | (1u << ZL_DTYPE_BF16),
     .sample = cuda_sample,
     .rope_kv_write = cuda_rope_kv_write,
+    .linear_fused = cuda_linear_fused,
 };
 
 static int cuda_init(const struct zl_host *h)

@@ -169,5 +169,9 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
                 const struct zl_tensor *w, const struct zl_tensor *bias);
 void cuda_linear_cache_free(struct zl_bctx *ctx);
+/* cuda-linear-fused.c: linear_fused, one fused GEMV or the unfused ops. */
+int cuda_linear_fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                      const struct zl_tensor *w, const struct zl_tensor *bias,
+                      const struct zl_linear_fuse *f);
 
 #endif

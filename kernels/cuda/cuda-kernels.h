@@ -127,6 +127,23 @@ cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_c
 cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                          const struct zl_cuda_rows *w, cudaStream_t stream);
 
+/* zl_cuda_gemv with work fused around the product (out of w's dtype):
+ * norm_w (f32 [d], 16-byte aligned): x is RMS-normalised first, rounded
+ * as zl_cuda_rms_norm rounds; swiglu (with norm_w): w is [gate; up] and
+ * out[n, w->n / 2] = silu(gate) * up, each rounded to the dtype first as
+ * zl_cuda_silu_mul sees them; res ([n, w->n], may be out itself): out =
+ * res + the product rounded to the dtype.  Either norm_w or res.
+ * cudaErrorNotSupported for what it does not take. */
+struct zl_cuda_gemv_fuse {
+    const float *norm_w;
+    float eps;
+    int swiglu;
+    const struct zl_cuda_rows *res;
+};
+cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                            const struct zl_cuda_rows *w, const struct zl_cuda_gemv_fuse *f,
+                            cudaStream_t stream);
+
 /* What the host knows about an attention batch without a device read. */
 struct zl_cuda_attn_shape {
     int32_t max_q_len;          /* most query rows of one sequence in this step */

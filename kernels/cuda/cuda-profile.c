@@ -13,10 +13,10 @@
 #include "cuda-impl.h"
 
 enum { P_EMB, P_NORM, P_LINEAR, P_ROPE, P_SILU, P_KVW, P_ATTN, P_ADD, P_COPY, P_SAMPLE, P_ROPEKV,
-       P_N };
+       P_LINFUSED, P_N };
 static const char *const names[P_N] = {"embedding", "rms_norm", "linear", "rope", "silu_mul",
                                        "kv_write", "attention", "add", "copy", "sample",
-                                       "rope_kv_write"};
+                                       "rope_kv_write", "linear_fused"};
 
 #define PROF_EVENTS 4096
 #define PROF_EVERY 200
@@ -127,6 +127,9 @@ WRAP(P_ROPEKV, rope_kv_write, (struct zl_bctx *ctx, struct zl_tensor *q, const s
                                const struct zl_tensor *v, const struct zl_tensor *pos,
                                const struct zl_rope *r, const struct zl_kv_cache *c, int32_t l,
                                const struct zl_attn_batch *b), (ctx, q, k, v, pos, r, c, l, b))
+WRAP(P_LINFUSED, linear_fused, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
+                                const struct zl_tensor *w, const struct zl_tensor *b,
+                                const struct zl_linear_fuse *f), (ctx, o, x, w, b, f))
 
 /* sample() and sync() wait for the stream: collect after them. */
 static int p_sample(struct zl_bctx *ctx, struct zl_tensor *l, const struct zl_sample_batch *b,
@@ -176,5 +179,7 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
         P.ops.sample = p_sample;
     if (ZL_BACKEND_HAS(base, rope_kv_write) && base->rope_kv_write)
         P.ops.rope_kv_write = p_rope_kv_write;
+    if (ZL_BACKEND_HAS(base, linear_fused) && base->linear_fused)
+        P.ops.linear_fused = p_linear_fused;
     return &P.ops;
 }

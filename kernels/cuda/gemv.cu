@@ -88,24 +88,65 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
 #endif
 }
 
-template <typename T, typename O, int MT, int KW, int U>
-__global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, rows_t w)
+// What a launch fuses around the product (zl_cuda_gemv_ex): nothing; an
+// RMSNorm of x in the prologue; that plus the SwiGLU of the gate and up
+// rows in the epilogue; a residual added in the epilogue.
+enum mode { PLAIN, NORM, NORM_SWIGLU, RESID };
+
+struct ex_t {
+    const float *norm_w;        // [d] (NORM, NORM_SWIGLU)
+    float eps;
+    rows_t res;                 // [n, rows] of T (RESID)
+};
+
+// The 8 values of a 16-byte x chunk at columns [col, col + 8) times inv and
+// the norm weights, rounded back: the rms_norm kernel's formula.
+template <typename T>
+__device__ __forceinline__ uint4 norm8(uint4 v, const float *nw, int col, float inv)
+{
+    T *e = reinterpret_cast<T *>(&v);
+    const float4 a = __ldg(reinterpret_cast<const float4 *>(nw + col));
+    const float4 b = __ldg(reinterpret_cast<const float4 *>(nw + col + 4));
+    const float f[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        e[i] = from_f32<T>(to_f32<T>(e[i]) * inv * f[i]);
+    return v;
+}
+
+template <typename T, typename O, int MT, int KW, int U, int MODE>
+__global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, rows_t w, ex_t ex)
 {
     __shared__ float red[KW][MT][16][8]; // [warp][tile][row][token] partial sums
+    __shared__ float inv_s[8];           // NORM: 1 / rms of each token
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int n = (int)x.n, d = (int)w.d;
-    const int64_t rows = w.n, row0 = (int64_t)blockIdx.x * (16 * MT);
+    const int64_t rows = w.n;
 
     // Rows past the end read the last row (always valid) and are not stored.
+    // SwiGLU: w is [gate; up] of `half` rows each; a block takes 8 MT gate
+    // rows in its first MT / 2 tiles and the matching up rows in the rest,
+    // so both halves of an output meet in this block's shared memory.
+    constexpr bool SWI = MODE == NORM_SWIGLU;
+    const int64_t half = rows / 2;
+    const int64_t row0 = (int64_t)blockIdx.x * (SWI ? 8 * MT : 16 * MT);
     const char *wp[MT][2];
 #pragma unroll
     for (int m = 0; m < MT; m++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            int64_t r = row0 + m * 16 + h * 8 + g;
-            wp[m][h] = row_at(w.data, r < rows ? r : rows - 1, w.stride) + t * 16;
+            int64_t r;
+            if (SWI) {
+                const bool up = m >= MT / 2;
+                r = row0 + (m % (MT / 2)) * 16 + h * 8 + g;
+                r = (r < half ? r : half - 1) + (up ? half : 0);
+            } else {
+                r = row0 + m * 16 + h * 8 + g;
+                r = r < rows ? r : rows - 1;
+            }
+            wp[m][h] = row_at(w.data, r, w.stride) + t * 16;
         }
     const bool has_x = g < n;
     const char *xp = row_at(x.data, has_x ? g : 0, x.stride) + t * 16;
@@ -133,6 +174,29 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 
+    // RMSNorm prologue: warp k sums the squares of token k's row.
+    float inv = 0.0f;
+    if constexpr (MODE == NORM || MODE == NORM_SWIGLU) {
+        if (warp < n) {
+            const char *xr = row_at(x.data, warp, x.stride);
+            float ss = 0.0f;
+            for (int c = lane * 8; c < d; c += 256) {
+                uint4 v = __ldg(reinterpret_cast<const uint4 *>(xr + (int64_t)c * 2));
+                const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    ss += to_f32<T>(e[i]) * to_f32<T>(e[i]);
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1)
+                ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0)
+                inv_s[warp] = rsqrtf(ss / (float)d + ex.eps);
+        }
+        __syncthreads();
+        inv = inv_s[has_x ? g : 0];
+    }
+
     float acc[MT][4];
 #pragma unroll
     for (int m = 0; m < MT; m++)
@@ -153,6 +217,9 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
                     wv[u][m][h] = ok ? ld_stream(wp[m][h] + off, policy) : make_uint4(0, 0, 0, 0);
             xv[u] = ok && has_x ? __ldg(reinterpret_cast<const uint4 *>(xp + off))
                                 : make_uint4(0, 0, 0, 0);
+            if constexpr (MODE == NORM || MODE == NORM_SWIGLU)
+                if (ok && has_x)
+                    xv[u] = norm8<T>(xv[u], ex.norm_w, col, inv);
         }
 #pragma unroll
         for (int u = 0; u < U; u++)
@@ -174,16 +241,37 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
     __syncthreads();
     // Consecutive threads take consecutive rows of one token: coalesced stores.
-    for (int e = threadIdx.x; e < MT * 16 * n; e += KW * 32) {
-        const int tok = e / (MT * 16), r = e % (MT * 16);
-        const int64_t row = row0 + r;
-        if (row >= rows)
-            continue;
-        float s = 0.0f;
+    if constexpr (SWI) {
+        // gate and up rounded to T first, then silu_mul's formula: what the
+        // unfused ops store
+        for (int e = threadIdx.x; e < MT * 8 * n; e += KW * 32) {
+            const int tok = e / (MT * 8), r = e % (MT * 8);
+            const int64_t row = row0 + r;
+            if (row >= half)
+                continue;
+            float gs = 0.0f, us = 0.0f;
 #pragma unroll
-        for (int k = 0; k < KW; k++)
-            s += red[k][r / 16][r % 16][tok];
-        store<O>(row_at(out.data, tok, out.stride), row, s);
+            for (int k = 0; k < KW; k++) {
+                gs += red[k][r / 16][r % 16][tok];
+                us += red[k][MT / 2 + r / 16][r % 16][tok];
+            }
+            const float gv = to_f32<T>(from_f32<T>(gs)), uv = to_f32<T>(from_f32<T>(us));
+            store<O>(row_at(out.data, tok, out.stride), row, gv / (1.0f + expf(-gv)) * uv);
+        }
+    } else {
+        for (int e = threadIdx.x; e < MT * 16 * n; e += KW * 32) {
+            const int tok = e / (MT * 16), r = e % (MT * 16);
+            const int64_t row = row0 + r;
+            if (row >= rows)
+                continue;
+            float s = 0.0f;
+#pragma unroll
+            for (int k = 0; k < KW; k++)
+                s += red[k][r / 16][r % 16][tok];
+            if constexpr (MODE == RESID) // out = res + the product rounded to T, as add() would
+                s = to_f32<T>(from_f32<T>(s)) + load<T>(row_at(ex.res.data, tok, ex.res.stride), row);
+            store<O>(row_at(out.data, tok, out.stride), row, s);
+        }
     }
 }
 
@@ -204,11 +292,14 @@ int device_major(void)
     return m;
 }
 
-template <typename T, typename O, int MT, int KW, int U>
-cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream_t stream)
+template <typename T, typename O, int MT, int KW, int U, int MODE>
+cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
+                   cudaStream_t stream)
 {
+    const int64_t per_block = MODE == NORM_SWIGLU ? 8 * MT : 16 * MT;
+    const int64_t outs = MODE == NORM_SWIGLU ? w->n / 2 : w->n;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((w->n + 16 * MT - 1) / (16 * MT)));
+    cfg.gridDim = dim3((unsigned)((outs + per_block - 1) / per_block));
     cfg.blockDim = dim3(KW * 32);
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
@@ -216,21 +307,38 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, cudaStre
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     if (device_major() >= 9)
         cfg.attrs = attr, cfg.numAttrs = 1;
-    cudaError_t err = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, MT, KW, U>, *out, *x, *w);
+    cudaError_t err = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, MT, KW, U, MODE>, *out, *x, *w, ex);
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
 // 2-8; see the header): long rows keep 4 chunks per step, big matrices
 // take 64-row blocks, the rest 32-row blocks with 2 chunks per step.
-template <typename T, typename O>
-cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream_t stream)
+template <typename T, typename O, int MODE>
+cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
+                 cudaStream_t stream)
 {
     if (w->d >= 8192)
-        return launch<T, O, 2, 8, 4>(out, x, w, stream);
+        return launch<T, O, 2, 8, 4, MODE>(out, x, w, ex, stream);
     if (w->n * w->d >= ((int64_t)1 << 26))
-        return launch<T, O, 4, 8, 2>(out, x, w, stream);
-    return launch<T, O, 2, 8, 2>(out, x, w, stream);
+        return launch<T, O, 4, 8, 2, MODE>(out, x, w, ex, stream);
+    return launch<T, O, 2, 8, 2, MODE>(out, x, w, ex, stream);
+}
+
+// What every mode needs: 16-bit x and w of one dtype, n <= 8, 16-byte rows.
+bool takes(const rows_t *out, const rows_t *x, const rows_t *w)
+{
+    const enum zl_dtype dt = w->dtype;
+    if ((dt != ZL_DTYPE_BF16 && dt != ZL_DTYPE_F16) || x->dtype != dt ||
+        (out->dtype != ZL_DTYPE_F32 && out->dtype != dt))
+        return false;
+    if (x->n < 1 || x->n > ZL_CUDA_GEMV_MAX_ROWS || out->n != x->n || x->d != w->d || w->n < 1 ||
+        w->d < 8 || w->d % 8 || w->d > INT32_MAX - 64)
+        return false;
+    // 16-byte loads of w and x rows
+    if (((uintptr_t)w->data | (uintptr_t)w->stride | (uintptr_t)x->data | (uintptr_t)x->stride) & 15)
+        return false;
+    return w->n <= (int64_t)UINT32_MAX * 8 && device_major() >= 8;
 }
 
 } // namespace
@@ -238,24 +346,47 @@ cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, cudaStream
 extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                                     const struct zl_cuda_rows *w, cudaStream_t stream)
 {
-    const enum zl_dtype dt = w->dtype;
-    if ((dt != ZL_DTYPE_BF16 && dt != ZL_DTYPE_F16) || x->dtype != dt ||
-        (out->dtype != ZL_DTYPE_F32 && out->dtype != dt))
+    if (!takes(out, x, w) || out->d != w->n)
         return cudaErrorNotSupported;
-    if (x->n < 1 || x->n > ZL_CUDA_GEMV_MAX_ROWS || out->n != x->n || out->d != w->n ||
-        x->d != w->d || w->n < 1 || w->d < 8 || w->d % 8 || w->d > INT32_MAX - 64)
-        return cudaErrorNotSupported;
-    // 16-byte loads of w and x rows
-    if (((uintptr_t)w->data | (uintptr_t)w->stride | (uintptr_t)x->data | (uintptr_t)x->stride) & 15)
-        return cudaErrorNotSupported;
-    if (w->n > (int64_t)UINT32_MAX * 16 || device_major() < 8)
-        return cudaErrorNotSupported;
-    return with_float_types(dt, out->dtype, [&](auto tw, auto to) -> cudaError_t {
+    const ex_t ex = {};
+    return with_float_types(w->dtype, out->dtype, [&](auto tw, auto to) -> cudaError_t {
         using T = decltype(tw);
         using O = decltype(to);
         if constexpr (sizeof(T) != 2 || (sizeof(O) != 4 && !std::is_same<O, T>::value))
             return cudaErrorNotSupported;
         else
-            return pick<T, O>(out, x, w, stream);
+            return pick<T, O, PLAIN>(out, x, w, ex, stream);
+    });
+}
+
+extern "C" cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                                       const struct zl_cuda_rows *w,
+                                       const struct zl_cuda_gemv_fuse *f, cudaStream_t stream)
+{
+    const bool norm = f->norm_w != nullptr, res = f->res != nullptr;
+    if (!takes(out, x, w) || out->dtype != w->dtype || (norm && res) || (f->swiglu && !norm) ||
+        (!norm && !res))
+        return cudaErrorNotSupported;
+    if (out->d != (f->swiglu ? w->n / 2 : w->n) || (f->swiglu && w->n % 2) ||
+        (norm && ((uintptr_t)f->norm_w & 15)))
+        return cudaErrorNotSupported;
+    if (res && (f->res->n != out->n || f->res->d != out->d || f->res->dtype != out->dtype))
+        return cudaErrorNotSupported;
+    ex_t ex = {};
+    ex.norm_w = f->norm_w;
+    ex.eps = f->eps;
+    if (res)
+        ex.res = *f->res;
+    const int mode = res ? RESID : f->swiglu ? NORM_SWIGLU : NORM;
+    return with_float_type(w->dtype, [&](auto tw) -> cudaError_t {
+        using T = decltype(tw);
+        if constexpr (sizeof(T) != 2)
+            return cudaErrorNotSupported;
+        else if (mode == RESID)
+            return pick<T, T, RESID>(out, x, w, ex, stream);
+        else if (mode == NORM_SWIGLU)
+            return pick<T, T, NORM_SWIGLU>(out, x, w, ex, stream);
+        else
+            return pick<T, T, NORM>(out, x, w, ex, stream);
     });
 }

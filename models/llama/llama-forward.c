@@ -123,12 +123,12 @@ struct step {
             return rc_;                                                                            \
     } while (0)
 
-static int attention_block(struct step *s, const struct llama_layer *l, int il)
+/* rope, the KV-cache write and attention of the step's q, k, v: s->att. */
+static int attend(struct step *s, int il)
 {
     struct zl_model *m = s->m;
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
-    TRY(be->linear(cx, &s->qkv, &s->h, &l->wqkv, opt(&l->bqkv)));
     if (ZL_BACKEND_HAS(be, rope_kv_write) && be->rope_kv_write) {
         TRY(be->rope_kv_write(cx, &s->q3, &s->k3, &s->v3, &s->pos, &s->rope, s->b->cache, il,
                               &s->b->attn));
@@ -137,17 +137,48 @@ static int attention_block(struct step *s, const struct llama_layer *l, int il)
         TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
     }
     float scale = 1.0f / sqrtf((float)m->hp.head_dim);
-    TRY(be->attention(cx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale));
-    return be->linear(cx, &s->o, &s->att, &l->wo, opt(&l->bo));
+    return be->attention(cx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale);
 }
 
-static int mlp_block(struct step *s, const struct llama_layer *l)
+/* One layer with separate ops: x += the previous block's output s->o
+ * inside each rms_norm (its fused residual add), s->o = this block's. */
+static int layer_ops(struct step *s, const struct llama_layer *l, int il)
 {
-    const struct zl_backend_ops *be = s->m->be;
-    struct zl_bctx *cx = s->m->bctx;
+    struct zl_model *m = s->m;
+    const struct zl_backend_ops *be = m->be;
+    struct zl_bctx *cx = m->bctx;
+    if (il == 0)
+        TRY(be->rms_norm(cx, &s->h, &s->x, NULL, &l->attn_norm, m->hp.eps));
+    else
+        TRY(be->rms_norm(cx, &s->h, &s->o, &s->x, &l->attn_norm, m->hp.eps));
+    TRY(be->linear(cx, &s->qkv, &s->h, &l->wqkv, opt(&l->bqkv)));
+    TRY(attend(s, il));
+    TRY(be->linear(cx, &s->o, &s->att, &l->wo, opt(&l->bo)));
+    TRY(be->rms_norm(cx, &s->h, &s->o, &s->x, &l->ffn_norm, m->hp.eps));
     TRY(be->linear(cx, &s->gu, &s->h, &l->w_gu, opt(&l->b_gu)));
     TRY(be->silu_mul(cx, &s->a, &s->g, &s->u));
     return be->linear(cx, &s->o, &s->a, &l->w_down, opt(&l->b_down));
+}
+
+/* The same layer through linear_fused: the norms ride on the QKV and
+ * gate/up projections, the SwiGLU on gate/up, the residual adds on the o
+ * and down projections, so x is up to date after the layer (a decode step
+ * on CUDA is then four GEMVs, rope + KV write and attention per layer). */
+static int layer_fused(struct step *s, const struct llama_layer *l, int il)
+{
+    struct zl_model *m = s->m;
+    const struct zl_backend_ops *be = m->be;
+    struct zl_bctx *cx = m->bctx;
+    struct zl_linear_fuse f = {.norm = &l->attn_norm, .eps = m->hp.eps, .tmp_x = &s->h};
+    TRY(be->linear_fused(cx, &s->qkv, &s->x, &l->wqkv, opt(&l->bqkv), &f));
+    TRY(attend(s, il));
+    f = (struct zl_linear_fuse){.residual = &s->x, .tmp_out = &s->o};
+    TRY(be->linear_fused(cx, &s->x, &s->att, &l->wo, opt(&l->bo), &f));
+    f = (struct zl_linear_fuse){.norm = &l->ffn_norm, .eps = m->hp.eps, .swiglu = 1,
+                                .tmp_x = &s->h, .tmp_out = &s->gu};
+    TRY(be->linear_fused(cx, &s->a, &s->x, &l->w_gu, opt(&l->b_gu), &f));
+    f = (struct zl_linear_fuse){.residual = &s->x, .tmp_out = &s->o};
+    return be->linear_fused(cx, &s->x, &s->a, &l->w_down, opt(&l->b_down), &f);
 }
 
 static int check_batch(const struct zl_model *m, const struct zl_forward_batch *b,
@@ -240,17 +271,10 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
     TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
-    for (int il = 0; il < hp->n_layer; il++) {
-        const struct llama_layer *l = &m->layers[il];
-        if (il == 0)
-            TRY(be->rms_norm(cx, &s.h, &s.x, NULL, &l->attn_norm, hp->eps));
-        else
-            TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &l->attn_norm, hp->eps));
-        TRY(attention_block(&s, l, il));
-        TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &l->ffn_norm, hp->eps));
-        TRY(mlp_block(&s, l));
-    }
-    TRY(be->rms_norm(cx, &s.h, &s.o, &s.x, &m->out_norm, hp->eps));
+    const int fused = ZL_BACKEND_HAS(be, linear_fused) && be->linear_fused;
+    for (int il = 0; il < hp->n_layer; il++)
+        TRY(fused ? layer_fused(&s, &m->layers[il], il) : layer_ops(&s, &m->layers[il], il));
+    TRY(be->rms_norm(cx, &s.h, fused ? &s.x : &s.o, fused ? NULL : &s.x, &m->out_norm, hp->eps));
     if (b->n_logits == 0)
         return ZL_OK;
     struct zl_tensor hl, src, dst, out;

@@ -9,7 +9,9 @@
  * prompt (32/8 heads of 128), odd lengths 1/17/0/100/333 in one batch,
  * chunked prefill over shuffled 16-token blocks, MHA, MQA, q and out as
  * strided views with 16-byte aligned rows (the vector path) and with odd
- * widths (the 2-byte path).  The output is poisoned (NaN) before each run.
+ * widths (the 2-byte path); mixed steps whose leading decodes go to the
+ * decode kernel and the rest to the flash kernel.  The output is poisoned
+ * (NaN) before each run.
  *
  * kv_write is exact (one rounding to the cache dtype) and must leave every
  * other byte of the pool alone: the whole pool is compared.
@@ -305,6 +307,12 @@ static const struct attn_case cases[] = {
      HALF_ONLY, 0, 0},
     {"MHA 8/8 hd 64, bs 32", 2, {130, 70}, {130, 300}, 8, 8, 64, 32, 1, HALF_ONLY, 0, 1},
     {"MQA 8/1 hd 128, 257 tokens", 1, {257}, {257}, 8, 1, 128, 16, 1, HALF_ONLY, 0, 0},
+    /* mixed steps, decodes first as the scheduler orders them: the decode
+     * kernel takes the leading one-row sequences, the flash kernel the rest */
+    {"mixed step: 3 decodes then 2 prefill chunks (GQA 32/8)", 5, {1, 1, 1, 200, 64},
+     {513, 2049, 77, 900, 64}, 32, 8, 128, 16, 1, HALF_ONLY, 0, 0},
+    {"mixed step hd 64: a decode then a prompt and a 1-token chunk", 3, {1, 130, 1},
+     {40, 130, 300}, 8, 2, 64, 16, 1, HALF_ONLY, 0, 1},
 };
 
 int main(void)

@@ -20,6 +20,24 @@
 extern "C" {
 #endif
 
+/* What linear_fused does around out = x @ w^T (+ bias), in this order:
+ *   norm:     x is replaced by rmsnorm(x) * norm (f32 [i], eps) first;
+ *   swiglu:   w holds the gate rows, then as many up rows ([2f, i]):
+ *             out[n, f] = silu(gate) * up, each rounded to out's dtype first;
+ *   residual: out = residual + the product rounded to out's dtype
+ *             (residual [n, o] of out's dtype; it may be out itself).
+ * Unfused, they are exactly rms_norm(tmp_x, x), linear(tmp_out, tmp_x, w),
+ * silu_mul(out, gate and up views of tmp_out) / add(out, residual,
+ * tmp_out); tmp_x [n, i] and tmp_out [n, w rows] are the model's scratch
+ * for that, of x's dtype (needed only for norm and for swiglu/residual). */
+struct zl_linear_fuse {
+    const struct zl_tensor *norm;
+    float eps;
+    int32_t swiglu;
+    const struct zl_tensor *residual;
+    struct zl_tensor *tmp_x, *tmp_out;
+};
+
 /* A backend instance on one device: threads or a stream, scratch, handles.
  * Opaque to the core; created by open(), passed to every op. */
 struct zl_bctx;
@@ -236,6 +254,17 @@ struct zl_backend_ops {
                          const struct zl_tensor *v, const struct zl_tensor *positions,
                          const struct zl_rope *rope, const struct zl_kv_cache *cache,
                          int32_t layer, const struct zl_attn_batch *batch);
+
+    /* ---- API minor 2 ---- */
+
+    /* linear with the work around it fused (see struct zl_linear_fuse):
+     * same arguments and result as linear, then the fused steps.  A
+     * backend fuses where it pays (a decode-sized step) and runs the
+     * unfused ops on f->tmp_x / f->tmp_out otherwise.  NULL: the model calls
+     * rms_norm, linear, silu_mul and add itself. */
+    int (*linear_fused)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                        const struct zl_tensor *w, const struct zl_tensor *bias,
+                        const struct zl_linear_fuse *f);
 
     /* Members are appended here by later API minors. */
 };
