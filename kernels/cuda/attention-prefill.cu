@@ -27,14 +27,13 @@
 // (same tile shape; 166.6 us now).
 //
 // H100, one 2048-token causal prompt of a Llama-3.1-8B layer (32/8 heads of
-// 128, bf16, 34.4 GFLOP): 163.5 us through the backend (210 TFLOP/s;
-// bench_cuda_ops), the generic kernel 17.8 ms.  Chunk of 512 rows on an
-// 8192-token prefix: 264 us (268 TFLOP/s).  Of the shapes tried (all give
-// bit-identical outputs), 4 warps of 2 m-tiles with Q re-read from shared
-// memory (cfg<4, 2, false, 2>) ran the 2048 prompt in 139.6 us (246
-// TFLOP/s) but is slower with few CTAs (chunks, mixed batches); it has not
-// been through test_cuda_attn on the GPU, so it is not the default yet.
-// 3 K/V stages with one barrier a tile (ZL_PREFILL_STAGES=3) were no faster.
+// 128, bf16, 34.4 GFLOP): 139.0 us through the backend (247 TFLOP/s;
+// bench_cuda_ops) with the long-prompt shape below, 4 warps of 2 m-tiles
+// with Q re-read from shared memory (cfg<4, 2, false, 2>); 8 warps of one
+// tile with Q in registers took 163.5 us.  The generic kernel: 17.8 ms.
+// Chunk of 512 rows on an 8192-token prefix: 264 us (268 TFLOP/s).  All
+// shapes tried give bit-identical outputs.  3 K/V stages with one barrier
+// a tile (ZL_PREFILL_STAGES=3) were no faster.
 //
 // Takes q/out/cache in f16 or bf16 (one dtype), head_dim 64 or 128, a
 // power-of-two block size, a 16-byte aligned pool and scale > 0; declines

@@ -46,6 +46,19 @@
 // on vs off: 1.3 us less per call on the 4096-row shapes.
 // Not done: o <= 2048 (k/v projections of 1024 rows) gives 32 blocks for
 // 132 SMs; those want more warps per row tile or a split over blocks.
+//
+// Fused modes (zl_cuda_gemv_ex, the backend's linear_fused): NORM reads x
+// through an RMSNorm (warp k sums token k's squares after the PDL wait,
+// then each x chunk is scaled and rounded as rms_norm rounds it);
+// NORM_SWIGLU also takes w = [gate; up] and gives a block 8 MT gate rows in
+// its first MT / 2 tiles and the matching up rows in the others, so the
+// epilogue rounds both and stores silu(gate) * up; RESID adds a residual
+// (out may be it) to the rounded sum.  Each saves the launch and the
+// stream restart of one small kernel.  Measured in the model (Llama-3.1-8B
+// bf16, batch 1): 7.31 -> 7.13 ms per token.  ncu (serialised, caches
+// flushed) times the fused gate/up at 95.3 us, QKV 25.5 us, o/down 30.5 us
+// on average, lm_head 345 us: the serialised ramp and drain of each grid
+// is what the model loses against the back-to-back figures above.
 #include <stdint.h>
 
 #include <type_traits>
