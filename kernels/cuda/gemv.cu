@@ -59,7 +59,19 @@
 // flushed) times the fused gate/up at 95.3 us, QKV 25.5 us, o/down 30.5 us
 // on average, lm_head 345 us: the serialised ramp and drain of each grid
 // is what the model loses against the back-to-back figures above.
+//
+// Shapes swept in the model (tuning build, ZL_GEMV_SHAPE forcing one
+// (MT, KW, U) on every GEMV; Llama-3.1-8B bf16, 127 decode steps at batch
+// 1; ncu's serialised sum of the GEMVs per forward in brackets): the
+// default pick below 7.11 ms/token (6330 us), (2,8,2) everywhere 7.61
+// (6307), (4,8,2) 7.28 (6489), (2,4,4) 8.02 (6520), (2,16,2) 7.73 (7044),
+// (1,8,4) 8.09 (6928), (2,8,4) 8.08, (2,4,2) 8.51, (4,4,2) 8.57, (6,8,2)
+// 8.81.  (2,8,2) for the SwiGLU GEMV alone is faster under ncu (90.6 vs
+// 95.5 us) but slower in the model (7.45 vs 7.01 ms/token, two runs each):
+// serialised timings do not rank shapes for a PDL chain.
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <type_traits>
 
@@ -327,10 +339,55 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
 // 2-8; see the header): long rows keep 4 chunks per step, big matrices
 // take 64-row blocks, the rest 32-row blocks with 2 chunks per step.
+#ifdef ZL_GEMV_TUNING
+// A tuning build (CPPFLAGS=-DZL_GEMV_TUNING) takes ZL_GEMV_SHAPE="MT,KW,U"
+// for every call (ZL_GEMV_SWIGLU_SHAPE for the SwiGLU ones), from the
+// shapes instantiated here (the SwiGLU mode needs an even MT): a sweep in
+// the model without a rebuild per shape.
+template <typename T, typename O, int MODE>
+cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
+                  cudaStream_t stream, bool *done)
+{
+    static int shapes[2] = {-1, -1}; // every call, SwiGLU calls
+    static const char *const names[] = {"2,8,2", "2,8,4", "4,8,2", "2,4,2", "2,4,4",
+                                        "4,4,2", "2,16,2", "1,8,4", "6,8,2"};
+    static const char *const vars[2] = {"ZL_GEMV_SHAPE", "ZL_GEMV_SWIGLU_SHAPE"};
+    for (int v = 0; v < 2; v++)
+        if (shapes[v] < 0) {
+            const char *e = getenv(vars[v]);
+            shapes[v] = 99;
+            for (int i = 0; e && i < (int)(sizeof names / sizeof *names); i++)
+                if (!strcmp(e, names[i]))
+                    shapes[v] = i;
+        }
+    const int shape = MODE == NORM_SWIGLU && shapes[1] != 99 ? shapes[1] : shapes[0];
+    *done = true;
+    switch (MODE == NORM_SWIGLU && shape == 7 ? 1 : shape) {
+    case 0: return launch<T, O, 2, 8, 2, MODE>(out, x, w, ex, stream);
+    case 1: return launch<T, O, 2, 8, 4, MODE>(out, x, w, ex, stream);
+    case 2: return launch<T, O, 4, 8, 2, MODE>(out, x, w, ex, stream);
+    case 3: return launch<T, O, 2, 4, 2, MODE>(out, x, w, ex, stream);
+    case 4: return launch<T, O, 2, 4, 4, MODE>(out, x, w, ex, stream);
+    case 5: return launch<T, O, 4, 4, 2, MODE>(out, x, w, ex, stream);
+    case 6: return launch<T, O, 2, 16, 2, MODE>(out, x, w, ex, stream);
+    case 7: return launch<T, O, 1, 8, 4, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
+    case 8: return launch<T, O, 6, 8, 2, MODE>(out, x, w, ex, stream);
+    }
+    *done = false;
+    return cudaSuccess;
+}
+#endif
+
 template <typename T, typename O, int MODE>
 cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
                  cudaStream_t stream)
 {
+#ifdef ZL_GEMV_TUNING
+    bool done;
+    cudaError_t e = tuned<T, O, MODE>(out, x, w, ex, stream, &done);
+    if (done)
+        return e;
+#endif
     if (w->d >= 8192)
         return launch<T, O, 2, 8, 4, MODE>(out, x, w, ex, stream);
     if (w->n * w->d >= ((int64_t)1 << 26))
