@@ -69,6 +69,16 @@
 // 8.81.  (2,8,2) for the SwiGLU GEMV alone is faster under ncu (90.6 vs
 // 95.5 us) but slower in the model (7.45 vs 7.01 ms/token, two runs each):
 // serialised timings do not rank shapes for a PDL chain.
+//
+// Tried and dropped: up to 32 tokens with two or four n8 token tiles per
+// weight fragment (each lane loading tokens g, g + 8, ...).  Against
+// cuBLASLt through the same op (test_cuda_gemv, us): [6144, 4096] n=16
+// 24.7 vs 23.2, n=32 30.2 vs 23.6; [28672, 4096] n=16 106.2 vs 88.5, n=32
+// 122.9 vs 86.4; [128256, 4096] n=32 484.4 vs 386.9 (only [4096, 14336]
+// n=16 won, 43.4 vs 46.6); with the fused ops at batch 32 the model took
+// 11.7-11.9 ms per step against 11.1-11.2.  The x fragments of 16-32
+// tokens come through L1/L2 for every weight chunk and the mma count per
+// weight byte grows with them: past 8 tokens cuBLASLt's tiles win.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

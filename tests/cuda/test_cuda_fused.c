@@ -1,9 +1,9 @@
 /* linear_fused (backend.h, API minor 2) against float64 references on fresh
  * random inputs: the RMSNorm prologue (QKV), norm + SwiGLU (gate/up), the
  * residual epilogue with out == residual (o and down projections), each
- * at n = 1, 3, 8 tokens (the fused GEMV of gemv.cu) and 9, 33 (the unfused
- * ops on the scratch), bf16 and f16, shapes with tails (rows not a multiple
- * of 16); a bias (the unfused path at any n); bad fuse lists.  Also exact
+ * at n = 1, 3, 8 tokens (the fused GEMV of gemv.cu) and 9, 17, 32, 33 (the
+ * unfused ops on the scratch), bf16 and f16, shapes with tails (rows not a
+ * multiple of 16); a bias (the unfused path at any n); bad fuse lists.  Also exact
  * checks: with a residual, the fused GEMV must equal linear then add bit
  * for bit (same products, same rounding), and for n > 8 linear_fused must
  * equal the ops it stands for.
@@ -33,6 +33,7 @@
 #include "cuda-test.h"
 
 #define U32 0x1p-24
+#define GEMV_MAX_ROWS 8 /* kernels/cuda: steps up to this many tokens run the fused GEMV */
 #define EPS 1e-5f
 
 enum mode { M_NORM, M_SWIGLU, M_RESID };
@@ -186,7 +187,7 @@ static void run_case(const struct fcase *c)
     reference(c, x, w, nw, c->bias ? b : NULL, res, ref, tol);
     if (ct_ok(call(c, dout, buf), what) && ct_sync(what) &&
         ct_check_dev(what, dout, c->dt, ref, tol, (size_t)(c->n * f)) &&
-        (c->mode == M_RESID || c->n > 8)) {
+        (c->mode == M_RESID || c->n > GEMV_MAX_ROWS)) {
         /* exact: the ops it stands for (a residual at n <= 8: the same GEMV
          * sums, rounded, then added as add() does) */
         char w2[200];
@@ -216,8 +217,8 @@ static void bad_lists(void)
 {
     void *d = dmalloc(64 * 64 * 2);
     struct zl_tensor out, x, w, nw;
-    mat(&out, ZL_DTYPE_BF16, 16, 32, d);
-    mat(&x, ZL_DTYPE_BF16, 16, 32, d);
+    mat(&out, ZL_DTYPE_BF16, 40, 32, d);   /* over GEMV_MAX_ROWS: the unfused path */
+    mat(&x, ZL_DTYPE_BF16, 40, 32, d);
     mat(&w, ZL_DTYPE_BF16, 32, 32, d);
     tensor(&nw, ZL_DTYPE_F32, 1, (int64_t[]){32}, d);
     struct zl_linear_fuse both = {.norm = &nw, .eps = EPS, .swiglu = 1, .residual = &out};
@@ -225,7 +226,7 @@ static void bad_lists(void)
     ct_result(rc == ZL_EINVAL, "swiglu with a residual refused: %s", zl_last_error());
     struct zl_linear_fuse no_tmp = {.norm = &nw, .eps = EPS};
     rc = be->linear_fused(bctx, &out, &x, &w, NULL, &no_tmp);
-    ct_result(rc == ZL_EINVAL, "a norm over 16 rows without tmp_x refused: %s", zl_last_error());
+    ct_result(rc == ZL_EINVAL, "a norm over 40 rows without tmp_x refused: %s", zl_last_error());
     rc = be->linear_fused(bctx, &out, &x, &w, NULL, NULL);
     ct_result(rc == ZL_EINVAL, "no fuse list refused: %s", zl_last_error());
     dfree(d);
@@ -242,14 +243,14 @@ int main(void)
         return 77;
     }
     static const enum zl_dtype dts[2] = {ZL_DTYPE_BF16, ZL_DTYPE_F16};
-    static const int ns[5] = {1, 3, 8, 9, 33};
+    static const int ns[7] = {1, 3, 8, 9, 17, 32, 33};
     /* [o, k]: tails everywhere; a Llama-3.1-8B-shaped down projection */
     static const int64_t shapes[4][2] = {{96, 64}, {200, 136}, {1040, 1032}, {4096, 14336}};
     for (int d = 0; d < 2; d++)
         for (int s = 0; s < 4; s++)
             for (int m = 0; m < 3; m++)
-                for (int i = 0; i < 5; i++) {
-                    if (s == 3 && (m != M_RESID || ns[i] == 33 || d))
+                for (int i = 0; i < 7; i++) {
+                    if (s == 3 && (m != M_RESID || ns[i] == 3 || ns[i] == 17 || ns[i] == 33 || d))
                         continue; /* the big shape once: its reference is slow */
                     struct fcase c = {dts[d], ns[i], shapes[s][0], shapes[s][1], m, 0};
                     run_case(&c);
