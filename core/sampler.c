@@ -272,35 +272,14 @@ static float from_bits(uint32_t key)
     return v;
 }
 
-/* The k-th largest of the n values prob[idx[..]] counting multiplicity
- * (1 <= k <= n): one histogram pass per digit, each over only the
+/* The largest value v among prob[idx[..]] whose candidates >= v weigh at
+ * least `target` in all, a candidate weighing 1 (by_count: v is then the
+ * target-th largest counting multiplicity, 1 <= target <= n) or its own
+ * value (the top-p cut): per digit, the bin where the weight from the top
+ * reaches the target, then the same inside that bin, over only the
  * candidates that share the digits found so far (moved to tmp). */
-static float kth_largest(const float *prob, const int32_t *idx, int32_t n, int32_t k,
-                         int32_t *tmp)
-{
-    uint32_t hist[2048];
-    const int32_t *src = idx;
-    uint32_t key = 0;
-    for (int d = 0; d < 3; d++) {
-        int nb = 1 << digit_bits[d];
-        memset(hist, 0, sizeof(uint32_t) * nb);
-        for (int32_t i = 0; i < n; i++)
-            hist[digit(prob[src[i]], d)]++;
-        int bin = nb - 1;
-        for (; bin > 0 && hist[bin] < (uint32_t)k; bin--)
-            k -= (int32_t)hist[bin];
-        key |= (uint32_t)bin << digit_shift[d];
-        n = narrow(prob, src, n, d, (unsigned)bin, tmp);
-        src = tmp;
-    }
-    return from_bits(key);
-}
-
-/* The largest value v among prob[idx[..]] with sum of the values >= v at
- * least `target`: per digit, the bin where the mass from the top reaches
- * the target, then the same inside that bin. */
-static float mass_threshold(const float *prob, const int32_t *idx, int32_t n, double target,
-                            int32_t *tmp)
+static float radix_threshold(const float *prob, const int32_t *idx, int32_t n, double target,
+                             int by_count, int32_t *tmp)
 {
     double mass[2048];
     const int32_t *src = idx;
@@ -311,7 +290,7 @@ static float mass_threshold(const float *prob, const int32_t *idx, int32_t n, do
         int lowest = nb - 1;
         for (int32_t i = 0; i < n; i++) {
             int bin = (int)digit(prob[src[i]], d);
-            mass[bin] += prob[src[i]];
+            mass[bin] += by_count ? 1.0 : prob[src[i]];
             if (bin < lowest)
                 lowest = bin;
         }
@@ -354,13 +333,13 @@ static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
     }
     if (p->top_k > 0 && p->top_k < n)
         n = keep_at_least(s->prob, s->idx, n,
-                          kth_largest(s->prob, s->idx, n, p->top_k, s->tmp));
+                          radix_threshold(s->prob, s->idx, n, p->top_k, 1, s->tmp));
     if (p->top_p < 1.0f) {
         double tot = 0.0;
         for (int32_t i = 0; i < n; i++)
             tot += s->prob[s->idx[i]];
         n = keep_at_least(s->prob, s->idx, n,
-                          mass_threshold(s->prob, s->idx, n, (double)p->top_p * tot, s->tmp));
+                          radix_threshold(s->prob, s->idx, n, (double)p->top_p * tot, 0, s->tmp));
     }
     double tot = 0.0;
     for (int32_t i = 0; i < n; i++)

@@ -74,37 +74,49 @@ struct run {
     int32_t n[N_REQ][2];
 };
 
-static void run_all(const struct zl_backend_ops *be, struct run *res)
+/* An engine over the fake model with `be`, 64 tokens a step, 4-token KV
+ * blocks; *mem_out to free after the engine (fake_fini(&m->f) too). */
+static struct zl_engine *open_engine(const struct zl_backend_ops *be, struct zl_model *m,
+                                     uint32_t pool_blocks, int32_t max_seqs, int32_t max_len,
+                                     const int32_t *eos, struct zl_mem **mem_out)
 {
-    struct zl_model m;
-    memset(&m, 0, sizeof m);
-    memset(res, 0, sizeof *res);
-    struct zl_mem *mem = fake_mem(512, 4);
+    memset(m, 0, sizeof *m);
+    struct zl_mem *mem = fake_mem(pool_blocks, 4);
     cr_assert_not_null(mem, "%s", zl_last_error());
     struct zl_engine_params ep = zl_engine_default_params();
     ep.threaded = 0;
     ep.sched.max_num_batched_tokens = 64;
-    ep.sched.max_num_seqs = 16;
-    ep.sched.max_model_len = 256;
-    size_t ws = fm_ws(&m, 64, 16) + sizeof(float) * FAKE_VOCAB * 16 + 4096;
+    ep.sched.max_num_seqs = max_seqs;
+    ep.sched.max_model_len = max_len;
+    size_t ws = fm_ws(m, 64, max_seqs) + sizeof(float) * FAKE_VOCAB * (size_t)max_seqs + 4096;
     cr_assert_eq(zl_mem_plan(mem, ws, 64), ZL_OK, "%s", zl_last_error());
     void *base;
     size_t stride;
     uint32_t nb;
     cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
-    fake_init(&m.f, (int32_t)nb, 4);
+    fake_init(&m->f, (int32_t)nb, 4);
     static int dummy_ctx;
     ep.model_ops = &fake_model_ops;
-    ep.model = &m;
+    ep.model = m;
     ep.backend = be;
     ep.bctx = (struct zl_bctx *)&dummy_ctx;
     ep.mem = mem;
     ep.block_size = 4;
-    int32_t eos = 3;
-    ep.eos_ids = &eos;
-    ep.n_eos = 1;
+    ep.eos_ids = eos;
+    ep.n_eos = eos ? 1 : 0;
     struct zl_engine *e;
     cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+    *mem_out = mem;
+    return e;
+}
+
+static void run_all(const struct zl_backend_ops *be, struct run *res)
+{
+    struct zl_model m;
+    struct zl_mem *mem;
+    memset(res, 0, sizeof *res);
+    static const int32_t eos = 3;
+    struct zl_engine *e = open_engine(be, &m, 512, 16, 256, &eos, &mem);
 
     int32_t bias_ids[3] = {5, 9, 5};
     float bias[3] = {2.5f, -1.0f, 0.75f};
@@ -197,30 +209,8 @@ Test(engine_dsample, rows_carry_what_the_cpu_sampler_reads)
 Test(engine_dsample, a_fully_masked_row_ends_only_its_request)
 {
     struct zl_model m;
-    memset(&m, 0, sizeof m);
-    struct zl_mem *mem = fake_mem(128, 4);
-    cr_assert_not_null(mem, "%s", zl_last_error());
-    struct zl_engine_params ep = zl_engine_default_params();
-    ep.threaded = 0;
-    ep.sched.max_num_batched_tokens = 64;
-    ep.sched.max_num_seqs = 4;
-    ep.sched.max_model_len = 64;
-    cr_assert_eq(zl_mem_plan(mem, fm_ws(&m, 64, 4) + sizeof(float) * FAKE_VOCAB * 4 + 4096, 64),
-                 ZL_OK, "%s", zl_last_error());
-    void *base;
-    size_t stride;
-    uint32_t nb;
-    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
-    fake_init(&m.f, (int32_t)nb, 4);
-    static int dummy_ctx;
-    ep.model_ops = &fake_model_ops;
-    ep.model = &m;
-    ep.backend = &sampling_backend_ops;
-    ep.bctx = (struct zl_bctx *)&dummy_ctx;
-    ep.mem = mem;
-    ep.block_size = 4;
-    struct zl_engine *e;
-    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+    struct zl_mem *mem;
+    struct zl_engine *e = open_engine(&sampling_backend_ops, &m, 128, 4, 64, NULL, &mem);
     static int32_t every[FAKE_VOCAB];
     for (int32_t i = 0; i < FAKE_VOCAB; i++)
         every[i] = i;

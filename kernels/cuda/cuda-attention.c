@@ -97,28 +97,6 @@ static struct zl_cuda_attn_shape shape_of(const struct zl_attn_batch *b, int32_t
     return sh;
 }
 
-/* Sequences [0, nd) of a batch whose first nd have one query row each
- * (q_start[s] = s there) through the decode kernel; cudaErrorNotSupported
- * when it declines. */
-static cudaError_t decode_part(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
-                               const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
-                               const struct zl_cuda_batch *db, const struct zl_attn_batch *b,
-                               int32_t nd, float scale, int *rc)
-{
-    struct zl_cuda_attn_shape sh = shape_of(b, 0, nd);
-    struct zl_cuda_heads o = *oh, q = *qh;
-    struct zl_cuda_batch d = *db;
-    o.n = q.n = d.n_seqs = nd;
-    size_t need = zl_cuda_attention_decode_scratch(nd, (int32_t)q.heads, (int32_t)q.head_dim,
-                                                   sh.max_kv_len);
-    *rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need, "attention")
-               : ZL_OK;
-    if (*rc < 0)
-        return cudaSuccess;
-    return zl_cuda_attention_decode(&o, &q, kv, &d, &sh, scale, ctx->attn_scratch,
-                                    ctx->attn_scratch_cap, ctx->stream);
-}
-
 /* The tensor-core kernels first: one query row per sequence goes to the
  * decode kernel, anything else to the flash kernel.  A mixed step (the
  * scheduler puts decodes first) is split: its leading one-row sequences
@@ -131,16 +109,23 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                     const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
 {
     int32_t nd = 0;
-    while (nd < b->n_seqs && b->q_start[nd + 1] - b->q_start[nd] == 1)
+    while (b->q_start[0] == 0 && nd < b->n_seqs && b->q_start[nd + 1] - b->q_start[nd] == 1)
         nd++;
-    int rc = ZL_OK;
     cudaError_t e = cudaSuccess;
-    if (nd > 0 && b->q_start[0] == 0)
-        e = decode_part(ctx, oh, qh, kv, db, b, nd, scale, &rc);
-    else
-        nd = 0;
-    if (rc < 0)
-        return rc;
+    if (nd > 0) { /* sequences [0, nd): q and out rows [0, nd) */
+        struct zl_cuda_attn_shape sh = shape_of(b, 0, nd);
+        size_t need = zl_cuda_attention_decode_scratch(nd, (int32_t)qh->heads,
+                                                       (int32_t)qh->head_dim, sh.max_kv_len);
+        int rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need,
+                                     "attention") : ZL_OK;
+        if (rc < 0)
+            return rc;
+        struct zl_cuda_heads o = *oh, q = *qh;
+        struct zl_cuda_batch d = *db;
+        o.n = q.n = d.n_seqs = nd;
+        e = zl_cuda_attention_decode(&o, &q, kv, &d, &sh, scale, ctx->attn_scratch,
+                                     ctx->attn_scratch_cap, ctx->stream);
+    }
     if (e == cudaSuccess && nd < b->n_seqs) {
         struct zl_cuda_attn_shape sh = shape_of(b, nd, b->n_seqs);
         struct zl_cuda_batch p = *db;

@@ -103,20 +103,26 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
     return ZL_OK;
 }
 
-/* Grows the pinned staging slots to `bytes` each (all copies done first). */
+int cuda_pinned_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, size_t copies)
+{
+    if (bytes <= *cap)
+        return ZL_OK;
+    size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    void *old = *buf;
+    *buf = NULL;
+    *cap = 0;
+    ZL_CUDA_TRY(cudaFreeHost(old));
+    ZL_CUDA_TRY(cudaHostAlloc(buf, want * copies, cudaHostAllocDefault));
+    *cap = want;
+    return ZL_OK;
+}
+
+/* Grows the pinned staging slots to `bytes` each. */
 static int stage_reserve(struct zl_bctx *ctx, size_t bytes)
 {
-    if (bytes <= ctx->stage_slot)
-        return ZL_OK;
-    size_t want = ctx->stage_slot * 2 > bytes ? ctx->stage_slot * 2 : bytes;
-    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-    char *old = ctx->stage;
-    ctx->stage = NULL;
-    ctx->stage_slot = 0;
-    ZL_CUDA_TRY(cudaFreeHost(old));
-    ZL_CUDA_TRY(cudaHostAlloc((void **)&ctx->stage, want * CUDA_STAGE_SLOTS, cudaHostAllocDefault));
-    ctx->stage_slot = want;
-    return ZL_OK;
+    return cuda_pinned_reserve(ctx, &ctx->stage, &ctx->stage_slot, bytes,
+                               CUDA_STAGE_SLOTS);
 }
 
 static int host_reserve(void **buf, size_t *cap, size_t bytes, const char *op)
@@ -169,7 +175,7 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
         if ((rc = stage_reserve(ctx, total)) < 0)
             return rc;
         unsigned s = ctx->stage_next++ % CUDA_STAGE_SLOTS;
-        char *slot = ctx->stage + (size_t)s * ctx->stage_slot;
+        char *slot = (char *)ctx->stage + (size_t)s * ctx->stage_slot;
         /* the slot's previous copy must have left it; it was queued
          * CUDA_STAGE_SLOTS uploads ago, so this rarely waits */
         ZL_CUDA_TRY(cudaEventSynchronize(ctx->stage_ev[s]));

@@ -187,3 +187,13 @@ int cuda_check_kv(const char *op, const struct zl_kv_cache *c, int32_t layer,
                               .head_dim = c->head_dim, .layer = layer, .dtype = c->dtype};
     return ZL_OK;
 }
+
+int cuda_rows_overlap(const struct zl_cuda_rows *a, const struct zl_cuda_rows *b)
+{
+    if (!a->n || !a->d || !b->n || !b->d)
+        return 0;
+    const char *a0 = a->data, *b0 = b->data;
+    const char *a1 = a0 + (a->n - 1) * a->stride + a->d * (int64_t)cuda_dtype_size(a->dtype);
+    const char *b1 = b0 + (b->n - 1) * b->stride + b->d * (int64_t)cuda_dtype_size(b->dtype);
+    return a0 < b1 && b0 < a1;
+}

@@ -64,7 +64,7 @@ struct zl_bctx {
     void *lt_ws;                            /* CUDA_LT_WORKSPACE bytes */
     struct cuda_linear_cache *lin;          /* per-shape matmul plans (cuda-linear.c) */
     struct cuda_upload meta, freq;
-    char *stage;                            /* pinned, CUDA_STAGE_SLOTS * stage_slot bytes */
+    void *stage;                            /* pinned, CUDA_STAGE_SLOTS * stage_slot bytes */
     size_t stage_slot;
     cudaEvent_t stage_ev[CUDA_STAGE_SLOTS];
     unsigned stage_next;
@@ -106,6 +106,8 @@ int cuda_check_heads_shape(const char *op, const char *name, const struct zl_cud
 /* The cache, layer and batch fit each other and n_tok query rows; fills kv. */
 int cuda_check_kv(const char *op, const struct zl_kv_cache *cache, int32_t layer,
                   const struct zl_attn_batch *b, int64_t n_tok, struct zl_cuda_kv *kv);
+/* Whether the bytes of a's rows and b's rows overlap. */
+int cuda_rows_overlap(const struct zl_cuda_rows *a, const struct zl_cuda_rows *b);
 const char *cuda_dtype_name(enum zl_dtype dt);
 size_t cuda_dtype_size(enum zl_dtype dt);
 
@@ -117,6 +119,10 @@ size_t cuda_dtype_size(enum zl_dtype dt);
  * as soon as it returns. */
 int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
                 const struct cuda_part *parts, int n, void **dev);
+/* Grows pinned host memory *buf to `copies` slots of at least `bytes`
+ * (*cap: bytes a slot), doubling; waits for the stream first, so no copy
+ * still reads the old buffer. */
+int cuda_pinned_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, size_t copies);
 /* Grows *buf (device, *cap bytes) to at least `bytes`, doubling. */
 int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op);
 

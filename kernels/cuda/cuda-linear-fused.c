@@ -29,18 +29,15 @@ static cudaError_t try_gemv(struct zl_bctx *ctx, struct zl_tensor *out, const st
     if (f->residual) {
         if (cuda_check_rows(ctx, op, "residual", f->residual, CUDA_DT_FLOAT, &rr) < 0)
             return cudaErrorNotSupported;
-        /* the residual may be out itself, but not overlap it otherwise */
-        if (rr.data != o.data && (char *)rr.data < (char *)o.data + o.n * o.stride &&
-            (char *)o.data < (char *)rr.data + rr.n * rr.stride)
+        /* the residual may be out itself (element for element), else apart */
+        int same = rr.data == o.data && rr.stride == o.stride;
+        if (!same && cuda_rows_overlap(&rr, &o))
             return cudaErrorNotSupported;
         g.res = &rr;
     }
-    /* out must not overlap x, w or the norm weights */
-    const struct zl_cuda_rows *in[2] = {&xr, &wr};
-    for (int i = 0; i < 2; i++)
-        if ((char *)in[i]->data < (char *)o.data + o.n * o.stride &&
-            (char *)o.data < (char *)in[i]->data + in[i]->n * in[i]->stride)
-            return cudaErrorNotSupported;
+    if (cuda_rows_overlap(&o, &xr) || cuda_rows_overlap(&o, &wr) ||
+        (f->norm && cuda_rows_overlap(&o, &nr)))
+        return cudaErrorNotSupported;
     cudaError_t e = cudaSetDevice(ctx->device);
     return e != cudaSuccess ? e : zl_cuda_gemv_ex(&o, &xr, &wr, &g, ctx->stream);
 }

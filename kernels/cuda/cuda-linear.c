@@ -194,16 +194,6 @@ static int plan_get(struct zl_bctx *ctx, const struct lin_key *k, struct lin_pla
     return ZL_OK;
 }
 
-static int overlaps(const struct zl_cuda_rows *a, const struct zl_cuda_rows *b)
-{
-    if (!a->n || !a->d || !b->n || !b->d)
-        return 0;
-    const char *a0 = a->data, *b0 = b->data;
-    const char *a1 = a0 + (a->n - 1) * a->stride + a->d * (int64_t)cuda_dtype_size(a->dtype);
-    const char *b1 = b0 + (b->n - 1) * b->stride + b->d * (int64_t)cuda_dtype_size(b->dtype);
-    return a0 < b1 && b0 < a1;
-}
-
 static int check_args(struct zl_bctx *ctx, struct zl_cuda_rows *o, struct zl_cuda_rows *x,
                       struct zl_cuda_rows *w, struct zl_cuda_rows *b, struct zl_tensor *out,
                       const struct zl_tensor *xt, const struct zl_tensor *wt,
@@ -230,7 +220,7 @@ static int check_args(struct zl_bctx *ctx, struct zl_cuda_rows *o, struct zl_cud
     if (o->dtype != ZL_DTYPE_F32 && o->dtype != w->dtype)
         return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda linear: out is %s, want f32 or w's %s",
                                    cuda_dtype_name(o->dtype), cuda_dtype_name(w->dtype));
-    if (overlaps(o, x) || overlaps(o, w))
+    if (cuda_rows_overlap(o, x) || cuda_rows_overlap(o, w))
         return zl_cuda_host->error(ZL_EINVAL, "cuda linear: out overlaps x or w");
     const struct zl_cuda_rows *all[3] = {x, w, o};
     for (int i = 0; i < 3; i++)

@@ -60,19 +60,6 @@ static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, 
     return ZL_OK;
 }
 
-/* Grows the pinned result buffer (no copy is pending: every call waits). */
-static int host_results(struct zl_bctx *ctx, size_t bytes)
-{
-    if (bytes <= ctx->samp_host_cap)
-        return ZL_OK;
-    size_t want = ctx->samp_host_cap * 2 > bytes ? ctx->samp_host_cap * 2 : bytes;
-    ZL_CUDA_TRY(cudaFreeHost(ctx->samp_host));
-    ctx->samp_host = NULL;
-    ctx->samp_host_cap = 0;
-    ZL_CUDA_TRY(cudaHostAlloc(&ctx->samp_host, want, cudaHostAllocDefault));
-    ctx->samp_host_cap = want;
-    return ZL_OK;
-}
 
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out)
@@ -121,7 +108,8 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     size_t saved_bytes = ALIGN16(n_saved * sizeof(float));
     if ((rc = cuda_reserve(ctx, &ctx->samp_scratch, &ctx->samp_scratch_cap,
                            saved_bytes + ALIGN16(res_bytes) + st_bytes, op)) < 0 ||
-        (rc = host_results(ctx, ALIGN16(res_bytes) + st_bytes)) < 0)
+        (rc = cuda_pinned_reserve(ctx, &ctx->samp_host, &ctx->samp_host_cap,
+                                         ALIGN16(res_bytes) + st_bytes, 1)) < 0)
         return rc;
     char *scratch = ctx->samp_scratch;
     struct zl_cuda_sample_args a = {

@@ -143,61 +143,44 @@ __device__ unsigned long long block_max(unsigned long long v, smem &s)
     return s.q0;
 }
 
-/* Inclusive and exclusive scans over the threads in order. */
-__device__ void block_scan(unsigned v, unsigned *incl, unsigned *excl, smem &s)
+/* Inclusive and exclusive scans over the threads in order; ws holds the
+ * per-warp sums (s.wu or s.wd of the block's shared memory). */
+template <typename V> __device__ void scan_in(V v, V *incl, V *excl, V *ws)
 {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     for (int o = 1; o < 32; o <<= 1) {
-        unsigned x = __shfl_up_sync(FULL, v, o);
+        V x = __shfl_up_sync(FULL, v, o);
         if (lane >= o)
             v += x;
     }
     __syncthreads();
     if (lane == 31)
-        s.wu[w] = v;
+        ws[w] = v;
     __syncthreads();
     if (w == 0) {
-        unsigned t = s.wu[lane];
+        V t = ws[lane];
         for (int o = 1; o < 32; o <<= 1) {
-            unsigned x = __shfl_up_sync(FULL, t, o);
+            V x = __shfl_up_sync(FULL, t, o);
             if (lane >= o)
                 t += x;
         }
-        s.wu[lane] = t;
+        ws[lane] = t;
     }
     __syncthreads();
-    unsigned off = w ? s.wu[w - 1] : 0u;
-    unsigned ex = __shfl_up_sync(FULL, v, 1);
+    V off = w ? ws[w - 1] : V(0);
+    V ex = __shfl_up_sync(FULL, v, 1);
     *incl = v + off;
-    *excl = (lane ? ex : 0u) + off;
+    *excl = (lane ? ex : V(0)) + off;
+}
+
+__device__ void block_scan(unsigned v, unsigned *incl, unsigned *excl, smem &s)
+{
+    scan_in(v, incl, excl, s.wu);
 }
 
 __device__ void block_scan(double v, double *incl, double *excl, smem &s)
 {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    for (int o = 1; o < 32; o <<= 1) {
-        double x = __shfl_up_sync(FULL, v, o);
-        if (lane >= o)
-            v += x;
-    }
-    __syncthreads();
-    if (lane == 31)
-        s.wd[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        double t = s.wd[lane];
-        for (int o = 1; o < 32; o <<= 1) {
-            double x = __shfl_up_sync(FULL, t, o);
-            if (lane >= o)
-                t += x;
-        }
-        s.wd[lane] = t;
-    }
-    __syncthreads();
-    double off = w ? s.wd[w - 1] : 0.0;
-    double ex = __shfl_up_sync(FULL, v, 1);
-    *incl = v + off;
-    *excl = (lane ? ex : 0.0) + off;
+    scan_in(v, incl, excl, s.wd);
 }
 
 /* ---- the draw's uniform: zl_sampler_uniform bit for bit ---- */

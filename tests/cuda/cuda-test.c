@@ -84,6 +84,13 @@ int ct_finish(void)
     return n_fail ? 1 : 0;
 }
 
+int ct_skip(const char *why)
+{
+    printf("SKIP %s: %s\n", suite_name, why);
+    ct_finish();
+    return 77;
+}
+
 int ct_is_cpu(void)
 {
     return !strcmp(backend_name, "cpu");
@@ -116,6 +123,19 @@ double rng_uniform(double lo, double hi)
 int rng_int(int lo, int hi)
 {
     return lo + (int)(rng_u64() % (uint64_t)(hi - lo + 1));
+}
+
+int32_t *rng_perm(int n)
+{
+    int32_t *p = xmalloc((size_t)n * sizeof *p);
+    for (int i = 0; i < n; i++)
+        p[i] = i;
+    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates */
+        int j = rng_int(0, i);
+        int32_t t = p[i];
+        p[i] = p[j], p[j] = t;
+    }
+    return p;
 }
 
 void *xmalloc(size_t bytes)

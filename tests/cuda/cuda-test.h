@@ -32,6 +32,8 @@ extern struct zl_bctx *bctx;
 int ct_setup(const char *suite);
 /* Prints the summary, closes; the exit status (0 all passed, 1 otherwise). */
 int ct_finish(void);
+/* Prints "SKIP suite: why", closes; returns 77 (automake's SKIP) for main. */
+int ct_skip(const char *why);
 /* 1 when the backend is the CPU one (f32 activations only). */
 int ct_is_cpu(void);
 
@@ -43,6 +45,7 @@ enum zl_dtype ct_act(int i);
 uint64_t rng_u64(void);
 double rng_uniform(double lo, double hi);
 int rng_int(int lo, int hi);    /* lo..hi inclusive */
+int32_t *rng_perm(int n);       /* 0..n-1 shuffled (new buffer, free it) */
 
 void *xmalloc(size_t bytes);    /* exits on failure */
 

@@ -97,14 +97,7 @@ static void make_tables(struct setup *s)
     }
     s->n_tok = s->q_start[c->n_seqs];
     s->pool = used + 3;
-    int32_t *perm = xmalloc((size_t)s->pool * sizeof *perm);
-    for (int i = 0; i < s->pool; i++)
-        perm[i] = i;
-    for (int i = s->pool - 1; i > 0; i--) {
-        int j = rng_int(0, i);
-        int32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    int32_t *perm = rng_perm(s->pool);
     s->table = xmalloc((size_t)(c->n_seqs * s->max_blocks) * sizeof *s->table);
     s->slot = xmalloc((size_t)(s->n_tok ? s->n_tok : 1) * sizeof *s->slot);
     int next = 0;

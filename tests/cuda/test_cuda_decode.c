@@ -109,14 +109,7 @@ static void make_pool(struct run *r)
         r->max_blocks = nb + 1 > r->max_blocks ? nb + 1 : r->max_blocks;
     }
     r->pool = used + 3;
-    int32_t *perm = xmalloc((size_t)r->pool * sizeof *perm);
-    for (int i = 0; i < r->pool; i++)
-        perm[i] = i;
-    for (int i = r->pool - 1; i > 0; i--) {
-        int j = rng_int(0, i);
-        int32_t t = perm[i];
-        perm[i] = perm[j], perm[j] = t;
-    }
+    int32_t *perm = rng_perm(r->pool);
     r->table = xmalloc((size_t)c->n_seqs * (size_t)r->max_blocks * sizeof *r->table);
     r->slot = xmalloc((size_t)c->n_seqs * sizeof *r->slot);
     r->q_start = xmalloc((size_t)(c->n_seqs + 1) * sizeof *r->q_start);

@@ -238,9 +238,7 @@ int main(void)
     if (rc)
         return rc;
     if (!ZL_BACKEND_HAS(be, linear_fused) || !be->linear_fused) {
-        printf("SKIP: this backend has no linear_fused (the model runs the separate ops)\n");
-        ct_finish();
-        return 77;
+        return ct_skip("this backend has no linear_fused (the model runs the separate ops)");
     }
     static const enum zl_dtype dts[2] = {ZL_DTYPE_BF16, ZL_DTYPE_F16};
     static const int ns[7] = {1, 3, 8, 9, 17, 32, 33};

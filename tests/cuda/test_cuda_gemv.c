@@ -296,9 +296,7 @@ int main(void)
     if (rc)
         return rc;
     if (ct_is_cpu()) {
-        printf("SKIP gemv: the CPU backend takes f32 activations only\n");
-        ct_finish();
-        return 77;
+        return ct_skip("the CPU backend takes f32 activations only");
     }
     const char *q = getenv("ZL_GEMV_QUICK");
     quick = q && *q && *q != '0';

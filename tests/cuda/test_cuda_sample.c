@@ -622,9 +622,7 @@ int main(void)
     if (rc)
         return rc;
     if (!ZL_BACKEND_HAS(be, sample) || !be->sample) {
-        printf("SKIP sample: the backend has no sample op\n");
-        ct_finish();
-        return 77;
+        return ct_skip("the backend has no sample op");
     }
     const char *q = getenv("ZL_TEST_QUICK");
     quick = q && *q ? atoi(q) : 0;
