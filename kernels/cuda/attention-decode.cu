@@ -9,9 +9,16 @@
 // O += P V are m16n8k16 MMAs (P rounded to the cache dtype, f32
 // accumulation).  At the end the 4 warps merge through shared memory and
 // either write the normalised output (one split) or an unnormalised
-// partial (O, max, sum) to scratch, which combine_kernel merges.
+// partial (O, max, sum) to scratch; the last CTA of a (sequence, kv head)
+// to finish (a counter per pair, left at zero for the next launch) merges
+// the splits in split order, so the result does not depend on timing.
 // The split count fills the GPU: about 2 CTAs per SM over (sequence, kv
 // head) pairs, never chunks under 64 keys.
+//
+// Launched as a programmatic dependent (cuda-pdl.cuh): before waiting for
+// the rope/KV write before it, a CTA asks its first tiles' K/V rows into L2
+// (all but the newest row were written steps ago; a prefetch only warms
+// L2, the reads come after the wait).
 //
 // Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
 // power-of-two block sizes, sm_80+; the caller falls back otherwise.
@@ -29,6 +36,7 @@
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-mma.cuh"
+#include "cuda-pdl.cuh"
 
 using namespace zlcuda;
 
@@ -59,6 +67,7 @@ struct decode_args {
     float scale_log2;
     float *part_o;              // [n_seqs][n_q][n_splits][head_dim]
     float *part_ml;             // [n_seqs][n_q][n_splits][2]: max (log2 units), sum
+    int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
 };
 
 template <int HD> constexpr int ld_kv() { return HD + 8; }   // padded rows: ldmatrix without conflicts
@@ -76,18 +85,30 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ __align__(16) T sq[ROWS][LD];
     __shared__ float sm_m[WARPS][ROWS], sm_l[WARPS][ROWS];
+    __shared__ bool merge;
 
     const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
-    const int kv_len = a.kv_len[s];
+    const int kv_len = a.kv_len[s];             // uploaded metadata: readable before the wait
     const int c0 = split * a.chunk;
-    if (c0 >= kv_len)
-        return;                                 // a shorter sequence of the batch: nothing here
     const int c1 = min(c0 + a.chunk, kv_len);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, tg = lane & 3;
 
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // the keys the pipeline's first loads ask for: one K and one V row each
+    for (int i = tid; i < 2 * min(c1 - c0, (STAGES - 1) * WARPS * TILE); i += WARPS * 32) {
+        const int pos = c0 + i / 2;
+        const char *row = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
+                          (int64_t)(pos & a.bs_mask) * a.row_bytes + (i & 1) * a.v_off;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row),
+                     "r"((unsigned)(HD * sizeof(T))) : "memory");
+    }
+#endif
+    pdl_wait();
+    if (c0 >= kv_len)
+        return;                                 // a shorter sequence of the batch: nothing here
     T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
     const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
     const int my_tiles = n_tiles > warp ? (n_tiles - warp + WARPS - 1) / WARPS : 0;
@@ -222,6 +243,10 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
         }
     }
     cp_async_wait<0>();
+    // The o projection after this kernel may launch now, its blocks taking
+    // SMs only as this grid drains (releasing at the start or at exit
+    // measured the same at batch 1).
+    pdl_release();
 #pragma unroll
     for (int r = 0; r < 2; r++) {   // row sums: the 4 lanes of a row held parts
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
@@ -270,69 +295,68 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
             }
         }
     }
-}
+    if (a.n_splits == 1)
+        return;
 
-// out row (s, h) = the splits' partials merged, one CTA per row.  The
-// splits are spread over the threads (a serial loop would wait one memory
-// latency per split): first their max and sum, then NG groups of threads
-// each sum every NG-th split's O in float4 columns, reduced in shared memory.
-constexpr int COMBINE_THREADS = 128;
-
-__device__ __forceinline__ float block_max(float v, float *sh)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    const int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    // The pair's last CTA merges: the partials go out before the count
+    // (fence), and the merging CTA reads them from L2 (__ldcg), not from a
+    // stale L1.  Every CTA with keys counts once, so the count ends at n.
+    const int n = min(a.n_splits, (kv_len + a.chunk - 1) / a.chunk);
+    __threadfence();
     __syncthreads();
-    if (lane == 0)
-        sh[threadIdx.x / 32] = v;
-    __syncthreads();
-    float t = lane < nw ? sh[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1)
-        t = fmaxf(t, __shfl_xor_sync(0xffffffffu, t, o));
-    return t;
-}
-
-template <typename T, int HD>
-__global__ void __launch_bounds__(COMBINE_THREADS) combine_kernel(decode_args a)
-{
-    constexpr int CV = HD / 4;                          // float4 columns
-    constexpr int NG = COMBINE_THREADS / CV;            // split groups
-    __shared__ float w[MAX_SPLITS];
-    __shared__ float red[32];
-    __shared__ __align__(16) float acc_s[NG][HD];
-    const int idx = blockIdx.x, s = idx / a.n_q, h = idx % a.n_q, tid = threadIdx.x;
-    const int n = min(a.n_splits, (a.kv_len[s] + a.chunk - 1) / a.chunk);
-    const float *ml = a.part_ml + (size_t)idx * a.n_splits * 2;
-    float mm = -INFINITY;
-    for (int sp = tid; sp < n; sp += COMBINE_THREADS)
-        mm = fmaxf(mm, ml[sp * 2]);
-    mm = block_max(mm, red);
-    float den = 0.0f;
-    for (int sp = tid; sp < n; sp += COMBINE_THREADS) {
-        const float f = exp2f(ml[sp * 2] - mm);
-        w[sp] = f;
-        den += f * ml[sp * 2 + 1];
+    if (tid == 0) {
+        int32_t *cnt = a.count + (int64_t)s * gridDim.y + kvh;
+        merge = atomicAdd(cnt, 1) == n - 1;
+        if (merge)
+            *cnt = 0;                           // every CTA of the pair has counted
     }
-    den = block_sum(den, red);                          // its barriers publish w too
-    const int col = tid % CV, grp = tid / CV;
-    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    const float4 *po = reinterpret_cast<const float4 *>(a.part_o + (size_t)idx * a.n_splits * HD) + col;
-#pragma unroll 4
-    for (int sp = grp; sp < n; sp += NG) {
-        const float4 v = po[(size_t)sp * CV];
-        const float f = w[sp];
-        acc.x += f * v.x, acc.y += f * v.y, acc.z += f * v.z, acc.w += f * v.w;
-    }
-    *reinterpret_cast<float4 *>(&acc_s[grp][col * 4]) = acc;
     __syncthreads();
-    char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)h * a.o_nb1;
-    for (int d = tid; d < HD; d += COMBINE_THREADS) {
-        float t = 0.0f;
-#pragma unroll
-        for (int g = 0; g < NG; g++)
-            t += acc_s[g][d];
-        store<T>(orow, d, t / den);
+    if (!merge)
+        return;
+    __threadfence();
+
+    // Per row: the splits' weights 2^(m - max) and the denominator, one
+    // warp a row (lane order, then a fixed shuffle tree); then float4
+    // columns, every split's O in flight at once.
+    float *wt = reinterpret_cast<float *>(smem);  // [group][n]: the pipeline buffers again
+    __shared__ float den_s[ROWS];
+    const size_t row0 = ((size_t)s * a.n_q + (size_t)kvh * a.group) * a.n_splits;
+    for (int r = warp; r < a.group; r += WARPS) {
+        const float *ml = a.part_ml + (row0 + (size_t)r * a.n_splits) * 2;
+        float mm = -INFINITY;
+        for (int sp = lane; sp < n; sp += 32)
+            mm = fmaxf(mm, __ldcg(&ml[sp * 2]));
+        for (int o = 16; o > 0; o >>= 1)
+            mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
+        float den = 0.0f;
+        for (int sp = lane; sp < n; sp += 32) {
+            const float f = exp2f(__ldcg(&ml[sp * 2]) - mm);
+            wt[r * n + sp] = f;
+            den += f * __ldcg(&ml[sp * 2 + 1]);
+        }
+        for (int o = 16; o > 0; o >>= 1)
+            den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0)
+            den_s[r] = den;
+    }
+    __syncthreads();
+    for (int i = tid; i < a.group * (HD / 4); i += WARPS * 32) {
+        const int r = i / (HD / 4), c = (i % (HD / 4)) * 4;
+        const float4 *po = reinterpret_cast<const float4 *>(
+            a.part_o + (row0 + (size_t)r * a.n_splits) * HD + c);
+        float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 8
+        for (int sp = 0; sp < n; sp++) {
+            const float4 v = __ldcg(po + (size_t)sp * (HD / 4));
+            const float f = wt[r * n + sp];
+            acc.x += f * v.x, acc.y += f * v.y, acc.z += f * v.z, acc.w += f * v.w;
+        }
+        const float inv = 1.0f / den_s[r];
+        char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)(kvh * a.group + r) * a.o_nb1;
+        store<T>(orow, c, acc.x * inv);
+        store<T>(orow, c + 1, acc.y * inv);
+        store<T>(orow, c + 2, acc.z * inv);
+        store<T>(orow, c + 3, acc.w * inv);
     }
 }
 
@@ -363,7 +387,7 @@ static int device_sms(bool *ok)
 
 // Splits so that the CTAs fill the GPU about once (2 CTAs per SM at head_dim
 // 128, 4 at 64): none once the (sequence, kv head) pairs nearly do (a split
-// costs a partial write, a combine launch and a pipeline ramp per CTA).  Monotone in
+// costs a partial write, a merge and a pipeline ramp per CTA).  Monotone in
 // pairs, so the scratch bound from n_seqs alone covers any n_kv_heads.
 static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
 {
@@ -408,10 +432,7 @@ cudaError_t launch(decode_args &a, int n_kv, int n_seqs, cudaStream_t stream)
         attr_set[dev] = true;
     }
     dim3 grid((unsigned)a.n_splits, (unsigned)n_kv, (unsigned)n_seqs);
-    decode_kernel<T, HD><<<grid, WARPS * 32, SMEM, stream>>>(a);
-    if (a.n_splits > 1)
-        combine_kernel<T, HD><<<(unsigned)((int64_t)n_seqs * a.n_q), COMBINE_THREADS, 0, stream>>>(a);
-    return cudaGetLastError();
+    return launch_pdl("attn", decode_kernel<T, HD>, grid, dim3(WARPS * 32), SMEM, stream, a);
 }
 
 } // namespace
@@ -435,7 +456,7 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
                                                 const struct zl_cuda_batch *b,
                                                 const struct zl_cuda_attn_shape *s, float scale,
                                                 void *scratch, size_t scratch_bytes,
-                                                cudaStream_t stream)
+                                                int32_t *count, cudaStream_t stream)
 {
     const int hd = (int)q->head_dim;
     const int bs = cache->block_size;
@@ -454,7 +475,7 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     const int n_kv = cache->n_kv_heads;
     plan p = make_plan((int64_t)b->n_seqs * n_kv, s->max_kv_len, hd, sms);
     const size_t need = scratch_for(b->n_seqs, q->heads, hd, p.splits);
-    if (need > scratch_bytes || (need && !scratch))
+    if (need > scratch_bytes || (need && !scratch) || (p.splits > 1 && !count))
         return cudaErrorNotSupported;
 
     decode_args a;
@@ -481,6 +502,7 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     a.scale_log2 = scale * LOG2E;
     a.part_o = static_cast<float *>(scratch);
     a.part_ml = need ? a.part_o + (size_t)b->n_seqs * q->heads * p.splits * hd : nullptr;
+    a.count = count;
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;
     if (hd == 128)

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "cuda-impl.h"
 
@@ -79,6 +80,10 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
                                    cuda_dtype_name(a.k.dtype), cuda_dtype_name(vh.dtype));
     if (a.q.n == 0)
         return ZL_OK;
+#ifdef ZL_GEMV_TUNING
+    if (getenv("ZL_SKIP_ATTN"))
+        return ZL_OK;
+#endif
     if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0)
         return rc;
     ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
@@ -120,11 +125,19 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                                      "attention") : ZL_OK;
         if (rc < 0)
             return rc;
+        size_t counted = ctx->attn_count_cap;
+        rc = cuda_reserve(ctx, &ctx->attn_count, &ctx->attn_count_cap,
+                          (size_t)nd * (size_t)kv->n_kv_heads * sizeof(int32_t), "attention");
+        if (rc < 0)
+            return rc;
+        if (ctx->attn_count_cap != counted) /* the kernel keeps them zero from here on */
+            ZL_CUDA_TRY(cudaMemsetAsync(ctx->attn_count, 0, ctx->attn_count_cap, ctx->stream));
         struct zl_cuda_heads o = *oh, q = *qh;
         struct zl_cuda_batch d = *db;
         o.n = q.n = d.n_seqs = nd;
         e = zl_cuda_attention_decode(&o, &q, kv, &d, &sh, scale, ctx->attn_scratch,
-                                     ctx->attn_scratch_cap, ctx->stream);
+                                     ctx->attn_scratch_cap, (int32_t *)ctx->attn_count,
+                                     ctx->stream);
     }
     if (e == cudaSuccess && nd < b->n_seqs) {
         struct zl_cuda_attn_shape sh = shape_of(b, nd, b->n_seqs);
@@ -172,6 +185,10 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
                                    (double)scale);
     if (qh.n == 0)
         return ZL_OK;
+#ifdef ZL_GEMV_TUNING
+    if (getenv("ZL_SKIP_ATTN"))
+        return ZL_OK;
+#endif
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0)
         return rc;

@@ -20,7 +20,9 @@
  *   - conv: linear inputs converted to the weight's dtype (f32 activations
  *     against bf16/f16 weights), grown by doubling on first use.
  *   - attn_scratch: split-KV partial results of decode attention, grown by
- *     doubling to the longest context seen.
+ *     doubling to the longest context seen; attn_count: the split counters
+ *     the last block of each (sequence, kv head) merges on, zeroed when grown
+ *     (the kernel leaves them zero).
  *   - err: four device ints the embedding kernel flags bad token ids in;
  *     sync() reads them and reports ZL_ERANGE (the ids are on the device, so
  *     the op itself cannot see them without a round trip).
@@ -74,6 +76,8 @@ struct zl_bctx {
     size_t conv_cap;
     void *attn_scratch;                     /* decode attention's split-KV partials */
     size_t attn_scratch_cap;
+    void *attn_count;                       /* int32 split counters of decode attention */
+    size_t attn_count_cap;
     int32_t *err;                           /* device [4]: embedding's bad-id flag */
     int32_t *err_host;                      /* pinned [4] */
     struct cuda_upload samp;                /* the sample batch's host arrays */

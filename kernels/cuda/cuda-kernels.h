@@ -161,15 +161,20 @@ cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const str
 
 /* Decode steps only (every sequence has exactly one query row, q_start[s]
  * = s), attention-decode.cu: a GQA group's query heads share the MMA M
- * dimension, long contexts split over blocks and combined.  `scratch` holds
- * zl_cuda_attention_decode_scratch() bytes of device memory.  Returns
- * cudaErrorNotSupported for what it does not take (the caller falls back). */
+ * dimension, long contexts split over blocks, the last block of a (sequence,
+ * kv head) merging the splits.  `scratch` holds
+ * zl_cuda_attention_decode_scratch() bytes of device memory; `count` holds
+ * n_seqs * n_kv_heads ints, zero before the first call (each call leaves
+ * them zero).  Launched as a programmatic dependent (cuda-pdl.cuh).
+ * Returns cudaErrorNotSupported for what it does not take (the caller
+ * falls back). */
 size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_heads, int32_t head_dim,
                                         int32_t max_kv_len);
 cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
                                      const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                                      const struct zl_cuda_attn_shape *s, float scale,
-                                     void *scratch, size_t scratch_bytes, cudaStream_t stream);
+                                     void *scratch, size_t scratch_bytes, int32_t *count,
+                                     cudaStream_t stream);
 
 #ifdef __cplusplus
 }

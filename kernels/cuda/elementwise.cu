@@ -1,9 +1,12 @@
 // Row-wise ops without reductions: embedding gather, silu_mul, add, copy
 // (with conversion) and the bias epilogue of linear.  One block walks a row
 // at a time (grid-stride over rows), its threads the columns, so strided row
-// views cost nothing extra and reads stay coalesced along a row.
+// views cost nothing extra and reads stay coalesced along a row.  silu_mul
+// and add, which sit between a layer's kernels, launch as programmatic
+// dependents (cuda-pdl.cuh): their launch hides under the kernel before.
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-pdl.cuh"
 
 using namespace zlcuda;
 
@@ -20,6 +23,8 @@ template <typename F> __device__ __forceinline__ void for_rows(int64_t n, int64_
 
 template <typename T> __global__ void silu_mul_kernel(rows_t o, rows_t a, rows_t b)
 {
+    pdl_release();
+    pdl_wait();
     for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
         float g = load<T>(row_at(a.data, r, a.stride), c);
         float u = load<T>(row_at(b.data, r, b.stride), c);
@@ -29,6 +34,8 @@ template <typename T> __global__ void silu_mul_kernel(rows_t o, rows_t a, rows_t
 
 template <typename T> __global__ void add_kernel(rows_t o, rows_t a, rows_t b)
 {
+    pdl_release();
+    pdl_wait();
     for_rows(o.n, o.d, [&](int64_t r, int64_t c) {
         store<T>(row_at(o.data, r, o.stride), c,
                  load<T>(row_at(a.data, r, a.stride), c) + load<T>(row_at(b.data, r, b.stride), c));
@@ -103,9 +110,8 @@ extern "C" cudaError_t zl_cuda_silu_mul(const rows_t *out, const rows_t *a, cons
                                         cudaStream_t stream)
 {
     return with_float_type(out->dtype, [&](auto t) {
-        silu_mul_kernel<decltype(t)>
-            <<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, *a, *b);
-        return cudaGetLastError();
+        return launch_pdl("elt", silu_mul_kernel<decltype(t)>, row_blocks(out->n), row_threads(out->d), 0,
+                          stream, *out, *a, *b);
     });
 }
 
@@ -113,8 +119,8 @@ extern "C" cudaError_t zl_cuda_add(const rows_t *out, const rows_t *a, const row
                                    cudaStream_t stream)
 {
     return with_float_type(out->dtype, [&](auto t) {
-        add_kernel<decltype(t)><<<row_blocks(out->n), row_threads(out->d), 0, stream>>>(*out, *a, *b);
-        return cudaGetLastError();
+        return launch_pdl("elt", add_kernel<decltype(t)>, row_blocks(out->n), row_threads(out->d), 0,
+                          stream, *out, *a, *b);
     });
 }
 

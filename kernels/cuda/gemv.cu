@@ -87,6 +87,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-pdl.cuh"
 
 using namespace zlcuda;
 
@@ -202,12 +203,11 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
                 for (int h = 0; h < 2; h++)
                     asm volatile("prefetch.global.L2 [%0];"
                                  ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
-    // A gemv after this one may launch as soon as every block here runs
-    // (it waits for this grid's end before touching x or out); other
-    // kernels are not launched as dependents and do not see this.
-    asm volatile("griddepcontrol.launch_dependents;");
-    asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+    // The kernel after this one may launch as soon as every block here runs
+    // (it waits for this grid's end before touching what this one writes).
+    pdl_release();
+    pdl_wait();
 
     // RMSNorm prologue: warp k sums the squares of token k's row.
     float inv = 0.0f;
@@ -310,40 +310,15 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
 }
 
-// Compute capability of the current device (sm_80 and up have the mma).
-int device_major(void)
-{
-    static int major[64];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0)
-        return 0;
-    if (dev < 64 && major[dev])
-        return major[dev];
-    int m = 0;
-    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-        return 0;
-    if (dev < 64)
-        major[dev] = m;
-    return m;
-}
-
 template <typename T, typename O, int MT, int KW, int U, int MODE>
 cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
                    cudaStream_t stream)
 {
     const int64_t per_block = MODE == NORM_SWIGLU ? 8 * MT : 16 * MT;
     const int64_t outs = MODE == NORM_SWIGLU ? w->n / 2 : w->n;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)((outs + per_block - 1) / per_block));
-    cfg.blockDim = dim3(KW * 32);
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    if (device_major() >= 9)
-        cfg.attrs = attr, cfg.numAttrs = 1;
-    cudaError_t err = cudaLaunchKernelEx(&cfg, gemv_kernel<T, O, MT, KW, U, MODE>, *out, *x, *w, ex);
-    return err != cudaSuccess ? err : cudaGetLastError();
+    const dim3 grid((unsigned)((outs + per_block - 1) / per_block));
+    return launch_pdl("gemv", gemv_kernel<T, O, MT, KW, U, MODE>, grid, dim3(KW * 32), 0, stream, *out, *x,
+                      *w, ex);
 }
 
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,

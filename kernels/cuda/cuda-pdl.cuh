@@ -1,0 +1,89 @@
+// Programmatic dependent launch (PDL, sm_90+): a kernel launched with
+// launch_pdl() may start while the kernel before it in the stream still
+// runs, as soon as every block of that one has called pdl_release() (or
+// ended).  It must call pdl_wait() before it reads what earlier kernels
+// wrote or writes anything they read: the wait returns once the grid
+// before it has finished and its writes are visible.  Work that touches
+// neither (addresses, L2 prefetch of weights or old KV rows, host-uploaded
+// metadata: its copy ended before the kernel before this one started) goes
+// ahead of the wait, and a grid's launch latency hides under the one
+// before it.
+//
+// Every block of a PDL kernel waits unconditionally, early exits included:
+// the kernel after it waits only for this grid, so a block that returned
+// without waiting would let that one run ahead of the grid before this.
+// On older GPUs the attribute is left off and both calls are no-ops.
+#ifndef ZL_CUDA_PDL_CUH
+#define ZL_CUDA_PDL_CUH
+
+#include <cuda_runtime.h>
+
+namespace zlcuda {
+
+__device__ __forceinline__ void pdl_release()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Compute capability major of the current device, asked once per device
+// (the launch path runs for every layer); 0 when it cannot be asked.
+inline int device_major()
+{
+    static int major[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0)
+        return 0;
+    if (dev < 64 && major[dev])
+        return major[dev];
+    int m = 0;
+    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return 0;
+    if (dev < 64)
+        major[dev] = m;
+    return m;
+}
+
+#ifdef ZL_GEMV_TUNING
+// Tuning build: ZL_PDL_OFF="gemv,rope,attn,elt" launches those plainly.
+#include <stdlib.h>
+#include <string.h>
+inline bool pdl_off(const char *what)
+{
+    const char *e = getenv("ZL_PDL_OFF");
+    return e && strstr(e, what);
+}
+#else
+inline bool pdl_off(const char *) { return false; }
+#endif
+
+// `what` names the kernel's class for a tuning build (see above).
+template <typename... P, typename... A>
+cudaError_t launch_pdl(const char *what, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                       cudaStream_t stream, A &&...args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    if (device_major() >= 9 && !pdl_off(what))
+        cfg.attrs = attr, cfg.numAttrs = 1;
+    cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, static_cast<A &&>(args)...);
+    return err != cudaSuccess ? err : cudaGetLastError();
+}
+
+} // namespace zlcuda
+
+#endif
