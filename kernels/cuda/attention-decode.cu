@@ -23,6 +23,14 @@
 // Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
 // power-of-two block sizes, sm_80+; the caller falls back otherwise.
 //
+// The merge in the kernel replaced a combine kernel (one launch less per
+// layer): bench_cuda_ops batch 1 ctx 512 10.3 -> 8.8 us.  A first merge
+// gave each thread one output and walked the splits twice with dependent
+// L2 loads: batch 1 took 7.05 ms per token with it and 6.48 with the
+// float4 merge below (two device runs minutes apart, each on a fresh
+// machine; a later A/B of the whole change on one machine gave 6.99 ->
+// 6.94, so these two figures show the merge's cost, not the final gain).
+//
 // Measured 2026-11-24, H100 80GB HBM3 (bench_cuda_ops, Llama-3.1-8B heads,
 // bf16, 8 layers rotated): batch 1 ctx 512 10.3 us (was 45.9; launch and
 // latency bound, its 2 MB sit in L2), batch 32 ctx 512 31.5 us (2.1 TB/s of
@@ -243,10 +251,6 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
         }
     }
     cp_async_wait<0>();
-    // The o projection after this kernel may launch now, its blocks taking
-    // SMs only as this grid drains (releasing at the start or at exit
-    // measured the same at batch 1).
-    pdl_release();
 #pragma unroll
     for (int r = 0; r < 2; r++) {   // row sums: the 4 lanes of a row held parts
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);

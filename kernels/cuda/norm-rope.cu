@@ -105,7 +105,6 @@ __global__ void rope_kv_kernel(heads_t q, heads_t k, heads_t v, const int32_t *p
     extern __shared__ float cs[]; // [2 * half]: cos, then sin
     const int hd = c.head_dim, rot = 2 * half;
     const int64_t nq = q.heads * half, nkv = (int64_t)c.n_kv_heads * hd;
-    pdl_release();
     pdl_wait(); // positions are a tensor too: an earlier kernel may have written them
     for (int64_t i = blockIdx.x; i < q.n; i += gridDim.x) {
         float p = (float)pos[i * pos_step];

@@ -8,13 +8,15 @@
 #   b1           one 512-token prompt, 128 new tokens: decode time per token at batch 1
 #   b32 / b128   32 / 128 prompts of 1024 tokens, 64 new tokens: decode step time
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs).
+# ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (a folder with its
+# cuda.so) against the same model plugin: two builds compared on one machine.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 build=$(cd "${1:?usage: bench-llama8b.sh BUILD_DIR [CASES]}" && pwd)
 cases=${2:-"prefill2048 b1 b32 b128"}
 export LD_LIBRARY_PATH="$build/core/.libs:${ZL_DEVLIBS:-$top/.devlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export ZLIGHT_PLUGIN_PATH="$build/kernels/cuda/.libs:$build/models/llama/.libs"
+export ZLIGHT_PLUGIN_PATH="${ZL_CUDA_PLUGIN_DIR:-$build/kernels/cuda/.libs}:$build/models/llama/.libs"
 gen="$build/core/.libs/zlight-generate"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -6,6 +6,8 @@
 # N_PROMPTS (default 1000) random 1024-token prompts, 256 tokens out,
 # ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
+# ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
+# bench-llama8b.sh).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -14,7 +16,7 @@ tokdir=$(cd "${2:?usage: bench-serve.sh BUILD_DIR TOKENIZER_DIR [N] [RATE_N]}" &
 n=${3:-1000}
 rn=${4:-32}
 export LD_LIBRARY_PATH="$build/core/.libs:${ZL_DEVLIBS:-$top/.devlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export ZLIGHT_PLUGIN_PATH="$build/kernels/cuda/.libs:$build/models/llama/.libs:$build/plugins/openai/.libs"
+export ZLIGHT_PLUGIN_PATH="${ZL_CUDA_PLUGIN_DIR:-$build/kernels/cuda/.libs}:$build/models/llama/.libs:$build/plugins/openai/.libs"
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 mkdir "$tmp/tok"
