@@ -330,16 +330,14 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
         float mm = -INFINITY;
         for (int sp = lane; sp < n; sp += 32)
             mm = fmaxf(mm, __ldcg(&ml[sp * 2]));
-        for (int o = 16; o > 0; o >>= 1)
-            mm = fmaxf(mm, __shfl_xor_sync(0xffffffffu, mm, o));
+        mm = warp_max(mm);
         float den = 0.0f;
         for (int sp = lane; sp < n; sp += 32) {
             const float f = exp2f(__ldcg(&ml[sp * 2]) - mm);
             wt[r * n + sp] = f;
             den += f * __ldcg(&ml[sp * 2 + 1]);
         }
-        for (int o = 16; o > 0; o >>= 1)
-            den += __shfl_xor_sync(0xffffffffu, den, o);
+        den = warp_sum(den);
         if (lane == 0)
             den_s[r] = den;
     }

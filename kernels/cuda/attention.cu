@@ -51,13 +51,6 @@ __device__ int32_t seq_of(const batch_t &b, int64_t i)
     return lo;
 }
 
-__device__ __forceinline__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 template <typename T, typename C>
 __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attention_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float scale)

@@ -29,6 +29,20 @@ static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_att
     return ZL_OK;
 }
 
+/* Tuning build only: ZL_SKIP_ATTN=1 makes rope_kv_write and attention do
+ * nothing (a timing floor for the rest of the step; the tokens are wrong). */
+static int skip_attention(void)
+{
+#ifdef ZL_GEMV_TUNING
+    static int skip = -1;
+    if (skip < 0)
+        skip = getenv("ZL_SKIP_ATTN") != NULL;
+    return skip;
+#else
+    return 0;
+#endif
+}
+
 int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t layer,
                   const struct zl_tensor *k, const struct zl_tensor *v,
                   const struct zl_attn_batch *batch)
@@ -80,10 +94,8 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
                                    cuda_dtype_name(a.k.dtype), cuda_dtype_name(vh.dtype));
     if (a.q.n == 0)
         return ZL_OK;
-#ifdef ZL_GEMV_TUNING
-    if (getenv("ZL_SKIP_ATTN"))
+    if (skip_attention())
         return ZL_OK;
-#endif
     if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0)
         return rc;
     ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
@@ -185,10 +197,8 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
                                    (double)scale);
     if (qh.n == 0)
         return ZL_OK;
-#ifdef ZL_GEMV_TUNING
-    if (getenv("ZL_SKIP_ATTN"))
+    if (skip_attention())
         return ZL_OK;
-#endif
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0)
         return rc;

@@ -108,21 +108,32 @@ static inline unsigned row_threads(int64_t d, int64_t max = 256)
     return t < 32 ? 32 : t > max ? (unsigned)max : (unsigned)t;
 }
 
+// Sum / max of v over the warp (a fixed butterfly: every lane gets the
+// same bits, independent of timing).
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Sum of v over the block (blockDim.x a multiple of 32), returned to every
 // thread; sh holds 32 floats.  Safe to call repeatedly with the same sh.
 __device__ __forceinline__ float block_sum(float v, float *sh)
 {
-    for (int o = 16; o > 0; o >>= 1)
-        v += __shfl_xor_sync(0xffffffffu, v, o);
+    v = warp_sum(v);
     unsigned lane = threadIdx.x % 32, nw = blockDim.x / 32;
     __syncthreads(); // the previous call's readers are done with sh
     if (lane == 0)
         sh[threadIdx.x / 32] = v;
     __syncthreads();
-    float t = lane < nw ? sh[lane] : 0.0f;
-    for (int o = 16; o > 0; o >>= 1)
-        t += __shfl_xor_sync(0xffffffffu, t, o);
-    return t;
+    return warp_sum(lane < nw ? sh[lane] : 0.0f);
 }
 
 } // namespace zlcuda

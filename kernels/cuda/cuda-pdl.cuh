@@ -68,7 +68,7 @@ inline int device_major()
 #include <string.h>
 inline bool pdl_off(const char *what)
 {
-    const char *e = getenv("ZL_PDL_OFF");
+    static const char *e = getenv("ZL_PDL_OFF");
     return e && strstr(e, what);
 }
 #else

@@ -110,8 +110,8 @@ extern "C" cudaError_t zl_cuda_silu_mul(const rows_t *out, const rows_t *a, cons
                                         cudaStream_t stream)
 {
     return with_float_type(out->dtype, [&](auto t) {
-        return launch_pdl("elt", silu_mul_kernel<decltype(t)>, row_blocks(out->n), row_threads(out->d), 0,
-                          stream, *out, *a, *b);
+        return launch_pdl("elt", silu_mul_kernel<decltype(t)>, row_blocks(out->n),
+                          row_threads(out->d), 0, stream, *out, *a, *b);
     });
 }
 
@@ -119,8 +119,8 @@ extern "C" cudaError_t zl_cuda_add(const rows_t *out, const rows_t *a, const row
                                    cudaStream_t stream)
 {
     return with_float_type(out->dtype, [&](auto t) {
-        return launch_pdl("elt", add_kernel<decltype(t)>, row_blocks(out->n), row_threads(out->d), 0,
-                          stream, *out, *a, *b);
+        return launch_pdl("elt", add_kernel<decltype(t)>, row_blocks(out->n),
+                          row_threads(out->d), 0, stream, *out, *a, *b);
     });
 }
 

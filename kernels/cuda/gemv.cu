@@ -222,9 +222,7 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
                 for (int i = 0; i < 8; i++)
                     ss += to_f32<T>(e[i]) * to_f32<T>(e[i]);
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            ss = warp_sum(ss);
             if (lane == 0)
                 inv_s[warp] = rsqrtf(ss / (float)d + ex.eps);
         }
@@ -317,8 +315,8 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex
     const int64_t per_block = MODE == NORM_SWIGLU ? 8 * MT : 16 * MT;
     const int64_t outs = MODE == NORM_SWIGLU ? w->n / 2 : w->n;
     const dim3 grid((unsigned)((outs + per_block - 1) / per_block));
-    return launch_pdl("gemv", gemv_kernel<T, O, MT, KW, U, MODE>, grid, dim3(KW * 32), 0, stream, *out, *x,
-                      *w, ex);
+    return launch_pdl("gemv", gemv_kernel<T, O, MT, KW, U, MODE>, grid, dim3(KW * 32), 0, stream,
+                      *out, *x, *w, ex);
 }
 
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
