@@ -68,6 +68,8 @@ struct eng_prof {
     bool on;
     int64_t steps, tokens;
     double sched, forward, fetch, emit;
+    int64_t replays;                /* steps replayed as device graphs */
+    double record, launch;          /* their recording pass and graph_end (part of forward) */
 };
 
 struct zl_engine {
@@ -81,6 +83,8 @@ struct zl_engine {
     struct zl_sampler *sampler;
     struct eng_dsample ds;
     bool ds_failed;                 /* this step's device sampling failed */
+    bool graphs;                    /* decode steps through the backend's graphs */
+    int64_t graph_steps;            /* of them, replayed from a captured graph */
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */

@@ -203,6 +203,46 @@ void zl_engine_abort_all(struct zl_engine *e)
     publish_stats(e);
 }
 
+/* The model's forward; a decode step (one token per sequence) inside the
+ * backend's graph bracket (backend.h graph_begin), which may ask for the
+ * forward again: once to run it directly, once to capture it. */
+static int model_forward(struct zl_engine *e, const struct zl_sched_batch *b,
+                         const struct zl_forward_batch *fb, struct zl_tensor *lt)
+{
+    const struct zl_engine_params *p = &e->p;
+    if (!e->graphs || b->n_tokens != b->attn.n_seqs)
+        return p->model_ops->forward(p->model, fb, lt);
+    const struct zl_backend_ops *be = p->backend;
+    if (be->graph_begin(p->bctx) < 0) {
+        ZL_WARN("engine", "decode steps run without device graphs from now on: %s",
+                zl_last_error());
+        e->graphs = false;
+        return p->model_ops->forward(p->model, fb, lt);
+    }
+    double t0 = e->prof.on ? zl_engine_now() : 0.0;
+    int rc = p->model_ops->forward(p->model, fb, lt);
+    double t1 = e->prof.on ? zl_engine_now() : 0.0;
+    int g = be->graph_end(p->bctx, rc == ZL_OK);
+    if (rc == ZL_OK && g == ZL_OK) { /* the recording matched a captured graph */
+        e->graph_steps++;
+        if (e->prof.on) {
+            e->prof.replays++;
+            e->prof.record += t1 - t0;
+            e->prof.launch += zl_engine_now() - t1;
+        }
+    }
+    for (int pass = 0; g == ZL_GRAPH_AGAIN; pass++) {
+        if (pass == 2) { /* a recording, a capture that failed, a direct run: never more */
+            be->graph_end(p->bctx, 0);
+            return zl_error(ZL_EINVAL, "engine: the backend asked for a fourth forward of one "
+                            "step");
+        }
+        rc = p->model_ops->forward(p->model, fb, lt);
+        g = be->graph_end(p->bctx, rc == ZL_OK);
+    }
+    return rc < 0 ? rc : g;
+}
+
 static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
 {
     const struct zl_engine_params *p = &e->p;
@@ -232,7 +272,7 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
             .attn = b->attn, .cache = &e->cache, .n_logits = b->n_logits,
             .logits_rows = b->logits_rows, .workspace = ws, .workspace_bytes = wsb,
         };
-        rc = p->model_ops->forward(p->model, &fb, &lt);
+        rc = model_forward(e, b, &fb, &lt);
     }
     double t_fwd = e->prof.on ? zl_engine_now() : 0.0;
     e->ds_failed = false;
@@ -353,6 +393,7 @@ static void publish_stats(struct zl_engine *e)
     e->st.n_waiting = ss.n_waiting;
     e->st.n_preemptions = ss.n_preemptions;
     e->st.n_steps = ss.n_steps;
+    e->st.graph_steps = e->graph_steps;
     e->st.kv_blocks_used = ks.n_used;
     e->st.kv_usage = ks.n_blocks ? (double)ks.n_used / ks.n_blocks : 0.0;
     e->st.prefix_queried_tokens = ks.queried_tokens;
@@ -372,6 +413,11 @@ void zl_engine_prof_report(struct zl_engine *e)
             "%.1f tokens per step", (long long)p->steps, p->sched * k, p->forward * k, p->fetch * k,
             p->emit * k, (p->sched + p->forward + p->fetch + p->emit) * k,
             (double)p->tokens / (double)p->steps);
+    if (p->replays)
+        ZL_INFO("engine", "profile: %lld of those steps replayed device graphs; per replayed "
+                "step the recording pass took %.3f ms and graph_end (lookup, launch) %.3f ms",
+                (long long)p->replays, p->record * 1e3 / (double)p->replays,
+                p->launch * 1e3 / (double)p->replays);
     *p = (struct eng_prof){.on = true};
 }
 

@@ -18,6 +18,7 @@ struct zl_engine_params zl_engine_default_params(void)
     p.sched = zl_sched_default_params();
     p.threaded = 1;
     p.device_sampling = 1;
+    p.device_graphs = 1;
     return p;
 }
 
@@ -128,6 +129,9 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
     e->vocab = p->model_ops->vocab_size(p->model);
     const char *prof = getenv("ZLIGHT_PROFILE");
     e->prof.on = prof && *prof && strcmp(prof, "0") != 0;
+    const struct zl_backend_ops *be = p->backend;
+    e->graphs = p->device_graphs && p->bctx && ZL_BACKEND_HAS(be, graph_end) && be->graph_begin &&
+                be->graph_end;
     if (p->n_eos) {
         e->eos = malloc(sizeof(int32_t) * (size_t)p->n_eos);
         if (!e->eos) {

@@ -86,9 +86,7 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     ep.tokenizer = s->tok;
     ep.seed = (uint64_t)cfg->model.seed;
     ep.device_sampling = cfg->backend.device_sampling;
-    if (cfg->backend.cuda_graphs)   /* said once, so nobody counts on them */
-        ZL_WARN("serve", "backend.cuda_graphs: CUDA graphs are not implemented yet; decode "
-                "steps are launched op by op");
+    ep.device_graphs = cfg->backend.cuda_graphs;
 
     struct zl_frontend_host_params hp = {
         .tokenizer = s->tok,

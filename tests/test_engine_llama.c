@@ -7,8 +7,10 @@
  * (temperature 0.9, top-p 0.9) must be just as invariant.
  *
  * ZL_ENGINE_TEST_BACKEND=cuda runs the same on the CUDA backend (its
- * device sampler included), ZL_ENGINE_TEST_DTYPE=bf16|f16 in that dtype
- * (f32 default; the HF reference check needs f32). */
+ * device sampler and decode steps replayed as CUDA graphs included; one
+ * test wants the tokens of graph replays equal to those of direct
+ * launches), ZL_ENGINE_TEST_DTYPE=bf16|f16 in that dtype (f32 default; the
+ * HF reference check needs f32). */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -71,6 +73,7 @@ TestSuite(engine_llama, .init = open_model, .fini = close_model, .timeout = 120)
 
 /* Greedy ids of each prompt; `n_alone` 1 runs them one at a time. */
 static float g_temperature;     /* > 0: seeded sampling (seed = prompt index) instead of greedy */
+static int g_no_graphs;         /* 1: decode steps launched op by op */
 
 static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, int n, int alone,
                      int32_t (*prompts)[MAXP], const int32_t *lens, int32_t new_tokens,
@@ -80,6 +83,7 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
     ep.sched = s;
     ep.threaded = 0;
     ep.max_kv_blocks = max_kv_blocks;
+    ep.device_graphs = !g_no_graphs;
     zl_engine_model_fill(g_model, &ep);
     struct zl_engine *e;
     cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
@@ -212,4 +216,40 @@ Test(engine_llama, batch_invariance)
 Test(engine_llama, seeded_sampling_invariance)
 {
     batch_invariance(0.9f);
+}
+
+/* Device graphs change no token: the same requests with every op launched
+ * directly.  Greedy and seeded sampling; the run must have replayed graphs
+ * on CUDA (16 sequences decode 20 steps at one shape) and none on the CPU. */
+Test(engine_llama, graphs_change_no_token)
+{
+    static int32_t prompts[NP][MAXP], direct[NP][32], graphed[NP][32];
+    int32_t lens[NP] = {0};
+    srand(29);
+    for (int i = 0; i < NP; i++) {
+        lens[i] = 3 + rand() % (MAXP - 3);
+        for (int32_t j = 0; j < lens[i]; j++)
+            prompts[i][j] = rand() % 256;
+    }
+    const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
+    int cuda = be && !strcmp(be, "cuda");
+    for (int t = 0; t < 2; t++) {
+        struct zl_engine_stats st;
+        g_temperature = t ? 0.9f : 0.0f;
+        g_no_graphs = 1;
+        generate(big_sched(), 0, 0, NP, 0, prompts, lens, 20, direct, &st);
+        cr_expect_eq(st.graph_steps, 0, "graphs off, yet steps were replayed");
+        g_no_graphs = 0;
+        generate(big_sched(), 0, 0, NP, 0, prompts, lens, 20, graphed, &st);
+        if (cuda)
+            cr_expect_gt(st.graph_steps, 10, "CUDA replayed %lld of %lld steps",
+                         (long long)st.graph_steps, (long long)st.n_steps);
+        else
+            cr_expect_eq(st.graph_steps, 0, "the CPU backend has no graphs");
+        for (int i = 0; i < NP; i++)
+            cr_expect_arr_eq(graphed[i], direct[i], sizeof(int32_t) * 20,
+                             "temperature %.1f prompt %d: graphs changed the tokens",
+                             (double)g_temperature, i);
+    }
+    g_temperature = 0.0f;
 }

@@ -406,8 +406,10 @@ static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
     plan p;
     p.chunk = (int)chunk;
     p.splits = (int)(((int64_t)max_kv_len + chunk - 1) / chunk);
-    if (p.splits < 1)
+    if (p.splits <= 1) { // one CTA takes every key: the same launch for any length (graphs)
         p.splits = 1;
+        p.chunk = 1 << 30;
+    }
     return p;
 }
 
@@ -450,6 +452,17 @@ extern "C" size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_h
         return 0;
     plan p = make_plan(n_seqs, max_kv_len, head_dim, sms);
     return scratch_for(n_seqs, n_q_heads, head_dim, p.splits);
+}
+
+extern "C" void zl_cuda_attention_decode_plan(int32_t n_seqs, int32_t n_kv_heads, int32_t head_dim,
+                                              int32_t max_kv_len, int32_t *splits, int32_t *chunk)
+{
+    bool ok;
+    const int sms = device_sms(&ok);
+    plan p = make_plan((int64_t)n_seqs * n_kv_heads, max_kv_len < 1 ? 1 : max_kv_len, head_dim,
+                       sms);
+    *splits = ok ? p.splits : 0;
+    *chunk = ok ? p.chunk : 0;
 }
 
 extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda-impl.h"
 
@@ -13,17 +14,20 @@ static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_att
                         int64_t n_tok, struct zl_cuda_batch *out)
 {
     size_t i4 = sizeof(int32_t);
+    /* a graph pass widens the table: one width for a range of lengths */
+    int32_t cols = cuda_graph_pass(ctx) ? cuda_graph_table_cols(b->max_blocks) : b->max_blocks;
     struct cuda_part parts[4] = {
-        {b->q_start, ((size_t)b->n_seqs + 1) * i4},
-        {b->kv_len, (size_t)b->n_seqs * i4},
-        {b->block_table, (size_t)b->n_seqs * (size_t)b->max_blocks * i4},
-        {b->slot, (size_t)n_tok * i4},
+        {.src = b->q_start, .bytes = ((size_t)b->n_seqs + 1) * i4},
+        {.src = b->kv_len, .bytes = (size_t)b->n_seqs * i4},
+        {.src = b->block_table, .rows = (size_t)b->n_seqs, .row_bytes = (size_t)b->max_blocks * i4,
+         .pitch = (size_t)cols * i4},
+        {.src = b->slot, .bytes = (size_t)n_tok * i4},
     };
     void *dev[4];
     int rc = cuda_upload(ctx, &ctx->meta, op, parts, 4, dev);
     if (rc < 0)
         return rc;
-    *out = (struct zl_cuda_batch){.n_seqs = b->n_seqs, .max_blocks = b->max_blocks,
+    *out = (struct zl_cuda_batch){.n_seqs = b->n_seqs, .max_blocks = cols,
                                   .q_start = dev[0], .kv_len = dev[1], .block_table = dev[2],
                                   .slot = dev[3]};
     return ZL_OK;
@@ -64,7 +68,7 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
     if (kh.n == 0)
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    if ((rc = upload_batch(ctx, op, batch, kh.n, &db)) < 0)
+    if ((rc = upload_batch(ctx, op, batch, kh.n, &db)) < 0 || cuda_graph_dry(ctx))
         return rc;
     ZL_CUDA_TRY(zl_cuda_kv_write(&kv, &kh, &vh, db.slot, ctx->stream));
     return ZL_OK;
@@ -96,14 +100,14 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
         return ZL_OK;
     if (skip_attention())
         return ZL_OK;
-    if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0)
+    if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0 || cuda_graph_dry(ctx))
         return rc;
     ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
                                       rope->attn_factor, &kv, db.slot, ctx->stream));
     return ZL_OK;
 }
 
-static struct zl_cuda_attn_shape shape_of(const struct zl_attn_batch *b, int32_t s0, int32_t s1)
+struct zl_cuda_attn_shape cuda_attn_shape(const struct zl_attn_batch *b, int32_t s0, int32_t s1)
 {
     struct zl_cuda_attn_shape sh = {0, 0};
     for (int32_t s = s0; s < s1; s++) {
@@ -121,16 +125,25 @@ static struct zl_cuda_attn_shape shape_of(const struct zl_attn_batch *b, int32_t
  * tiles would otherwise hold one row each and read every KV head once per
  * query head.  The generic kernel takes what the tensor-core ones decline
  * with cudaErrorNotSupported (f32, unusual head sizes), for the whole batch. */
-static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
-                    const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
-                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b)
 {
     int32_t nd = 0;
     while (b->q_start[0] == 0 && nd < b->n_seqs && b->q_start[nd + 1] - b->q_start[nd] == 1)
         nd++;
+    return nd;
+}
+
+static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
+                    const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
+                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+{
+    int32_t nd = cuda_attn_decode_prefix(b);
     cudaError_t e = cudaSuccess;
     if (nd > 0) { /* sequences [0, nd): q and out rows [0, nd) */
-        struct zl_cuda_attn_shape sh = shape_of(b, 0, nd);
+        struct zl_cuda_attn_shape sh = cuda_attn_shape(b, 0, nd);
+        /* one split plan for a range of lengths, so a graph captured at one
+         * length serves the next ones, and graphs change no result */
+        sh.max_kv_len = cuda_graph_kv_bucket(sh.max_kv_len);
         size_t need = zl_cuda_attention_decode_scratch(nd, (int32_t)qh->heads,
                                                        (int32_t)qh->head_dim, sh.max_kv_len);
         int rc = need ? cuda_reserve(ctx, &ctx->attn_scratch, &ctx->attn_scratch_cap, need,
@@ -144,6 +157,8 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
             return rc;
         if (ctx->attn_count_cap != counted) /* the kernel keeps them zero from here on */
             ZL_CUDA_TRY(cudaMemsetAsync(ctx->attn_count, 0, ctx->attn_count_cap, ctx->stream));
+        if (cuda_graph_dry(ctx))
+            return ZL_OK;
         struct zl_cuda_heads o = *oh, q = *qh;
         struct zl_cuda_batch d = *db;
         o.n = q.n = d.n_seqs = nd;
@@ -152,7 +167,9 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                                      ctx->stream);
     }
     if (e == cudaSuccess && nd < b->n_seqs) {
-        struct zl_cuda_attn_shape sh = shape_of(b, nd, b->n_seqs);
+        if (cuda_graph_dry(ctx))
+            return ZL_OK;
+        struct zl_cuda_attn_shape sh = cuda_attn_shape(b, nd, b->n_seqs);
         struct zl_cuda_batch p = *db;
         p.n_seqs = b->n_seqs - nd;
         p.q_start += nd;

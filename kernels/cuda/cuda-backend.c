@@ -53,8 +53,20 @@ static void cuda_mem_free(int device, void *ptr)
         ZL_CUDA_WARN(cudaFree(ptr));
 }
 
+/* Inside a graph bracket a forward may only queue (backend.h graph_begin). */
+static int outside_bracket(struct zl_bctx *ctx, const char *what)
+{
+    if (!ctx || !cuda_graph_pass(ctx))
+        return ZL_OK;
+    return zl_cuda_host->error(ZL_EINVAL, "cuda %s: not allowed inside a graph bracket (the "
+                               "forward would wait for work it has not queued)", what);
+}
+
 static int cuda_copy_to_host(int device, void *dst, const void *src, size_t bytes)
 {
+    int rc = outside_bracket(cuda_graph_active(device), "copy_to_host");
+    if (rc < 0)
+        return rc;
     ZL_CUDA_TRY(cudaSetDevice(device));
     ZL_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     return ZL_OK;
@@ -62,6 +74,9 @@ static int cuda_copy_to_host(int device, void *dst, const void *src, size_t byte
 
 static int cuda_synchronize(int device)
 {
+    int rc = outside_bracket(cuda_graph_active(device), "synchronize");
+    if (rc < 0)
+        return rc;
     ZL_CUDA_TRY(cudaSetDevice(device));
     ZL_CUDA_TRY(cudaDeviceSynchronize());
     return ZL_OK;
@@ -81,10 +96,23 @@ static int cuda_convert(int device, enum zl_dtype dst_dt, void *dst, enum zl_dty
 
 /* ---- instances ---- */
 
+/* A capture cannot wait for the stream; the recording pass before it
+ * grew everything the capture needs, so this is only reached by a bug. */
+static int no_capture(const struct zl_bctx *ctx, const char *op)
+{
+    if (ctx->gr.mode != CUDA_GRAPH_CAPTURE)
+        return ZL_OK;
+    return zl_cuda_host->error(ZL_EINVAL, "cuda %s: a buffer would grow during graph capture",
+                               op);
+}
+
 int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op)
 {
     if (bytes <= *cap)
         return ZL_OK;
+    int rc = no_capture(ctx, op);
+    if (rc < 0)
+        return rc;
     size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
     /* queued kernels may still read the old buffer */
     ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
@@ -107,6 +135,9 @@ int cuda_pinned_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t byt
 {
     if (bytes <= *cap)
         return ZL_OK;
+    int rc = no_capture(ctx, "upload");
+    if (rc < 0)
+        return rc;
     size_t want = *cap * 2 > bytes ? *cap * 2 : bytes;
     ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
     void *old = *buf;
@@ -140,6 +171,33 @@ static int host_reserve(void **buf, size_t *cap, size_t bytes, const char *op)
 
 #define UPLOAD_ALIGN 16
 
+static size_t part_size(const struct cuda_part *p)
+{
+    return p->rows ? p->rows * p->pitch : p->bytes;
+}
+
+/* Whether `at` (zeros in every gap, as pack() leaves it) holds the part. */
+static int part_same(const char *at, const struct cuda_part *p)
+{
+    if (!p->rows)
+        return !p->bytes || !memcmp(at, p->src, p->bytes);
+    for (size_t r = 0; r < p->rows; r++)
+        if (memcmp(at + r * p->pitch, (const char *)p->src + r * p->row_bytes, p->row_bytes))
+            return 0;
+    return 1;
+}
+
+static void part_pack(char *at, const struct cuda_part *p)
+{
+    if (!p->rows) {
+        if (p->bytes)
+            memcpy(at, p->src, p->bytes);
+        return;
+    }
+    for (size_t r = 0; r < p->rows; r++)
+        memcpy(at + r * p->pitch, (const char *)p->src + r * p->row_bytes, p->row_bytes);
+}
+
 int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
                 const struct cuda_part *parts, int n, void **dev)
 {
@@ -147,21 +205,26 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
     assert(n <= 8);
     for (int i = 0; i < n; i++) {
         off[i] = total;
-        total += (parts[i].bytes + UPLOAD_ALIGN - 1) & ~(size_t)(UPLOAD_ALIGN - 1);
+        total += (part_size(&parts[i]) + UPLOAD_ALIGN - 1) & ~(size_t)(UPLOAD_ALIGN - 1);
     }
     if (total == 0) { /* nothing to copy; the kernels read no element */
         for (int i = 0; i < n; i++)
             dev[i] = up->dev;
         return ZL_OK;
     }
-    int rc = host_reserve(&ctx->pack, &ctx->pack_cap, total, op);
-    if (rc < 0)
-        return rc;
-    char *pack = ctx->pack;
-    memset(pack, 0, total); /* the padding takes part in the comparison */
-    for (int i = 0; i < n; i++)
-        if (parts[i].bytes)
-            memcpy(pack + off[i], parts[i].src, parts[i].bytes);
+    /* the common case (every layer of a step uploads the same batch) is
+     * decided by comparing in place, before anything is packed */
+    int same = up->last_len == total;
+    for (int i = 0; same && i < n; i++)
+        same = part_same((const char *)up->last + off[i], &parts[i]);
+    int rc = ZL_OK;
+    if (!same) {
+        if ((rc = host_reserve(&ctx->pack, &ctx->pack_cap, total, op)) < 0)
+            return rc;
+        memset(ctx->pack, 0, total); /* the gaps take part in later comparisons */
+        for (int i = 0; i < n; i++)
+            part_pack((char *)ctx->pack + off[i], &parts[i]);
+    }
     if (total > up->cap) {
         free(up->last);
         up->last = NULL;
@@ -171,7 +234,14 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
         if (!(up->last = malloc(up->cap)))
             return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: out of host memory", op);
     }
-    if (!(up->last_len == total && !memcmp(up->last, pack, total))) {
+    const char *pack = ctx->pack;
+    if (cuda_graph_pass(ctx)) { /* staged where the graph's copy node reads it */
+        int64_t skip[2] = {(int64_t)(uintptr_t)up->dev, -(int64_t)total};
+        if (same)
+            cuda_graph_note(ctx, skip, sizeof skip);
+        else if ((rc = cuda_graph_upload(ctx, up->dev, pack, total)) < 0)
+            return rc;
+    } else if (!same) {
         if ((rc = stage_reserve(ctx, total)) < 0)
             return rc;
         unsigned s = ctx->stage_next++ % CUDA_STAGE_SLOTS;
@@ -182,6 +252,8 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
         memcpy(slot, pack, total);
         ZL_CUDA_TRY(cudaMemcpyAsync(up->dev, slot, total, cudaMemcpyHostToDevice, ctx->stream));
         ZL_CUDA_TRY(cudaEventRecord(ctx->stage_ev[s], ctx->stream));
+    }
+    if (!same) {
         memcpy(up->last, pack, total);
         up->last_len = total;
     }
@@ -202,8 +274,14 @@ static void cuda_close(struct zl_bctx *ctx)
     if (!ctx)
         return;
     ZL_CUDA_WARN(cudaSetDevice(ctx->device));
+    if (ctx->gr.mode == CUDA_GRAPH_CAPTURE) { /* closed mid-bracket: the capture goes */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(ctx->stream, &g) == cudaSuccess && g)
+            ZL_CUDA_WARN(cudaGraphDestroy(g));
+    }
     if (ctx->stream) /* nothing queued may outlive its buffers */
         ZL_CUDA_WARN(cudaStreamSynchronize(ctx->stream));
+    cuda_graph_free(ctx);
     cuda_linear_cache_free(ctx);
     if (ctx->lt)
         ZL_CUBLAS_WARN(cublasLtDestroy(ctx->lt));
@@ -278,6 +356,9 @@ static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **ou
 /* Waits for the queued work, then reports what the kernels flagged. */
 static int cuda_sync(struct zl_bctx *ctx)
 {
+    int rc = outside_bracket(ctx, "sync");
+    if (rc < 0)
+        return rc;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     ZL_CUDA_TRY(cudaMemcpyAsync(ctx->err_host, ctx->err, 4 * sizeof(int32_t),
                                 cudaMemcpyDeviceToHost, ctx->stream));
@@ -326,9 +407,12 @@ static const struct zl_backend_ops cuda_ops = {
 static int cuda_init(const struct zl_host *h)
 {
     zl_cuda_host = h;
+    static struct zl_backend_ops graphed;
+    graphed = cuda_ops;
+    cuda_graph_wrap_ops(&graphed);
+    const struct zl_backend_ops *ops = &graphed;
     const char *prof = getenv("ZLIGHT_PROFILE");
-    const struct zl_backend_ops *ops = &cuda_ops;
-    if (prof && *prof && strcmp(prof, "0") != 0)
+    if (prof && !strcmp(prof, "ops")) /* timing every op: no graphs */
         ops = cuda_profile_ops(ops);
     return h->register_ops(ZL_PLUGIN_BACKEND, "cuda", ops);
 }

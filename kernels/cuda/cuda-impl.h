@@ -51,13 +51,44 @@ struct cuda_upload {
     size_t last_len;
 };
 
-/* One host array to upload: `bytes` at `src`. */
+/* One host array to upload: `bytes` at `src`; or, with rows > 0, `rows`
+ * rows of row_bytes each (contiguous at src) placed pitch bytes apart with
+ * zeros after each (bytes is then ignored): a block table widened. */
 struct cuda_part {
     const void *src;
     size_t bytes;
+    size_t rows, row_bytes, pitch;
 };
 
 struct cuda_linear_cache;
+
+/* Device graphs (cuda-graph.c).  OFF: ops queue as usual.  DRY: the
+ * recording pass of a bracket: ops check, stage their uploads and note
+ * their arguments, and queue nothing.  EAGER: the rerun of a sequence seen
+ * for the first time (ops queue as usual).  CAPTURE: the rerun under
+ * stream capture, uploads from the fixed staging buffer. */
+enum cuda_graph_mode { CUDA_GRAPH_OFF, CUDA_GRAPH_DRY, CUDA_GRAPH_EAGER, CUDA_GRAPH_CAPTURE };
+
+struct cuda_graph_entry;
+
+struct cuda_graphs {
+    enum cuda_graph_mode mode;
+    unsigned char *rec;                 /* this pass's op notes */
+    size_t rec_len, rec_cap;
+    unsigned char *want;                /* the recording pass's notes, during CAPTURE */
+    size_t want_len, want_cap;
+    int rec_oom;
+    char *stage;                        /* pinned; every graph's uploads read from here */
+    size_t stage_cap, stage_used;
+    cudaEvent_t done;                   /* recorded after the last graph launch */
+    struct cuda_graph_entry *e;         /* captured graphs, e[0..n) */
+    int n, cap;
+    uint64_t seen[64];                  /* hashes of sequences run once (captured when seen again) */
+    unsigned seen_next;
+    uint64_t clock;                     /* launches, for least-recently-used eviction */
+    long long replays, captures, eager;
+    int off;                            /* a capture failed: no more brackets */
+};
 
 struct zl_bctx {
     int device;
@@ -85,6 +116,7 @@ struct zl_bctx {
     size_t samp_scratch_cap;
     void *samp_host;                        /* pinned copy of the sample results */
     size_t samp_host_cap;
+    struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
 };
 
 /* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
@@ -135,6 +167,38 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
 int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes);
 void cuda_staging_free(void);
 
+/* ---- device graphs (cuda-graph.c) ---- */
+
+/* A recording pass: the op returns after its checks, uploads and scratch
+ * growth, before queueing anything. */
+static inline int cuda_graph_dry(const struct zl_bctx *ctx)
+{
+    return ctx->gr.mode == CUDA_GRAPH_DRY;
+}
+/* Inside a bracket's recording or capture pass (uploads go through the
+ * graphs' fixed staging buffer, attention plans for a length bucket). */
+static inline int cuda_graph_pass(const struct zl_bctx *ctx)
+{
+    return ctx->gr.mode == CUDA_GRAPH_DRY || ctx->gr.mode == CUDA_GRAPH_CAPTURE;
+}
+/* Appends n bytes to this pass's notes (what decides the launches). */
+void cuda_graph_note(struct zl_bctx *ctx, const void *p, size_t n);
+/* dst <- bytes at src in a recording or capture pass: staged in the fixed
+ * buffer, copied by the graph (CAPTURE queues the copy, DRY only stages). */
+int cuda_graph_upload(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes);
+/* The instance in a bracket on `device`, or NULL (copy_to_device's hook). */
+struct zl_bctx *cuda_graph_active(int device);
+/* The longest context a recording plans decode attention for: max_kv_len
+ * rounded up to 4..7 x a power of two, so one graph serves a range. */
+int32_t cuda_graph_kv_bucket(int32_t max_kv_len);
+/* Block-table columns in a pass: max_blocks rounded up to a power of two. */
+int32_t cuda_graph_table_cols(int32_t max_blocks);
+int cuda_graph_begin(struct zl_bctx *ctx);
+int cuda_graph_end(struct zl_bctx *ctx, int ok);
+void cuda_graph_free(struct zl_bctx *ctx);
+/* The op table with each op noting its arguments in a pass. */
+void cuda_graph_wrap_ops(struct zl_backend_ops *ops);
+
 /* cuda-profile.c: `base` with every op timed by CUDA events (ZLIGHT_PROFILE). */
 const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base);
 
@@ -171,6 +235,10 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
 int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
                    const struct zl_kv_cache *cache, int32_t layer,
                    const struct zl_attn_batch *batch, float scale);
+/* The leading one-row sequences of a batch (attention's decode part) and
+ * the longest query and kv_len of sequences [s0, s1). */
+int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b);
+struct zl_cuda_attn_shape cuda_attn_shape(const struct zl_attn_batch *b, int32_t s0, int32_t s1);
 /* cuda-sample.c: one token per logits row (backend.h sample). */
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out);

@@ -170,6 +170,9 @@ cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const str
  * falls back). */
 size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_heads, int32_t head_dim,
                                         int32_t max_kv_len);
+/* The split-KV plan the kernel takes for these extents (splits 0: no GPU). */
+void zl_cuda_attention_decode_plan(int32_t n_seqs, int32_t n_kv_heads, int32_t head_dim,
+                                   int32_t max_kv_len, int32_t *splits, int32_t *chunk);
 cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
                                      const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                                      const struct zl_cuda_attn_shape *s, float scale,

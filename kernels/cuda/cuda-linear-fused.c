@@ -39,6 +39,8 @@ static cudaError_t try_gemv(struct zl_bctx *ctx, struct zl_tensor *out, const st
         (f->norm && cuda_rows_overlap(&o, &nr)))
         return cudaErrorNotSupported;
     cudaError_t e = cudaSetDevice(ctx->device);
+    if (e == cudaSuccess && cuda_graph_dry(ctx))
+        return cudaSuccess;
     return e != cudaSuccess ? e : zl_cuda_gemv_ex(&o, &xr, &wr, &g, ctx->stream);
 }
 

@@ -274,10 +274,14 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
         return rc;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if (x.d == 0) { /* an empty sum: out = bias or 0 */
+        if (cuda_graph_dry(ctx))
+            return ZL_OK;
         ZL_CUDA_TRY(zl_cuda_bias_rows(&o, bias ? b.data : NULL, b.dtype, 1, ctx->stream));
         return ZL_OK;
     }
     const struct zl_cuda_rows *bp = bias ? &b : NULL;
+    if (x.dtype == w.dtype && cuda_graph_dry(ctx))
+        return ZL_OK;
     if (x.dtype == w.dtype && x.n <= ZL_CUDA_GEMV_MAX_ROWS && !bias) {
         /* decode-sized steps: a weight-streaming kernel beats cuBLASLt's
          * small-M choices; it declines (NotSupported) what it does not take */
@@ -295,7 +299,8 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
          * three bf16 planes whose products accumulate into the f32 out, so
          * the result is as accurate as an f32 product; 3x the FLOPs, a
          * compatibility path (bf16 activations take the direct one). */
-        if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, 3 * plane, "linear")) < 0)
+        if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, 3 * plane, "linear")) < 0 ||
+            cuda_graph_dry(ctx))
             return rc;
         ZL_CUDA_TRY(zl_cuda_split_bf16(&x, ctx->conv, ctx->stream));
         for (int i = 0; i < 3 && rc == ZL_OK; i++) {
@@ -307,7 +312,8 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
     }
     /* Other mixes: x converted to w's dtype (cuBLASLt multiplies like types
      * only); f32 x against f16 w is rounded to f16 and must fit its range. */
-    if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, plane, "linear")) < 0)
+    if ((rc = cuda_reserve(ctx, &ctx->conv, &ctx->conv_cap, plane, "linear")) < 0 ||
+        cuda_graph_dry(ctx))
         return rc;
     struct zl_cuda_rows cx = {ctx->conv, x.n, x.d, x.d * (int64_t)es, w.dtype};
     ZL_CUDA_TRY(zl_cuda_copy(&cx, &x, ctx->stream));

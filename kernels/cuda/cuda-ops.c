@@ -31,6 +31,8 @@ int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     /* ids live on the device: the kernel flags a bad one and sync() reports it */
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_embedding(&o, &t, tok.data, ctx->err, ctx->stream));
     return ZL_OK;
 }
@@ -58,6 +60,8 @@ int cuda_rms_norm(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     if (xr.n == 0)
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_rms_norm(&o, &xr, &res, &w, eps, ctx->stream));
     return ZL_OK;
 }
@@ -95,7 +99,8 @@ int cuda_rope_prepare(struct zl_bctx *ctx, const char *op, const struct zl_tenso
     if (qh->n == 0)
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    struct cuda_part part = {rope->inv_freq, (size_t)rope->rot_dim / 2 * sizeof(float)};
+    struct cuda_part part = {.src = rope->inv_freq,
+                             .bytes = (size_t)rope->rot_dim / 2 * sizeof(float)};
     return cuda_upload(ctx, &ctx->freq, op, &part, 1, &a->freq);
 }
 
@@ -106,6 +111,8 @@ int cuda_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
     int rc = cuda_rope_prepare(ctx, "rope", q, k, positions, rope, &a);
     if (rc < 0 || a.q.n == 0)
         return rc;
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_rope(&a.q, &a.k, a.pos, a.pos_step, a.freq, rope->rot_dim,
                              rope->attn_factor, ctx->stream));
     return ZL_OK;
@@ -136,6 +143,8 @@ int cuda_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     int rc = rows_op(ctx, "silu_mul", &o, out, "gate", &g, gate, "up", &u, up, 0);
     if (rc < 0 || o.n == 0)
         return rc;
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_silu_mul(&o, &g, &u, ctx->stream));
     return ZL_OK;
 }
@@ -147,6 +156,8 @@ int cuda_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor 
     int rc = rows_op(ctx, "add", &o, out, "a", &ar, a, "b", &br, b, 0);
     if (rc < 0 || o.n == 0)
         return rc;
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_add(&o, &ar, &br, ctx->stream));
     return ZL_OK;
 }
@@ -157,6 +168,8 @@ int cuda_copy_rows(struct zl_bctx *ctx, struct zl_tensor *dst, const struct zl_t
     int rc = rows_op(ctx, "copy", &d, dst, "src", &s, src, NULL, NULL, NULL, 1);
     if (rc < 0 || d.n == 0)
         return rc;
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
     ZL_CUDA_TRY(zl_cuda_copy(&d, &s, ctx->stream));
     return ZL_OK;
 }

@@ -1,4 +1,4 @@
-/* ZLIGHT_PROFILE=1: the ops table wrapped so every op is bracketed by two
+/* ZLIGHT_PROFILE=ops: the ops table wrapped so every op is bracketed by two
  * CUDA events on the instance's stream; when the stream is waited for (or
  * the event pool is full) the elapsed times are added up per op kind, and
  * every PROF_EVERY forwards (counted by embedding calls: one per forward)
@@ -181,5 +181,7 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
         P.ops.rope_kv_write = p_rope_kv_write;
     if (ZL_BACKEND_HAS(base, linear_fused) && base->linear_fused)
         P.ops.linear_fused = p_linear_fused;
+    P.ops.graph_begin = NULL; /* events around each op: nothing to replay */
+    P.ops.graph_end = NULL;
     return &P.ops;
 }

@@ -93,11 +93,11 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
 
     struct cuda_part parts[5] = {
-        {b->rows, (size_t)b->n_rows * sizeof(struct zl_sample_row)},
-        {b->tok_ids, (size_t)n_tok * sizeof(int32_t)},
-        {b->tok_counts, (size_t)n_tok * sizeof(int32_t)},
-        {b->bias_ids, (size_t)n_bias * sizeof(int32_t)},
-        {b->bias, (size_t)n_bias * sizeof(float)},
+        {.src = b->rows, .bytes = (size_t)b->n_rows * sizeof(struct zl_sample_row)},
+        {.src = b->tok_ids, .bytes = (size_t)n_tok * sizeof(int32_t)},
+        {.src = b->tok_counts, .bytes = (size_t)n_tok * sizeof(int32_t)},
+        {.src = b->bias_ids, .bytes = (size_t)n_bias * sizeof(int32_t)},
+        {.src = b->bias, .bytes = (size_t)n_bias * sizeof(float)},
     };
     void *dev[5];
     if ((rc = cuda_upload(ctx, &ctx->samp, op, parts, 5, dev)) < 0)

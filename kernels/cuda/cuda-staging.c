@@ -89,6 +89,9 @@ static int staged(int device, char *dst, const char *src, size_t bytes)
 
 int cuda_copy_to_device(int device, void *dst, const void *src, size_t bytes)
 {
+    struct zl_bctx *g = cuda_graph_active(device);
+    if (g && cuda_graph_pass(g)) /* a step's input inside a graph bracket */
+        return cuda_graph_upload(g, dst, src, bytes);
     ZL_CUDA_TRY(cudaSetDevice(device));
     if (bytes < STAGE_MIN) {
         ZL_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));

@@ -10,6 +10,7 @@
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (a folder with its
 # cuda.so) against the same model plugin: two builds compared on one machine.
+# ZL_GEN_ARGS adds zlight-generate options (e.g. --no-graphs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -34,10 +35,13 @@ for c in $cases; do
     *) echo "unknown case $c" >&2; exit 2;;
     esac
     start=$(date +%s.%N)
+    # shellcheck disable=SC2086 # ZL_GEN_ARGS is a list of options
     timeout 300 "$gen" --model "$here/llama31-8b" --dummy --dtype bf16 --backend cuda --warmup \
-        --prompts "$tmp/p" --max-tokens $new >/dev/null 2>"$tmp/e" || { rc=1; tail -n 5 "$tmp/e"; }
+        --prompts "$tmp/p" --max-tokens $new ${ZL_GEN_ARGS:-} >/dev/null 2>"$tmp/e" ||
+        { rc=1; tail -n 5 "$tmp/e"; }
     wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"
     grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
+    grep -E 'graph' "$tmp/e" | tail -n 2
 done
 exit $rc

@@ -266,8 +266,34 @@ struct zl_backend_ops {
                         const struct zl_tensor *w, const struct zl_tensor *bias,
                         const struct zl_linear_fuse *f);
 
+    /* ---- API minor 3 ---- */
+
+    /* Device graphs for steps that repeat (decode).  The engine brackets a
+     * forward with them:
+     *
+     *   be->graph_begin(ctx);                  // a recording pass
+     *   rc = forward();
+     *   while ((g = be->graph_end(ctx, rc == ZL_OK)) == ZL_GRAPH_AGAIN)
+     *       rc = forward();                    // the backend runs or captures it
+     *
+     * In the recording pass the ops check their arguments and stage their
+     * host inputs but queue nothing.  graph_end then launches the graph
+     * captured earlier for exactly this sequence of ops and arguments
+     * (ZL_OK: the step is queued), or answers ZL_GRAPH_AGAIN: nothing was
+     * queued, run the forward once more (run directly the first time a
+     * sequence is seen, captured the second).  With ok = 0 it ends the
+     * bracket, queues nothing and returns ZL_OK.  So a forward run inside
+     * the bracket must only queue ops: no copy_to_host, sync or synchronize,
+     * and copy_to_device only for the step's inputs (it is staged too).
+     * NULL: the backend has no graphs. */
+    int (*graph_begin)(struct zl_bctx *ctx);
+    int (*graph_end)(struct zl_bctx *ctx, int ok);
+
     /* Members are appended here by later API minors. */
 };
+
+/* graph_end: run the forward again (a positive code, not an error). */
+#define ZL_GRAPH_AGAIN 1
 
 #define ZL_BACKEND_HOST_MEMORY 1u
 

@@ -82,6 +82,8 @@ struct zl_engine_params {
     void *on_output_user;
     int32_t device_sampling;        /* 1: sample on the backend when it has a sample op (the
                                      * logits stay on the device); 0: the CPU sampler; 1 */
+    int32_t device_graphs;          /* 1: decode steps through the backend's graphs when it has
+                                     * them (CUDA graphs); 0: every op queued each step; 1 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
@@ -112,6 +114,7 @@ struct zl_engine_stats {
     int64_t n_steps;
     int32_t max_model_len;
     struct zl_histogram ttft, tpot, itl, e2e;
+    int64_t graph_steps;            /* decode steps replayed as one device graph */
 };
 
 struct zl_engine;

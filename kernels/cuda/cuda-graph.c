@@ -1,0 +1,631 @@
+/* Decode steps as CUDA graphs (backend.h graph_begin / graph_end).
+ *
+ * A step is replayed only when its ops and their arguments are exactly
+ * those of a captured one; nothing else could make a graph safe to reuse.
+ * So the engine's bracket first runs the model's forward as a recording
+ * pass: every op notes what decides its launches (op, tensor addresses,
+ * shapes, strides, dtypes, scalars, the attention batch's shape), stages
+ * its host inputs in one pinned buffer and queues nothing.  The notes,
+ * plus the addresses of the instance's scratch buffers, are looked up
+ * (xxHash, then compared byte for byte) among the captured graphs:
+ *   - found: the graph is launched; its copy nodes read the inputs just
+ *     staged, at the offsets the capture staged them at;
+ *   - new: the forward runs again, directly the first time a sequence is
+ *     seen and under stream capture the second (one-off shapes, common in
+ *     serving, never pay for a capture).
+ * The data that changes every step (token ids, positions, kv lengths,
+ * block tables, slots) is input, not argument: uploaded by the graph.
+ * What would change the launches with the data is fixed in a pass
+ * instead: decode attention plans its split-KV for a bucket of context
+ * lengths (cuda_graph_kv_bucket) and the block table is padded to a
+ * power-of-two width.  Growing a scratch buffer changes its address and
+ * so the notes; a graph is never replayed over a freed buffer.
+ *
+ * Why: a decode step of Llama-3.1-8B queues ~260 kernels.  Queued one by
+ * one they cost the host ~2-4 ms per step and the GPU a launch gap each;
+ * one graph launch replaces them, and the recording pass costs the host
+ * only the ops' argument checks. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "cuda-impl.h"
+
+#define GRAPH_MAX 512               /* captured graphs kept per instance */
+#define STAGE_ALIGN 16
+#define MAX_DEVICES 64
+
+struct cuda_graph_entry {
+    uint64_t hash, used;
+    unsigned char *rec;             /* the notes it was captured with */
+    size_t len;
+    cudaGraphExec_t exec;
+};
+
+/* The instance inside a bracket on each device (copy_to_device's hook has
+ * no instance argument).  Brackets run on the engine thread only. */
+static struct zl_bctx *active[MAX_DEVICES];
+
+struct zl_bctx *cuda_graph_active(int device)
+{
+    return device >= 0 && device < MAX_DEVICES ? active[device] : NULL;
+}
+
+int32_t cuda_graph_kv_bucket(int32_t n)
+{
+    if (n <= 256)
+        return 256;
+    int64_t q = 1; /* 4q < n <= 8q, then n rounded up to a multiple of q */
+    while (q * 8 < n)
+        q *= 2;
+    int64_t b = (n + q - 1) / q * q;
+    return b > INT32_MAX ? INT32_MAX : (int32_t)b;
+}
+
+int32_t cuda_graph_table_cols(int32_t max_blocks)
+{
+    int32_t c = 16;
+    while (c < max_blocks && c < (1 << 30))
+        c *= 2;
+    return c;
+}
+
+void cuda_graph_note(struct zl_bctx *ctx, const void *p, size_t n)
+{
+    struct cuda_graphs *g = &ctx->gr;
+    if (g->rec_oom)
+        return;
+    if (g->rec_len + n > g->rec_cap) {
+        size_t cap = g->rec_cap ? g->rec_cap * 2 : 64 << 10;
+        while (cap < g->rec_len + n)
+            cap *= 2;
+        unsigned char *r = realloc(g->rec, cap);
+        if (!r) { /* the pass cannot be matched: it runs directly */
+            g->rec_oom = 1;
+            return;
+        }
+        g->rec = r;
+        g->rec_cap = cap;
+    }
+    memcpy(g->rec + g->rec_len, p, n);
+    g->rec_len += n;
+}
+
+static void note_i64(struct zl_bctx *ctx, int64_t v)
+{
+    cuda_graph_note(ctx, &v, sizeof v);
+}
+
+static void note_f32(struct zl_bctx *ctx, float f)
+{
+    int32_t b;
+    memcpy(&b, &f, sizeof b);
+    note_i64(ctx, b);
+}
+
+/* Field by field: a tensor's padding and name are not part of it. */
+static void note_tensor(struct zl_bctx *ctx, const struct zl_tensor *t)
+{
+    if (!t) {
+        note_i64(ctx, -1);
+        return;
+    }
+    int nd = t->n_dims >= 0 && t->n_dims <= ZL_TENSOR_MAX_DIMS ? t->n_dims : 0;
+    int64_t w[3 + 2 * ZL_TENSOR_MAX_DIMS] = {(int64_t)(uintptr_t)t->data, t->dtype,
+                                             (int64_t)t->n_dims << 32 | (uint32_t)t->device};
+    for (int i = 0; i < nd; i++) {
+        w[3 + 2 * i] = t->ne[i];
+        w[4 + 2 * i] = t->nb[i];
+    }
+    cuda_graph_note(ctx, w, sizeof(int64_t) * (size_t)(3 + 2 * nd));
+}
+
+static void note_cache(struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t layer)
+{
+    if (!c) {
+        note_i64(ctx, -1);
+        return;
+    }
+    int64_t w[6] = {(int64_t)(uintptr_t)c->base, (int64_t)c->block_stride, c->block_size,
+                    (int64_t)c->n_layers << 32 | (uint32_t)layer,
+                    (int64_t)c->n_kv_heads << 32 | (uint32_t)c->head_dim, c->dtype};
+    cuda_graph_note(ctx, w, sizeof w);
+}
+
+/* The batch's shape as a pass sees it: sequences, table width, the decode
+ * prefix; for attention (`c` given) also the decode part's split plan and
+ * the rest's raw extents.  Lengths that leave the plan alone are data. */
+static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
+                       const struct zl_kv_cache *c)
+{
+    if (!b || b->n_seqs < 0 || !b->q_start || !b->kv_len) {
+        note_i64(ctx, -1);
+        return;
+    }
+    int32_t nd = cuda_attn_decode_prefix(b), splits = 0, chunk = 0;
+    int64_t w[5] = {b->n_seqs, cuda_graph_table_cols(b->max_blocks), nd, 0, 0};
+    if (c) {
+        struct zl_cuda_attn_shape d = cuda_attn_shape(b, 0, nd), r = cuda_attn_shape(b, nd, b->n_seqs);
+        if (nd)
+            zl_cuda_attention_decode_plan(nd, c->n_kv_heads, c->head_dim,
+                                          cuda_graph_kv_bucket(d.max_kv_len), &splits, &chunk);
+        w[3] = (int64_t)splits << 32 | (uint32_t)chunk;
+        w[4] = nd < b->n_seqs ? (int64_t)r.max_q_len << 32 | (uint32_t)r.max_kv_len : 0;
+    }
+    cuda_graph_note(ctx, w, sizeof w);
+}
+
+enum { OP_EMB = 1, OP_NORM, OP_LINEAR, OP_ROPE, OP_SILU, OP_KVW, OP_ATTN, OP_ADD, OP_COPY,
+       OP_ROPEKV, OP_LINFUSED };
+
+#define IN_PASS(ctx, op) (cuda_graph_pass(ctx) ? (note_i64(ctx, op), 1) : 0)
+
+static int g_embedding(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *t,
+                       const struct zl_tensor *tok)
+{
+    if (IN_PASS(ctx, OP_EMB)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, t);
+        note_tensor(ctx, tok);
+    }
+    return cuda_embedding(ctx, o, t, tok);
+}
+
+static int g_rms_norm(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
+                      struct zl_tensor *r, const struct zl_tensor *w, float eps)
+{
+    if (IN_PASS(ctx, OP_NORM)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, x);
+        note_tensor(ctx, r);
+        note_tensor(ctx, w);
+        note_f32(ctx, eps);
+    }
+    return cuda_rms_norm(ctx, o, x, r, w, eps);
+}
+
+static int g_linear(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
+                    const struct zl_tensor *w, const struct zl_tensor *b)
+{
+    if (IN_PASS(ctx, OP_LINEAR)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, x);
+        note_tensor(ctx, w);
+        note_tensor(ctx, b);
+    }
+    return cuda_linear(ctx, o, x, w, b);
+}
+
+/* inv_freq is data (uploaded in the pass), rot_dim and the factor are not */
+static void note_rope(struct zl_bctx *ctx, const struct zl_rope *r)
+{
+    note_i64(ctx, r ? r->rot_dim : -1);
+    note_f32(ctx, r ? r->attn_factor : 0.0f);
+}
+
+static int g_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
+                  const struct zl_tensor *pos, const struct zl_rope *r)
+{
+    if (IN_PASS(ctx, OP_ROPE)) {
+        note_tensor(ctx, q);
+        note_tensor(ctx, k);
+        note_tensor(ctx, pos);
+        note_rope(ctx, r);
+    }
+    return cuda_rope(ctx, q, k, pos, r);
+}
+
+static int g_silu_mul(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *g,
+                      const struct zl_tensor *u)
+{
+    if (IN_PASS(ctx, OP_SILU)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, g);
+        note_tensor(ctx, u);
+    }
+    return cuda_silu_mul(ctx, o, g, u);
+}
+
+static int g_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t l,
+                      const struct zl_tensor *k, const struct zl_tensor *v,
+                      const struct zl_attn_batch *b)
+{
+    if (IN_PASS(ctx, OP_KVW)) {
+        note_cache(ctx, c, l);
+        note_tensor(ctx, k);
+        note_tensor(ctx, v);
+        note_batch(ctx, b, NULL);
+    }
+    return cuda_kv_write(ctx, c, l, k, v, b);
+}
+
+static int g_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *q,
+                       const struct zl_kv_cache *c, int32_t l, const struct zl_attn_batch *b,
+                       float sc)
+{
+    if (IN_PASS(ctx, OP_ATTN)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, q);
+        note_cache(ctx, c, l);
+        note_batch(ctx, b, c);
+        note_f32(ctx, sc);
+    }
+    return cuda_attention(ctx, o, q, c, l, b, sc);
+}
+
+static int g_add(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *a,
+                 const struct zl_tensor *b)
+{
+    if (IN_PASS(ctx, OP_ADD)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, a);
+        note_tensor(ctx, b);
+    }
+    return cuda_add(ctx, o, a, b);
+}
+
+static int g_copy(struct zl_bctx *ctx, struct zl_tensor *d, const struct zl_tensor *s)
+{
+    if (IN_PASS(ctx, OP_COPY)) {
+        note_tensor(ctx, d);
+        note_tensor(ctx, s);
+    }
+    return cuda_copy_rows(ctx, d, s);
+}
+
+static int g_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
+                           const struct zl_tensor *v, const struct zl_tensor *pos,
+                           const struct zl_rope *r, const struct zl_kv_cache *c, int32_t l,
+                           const struct zl_attn_batch *b)
+{
+    if (IN_PASS(ctx, OP_ROPEKV)) {
+        note_tensor(ctx, q);
+        note_tensor(ctx, k);
+        note_tensor(ctx, v);
+        note_tensor(ctx, pos);
+        note_rope(ctx, r);
+        note_cache(ctx, c, l);
+        note_batch(ctx, b, NULL);
+    }
+    return cuda_rope_kv_write(ctx, q, k, v, pos, r, c, l, b);
+}
+
+static int g_linear_fused(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
+                          const struct zl_tensor *w, const struct zl_tensor *b,
+                          const struct zl_linear_fuse *f)
+{
+    if (IN_PASS(ctx, OP_LINFUSED)) {
+        note_tensor(ctx, o);
+        note_tensor(ctx, x);
+        note_tensor(ctx, w);
+        note_tensor(ctx, b);
+        if (f) {
+            note_tensor(ctx, f->norm);
+            note_f32(ctx, f->eps);
+            note_i64(ctx, f->swiglu);
+            note_tensor(ctx, f->residual);
+            note_tensor(ctx, f->tmp_x);
+            note_tensor(ctx, f->tmp_out);
+        } else {
+            note_i64(ctx, -1);
+        }
+    }
+    return cuda_linear_fused(ctx, o, x, w, b, f);
+}
+
+void cuda_graph_wrap_ops(struct zl_backend_ops *ops)
+{
+    ops->embedding = g_embedding;
+    ops->rms_norm = g_rms_norm;
+    ops->linear = g_linear;
+    ops->rope = g_rope;
+    ops->silu_mul = g_silu_mul;
+    ops->kv_write = g_kv_write;
+    ops->attention = g_attention;
+    ops->add = g_add;
+    ops->copy = g_copy;
+    ops->rope_kv_write = g_rope_kv_write;
+    ops->linear_fused = g_linear_fused;
+    ops->graph_begin = cuda_graph_begin;
+    ops->graph_end = cuda_graph_end;
+}
+
+/* ---- staging ---- */
+
+static void entry_free(struct cuda_graph_entry *e)
+{
+    if (e->exec)
+        ZL_CUDA_WARN(cudaGraphExecDestroy(e->exec));
+    free(e->rec);
+    memset(e, 0, sizeof *e);
+}
+
+static void drop_all(struct cuda_graphs *g)
+{
+    for (int i = 0; i < g->n; i++)
+        entry_free(&g->e[i]);
+    g->n = 0;
+}
+
+int cuda_graph_upload(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    struct cuda_graphs *g = &ctx->gr;
+    size_t at = g->stage_used, need = at + ((bytes + STAGE_ALIGN - 1) & ~(size_t)(STAGE_ALIGN - 1));
+    if (need > g->stage_cap) {
+        if (g->mode == CUDA_GRAPH_CAPTURE) /* the recording pass sized it: a bug if reached */
+            return zl_cuda_host->error(ZL_EINVAL, "cuda graph: capture staged more than its "
+                                       "recording pass (%zu > %zu bytes)", need, g->stage_cap);
+        size_t cap = g->stage_cap ? g->stage_cap * 2 : (size_t)256 << 10;
+        while (cap < need)
+            cap *= 2;
+        /* every graph's copy nodes read the old buffer: they go with it */
+        ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+        drop_all(g);
+        ZL_CUDA_TRY(cudaFreeHost(g->stage));
+        g->stage = NULL;
+        g->stage_cap = 0;
+        ZL_CUDA_TRY(cudaHostAlloc((void **)&g->stage, cap, cudaHostAllocDefault));
+        g->stage_cap = cap;
+    }
+    memcpy(g->stage + at, src, bytes);
+    if (g->mode == CUDA_GRAPH_CAPTURE)
+        ZL_CUDA_TRY(cudaMemcpyAsync(dst, g->stage + at, bytes, cudaMemcpyHostToDevice,
+                                    ctx->stream));
+    int64_t w[3] = {(int64_t)(uintptr_t)dst, (int64_t)bytes, (int64_t)at};
+    cuda_graph_note(ctx, w, sizeof w);
+    g->stage_used = need;
+    return ZL_OK;
+}
+
+/* ---- the bracket ---- */
+
+/* Each pass starts with nothing uploaded: the first upload of each kind is
+ * copied (by the graph or directly), later identical ones are skipped. */
+static void pass_start(struct zl_bctx *ctx, enum cuda_graph_mode m)
+{
+    ctx->gr.mode = m;
+    ctx->gr.rec_len = 0;
+    ctx->gr.rec_oom = 0;
+    ctx->gr.stage_used = 0;
+    ctx->meta.last_len = 0;
+    ctx->freq.last_len = 0;
+}
+
+static void bracket_end(struct zl_bctx *ctx)
+{
+    ctx->gr.mode = CUDA_GRAPH_OFF;
+    ctx->meta.last_len = 0; /* a recording pass staged bytes the device may not hold */
+    ctx->freq.last_len = 0;
+    if (ctx->device >= 0 && ctx->device < MAX_DEVICES && active[ctx->device] == ctx)
+        active[ctx->device] = NULL;
+}
+
+int cuda_graph_begin(struct zl_bctx *ctx)
+{
+    if (ctx->gr.mode != CUDA_GRAPH_OFF)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda graph_begin: already inside a bracket");
+    if (ctx->gr.off)
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda graph_begin: graphs are off on this "
+                                   "instance after a failed capture");
+    if (ctx->device < 0 || ctx->device >= MAX_DEVICES || active[ctx->device])
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda graph_begin: another instance on "
+                                   "device %d is inside a bracket", ctx->device);
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (!ctx->gr.done)
+        ZL_CUDA_TRY(cudaEventCreateWithFlags(&ctx->gr.done, cudaEventDisableTiming));
+    /* the last graph's copies have read the staging buffer (the step's
+     * sample has normally waited for it already) */
+    ZL_CUDA_TRY(cudaEventSynchronize(ctx->gr.done));
+    pass_start(ctx, CUDA_GRAPH_DRY);
+    active[ctx->device] = ctx;
+    return ZL_OK;
+}
+
+/* What the ops used besides their arguments: scratch that may move. */
+static void note_buffers(struct zl_bctx *ctx)
+{
+    const void *p[8] = {ctx->meta.dev, ctx->freq.dev, ctx->attn_scratch, ctx->attn_count,
+                        ctx->conv, ctx->lt_ws, ctx->err, ctx->gr.stage};
+    cuda_graph_note(ctx, p, sizeof p);
+    note_i64(ctx, (int64_t)ctx->attn_scratch_cap);
+}
+
+static struct cuda_graph_entry *find(struct cuda_graphs *g, uint64_t h)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->e[i].hash == h && g->e[i].len == g->rec_len && !memcmp(g->e[i].rec, g->rec, g->rec_len))
+            return &g->e[i];
+    return NULL;
+}
+
+static int seen_before(struct cuda_graphs *g, uint64_t h)
+{
+    for (unsigned i = 0; i < sizeof g->seen / sizeof *g->seen; i++)
+        if (g->seen[i] == h)
+            return 1;
+    g->seen[g->seen_next++ % (sizeof g->seen / sizeof *g->seen)] = h;
+    return 0;
+}
+
+static int launch(struct zl_bctx *ctx, struct cuda_graph_entry *e)
+{
+    e->used = ++ctx->gr.clock;
+    ZL_CUDA_TRY(cudaGraphLaunch(e->exec, ctx->stream));
+    ZL_CUDA_TRY(cudaEventRecord(ctx->gr.done, ctx->stream));
+    return ZL_OK;
+}
+
+/* A free entry: a new slot, or the least recently launched graph's. */
+static struct cuda_graph_entry *entry_new(struct cuda_graphs *g)
+{
+    if (g->n < g->cap)
+        return &g->e[g->n++];
+    if (g->cap < GRAPH_MAX) {
+        int cap = g->cap ? g->cap * 2 : 16;
+        struct cuda_graph_entry *e = realloc(g->e, sizeof *e * (size_t)cap);
+        if (!e)
+            return NULL;
+        memset(e + g->cap, 0, sizeof *e * (size_t)(cap - g->cap));
+        g->e = e;
+        g->cap = cap;
+        return &g->e[g->n++];
+    }
+    struct cuda_graph_entry *old = &g->e[0];
+    for (int i = 1; i < g->n; i++)
+        if (g->e[i].used < old->used)
+            old = &g->e[i];
+    entry_free(old);
+    return old;
+}
+
+/* The recording pass's notes become what the capture must reproduce. */
+static int keep_want(struct cuda_graphs *g)
+{
+    if (g->rec_len > g->want_cap) {
+        unsigned char *w = realloc(g->want, g->rec_len);
+        if (!w)
+            return -1;
+        g->want = w;
+        g->want_cap = g->rec_len;
+    }
+    memcpy(g->want, g->rec, g->rec_len);
+    g->want_len = g->rec_len;
+    return 0;
+}
+
+/* One log line per capture: how big the graph is and whether the
+ * kernels' programmatic launches became programmatic edges (they keep the
+ * overlap of each kernel's prologue with the one before). */
+static void describe(cudaGraph_t graph, size_t rec_len)
+{
+    size_t nodes = 0, edges = 0, prog = 0;
+    if (cudaGraphGetNodes(graph, NULL, &nodes) != cudaSuccess ||
+        cudaGraphGetEdges(graph, NULL, NULL, NULL, &edges) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    cudaGraphNode_t *from = malloc(sizeof *from * (edges + 1)), *to = malloc(sizeof *to * (edges + 1));
+    cudaGraphEdgeData *data = malloc(sizeof *data * (edges + 1));
+    if (from && to && data && cudaGraphGetEdges(graph, from, to, data, &edges) == cudaSuccess)
+        for (size_t i = 0; i < edges; i++)
+            prog += data[i].type == cudaGraphDependencyTypeProgrammatic;
+    (void)cudaGetLastError();
+    free(from);
+    free(to);
+    free(data);
+    zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graph captured: %zu nodes, %zu edges (%zu programmatic), "
+                      "%zu bytes of notes", nodes, edges, prog, rec_len);
+}
+
+/* End of a capture pass: the graph instantiated, kept and launched; on any
+ * failure the pass is run again directly (*again). */
+static int end_capture(struct zl_bctx *ctx, int *again)
+{
+    struct cuda_graphs *g = &ctx->gr;
+    cudaGraph_t graph = NULL;
+    cudaError_t ce = cudaStreamEndCapture(ctx->stream, &graph);
+    note_buffers(ctx);
+    const char *why = NULL;
+    if (ce != cudaSuccess)
+        why = cudaGetErrorString(ce);
+    else if (g->rec_oom || g->rec_len != g->want_len || memcmp(g->rec, g->want, g->rec_len))
+        why = "the captured pass differs from its recording";
+    cudaGraphExec_t exec = NULL;
+    if (!why && g->captures == 0)
+        describe(graph, g->rec_len);
+    if (!why && (ce = cudaGraphInstantiate(&exec, graph, 0)) != cudaSuccess)
+        why = cudaGetErrorString(ce);
+    if (graph)
+        ZL_CUDA_WARN(cudaGraphDestroy(graph));
+    (void)cudaGetLastError(); /* a failed capture leaves its error sticky for the next call */
+    struct cuda_graph_entry *e = why ? NULL : entry_new(g);
+    unsigned char *rec = e ? malloc(g->rec_len) : NULL;
+    if (!why && !rec)
+        why = "out of host memory";
+    if (why) {
+        if (exec)
+            ZL_CUDA_WARN(cudaGraphExecDestroy(exec));
+        if (e) /* an empty slot left: drop it */
+            *e = g->e[--g->n];
+        zl_cuda_host->log(ZL_LOG_WARN, "cuda", "graph capture failed (%s); this instance "
+                          "runs without graphs from now on", why);
+        g->off = 1;
+        *again = 1;
+        return ZL_OK;
+    }
+    memcpy(rec, g->rec, g->rec_len);
+    *e = (struct cuda_graph_entry){XXH3_64bits(rec, g->rec_len), 0, rec, g->rec_len, exec};
+    g->captures++;
+    return launch(ctx, e);
+}
+
+int cuda_graph_end(struct zl_bctx *ctx, int ok)
+{
+    struct cuda_graphs *g = &ctx->gr;
+    const enum cuda_graph_mode m = g->mode;
+    if (m == CUDA_GRAPH_OFF)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda graph_end: no graph_begin before it");
+    if (!ok) {
+        if (m == CUDA_GRAPH_CAPTURE) {
+            cudaGraph_t graph = NULL;
+            if (cudaStreamEndCapture(ctx->stream, &graph) == cudaSuccess && graph)
+                ZL_CUDA_WARN(cudaGraphDestroy(graph));
+            (void)cudaGetLastError();
+        }
+        bracket_end(ctx);
+        return ZL_OK;
+    }
+    int rc = ZL_OK, again = 0;
+    if (m == CUDA_GRAPH_DRY) {
+        note_buffers(ctx);
+        const uint64_t h = XXH3_64bits(g->rec, g->rec_len);
+        struct cuda_graph_entry *e = g->rec_oom ? NULL : find(g, h);
+        if (e) {
+            g->replays++;
+            rc = launch(ctx, e);
+        } else if (!g->rec_oom && seen_before(g, h) && keep_want(g) == 0) {
+            pass_start(ctx, CUDA_GRAPH_CAPTURE);
+            cudaError_t ce = cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal);
+            if (ce == cudaSuccess)
+                return ZL_GRAPH_AGAIN;
+            (void)cudaGetLastError();
+            zl_cuda_host->log(ZL_LOG_WARN, "cuda", "graph capture did not start (%s); this "
+                              "instance runs without graphs from now on", cudaGetErrorString(ce));
+            g->off = 1;
+            again = 1;
+        } else {
+            again = 1;
+        }
+    } else if (m == CUDA_GRAPH_CAPTURE) {
+        rc = end_capture(ctx, &again);
+    } else { /* EAGER: the direct rerun is queued */
+        g->eager++;
+    }
+    if (again && rc == ZL_OK) {
+        pass_start(ctx, CUDA_GRAPH_EAGER);
+        return ZL_GRAPH_AGAIN;
+    }
+    bracket_end(ctx);
+    return rc;
+}
+
+void cuda_graph_free(struct zl_bctx *ctx)
+{
+    struct cuda_graphs *g = &ctx->gr;
+    if (g->captures || g->replays || g->eager)
+        zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graphs: %lld captured, %lld steps replayed, %lld "
+                          "run directly", g->captures, g->replays, g->eager);
+    if (g->mode != CUDA_GRAPH_OFF)
+        bracket_end(ctx);
+    drop_all(g);
+    free(g->e);
+    free(g->rec);
+    free(g->want);
+    ZL_CUDA_WARN(cudaFreeHost(g->stage));
+    if (g->done)
+        ZL_CUDA_WARN(cudaEventDestroy(g->done));
+    memset(g, 0, sizeof *g);
+}

@@ -1,0 +1,245 @@
+/* The engine's side of device graphs (backend.h graph_begin/graph_end),
+ * over the fake model and a host "backend" that plays the protocol:
+ *   - only decode steps (one token per sequence) are bracketed;
+ *   - ZL_GRAPH_AGAIN runs the forward once more, and the step's tokens are
+ *     those of a run without graphs (the fake model computes in forward, so
+ *     a pass the backend "replays" is a pass whose result is kept);
+ *   - a failed forward inside the bracket ends it with ok = 0 and fails
+ *     the step; a graph_begin error turns graphs off for good; a backend
+ *     that never stops asking gets three forwards, then an error.
+ * The CUDA side (capture, replay, equality with direct launches) is
+ * checked on the GPU machine (tests/cuda/run-gpu-model.sh). */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include "test_engine_fakemodel.h"
+
+/* What the fake graph backend saw and how it answers. */
+static struct {
+    int in_bracket;
+    int begins, ends, ends_failed;
+    int forwards_in_bracket, non_decode_in_bracket;
+    int again_answers;          /* graph_end calls that asked for another forward */
+    int begin_fails;            /* graph_begin fails from this call on (1-based), 0 = never */
+    int always_again;           /* answer AGAIN to every successful forward */
+    int sequence;               /* forwards of the current bracket */
+    int fail_in_bracket;        /* this bracketed forward (1-based) fails, 0 = never */
+} G;
+
+static const struct zl_model_ops *inner_model;
+
+/* The fake model's forward, checked against the bracket. */
+static int graph_model_forward(struct zl_model *m, const struct zl_forward_batch *b,
+                               struct zl_tensor *logits)
+{
+    if (G.in_bracket) {
+        G.forwards_in_bracket++;
+        G.sequence++;
+        if (b->n_tokens != b->attn.n_seqs)
+            G.non_decode_in_bracket++;
+        if (G.forwards_in_bracket == G.fail_in_bracket)
+            return zl_error(ZL_EBACKEND, "graph test forward: failing on purpose");
+    }
+    return inner_model->forward(m, b, logits);
+}
+
+static int fg_begin(struct zl_bctx *ctx)
+{
+    (void)ctx;
+    cr_expect_eq(G.in_bracket, 0, "graph_begin inside a bracket");
+    G.begins++;
+    if (G.begin_fails && G.begins >= G.begin_fails)
+        return zl_error(ZL_EUNSUPPORTED, "fake graph_begin: no graphs today");
+    G.in_bracket = 1;
+    G.sequence = 0;
+    return ZL_OK;
+}
+
+/* A sequence is: recorded, then run again (as the CUDA backend does the
+ * first time it sees a shape), then replayed: so every other bracket asks
+ * for a second forward. */
+static int fg_end(struct zl_bctx *ctx, int ok)
+{
+    (void)ctx;
+    cr_expect_eq(G.in_bracket, 1, "graph_end without graph_begin");
+    G.ends++;
+    if (!ok) {
+        G.ends_failed++;
+        G.in_bracket = 0;
+        return ZL_OK;
+    }
+    if (G.always_again || (G.begins % 2 == 1 && G.sequence == 1)) {
+        G.again_answers++;
+        return ZL_GRAPH_AGAIN;
+    }
+    G.in_bracket = 0;
+    return ZL_OK;
+}
+
+static struct zl_model_ops graph_model_ops;
+static struct zl_backend_ops graph_backend_ops;
+
+static void setup_ops(void)
+{
+    memset(&G, 0, sizeof G);
+    inner_model = &fake_model_ops;
+    graph_model_ops = fake_model_ops;
+    graph_model_ops.forward = graph_model_forward;
+    graph_backend_ops = fake_backend_ops;
+    graph_backend_ops.graph_begin = fg_begin;
+    graph_backend_ops.graph_end = fg_end;
+}
+
+#define N_REQ 5
+#define MAX_OUT 24
+
+struct run {
+    int32_t toks[N_REQ][MAX_OUT];
+    int32_t n[N_REQ];
+    int failed_step;
+    struct zl_engine_stats st;
+};
+
+/* Five greedy requests of different prompt lengths, submitted two steps
+ * apart, so decode steps and mixed prefill + decode steps alternate. */
+static void run_all(const struct zl_backend_ops *be, int graphs, struct run *res)
+{
+    memset(res, 0, sizeof *res);
+    struct zl_model m;
+    memset(&m, 0, sizeof m);
+    struct zl_mem *mem = fake_mem(256, 4);
+    cr_assert_not_null(mem, "%s", zl_last_error());
+    struct zl_engine_params ep = zl_engine_default_params();
+    ep.threaded = 0;
+    ep.sched.max_num_batched_tokens = 64;
+    ep.sched.max_num_seqs = 8;
+    ep.sched.max_model_len = 128;
+    size_t ws = fm_ws(&m, 64, 8) + sizeof(float) * FAKE_VOCAB * 8 + 4096;
+    cr_assert_eq(zl_mem_plan(mem, ws, 64), ZL_OK, "%s", zl_last_error());
+    void *base;
+    size_t stride;
+    uint32_t nb;
+    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
+    fake_init(&m.f, (int32_t)nb, 4);
+    static int dummy_ctx;
+    ep.model_ops = &graph_model_ops;
+    ep.model = &m;
+    ep.backend = be;
+    ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    ep.mem = mem;
+    ep.block_size = 4;
+    ep.device_graphs = graphs;
+    struct zl_engine *e;
+    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+
+    uint64_t ids[N_REQ];
+    int submitted = 0, left = N_REQ;
+    for (int step = 0; left > 0 && step < 400; step++) {
+        if (submitted < N_REQ && step % 2 == 0) {
+            struct zl_sampling_params sp = zl_sampling_default_params();
+            sp.temperature = 0.0f;
+            sp.max_tokens = 12 + submitted;
+            sp.ignore_eos = 1;
+            int32_t prompt[16];
+            for (int i = 0; i < 16; i++)
+                prompt[i] = (i * 7 + submitted * 3) % 50;
+            cr_assert_eq(zl_engine_submit(e, prompt, 3 + 3 * submitted, &sp, NULL, &ids[submitted]),
+                         ZL_OK, "%s", zl_last_error());
+            submitted++;
+        }
+        if (zl_engine_step(e) < 0) {
+            res->failed_step = 1;
+            break;
+        }
+        struct zl_output o;
+        while (zl_engine_wait(e, &o, 0) == 1) {
+            int k = 0;
+            while (k < N_REQ && ids[k] != o.request_id)
+                k++;
+            cr_assert_lt(k, N_REQ);
+            if (o.n_tokens) {
+                cr_assert_lt(res->n[k], MAX_OUT);
+                res->toks[k][res->n[k]++] = o.token;
+            }
+            if (o.finish)
+                left--;
+            zl_output_release(&o);
+        }
+    }
+    zl_engine_get_stats(e, &res->st);
+    zl_engine_free(e);
+    cr_expect_eq(m.f.errors, 0, "the fake model read a slot it did not write");
+    fake_fini(&m.f);
+    zl_mem_free(mem);
+}
+
+Test(engine_graph, decode_steps_are_bracketed_and_give_the_same_tokens)
+{
+    setup_ops();
+    struct run plain, graphed;
+    run_all(&fake_backend_ops, 1, &plain);
+    cr_assert_eq(plain.failed_step, 0, "%s", zl_last_error());
+    cr_expect_eq(plain.st.graph_steps, 0, "a backend without graphs replays nothing");
+    run_all(&graph_backend_ops, 1, &graphed);
+    cr_assert_eq(graphed.failed_step, 0, "%s", zl_last_error());
+    cr_expect_gt(G.begins, 10, "decode steps were bracketed");
+    cr_expect_eq(G.begins, G.ends - G.again_answers, "every bracket ended");
+    cr_expect_eq(G.non_decode_in_bracket, 0, "a prefill or mixed step was bracketed");
+    cr_expect_eq(G.forwards_in_bracket, G.begins + G.again_answers,
+                 "one forward per pass the backend asked for");
+    cr_expect_gt(G.again_answers, 0);
+    cr_expect_eq(graphed.st.graph_steps, G.begins - G.again_answers,
+                 "steps whose first graph_end launched a graph");
+    for (int k = 0; k < N_REQ; k++) {
+        cr_expect_eq(graphed.n[k], 12 + k, "request %d length", k);
+        cr_expect_arr_eq(graphed.toks[k], plain.toks[k], sizeof(int32_t) * MAX_OUT,
+                         "request %d tokens", k);
+    }
+}
+
+Test(engine_graph, device_graphs_off_brackets_nothing)
+{
+    setup_ops();
+    struct run r;
+    run_all(&graph_backend_ops, 0, &r);
+    cr_assert_eq(r.failed_step, 0, "%s", zl_last_error());
+    cr_expect_eq(G.begins, 0);
+    cr_expect_eq(r.st.graph_steps, 0);
+}
+
+Test(engine_graph, a_failed_forward_ends_the_bracket_and_the_step)
+{
+    setup_ops();
+    struct run r;
+    G.fail_in_bracket = 4;
+    run_all(&graph_backend_ops, 1, &r);
+    cr_expect_eq(r.failed_step, 1, "the step with the failed forward fails");
+    cr_expect_eq(G.ends_failed, 1, "graph_end was told the forward failed");
+    cr_expect_eq(G.in_bracket, 0, "the bracket was closed");
+    cr_expect(strstr(zl_last_error(), "failing on purpose") != NULL, "%s", zl_last_error());
+}
+
+Test(engine_graph, a_graph_begin_error_turns_graphs_off)
+{
+    setup_ops();
+    G.begin_fails = 3;
+    struct run plain, r;
+    run_all(&fake_backend_ops, 1, &plain);
+    run_all(&graph_backend_ops, 1, &r);
+    cr_assert_eq(r.failed_step, 0, "%s", zl_last_error());
+    cr_expect_eq(G.begins, 3, "no graph_begin after the one that failed");
+    for (int k = 0; k < N_REQ; k++)
+        cr_expect_arr_eq(r.toks[k], plain.toks[k], sizeof(int32_t) * MAX_OUT, "request %d", k);
+}
+
+Test(engine_graph, a_backend_that_keeps_asking_gets_three_forwards)
+{
+    setup_ops();
+    G.always_again = 1;
+    struct run r;
+    run_all(&graph_backend_ops, 1, &r);
+    cr_expect_eq(r.failed_step, 1);
+    cr_expect_eq(G.forwards_in_bracket, 3, "a recording, a capture, a direct run");
+    cr_expect_eq(G.ends_failed, 1, "the engine closed the bracket");
+    cr_expect(strstr(zl_last_error(), "fourth forward") != NULL, "%s", zl_last_error());
+}
