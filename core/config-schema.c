@@ -51,9 +51,9 @@ const struct zl_config_key zl_config_keys[] = {
     FLOAT("backend.gpu_memory_utilization", backend.gpu_memory_utilization, "0.9", 0.0, 1.0,
           ZL_CONFIG_F_MIN_OPEN,
           "fraction of each GPU's memory reserved (weights, workspace, KV cache); GPU backends only"),
-    BOOL("backend.cuda_graphs", backend.cuda_graphs, "true",
-         "replay decode steps as CUDA graphs (captured per batch shape on its second sighting); "
-         "false = every op launched each step"),
+    BOOL("backend.cuda_graphs", backend.cuda_graphs, "false",
+         "replay decode steps as CUDA graphs (captured per batch shape on its second sighting): "
+         "frees the host, measured ~1% slower per step on an H100 (BENCHMARKS.md)"),
     BOOL("backend.device_sampling", backend.device_sampling, "true",
          "sample on the device when the backend can (CUDA), so logits stay there; false = CPU sampler"),
     INT("backend.threads", backend.threads, "0", 0, 4096, 0, "CPU backend threads; 0 = all cores"),

@@ -3,7 +3,7 @@
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
  *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
- *                   [--warmup]
+ *                   [--warmup] [--graphs]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -33,7 +33,7 @@ struct prompts {
 };
 
 static int g_cpu_sampling;   /* --cpu-sampling */
-static int g_no_graphs;     /* --no-graphs */
+static int g_graphs;        /* --graphs */
 static int g_warmup;         /* --warmup */
 
 /* One untimed request shaped like prompt 0 (other ids, so the prefix cache
@@ -82,7 +82,7 @@ static void usage(FILE *f)
                "  --top-k K         top-k sampling (default 0 = off)\n"
                "  --seed S          sampling seed; prompt i uses S + i (default 0)\n"
                "  --cpu-sampling    sample on the CPU even when the backend samples on its device\n"
-               "  --no-graphs       launch every op each step (no device graphs for decode steps)\n"
+               "  --graphs          replay decode steps as device graphs (CUDA graphs)\n"
                "  --warmup          run one untimed request shaped like the first prompt first\n"
                "  --quiet           no timing or info logs on stderr\n");
 }
@@ -251,7 +251,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     struct zl_engine_params ep = zl_engine_default_params();
     ep.sched.max_num_batched_tokens = 2048;
     ep.device_sampling = !g_cpu_sampling;
-    ep.device_graphs = !g_no_graphs;
+    ep.device_graphs = g_graphs;
     int32_t longest = 0;
     int64_t prompt_tokens = 0;
     for (int i = 0; i < p->n; i++) {
@@ -346,7 +346,7 @@ int main(int argc, char **argv)
         {"temperature", required_argument, NULL, 'E'}, {"top-p", required_argument, NULL, 'P'},
         {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
         {"cpu-sampling", no_argument, NULL, 'C'}, {"warmup", no_argument, NULL, 'W'},
-        {"no-graphs", no_argument, NULL, 'G'},
+        {"graphs", no_argument, NULL, 'G'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -374,7 +374,7 @@ int main(int argc, char **argv)
         case 'K': rc = parse_int("--top-k", optarg, 0, 1 << 30, &v); samp.top_k = (int32_t)v; break;
         case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
         case 'C': g_cpu_sampling = 1; break;
-        case 'G': g_no_graphs = 1; break;
+        case 'G': g_graphs = 1; break;
         case 'W': g_warmup = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -196,7 +196,8 @@ int32_t cuda_graph_table_cols(int32_t max_blocks);
 int cuda_graph_begin(struct zl_bctx *ctx);
 int cuda_graph_end(struct zl_bctx *ctx, int ok);
 void cuda_graph_free(struct zl_bctx *ctx);
-/* The op table with each op noting its arguments in a pass. */
+/* cuda-graph-notes.c: the op table with each op noting its arguments in
+ * a pass, and graph_begin/graph_end set. */
 void cuda_graph_wrap_ops(struct zl_backend_ops *ops);
 
 /* cuda-profile.c: `base` with every op timed by CUDA events (ZLIGHT_PROFILE). */

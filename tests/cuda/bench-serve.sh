@@ -7,7 +7,7 @@
 # ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
-# bench-llama8b.sh).
+# bench-llama8b.sh); ZL_CUDA_GRAPHS=true serves with CUDA graphs.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -34,6 +34,7 @@ model:
 backend:
   name: cuda
   gpu_memory_utilization: 0.9
+  cuda_graphs: ${ZL_CUDA_GRAPHS:-false}
 engine:
   max_num_seqs: 256
   max_num_batched_tokens: 8192
@@ -57,3 +58,5 @@ for r in 1 4 16; do
     echo "=== $rn requests at $r req/s"
     $b --num-prompts "$rn" --request-rate $r
 done
+kill -INT $pid; wait $pid 2>/dev/null
+grep -E "graphs" "$tmp/log" | tail -n 2

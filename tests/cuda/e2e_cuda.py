@@ -13,12 +13,15 @@ CUDA) and checks over plain HTTP:
   - seeded sampling (device sampler) gives the same text alone and among 23
     concurrent requests, and differs between seeds,
   - bad input (invalid JSON, a prompt over the context) gets a 400 with a
-    message, and the server keeps serving.
+    message, and the server keeps serving;
+all with `cuda_graphs: true`, and the decode steps must have replayed
+graphs (the backend's count, logged at shutdown).
 Prints one PASS/FAIL line per check and exits 1 on any failure.
 """
 import json
 import lzma
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -81,7 +84,7 @@ def main():
     conf = os.path.join(work, "z.yaml")
     with open(conf, "w") as f:
         f.write("model:\n  path: %s\n  served_name: tiny\n  dtype: float32\n  max_model_len: 256\n"
-                "backend:\n  name: auto\n  gpu_memory_utilization: 0.3\n"
+                "backend:\n  name: auto\n  gpu_memory_utilization: 0.3\n  cuda_graphs: true\n"
                 "engine:\n  max_num_seqs: 32\n"
                 "server:\n  port: %d\nlog_level: info\n" % (mdir, port))
     env = dict(os.environ)
@@ -183,7 +186,11 @@ def main():
                 proc.kill()
         check("zlightd exits 0 on SIGTERM", proc.returncode == 0, str(proc.returncode))
         log.seek(0)
-        errs = [l for l in log.read().splitlines() if " error " in l or "cuda" in l.lower()]
+        text = log.read()
+        m = re.search(r"graphs: (\d+) captured, (\d+) steps replayed", text)
+        check("decode steps replayed CUDA graphs", m is not None and int(m.group(2)) > 0,
+              m.group(0) if m else "no graphs line in the log")
+        errs = [l for l in text.splitlines() if " error " in l or "cuda" in l.lower()]
         print("\n".join(errs[-8:]))
         shutil.rmtree(work, ignore_errors=True)
 

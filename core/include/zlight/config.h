@@ -43,7 +43,7 @@ struct zl_config {
         int32_t devices[ZL_CONFIG_MAX_DEVICES]; /* device ordinals, default [0] */
         int32_t n_devices;              /* 1..ZL_CONFIG_MAX_DEVICES */
         double gpu_memory_utilization;  /* (0, 1], default 0.90 */
-        int cuda_graphs;                /* bool, default 1 */
+        int cuda_graphs;                /* bool, default 0 */
         int device_sampling;            /* bool, default 1 */
         int64_t threads;                /* CPU threads, 0 = all cores */
     } backend;

@@ -83,7 +83,7 @@ struct zl_engine_params {
     int32_t device_sampling;        /* 1: sample on the backend when it has a sample op (the
                                      * logits stay on the device); 0: the CPU sampler; 1 */
     int32_t device_graphs;          /* 1: decode steps through the backend's graphs when it has
-                                     * them (CUDA graphs); 0: every op queued each step; 1 */
+                                     * them (CUDA graphs); 0: every op queued each step; 0 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
