@@ -85,6 +85,8 @@ struct zl_engine {
     bool ds_failed;                 /* this step's device sampling failed */
     bool graphs;                    /* decode steps through the backend's graphs */
     int64_t graph_steps;            /* of them, replayed from a captured graph */
+    int32_t graph_last_n;           /* sequences of the last decode step */
+    uint64_t graph_ok[64];          /* bit n: a decode step of n sequences replayed a graph */
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */

@@ -203,6 +203,18 @@ void zl_engine_abort_all(struct zl_engine *e)
     publish_stats(e);
 }
 
+/* Whether a decode step of n sequences is worth a graph bracket: its size
+ * repeats the last decode step's (a steady batch) or has replayed before.
+ * A draining batch, a new size every step, would pay the recording pass
+ * for nothing. */
+static bool graph_worth(struct zl_engine *e, int32_t n)
+{
+    bool known = n >= 0 && n < 64 * 64 && (e->graph_ok[n / 64] >> (n % 64) & 1);
+    bool steady = n == e->graph_last_n;
+    e->graph_last_n = n;
+    return known || steady;
+}
+
 /* The model's forward; a decode step (one token per sequence) inside the
  * backend's graph bracket (backend.h graph_begin), which may ask for the
  * forward again: once to run it directly, once to capture it. */
@@ -210,7 +222,7 @@ static int model_forward(struct zl_engine *e, const struct zl_sched_batch *b,
                          const struct zl_forward_batch *fb, struct zl_tensor *lt)
 {
     const struct zl_engine_params *p = &e->p;
-    if (!e->graphs || b->n_tokens != b->attn.n_seqs)
+    if (!e->graphs || b->n_tokens != b->attn.n_seqs || !graph_worth(e, b->n_tokens))
         return p->model_ops->forward(p->model, fb, lt);
     const struct zl_backend_ops *be = p->backend;
     if (be->graph_begin(p->bctx) < 0) {
@@ -225,6 +237,8 @@ static int model_forward(struct zl_engine *e, const struct zl_sched_batch *b,
     int g = be->graph_end(p->bctx, rc == ZL_OK);
     if (rc == ZL_OK && g == ZL_OK) { /* the recording matched a captured graph */
         e->graph_steps++;
+        if (b->n_tokens < 64 * 64)
+            e->graph_ok[b->n_tokens / 64] |= 1ull << (b->n_tokens % 64);
         if (e->prof.on) {
             e->prof.replays++;
             e->prof.record += t1 - t0;

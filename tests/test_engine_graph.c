@@ -1,6 +1,8 @@
 /* The engine's side of device graphs (backend.h graph_begin/graph_end),
  * over the fake model and a host "backend" that plays the protocol:
- *   - only decode steps (one token per sequence) are bracketed;
+ *   - only decode steps (one token per sequence) are bracketed, and only
+ *     those whose size repeats the last decode step's or has replayed
+ *     before (a draining batch would pay the recording for nothing);
  *   - ZL_GRAPH_AGAIN runs the forward once more, and the step's tokens are
  *     those of a run without graphs (the fake model computes in forward, so
  *     a pass the backend "replays" is a pass whose result is kept);
@@ -24,6 +26,10 @@ static struct {
     int always_again;           /* answer AGAIN to every successful forward */
     int sequence;               /* forwards of the current bracket */
     int fail_in_bracket;        /* this bracketed forward (1-based) fails, 0 = never */
+    int last_n, cur_n;          /* the engine's rule, mirrored: last decode step's size */
+    unsigned char replayed[64]; /* sizes whose bracket this backend answered with a replay */
+    int wrong_bracket;          /* decode steps bracketed against the rule, or not */
+    int skipped_decode;         /* decode steps the rule left out */
 } G;
 
 static const struct zl_model_ops *inner_model;
@@ -32,6 +38,13 @@ static const struct zl_model_ops *inner_model;
 static int graph_model_forward(struct zl_model *m, const struct zl_forward_batch *b,
                                struct zl_tensor *logits)
 {
+    int decode = b->n_tokens == b->attn.n_seqs;
+    if (decode && (!G.in_bracket || G.sequence == 0)) { /* a step's first forward */
+        int n = b->n_tokens, want = n == G.last_n || (n < 64 && G.replayed[n]);
+        G.wrong_bracket += want != G.in_bracket;
+        G.skipped_decode += !want;
+        G.last_n = G.cur_n = n;
+    }
     if (G.in_bracket) {
         G.forwards_in_bracket++;
         G.sequence++;
@@ -72,6 +85,8 @@ static int fg_end(struct zl_bctx *ctx, int ok)
         G.again_answers++;
         return ZL_GRAPH_AGAIN;
     }
+    if (G.sequence == 1 && G.cur_n < 64) /* launched on the recording: a replay */
+        G.replayed[G.cur_n] = 1;
     G.in_bracket = 0;
     return ZL_OK;
 }
@@ -82,6 +97,7 @@ static struct zl_backend_ops graph_backend_ops;
 static void setup_ops(void)
 {
     memset(&G, 0, sizeof G);
+    G.last_n = -1;
     inner_model = &fake_model_ops;
     graph_model_ops = fake_model_ops;
     graph_model_ops.forward = graph_model_forward;
@@ -180,9 +196,12 @@ Test(engine_graph, decode_steps_are_bracketed_and_give_the_same_tokens)
     run_all(&fake_backend_ops, 1, &plain);
     cr_assert_eq(plain.failed_step, 0, "%s", zl_last_error());
     cr_expect_eq(plain.st.graph_steps, 0, "a backend without graphs replays nothing");
+    setup_ops(); /* count the graphed run alone */
     run_all(&graph_backend_ops, 1, &graphed);
     cr_assert_eq(graphed.failed_step, 0, "%s", zl_last_error());
-    cr_expect_gt(G.begins, 10, "decode steps were bracketed");
+    cr_expect_gt(G.begins, 5, "decode steps were bracketed");
+    cr_expect_eq(G.wrong_bracket, 0, "bracketed against the rule (repeated or replayed size)");
+    cr_expect_gt(G.skipped_decode, 0, "the draining steps were not bracketed");
     cr_expect_eq(G.begins, G.ends - G.again_answers, "every bracket ended");
     cr_expect_eq(G.non_decode_in_bracket, 0, "a prefill or mixed step was bracketed");
     cr_expect_eq(G.forwards_in_bracket, G.begins + G.again_answers,

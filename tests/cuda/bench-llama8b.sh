@@ -42,6 +42,6 @@ for c in $cases; do
     wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"
     grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
-    grep -E 'graph' "$tmp/e" | tail -n 2
+    grep -E 'graph' "$tmp/e" | tail -n 4
 done
 exit $rc

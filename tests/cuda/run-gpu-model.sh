@@ -3,7 +3,8 @@
 # Whole-model checks of the CUDA backend on the GPU machine, one command:
 #   1. the engine's batch-invariance tests (test_engine_llama: greedy and
 #      seeded sampling alone / together / chunked / prefix hits /
-#      preemption, and the HF reference ids) on CUDA in f32, bf16 and f16;
+#      preemption, the HF reference ids, graphs changing no token) on CUDA
+#      in f32, bf16 and f16, and the graphs test again under memcheck;
 #      the GGUF fixtures (F16 llama31 with rope_freqs, F16 qwen2) through
 #      zlight-generate on CUDA in f32: transformers' greedy ids;
 #   2. zlightd with `backend: auto` serving a small random Llama-3-shaped
@@ -27,6 +28,18 @@ for dt in f32 bf16 f16; do
     [ "$rc" = 0 ] && r=PASS || { r="FAIL (exit $rc)"; fail=1; }
     summary+=("$(printf 'test_engine_llama cuda %-5s %s' "$dt" "$r")")
 done
+san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -n "$san" ]; then
+    echo "=== memcheck: graph capture and replay (bf16)"
+    ZL_ENGINE_TEST_BACKEND=cuda ZL_ENGINE_TEST_DTYPE=bf16 "$san" --tool memcheck --leak-check full \
+        --error-exitcode 9 "$(prog test_engine_llama)" --filter 'engine_llama/graphs_change_no_token' \
+        2>&1 | grep -E "Synthesis|SUMMARY"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] && r=PASS || { r="FAIL (exit $rc)"; fail=1; }
+else
+    r="SKIP (no compute-sanitizer)"
+fi
+summary+=("$(printf 'memcheck graphs bf16       %s' "$r")")
 gen="$build/core/.libs/zlight-generate"
 for g in llama31.f16.gguf:llama31 qwen2.f16.gguf:qwen2; do
     f="$top/tests/fixtures/llama/${g%%:*}"; ref="$top/tests/fixtures/llama/${g##*:}/reference.json"
