@@ -92,7 +92,11 @@ struct zl_model_ops {
     /* Device scratch a step of up to max_tokens tokens and max_logits
      * logits rows needs. */
     size_t (*workspace_bytes)(const struct zl_model *m, int32_t max_tokens, int32_t max_logits);
-    /* logits: f32 [n_logits, vocab] on the device, caller-owned. */
+    /* logits: f32 [n_logits, vocab] on the device, caller-owned.  A decode
+     * step may be run up to three times with the same arguments inside a
+     * device-graph bracket (backend.h graph_begin): the forward must only
+     * copy its inputs in (copy_to_device) and queue backend ops, the same
+     * ones for the same batch, and never wait for or read back results. */
     int (*forward)(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits);
     int32_t (*vocab_size)(const struct zl_model *m);
 };
