@@ -2,9 +2,10 @@
  * CUDA events on the instance's stream; when the stream is waited for (or
  * the event pool is full) the elapsed times are added up per op kind, and
  * every PROF_EVERY forwards (counted by embedding calls: one per forward)
- * and at close one log line gives the device time per forward of each op
- * kind.  Events cost a little, so this is a separate table, registered
- * only when asked for. */
+ * and at close log lines give the device time per forward of each op
+ * kind, for decode forwards (every sequence one token, as the attention
+ * batch shows) and the others apart.  Events cost a little, so this is a
+ * separate table, registered only when asked for. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -21,14 +22,19 @@ static const char *const names[P_N] = {"embedding", "rms_norm", "linear", "rope"
 #define PROF_EVENTS 4096
 #define PROF_EVERY 200
 
+enum { C_DECODE, C_OTHER, C_N }; /* forward classes */
+static const char *const classes[C_N] = {"decode", "prefill/mixed"};
+
 static struct {
     const struct zl_backend_ops *base;
     struct zl_backend_ops ops;
     cudaEvent_t ev[PROF_EVENTS][2];
-    int kind[PROF_EVENTS];
+    int kind[PROF_EVENTS], cls[PROF_EVENTS];
     int n, made;
-    double ms[P_N];
-    long long calls[P_N];
+    int cur;                    /* class of the forward being queued */
+    int first;                  /* event slot of its first op: reclassified at its attention */
+    double ms[C_N][P_N];
+    long long calls[C_N][P_N];
 } P;
 
 static void collect(void);
@@ -48,7 +54,12 @@ static int begin(struct zl_bctx *c, int kind)
         collect();
     }
     int s = P.n++;
+    if (kind == P_EMB) { /* a new forward: other until an attention batch says decode */
+        P.cur = C_OTHER;
+        P.first = s;
+    }
     P.kind[s] = kind;
+    P.cls[s] = P.cur;
     cudaEventRecord(P.ev[s][0], c->stream);
     return s;
 }
@@ -59,22 +70,35 @@ static void end(struct zl_bctx *c, int s)
         cudaEventRecord(P.ev[s][1], c->stream);
 }
 
+/* The ops of the forward being queued, from its first one on, are a
+ * decode forward's: every sequence of its attention batch brings one token. */
+static void classify(const struct zl_attn_batch *b)
+{
+    if (P.cur == C_DECODE || !b || !b->q_start || b->q_start[b->n_seqs] != b->n_seqs)
+        return;
+    P.cur = C_DECODE;
+    for (int s = P.first; s < P.n; s++)
+        P.cls[s] = C_DECODE;
+}
+
 static void report(void)
 {
-    double tot = 0;
-    for (int k = 0; k < P_N; k++)
-        tot += P.ms[k];
-    long long steps = P.calls[P_EMB];
-    if (!steps || tot <= 0)
-        return;
-    char line[1024];
-    int o = snprintf(line, sizeof line, "profile over %lld forwards, device ms per forward: total %.3f;",
-                     steps, tot / (double)steps);
-    for (int k = 0; k < P_N && o < (int)sizeof line; k++)
-        if (P.calls[k])
-            o += snprintf(line + o, sizeof line - (size_t)o, " %s %.3f (%.0f calls)", names[k],
-                          P.ms[k] / (double)steps, (double)P.calls[k] / (double)steps);
-    zl_cuda_host->log(ZL_LOG_INFO, "cuda", "%s", line);
+    for (int c = 0; c < C_N; c++) {
+        double tot = 0;
+        for (int k = 0; k < P_N; k++)
+            tot += P.ms[c][k];
+        long long steps = P.calls[c][P_EMB];
+        if (!steps || tot <= 0)
+            continue;
+        char line[1024];
+        int o = snprintf(line, sizeof line, "profile over %lld %s forwards, device ms per forward: "
+                         "total %.3f;", steps, classes[c], tot / (double)steps);
+        for (int k = 0; k < P_N && o < (int)sizeof line; k++)
+            if (P.calls[c][k])
+                o += snprintf(line + o, sizeof line - (size_t)o, " %s %.3f (%.0f calls)", names[k],
+                              P.ms[c][k] / (double)steps, (double)P.calls[c][k] / (double)steps);
+        zl_cuda_host->log(ZL_LOG_INFO, "cuda", "%s", line);
+    }
     memset(P.ms, 0, sizeof P.ms);
     memset(P.calls, 0, sizeof P.calls);
 }
@@ -84,12 +108,13 @@ static void collect(void)
     for (int s = 0; s < P.n; s++) {
         float ms = 0;
         if (cudaEventElapsedTime(&ms, P.ev[s][0], P.ev[s][1]) == cudaSuccess) {
-            P.ms[P.kind[s]] += ms;
-            P.calls[P.kind[s]]++;
+            P.ms[P.cls[s]][P.kind[s]] += ms;
+            P.calls[P.cls[s]][P.kind[s]]++;
         }
     }
     P.n = 0;
-    if (P.calls[P_EMB] >= PROF_EVERY)
+    P.first = 0;
+    if (P.calls[C_DECODE][P_EMB] + P.calls[C_OTHER][P_EMB] >= PROF_EVERY)
         report();
 }
 
@@ -115,9 +140,16 @@ WRAP(P_SILU, silu_mul, (struct zl_bctx *ctx, struct zl_tensor *o, const struct z
 WRAP(P_KVW, kv_write, (struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t l,
                        const struct zl_tensor *k, const struct zl_tensor *v,
                        const struct zl_attn_batch *b), (ctx, c, l, k, v, b))
-WRAP(P_ATTN, attention, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *q,
-                         const struct zl_kv_cache *c, int32_t l, const struct zl_attn_batch *b,
-                         float sc), (ctx, o, q, c, l, b, sc))
+static int p_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *q,
+                       const struct zl_kv_cache *c, int32_t l, const struct zl_attn_batch *b,
+                       float sc)
+{
+    classify(b);
+    int s = begin(ctx, P_ATTN);
+    int rc = P.base->attention(ctx, o, q, c, l, b, sc);
+    end(ctx, s);
+    return rc;
+}
 WRAP(P_ADD, add, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *a,
                   const struct zl_tensor *b), (ctx, o, a, b))
 WRAP(P_COPY, copy, (struct zl_bctx *ctx, struct zl_tensor *d, const struct zl_tensor *s_),
