@@ -93,7 +93,8 @@ static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
     int32_t nd = cuda_attn_decode_prefix(b), splits = 0, chunk = 0;
     int64_t w[5] = {b->n_seqs, cuda_graph_table_cols(b->max_blocks), nd, 0, 0};
     if (c) {
-        struct zl_cuda_attn_shape d = cuda_attn_shape(b, 0, nd), r = cuda_attn_shape(b, nd, b->n_seqs);
+        struct zl_cuda_attn_shape d = cuda_attn_shape(b, 0, nd);
+        struct zl_cuda_attn_shape r = cuda_attn_shape(b, nd, b->n_seqs);
         if (nd)
             zl_cuda_attention_decode_plan(nd, c->n_kv_heads, c->head_dim,
                                           cuda_graph_kv_bucket(d.max_kv_len), &splits, &chunk);

@@ -184,7 +184,8 @@ static void note_buffers(struct zl_bctx *ctx)
 static struct cuda_graph_entry *find(struct cuda_graphs *g, uint64_t h)
 {
     for (int i = 0; i < g->n; i++)
-        if (g->e[i].hash == h && g->e[i].len == g->rec_len && !memcmp(g->e[i].rec, g->rec, g->rec_len))
+        if (g->e[i].hash == h && g->e[i].len == g->rec_len &&
+            !memcmp(g->e[i].rec, g->rec, g->rec_len))
             return &g->e[i];
     return NULL;
 }
@@ -255,7 +256,8 @@ static void describe(cudaGraph_t graph, size_t rec_len)
         (void)cudaGetLastError();
         return;
     }
-    cudaGraphNode_t *from = malloc(sizeof *from * (edges + 1)), *to = malloc(sizeof *to * (edges + 1));
+    cudaGraphNode_t *from = malloc(sizeof *from * (edges + 1));
+    cudaGraphNode_t *to = malloc(sizeof *to * (edges + 1));
     cudaGraphEdgeData *data = malloc(sizeof *data * (edges + 1));
     if (from && to && data && cudaGraphGetEdges(graph, from, to, data, &edges) == cudaSuccess)
         for (size_t i = 0; i < edges; i++)
@@ -264,8 +266,8 @@ static void describe(cudaGraph_t graph, size_t rec_len)
     free(from);
     free(to);
     free(data);
-    zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graph captured: %zu nodes, %zu edges (%zu programmatic), "
-                      "%zu bytes of notes", nodes, edges, prog, rec_len);
+    zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graph captured: %zu nodes, %zu edges (%zu "
+                      "programmatic), %zu bytes of notes", nodes, edges, prog, rec_len);
 }
 
 /* End of a capture pass: the graph instantiated, kept and launched; on any

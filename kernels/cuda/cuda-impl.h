@@ -83,7 +83,7 @@ struct cuda_graphs {
     cudaEvent_t done;                   /* recorded after the last graph launch */
     struct cuda_graph_entry *e;         /* captured graphs, e[0..n) */
     int n, cap;
-    uint64_t seen[64];                  /* hashes of sequences run once (captured when seen again) */
+    uint64_t seen[64];                  /* hashes of sequences run once (captured if seen again) */
     unsigned seen_next;
     uint64_t clock;                     /* launches, for least-recently-used eviction */
     long long replays, captures, eager;
