@@ -12,7 +12,8 @@
  *                      one rounding.
  *   silu_mul           (u_T + 16 u) |ref|: expf (2 ulp), add, divide, multiply.
  *   rms_norm           (u_T + (d/256 + 16) u) |ref|: sum of squares of d
- *                      terms, d/256 per thread then a 256-way tree (the CPU
+ *                      terms, d/256 per thread then a 256-way tree, or 8
+ *                      per thread then a d/8-way tree on 16-byte rows (the CPU
  *                      sums in double), rsqrt (2 ulp), two products.  The
  *                      updated residual is exact: f32 sum, one rounding.
  *   rope               u_T |ref| + 8 u af (|x1| + |x2|): sincosf of the same
@@ -308,10 +309,13 @@ static void rope_kv_case(enum zl_dtype dt, enum zl_dtype cdt, int64_t n, int64_t
 
 enum ew { EW_SILU, EW_ADD };
 
-static void elementwise_case(enum ew kind, enum zl_dtype dt, int64_t n, int64_t f, int in_place)
+static void elementwise_case(enum ew kind, enum zl_dtype dt, int64_t n, int64_t f, int in_place,
+                             int64_t pad)
 {
-    /* a and b are views into one fused [n, 2f + 1] buffer (gate | up | pad) */
-    int64_t width = 2 * f + 1;
+    /* a and b are views into one fused [n, 2f + pad] buffer (gate | up | pad);
+     * pad 1 misaligns the rows (the one-block-per-row kernel), f and pad
+     * multiples of 8 keep them 16-byte aligned (the 16-byte chunk kernel) */
+    int64_t width = 2 * f + pad;
     size_t nw = (size_t)(n * width), nf = (size_t)(n * f), es = esize(dt);
     double *v;
     void *h = rand_raw(dt, nw, -6, 6, &v);
@@ -327,8 +331,9 @@ static void elementwise_case(enum ew kind, enum zl_dtype dt, int64_t n, int64_t 
     else
         tensor(&to, dt, 2, (int64_t[]){n, f}, dout);
     char what[128];
-    snprintf(what, sizeof what, "%s %s [%lld, %lld] strided%s", kind == EW_SILU ? "silu_mul" : "add",
-             zl_dtype_name(dt), (long long)n, (long long)f, in_place ? " out=a" : "");
+    snprintf(what, sizeof what, "%s %s [%lld, %lld] row %lld%s", kind == EW_SILU ? "silu_mul" : "add",
+             zl_dtype_name(dt), (long long)n, (long long)f, (long long)width,
+             in_place ? " out=a" : "");
     int rc = kind == EW_SILU ? be->silu_mul(bctx, &to, &ta, &tb) : be->add(bctx, &to, &ta, &tb);
     if (ct_ok(rc, what) && ct_sync(what)) {
         double *ref = dnum(nf), *tol = dnum(nf);
@@ -441,16 +446,21 @@ int main(void)
         rms_norm_case(dt, ZL_DTYPE_F32, 7, 1001, 0, 0);
         rms_norm_case(dt, dt, 33, 5120, 1, 1);
         rms_norm_case(dt, ZL_DTYPE_BF16, 3, 16384, 0, 1);
+        rms_norm_case(dt, ZL_DTYPE_F32, 32, 8192, 1, 0);
         rope_case(dt, 19, 32, 8, 128, 128, 1.0f, 1);
         rope_case(dt, 5, 6, 2, 96, 64, 1.25f, 1);      /* partial rotary, yarn-like factor */
         rope_case(dt, 3, 4, 4, 64, 64, 1.0f, 0);
         rope_kv_case(dt, dt, 37, 32, 8, 128, 128);
         rope_kv_case(dt, ZL_DTYPE_BF16, 5, 6, 2, 96, 64);   /* partial rotary, converted cache */
         rope_kv_case(dt, dt, 1, 8, 1, 64, 64);
-        elementwise_case(EW_SILU, dt, 19, 1001, 0);
-        elementwise_case(EW_SILU, dt, 2, 14336, 1);
-        elementwise_case(EW_ADD, dt, 13, 4099, 0);
-        elementwise_case(EW_ADD, dt, 1, 4096, 1);
+        elementwise_case(EW_SILU, dt, 19, 1001, 0, 1);
+        elementwise_case(EW_SILU, dt, 2, 14336, 1, 1);
+        elementwise_case(EW_SILU, dt, 32, 14336, 0, 0);
+        elementwise_case(EW_SILU, dt, 5, 1000, 1, 8);
+        elementwise_case(EW_ADD, dt, 13, 4099, 0, 1);
+        elementwise_case(EW_ADD, dt, 1, 4096, 1, 1);
+        elementwise_case(EW_ADD, dt, 32, 4096, 1, 0);
+        elementwise_case(EW_ADD, dt, 3, 1000, 0, 8);
         for (int t = 0; t < 3; t++)
             copy_case(dt, tabs[t], 9, 1003);
     }
