@@ -3,7 +3,11 @@
 // at a time (grid-stride over rows), its threads the columns, so strided row
 // views cost nothing extra and reads stay coalesced along a row.  silu_mul
 // and add, which sit between a layer's kernels, launch as programmatic
-// dependents (cuda-pdl.cuh): their launch hides under the kernel before.
+// dependents (cuda-pdl.cuh): their launch hides under the kernel before;
+// on 16-bit, 16-byte aligned rows they run over a grid of (column chunks of
+// 8 elements, rows) instead.  Measured (ncu, serialised, 32 rows, H100):
+// silu_mul over 14336 columns 28.3 -> 3.95 us, add over 4096 9.5 -> 3.2 us;
+// one block of 2-byte loads per row was latency bound.
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-pdl.cuh"
