@@ -74,39 +74,17 @@ struct run {
     int32_t n[N_REQ][2];
 };
 
-/* An engine over the fake model with `be`, 64 tokens a step, 4-token KV
- * blocks; *mem_out to free after the engine (fake_fini(&m->f) too). */
+/* An engine over the fake model with `be` (fake_engine_open). */
 static struct zl_engine *open_engine(const struct zl_backend_ops *be, struct zl_model *m,
                                      uint32_t pool_blocks, int32_t max_seqs, int32_t max_len,
                                      const int32_t *eos, struct zl_mem **mem_out)
 {
-    memset(m, 0, sizeof *m);
-    struct zl_mem *mem = fake_mem(pool_blocks, 4);
-    cr_assert_not_null(mem, "%s", zl_last_error());
     struct zl_engine_params ep = zl_engine_default_params();
-    ep.threaded = 0;
-    ep.sched.max_num_batched_tokens = 64;
-    ep.sched.max_num_seqs = max_seqs;
-    ep.sched.max_model_len = max_len;
-    size_t ws = fm_ws(m, 64, max_seqs) + sizeof(float) * FAKE_VOCAB * (size_t)max_seqs + 4096;
-    cr_assert_eq(zl_mem_plan(mem, ws, 64), ZL_OK, "%s", zl_last_error());
-    void *base;
-    size_t stride;
-    uint32_t nb;
-    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
-    fake_init(&m->f, (int32_t)nb, 4);
-    static int dummy_ctx;
-    ep.model_ops = &fake_model_ops;
-    ep.model = m;
     ep.backend = be;
-    ep.bctx = (struct zl_bctx *)&dummy_ctx;
-    ep.mem = mem;
-    ep.block_size = 4;
     ep.eos_ids = eos;
     ep.n_eos = eos ? 1 : 0;
-    struct zl_engine *e;
-    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
-    *mem_out = mem;
+    struct zl_engine *e = fake_engine_open(ep, m, pool_blocks, max_seqs, max_len, mem_out);
+    cr_assert_not_null(e, "%s", zl_last_error());
     return e;
 }
 
@@ -158,9 +136,7 @@ static void run_all(const struct zl_backend_ops *be, struct run *res)
         cr_assert_geq(zl_engine_step(e), 0, "%s", zl_last_error());
         struct zl_output o;
         while (zl_engine_wait(e, &o, 0) == 1) {
-            int k = 0;
-            while (k < N_REQ && ids[k] != o.request_id)
-                k++;
+            int k = fake_req_index(ids, N_REQ, o.request_id);
             cr_assert_lt(k, N_REQ);
             if (o.n_tokens) {
                 int32_t j = res->n[k][o.index]++;

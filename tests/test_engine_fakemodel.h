@@ -88,4 +88,54 @@ static inline struct zl_mem *fake_mem(int32_t n_blocks, int32_t bs)
     return mem;
 }
 
+/* An engine (not threaded) over the fake model `m` with 64 tokens a step
+ * and 4-token KV blocks.  `ep` brings the backend and whatever else the
+ * test sets (model_ops NULL: the fake's); this fills the rest.  NULL on
+ * failure (zl_last_error); else *mem_out to free after the engine, and
+ * fake_fini(&m->f). */
+static inline struct zl_engine *fake_engine_open(struct zl_engine_params ep, struct zl_model *m,
+                                                 uint32_t pool_blocks, int32_t max_seqs,
+                                                 int32_t max_len, struct zl_mem **mem_out)
+{
+    static int dummy_ctx;
+    memset(m, 0, sizeof *m);
+    struct zl_mem *mem = fake_mem((int32_t)pool_blocks, 4);
+    void *base;
+    size_t stride;
+    uint32_t nb;
+    size_t ws = fm_ws(m, 64, max_seqs) + sizeof(float) * FAKE_VOCAB * (size_t)max_seqs + 4096;
+    if (!mem || zl_mem_plan(mem, ws, 64) < 0 || zl_mem_kv_pool(mem, &base, &stride, &nb) < 0) {
+        zl_mem_free(mem);
+        return NULL;
+    }
+    fake_init(&m->f, (int32_t)nb, 4);
+    ep.threaded = 0;
+    ep.sched.max_num_batched_tokens = 64;
+    ep.sched.max_num_seqs = max_seqs;
+    ep.sched.max_model_len = max_len;
+    if (!ep.model_ops)
+        ep.model_ops = &fake_model_ops;
+    ep.model = m;
+    ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    ep.mem = mem;
+    ep.block_size = 4;
+    struct zl_engine *e = NULL;
+    if (zl_engine_create(&ep, &e) < 0) {
+        fake_fini(&m->f);
+        zl_mem_free(mem);
+        return NULL;
+    }
+    *mem_out = mem;
+    return e;
+}
+
+/* Index of request `id` among ids[0..n), n if absent. */
+static inline int fake_req_index(const uint64_t *ids, int n, uint64_t id)
+{
+    int k = 0;
+    while (k < n && ids[k] != id)
+        k++;
+    return k;
+}
+
 #endif

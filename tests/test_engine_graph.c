@@ -122,31 +122,13 @@ static void run_all(const struct zl_backend_ops *be, int graphs, struct run *res
 {
     memset(res, 0, sizeof *res);
     struct zl_model m;
-    memset(&m, 0, sizeof m);
-    struct zl_mem *mem = fake_mem(256, 4);
-    cr_assert_not_null(mem, "%s", zl_last_error());
+    struct zl_mem *mem = NULL;
     struct zl_engine_params ep = zl_engine_default_params();
-    ep.threaded = 0;
-    ep.sched.max_num_batched_tokens = 64;
-    ep.sched.max_num_seqs = 8;
-    ep.sched.max_model_len = 128;
-    size_t ws = fm_ws(&m, 64, 8) + sizeof(float) * FAKE_VOCAB * 8 + 4096;
-    cr_assert_eq(zl_mem_plan(mem, ws, 64), ZL_OK, "%s", zl_last_error());
-    void *base;
-    size_t stride;
-    uint32_t nb;
-    cr_assert_eq(zl_mem_kv_pool(mem, &base, &stride, &nb), ZL_OK);
-    fake_init(&m.f, (int32_t)nb, 4);
-    static int dummy_ctx;
     ep.model_ops = &graph_model_ops;
-    ep.model = &m;
     ep.backend = be;
-    ep.bctx = (struct zl_bctx *)&dummy_ctx;
-    ep.mem = mem;
-    ep.block_size = 4;
     ep.device_graphs = graphs;
-    struct zl_engine *e;
-    cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
+    struct zl_engine *e = fake_engine_open(ep, &m, 256, 8, 128, &mem);
+    cr_assert_not_null(e, "%s", zl_last_error());
 
     uint64_t ids[N_REQ];
     int submitted = 0, left = N_REQ;
@@ -169,9 +151,7 @@ static void run_all(const struct zl_backend_ops *be, int graphs, struct run *res
         }
         struct zl_output o;
         while (zl_engine_wait(e, &o, 0) == 1) {
-            int k = 0;
-            while (k < N_REQ && ids[k] != o.request_id)
-                k++;
+            int k = fake_req_index(ids, N_REQ, o.request_id);
             cr_assert_lt(k, N_REQ);
             if (o.n_tokens) {
                 cr_assert_lt(res->n[k], MAX_OUT);

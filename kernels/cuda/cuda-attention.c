@@ -5,7 +5,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cuda-impl.h"
 
@@ -118,13 +117,6 @@ struct zl_cuda_attn_shape cuda_attn_shape(const struct zl_attn_batch *b, int32_t
     return sh;
 }
 
-/* The tensor-core kernels first: one query row per sequence goes to the
- * decode kernel, anything else to the flash kernel.  A mixed step (the
- * scheduler puts decodes first) is split: its leading one-row sequences
- * run the decode kernel and the rest the flash kernel, whose 64-row query
- * tiles would otherwise hold one row each and read every KV head once per
- * query head.  The generic kernel takes what the tensor-core ones decline
- * with cudaErrorNotSupported (f32, unusual head sizes), for the whole batch. */
 int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b)
 {
     int32_t nd = 0;
@@ -133,6 +125,13 @@ int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b)
     return nd;
 }
 
+/* The tensor-core kernels first: one query row per sequence goes to the
+ * decode kernel, anything else to the flash kernel.  A mixed step (the
+ * scheduler puts decodes first) is split: its leading one-row sequences
+ * run the decode kernel and the rest the flash kernel, whose 64-row query
+ * tiles would otherwise hold one row each and read every KV head once per
+ * query head.  The generic kernel takes what the tensor-core ones decline
+ * with cudaErrorNotSupported (f32, unusual head sizes), for the whole batch. */
 static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                     const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
                     const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)

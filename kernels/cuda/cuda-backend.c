@@ -274,11 +274,7 @@ static void cuda_close(struct zl_bctx *ctx)
     if (!ctx)
         return;
     ZL_CUDA_WARN(cudaSetDevice(ctx->device));
-    if (ctx->gr.mode == CUDA_GRAPH_CAPTURE) { /* closed mid-bracket: the capture goes */
-        cudaGraph_t g = NULL;
-        if (cudaStreamEndCapture(ctx->stream, &g) == cudaSuccess && g)
-            ZL_CUDA_WARN(cudaGraphDestroy(g));
-    }
+    cuda_graph_abandon(ctx); /* closed mid-bracket: a capture cannot be waited for */
     if (ctx->stream) /* nothing queued may outlive its buffers */
         ZL_CUDA_WARN(cudaStreamSynchronize(ctx->stream));
     cuda_graph_free(ctx);

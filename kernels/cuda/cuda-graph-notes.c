@@ -13,6 +13,7 @@
  * new op or argument must be noted here too. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,41 +108,40 @@ static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
 enum { OP_EMB = 1, OP_NORM, OP_LINEAR, OP_ROPE, OP_SILU, OP_KVW, OP_ATTN, OP_ADD, OP_COPY,
        OP_ROPEKV, OP_LINFUSED };
 
-#define IN_PASS(ctx, op) (cuda_graph_pass(ctx) ? (note_i64(ctx, op), 1) : 0)
+/* In a pass: notes the op and its n tensor arguments (const struct
+ * zl_tensor *, NULL allowed) and returns 1; else 0, noting nothing. */
+static int in_pass(struct zl_bctx *ctx, int op, int n, ...)
+{
+    if (!cuda_graph_pass(ctx))
+        return 0;
+    note_i64(ctx, op);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        note_tensor(ctx, va_arg(ap, const struct zl_tensor *));
+    va_end(ap);
+    return 1;
+}
 
 static int g_embedding(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *t,
                        const struct zl_tensor *tok)
 {
-    if (IN_PASS(ctx, OP_EMB)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, t);
-        note_tensor(ctx, tok);
-    }
+    in_pass(ctx, OP_EMB, 3, o, t, tok);
     return cuda_embedding(ctx, o, t, tok);
 }
 
 static int g_rms_norm(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
                       struct zl_tensor *r, const struct zl_tensor *w, float eps)
 {
-    if (IN_PASS(ctx, OP_NORM)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, x);
-        note_tensor(ctx, r);
-        note_tensor(ctx, w);
+    if (in_pass(ctx, OP_NORM, 4, o, x, r, w))
         note_f32(ctx, eps);
-    }
     return cuda_rms_norm(ctx, o, x, r, w, eps);
 }
 
 static int g_linear(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
                     const struct zl_tensor *w, const struct zl_tensor *b)
 {
-    if (IN_PASS(ctx, OP_LINEAR)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, x);
-        note_tensor(ctx, w);
-        note_tensor(ctx, b);
-    }
+    in_pass(ctx, OP_LINEAR, 4, o, x, w, b);
     return cuda_linear(ctx, o, x, w, b);
 }
 
@@ -155,23 +155,15 @@ static void note_rope(struct zl_bctx *ctx, const struct zl_rope *r)
 static int g_rope(struct zl_bctx *ctx, struct zl_tensor *q, struct zl_tensor *k,
                   const struct zl_tensor *pos, const struct zl_rope *r)
 {
-    if (IN_PASS(ctx, OP_ROPE)) {
-        note_tensor(ctx, q);
-        note_tensor(ctx, k);
-        note_tensor(ctx, pos);
+    if (in_pass(ctx, OP_ROPE, 3, q, k, pos))
         note_rope(ctx, r);
-    }
     return cuda_rope(ctx, q, k, pos, r);
 }
 
 static int g_silu_mul(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *g,
                       const struct zl_tensor *u)
 {
-    if (IN_PASS(ctx, OP_SILU)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, g);
-        note_tensor(ctx, u);
-    }
+    in_pass(ctx, OP_SILU, 3, o, g, u);
     return cuda_silu_mul(ctx, o, g, u);
 }
 
@@ -179,10 +171,8 @@ static int g_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t 
                       const struct zl_tensor *k, const struct zl_tensor *v,
                       const struct zl_attn_batch *b)
 {
-    if (IN_PASS(ctx, OP_KVW)) {
+    if (in_pass(ctx, OP_KVW, 2, k, v)) {
         note_cache(ctx, c, l);
-        note_tensor(ctx, k);
-        note_tensor(ctx, v);
         note_batch(ctx, b, NULL);
     }
     return cuda_kv_write(ctx, c, l, k, v, b);
@@ -192,9 +182,7 @@ static int g_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl
                        const struct zl_kv_cache *c, int32_t l, const struct zl_attn_batch *b,
                        float sc)
 {
-    if (IN_PASS(ctx, OP_ATTN)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, q);
+    if (in_pass(ctx, OP_ATTN, 2, o, q)) {
         note_cache(ctx, c, l);
         note_batch(ctx, b, c);
         note_f32(ctx, sc);
@@ -205,20 +193,13 @@ static int g_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl
 static int g_add(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *a,
                  const struct zl_tensor *b)
 {
-    if (IN_PASS(ctx, OP_ADD)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, a);
-        note_tensor(ctx, b);
-    }
+    in_pass(ctx, OP_ADD, 3, o, a, b);
     return cuda_add(ctx, o, a, b);
 }
 
 static int g_copy(struct zl_bctx *ctx, struct zl_tensor *d, const struct zl_tensor *s)
 {
-    if (IN_PASS(ctx, OP_COPY)) {
-        note_tensor(ctx, d);
-        note_tensor(ctx, s);
-    }
+    in_pass(ctx, OP_COPY, 2, d, s);
     return cuda_copy_rows(ctx, d, s);
 }
 
@@ -227,11 +208,7 @@ static int g_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struc
                            const struct zl_rope *r, const struct zl_kv_cache *c, int32_t l,
                            const struct zl_attn_batch *b)
 {
-    if (IN_PASS(ctx, OP_ROPEKV)) {
-        note_tensor(ctx, q);
-        note_tensor(ctx, k);
-        note_tensor(ctx, v);
-        note_tensor(ctx, pos);
+    if (in_pass(ctx, OP_ROPEKV, 4, q, k, v, pos)) {
         note_rope(ctx, r);
         note_cache(ctx, c, l);
         note_batch(ctx, b, NULL);
@@ -243,18 +220,11 @@ static int g_linear_fused(struct zl_bctx *ctx, struct zl_tensor *o, const struct
                           const struct zl_tensor *w, const struct zl_tensor *b,
                           const struct zl_linear_fuse *f)
 {
-    if (IN_PASS(ctx, OP_LINFUSED)) {
-        note_tensor(ctx, o);
-        note_tensor(ctx, x);
-        note_tensor(ctx, w);
-        note_tensor(ctx, b);
+    if (in_pass(ctx, OP_LINFUSED, 4, o, x, w, b)) {
         if (f) {
-            note_tensor(ctx, f->norm);
+            in_pass(ctx, OP_LINFUSED, 4, f->norm, f->residual, f->tmp_x, f->tmp_out);
             note_f32(ctx, f->eps);
             note_i64(ctx, f->swiglu);
-            note_tensor(ctx, f->residual);
-            note_tensor(ctx, f->tmp_x);
-            note_tensor(ctx, f->tmp_out);
         } else {
             note_i64(ctx, -1);
         }

@@ -122,7 +122,7 @@ int cuda_graph_upload(struct zl_bctx *ctx, void *dst, const void *src, size_t by
     if (g->mode == CUDA_GRAPH_CAPTURE)
         ZL_CUDA_TRY(cudaMemcpyAsync(dst, g->stage + at, bytes, cudaMemcpyHostToDevice,
                                     ctx->stream));
-    int64_t w[3] = {(int64_t)(uintptr_t)dst, (int64_t)bytes, (int64_t)at};
+    int64_t w[2] = {(int64_t)(uintptr_t)dst, (int64_t)bytes}; /* the offsets follow */
     cuda_graph_note(ctx, w, sizeof w);
     g->stage_used = need;
     return ZL_OK;
@@ -312,6 +312,19 @@ static int end_capture(struct zl_bctx *ctx, int *again)
     return launch(ctx, e);
 }
 
+/* Ends a bracket that will launch nothing: an open capture is dropped. */
+void cuda_graph_abandon(struct zl_bctx *ctx)
+{
+    if (ctx->gr.mode == CUDA_GRAPH_CAPTURE) {
+        cudaGraph_t graph = NULL;
+        if (cudaStreamEndCapture(ctx->stream, &graph) == cudaSuccess && graph)
+            ZL_CUDA_WARN(cudaGraphDestroy(graph));
+        (void)cudaGetLastError();
+    }
+    if (ctx->gr.mode != CUDA_GRAPH_OFF)
+        bracket_end(ctx);
+}
+
 int cuda_graph_end(struct zl_bctx *ctx, int ok)
 {
     struct cuda_graphs *g = &ctx->gr;
@@ -319,13 +332,7 @@ int cuda_graph_end(struct zl_bctx *ctx, int ok)
     if (m == CUDA_GRAPH_OFF)
         return zl_cuda_host->error(ZL_EINVAL, "cuda graph_end: no graph_begin before it");
     if (!ok) {
-        if (m == CUDA_GRAPH_CAPTURE) {
-            cudaGraph_t graph = NULL;
-            if (cudaStreamEndCapture(ctx->stream, &graph) == cudaSuccess && graph)
-                ZL_CUDA_WARN(cudaGraphDestroy(graph));
-            (void)cudaGetLastError();
-        }
-        bracket_end(ctx);
+        cuda_graph_abandon(ctx);
         return ZL_OK;
     }
     int rc = ZL_OK, again = 0;
@@ -368,8 +375,7 @@ void cuda_graph_free(struct zl_bctx *ctx)
     if (g->captures || g->replays || g->eager)
         zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graphs: %lld captured, %lld steps replayed, %lld "
                           "run directly", g->captures, g->replays, g->eager);
-    if (g->mode != CUDA_GRAPH_OFF)
-        bracket_end(ctx);
+    cuda_graph_abandon(ctx);
     drop_all(g);
     free(g->e);
     free(g->rec);

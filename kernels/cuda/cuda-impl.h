@@ -195,6 +195,9 @@ int32_t cuda_graph_kv_bucket(int32_t max_kv_len);
 int32_t cuda_graph_table_cols(int32_t max_blocks);
 int cuda_graph_begin(struct zl_bctx *ctx);
 int cuda_graph_end(struct zl_bctx *ctx, int ok);
+/* Ends an open bracket without launching (an open capture is dropped). */
+void cuda_graph_abandon(struct zl_bctx *ctx);
+/* After the stream is idle: the graphs, the staging buffer, the counts log. */
 void cuda_graph_free(struct zl_bctx *ctx);
 /* cuda-graph-notes.c: the op table with each op noting its arguments in
  * a pass, and graph_begin/graph_end set. */
