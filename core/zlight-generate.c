@@ -3,7 +3,7 @@
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
  *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
- *                   [--warmup] [--graphs]
+ *                   [--warmup] [--graphs] [--max-batched-tokens N]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -35,6 +35,17 @@ struct prompts {
 static int g_cpu_sampling;   /* --cpu-sampling */
 static int g_graphs;        /* --graphs */
 static int g_warmup;         /* --warmup */
+static long g_batched = 2048; /* --max-batched-tokens */
+
+/* When the outputs came: the last first token ends prefill; from there to
+ * the first finish every prompt decodes in every step (the steady state),
+ * timed between two tokens of the prompt that started last. */
+struct timing {
+    double t0, prefill;         /* submit; the last first token */
+    int last;                   /* the prompt whose first token came last */
+    double steady_end;          /* its newest token before the first finish */
+    int steady_steps;           /* its tokens between the two, -1 before a finish */
+};
 
 /* One untimed request shaped like prompt 0 (other ids, so the prefix cache
  * cannot serve the timed one): kernels load and GEMM plans are made before
@@ -84,6 +95,7 @@ static void usage(FILE *f)
                "  --cpu-sampling    sample on the CPU even when the backend samples on its device\n"
                "  --graphs          replay decode steps as device graphs (CUDA graphs)\n"
                "  --warmup          run one untimed request shaped like the first prompt first\n"
+               "  --max-batched-tokens N  tokens per engine step, prompt chunks included (default 2048)\n"
                "  --quiet           no timing or info logs on stderr\n");
 }
 
@@ -197,12 +209,14 @@ static double now_s(void)
 
 /* Waits for every prompt's ids; out[k] gets them in order. */
 static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, int32_t max_new,
-                   double t0, double *t_prefill)
+                   struct timing *tm)
 {
     int left = n;
     int32_t *got = calloc((size_t)n, sizeof *got);
     if (!got)
         return zl_error(ZL_ENOMEM, "out of memory");
+    double last_tok = 0;
+    tm->steady_steps = -1;
     while (left > 0) {
         struct zl_output o;
         if (zl_engine_wait(e, &o, -1) != 1) {
@@ -212,13 +226,20 @@ static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, in
         int k = (int)(o.request_id - first);
         if (o.n_tokens && got[k] < max_new) {
             out[k][got[k]++] = o.token;
+            double t = now_s() - tm->t0;
             if (got[k] == 1)
-                *t_prefill = now_s() - t0;   /* the last first token ends prefill */
+                tm->prefill = t, tm->last = k;
+            if (k == tm->last)
+                last_tok = t;
         }
         if (o.finish == ZL_FINISH_ABORT) {
             zl_output_release(&o);
             free(got);
             return zl_error(ZL_EBACKEND, "prompt %d was aborted (see the log)", k + 1);
+        }
+        if (o.finish != ZL_FINISH_NONE && tm->steady_steps < 0) {
+            tm->steady_end = last_tok;
+            tm->steady_steps = got[tm->last] - 1;
         }
         left -= o.finish != ZL_FINISH_NONE;
         zl_output_release(&o);
@@ -249,7 +270,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
                     const struct prompts *p, int32_t **out, int32_t max_new, int quiet)
 {
     struct zl_engine_params ep = zl_engine_default_params();
-    ep.sched.max_num_batched_tokens = 2048;
+    ep.sched.max_num_batched_tokens = (int32_t)g_batched;
     ep.device_sampling = !g_cpu_sampling;
     ep.device_graphs = g_graphs;
     int32_t longest = 0;
@@ -285,7 +306,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     struct zl_engine_stats st;
     zl_engine_get_stats(e, &st);
     long long warm_tokens = (long long)st.generation_tokens;
-    double t0 = now_s(), t_prefill = 0;
+    struct timing tm = {.t0 = now_s()};
     uint64_t first = 0, id;
     for (int i = 0; i < p->n && rc == ZL_OK; i++) {
         struct zl_sampling_params s = *sp;
@@ -296,8 +317,8 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
             first = id;
     }
     if (rc == ZL_OK)
-        rc = collect(e, first, p->n, out, max_new, t0, &t_prefill);
-    double t_all = now_s() - t0;
+        rc = collect(e, first, p->n, out, max_new, &tm);
+    double t_all = now_s() - tm.t0, t_prefill = tm.prefill;
     zl_engine_get_stats(e, &st);
     zl_engine_free(e);
     zl_engine_model_free(m);
@@ -311,6 +332,9 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
                 (long long)prompt_tokens, t_prefill, t_prefill > 0 ? (double)prompt_tokens / t_prefill : 0.0,
                 dec, t_dec, t_dec > 0 ? (double)dec / t_dec : 0.0, p->n, (long long)st.n_preemptions,
                 100.0 * st.prefix_hit_rate, (long long)st.graph_steps, (long long)st.n_steps);
+        if (tm.steady_steps > 0)
+            fprintf(stderr, "steady decode: %d steps with all %d sequences, %.3f ms/step\n",
+                    tm.steady_steps, p->n, 1e3 * (tm.steady_end - tm.prefill) / tm.steady_steps);
     }
     return rc;
 }
@@ -346,7 +370,7 @@ int main(int argc, char **argv)
         {"temperature", required_argument, NULL, 'E'}, {"top-p", required_argument, NULL, 'P'},
         {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
         {"cpu-sampling", no_argument, NULL, 'C'}, {"warmup", no_argument, NULL, 'W'},
-        {"graphs", no_argument, NULL, 'G'},
+        {"graphs", no_argument, NULL, 'G'}, {"max-batched-tokens", required_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -376,6 +400,7 @@ int main(int argc, char **argv)
         case 'C': g_cpu_sampling = 1; break;
         case 'G': g_graphs = 1; break;
         case 'W': g_warmup = 1; break;
+        case 'B': rc = parse_int("--max-batched-tokens", optarg, 16, 1 << 20, &g_batched); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -44,5 +44,26 @@ g=$(run)
 [ "$(run --temperature 0 --seed 9)" = "$g" ] && ok || bad "temperature 0 is not greedy"
 if run --top-k -1 >/dev/null 2>"$tmp/err"; then bad "--top-k -1: exit 0"; else ok; fi
 
+# --max-batched-tokens: chunking changes no id, and the steady-state line
+# counts only steps where every prompt decodes, between two tokens of the
+# prompt that started last.  3 prompts of 12 tokens, 12 new each: in one
+# step all start in step 1 and the first finishes in step 12, so 11 steady
+# steps (10 when the finish is read before that step's other token); in
+# 16-token steps the last starts in step 3: 9 (or 8).
+printf '1 2 3 4 5 6 7 8 9 10 11 12\n13 14 15 16 17 18 19 20 21 22 23 24\n25 26 27 28 29 30 31 32 33 34 35 36\n' >"$tmp/p"
+p1=$("$gen" --model "$fix" --prompts "$tmp/p" --max-tokens 12 2>"$tmp/err1") || bad "generate --prompts failed"
+p2=$("$gen" --model "$fix" --prompts "$tmp/p" --max-tokens 12 --max-batched-tokens 16 2>"$tmp/err2") ||
+    bad "--max-batched-tokens 16 failed: $(cat "$tmp/err2")"
+[ -n "$p1" ] && [ "$p1" = "$p2" ] && ok || bad "chunked prefill changed the ids: '$p1' vs '$p2'"
+steady() { sed -n 's/^steady decode: \([0-9]*\) steps with all 3 sequences, [0-9.]* ms\/step$/\1/p' "$1"; }
+s1=$(steady "$tmp/err1") s2=$(steady "$tmp/err2")
+case "$s1" in 10 | 11) ok;; *) bad "one-step prefill: $(grep steady "$tmp/err1")";; esac
+case "$s2" in 8 | 9) ok;; *) bad "16-token steps: $(grep steady "$tmp/err2")";; esac
+if "$gen" --model "$fix" --ids "1 2" --max-batched-tokens 8 >/dev/null 2>"$tmp/err"; then
+    bad "--max-batched-tokens 8: exit 0"
+else
+    grep -q "max-batched-tokens" "$tmp/err" && ok || bad "--max-batched-tokens 8: $(cat "$tmp/err")"
+fi
+
 echo "engine-cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -7,6 +7,10 @@
 #   prefill2048  one 2048-token prompt, 4 new tokens: prefill = time to first token
 #   b1           one 512-token prompt, 128 new tokens: decode time per token at batch 1
 #   b32 / b128   32 / 128 prompts of 1024 tokens, 64 new tokens: decode step time
+# Steps hold up to 8192 tokens (zlightd's default).  The decode figure of
+# zlight-generate's "prefill:" line averages every step after the last
+# first token, including the drain (early prompts finish first); its
+# "steady decode:" line times only the steps where all prompts decode.
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (a folder with its
 # cuda.so) against the same model plugin: two builds compared on one machine.
@@ -37,10 +41,11 @@ for c in $cases; do
     start=$(date +%s.%N)
     # shellcheck disable=SC2086 # ZL_GEN_ARGS is a list of options
     timeout 300 "$gen" --model "$here/llama31-8b" --dummy --dtype bf16 --backend cuda --warmup \
-        --prompts "$tmp/p" --max-tokens $new ${ZL_GEN_ARGS:-} >/dev/null 2>"$tmp/e" ||
+        --max-batched-tokens 8192 --prompts "$tmp/p" --max-tokens $new ${ZL_GEN_ARGS:-} >/dev/null 2>"$tmp/e" ||
         { rc=1; tail -n 5 "$tmp/e"; }
     wall=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "BENCH $c wall ${wall} s: $(grep -E '^prefill:' "$tmp/e")"
+    grep -E '^steady decode:' "$tmp/e"
     grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
     grep -E 'graph' "$tmp/e" | tail -n 4
 done
