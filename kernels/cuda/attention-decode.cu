@@ -18,7 +18,10 @@
 // Launched as a programmatic dependent (cuda-pdl.cuh): before waiting for
 // the rope/KV write before it, a CTA asks its first tiles' K/V rows into L2
 // (all but the newest row were written steps ago; a prefetch only warms
-// L2, the reads come after the wait).
+// L2, the reads come after the wait).  Given a prefetch range (the next
+// linear's weights, cuda-attention.c picks it for short-context steps),
+// thread 0 of each CTA asks its slice of it into L2 too: at batch 1 the
+// K/V is a few MB and HBM would otherwise idle while the step attends.
 //
 // Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
 // power-of-two block sizes, sm_80+; the caller falls back otherwise.
@@ -76,7 +79,11 @@ struct decode_args {
     float *part_o;              // [n_seqs][n_q][n_splits][head_dim]
     float *part_ml;             // [n_seqs][n_q][n_splits][2]: max (log2 units), sum
     int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
+    const char *pf;             // asked into L2 in slices, one per CTA (zl_cuda_prefetch)
+    int64_t pf_slice, pf_bytes;
 };
+
+constexpr int64_t PF_PIECE = 64 << 10;  // bytes per bulk prefetch instruction
 
 template <int HD> constexpr int ld_kv() { return HD + 8; }   // padded rows: ldmatrix without conflicts
 template <int HD> constexpr size_t smem_bytes()
@@ -105,6 +112,15 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (a.pf_bytes && tid == 0) {
+        // this CTA's slice of the next kernel's weights (HBM is otherwise
+        // idle while a short-context step attends)
+        const int64_t cta = split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s);
+        const int64_t end = min(cta * a.pf_slice + a.pf_slice, a.pf_bytes);
+        for (int64_t off = cta * a.pf_slice; off < end; off += PF_PIECE)
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.pf + off),
+                         "r"((unsigned)min(PF_PIECE, end - off)) : "memory");
+    }
     // the keys the pipeline's first loads ask for: one K and one V row each
     for (int i = tid; i < 2 * min(c1 - c0, (STAGES - 1) * WARPS * TILE); i += WARPS * 32) {
         const int pos = c0 + i / 2;
@@ -471,7 +487,8 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
                                                 const struct zl_cuda_batch *b,
                                                 const struct zl_cuda_attn_shape *s, float scale,
                                                 void *scratch, size_t scratch_bytes,
-                                                int32_t *count, cudaStream_t stream)
+                                                int32_t *count, const struct zl_cuda_prefetch *pf,
+                                                cudaStream_t stream)
 {
     const int hd = (int)q->head_dim;
     const int bs = cache->block_size;
@@ -518,6 +535,11 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     a.part_o = static_cast<float *>(scratch);
     a.part_ml = need ? a.part_o + (size_t)b->n_seqs * q->heads * p.splits * hd : nullptr;
     a.count = count;
+    // whole 16-byte units (the bulk prefetch's granule), slices of 4 KB
+    a.pf = pf ? static_cast<const char *>(pf->data) : nullptr;
+    a.pf_bytes = pf && pf->data ? (int64_t)(pf->bytes & ~(size_t)15) : 0;
+    const int64_t ctas = (int64_t)p.splits * n_kv * b->n_seqs;
+    a.pf_slice = ((a.pf_bytes + ctas - 1) / ctas + 4095) & ~(int64_t)4095;
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;
     if (hd == 128)

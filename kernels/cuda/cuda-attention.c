@@ -125,6 +125,46 @@ int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b)
     return nd;
 }
 
+/* While a decode step attends over short contexts (little K/V), HBM idles
+ * and the next linear's weights stream into L2 for free: the decode kernel
+ * asks for them (cp.async.bulk.prefetch.L2), the GEMV then reads L2.  Which
+ * weights follow a layer's attention is learned from the previous step (a
+ * hint only: a wrong one costs bandwidth, never a result). */
+#define PF_MAX_KV ((size_t)8 << 20)       /* K/V bytes a call reads, at most */
+#define PF_MAX_W ((size_t)40 << 20)       /* of the 50 MB L2 */
+
+void cuda_prefetch_learn(struct zl_bctx *ctx, const struct zl_tensor *w)
+{
+    int32_t l = ctx->pf.after;
+    ctx->pf.after = -1;
+    if (l < 0 || l >= CUDA_PF_LAYERS)
+        return;
+    /* rows of contiguous elements from a 16-byte boundary (the bulk
+     * prefetch's granule); the span ends at the last element */
+    struct zl_cuda_prefetch h = {0};
+    if (w && w->data && w->n_dims == 2 && w->ne[0] > 0 && w->nb[0] >= 0 &&
+        w->nb[1] == (int64_t)cuda_dtype_size(w->dtype) && !((uintptr_t)w->data & 15)) {
+        h.bytes = (size_t)(w->ne[0] - 1) * (size_t)w->nb[0] + (size_t)(w->ne[1] * w->nb[1]);
+        h.data = h.bytes <= PF_MAX_W ? w->data : NULL;
+    }
+    ctx->pf.next[l].w = h;
+    ctx->pf.next[l].frees = cuda_frees();
+}
+
+/* A weight seen in a linear is in use until the next free: a hint from
+ * before a free might point at unmapped memory and is dropped. */
+const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int32_t layer,
+                                                  int32_t n_kv_heads, int32_t head_dim,
+                                                  enum zl_dtype dt, int32_t nd, int32_t max_kv_len)
+{
+    size_t kv_bytes = (size_t)nd * (size_t)max_kv_len * 2 * (size_t)n_kv_heads *
+                      (size_t)head_dim * cuda_dtype_size(dt);
+    if (!ctx->pf.on || layer < 0 || layer >= CUDA_PF_LAYERS || nd < 1 || kv_bytes > PF_MAX_KV)
+        return NULL;
+    const struct zl_cuda_prefetch *h = &ctx->pf.next[layer].w;
+    return h->data && h->bytes && ctx->pf.next[layer].frees == cuda_frees() ? h : NULL;
+}
+
 /* The tensor-core kernels first: one query row per sequence goes to the
  * decode kernel, anything else to the flash kernel.  A mixed step (the
  * scheduler puts decodes first) is split: its leading one-row sequences
@@ -163,6 +203,9 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
         o.n = q.n = d.n_seqs = nd;
         e = zl_cuda_attention_decode(&o, &q, kv, &d, &sh, scale, ctx->attn_scratch,
                                      ctx->attn_scratch_cap, (int32_t *)ctx->attn_count,
+                                     cuda_prefetch_hint(ctx, kv->layer, kv->n_kv_heads,
+                                                        kv->head_dim, kv->dtype, nd,
+                                                        sh.max_kv_len),
                                      ctx->stream);
     }
     if (e == cudaSuccess && nd < b->n_seqs) {
@@ -216,7 +259,9 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
     if (skip_attention())
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0)
+    if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0 ||
+        (rc = dispatch(ctx, &oh, &qh, &kv, &db, batch, scale)) < 0)
         return rc;
-    return dispatch(ctx, &oh, &qh, &kv, &db, batch, scale);
+    ctx->pf.after = layer;
+    return ZL_OK;
 }

@@ -47,10 +47,19 @@ static int cuda_mem_alloc(int device, size_t bytes, void **out)
     return ZL_OK;
 }
 
+static unsigned long g_frees;
+
+unsigned long cuda_frees(void)
+{
+    return __atomic_load_n(&g_frees, __ATOMIC_ACQUIRE);
+}
+
 static void cuda_mem_free(int device, void *ptr)
 {
-    if (ptr && cudaSetDevice(device) == cudaSuccess)
+    if (ptr && cudaSetDevice(device) == cudaSuccess) {
+        __atomic_add_fetch(&g_frees, 1, __ATOMIC_ACQ_REL); /* before: no hint outlives it */
         ZL_CUDA_WARN(cudaFree(ptr));
+    }
 }
 
 /* Inside a graph bracket a forward may only queue (backend.h graph_begin). */
@@ -338,6 +347,9 @@ static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **ou
     if (!ctx)
         return zl_cuda_host->error(ZL_ENOMEM, "cuda open: out of memory");
     ctx->device = p->device;
+    const char *pf = getenv("ZL_CUDA_PREFETCH");
+    ctx->pf.on = !pf || strcmp(pf, "0");
+    ctx->pf.after = -1;
     int rc = open_resources(ctx);
     if (rc < 0) {
         cuda_close(ctx);

@@ -8,7 +8,8 @@
  * Noted: the op, each tensor's address, dtype, shape and strides, the
  * scalars, the KV cache's geometry and layer, and of an attention batch
  * its sequence count, block-table width (padded in a pass), decode
- * prefix, the decode part's split plan and the rest's extents.  A field
+ * prefix, the decode part's split plan and weight prefetch, and the
+ * rest's extents.  A field
  * left out here that changes a launch would replay a wrong graph, so a
  * new op or argument must be noted here too. */
 #include "config.h"
@@ -83,24 +84,30 @@ static void note_cache(struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t
 
 /* The batch's shape as a pass sees it: sequences, table width, the decode
  * prefix; for attention (`c` given) also the decode part's split plan and
- * the rest's raw extents.  Lengths that leave the plan alone are data. */
+ * prefetch hint (a graph replays only while its hint is valid) and the
+ * rest's raw extents.  Lengths that leave the plan alone are data. */
 static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
-                       const struct zl_kv_cache *c)
+                       const struct zl_kv_cache *c, int32_t layer)
 {
     if (!b || b->n_seqs < 0 || !b->q_start || !b->kv_len) {
         note_i64(ctx, -1);
         return;
     }
     int32_t nd = cuda_attn_decode_prefix(b), splits = 0, chunk = 0;
-    int64_t w[5] = {b->n_seqs, cuda_graph_table_cols(b->max_blocks), nd, 0, 0};
+    int64_t w[7] = {b->n_seqs, cuda_graph_table_cols(b->max_blocks), nd, 0, 0, 0, 0};
     if (c) {
         struct zl_cuda_attn_shape d = cuda_attn_shape(b, 0, nd);
         struct zl_cuda_attn_shape r = cuda_attn_shape(b, nd, b->n_seqs);
+        int32_t bucket = cuda_graph_kv_bucket(d.max_kv_len);
         if (nd)
-            zl_cuda_attention_decode_plan(nd, c->n_kv_heads, c->head_dim,
-                                          cuda_graph_kv_bucket(d.max_kv_len), &splits, &chunk);
+            zl_cuda_attention_decode_plan(nd, c->n_kv_heads, c->head_dim, bucket, &splits,
+                                          &chunk);
         w[3] = (int64_t)splits << 32 | (uint32_t)chunk;
         w[4] = nd < b->n_seqs ? (int64_t)r.max_q_len << 32 | (uint32_t)r.max_kv_len : 0;
+        const struct zl_cuda_prefetch *pf = cuda_prefetch_hint(ctx, layer, c->n_kv_heads,
+                                                               c->head_dim, c->dtype, nd, bucket);
+        w[5] = pf ? (int64_t)(uintptr_t)pf->data : 0;
+        w[6] = pf ? (int64_t)pf->bytes : 0;
     }
     cuda_graph_note(ctx, w, sizeof w);
 }
@@ -173,7 +180,7 @@ static int g_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *c, int32_t 
 {
     if (in_pass(ctx, OP_KVW, 2, k, v)) {
         note_cache(ctx, c, l);
-        note_batch(ctx, b, NULL);
+        note_batch(ctx, b, NULL, -1);
     }
     return cuda_kv_write(ctx, c, l, k, v, b);
 }
@@ -184,7 +191,7 @@ static int g_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl
 {
     if (in_pass(ctx, OP_ATTN, 2, o, q)) {
         note_cache(ctx, c, l);
-        note_batch(ctx, b, c);
+        note_batch(ctx, b, c, l);
         note_f32(ctx, sc);
     }
     return cuda_attention(ctx, o, q, c, l, b, sc);
@@ -211,7 +218,7 @@ static int g_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struc
     if (in_pass(ctx, OP_ROPEKV, 4, q, k, v, pos)) {
         note_rope(ctx, r);
         note_cache(ctx, c, l);
-        note_batch(ctx, b, NULL);
+        note_batch(ctx, b, NULL, -1);
     }
     return cuda_rope_kv_write(ctx, q, k, v, pos, r, c, l, b);
 }

@@ -90,6 +90,21 @@ struct cuda_graphs {
     int off;                            /* a capture failed: no more brackets */
 };
 
+/* Weight prefetch during short decode attention (cuda-attention.c): the
+ * weights of the linear that followed each layer's attention last time,
+ * and the count of device frees then (a free since voids the hint). */
+#define CUDA_PF_LAYERS 256
+struct cuda_prefetch {
+    int on;                                 /* ZL_CUDA_PREFETCH=0 turns it off */
+    int32_t after;                          /* the layer whose attention ran last, or -1 */
+    struct {
+        struct zl_cuda_prefetch w;
+        unsigned long frees;
+    } next[CUDA_PF_LAYERS];
+};
+/* mem_free's count, over all instances (cuda-backend.c). */
+unsigned long cuda_frees(void);
+
 struct zl_bctx {
     int device;
     cudaStream_t stream;
@@ -117,6 +132,7 @@ struct zl_bctx {
     void *samp_host;                        /* pinned copy of the sample results */
     size_t samp_host_cap;
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
+    struct cuda_prefetch pf;
 };
 
 /* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
@@ -243,6 +259,15 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
  * the longest query and kv_len of sequences [s0, s1). */
 int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b);
 struct zl_cuda_attn_shape cuda_attn_shape(const struct zl_attn_batch *b, int32_t s0, int32_t s1);
+/* A linear's weights: remembered as the prefetch for the attention of the
+ * layer that ran just before it. */
+void cuda_prefetch_learn(struct zl_bctx *ctx, const struct zl_tensor *w);
+/* What decode attention over nd sequences of up to max_kv_len keys (the
+ * planned bucket) asks into L2 for layer `layer`, or NULL. */
+const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int32_t layer,
+                                                  int32_t n_kv_heads, int32_t head_dim,
+                                                  enum zl_dtype dt, int32_t nd,
+                                                  int32_t max_kv_len);
 /* cuda-sample.c: one token per logits row (backend.h sample). */
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out);

@@ -173,11 +173,18 @@ size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_heads, int32
 /* The split-KV plan the kernel takes for these extents (splits 0: no GPU). */
 void zl_cuda_attention_decode_plan(int32_t n_seqs, int32_t n_kv_heads, int32_t head_dim,
                                    int32_t max_kv_len, int32_t *splits, int32_t *chunk);
+/* `pf` (may be NULL): device bytes the kernel asks into L2 while it runs,
+ * a hint for what the next kernel reads (the weights of the linear after
+ * attention, when the step's K/V is small and HBM would idle). */
+struct zl_cuda_prefetch {
+    const void *data;
+    size_t bytes;
+};
 cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
                                      const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                                      const struct zl_cuda_attn_shape *s, float scale,
                                      void *scratch, size_t scratch_bytes, int32_t *count,
-                                     cudaStream_t stream);
+                                     const struct zl_cuda_prefetch *pf, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,7 @@ int cuda_linear_fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct z
     if (f->swiglu && f->residual)
         return zl_cuda_host->error(ZL_EINVAL, "cuda %s: swiglu and a residual together are not "
                                    "defined", op);
+    cuda_prefetch_learn(ctx, w);
     if (!bias && (f->norm || f->residual)) {
         cudaError_t e = try_gemv(ctx, out, x, w, f);
         if (e != cudaErrorNotSupported) {

@@ -269,6 +269,7 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
                 const struct zl_tensor *wt, const struct zl_tensor *bias)
 {
     struct zl_cuda_rows o, x, w, b = {0};
+    cuda_prefetch_learn(ctx, wt);
     int rc = check_args(ctx, &o, &x, &w, &b, out, xt, wt, bias);
     if (rc < 0 || o.n == 0 || o.d == 0)
         return rc;

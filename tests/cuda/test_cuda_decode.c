@@ -31,7 +31,9 @@
  * 16-bit operands).  ZL_TEST_BACKEND=cpu runs the f32 version of every
  * case (u_T = u then), which checks the references on a machine without
  * a GPU.  Each case runs twice and must give the same bytes (the split
- * merge's counters and order). */
+ * merge's counters and order); a linear runs between the two, so the
+ * second call has that linear's weights to prefetch into L2 (a hint that
+ * must change no byte; the weight's size is no multiple of 16). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +68,36 @@ static const struct dcase cases[] = {
     {"declined: group 32 (generic kernel)", 3, 3, {17, 300, 1}, 0, 32, 1, 128, 16},
     {"declined: head_dim 80 (generic kernel)", 3, 3, {33, 16, 2}, 0, 4, 2, 80, 32},
 };
+
+/* A linear on a [37, 25] weight: what the backend learns to prefetch
+ * during the next attention of the layer just attended.  Its buffers stay
+ * allocated until the next call (a free voids the hint). */
+static void *g_lin[3];
+
+static void linear_release(void)
+{
+    for (int i = 0; i < 3; i++) {
+        dfree(g_lin[i]);
+        g_lin[i] = NULL;
+    }
+}
+
+static void linear_after(enum zl_dtype dt, const char *what)
+{
+    linear_release();
+    int64_t ws[2] = {37, 25}, xs[2] = {1, 25}, os[2] = {1, 37};
+    void *hw = rand_raw(dt, 37 * 25, -1, 1, NULL), *hx = rand_raw(dt, 25, -1, 1, NULL);
+    g_lin[0] = dnew(hw, 37 * 25 * esize(dt));
+    g_lin[1] = dnew(hx, 25 * esize(dt));
+    g_lin[2] = dmalloc(37 * esize(dt));
+    struct zl_tensor tw, tx, tout;
+    tensor(&tw, dt, 2, ws, g_lin[0]);
+    tensor(&tx, dt, 2, xs, g_lin[1]);
+    tensor(&tout, dt, 2, os, g_lin[2]);
+    ct_ok(be->linear(bctx, &tout, &tx, &tw, NULL), what);
+    free(hw);
+    free(hx);
+}
 
 /* One run: the pool (raw, host copy), tables, views. */
 struct run {
@@ -265,6 +297,7 @@ static void run_case(const struct dcase *c, enum zl_dtype dt)
          * must have left at zero; a count left over skips a merge (poison
          * stays), a merge in arrival order changes bits. */
         unsigned char *again = xmalloc(ob);
+        linear_after(dt, what);
         dpoison(dout, ob);
         if (ct_ok(be->attention(bctx, &to, &tq, &cache, LAYER, &batch, scale), what) &&
             ct_sync(what)) {
@@ -305,5 +338,6 @@ int main(void)
         run_case(&cases[i], ZL_DTYPE_BF16);
         run_case(&cases[i], ZL_DTYPE_F16);
     }
+    linear_release();
     return ct_finish();
 }

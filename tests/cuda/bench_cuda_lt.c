@@ -1,0 +1,144 @@
+/* cuBLASLt's heuristic pick against the best algorithm it offers, at the
+ * Llama-3.1-8B projection shapes (bf16, f32 accumulation, the TN product
+ * cuda-linear.c asks for) and decode-to-prefill token counts.  For each
+ * shape and M: up to 8 heuristic results are each timed (best of 5 runs of
+ * back-to-back calls, CUDA events, weights rotated over 8 copies so L2 does
+ * not serve them) and the first (what zlight runs) is compared with the
+ * fastest.  A benchmark, not a test: prints a table; figures and the
+ * decision it informed are in BENCHMARKS.md. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cuda_runtime.h>
+/* cublasLt.h declares one function as f() (not a C prototype) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cublasLt.h>
+#pragma GCC diagnostic pop
+
+#define ROT 8
+#define N_ALGO 8
+
+static cublasLtHandle_t lt;
+static void *ws;
+static size_t ws_bytes = (size_t)32 << 20; /* CUDA_LT_WORKSPACE */
+
+static void check(int failed, const char *what)
+{
+    if (failed) {
+        fprintf(stderr, "bench_cuda_lt: %s failed\n", what);
+        exit(1);
+    }
+}
+
+struct gemm {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+};
+
+/* Microseconds per call of algorithm `al`, or -1 if it fails to run. */
+static double time_algo(const struct gemm *g, const cublasLtMatmulAlgo_t *al, void *const w[ROT],
+                        const void *x, void *y, cudaStream_t s, int iters)
+{
+    const float one = 1, zero = 0;
+    cudaEvent_t e0, e1;
+    check(cudaEventCreate(&e0) || cudaEventCreate(&e1), "cudaEventCreate");
+    double best = -1;
+    for (int i = 0; i < 3 && best == -1; i++)
+        if (cublasLtMatmul(lt, g->desc, &one, w[i % ROT], g->a, x, g->b, &zero, y, g->c, y, g->c,
+                           al, ws, ws_bytes, s) != CUBLAS_STATUS_SUCCESS)
+            best = -2;
+    for (int r = 0; r < 5 && best != -2; r++) {
+        check(cudaEventRecord(e0, s), "cudaEventRecord");
+        for (int i = 0; i < iters; i++)
+            cublasLtMatmul(lt, g->desc, &one, w[i % ROT], g->a, x, g->b, &zero, y, g->c, y, g->c,
+                           al, ws, ws_bytes, s);
+        check(cudaEventRecord(e1, s) || cudaEventSynchronize(e1), "timing");
+        float ms;
+        check(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");
+        double us = 1e3 * ms / iters;
+        best = best < 0 || us < best ? us : best;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return best < 0 ? -1 : best;
+}
+
+int main(void)
+{
+    static const struct { const char *name; long n, k; } shape[] = {
+        {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
+        {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+    static const int tokens[] = {9, 16, 32, 64, 128, 256, 512};
+    int dev_count = 0;
+    if (cudaGetDeviceCount(&dev_count) != cudaSuccess || dev_count < 1) {
+        printf("SKIP bench_cuda_lt: no CUDA device\n");
+        return 77;
+    }
+    cudaStream_t s;
+    void *x, *y;
+    check(cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS, "cublasLtCreate");
+    check(cudaMalloc(&ws, ws_bytes) || cudaStreamCreate(&s), "setup");
+    check(cudaMalloc(&x, 512L * 14336 * 2) || cudaMalloc(&y, 512L * 128256 * 2), "cudaMalloc");
+    check(cudaMemset(x, 0x3c, 512L * 14336 * 2), "cudaMemset"); /* ~0.01: no zeros, no overflow */
+    printf("%-8s %4s %10s %10s %6s %6s %9s %9s\n", "shape", "M", "first_us", "best_us", "which",
+           "gain%", "first_TB/s", "best_TB/s");
+    for (size_t si = 0; si < sizeof shape / sizeof *shape; si++) {
+        size_t wb = (size_t)shape[si].n * (size_t)shape[si].k * 2;
+        int copies = wb * ROT > ((size_t)6 << 30) ? 3 : ROT; /* lm_head: 3 copies still beat L2 */
+        void *w[ROT];
+        for (int r = 0; r < ROT; r++) {
+            if (r < copies)
+                check(cudaMalloc(&w[r], wb) || cudaMemset(w[r], 0x3c + r, wb), "weights");
+            else
+                w[r] = w[r % copies];
+        }
+        for (size_t mi = 0; mi < sizeof tokens / sizeof *tokens; mi++) {
+            long m = tokens[mi];
+            struct gemm g;
+            cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+            cublasLtMatmulPreference_t pref;
+            cublasLtMatmulHeuristicResult_t res[N_ALGO];
+            int found = 0;
+            check(cublasLtMatmulDescCreate(&g.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) ||
+                  cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ||
+                  cublasLtMatmulDescSetAttribute(g.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) ||
+                  cublasLtMatrixLayoutCreate(&g.a, CUDA_R_16BF, shape[si].k, shape[si].n, shape[si].k) ||
+                  cublasLtMatrixLayoutCreate(&g.b, CUDA_R_16BF, shape[si].k, m, shape[si].k) ||
+                  cublasLtMatrixLayoutCreate(&g.c, CUDA_R_16BF, shape[si].n, m, shape[si].n) ||
+                  cublasLtMatmulPreferenceCreate(&pref) ||
+                  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                       &ws_bytes, sizeof ws_bytes) ||
+                  cublasLtMatmulAlgoGetHeuristic(lt, g.desc, g.a, g.b, g.c, g.c, pref, N_ALGO, res,
+                                                 &found),
+                  "descriptors and heuristic");
+            double first = -1, best = -1;
+            int which = -1;
+            int iters = wb > ((size_t)200 << 20) ? 20 : 100;
+            for (int i = 0; i < found; i++) {
+                double t = res[i].state == CUBLAS_STATUS_SUCCESS
+                               ? time_algo(&g, &res[i].algo, w, x, y, s, iters) : -1;
+                if (i == 0)
+                    first = t;
+                if (t > 0 && (best < 0 || t < best))
+                    best = t, which = i;
+            }
+            printf("%-8s %4ld %10.1f %10.1f %3d/%-2d %6.1f %9.2f %9.2f\n", shape[si].name, m, first,
+                   best, which, found, first > 0 ? 100.0 * (first - best) / first : 0.0,
+                   first > 0 ? wb / first / 1e6 : 0.0, best > 0 ? wb / best / 1e6 : 0.0);
+            cublasLtMatmulPreferenceDestroy(pref);
+            cublasLtMatrixLayoutDestroy(g.a);
+            cublasLtMatrixLayoutDestroy(g.b);
+            cublasLtMatrixLayoutDestroy(g.c);
+            cublasLtMatmulDescDestroy(g.desc);
+        }
+        for (int r = 0; r < copies; r++)
+            cudaFree(w[r]);
+    }
+    cudaFree(x);
+    cudaFree(y);
+    cudaFree(ws);
+    cudaStreamDestroy(s);
+    cublasLtDestroy(lt);
+    return 0;
+}
