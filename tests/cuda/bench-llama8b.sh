@@ -7,6 +7,7 @@
 #   prefill2048  one 2048-token prompt, 4 new tokens: prefill = time to first token
 #   b1           one 512-token prompt, 128 new tokens: decode time per token at batch 1
 #   b32 / b128   32 / 128 prompts of 1024 tokens, 64 new tokens: decode step time
+#   b8           8 prompts of 1024 tokens, 64 new tokens (not in the default list)
 # Steps hold up to 8192 tokens (zlightd's default).  The decode figure of
 # zlight-generate's "prefill:" line averages every step after the last
 # first token, including the drain (early prompts finish first); its
@@ -34,6 +35,7 @@ for c in $cases; do
     case $c in
     prefill2048) prompts 1 2048 1 >"$tmp/p"; new=4;;
     b1) prompts 1 512 2 >"$tmp/p"; new=128;;
+    b8) prompts 8 1024 5 >"$tmp/p"; new=64;;
     b32) prompts 32 1024 3 >"$tmp/p"; new=64;;
     b128) prompts 128 1024 4 >"$tmp/p"; new=64;;
     *) echo "unknown case $c" >&2; exit 2;;
