@@ -1,16 +1,20 @@
 /* kv_write and attention: argument checks, the batch's host arrays uploaded
  * (once per step: kv_write and attention of every layer see the same bytes,
- * and cuda_upload skips an identical upload), then one launch each. */
+ * and cuda_upload skips an identical upload) and their ids checked (once
+ * per distinct batch too), then one launch each. */
 #include "config.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda-impl.h"
 
-/* Device copies of the batch's arrays for n_tok query rows. */
-static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_attn_batch *b,
-                        int64_t n_tok, struct zl_cuda_batch *out)
+/* Device copies of the batch's arrays for n_tok query rows, their lengths,
+ * block ids and slots checked against the cache c unless these very bytes
+ * passed for the same geometry already. */
+static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_kv_cache *c,
+                        const struct zl_attn_batch *b, int64_t n_tok, struct zl_cuda_batch *out)
 {
     size_t i4 = sizeof(int32_t);
     /* a graph pass widens the table: one width for a range of lengths */
@@ -26,6 +30,12 @@ static int upload_batch(struct zl_bctx *ctx, const char *op, const struct zl_att
     int rc = cuda_upload(ctx, &ctx->meta, op, parts, 4, dev);
     if (rc < 0)
         return rc;
+    int64_t key[4] = {c->block_size, b->max_blocks, n_tok, b->n_seqs}; /* block_size >= 1 */
+    if (memcmp(ctx->meta.checked, key, sizeof key)) {
+        if ((rc = cuda_check_batch_ids(op, c, b, n_tok)) < 0)
+            return rc;
+        memcpy(ctx->meta.checked, key, sizeof key);
+    }
     *out = (struct zl_cuda_batch){.n_seqs = b->n_seqs, .max_blocks = cols,
                                   .q_start = dev[0], .kv_len = dev[1], .block_table = dev[2],
                                   .slot = dev[3]};
@@ -67,7 +77,7 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
     if (kh.n == 0)
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    if ((rc = upload_batch(ctx, op, batch, kh.n, &db)) < 0 || cuda_graph_dry(ctx))
+    if ((rc = upload_batch(ctx, op, cache, batch, kh.n, &db)) < 0 || cuda_graph_dry(ctx))
         return rc;
     ZL_CUDA_TRY(zl_cuda_kv_write(&kv, &kh, &vh, db.slot, ctx->stream));
     return ZL_OK;
@@ -99,7 +109,7 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
         return ZL_OK;
     if (skip_attention())
         return ZL_OK;
-    if ((rc = upload_batch(ctx, op, batch, a.q.n, &db)) < 0 || cuda_graph_dry(ctx))
+    if ((rc = upload_batch(ctx, op, cache, batch, a.q.n, &db)) < 0 || cuda_graph_dry(ctx))
         return rc;
     ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
                                       rope->attn_factor, &kv, db.slot, ctx->stream));
@@ -259,7 +269,7 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
     if (skip_attention())
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    if ((rc = upload_batch(ctx, op, batch, qh.n, &db)) < 0 ||
+    if ((rc = upload_batch(ctx, op, cache, batch, qh.n, &db)) < 0 ||
         (rc = dispatch(ctx, &oh, &qh, &kv, &db, batch, scale)) < 0)
         return rc;
     ctx->pf.after = layer;

@@ -238,6 +238,7 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
         free(up->last);
         up->last = NULL;
         up->last_len = 0;
+        memset(up->checked, 0, sizeof up->checked);
         if ((rc = cuda_reserve(ctx, &up->dev, &up->cap, total, op)) < 0)
             return rc;
         if (!(up->last = malloc(up->cap)))
@@ -265,6 +266,7 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
     if (!same) {
         memcpy(up->last, pack, total);
         up->last_len = total;
+        memset(up->checked, 0, sizeof up->checked);
     }
     for (int i = 0; i < n; i++)
         dev[i] = (char *)up->dev + off[i];

@@ -128,18 +128,13 @@ int cuda_check_heads_shape(const char *op, const char *name, const struct zl_cud
 }
 
 /* Every sequence's new tokens fit its kv_len and block table, and the
- * blocks it reads have ids >= 0 (the pool's size is the caller's). */
-static int check_batch(const char *op, const struct zl_kv_cache *c,
-                       const struct zl_attn_batch *b, int64_t n_tok)
+ * blocks it reads have ids >= 0 (the pool's size is the caller's).  The
+ * scans OR the ids together (no branch per id: at batch 256 a table is
+ * ~20k ids, checked for every layer's ops when the batch changes) and look
+ * for the culprit only when the sign bit is set. */
+int cuda_check_batch_ids(const char *op, const struct zl_kv_cache *c,
+                         const struct zl_attn_batch *b, int64_t n_tok)
 {
-    if (b->n_seqs < 0 || b->max_blocks < 0 || !b->q_start || (b->n_seqs && !b->kv_len) ||
-        (b->n_seqs && b->max_blocks && !b->block_table) || (n_tok && !b->slot))
-        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: batch has a negative count or a NULL "
-                                   "array", op);
-    if (b->q_start[0] != 0 || b->q_start[b->n_seqs] != n_tok)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: batch q_start spans %d..%d, want "
-                                   "0..%lld (the tokens)", op, (int)b->q_start[0],
-                                   (int)b->q_start[b->n_seqs], (long long)n_tok);
     int64_t cap = (int64_t)b->max_blocks * c->block_size;
     for (int32_t s = 0; s < b->n_seqs; s++) {
         int32_t n_new = b->q_start[s + 1] - b->q_start[s];
@@ -149,15 +144,35 @@ static int check_batch(const char *op, const struct zl_kv_cache *c,
                                        (int)n_new, (int)b->kv_len[s], (long long)cap,
                                        (int)b->max_blocks);
         const int32_t *row = b->block_table + (int64_t)s * b->max_blocks;
-        for (int32_t j = 0; j < (b->kv_len[s] + c->block_size - 1) / c->block_size; j++)
+        int32_t used = (b->kv_len[s] + c->block_size - 1) / c->block_size, any = 0;
+        for (int32_t j = 0; j < used; j++)
+            any |= row[j];
+        for (int32_t j = 0; any < 0 && j < used; j++)
             if (row[j] < 0)
                 return zl_cuda_host->error(ZL_EINVAL, "cuda %s: sequence %d block %d has id %d",
                                            op, (int)s, (int)j, (int)row[j]);
     }
+    int32_t any = 0;
     for (int64_t i = 0; i < n_tok; i++)
+        any |= b->slot[i];
+    for (int64_t i = 0; any < 0 && i < n_tok; i++)
         if (b->slot[i] < 0)
             return zl_cuda_host->error(ZL_EINVAL, "cuda %s: token %lld has slot %d", op,
                                        (long long)i, (int)b->slot[i]);
+    return ZL_OK;
+}
+
+/* The batch's counts and arrays exist and q_start spans the n_tok rows. */
+static int check_batch(const char *op, const struct zl_attn_batch *b, int64_t n_tok)
+{
+    if (b->n_seqs < 0 || b->max_blocks < 0 || !b->q_start || (b->n_seqs && !b->kv_len) ||
+        (b->n_seqs && b->max_blocks && !b->block_table) || (n_tok && !b->slot))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: batch has a negative count or a NULL "
+                                   "array", op);
+    if (b->q_start[0] != 0 || b->q_start[b->n_seqs] != n_tok)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: batch q_start spans %d..%d, want "
+                                   "0..%lld (the tokens)", op, (int)b->q_start[0],
+                                   (int)b->q_start[b->n_seqs], (long long)n_tok);
     return ZL_OK;
 }
 
@@ -179,7 +194,7 @@ int cuda_check_kv(const char *op, const struct zl_kv_cache *c, int32_t layer,
     if (layer < 0 || layer >= c->n_layers)
         return zl_cuda_host->error(ZL_EINVAL, "cuda %s: layer %d outside 0..%d", op, (int)layer,
                                    (int)c->n_layers - 1);
-    int rc = check_batch(op, c, b, n_tok);
+    int rc = check_batch(op, b, n_tok);
     if (rc < 0)
         return rc;
     *kv = (struct zl_cuda_kv){.base = c->base, .block_stride = c->block_stride,

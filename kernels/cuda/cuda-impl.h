@@ -49,6 +49,7 @@ struct cuda_upload {
     size_t cap;                 /* bytes of dev */
     void *last;                 /* host copy of what dev holds (malloc), NULL = nothing */
     size_t last_len;
+    int64_t checked[4];         /* what `last` passed a check for (its user's key), 0 = none */
 };
 
 /* One host array to upload: `bytes` at `src`; or, with rows > 0, `rows`
@@ -155,9 +156,13 @@ int cuda_check_same(const char *op, const char *na, const struct zl_cuda_rows *a
 /* h is [n, heads, head_dim] exactly. */
 int cuda_check_heads_shape(const char *op, const char *name, const struct zl_cuda_heads *h,
                            int64_t n, int64_t heads, int64_t head_dim);
-/* The cache, layer and batch fit each other and n_tok query rows; fills kv. */
+/* The cache, layer and batch's counts fit each other and n_tok query rows;
+ * fills kv.  The per-sequence lengths, block ids and slots are
+ * cuda_check_batch_ids' (upload_batch runs it once per distinct batch). */
 int cuda_check_kv(const char *op, const struct zl_kv_cache *cache, int32_t layer,
                   const struct zl_attn_batch *b, int64_t n_tok, struct zl_cuda_kv *kv);
+int cuda_check_batch_ids(const char *op, const struct zl_kv_cache *cache,
+                         const struct zl_attn_batch *b, int64_t n_tok);
 /* Whether the bytes of a's rows and b's rows overlap. */
 int cuda_rows_overlap(const struct zl_cuda_rows *a, const struct zl_cuda_rows *b);
 const char *cuda_dtype_name(enum zl_dtype dt);

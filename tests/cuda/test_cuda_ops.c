@@ -432,6 +432,58 @@ static void error_cases(void)
     dfree(buf);
 }
 
+/* Bad lengths, block ids and slots refused, also when the same arrays come
+ * back changed in place (the backend checks a batch once and remembers
+ * its bytes): every call after a change must check again, a refused batch
+ * stays refused, and the same bytes under a smaller block size are checked
+ * anew. */
+static void batch_error_cases(void)
+{
+    enum zl_dtype dt = ZL_DTYPE_F32;
+    const int32_t bs = 16, hd = 64, nblk = 4;
+    size_t stride = (size_t)2 * 2 * (size_t)bs * (size_t)hd * 4; /* 2 layers, 1 kv head */
+    void *pool = dmalloc(stride * (size_t)nblk), *buf = dmalloc(2 * (size_t)hd * 4 * 4);
+    dpoison(pool, stride * (size_t)nblk);
+    struct zl_kv_cache cache = {.base = pool, .block_stride = stride, .block_size = bs,
+                                .n_layers = 2, .n_kv_heads = 1, .head_dim = hd, .dtype = dt};
+    int32_t qs[3] = {0, 1, 2}, kvl[2] = {5, 20}, table[4] = {3, -1, 0, 2}, slot[2] = {3 * bs + 4, 2 * bs + 3};
+    struct zl_attn_batch b = {.n_seqs = 2, .max_blocks = 2, .q_start = qs, .kv_len = kvl,
+                              .block_table = table, .slot = slot};
+    struct zl_tensor k, v, q, o;
+    tensor(&k, dt, 3, (int64_t[]){2, 1, hd}, buf);
+    tensor(&v, dt, 3, (int64_t[]){2, 1, hd}, (char *)buf + 2 * hd * 4);
+    tensor(&q, dt, 3, (int64_t[]){2, 1, hd}, (char *)buf + 4 * hd * 4);
+    tensor(&o, dt, 3, (int64_t[]){2, 1, hd}, (char *)buf + 6 * hd * 4);
+    float sc = 0.125f;
+    /* kv_write fills the new rows; the others stay NaN, but attention of an
+     * unchecked batch is what this is about, not its values */
+    ct_ok(be->kv_write(bctx, &cache, 1, &k, &v, &b), "batch errors: kv_write");
+    ct_ok(be->attention(bctx, &o, &q, &cache, 1, &b, sc), "batch errors: attention");
+    table[3] = -1;
+    expect_rc(be->attention(bctx, &o, &q, &cache, 1, &b, sc), ZL_EINVAL, "block 1 has id -1",
+              "a block id turned negative in place");
+    expect_rc(be->attention(bctx, &o, &q, &cache, 1, &b, sc), ZL_EINVAL, "block 1 has id -1",
+              "the same bad batch again");
+    table[3] = 2;
+    ct_ok(be->attention(bctx, &o, &q, &cache, 1, &b, sc), "batch errors: the id restored");
+    slot[1] = -7;
+    expect_rc(be->kv_write(bctx, &cache, 1, &k, &v, &b), ZL_EINVAL, "has slot -7",
+              "a slot turned negative in place");
+    slot[1] = 2 * bs + 3;
+    kvl[0] = 2 * bs + 1;
+    expect_rc(be->attention(bctx, &o, &q, &cache, 1, &b, sc), ZL_EINVAL, "kv_len 33",
+              "kv_len past the table in place");
+    kvl[0] = 5;
+    ct_ok(be->attention(bctx, &o, &q, &cache, 1, &b, sc), "batch errors: kv_len restored");
+    struct zl_kv_cache small = cache;
+    small.block_size = 8; /* the same bytes: kv_len 20 no longer fits 2 blocks */
+    expect_rc(be->attention(bctx, &o, &q, &small, 1, &b, sc), ZL_EINVAL, "kv_len 20",
+              "the same batch under a smaller block size");
+    be->sync(bctx);
+    dfree(pool);
+    dfree(buf);
+}
+
 int main(void)
 {
     int rc = ct_setup("ops");
@@ -465,5 +517,6 @@ int main(void)
             copy_case(dt, tabs[t], 9, 1003);
     }
     error_cases();
+    batch_error_cases();
     return ct_finish();
 }
