@@ -68,7 +68,13 @@
 // (1,8,4) 8.09 (6928), (2,8,4) 8.08, (2,4,2) 8.51, (4,4,2) 8.57, (6,8,2)
 // 8.81.  (2,8,2) for the SwiGLU GEMV alone is faster under ncu (90.6 vs
 // 95.5 us) but slower in the model (7.45 vs 7.01 ms/token, two runs each):
-// serialised timings do not rank shapes for a PDL chain.
+// serialised timings do not rank shapes for a PDL chain.  One projection
+// at a time (ZL_GEMV_ROWS, same build and machine, with the weight
+// prefetch): default 6.78-6.81 ms/token; the QKV GEMV (6144 rows, 192
+// blocks: 1.45 waves) as (3,8,2) (128 blocks, one wave) 6.80, (3,16,2)
+// 6.93, (1,8,4) 6.98, (1,16,4) 6.98, (2,16,2) 6.92, (2,8,4) 6.95; the
+// 4096-row o and down GEMVs as (1,8,4) 6.97, (1,16,4) 7.15, (3,8,2) 6.99,
+// (2,16,2) 7.02, (2,8,2) 6.89.  The picks below stay.
 //
 // Tried and dropped: up to 32 tokens with two or four n8 token tiles per
 // weight fragment (each lane loading tokens g, g + 8, ...).  Against
@@ -326,14 +332,24 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex
 // A tuning build (CPPFLAGS=-DZL_GEMV_TUNING) takes ZL_GEMV_SHAPE="MT,KW,U"
 // for every call (ZL_GEMV_SWIGLU_SHAPE for the SwiGLU ones), from the
 // shapes instantiated here (the SwiGLU mode needs an even MT): a sweep in
-// the model without a rebuild per shape.
+// the model without a rebuild per shape.  ZL_GEMV_ROWS=N limits the
+// forced shapes to matrices of N rows (one projection at a time).
 template <typename T, typename O, int MODE>
 cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
                   cudaStream_t stream, bool *done)
 {
     static int shapes[2] = {-1, -1}; // every call, SwiGLU calls
+    static long rows = -1;
     static const char *const names[] = {"2,8,2", "2,8,4", "4,8,2", "2,4,2", "2,4,4",
-                                        "4,4,2", "2,16,2", "1,8,4", "6,8,2"};
+                                        "4,4,2", "2,16,2", "1,8,4", "6,8,2", "3,8,2",
+                                        "3,16,2", "1,16,4"};
+    if (rows < 0) {
+        const char *r = getenv("ZL_GEMV_ROWS");
+        rows = r ? atol(r) : 0;
+    }
+    *done = false;
+    if (rows > 0 && w->n != rows)
+        return cudaSuccess;
     static const char *const vars[2] = {"ZL_GEMV_SHAPE", "ZL_GEMV_SWIGLU_SHAPE"};
     for (int v = 0; v < 2; v++)
         if (shapes[v] < 0) {
@@ -344,8 +360,9 @@ cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_
                     shapes[v] = i;
         }
     const int shape = MODE == NORM_SWIGLU && shapes[1] != 99 ? shapes[1] : shapes[0];
+    const bool odd = shape == 7 || shape == 9 || shape == 10 || shape == 11; // MT odd or 1
     *done = true;
-    switch (MODE == NORM_SWIGLU && shape == 7 ? 1 : shape) {
+    switch (MODE == NORM_SWIGLU && odd ? 1 : shape) {
     case 0: return launch<T, O, 2, 8, 2, MODE>(out, x, w, ex, stream);
     case 1: return launch<T, O, 2, 8, 4, MODE>(out, x, w, ex, stream);
     case 2: return launch<T, O, 4, 8, 2, MODE>(out, x, w, ex, stream);
@@ -355,6 +372,9 @@ cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_
     case 6: return launch<T, O, 2, 16, 2, MODE>(out, x, w, ex, stream);
     case 7: return launch<T, O, 1, 8, 4, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
     case 8: return launch<T, O, 6, 8, 2, MODE>(out, x, w, ex, stream);
+    case 9: return launch<T, O, 3, 8, 2, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
+    case 10: return launch<T, O, 3, 16, 2, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
+    case 11: return launch<T, O, 1, 16, 4, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
     }
     *done = false;
     return cudaSuccess;
