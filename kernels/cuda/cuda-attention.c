@@ -83,36 +83,64 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
     return ZL_OK;
 }
 
+/* rope_kv_write's checks, inv_freq and batch uploads (after which a
+ * recording pass is done): what its kernel and linear_rope_kv's fused
+ * epilogue launch with. */
+static int rope_kv_prepare(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
+                           struct cuda_rope_args *a, struct zl_cuda_heads *vh,
+                           struct zl_cuda_kv *kv, struct zl_cuda_batch *db)
+{
+    int rc;
+    if (!r->k)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is required", op);
+    if ((rc = cuda_check_heads(ctx, op, "v", r->v, CUDA_DT_FLOAT, vh)) < 0 ||
+        (rc = cuda_rope_prepare(ctx, op, r->q, r->k, r->positions, r->rope, a)) < 0 ||
+        (rc = cuda_check_kv(op, r->cache, r->layer, r->batch, a->k.n, kv)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "k", &a->k, a->k.n, kv->n_kv_heads, kv->head_dim)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "v", vh, a->k.n, kv->n_kv_heads, kv->head_dim)) < 0)
+        return rc;
+    if (vh->dtype != a->k.dtype)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is %s but v is %s", op,
+                                   cuda_dtype_name(a->k.dtype), cuda_dtype_name(vh->dtype));
+    if (a->q.n == 0)
+        return ZL_OK;
+    return upload_batch(ctx, op, r->cache, r->batch, a->q.n, db);
+}
+
 int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
                        const struct zl_tensor *v, const struct zl_tensor *positions,
                        const struct zl_rope *rope, const struct zl_kv_cache *cache, int32_t layer,
                        const struct zl_attn_batch *batch)
 {
     static const char op[] = "rope_kv_write";
+    const struct zl_rope_kv r = {q, k, v, positions, rope, cache, layer, batch};
     struct cuda_rope_args a;
     struct zl_cuda_heads vh;
     struct zl_cuda_kv kv;
     struct zl_cuda_batch db;
-    int rc;
-    if (!k)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is required", op);
-    if ((rc = cuda_check_heads(ctx, op, "v", v, CUDA_DT_FLOAT, &vh)) < 0 ||
-        (rc = cuda_rope_prepare(ctx, op, q, k, positions, rope, &a)) < 0 ||
-        (rc = cuda_check_kv(op, cache, layer, batch, a.k.n, &kv)) < 0 ||
-        (rc = cuda_check_heads_shape(op, "k", &a.k, a.k.n, kv.n_kv_heads, kv.head_dim)) < 0 ||
-        (rc = cuda_check_heads_shape(op, "v", &vh, a.k.n, kv.n_kv_heads, kv.head_dim)) < 0)
-        return rc;
-    if (vh.dtype != a.k.dtype)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: k is %s but v is %s", op,
-                                   cuda_dtype_name(a.k.dtype), cuda_dtype_name(vh.dtype));
-    if (a.q.n == 0)
-        return ZL_OK;
-    if (skip_attention())
-        return ZL_OK;
-    if ((rc = upload_batch(ctx, op, cache, batch, a.q.n, &db)) < 0 || cuda_graph_dry(ctx))
+    int rc = rope_kv_prepare(ctx, op, &r, &a, &vh, &kv, &db);
+    if (rc < 0 || a.q.n == 0 || skip_attention() || cuda_graph_dry(ctx))
         return rc;
     ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
                                       rope->attn_factor, &kv, db.slot, ctx->stream));
+    return ZL_OK;
+}
+
+int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
+                           struct zl_cuda_gemv_rope *g)
+{
+    struct cuda_rope_args a;
+    struct zl_cuda_heads vh;
+    struct zl_cuda_batch db = {0};
+    int rc = rope_kv_prepare(ctx, op, r, &a, &vh, &g->cache, &db);
+    if (rc < 0)
+        return rc;
+    g->pos = a.pos;
+    g->pos_step = a.pos_step;
+    g->inv_freq = a.freq;
+    g->attn_factor = r->rope->attn_factor;
+    g->n_q_heads = (int32_t)a.q.heads;
+    g->slot = db.slot;
     return ZL_OK;
 }
 

@@ -412,6 +412,7 @@ static const struct zl_backend_ops cuda_ops = {
     .sample = cuda_sample,
     .rope_kv_write = cuda_rope_kv_write,
     .linear_fused = cuda_linear_fused,
+    .linear_rope_kv = cuda_linear_rope_kv,
 };
 
 static int cuda_init(const struct zl_host *h)

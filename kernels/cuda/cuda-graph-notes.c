@@ -113,7 +113,7 @@ static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
 }
 
 enum { OP_EMB = 1, OP_NORM, OP_LINEAR, OP_ROPE, OP_SILU, OP_KVW, OP_ATTN, OP_ADD, OP_COPY,
-       OP_ROPEKV, OP_LINFUSED };
+       OP_ROPEKV, OP_LINFUSED, OP_LINROPE };
 
 /* In a pass: notes the op and its n tensor arguments (const struct
  * zl_tensor *, NULL allowed) and returns 1; else 0, noting nothing. */
@@ -223,20 +223,42 @@ static int g_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struc
     return cuda_rope_kv_write(ctx, q, k, v, pos, r, c, l, b);
 }
 
+static void note_fuse(struct zl_bctx *ctx, const struct zl_linear_fuse *f)
+{
+    if (!f) {
+        note_i64(ctx, -1);
+        return;
+    }
+    in_pass(ctx, OP_LINFUSED, 4, f->norm, f->residual, f->tmp_x, f->tmp_out);
+    note_f32(ctx, f->eps);
+    note_i64(ctx, f->swiglu);
+}
+
 static int g_linear_fused(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
                           const struct zl_tensor *w, const struct zl_tensor *b,
                           const struct zl_linear_fuse *f)
 {
-    if (in_pass(ctx, OP_LINFUSED, 4, o, x, w, b)) {
-        if (f) {
-            in_pass(ctx, OP_LINFUSED, 4, f->norm, f->residual, f->tmp_x, f->tmp_out);
-            note_f32(ctx, f->eps);
-            note_i64(ctx, f->swiglu);
+    if (in_pass(ctx, OP_LINFUSED, 4, o, x, w, b))
+        note_fuse(ctx, f);
+    return cuda_linear_fused(ctx, o, x, w, b, f);
+}
+
+static int g_linear_rope_kv(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
+                            const struct zl_tensor *w, const struct zl_tensor *b,
+                            const struct zl_linear_fuse *f, const struct zl_rope_kv *r)
+{
+    if (in_pass(ctx, OP_LINROPE, 4, o, x, w, b)) {
+        note_fuse(ctx, f);
+        if (r) {
+            in_pass(ctx, OP_LINROPE, 4, r->q, r->k, r->v, r->positions);
+            note_rope(ctx, r->rope);
+            note_cache(ctx, r->cache, r->layer);
+            note_batch(ctx, r->batch, NULL, -1);
         } else {
             note_i64(ctx, -1);
         }
     }
-    return cuda_linear_fused(ctx, o, x, w, b, f);
+    return cuda_linear_rope_kv(ctx, o, x, w, b, f, r);
 }
 
 void cuda_graph_wrap_ops(struct zl_backend_ops *ops)
@@ -252,6 +274,7 @@ void cuda_graph_wrap_ops(struct zl_backend_ops *ops)
     ops->copy = g_copy;
     ops->rope_kv_write = g_rope_kv_write;
     ops->linear_fused = g_linear_fused;
+    ops->linear_rope_kv = g_linear_rope_kv;
     ops->graph_begin = cuda_graph_begin;
     ops->graph_end = cuda_graph_end;
 }

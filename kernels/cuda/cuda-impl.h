@@ -249,6 +249,10 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
                        const struct zl_tensor *v, const struct zl_tensor *positions,
                        const struct zl_rope *rope, const struct zl_kv_cache *cache, int32_t layer,
                        const struct zl_attn_batch *batch);
+/* rope_kv_write's checks and uploads for linear_rope_kv's fused GEMV: its
+ * epilogue's arguments (a recording pass stops after this, as the op does). */
+int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
+                           struct zl_cuda_gemv_rope *g);
 int cuda_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
                   const struct zl_tensor *up);
 int cuda_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,
@@ -285,5 +289,10 @@ void cuda_linear_cache_free(struct zl_bctx *ctx);
 int cuda_linear_fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
                       const struct zl_tensor *w, const struct zl_tensor *bias,
                       const struct zl_linear_fuse *f);
+/* linear_rope_kv: one GEMV with the norm, RoPE and cache write fused, or
+ * linear_fused then rope_kv_write. */
+int cuda_linear_rope_kv(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                        const struct zl_tensor *w, const struct zl_tensor *bias,
+                        const struct zl_linear_fuse *f, const struct zl_rope_kv *r);
 
 #endif

@@ -139,7 +139,29 @@ struct zl_cuda_gemv_fuse {
     float eps;
     int swiglu;
     const struct zl_cuda_rows *res;
+    const struct zl_cuda_gemv_rope *rope;
 };
+/* rope (with norm_w, the QKV projection of linear_rope_kv): out's columns
+ * are n_q_heads q heads, then cache.n_kv_heads k and as many v heads, each
+ * of cache.head_dim with element j paired with j + head_dim / 2 (full
+ * rotary); the epilogue rotates q in out and writes k rotated and v to the
+ * cache at slot[token], leaving out's k and v columns as the product: the
+ * result of zl_cuda_rope_kv_write after the GEMV, bit for bit.  The cache
+ * is of w's dtype. */
+struct zl_cuda_gemv_rope {
+    const int32_t *pos;         /* position of token i at pos[i * pos_step] */
+    int64_t pos_step;
+    const float *inv_freq;      /* [head_dim / 2] */
+    float attn_factor;
+    int32_t n_q_heads;
+    struct zl_cuda_kv cache;
+    const int32_t *slot;        /* [n] */
+};
+/* Whether zl_cuda_gemv_ex takes these arguments (it answers
+ * cudaErrorNotSupported exactly when this is 0): a host-side check, so a
+ * graph's recording pass picks the path the run will take. */
+int zl_cuda_gemv_ex_takes(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                          const struct zl_cuda_rows *w, const struct zl_cuda_gemv_fuse *f);
 cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                             const struct zl_cuda_rows *w, const struct zl_cuda_gemv_fuse *f,
                             cudaStream_t stream);

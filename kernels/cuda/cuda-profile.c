@@ -14,10 +14,10 @@
 #include "cuda-impl.h"
 
 enum { P_EMB, P_NORM, P_LINEAR, P_ROPE, P_SILU, P_KVW, P_ATTN, P_ADD, P_COPY, P_SAMPLE, P_ROPEKV,
-       P_LINFUSED, P_N };
+       P_LINFUSED, P_LINROPE, P_N };
 static const char *const names[P_N] = {"embedding", "rms_norm", "linear", "rope", "silu_mul",
                                        "kv_write", "attention", "add", "copy", "sample",
-                                       "rope_kv_write", "linear_fused"};
+                                       "rope_kv_write", "linear_fused", "linear_rope_kv"};
 
 #define PROF_EVENTS 4096
 #define PROF_EVERY 200
@@ -162,6 +162,10 @@ WRAP(P_ROPEKV, rope_kv_write, (struct zl_bctx *ctx, struct zl_tensor *q, const s
 WRAP(P_LINFUSED, linear_fused, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *x,
                                 const struct zl_tensor *w, const struct zl_tensor *b,
                                 const struct zl_linear_fuse *f), (ctx, o, x, w, b, f))
+WRAP(P_LINROPE, linear_rope_kv, (struct zl_bctx *ctx, struct zl_tensor *o,
+                                  const struct zl_tensor *x, const struct zl_tensor *w,
+                                  const struct zl_tensor *b, const struct zl_linear_fuse *f,
+                                  const struct zl_rope_kv *r), (ctx, o, x, w, b, f, r))
 
 /* sample() and sync() wait for the stream: collect after them. */
 static int p_sample(struct zl_bctx *ctx, struct zl_tensor *l, const struct zl_sample_batch *b,
@@ -213,6 +217,8 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
         P.ops.rope_kv_write = p_rope_kv_write;
     if (ZL_BACKEND_HAS(base, linear_fused) && base->linear_fused)
         P.ops.linear_fused = p_linear_fused;
+    if (ZL_BACKEND_HAS(base, linear_rope_kv) && base->linear_rope_kv)
+        P.ops.linear_rope_kv = p_linear_rope_kv;
     P.ops.graph_begin = NULL; /* events around each op: nothing to replay */
     P.ops.graph_end = NULL;
     return &P.ops;

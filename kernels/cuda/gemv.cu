@@ -60,6 +60,17 @@
 // on average, lm_head 345 us: the serialised ramp and drain of each grid
 // is what the model loses against the back-to-back figures above.
 //
+// NORM_ROPE (zl_cuda_gemv_ex with rope, the backend's linear_rope_kv): the
+// QKV projection with the norm in its prologue and RoPE plus the KV-cache
+// write in its epilogue.  Its blocks take pairs of rows, element j and j +
+// head_dim / 2 of one head, as NORM_SWIGLU takes gate and up rows; the
+// shape pick and the column split are NORM's, so every row's sum is the
+// one NORM computes, and the rotation is rope_kv_write's (cuda-rope.cuh):
+// q rotated in out, k rotated and v into the cache, bit for bit what
+// linear_fused then rope_kv_write leave.  Llama-3.1-8B bf16, batch 1, one
+// H100, one device call: 6.806/6.815/6.804 -> 6.659/6.663/6.662 ms per
+// token (the rope_kv_write launch and its gap gone from every layer).
+//
 // Shapes swept in the model (tuning build, ZL_GEMV_SHAPE forcing one
 // (MT, KW, U) on every GEMV; Llama-3.1-8B bf16, 127 decode steps at batch
 // 1; ncu's serialised sum of the GEMVs per forward in brackets): the
@@ -89,11 +100,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-pdl.cuh"
+#include "cuda-rope.cuh"
 
 using namespace zlcuda;
 
@@ -132,13 +145,18 @@ __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, u
 
 // What a launch fuses around the product (zl_cuda_gemv_ex): nothing; an
 // RMSNorm of x in the prologue; that plus the SwiGLU of the gate and up
-// rows in the epilogue; a residual added in the epilogue.
-enum mode { PLAIN, NORM, NORM_SWIGLU, RESID };
+// rows in the epilogue; a residual added in the epilogue; the norm plus
+// RoPE and the KV-cache write in the epilogue (the QKV projection).
+enum mode { PLAIN, NORM, NORM_SWIGLU, RESID, NORM_ROPE };
 
 struct ex_t {
     const float *norm_w;        // [d] (NORM, NORM_SWIGLU)
     float eps;
     rows_t res;                 // [n, rows] of T (RESID)
+    struct zl_cuda_gemv_rope rope; // NORM_ROPE
+    unsigned pf_row;            // bytes of each row asked into L2 before the wait (0: one step)
+    unsigned pf_blocks;         // only blocks below this ask (the first wave)
+    bool late_release;          // the next grid launches at this one's end
 };
 
 // The 8 values of a 16-byte x chunk at columns [col, col + 8) times inv and
@@ -156,6 +174,38 @@ __device__ __forceinline__ uint4 norm8(uint4 v, const float *nw, int col, float 
     return v;
 }
 
+// NORM_ROPE's store of one pair (j, j + hh) of head `head` of a token,
+// x1 and x2 the product rounded as linear stores it: rope_kv_write's
+// arithmetic (cuda-rope.cuh) on q (in out) and k (into the cache); out
+// keeps k and v as they are, the cache gets v as it is.
+template <typename T>
+__device__ __forceinline__ void rope_store(const struct zl_cuda_gemv_rope &rp, char *orow, int tok,
+                                           int64_t head, int j, int hh, T x1, T x2)
+{
+    const int64_t nq = rp.n_q_heads, nkv = rp.cache.n_kv_heads, c = head * 2 * hh + j;
+    T *o = reinterpret_cast<T *>(orow);
+    if (head >= nq + nkv) { // v
+        T *vd = kv_row<T>(rp.cache, 1, rp.slot[tok]) + (head - nq - nkv) * 2 * hh;
+        o[c] = vd[j] = x1;
+        o[c + hh] = vd[j + hh] = x2;
+        return;
+    }
+    float co, sn;
+    rope_cos_sin((float)rp.pos[tok * rp.pos_step], rp.inv_freq[j], rp.attn_factor, &co, &sn);
+    const float f1 = to_f32<T>(x1), f2 = to_f32<T>(x2);
+    const T r1 = from_f32<T>(rot_lo(f1, f2, co, sn)), r2 = from_f32<T>(rot_hi(f1, f2, co, sn));
+    if (head < nq) {
+        o[c] = r1;
+        o[c + hh] = r2;
+        return;
+    }
+    T *kd = kv_row<T>(rp.cache, 0, rp.slot[tok]) + (head - nq) * 2 * hh;
+    kd[j] = r1;
+    kd[j + hh] = r2;
+    o[c] = x1;
+    o[c + hh] = x2;
+}
+
 template <typename T, typename O, int MT, int KW, int U, int MODE>
 __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, rows_t w, ex_t ex)
 {
@@ -168,22 +218,30 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     const int64_t rows = w.n;
 
     // Rows past the end read the last row (always valid) and are not stored.
-    // SwiGLU: w is [gate; up] of `half` rows each; a block takes 8 MT gate
-    // rows in its first MT / 2 tiles and the matching up rows in the rest,
-    // so both halves of an output meet in this block's shared memory.
-    constexpr bool SWI = MODE == NORM_SWIGLU;
+    // Paired modes: a block takes 8 MT pairs of rows, the first row of each
+    // in its first MT / 2 tiles and the second in the rest, so both halves
+    // of an output meet in this block's shared memory.  SwiGLU: w is [gate;
+    // up] of `half` rows each, pair p is rows p and p + half.  RoPE: pair p
+    // is element j = p % hh of head p / hh and element j + hh of it, hh =
+    // head_dim / 2 (the rotate_half pairing).
+    constexpr bool SWI = MODE == NORM_SWIGLU, ROPE = MODE == NORM_ROPE, PAIRED = SWI || ROPE;
     const int64_t half = rows / 2;
-    const int64_t row0 = (int64_t)blockIdx.x * (SWI ? 8 * MT : 16 * MT);
+    const int hh = ROPE ? ex.rope.cache.head_dim / 2 : 1;
+    const int64_t row0 = (int64_t)blockIdx.x * (PAIRED ? 8 * MT : 16 * MT);
     const char *wp[MT][2];
 #pragma unroll
     for (int m = 0; m < MT; m++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             int64_t r;
-            if (SWI) {
+            if (PAIRED) {
                 const bool up = m >= MT / 2;
                 r = row0 + (m % (MT / 2)) * 16 + h * 8 + g;
-                r = (r < half ? r : half - 1) + (up ? half : 0);
+                r = r < half ? r : half - 1;
+                if (SWI)
+                    r += up ? half : 0;
+                else
+                    r = r / hh * (2 * hh) + r % hh + (up ? hh : 0);
             } else {
                 r = row0 + m * 16 + h * 8 + g;
                 r = r < rows ? r : rows - 1;
@@ -200,24 +258,37 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     // while the kernel before it drains.  The weights do not depend on it:
     // the first step's lines are asked into L2 before waiting for x.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#pragma unroll
-    for (int u = 0; u < U; u++)
-        if ((warp * U + u) * 32 + t * 8 < d)
+    if (ex.pf_row && blockIdx.x < ex.pf_blocks) {
+        // deeper: the first pf_row bytes of every row, one bulk prefetch a
+        // row (lanes t == 0 of warp 0 hold the row starts of all 16 MT rows)
+        if (warp == 0 && t == 0)
 #pragma unroll
             for (int m = 0; m < MT; m++)
 #pragma unroll
                 for (int h = 0; h < 2; h++)
-                    asm volatile("prefetch.global.L2 [%0];"
-                                 ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
+                    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
+                                 ::"l"(wp[m][h]), "r"(ex.pf_row) : "memory");
+    } else {
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if ((warp * U + u) * 32 + t * 8 < d)
+#pragma unroll
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++)
+                        asm volatile("prefetch.global.L2 [%0];"
+                                     ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
+    }
 #endif
     // The kernel after this one may launch as soon as every block here runs
     // (it waits for this grid's end before touching what this one writes).
-    pdl_release();
+    if (!ex.late_release)
+        pdl_release();
     pdl_wait();
 
     // RMSNorm prologue: warp k sums the squares of token k's row.
     float inv = 0.0f;
-    if constexpr (MODE == NORM || MODE == NORM_SWIGLU) {
+    if constexpr (MODE == NORM || MODE == NORM_SWIGLU || MODE == NORM_ROPE) {
         if (warp < n) {
             const char *xr = row_at(x.data, warp, x.stride);
             float ss = 0.0f;
@@ -256,7 +327,7 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
                     wv[u][m][h] = ok ? ld_stream(wp[m][h] + off, policy) : make_uint4(0, 0, 0, 0);
             xv[u] = ok && has_x ? __ldg(reinterpret_cast<const uint4 *>(xp + off))
                                 : make_uint4(0, 0, 0, 0);
-            if constexpr (MODE == NORM || MODE == NORM_SWIGLU)
+            if constexpr (MODE == NORM || MODE == NORM_SWIGLU || MODE == NORM_ROPE)
                 if (ok && has_x)
                     xv[u] = norm8<T>(xv[u], ex.norm_w, col, inv);
         }
@@ -280,22 +351,28 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
     __syncthreads();
     // Consecutive threads take consecutive rows of one token: coalesced stores.
-    if constexpr (SWI) {
-        // gate and up rounded to T first, then silu_mul's formula: what the
-        // unfused ops store
+    if constexpr (PAIRED) {
         for (int e = threadIdx.x; e < MT * 8 * n; e += KW * 32) {
             const int tok = e / (MT * 8), r = e % (MT * 8);
-            const int64_t row = row0 + r;
-            if (row >= half)
+            const int64_t p = row0 + r;
+            if (p >= half)
                 continue;
-            float gs = 0.0f, us = 0.0f;
+            float lo = 0.0f, hi = 0.0f; // the pair's first and second row
 #pragma unroll
             for (int k = 0; k < KW; k++) {
-                gs += red[k][r / 16][r % 16][tok];
-                us += red[k][MT / 2 + r / 16][r % 16][tok];
+                lo += red[k][r / 16][r % 16][tok];
+                hi += red[k][MT / 2 + r / 16][r % 16][tok];
             }
-            const float gv = to_f32<T>(from_f32<T>(gs)), uv = to_f32<T>(from_f32<T>(us));
-            store<O>(row_at(out.data, tok, out.stride), row, gv / (1.0f + expf(-gv)) * uv);
+            char *orow = row_at(out.data, tok, out.stride);
+            if constexpr (SWI) {
+                // gate and up rounded to T first, then silu_mul's formula:
+                // what the unfused ops store
+                const float gv = to_f32<T>(from_f32<T>(lo)), uv = to_f32<T>(from_f32<T>(hi));
+                store<O>(orow, p, gv / (1.0f + expf(-gv)) * uv);
+            } else {
+                rope_store<T>(ex.rope, orow, tok, p / hh, (int)(p % hh), hh, from_f32<T>(lo),
+                              from_f32<T>(hi));
+            }
         }
     } else {
         for (int e = threadIdx.x; e < MT * 16 * n; e += KW * 32) {
@@ -314,15 +391,49 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
 }
 
+// Bytes of weights a block asks into L2 before its PDL wait, spread over
+// its rows; 0 keeps the one-step prefetch.  A tuning build reads
+// ZL_GEMV_PF (bytes a block) and ZL_GEMV_PF_ALL=1 (every block, not just
+// the first wave) to sweep it in the model.  Batch 1, one H100, one call:
+// 0 6.66 ms per token, 128 KB 6.642, 256 KB 6.886 (the first wave's 34 MB
+// crowd L2), so the default stays at 0.
+constexpr unsigned PF_BLOCK_BYTES = 0;
+
+void prefetch_plan(ex_t *e, int rows_per_block, int64_t d)
+{
+    static int sms = -1;
+    static unsigned budget = PF_BLOCK_BYTES;
+    static bool all = false;
+    if (sms < 0) {
+        int dev = 0, n = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+            n = 0;
+#ifdef ZL_GEMV_TUNING
+        if (const char *v = getenv("ZL_GEMV_PF"))
+            budget = (unsigned)atol(v);
+        const char *a = getenv("ZL_GEMV_PF_ALL");
+        all = a && *a == '1';
+#endif
+        sms = n;
+    }
+    const int64_t per_row = std::min<int64_t>(budget / rows_per_block, d * 2) & ~(int64_t)15;
+    e->pf_row = (unsigned)per_row;
+    e->pf_blocks = all ? UINT32_MAX : (unsigned)sms;
+}
+
 template <typename T, typename O, int MT, int KW, int U, int MODE>
 cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
                    cudaStream_t stream)
 {
-    const int64_t per_block = MODE == NORM_SWIGLU ? 8 * MT : 16 * MT;
-    const int64_t outs = MODE == NORM_SWIGLU ? w->n / 2 : w->n;
+    constexpr bool PAIRED = MODE == NORM_SWIGLU || MODE == NORM_ROPE;
+    const int64_t per_block = PAIRED ? 8 * MT : 16 * MT;
+    const int64_t outs = PAIRED ? w->n / 2 : w->n;
     const dim3 grid((unsigned)((outs + per_block - 1) / per_block));
+    ex_t e = ex;
+    prefetch_plan(&e, 16 * MT, w->d);
     return launch_pdl("gemv", gemv_kernel<T, O, MT, KW, U, MODE>, grid, dim3(KW * 32), 0, stream,
-                      *out, *x, *w, ex);
+                      *out, *x, *w, e);
 }
 
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
@@ -361,8 +472,9 @@ cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_
         }
     const int shape = MODE == NORM_SWIGLU && shapes[1] != 99 ? shapes[1] : shapes[0];
     const bool odd = shape == 7 || shape == 9 || shape == 10 || shape == 11; // MT odd or 1
+    constexpr bool PAIRED = MODE == NORM_SWIGLU || MODE == NORM_ROPE;
     *done = true;
-    switch (MODE == NORM_SWIGLU && odd ? 1 : shape) {
+    switch (PAIRED && odd ? 1 : shape) {
     case 0: return launch<T, O, 2, 8, 2, MODE>(out, x, w, ex, stream);
     case 1: return launch<T, O, 2, 8, 4, MODE>(out, x, w, ex, stream);
     case 2: return launch<T, O, 4, 8, 2, MODE>(out, x, w, ex, stream);
@@ -370,11 +482,11 @@ cudaError_t tuned(const rows_t *out, const rows_t *x, const rows_t *w, const ex_
     case 4: return launch<T, O, 2, 4, 4, MODE>(out, x, w, ex, stream);
     case 5: return launch<T, O, 4, 4, 2, MODE>(out, x, w, ex, stream);
     case 6: return launch<T, O, 2, 16, 2, MODE>(out, x, w, ex, stream);
-    case 7: return launch<T, O, 1, 8, 4, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
+    case 7: return launch<T, O, 1, 8, 4, PAIRED ? NORM : MODE>(out, x, w, ex, stream);
     case 8: return launch<T, O, 6, 8, 2, MODE>(out, x, w, ex, stream);
-    case 9: return launch<T, O, 3, 8, 2, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
-    case 10: return launch<T, O, 3, 16, 2, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
-    case 11: return launch<T, O, 1, 16, 4, MODE == NORM_SWIGLU ? NORM : MODE>(out, x, w, ex, stream);
+    case 9: return launch<T, O, 3, 8, 2, PAIRED ? NORM : MODE>(out, x, w, ex, stream);
+    case 10: return launch<T, O, 3, 16, 2, PAIRED ? NORM : MODE>(out, x, w, ex, stream);
+    case 11: return launch<T, O, 1, 16, 4, PAIRED ? NORM : MODE>(out, x, w, ex, stream);
     }
     *done = false;
     return cudaSuccess;
@@ -432,25 +544,66 @@ extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct
     });
 }
 
+// Whether the QKV GEMV with the rope epilogue holds its successor (decode
+// attention) back until it ends instead of releasing it at its start.  A
+// tuning build reads ZL_QKV_LATE_RELEASE=0|1.
+static bool rope_late_release()
+{
+    static int late = -1;
+    if (late < 0) {
+        late = 0;
+#ifdef ZL_GEMV_TUNING
+        const char *v = getenv("ZL_QKV_LATE_RELEASE");
+        late = v && *v == '1';
+#endif
+    }
+    return late;
+}
+
+// The rope epilogue's geometry: [q | k | v] heads of one head_dim over
+// out's columns, full rotary pairs, a cache of w's dtype.  The device
+// pointers are not looked at: a caller asks before its uploads.
+static bool rope_takes(const rows_t *out, const rows_t *w, const struct zl_cuda_gemv_rope *r)
+{
+    const struct zl_cuda_kv &c = r->cache;
+    const int64_t hd = c.head_dim;
+    return hd >= 2 && hd % 2 == 0 && r->n_q_heads >= 1 && c.n_kv_heads >= 1 &&
+           c.dtype == w->dtype && c.block_size >= 1 &&
+           out->d == (r->n_q_heads + 2 * (int64_t)c.n_kv_heads) * hd;
+}
+
+extern "C" int zl_cuda_gemv_ex_takes(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                                     const struct zl_cuda_rows *w,
+                                     const struct zl_cuda_gemv_fuse *f)
+{
+    const bool norm = f->norm_w != nullptr, res = f->res != nullptr, rope = f->rope != nullptr;
+    if (!takes(out, x, w) || out->dtype != w->dtype || (norm && res) || (f->swiglu && !norm) ||
+        (!norm && !res) || (rope && (!norm || f->swiglu)))
+        return 0;
+    if (out->d != (f->swiglu ? w->n / 2 : w->n) || (f->swiglu && w->n % 2) ||
+        (norm && ((uintptr_t)f->norm_w & 15)))
+        return 0;
+    if (res && (f->res->n != out->n || f->res->d != out->d || f->res->dtype != out->dtype))
+        return 0;
+    return !rope || rope_takes(out, w, f->rope);
+}
+
 extern "C" cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                                        const struct zl_cuda_rows *w,
                                        const struct zl_cuda_gemv_fuse *f, cudaStream_t stream)
 {
-    const bool norm = f->norm_w != nullptr, res = f->res != nullptr;
-    if (!takes(out, x, w) || out->dtype != w->dtype || (norm && res) || (f->swiglu && !norm) ||
-        (!norm && !res))
-        return cudaErrorNotSupported;
-    if (out->d != (f->swiglu ? w->n / 2 : w->n) || (f->swiglu && w->n % 2) ||
-        (norm && ((uintptr_t)f->norm_w & 15)))
-        return cudaErrorNotSupported;
-    if (res && (f->res->n != out->n || f->res->d != out->d || f->res->dtype != out->dtype))
+    if (!zl_cuda_gemv_ex_takes(out, x, w, f))
         return cudaErrorNotSupported;
     ex_t ex = {};
     ex.norm_w = f->norm_w;
     ex.eps = f->eps;
-    if (res)
+    if (f->res)
         ex.res = *f->res;
-    const int mode = res ? RESID : f->swiglu ? NORM_SWIGLU : NORM;
+    if (f->rope) {
+        ex.rope = *f->rope;
+        ex.late_release = rope_late_release();
+    }
+    const int mode = f->res ? RESID : f->swiglu ? NORM_SWIGLU : f->rope ? NORM_ROPE : NORM;
     return with_float_type(w->dtype, [&](auto tw) -> cudaError_t {
         using T = decltype(tw);
         if constexpr (sizeof(T) != 2)
@@ -459,6 +612,8 @@ extern "C" cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const str
             return pick<T, T, RESID>(out, x, w, ex, stream);
         else if (mode == NORM_SWIGLU)
             return pick<T, T, NORM_SWIGLU>(out, x, w, ex, stream);
+        else if (mode == NORM_ROPE)
+            return pick<T, T, NORM_ROPE>(out, x, w, ex, stream);
         else
             return pick<T, T, NORM>(out, x, w, ex, stream);
     });

@@ -5,6 +5,7 @@
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-pdl.cuh"
+#include "cuda-rope.cuh"
 
 using namespace zlcuda;
 
@@ -92,17 +93,6 @@ __global__ void rms_norm_vec8_kernel(rows_t o, rows_t x, rows_t res, const void 
     }
 }
 
-// The rotation of one (j, j + half) pair, without contraction into FMAs so
-// rope and rope_kv_write round identically whatever the compiler fuses.
-__device__ __forceinline__ float rot_lo(float x1, float x2, float c, float s)
-{
-    return __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
-}
-__device__ __forceinline__ float rot_hi(float x1, float x2, float c, float s)
-{
-    return __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
-}
-
 // One block per token: its cos/sin table in shared memory, then every
 // (head, pair) of q and k rotated by the block's threads.
 template <typename T>
@@ -114,12 +104,8 @@ __global__ void rope_kernel(heads_t q, heads_t k, const int32_t *pos, int64_t po
     for (int64_t i = blockIdx.x; i < q.n; i += gridDim.x) {
         float p = (float)pos[i * pos_step];
         __syncthreads(); // the previous token's table is no longer read
-        for (int j = threadIdx.x; j < half; j += blockDim.x) {
-            float s, c;
-            sincosf(p * inv_freq[j], &s, &c); // accurate: angles reach 1e5 rad
-            cs[j] = c * af;
-            cs[half + j] = s * af;
-        }
+        for (int j = threadIdx.x; j < half; j += blockDim.x)
+            rope_cos_sin(p, inv_freq[j], af, &cs[j], &cs[half + j]);
         __syncthreads();
         for (int64_t e = threadIdx.x; e < nq + nk; e += blockDim.x) {
             const heads_t &t = e < nq ? q : k;
@@ -154,12 +140,8 @@ __global__ void rope_kv_kernel(heads_t q, heads_t k, heads_t v, const int32_t *p
     for (int64_t i = blockIdx.x; i < q.n; i += gridDim.x) {
         float p = (float)pos[i * pos_step];
         __syncthreads();
-        for (int j = threadIdx.x; j < half; j += blockDim.x) {
-            float s, co;
-            sincosf(p * inv_freq[j], &s, &co);
-            cs[j] = co * af;
-            cs[half + j] = s * af;
-        }
+        for (int j = threadIdx.x; j < half; j += blockDim.x)
+            rope_cos_sin(p, inv_freq[j], af, &cs[j], &cs[half + j]);
         __syncthreads();
         const int64_t e0 = (int64_t)blockIdx.y * blockDim.x + threadIdx.x;
         const int64_t step = (int64_t)gridDim.y * blockDim.x;
@@ -207,12 +189,8 @@ __global__ void rope_kv_vec8_kernel(heads_t q, heads_t k, heads_t v, const int32
     for (int64_t i = blockIdx.x; i < q.n; i += gridDim.x) {
         float p = (float)pos[i * pos_step];
         __syncthreads();
-        for (int j = threadIdx.x; j < half; j += blockDim.x) {
-            float s, co;
-            sincosf(p * inv_freq[j], &s, &co);
-            cs[j] = co * af;
-            cs[half + j] = s * af;
-        }
+        for (int j = threadIdx.x; j < half; j += blockDim.x)
+            rope_cos_sin(p, inv_freq[j], af, &cs[j], &cs[half + j]);
         __syncthreads();
         T *kd = kv_row<T>(c, 0, slot[i]), *vd = kv_row<T>(c, 1, slot[i]);
         const int64_t step = (int64_t)gridDim.y * blockDim.x;

@@ -123,6 +123,13 @@ struct step {
             return rc_;                                                                            \
     } while (0)
 
+/* Attention of the step's rotated q over the cache: s->att. */
+static int attention(struct step *s, int il)
+{
+    float scale = 1.0f / sqrtf((float)s->m->hp.head_dim);
+    return s->m->be->attention(s->m->bctx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale);
+}
+
 /* rope, the KV-cache write and attention of the step's q, k, v: s->att. */
 static int attend(struct step *s, int il)
 {
@@ -136,8 +143,7 @@ static int attend(struct step *s, int il)
         TRY(be->rope(cx, &s->q3, &s->k3, &s->pos, &s->rope));
         TRY(be->kv_write(cx, s->b->cache, il, &s->k3, &s->v3, &s->b->attn));
     }
-    float scale = 1.0f / sqrtf((float)m->hp.head_dim);
-    return be->attention(cx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale);
+    return attention(s, il);
 }
 
 /* One layer with separate ops: x += the previous block's output s->o
@@ -162,16 +168,25 @@ static int layer_ops(struct step *s, const struct llama_layer *l, int il)
 
 /* The same layer through linear_fused: the norms ride on the QKV and
  * gate/up projections, the SwiGLU on gate/up, the residual adds on the o
- * and down projections, so x is up to date after the layer (a decode step
- * on CUDA is then four GEMVs, rope + KV write and attention per layer). */
+ * and down projections, so x is up to date after the layer; with
+ * linear_rope_kv rope and the KV write ride on the QKV projection too (a
+ * decode step on CUDA is then four GEMVs and attention per layer). */
 static int layer_fused(struct step *s, const struct llama_layer *l, int il)
 {
     struct zl_model *m = s->m;
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
     struct zl_linear_fuse f = {.norm = &l->attn_norm, .eps = m->hp.eps, .tmp_x = &s->h};
-    TRY(be->linear_fused(cx, &s->qkv, &s->x, &l->wqkv, opt(&l->bqkv), &f));
-    TRY(attend(s, il));
+    if (ZL_BACKEND_HAS(be, linear_rope_kv) && be->linear_rope_kv) {
+        /* the rotation and the cache write ride on the QKV projection too */
+        const struct zl_rope_kv r = {&s->q3, &s->k3, &s->v3, &s->pos, &s->rope,
+                                     s->b->cache, il, &s->b->attn};
+        TRY(be->linear_rope_kv(cx, &s->qkv, &s->x, &l->wqkv, opt(&l->bqkv), &f, &r));
+        TRY(attention(s, il));
+    } else {
+        TRY(be->linear_fused(cx, &s->qkv, &s->x, &l->wqkv, opt(&l->bqkv), &f));
+        TRY(attend(s, il));
+    }
     f = (struct zl_linear_fuse){.residual = &s->x, .tmp_out = &s->o};
     TRY(be->linear_fused(cx, &s->x, &s->att, &l->wo, opt(&l->bo), &f));
     f = (struct zl_linear_fuse){.norm = &l->ffn_norm, .eps = m->hp.eps, .swiglu = 1,

@@ -88,6 +88,17 @@ struct zl_rope {
     float attn_factor;          /* cos/sin multiplier (yarn mscale), 1 otherwise */
 };
 
+/* rope_kv_write's arguments, for linear_rope_kv (API minor 4). */
+struct zl_rope_kv {
+    struct zl_tensor *q;                /* [n, n_heads, head_dim], rotated in place */
+    const struct zl_tensor *k, *v;      /* [n, n_kv_heads, head_dim] */
+    const struct zl_tensor *positions;  /* i32 [n] */
+    const struct zl_rope *rope;
+    const struct zl_kv_cache *cache;
+    int32_t layer;
+    const struct zl_attn_batch *batch;
+};
+
 /* One logits row's sampling as the engine hands it to a device sampler
  * (API minor 1).  The same semantics as zl_sampler_sample (sampler.h):
  * bias entries are added first (-INFINITY masks the ids min_tokens
@@ -288,6 +299,19 @@ struct zl_backend_ops {
      * NULL: the backend has no graphs. */
     int (*graph_begin)(struct zl_bctx *ctx);
     int (*graph_end)(struct zl_bctx *ctx, int ok);
+
+    /* ---- API minor 4 ---- */
+
+    /* An attention block's QKV projection and what follows it, in one call:
+     * linear_fused(out, x, w, bias, f) (f: a norm at most, no swiglu or
+     * residual), then rope_kv_write on r's q, k and v, which are views of
+     * out.  Same results as those two calls, bit for bit; a backend fuses
+     * them where it pays (a decode-sized step: the rotation and the cache
+     * write in the projection's epilogue, one launch less per layer).
+     * NULL: the model calls the two. */
+    int (*linear_rope_kv)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                          const struct zl_tensor *w, const struct zl_tensor *bias,
+                          const struct zl_linear_fuse *f, const struct zl_rope_kv *r);
 
     /* Members are appended here by later API minors. */
 };
