@@ -351,28 +351,38 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
     __syncthreads();
     // Consecutive threads take consecutive rows of one token: coalesced stores.
-    if constexpr (PAIRED) {
+    if constexpr (SWI) {
+        // gate and up rounded to T first, then silu_mul's formula: what the
+        // unfused ops store
+        for (int e = threadIdx.x; e < MT * 8 * n; e += KW * 32) {
+            const int tok = e / (MT * 8), r = e % (MT * 8);
+            const int64_t row = row0 + r;
+            if (row >= half)
+                continue;
+            float gs = 0.0f, us = 0.0f;
+#pragma unroll
+            for (int k = 0; k < KW; k++) {
+                gs += red[k][r / 16][r % 16][tok];
+                us += red[k][MT / 2 + r / 16][r % 16][tok];
+            }
+            const float gv = to_f32<T>(from_f32<T>(gs)), uv = to_f32<T>(from_f32<T>(us));
+            store<O>(row_at(out.data, tok, out.stride), row, gv / (1.0f + expf(-gv)) * uv);
+        }
+    } else if constexpr (ROPE) {
+        // the SwiGLU loop's pair sums, then rope_kv_write's stores
         for (int e = threadIdx.x; e < MT * 8 * n; e += KW * 32) {
             const int tok = e / (MT * 8), r = e % (MT * 8);
             const int64_t p = row0 + r;
             if (p >= half)
                 continue;
-            float lo = 0.0f, hi = 0.0f; // the pair's first and second row
+            float lo = 0.0f, hi = 0.0f;
 #pragma unroll
             for (int k = 0; k < KW; k++) {
                 lo += red[k][r / 16][r % 16][tok];
                 hi += red[k][MT / 2 + r / 16][r % 16][tok];
             }
-            char *orow = row_at(out.data, tok, out.stride);
-            if constexpr (SWI) {
-                // gate and up rounded to T first, then silu_mul's formula:
-                // what the unfused ops store
-                const float gv = to_f32<T>(from_f32<T>(lo)), uv = to_f32<T>(from_f32<T>(hi));
-                store<O>(orow, p, gv / (1.0f + expf(-gv)) * uv);
-            } else {
-                rope_store<T>(ex.rope, orow, tok, p / hh, (int)(p % hh), hh, from_f32<T>(lo),
-                              from_f32<T>(hi));
-            }
+            rope_store<T>(ex.rope, row_at(out.data, tok, out.stride), tok, p / hh, (int)(p % hh),
+                          hh, from_f32<T>(lo), from_f32<T>(hi));
         }
     } else {
         for (int e = threadIdx.x; e < MT * 16 * n; e += KW * 32) {
