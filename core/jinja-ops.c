@@ -25,9 +25,9 @@ static json_t *type_error(struct jj_ctx *c, const struct jj_node *n, const json_
 
 static json_t *repeat(struct jj_ctx *c, const struct jj_node *n, const json_t *seq, long long times)
 {
-    if (times < 0)
-        times = 0;
     size_t unit = json_is_string(seq) ? json_string_length(seq) : json_array_size(seq);
+    if (times < 0 || !unit) /* an empty sequence: a huge count must not spin */
+        times = 0;
     if (unit && (unsigned long long)times > (JJ_DEFAULT_MAX_OUTPUT / unit))
         return jj_fail(c, n, "repetition result too large");
     if (json_is_string(seq)) {

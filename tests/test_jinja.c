@@ -407,3 +407,26 @@ Test(jinja, integer_power_is_fast_and_checked, .timeout = 10)
     expect_error("{{ 2 ** 64 }}", NULL, "integer overflow");
     expect_error("{{ 3 ** 444444444444444444 }}", NULL, "integer overflow");
 }
+
+/* Found by fuzz_jinja: repeating an empty list or string skipped the size
+ * check and looped once per unit of the count, so `[] * 444044444444444444`
+ * never finished.  Python semantics: empty, at once. */
+Test(jinja, empty_repetition_is_fast, .timeout = 10)
+{
+    const struct { const char *src, *want; } ok[] = {
+        {"{{ ([] * 444044444444444444)|length }}", "0"},
+        {"{{ '' * 444044444444444444 }}|", "|"},
+        {"{{ (x|items * 444044444444444444)|length }}", "0"},
+        {"{{ ([1, 2] * 3)|length }}", "6"},
+        {"{{ 'ab' * 3 }}", "ababab"},
+        {"{{ ([1] * -2)|length }}", "0"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        int rc;
+        char *out = render_vars(ok[i].src, "{\"x\": {}}", &rc);
+        cr_expect_eq(rc, 0, "%s: %s", ok[i].src, zl_last_error());
+        cr_expect_str_eq(out ? out : "", ok[i].want, "%s", ok[i].src);
+        free(out);
+    }
+    expect_error("{{ [1] * 444044444444444444 }}", NULL, "too large");
+}
