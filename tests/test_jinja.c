@@ -385,6 +385,16 @@ Test(jinja, concurrent_renders)
     zl_chat_template_free(t);
 }
 
+/* src renders to want with vars (JSON text or NULL). */
+static void expect_output(const char *src, const char *vars, const char *want)
+{
+    int rc;
+    char *out = render_vars(src, vars, &rc);
+    cr_expect_eq(rc, 0, "%s: %s", src, zl_last_error());
+    cr_expect_str_eq(out ? out : "", want, "%s", src);
+    free(out);
+}
+
 /* Found by fuzz_jinja: `**` looped once per unit of the exponent, so
  * 1 ** 444444444444444444 never finished.  Python semantics, O(log n). */
 Test(jinja, integer_power_is_fast_and_checked, .timeout = 10)
@@ -397,13 +407,8 @@ Test(jinja, integer_power_is_fast_and_checked, .timeout = 10)
         {"{{ 3 ** 5 }}", "243"},
         {"{{ 7 ** 0 }}", "1"},
     };
-    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
-        int rc;
-        char *out = render_vars(ok[i].src, NULL, &rc);
-        cr_expect_eq(rc, 0, "%s: %s", ok[i].src, zl_last_error());
-        cr_expect_str_eq(out ? out : "", ok[i].want, "%s", ok[i].src);
-        free(out);
-    }
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        expect_output(ok[i].src, NULL, ok[i].want);
     expect_error("{{ 2 ** 64 }}", NULL, "integer overflow");
     expect_error("{{ 3 ** 444444444444444444 }}", NULL, "integer overflow");
 }
@@ -421,12 +426,7 @@ Test(jinja, empty_repetition_is_fast, .timeout = 10)
         {"{{ 'ab' * 3 }}", "ababab"},
         {"{{ ([1] * -2)|length }}", "0"},
     };
-    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
-        int rc;
-        char *out = render_vars(ok[i].src, "{\"x\": {}}", &rc);
-        cr_expect_eq(rc, 0, "%s: %s", ok[i].src, zl_last_error());
-        cr_expect_str_eq(out ? out : "", ok[i].want, "%s", ok[i].src);
-        free(out);
-    }
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        expect_output(ok[i].src, "{\"x\": {}}", ok[i].want);
     expect_error("{{ [1] * 444044444444444444 }}", NULL, "too large");
 }

@@ -70,6 +70,11 @@
 // linear_fused then rope_kv_write leave.  Llama-3.1-8B bf16, batch 1, one
 // H100, one device call: 6.806/6.815/6.804 -> 6.659/6.663/6.662 ms per
 // token (the rope_kv_write launch and its gap gone from every layer).
+// Tried in the same call and dropped (one run each): the QKV GEMV
+// releasing attention only at its end, 6.685; each first-wave block of
+// every GEMV asking 128 KB of its rows into L2 before its PDL wait
+// (cp.async.bulk.prefetch.L2) instead of its first step's lines, 6.642,
+// and 256 KB, 6.886 (34 MB of first-wave prefetch crowds L2).
 //
 // Shapes swept in the model (tuning build, ZL_GEMV_SHAPE forcing one
 // (MT, KW, U) on every GEMV; Llama-3.1-8B bf16, 127 decode steps at batch
@@ -100,7 +105,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <algorithm>
 #include <type_traits>
 
 #include "cuda-dtype.cuh"
@@ -154,9 +158,6 @@ struct ex_t {
     float eps;
     rows_t res;                 // [n, rows] of T (RESID)
     struct zl_cuda_gemv_rope rope; // NORM_ROPE
-    unsigned pf_row;            // bytes of each row asked into L2 before the wait (0: one step)
-    unsigned pf_blocks;         // only blocks below this ask (the first wave)
-    bool late_release;          // the next grid launches at this one's end
 };
 
 // The 8 values of a 16-byte x chunk at columns [col, col + 8) times inv and
@@ -258,32 +259,19 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     // while the kernel before it drains.  The weights do not depend on it:
     // the first step's lines are asked into L2 before waiting for x.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (ex.pf_row && blockIdx.x < ex.pf_blocks) {
-        // deeper: the first pf_row bytes of every row, one bulk prefetch a
-        // row (lanes t == 0 of warp 0 hold the row starts of all 16 MT rows)
-        if (warp == 0 && t == 0)
+#pragma unroll
+    for (int u = 0; u < U; u++)
+        if ((warp * U + u) * 32 + t * 8 < d)
 #pragma unroll
             for (int m = 0; m < MT; m++)
 #pragma unroll
                 for (int h = 0; h < 2; h++)
-                    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;"
-                                 ::"l"(wp[m][h]), "r"(ex.pf_row) : "memory");
-    } else {
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if ((warp * U + u) * 32 + t * 8 < d)
-#pragma unroll
-                for (int m = 0; m < MT; m++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++)
-                        asm volatile("prefetch.global.L2 [%0];"
-                                     ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
-    }
+                    asm volatile("prefetch.global.L2 [%0];"
+                                 ::"l"(wp[m][h] + (int64_t)(warp * U + u) * 64));
 #endif
     // The kernel after this one may launch as soon as every block here runs
     // (it waits for this grid's end before touching what this one writes).
-    if (!ex.late_release)
-        pdl_release();
+    pdl_release();
     pdl_wait();
 
     // RMSNorm prologue: warp k sums the squares of token k's row.
@@ -401,37 +389,6 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
     }
 }
 
-// Bytes of weights a block asks into L2 before its PDL wait, spread over
-// its rows; 0 keeps the one-step prefetch.  A tuning build reads
-// ZL_GEMV_PF (bytes a block) and ZL_GEMV_PF_ALL=1 (every block, not just
-// the first wave) to sweep it in the model.  Batch 1, one H100, one call:
-// 0 6.66 ms per token, 128 KB 6.642, 256 KB 6.886 (the first wave's 34 MB
-// crowd L2), so the default stays at 0.
-constexpr unsigned PF_BLOCK_BYTES = 0;
-
-void prefetch_plan(ex_t *e, int rows_per_block, int64_t d)
-{
-    static int sms = -1;
-    static unsigned budget = PF_BLOCK_BYTES;
-    static bool all = false;
-    if (sms < 0) {
-        int dev = 0, n = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-            n = 0;
-#ifdef ZL_GEMV_TUNING
-        if (const char *v = getenv("ZL_GEMV_PF"))
-            budget = (unsigned)atol(v);
-        const char *a = getenv("ZL_GEMV_PF_ALL");
-        all = a && *a == '1';
-#endif
-        sms = n;
-    }
-    const int64_t per_row = std::min<int64_t>(budget / rows_per_block, d * 2) & ~(int64_t)15;
-    e->pf_row = (unsigned)per_row;
-    e->pf_blocks = all ? UINT32_MAX : (unsigned)sms;
-}
-
 template <typename T, typename O, int MT, int KW, int U, int MODE>
 cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex_t &ex,
                    cudaStream_t stream)
@@ -440,10 +397,8 @@ cudaError_t launch(const rows_t *out, const rows_t *x, const rows_t *w, const ex
     const int64_t per_block = PAIRED ? 8 * MT : 16 * MT;
     const int64_t outs = PAIRED ? w->n / 2 : w->n;
     const dim3 grid((unsigned)((outs + per_block - 1) / per_block));
-    ex_t e = ex;
-    prefetch_plan(&e, 16 * MT, w->d);
     return launch_pdl("gemv", gemv_kernel<T, O, MT, KW, U, MODE>, grid, dim3(KW * 32), 0, stream,
-                      *out, *x, *w, e);
+                      *out, *x, *w, ex);
 }
 
 // Block shapes picked from a sweep on an H100 (MT, KW, U of 1-4, 4-16,
@@ -554,22 +509,6 @@ extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct
     });
 }
 
-// Whether the QKV GEMV with the rope epilogue holds its successor (decode
-// attention) back until it ends instead of releasing it at its start.  A
-// tuning build reads ZL_QKV_LATE_RELEASE=0|1.
-static bool rope_late_release()
-{
-    static int late = -1;
-    if (late < 0) {
-        late = 0;
-#ifdef ZL_GEMV_TUNING
-        const char *v = getenv("ZL_QKV_LATE_RELEASE");
-        late = v && *v == '1';
-#endif
-    }
-    return late;
-}
-
 // The rope epilogue's geometry: [q | k | v] heads of one head_dim over
 // out's columns, full rotary pairs, a cache of w's dtype.  The device
 // pointers are not looked at: a caller asks before its uploads.
@@ -609,10 +548,8 @@ extern "C" cudaError_t zl_cuda_gemv_ex(const struct zl_cuda_rows *out, const str
     ex.eps = f->eps;
     if (f->res)
         ex.res = *f->res;
-    if (f->rope) {
+    if (f->rope)
         ex.rope = *f->rope;
-        ex.late_release = rope_late_release();
-    }
     const int mode = f->res ? RESID : f->swiglu ? NORM_SWIGLU : f->rope ? NORM_ROPE : NORM;
     return with_float_type(w->dtype, [&](auto tw) -> cudaError_t {
         using T = decltype(tw);
