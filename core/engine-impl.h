@@ -72,6 +72,14 @@ struct eng_prof {
     double record, launch;          /* their recording pass and graph_end (part of forward) */
 };
 
+/* Pad rows of decode steps run as device graphs (engine-graph.c). */
+struct eng_pad {
+    struct zl_kv_seq seq;           /* the one KV block every pad row writes and reads */
+    int held;                       /* seq holds it (graphs on) */
+    int32_t *buf;                   /* the padded step's host arrays */
+    size_t cap;                     /* int32s in buf */
+};
+
 struct zl_engine {
     struct zl_engine_params p;
     int32_t *eos;                   /* copy of p.eos_ids */
@@ -85,8 +93,10 @@ struct zl_engine {
     bool ds_failed;                 /* this step's device sampling failed */
     bool graphs;                    /* decode steps through the backend's graphs */
     int64_t graph_steps;            /* of them, replayed from a captured graph */
-    int32_t graph_last_n;           /* sequences of the last decode step */
-    uint64_t graph_ok[64];          /* bit n: a decode step of n sequences replayed a graph */
+    int32_t graph_last_n;           /* size class of the last decode step */
+    uint64_t graph_ok[64];          /* bit s: a decode step of size class s replayed a graph */
+    int64_t graph_pad_steps, graph_pad_rows;    /* steps padded to their class, rows added */
+    struct eng_pad pad;
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */
@@ -112,6 +122,21 @@ int zl_engine_dsample_init(struct zl_engine *e);
 void zl_engine_dsample_free(struct zl_engine *e);
 /* Samples every logits row of b on the device into e->ds.res. */
 int zl_engine_dsample(struct zl_engine *e, const struct zl_sched_batch *b, struct zl_tensor *logits);
+
+/* engine-graph.c: the graph bracket and the padding of decode steps */
+int zl_engine_graph_init(struct zl_engine *e);
+void zl_engine_graph_free(struct zl_engine *e);
+/* Rows of the bracketed step b runs as (its size class), 0 when b is not
+ * bracketed (graphs off, not a decode step, or not worth a recording). */
+int32_t zl_engine_graph_rows(struct zl_engine *e, const struct zl_sched_batch *b);
+/* Turns fb (b's forward batch) into one of `rows` rows; the arrays live in
+ * e->pad until the next call. */
+int zl_engine_graph_pad(struct zl_engine *e, const struct zl_sched_batch *b, int32_t rows,
+                        struct zl_forward_batch *fb);
+/* The model's forward inside the backend's bracket, which may ask for it
+ * again: once to run it directly, once to capture it. */
+int zl_engine_graph_forward(struct zl_engine *e, const struct zl_forward_batch *fb,
+                            struct zl_tensor *lt);
 
 /* engine-step.c */
 int zl_engine_iterate(struct zl_engine *e);

@@ -203,63 +203,13 @@ void zl_engine_abort_all(struct zl_engine *e)
     publish_stats(e);
 }
 
-/* Whether a decode step of n sequences is worth a graph bracket: its size
- * repeats the last decode step's (a steady batch) or has replayed before.
- * A draining batch, a new size every step, would pay the recording pass
- * for nothing. */
-static bool graph_worth(struct zl_engine *e, int32_t n)
-{
-    bool known = n >= 0 && n < 64 * 64 && (e->graph_ok[n / 64] >> (n % 64) & 1);
-    bool steady = n == e->graph_last_n;
-    e->graph_last_n = n;
-    return known || steady;
-}
-
-/* The model's forward; a decode step (one token per sequence) inside the
- * backend's graph bracket (backend.h graph_begin), which may ask for the
- * forward again: once to run it directly, once to capture it. */
-static int model_forward(struct zl_engine *e, const struct zl_sched_batch *b,
-                         const struct zl_forward_batch *fb, struct zl_tensor *lt)
-{
-    const struct zl_engine_params *p = &e->p;
-    if (!e->graphs || b->n_tokens != b->attn.n_seqs || !graph_worth(e, b->n_tokens))
-        return p->model_ops->forward(p->model, fb, lt);
-    const struct zl_backend_ops *be = p->backend;
-    if (be->graph_begin(p->bctx) < 0) {
-        ZL_WARN("engine", "decode steps run without device graphs from now on: %s",
-                zl_last_error());
-        e->graphs = false;
-        return p->model_ops->forward(p->model, fb, lt);
-    }
-    double t0 = e->prof.on ? zl_engine_now() : 0.0;
-    int rc = p->model_ops->forward(p->model, fb, lt);
-    double t1 = e->prof.on ? zl_engine_now() : 0.0;
-    int g = be->graph_end(p->bctx, rc == ZL_OK);
-    if (rc == ZL_OK && g == ZL_OK) { /* the recording matched a captured graph */
-        e->graph_steps++;
-        if (b->n_tokens < 64 * 64)
-            e->graph_ok[b->n_tokens / 64] |= 1ull << (b->n_tokens % 64);
-        if (e->prof.on) {
-            e->prof.replays++;
-            e->prof.record += t1 - t0;
-            e->prof.launch += zl_engine_now() - t1;
-        }
-    }
-    for (int pass = 0; g == ZL_GRAPH_AGAIN; pass++) {
-        if (pass == 2) { /* a recording, a capture that failed, a direct run: never more */
-            be->graph_end(p->bctx, 0);
-            return zl_error(ZL_EINVAL, "engine: the backend asked for a fourth forward of one "
-                            "step");
-        }
-        rc = p->model_ops->forward(p->model, fb, lt);
-        g = be->graph_end(p->bctx, rc == ZL_OK);
-    }
-    return rc < 0 ? rc : g;
-}
-
 static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
 {
     const struct zl_engine_params *p = &e->p;
+    /* a bracketed decode step runs (and scores) `rows` rows, pad rows
+     * included; only b's own rows are sampled or copied back */
+    int32_t rows = zl_engine_graph_rows(e, b);
+    int32_t n_tok = rows ? rows : b->n_tokens, n_log = rows ? rows : b->n_logits;
     size_t nl = (size_t)b->n_logits * (size_t)e->vocab;
     if (!e->ds.on && nl > e->logits_cap) {
         float *l = realloc(e->logits, sizeof(float) * nl);
@@ -269,15 +219,15 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
         e->logits_cap = nl;
     }
     struct zl_mem_mark mark = zl_mem_ws_mark(p->mem);
-    size_t wsb = p->model_ops->workspace_bytes(p->model, b->n_tokens, b->n_logits);
+    size_t wsb = p->model_ops->workspace_bytes(p->model, n_tok, n_log);
     void *ws = NULL, *dl = NULL;
     int rc = ZL_OK;
     if (wsb)
         rc = zl_mem_ws_alloc(p->mem, wsb, &ws);
-    if (rc == 0 && nl)
-        rc = zl_mem_ws_alloc(p->mem, sizeof(float) * nl, &dl);
+    if (rc == 0 && n_log)
+        rc = zl_mem_ws_alloc(p->mem, sizeof(float) * (size_t)n_log * (size_t)e->vocab, &dl);
     struct zl_tensor lt;
-    int64_t shape[2] = {b->n_logits, e->vocab};
+    int64_t shape[2] = {n_log, e->vocab};
     if (rc == 0)
         rc = zl_tensor_init(&lt, ZL_DTYPE_F32, 2, shape, dl, p->device);
     if (rc == 0) {
@@ -286,7 +236,11 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
             .attn = b->attn, .cache = &e->cache, .n_logits = b->n_logits,
             .logits_rows = b->logits_rows, .workspace = ws, .workspace_bytes = wsb,
         };
-        rc = model_forward(e, b, &fb, &lt);
+        if (!rows)
+            rc = p->model_ops->forward(p->model, &fb, &lt);
+        else if ((rc = zl_engine_graph_pad(e, b, rows, &fb)) == 0)
+            rc = zl_engine_graph_forward(e, &fb, &lt);
+        lt.ne[0] = b->n_logits;     /* the real rows lead */
     }
     double t_fwd = e->prof.on ? zl_engine_now() : 0.0;
     e->ds_failed = false;
@@ -408,8 +362,9 @@ static void publish_stats(struct zl_engine *e)
     e->st.n_preemptions = ss.n_preemptions;
     e->st.n_steps = ss.n_steps;
     e->st.graph_steps = e->graph_steps;
-    e->st.kv_blocks_used = ks.n_used;
-    e->st.kv_usage = ks.n_blocks ? (double)ks.n_used / ks.n_blocks : 0.0;
+    e->st.kv_blocks_used = ks.n_used - e->pad.held;     /* the pad rows' block is no request's */
+    e->st.kv_usage = e->st.kv_blocks_total ? (double)e->st.kv_blocks_used / e->st.kv_blocks_total
+                                           : 0.0;
     e->st.prefix_queried_tokens = ks.queried_tokens;
     e->st.prefix_hit_tokens = ks.hit_tokens;
     e->st.prefix_hit_rate = zl_kv_prefix_hit_rate(e->kv);
@@ -432,6 +387,10 @@ void zl_engine_prof_report(struct zl_engine *e)
                 "step the recording pass took %.3f ms and graph_end (lookup, launch) %.3f ms",
                 (long long)p->replays, p->record * 1e3 / (double)p->replays,
                 p->launch * 1e3 / (double)p->replays);
+    if (e->graph_pad_steps)
+        ZL_INFO("engine", "profile: since the start, %lld decode steps padded to their graph size "
+                "(%.1f pad rows each)", (long long)e->graph_pad_steps,
+                (double)e->graph_pad_rows / (double)e->graph_pad_steps);
     *p = (struct eng_prof){.on = true};
 }
 

@@ -151,10 +151,11 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
     kp.mem = p->mem;
     kp.n_blocks = p->max_kv_blocks;
     if ((rc = zl_kv_create(&kp, &e->kv)) < 0 || (rc = zl_sched_create(&p->sched, e->kv, &e->sched)) < 0 ||
-        (rc = zl_sampler_create(e->vocab, &e->sampler)) < 0 || (rc = zl_engine_dsample_init(e)) < 0)
+        (rc = zl_sampler_create(e->vocab, &e->sampler)) < 0 || (rc = zl_engine_dsample_init(e)) < 0 ||
+        (rc = zl_engine_graph_init(e)) < 0)
         goto fail;
     e->st.max_model_len = p->sched.max_model_len;
-    e->st.kv_blocks_total = zl_kv_n_blocks(e->kv);
+    e->st.kv_blocks_total = zl_kv_n_blocks(e->kv) - e->pad.held; /* what requests can get */
     if (p->threaded) {
         int err = pthread_create(&e->thread, NULL, engine_main, e);
         if (err) {
@@ -214,6 +215,7 @@ void zl_engine_free(struct zl_engine *e)
         free(ev);
     }
     zl_sched_free(e->sched);
+    zl_engine_graph_free(e);
     zl_kv_free(e->kv);
     zl_engine_prof_report(e);
     zl_sampler_free(e->sampler);

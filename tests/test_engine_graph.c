@@ -1,8 +1,13 @@
 /* The engine's side of device graphs (backend.h graph_begin/graph_end),
  * over the fake model and a host "backend" that plays the protocol:
- *   - only decode steps (one token per sequence) are bracketed, and only
- *     those whose size repeats the last decode step's or has replayed
- *     before (a draining batch would pay the recording for nothing);
+ *   - only decode steps (one scored token per sequence) are bracketed, and
+ *     only those whose size class (zl_engine_graph_size) repeats the last
+ *     decode step's or has replayed before;
+ *   - a bracketed step runs as its size class: pad rows after the real
+ *     ones, each one token at position 0 of one KV block no sequence holds
+ *     (so a draining batch keeps its graph); the real rows' tokens are
+ *     those of a run without graphs and the fake model never reads a slot
+ *     it did not write;
  *   - ZL_GRAPH_AGAIN runs the forward once more, and the step's tokens are
  *     those of a run without graphs (the fake model computes in forward, so
  *     a pass the backend "replays" is a pass whose result is kept);
@@ -30,7 +35,35 @@ static struct {
     unsigned char replayed[64]; /* sizes whose bracket this backend answered with a replay */
     int wrong_bracket;          /* decode steps bracketed against the rule, or not */
     int skipped_decode;         /* decode steps the rule left out */
+    int padded, pad_rows;       /* bracketed forwards with pad rows, and those rows */
+    int bad_pad;                /* pad rows not as the engine promises */
 } G;
+
+#define MAX_SEQS 8
+
+/* Pad rows trail the real ones; each decodes one token at position 0 of
+ * the same slot, in a block no real row's table holds.  (The test's
+ * prompts are 3+ tokens, so a real row never sits at position 0 alone.) */
+static void check_pad_rows(const struct zl_forward_batch *b, int32_t block_size)
+{
+    const struct zl_attn_batch *a = &b->attn;
+    int32_t n_real = 0;
+    while (n_real < b->n_tokens && !(b->positions[n_real] == 0 && a->kv_len[n_real] == 1))
+        n_real++;
+    if (n_real == b->n_tokens)
+        return;
+    G.padded++;
+    G.pad_rows += b->n_tokens - n_real;
+    int32_t slot = a->slot[n_real], blk = slot / block_size;
+    G.bad_pad += n_real == 0 || slot % block_size != 0 || b->n_logits != b->n_tokens;
+    for (int32_t i = n_real; i < b->n_tokens; i++)
+        G.bad_pad += b->positions[i] != 0 || a->kv_len[i] != 1 || a->slot[i] != slot ||
+                     a->block_table[(size_t)i * (size_t)a->max_blocks] != blk ||
+                     a->q_start[i + 1] != i + 1 || b->logits_rows[i] != i;
+    for (int32_t i = 0; i < n_real; i++)
+        for (int32_t j = 0; j * block_size < a->kv_len[i]; j++)
+            G.bad_pad += a->block_table[(size_t)i * (size_t)a->max_blocks + (size_t)j] == blk;
+}
 
 static const struct zl_model_ops *inner_model;
 
@@ -38,18 +71,21 @@ static const struct zl_model_ops *inner_model;
 static int graph_model_forward(struct zl_model *m, const struct zl_forward_batch *b,
                                struct zl_tensor *logits)
 {
-    int decode = b->n_tokens == b->attn.n_seqs;
+    int decode = b->n_tokens == b->attn.n_seqs && b->n_logits == b->n_tokens;
+    /* the class of a bracketed step is its row count (pad rows included) */
+    int s = zl_engine_graph_size(b->n_tokens, MAX_SEQS);
     if (decode && (!G.in_bracket || G.sequence == 0)) { /* a step's first forward */
-        int n = b->n_tokens, want = n == G.last_n || (n < 64 && G.replayed[n]);
+        int want = s == G.last_n || (s < 64 && G.replayed[s]);
         G.wrong_bracket += want != G.in_bracket;
         G.skipped_decode += !want;
-        G.last_n = G.cur_n = n;
+        G.last_n = G.cur_n = s;
     }
     if (G.in_bracket) {
         G.forwards_in_bracket++;
         G.sequence++;
-        if (b->n_tokens != b->attn.n_seqs)
+        if (!decode || s != b->n_tokens)
             G.non_decode_in_bracket++;
+        check_pad_rows(b, b->cache->block_size);
         if (G.forwards_in_bracket == G.fail_in_bracket)
             return zl_error(ZL_EBACKEND, "graph test forward: failing on purpose");
     }
@@ -127,7 +163,7 @@ static void run_all(const struct zl_backend_ops *be, int graphs, struct run *res
     ep.model_ops = &graph_model_ops;
     ep.backend = be;
     ep.device_graphs = graphs;
-    struct zl_engine *e = fake_engine_open(ep, &m, 256, 8, 128, &mem);
+    struct zl_engine *e = fake_engine_open(ep, &m, 256, MAX_SEQS, 128, &mem);
     cr_assert_not_null(e, "%s", zl_last_error());
 
     uint64_t ids[N_REQ];
@@ -183,17 +219,35 @@ Test(engine_graph, decode_steps_are_bracketed_and_give_the_same_tokens)
     cr_expect_eq(G.wrong_bracket, 0, "bracketed against the rule (repeated or replayed size)");
     cr_expect_gt(G.skipped_decode, 0, "the draining steps were not bracketed");
     cr_expect_eq(G.begins, G.ends - G.again_answers, "every bracket ended");
-    cr_expect_eq(G.non_decode_in_bracket, 0, "a prefill or mixed step was bracketed");
+    cr_expect_eq(G.non_decode_in_bracket, 0, "a prefill or mixed step, or one not of its size "
+                 "class, was bracketed");
+    cr_expect_gt(G.padded, 0, "no bracketed step was padded (5 and 3 sequences pad to 8 and 4)");
+    cr_expect_eq(G.bad_pad, 0, "pad rows not at position 0 of their own block, or not last");
     cr_expect_eq(G.forwards_in_bracket, G.begins + G.again_answers,
                  "one forward per pass the backend asked for");
     cr_expect_gt(G.again_answers, 0);
     cr_expect_eq(graphed.st.graph_steps, G.begins - G.again_answers,
                  "steps whose first graph_end launched a graph");
+    cr_expect_eq(graphed.st.kv_blocks_total, plain.st.kv_blocks_total - 1,
+                 "the pad rows' block is not counted as the requests' pool");
+    cr_expect_eq(graphed.st.kv_blocks_used, 0, "blocks left in use (the pad block counted?)");
     for (int k = 0; k < N_REQ; k++) {
         cr_expect_eq(graphed.n[k], 12 + k, "request %d length", k);
         cr_expect_arr_eq(graphed.toks[k], plain.toks[k], sizeof(int32_t) * MAX_OUT,
                          "request %d tokens", k);
     }
+}
+
+Test(engine_graph, size_classes)
+{
+    static const int32_t want[][3] = {  /* n, max, rows */
+        {1, 256, 1}, {2, 256, 2}, {3, 256, 4}, {5, 256, 8}, {8, 256, 8}, {9, 256, 16},
+        {16, 256, 16}, {17, 256, 24}, {129, 256, 136}, {255, 256, 256}, {256, 256, 256},
+        {300, 256, 300}, {5, 6, 6}, {6, 6, 6}, {3, 3, 3}, {0, 8, 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_eq(zl_engine_graph_size(want[i][0], want[i][1]), want[i][2],
+                     "zl_engine_graph_size(%d, %d)", want[i][0], want[i][1]);
 }
 
 Test(engine_graph, device_graphs_off_brackets_nothing)

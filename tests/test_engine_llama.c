@@ -74,6 +74,12 @@ TestSuite(engine_llama, .init = open_model, .fini = close_model, .timeout = 120)
 /* Greedy ids of each prompt; `n_alone` 1 runs them one at a time. */
 static float g_temperature;     /* > 0: seeded sampling (seed = prompt index) instead of greedy */
 static int g_no_graphs;         /* 1: decode steps launched op by op */
+static int g_drain;             /* 1: prompt i asks for new_tokens - i tokens (a draining batch) */
+
+static int32_t want_tokens(int i, int32_t new_tokens)
+{
+    return g_drain ? new_tokens - i : new_tokens;
+}
 
 static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, int n, int alone,
                      int32_t (*prompts)[MAXP], const int32_t *lens, int32_t new_tokens,
@@ -108,6 +114,7 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
     for (int i = 0; i < n; i++) {
         uint64_t id;
         sp.seed = (uint64_t)i;
+        sp.max_tokens = want_tokens(i, new_tokens);
         cr_assert_eq(zl_engine_submit(e, prompts[i], lens[i], &sp, NULL, &id), ZL_OK, "%s", zl_last_error());
         if (i == 0)
             first = id;
@@ -127,7 +134,7 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
         cr_assert_eq(left, 0);
     }
     for (int i = 0; i < n; i++)
-        cr_expect_eq(got[i], new_tokens, "prompt %d", i);
+        cr_expect_eq(got[i], want_tokens(i, new_tokens), "prompt %d", i);
     zl_engine_get_stats(e, st);
     zl_engine_free(e);
 }
@@ -219,8 +226,12 @@ Test(engine_llama, seeded_sampling_invariance)
 }
 
 /* Device graphs change no token: the same requests with every op launched
- * directly.  Greedy and seeded sampling; the run must have replayed graphs
- * on CUDA (16 sequences decode 20 steps at one shape) and none on the CPU. */
+ * directly.  Greedy and seeded sampling, all 16 sequences decoding 20
+ * tokens (one batch size) and then a draining batch (prompt i stops after
+ * 20 - i tokens: 16, 15, ... 1 sequences, run padded to 16, 8, 4, 2, 1
+ * rows).  On CUDA the runs must have replayed graphs: the drain only
+ * through padding (unpadded, each of its sizes 15..1 comes once and none
+ * would replay); on the CPU none. */
 Test(engine_llama, graphs_change_no_token)
 {
     static int32_t prompts[NP][MAXP], direct[NP][32], graphed[NP][32];
@@ -233,23 +244,28 @@ Test(engine_llama, graphs_change_no_token)
     }
     const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
     int cuda = be && !strcmp(be, "cuda");
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 4; t++) {
         struct zl_engine_stats st;
-        g_temperature = t ? 0.9f : 0.0f;
+        g_temperature = t % 2 ? 0.9f : 0.0f;
+        g_drain = t >= 2;
         g_no_graphs = 1;
+        memset(direct, 0, sizeof direct);
+        memset(graphed, 0, sizeof graphed);
         generate(big_sched(), 0, 0, NP, 0, prompts, lens, 20, direct, &st);
         cr_expect_eq(st.graph_steps, 0, "graphs off, yet steps were replayed");
         g_no_graphs = 0;
         generate(big_sched(), 0, 0, NP, 0, prompts, lens, 20, graphed, &st);
         if (cuda)
-            cr_expect_gt(st.graph_steps, 10, "CUDA replayed %lld of %lld steps",
-                         (long long)st.graph_steps, (long long)st.n_steps);
+            cr_expect_gt(st.graph_steps, g_drain ? 6 : 10, "%s: CUDA replayed %lld of %lld steps",
+                         g_drain ? "drain" : "one size", (long long)st.graph_steps,
+                         (long long)st.n_steps);
         else
             cr_expect_eq(st.graph_steps, 0, "the CPU backend has no graphs");
         for (int i = 0; i < NP; i++)
             cr_expect_arr_eq(graphed[i], direct[i], sizeof(int32_t) * 20,
-                             "temperature %.1f prompt %d: graphs changed the tokens",
-                             (double)g_temperature, i);
+                             "temperature %.1f%s prompt %d: graphs changed the tokens",
+                             (double)g_temperature, g_drain ? " drain" : "", i);
     }
     g_temperature = 0.0f;
+    g_drain = 0;
 }

@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "llama-impl.h"
@@ -250,6 +251,23 @@ static void step_rope(struct step *s, float *inv)
     s->rope.inv_freq = inv;
 }
 
+/* Tuning build only: ZL_LLAMA_OPS_ABOVE=N runs steps of more than N tokens
+ * with the separate ops (rms_norm taking the residual add) instead of
+ * linear_fused, whose unfused path runs the add as a kernel of its own. */
+static int ops_above(void)
+{
+#ifdef ZL_GEMV_TUNING
+    static int n = -2;
+    if (n == -2) {
+        const char *v = getenv("ZL_LLAMA_OPS_ABOVE");
+        n = v && *v ? atoi(v) : -1;
+    }
+    return n;
+#else
+    return -1;
+#endif
+}
+
 int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits)
 {
     const struct llama_hparams *hp = &m->hp;
@@ -286,7 +304,8 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
     TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
-    const int fused = ZL_BACKEND_HAS(be, linear_fused) && be->linear_fused;
+    const int fused = ZL_BACKEND_HAS(be, linear_fused) && be->linear_fused &&
+                      !(ops_above() >= 0 && n > ops_above());
     for (int il = 0; il < hp->n_layer; il++)
         TRY(fused ? layer_fused(&s, &m->layers[il], il) : layer_ops(&s, &m->layers[il], il));
     TRY(be->rms_norm(cx, &s.h, fused ? &s.x : &s.o, fused ? NULL : &s.x, &m->out_norm, hp->eps));

@@ -83,10 +83,17 @@ struct zl_engine_params {
     int32_t device_sampling;        /* 1: sample on the backend when it has a sample op (the
                                      * logits stay on the device); 0: the CPU sampler; 1 */
     int32_t device_graphs;          /* 1: decode steps through the backend's graphs when it has
-                                     * them (CUDA graphs); 0: every op queued each step; 0 */
+                                     * them (CUDA graphs), padded to zl_engine_graph_size rows
+                                     * (one KV block is then held for the pad rows); 0: every
+                                     * op queued each step; 0 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
+
+/* The rows a graphed decode step of n sequences runs as: 1, 2, 4, 8, then
+ * the next multiple of 8, at most max (min of max_num_seqs and
+ * max_num_batched_tokens); n itself when n >= max. */
+ZL_API int32_t zl_engine_graph_size(int32_t n, int32_t max);
 
 /* Histogram of latencies in seconds, cumulative since the engine started
  * (Prometheus style; bounds from zl_engine_hist_bounds). */
