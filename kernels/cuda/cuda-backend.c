@@ -413,6 +413,7 @@ static const struct zl_backend_ops cuda_ops = {
     .rope_kv_write = cuda_rope_kv_write,
     .linear_fused = cuda_linear_fused,
     .linear_rope_kv = cuda_linear_rope_kv,
+    .fused_max_rows = ZL_CUDA_GEMV_MAX_ROWS,    /* the fused GEMV's limit */
 };
 
 static int cuda_init(const struct zl_host *h)

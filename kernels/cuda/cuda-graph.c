@@ -18,7 +18,8 @@
  * What would change the launches with the data is fixed in a pass
  * instead: decode attention plans its split-KV for a bucket of context
  * lengths (cuda_graph_kv_bucket) and the block table is padded to a
- * power-of-two width.  Growing a scratch buffer changes its address and
+ * power-of-two width; the engine pads the batch itself to a few size
+ * classes (core/engine-graph.c).  Growing a scratch buffer changes its address and
  * so the notes; a graph is never replayed over a freed buffer.
  *
  * The notes themselves are taken by the op table's wrappers

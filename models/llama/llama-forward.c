@@ -251,21 +251,33 @@ static void step_rope(struct step *s, float *inv)
     s->rope.inv_freq = inv;
 }
 
-/* Tuning build only: ZL_LLAMA_OPS_ABOVE=N runs steps of more than N tokens
- * with the separate ops (rms_norm taking the residual add) instead of
- * linear_fused, whose unfused path runs the add as a kernel of its own. */
-static int ops_above(void)
+/* Tuning build only: ZL_LLAMA_FUSED_ALL=1 runs every step through
+ * linear_fused, past the backend's fused_max_rows too (as before API
+ * minor 5), for an A/B in one build. */
+static int fused_all(void)
 {
 #ifdef ZL_GEMV_TUNING
-    static int n = -2;
-    if (n == -2) {
-        const char *v = getenv("ZL_LLAMA_OPS_ABOVE");
-        n = v && *v ? atoi(v) : -1;
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("ZL_LLAMA_FUSED_ALL");
+        on = v && *v == '1';
     }
-    return n;
+    return on;
 #else
-    return -1;
+    return 0;
 #endif
+}
+
+/* Whether a step of n tokens goes through linear_fused: where the backend
+ * fuses it.  Past fused_max_rows the fused ops would run unfused, with an
+ * add kernel per residual that rms_norm takes for free in layer_ops. */
+static int use_fused(const struct zl_backend_ops *be, int64_t n)
+{
+    if (!ZL_BACKEND_HAS(be, linear_fused) || !be->linear_fused)
+        return 0;
+    if (!ZL_BACKEND_HAS(be, fused_max_rows) || be->fused_max_rows <= 0 || fused_all())
+        return 1;
+    return n <= be->fused_max_rows;
 }
 
 int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits)
@@ -304,8 +316,7 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
     TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
-    const int fused = ZL_BACKEND_HAS(be, linear_fused) && be->linear_fused &&
-                      !(ops_above() >= 0 && n > ops_above());
+    const int fused = use_fused(be, n);
     for (int il = 0; il < hp->n_layer; il++)
         TRY(fused ? layer_fused(&s, &m->layers[il], il) : layer_ops(&s, &m->layers[il], il));
     TRY(be->rms_norm(cx, &s.h, fused ? &s.x : &s.o, fused ? NULL : &s.x, &m->out_norm, hp->eps));

@@ -3,7 +3,7 @@
 # Serving benchmark on the GPU machine: zlightd with Llama-3.1-8B's config
 # (tests/cuda/llama31-8b), dummy bf16 weights and the Llama 3 tokenizer
 # (TOKENIZER_DIR: tokenizer.json or tokenizer.json.xz), then zlight-bench:
-# N_PROMPTS (default 1000) random 1024-token prompts, 256 tokens out,
+# N_PROMPTS (default 1000; 0 skips it) random 1024-token prompts, 256 tokens out,
 # ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
@@ -52,8 +52,10 @@ for i in $(seq 600); do
 done
 grep -E "memory plan|backend" "$tmp/log" | head -n 3
 b="$build/core/.libs/zlight-bench --base-url http://127.0.0.1:$port --random-input-len 1024 --random-output-len 256 --ignore-eos"
-echo "=== $n requests, 1024 in / 256 out, max concurrency 256"
-$b --num-prompts "$n" --max-concurrency 256
+if [ "$n" -gt 0 ]; then
+    echo "=== $n requests, 1024 in / 256 out, max concurrency 256"
+    $b --num-prompts "$n" --max-concurrency 256
+fi
 for r in 1 4 16; do
     echo "=== $rn requests at $r req/s"
     $b --num-prompts "$rn" --request-rate $r

@@ -313,6 +313,14 @@ struct zl_backend_ops {
                           const struct zl_tensor *w, const struct zl_tensor *bias,
                           const struct zl_linear_fuse *f, const struct zl_rope_kv *r);
 
+    /* ---- API minor 5 ---- */
+
+    /* linear_fused and linear_rope_kv fuse steps of at most this many
+     * rows; a larger step runs their unfused ops, one kernel each, and a
+     * model does better calling rms_norm (which takes the residual add:
+     * one kernel less per add) and the rest itself.  0: no limit. */
+    int32_t fused_max_rows;
+
     /* Members are appended here by later API minors. */
 };
 
