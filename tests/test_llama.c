@@ -21,6 +21,7 @@
  *   each block's max, accumulated over two layers; measured ~0.05). */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <dlfcn.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,7 +41,8 @@
 
 static void plugin_path(void)
 {
-    setenv("ZLIGHT_PLUGIN_PATH", ZL_TOP_BUILDDIR "/kernels/cpu/.libs:" ZL_TOP_BUILDDIR "/models/llama/.libs", 1);
+    setenv("ZLIGHT_PLUGIN_PATH", ZL_TOP_BUILDDIR "/kernels/cpu/.libs:" ZL_TOP_BUILDDIR
+           "/models/llama/.libs:" ZL_TOP_BUILDDIR "/tests/fused/.libs", 1);
     zl_log_set_level(ZL_LOG_WARN);
 }
 
@@ -238,6 +240,63 @@ Test(llama, batch_invariant)
         cr_assert_arr_eq(alone, batch[i], sizeof alone, "prompt %d alone differs from the batch", i);
     }
     zl_simple_free(e);
+    ref_free(&r);
+}
+
+/* Greedy ids and last logits of r's prompts, all in one batch, on
+ * `backend`; returns fusedcpu's count of linear_fused calls (read before
+ * the engine unloads the plugins). */
+static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12], float **logits,
+                   int *vocab)
+{
+    struct zl_simple_params p = zl_simple_default_params();
+    p.model_path = FIX "qwen2";
+    p.backend = backend;
+    p.threads = 2;
+    struct zl_simple *e;
+    cr_assert_eq(zl_simple_create(&p, &e), ZL_OK, "%s: %s", backend, zl_last_error());
+    *vocab = (int)zl_simple_config(e)->vocab_size;
+    int32_t *outs[8];
+    for (int i = 0; i < r->n; i++) {
+        outs[i] = ids[i];
+        logits[i] = calloc((size_t)*vocab, sizeof(float));
+    }
+    struct zl_simple_stats st;
+    cr_assert_eq(zl_simple_generate_logits(e, r->n, (const int32_t *const *)r->prompts, r->lens, 12,
+                                           outs, logits, &st), ZL_OK, "%s: %s", backend,
+                 zl_last_error());
+    void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
+    const long *calls = so ? dlsym(so, "fusedcpu_calls") : NULL;
+    cr_assert_not_null(calls, "fusedcpu.so not loaded or without its counter: %s", dlerror());
+    long n = *calls;
+    dlclose(so);
+    zl_simple_free(e);
+    return n;
+}
+
+/* The backend contract of API minor 5 (fused_max_rows), on the test backend
+ * "fusedcpu" (tests/plugins/fused-cpu.c: the CPU ops plus a linear_fused of
+ * unfused ops that fails for steps past its fused_max_rows of 4): the model
+ * calls linear_fused for the 3-row decode steps, the separate ops for the
+ * 33-token prefill, and gets the CPU backend's results bit for bit (the
+ * two orders round alike: x + o in the residual, then the norm of it). */
+Test(llama, linear_fused_only_up_to_fused_max_rows)
+{
+    struct ref r;
+    ref_load(&r, FIX "qwen2/reference.json");
+    cr_assert_eq(r.n, 3, "the case wants 3 prompts (decode steps under fused_max_rows)");
+    int32_t ids_cpu[8][12], ids_fused[8][12];
+    float *lg_cpu[8], *lg_fused[8];
+    int vocab;
+    cr_expect_eq(run_on("cpu", &r, ids_cpu, lg_cpu, &vocab), 0, "the cpu backend has no fused op");
+    cr_expect_gt(run_on("fusedcpu", &r, ids_fused, lg_fused, &vocab), 0,
+                 "the model never called linear_fused on a backend that has it");
+    for (int i = 0; i < r.n; i++) {
+        cr_expect_arr_eq(ids_fused[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
+        cr_expect_arr_eq(lg_fused[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);
+        free(lg_cpu[i]);
+        free(lg_fused[i]);
+    }
     ref_free(&r);
 }
 
