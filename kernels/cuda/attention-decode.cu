@@ -382,25 +382,12 @@ struct plan {
     int splits, chunk;
 };
 
-// SMs of the current device and whether it has mma.sync for bf16 (sm_80+),
-// asked once per device (the launch path runs for every layer).
+// SMs of the current device and whether it has mma.sync for bf16 (sm_80+).
 static int device_sms(bool *ok)
 {
-    static int cached[64];                      // 0: not asked, -1: unusable, else SMs
-    int dev = 0;
-    *ok = false;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
-        return 1;
-    if (!cached[dev]) {
-        int sms = 0, major = 0;
-        bool good = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) ==
-                        cudaSuccess &&
-                    major >= 8 && sms > 0;
-        cached[dev] = good ? sms : -1;
-    }
-    *ok = cached[dev] > 0;
-    return *ok ? cached[dev] : 1;
+    const int sms = device_sm_count();
+    *ok = device_major() >= 8 && sms > 0;
+    return *ok ? sms : 1;
 }
 
 // Splits so that the CTAs fill the GPU about once (2 CTAs per SM at head_dim

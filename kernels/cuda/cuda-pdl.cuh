@@ -44,23 +44,25 @@ __device__ __forceinline__ void pdl_wait()
 #endif
 }
 
-// Compute capability major of the current device, asked once per device
-// (the launch path runs for every layer); 0 when it cannot be asked.
-inline int device_major()
+// An attribute of the current device, asked once per device (the launch
+// paths run for every layer); 0 when it cannot be asked.
+template <cudaDeviceAttr A> inline int device_attr()
 {
-    static int major[64];
+    static int cached[64];
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0)
         return 0;
-    if (dev < 64 && major[dev])
-        return major[dev];
-    int m = 0;
-    if (cudaDeviceGetAttribute(&m, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    if (dev < 64 && cached[dev])
+        return cached[dev];
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, A, dev) != cudaSuccess)
         return 0;
     if (dev < 64)
-        major[dev] = m;
-    return m;
+        cached[dev] = v;
+    return v;
 }
+inline int device_major() { return device_attr<cudaDevAttrComputeCapabilityMajor>(); }
+inline int device_sm_count() { return device_attr<cudaDevAttrMultiProcessorCount>(); }
 
 #ifdef ZL_GEMV_TUNING
 // Tuning build: ZL_PDL_OFF="gemv,rope,attn,elt" launches those plainly.
