@@ -23,11 +23,26 @@
 // finish (a counter per tile) adds them in split order and stores: the
 // result does not depend on timing, and the counters are left zero.
 //
-// Weights do not depend on the kernel before, so each warp's first step
-// of loads is issued before the programmatic-dependent wait (cuda-pdl.cuh)
-// and lands while the previous kernel drains; x is staged after it.  Two
-// register buffers of U chunks alternate, so U chunks are always in
-// flight while the other U are multiplied.
+// Weights do not depend on the kernel before, so each warp's first two
+// steps of loads are issued before the programmatic-dependent wait
+// (cuda-pdl.cuh) and land while the previous kernel drains; x is staged
+// after it with cp.async.  Two register buffers of U chunks alternate, so
+// U chunks are in flight while the other U are multiplied.
+//
+// Off by default (ZL_CUDA_SKINNY=1 turns it on): measured slower than
+// cuBLASLt so far.  One H200 (driver 580.159.04), test_cuda_gemv's timing
+// (bf16, weights rotated, us per call, skinny vs cuBLASLt), the first
+// version, which staged x with loads into registers one after the other:
+//   [o, i]            n=16           n=32
+//   [6144, 4096]      27.9 vs 17.4   34.5 vs 17.7
+//   [4096, 4096]      21.4 vs 14.1   27.6 vs 14.7
+//   [28672, 4096]     74.4 vs 59.0   88.0 vs 63.9
+//   [4096, 14336]     49.8 vs 34.4   66.0 vs 35.3
+//   [128256, 4096]   314.9 vs 253.6 403.5 vs 268.3
+// and Llama-3.1-8B bf16 batch 32 (bench-llama8b.sh b32, steady ms/step)
+// 9.628/9.601 against 6.529/6.553 with cuBLASLt; 256-row blocks (MT 2)
+// 12.317.  The staging grew with n (6.6 us from 16 to 32 tokens), which
+// is what cp.async takes out; the rest is unmeasured.
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -129,20 +144,25 @@ __global__ void __launch_bounds__(WARPS * 32, 2) skinny_kernel(rows_t out, rows_
     uint64_t policy;
     asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
 
+    // Both buffers' loads go out before the wait: weights are constant.
     uint4 wa[U][MT][2], wb[U][MT][2];
-    load_w<U, MT>(wa, wp, 0, nc, col0, d, policy); // before the wait: weights are constant
+    load_w<U, MT>(wa, wp, 0, nc, col0, d, policy);
+    load_w<U, MT>(wb, wp, U, nc, col0, d, policy);
     pdl_release();
     pdl_wait();
 
     // x columns [32 c_lo, 32 (c_lo + nc)) of every token into shared
-    // memory, zeros past n tokens and past d columns.
+    // memory, zeros past n tokens and past d columns; all copies in flight
+    // at once (loads into registers, one after the other, took 6-12 us of
+    // a 28-35 us call).
     for (int e = threadIdx.x; e < NT * 8 * nc * 4; e += WARPS * 32) {
         const int r = e / (nc * 4), p = e % (nc * 4), col = c_lo * 32 + p * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r < n && col < d)
-            v = __ldg(reinterpret_cast<const uint4 *>(row_at(x.data, r, x.stride) + (int64_t)col * 2));
-        *reinterpret_cast<uint4 *>(sm + r * pitch + p * 16) = v;
+        const bool ok = r < n && col < d;
+        cp_async16(sm + r * pitch + p * 16,
+                   ok ? row_at(x.data, r, x.stride) + (int64_t)col * 2 : x.data, ok ? 16 : 0);
     }
+    cp_async_commit();
+    cp_async_wait<0>();
     __syncthreads();
 
     float acc[MT][NT][4];
@@ -153,10 +173,10 @@ __global__ void __launch_bounds__(WARPS * 32, 2) skinny_kernel(rows_t out, rows_
             acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.0f;
     const char *xs = sm + g * pitch + t * 16;
     for (int c0 = 0; c0 < nc; c0 += 2 * U) {
-        load_w<U, MT>(wb, wp, c0 + U, nc, col0, d, policy);
         mul<T, U, MT, NT>(acc, wa, xs, pitch, c0, nc);
         load_w<U, MT>(wa, wp, c0 + 2 * U, nc, col0, d, policy);
         mul<T, U, MT, NT>(acc, wb, xs, pitch, c0 + U, nc);
+        load_w<U, MT>(wb, wp, c0 + 3 * U, nc, col0, d, policy);
     }
 
     // The block's sums as a [token][row] f32 tile (x is no longer read):
@@ -243,30 +263,52 @@ size_t smem_for(const plan_t &p, int nt)
     return xs > tile ? xs : tile;
 }
 
-#ifdef ZL_GEMV_TUNING
-// A tuning build takes ZL_SKINNY=0 (decline: cuBLASLt runs) and
-// ZL_SKINNY_MT=2 (256-row blocks, 2 chunks per buffer).
-inline int tuned_mt()
+// ZL_CUDA_SKINNY=1 turns the kernel on; off by default until it beats
+// cuBLASLt in the model (BENCHMARKS.md, "Linear for 9-32 tokens").
+inline bool skinny_on()
 {
-    static int mt = 0;
-    if (!mt) {
-        const char *e = getenv("ZL_SKINNY_MT");
-        mt = e && *e == '2' ? 2 : 1;
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("ZL_CUDA_SKINNY");
+        on = e && *e == '1';
     }
-    return mt;
+    return on;
 }
-inline bool tuned_off()
+
+#ifdef ZL_GEMV_TUNING
+// A tuning build takes ZL_SKINNY_ROWS_MAX=N (decline matrices of more
+// rows), ZL_SKINNY_FILL=F (blocks for F times the SMs) and ZL_SKINNY_U=2
+// (2 chunks per buffer).
+inline long tuned(const char *name, long dflt)
 {
-    static int off = -1;
-    if (off < 0) {
-        const char *e = getenv("ZL_SKINNY");
-        off = e && *e == '0';
-    }
-    return off;
+    const char *e = getenv(name);
+    return e && *e ? atol(e) : dflt;
+}
+inline bool tuned_off(int64_t rows)
+{
+    static long most = -1;
+    if (most < 0)
+        most = tuned("ZL_SKINNY_ROWS_MAX", 0);
+    return most > 0 && rows > most;
+}
+inline int tuned_fill()
+{
+    static long f = -1;
+    if (f < 0)
+        f = tuned("ZL_SKINNY_FILL", 1);
+    return f < 1 ? 1 : (int)f;
+}
+inline bool tuned_u2()
+{
+    static long u = -1;
+    if (u < 0)
+        u = tuned("ZL_SKINNY_U", 4);
+    return u == 2;
 }
 #else
-inline int tuned_mt() { return 1; }
-inline bool tuned_off() { return false; }
+inline bool tuned_off(int64_t) { return false; }
+inline int tuned_fill() { return 1; }
+inline bool tuned_u2() { return false; }
 #endif
 
 template <typename T, typename O, int NT, int MT, int U>
@@ -302,12 +344,12 @@ cudaError_t pick(const rows_t *out, const rows_t *x, const rows_t *w, const plan
 {
     const int nt = (int)((x->n + 7) / 8);
 #ifdef ZL_GEMV_TUNING
-    if (p.mt == 2) {
+    if (tuned_u2()) {
         if (nt == 2)
-            return launch<T, O, 2, 2, 2>(out, x, w, p, part, count, stream);
+            return launch<T, O, 2, 1, 2>(out, x, w, p, part, count, stream);
         if (nt == 3)
-            return launch<T, O, 3, 2, 2>(out, x, w, p, part, count, stream);
-        return launch<T, O, 4, 2, 2>(out, x, w, p, part, count, stream);
+            return launch<T, O, 3, 1, 2>(out, x, w, p, part, count, stream);
+        return launch<T, O, 4, 1, 2>(out, x, w, p, part, count, stream);
     }
 #endif
     if (nt == 2)
@@ -326,7 +368,7 @@ extern "C" int zl_cuda_skinny_plan(const struct zl_cuda_rows *out, const struct 
     *part_bytes = *count_bytes = 0;
     const enum zl_dtype dt = w->dtype;
     if ((dt != ZL_DTYPE_BF16 && dt != ZL_DTYPE_F16) || x->dtype != dt ||
-        (out->dtype != ZL_DTYPE_F32 && out->dtype != dt) || tuned_off())
+        (out->dtype != ZL_DTYPE_F32 && out->dtype != dt) || !skinny_on() || tuned_off(w->n))
         return 0;
     if (x->n <= ZL_CUDA_GEMV_MAX_ROWS || x->n > ZL_CUDA_SKINNY_MAX_ROWS || out->n != x->n ||
         x->d != w->d || out->d != w->n || w->n < 1 || w->d < 8 || w->d % 8 ||
@@ -338,7 +380,7 @@ extern "C" int zl_cuda_skinny_plan(const struct zl_cuda_rows *out, const struct 
     const int sms = device_sm_count();
     if (device_major() < 8 || sms < 1)
         return 0;
-    const plan_t p = make_plan(w->n, w->d, sms, tuned_mt());
+    const plan_t p = make_plan(w->n, w->d, sms * tuned_fill(), 1);
     if (p.splits > 1) {
         *part_bytes = (size_t)p.splits * (size_t)x->n * (size_t)w->n * sizeof(float);
         *count_bytes = (size_t)p.tiles * sizeof(int32_t);
@@ -355,7 +397,7 @@ extern "C" cudaError_t zl_cuda_skinny(const struct zl_cuda_rows *out, const stru
         return cudaErrorNotSupported;
     if (need_part > part_cap || need_count > count_cap)
         return cudaErrorInvalidValue;
-    const plan_t p = make_plan(w->n, w->d, device_sm_count(), tuned_mt());
+    const plan_t p = make_plan(w->n, w->d, device_sm_count() * tuned_fill(), 1);
     return with_linear_types(w->dtype, out->dtype, [&](auto tw, auto to) {
         return pick<decltype(tw), decltype(to)>(out, x, w, p, part, count, stream);
     });
