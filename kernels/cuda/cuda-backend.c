@@ -306,8 +306,6 @@ static void cuda_close(struct zl_bctx *ctx)
     ZL_CUDA_WARN(cudaFree(ctx->conv));
     ZL_CUDA_WARN(cudaFree(ctx->attn_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->attn_count));
-    ZL_CUDA_WARN(cudaFree(ctx->gemm_part));
-    ZL_CUDA_WARN(cudaFree(ctx->gemm_count));
     ZL_CUDA_WARN(cudaFree(ctx->err));
     ZL_CUDA_WARN(cudaFreeHost(ctx->err_host));
     if (ctx->stream)

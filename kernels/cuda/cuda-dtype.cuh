@@ -89,7 +89,7 @@ template <typename F> cudaError_t with_float_types(enum zl_dtype a, enum zl_dtyp
     });
 }
 
-// The weight-streaming linears' types (gemv.cu, gemm-skinny.cu): T = w's
+// The weight-streaming linear's types (gemv.cu): T = w's
 // 16-bit dtype, O = out's, f32 or T; cudaErrorNotSupported for the rest.
 template <typename F> cudaError_t with_linear_types(enum zl_dtype w, enum zl_dtype out, F &&f)
 {

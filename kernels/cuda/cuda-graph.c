@@ -176,9 +176,8 @@ int cuda_graph_begin(struct zl_bctx *ctx)
 /* What the ops used besides their arguments: scratch that may move. */
 static void note_buffers(struct zl_bctx *ctx)
 {
-    const void *p[10] = {ctx->meta.dev, ctx->freq.dev, ctx->attn_scratch, ctx->attn_count,
-                         ctx->conv,     ctx->lt_ws,    ctx->err,          ctx->gr.stage,
-                         ctx->gemm_part, ctx->gemm_count};
+    const void *p[8] = {ctx->meta.dev, ctx->freq.dev, ctx->attn_scratch, ctx->attn_count,
+                        ctx->conv, ctx->lt_ws, ctx->err, ctx->gr.stage};
     cuda_graph_note(ctx, p, sizeof p);
     cuda_graph_note(ctx, &ctx->attn_scratch_cap, sizeof ctx->attn_scratch_cap);
 }

@@ -23,9 +23,6 @@
  *     doubling to the longest context seen; attn_count: the split counters
  *     the last block of each (sequence, kv head) merges on, zeroed when grown
  *     (the kernel leaves them zero).
- *   - gemm_part, gemm_count: the same for linear's 9..32-token kernel
- *     (gemm-skinny.cu): f32 partial sums of its column splits and the
- *     counters the last block of each row tile adds them on.
  *   - err: four device ints the embedding kernel flags bad token ids in;
  *     sync() reads them and reports ZL_ERANGE (the ids are on the device, so
  *     the op itself cannot see them without a round trip).
@@ -128,10 +125,6 @@ struct zl_bctx {
     size_t attn_scratch_cap;
     void *attn_count;                       /* int32 split counters of decode attention */
     size_t attn_count_cap;
-    void *gemm_part;                        /* gemm-skinny's split partial sums */
-    size_t gemm_part_cap;
-    void *gemm_count;                       /* its int32 row-tile counters */
-    size_t gemm_count_cap;
     int32_t *err;                           /* device [4]: embedding's bad-id flag */
     int32_t *err_host;                      /* pinned [4] */
     struct cuda_upload samp;                /* the sample batch's host arrays */

@@ -127,21 +127,6 @@ cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_c
 cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                          const struct zl_cuda_rows *w, cudaStream_t stream);
 
-/* out[n, o] = x[n, i] @ w[o, i]^T for 9..32 tokens (gemm-skinny.cu), the
- * same inputs as zl_cuda_gemv and i <= 24576.  Long rows, or too few row
- * tiles to fill the GPU, split the columns: the splits' f32 partial sums
- * go to `part` and the last block of a row tile adds them in a fixed
- * order, counting in `count` (zeroed before first use, left zero).
- * zl_cuda_skinny_plan says whether the kernel takes the call (1) and the
- * scratch it needs (0 bytes when there is one split); zl_cuda_skinny
- * answers cudaErrorNotSupported exactly when the plan says 0. */
-#define ZL_CUDA_SKINNY_MAX_ROWS 32
-int zl_cuda_skinny_plan(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
-                        const struct zl_cuda_rows *w, size_t *part_bytes, size_t *count_bytes);
-cudaError_t zl_cuda_skinny(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
-                           const struct zl_cuda_rows *w, void *part, size_t part_cap,
-                           int32_t *count, size_t count_cap, cudaStream_t stream);
-
 /* zl_cuda_gemv with work fused around the product (out of w's dtype):
  * norm_w (f32 [d], 16-byte aligned): x is RMS-normalised first, rounded
  * as zl_cuda_rms_norm rounds; swiglu (with norm_w): w is [gate; up] and

@@ -1,7 +1,6 @@
 /* linear: out[n, o] = x[n, i] @ w[o, i]^T (+ bias).  Up to 8 tokens of
- * 16-bit x and w go to gemv.cu, 9..32 to gemm-skinny.cu (both weight
- * streaming, without bias); the rest, and what those decline, through
- * cuBLASLt, as follows.
+ * 16-bit x and w without bias go to gemv.cu; the rest, and what it
+ * declines, through cuBLASLt, as follows.
  *
  * Row-major x, w, out are column-major x^T [i, n], w^T [i, o], out^T [o, n]
  * to cuBLAS, so this is the "TN" product out^T = (w^T)^T x^T: A = w with
@@ -268,30 +267,6 @@ static int gemm(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct 
     return ZL_OK;
 }
 
-/* Steps of 9..32 tokens through gemm-skinny.cu, its scratch grown first
- * (also in a graph's recording pass); 1 when the kernel does not take the
- * call, else ZL_OK or an error. */
-static int skinny(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct zl_cuda_rows *x,
-                  const struct zl_cuda_rows *w)
-{
-    size_t part, count;
-    if (!zl_cuda_skinny_plan(o, x, w, &part, &count))
-        return 1;
-    int rc = cuda_reserve(ctx, &ctx->gemm_part, &ctx->gemm_part_cap, part, "linear");
-    size_t counted = ctx->gemm_count_cap;
-    if (rc == ZL_OK)
-        rc = cuda_reserve(ctx, &ctx->gemm_count, &ctx->gemm_count_cap, count, "linear");
-    if (rc < 0)
-        return rc;
-    if (ctx->gemm_count_cap != counted) /* the kernel keeps them zero from here on */
-        ZL_CUDA_TRY(cudaMemsetAsync(ctx->gemm_count, 0, ctx->gemm_count_cap, ctx->stream));
-    if (cuda_graph_dry(ctx))
-        return ZL_OK;
-    ZL_CUDA_TRY(zl_cuda_skinny(o, x, w, ctx->gemm_part, ctx->gemm_part_cap,
-                               (int32_t *)ctx->gemm_count, ctx->gemm_count_cap, ctx->stream));
-    return ZL_OK;
-}
-
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *xt,
                 const struct zl_tensor *wt, const struct zl_tensor *bias)
 {
@@ -308,8 +283,6 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
         return ZL_OK;
     }
     const struct zl_cuda_rows *bp = bias ? &b : NULL;
-    if (x.dtype == w.dtype && !bias && (rc = skinny(ctx, &o, &x, &w)) != 1)
-        return rc;
     if (x.dtype == w.dtype && cuda_graph_dry(ctx))
         return ZL_OK;
     if (x.dtype == w.dtype && x.n <= ZL_CUDA_GEMV_MAX_ROWS && !bias) {

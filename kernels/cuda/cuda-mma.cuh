@@ -67,8 +67,7 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
 #endif
 }
 
-// 16 bytes of weights for the weight-streaming kernels (gemv.cu,
-// gemm-skinny.cu): read once, not kept in L1, first out of L2 under
+// 16 bytes of weights for a weight-streaming kernel (gemv.cu): read once, not kept in L1, first out of L2 under
 // `policy` (createpolicy evict_first).
 __device__ __forceinline__ uint4 ld_stream(const void *p, uint64_t policy)
 {

@@ -101,6 +101,23 @@
 // 11.7-11.9 ms per step against 11.1-11.2.  The x fragments of 16-32
 // tokens come through L1/L2 for every weight chunk and the mma count per
 // weight byte grows with them: past 8 tokens cuBLASLt's tiles win.
+// Tried and dropped too (2026-12-06): a separate kernel for 9-32 tokens
+// with x staged once per block in shared memory (8 warps of 16 rows each,
+// 128 rows a block, so x cost n / 128 of the weight bytes from L2; the
+// columns split over blocks where the rows alone would not fill the GPU,
+// f32 partials added in split order by each row tile's last block).  It
+// was right (float64 checks, memcheck clean) and slow: H100, us per call
+// against cuBLASLt, n = 16 / 32: [6144, 4096] 30.9 / 39.1 vs 23.1 / 23.5,
+// [4096, 4096] 23.5 / 30.8 vs 17.8 / 16.2, [28672, 4096] 94.5 / 110.4 vs
+// 84.7 / 86.3, [4096, 14336] 59.3 / 76.5 vs 46.6 / 47.4, [128256, 4096]
+// 437.6 / 520.0 vs 380.2 / 383.3; Llama-3.1-8B batch 32 11.63 / 11.56
+// ms a step against 8.51 / 8.46 (10.59 with it on the QKV and o
+// projections only); those are with x staged by cp.async.  The first
+// version, staging it with loads one after the other, on an H200: 9.63 /
+// 9.60 against 6.53 / 6.55.  Neither cp.async, twice the blocks, nor 2
+// chunks per register buffer closed the gap; the suspect left, not
+// measured: each lane streams 64 bytes of 2 rows per chunk across 128
+// rows (the GEMV's blocks read 1 KB windows of 32 rows).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
