@@ -83,7 +83,7 @@ struct decode_args {
     int64_t pf_slice, pf_bytes;
 };
 
-constexpr int64_t PF_PIECE = 64 << 10;  // bytes per bulk prefetch instruction
+[[maybe_unused]] constexpr int64_t PF_PIECE = 64 << 10;  // bytes per bulk prefetch instruction
 
 template <int HD> constexpr int ld_kv() { return HD + 8; }   // padded rows: ldmatrix without conflicts
 template <int HD> constexpr size_t smem_bytes()
