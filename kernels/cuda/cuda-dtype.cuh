@@ -14,8 +14,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include <type_traits>
-
 #include <zlight/dtype.h>
 
 #include "cuda-kernels.h"
@@ -86,20 +84,6 @@ template <typename F> cudaError_t with_float_types(enum zl_dtype a, enum zl_dtyp
 {
     return with_float_type(a, [&](auto ta) {
         return with_float_type(b, [&](auto tb) { return f(ta, tb); });
-    });
-}
-
-// The weight-streaming linear's types (gemv.cu): T = w's
-// 16-bit dtype, O = out's, f32 or T; cudaErrorNotSupported for the rest.
-template <typename F> cudaError_t with_linear_types(enum zl_dtype w, enum zl_dtype out, F &&f)
-{
-    return with_float_types(w, out, [&](auto tw, auto to) -> cudaError_t {
-        using T = decltype(tw);
-        using O = decltype(to);
-        if constexpr (sizeof(T) != 2 || (sizeof(O) != 4 && !std::is_same<O, T>::value))
-            return cudaErrorNotSupported;
-        else
-            return f(tw, to);
     });
 }
 

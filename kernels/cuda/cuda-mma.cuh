@@ -67,17 +67,6 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p)
 #endif
 }
 
-// 16 bytes of weights for a weight-streaming kernel (gemv.cu): read once, not kept in L1, first out of L2 under
-// `policy` (createpolicy evict_first).
-__device__ __forceinline__ uint4 ld_stream(const void *p, uint64_t policy)
-{
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p), "l"(policy));
-    return v;
-}
-
 // d += a (16x16, row) * b (16x8, col), f32 accumulators.
 template <typename T>
 __device__ __forceinline__ void mma(float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1);

@@ -126,7 +126,6 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
-#include "cuda-mma.cuh"
 #include "cuda-pdl.cuh"
 #include "cuda-rope.cuh"
 
@@ -135,6 +134,16 @@ using namespace zlcuda;
 namespace {
 
 typedef struct zl_cuda_rows rows_t;
+
+// 16 bytes of weights: read once, not kept in L1, first out of L2.
+__device__ __forceinline__ uint4 ld_stream(const void *p, uint64_t policy)
+{
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.L2::cache_hint.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p), "l"(policy));
+    return v;
+}
 
 // c += A(16x16, w rows) * B(16x8, x^T), f32 accumulators.
 template <typename T>
@@ -507,8 +516,13 @@ extern "C" cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct
     if (!takes(out, x, w) || out->d != w->n)
         return cudaErrorNotSupported;
     const ex_t ex = {};
-    return with_linear_types(w->dtype, out->dtype, [&](auto tw, auto to) {
-        return pick<decltype(tw), decltype(to), PLAIN>(out, x, w, ex, stream);
+    return with_float_types(w->dtype, out->dtype, [&](auto tw, auto to) -> cudaError_t {
+        using T = decltype(tw);
+        using O = decltype(to);
+        if constexpr (sizeof(T) != 2 || (sizeof(O) != 4 && !std::is_same<O, T>::value))
+            return cudaErrorNotSupported;
+        else
+            return pick<T, O, PLAIN>(out, x, w, ex, stream);
     });
 }
 
