@@ -244,10 +244,11 @@ Test(llama, batch_invariant)
 }
 
 /* Greedy ids and last logits of r's prompts, all in one batch, on
- * `backend`; returns fusedcpu's count of linear_fused calls (read before
- * the engine unloads the plugins). */
+ * `backend`; returns fusedcpu's count of linear_fused calls and sets
+ * *rope_attn to its count of rope_attention calls (read before the engine
+ * unloads the plugins). */
 static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12], float **logits,
-                   int *vocab)
+                   int *vocab, long *rope_attn)
 {
     struct zl_simple_params p = zl_simple_default_params();
     p.model_path = FIX "qwen2";
@@ -267,19 +268,24 @@ static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12],
                  zl_last_error());
     void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
     const long *calls = so ? dlsym(so, "fusedcpu_calls") : NULL;
-    cr_assert_not_null(calls, "fusedcpu.so not loaded or without its counter: %s", dlerror());
+    const long *ra = so ? dlsym(so, "fusedcpu_rope_attn_calls") : NULL;
+    cr_assert(calls && ra, "fusedcpu.so not loaded or without its counters: %s", dlerror());
     long n = *calls;
+    *rope_attn = *ra;
     dlclose(so);
     zl_simple_free(e);
     return n;
 }
 
-/* The backend contract of API minor 5 (fused_max_rows), on the test backend
- * "fusedcpu" (tests/plugins/fused-cpu.c: the CPU ops plus a linear_fused of
- * unfused ops that fails for steps past its fused_max_rows of 4): the model
- * calls linear_fused for the 3-row decode steps, the separate ops for the
- * 33-token prefill, and gets the CPU backend's results bit for bit (the
- * two orders round alike: x + o in the residual, then the norm of it). */
+/* The backend contracts of API minors 5 (fused_max_rows) and 6
+ * (rope_attention), on the test backend "fusedcpu" (tests/plugins/
+ * fused-cpu.c: the CPU ops plus a linear_fused of unfused ops that fails
+ * for steps past its fused_max_rows of 4, and a rope_attention of rope,
+ * kv_write and attention): the model calls linear_fused for the 3-row
+ * decode steps, the separate ops for the 33-token prefill, rope_attention
+ * in every layer of every step, and gets the CPU backend's results bit for
+ * bit (the two orders round alike: x + o in the residual, then the norm of
+ * it). */
 Test(llama, linear_fused_only_up_to_fused_max_rows)
 {
     struct ref r;
@@ -288,9 +294,13 @@ Test(llama, linear_fused_only_up_to_fused_max_rows)
     int32_t ids_cpu[8][12], ids_fused[8][12];
     float *lg_cpu[8], *lg_fused[8];
     int vocab;
-    cr_expect_eq(run_on("cpu", &r, ids_cpu, lg_cpu, &vocab), 0, "the cpu backend has no fused op");
-    cr_expect_gt(run_on("fusedcpu", &r, ids_fused, lg_fused, &vocab), 0,
+    long ra_cpu, ra_fused;
+    cr_expect_eq(run_on("cpu", &r, ids_cpu, lg_cpu, &vocab, &ra_cpu), 0,
+                 "the cpu backend has no fused op");
+    cr_expect_eq(ra_cpu, 0, "the cpu backend has no rope_attention");
+    cr_expect_gt(run_on("fusedcpu", &r, ids_fused, lg_fused, &vocab, &ra_fused), 0,
                  "the model never called linear_fused on a backend that has it");
+    cr_expect_gt(ra_fused, 0, "the model never called rope_attention on a backend that has it");
     for (int i = 0; i < r.n; i++) {
         cr_expect_arr_eq(ids_fused[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
         cr_expect_arr_eq(lg_fused[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);

@@ -23,8 +23,18 @@
 // thread 0 of each CTA asks its slice of it into L2 too: at batch 1 the
 // K/V is a few MB and HBM would otherwise idle while the step attends.
 //
+// With rope arguments (backend.h rope_attention, a decode step) the kernel
+// also does what rope_kv_write did before it: each CTA rotates its group's
+// q rows on the way into shared memory, and the CTA whose chunk ends at
+// the sequence's new key rotates that key, writes it and the value to the
+// cache slot and patches them into its own tile (its loads zero-fill that
+// row rather than race the write); the other splits never read it.  The
+// rotation is cuda-rope.cuh's, so out and the cache are rope_kv_write +
+// this kernel's, bit for bit (test_cuda_rope_attn).
+//
 // Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
-// power-of-two block sizes, sm_80+; the caller falls back otherwise.
+// power-of-two block sizes, sm_80+ (zl_cuda_attention_decode_takes); the
+// caller falls back otherwise.
 //
 // The merge in the kernel replaced a combine kernel (one launch less per
 // layer): bench_cuda_ops batch 1 ctx 512 10.3 -> 8.8 us.  A first merge
@@ -48,6 +58,7 @@
 #include "cuda-kernels.h"
 #include "cuda-mma.cuh"
 #include "cuda-pdl.cuh"
+#include "cuda-rope.cuh"
 
 using namespace zlcuda;
 
@@ -66,7 +77,7 @@ struct decode_args {
     int64_t o_nb0, o_nb1;
     const char *q;
     int64_t q_nb0, q_nb1;
-    const char *base;           // cache base + this layer's K rows + 0
+    char *base;                 // cache base + this layer's K rows + 0
     int64_t block_stride;       // bytes
     int64_t row_bytes;          // one token's [n_kv_heads][head_dim]
     int64_t v_off;              // V rows minus K rows of a block, bytes
@@ -81,6 +92,15 @@ struct decode_args {
     int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
     const char *pf;             // asked into L2 in slices, one per CTA (zl_cuda_prefetch)
     int64_t pf_slice, pf_bytes;
+    // rope_attention (slot != nullptr): q is rotated here, and the new
+    // token's k (rotated) and v are written by the CTA whose keys end there
+    const char *kn, *vn;        // [n_seqs][n_kv][head_dim] rows of the new token
+    int64_t kn_nb0, kn_nb1, vn_nb0, vn_nb1;
+    const int32_t *pos;
+    int64_t pos_step;
+    const float *inv_freq;
+    float af;
+    const int32_t *slot;
 };
 
 [[maybe_unused]] constexpr int64_t PF_PIECE = 64 << 10;  // bytes per bulk prefetch instruction
@@ -99,6 +119,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     constexpr int OLD = HD + 8;                 // f32 rows of the merge (fewer bank conflicts)
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ __align__(16) T sq[ROWS][LD];
+    __shared__ __align__(16) T snew[2][HD];     // rope_attention: the new key and value
     __shared__ float sm_m[WARPS][ROWS], sm_l[WARPS][ROWS];
     __shared__ bool merge;
 
@@ -133,6 +154,10 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     pdl_wait();
     if (c0 >= kv_len)
         return;                                 // a shorter sequence of the batch: nothing here
+    // rope_attention: the CTA whose chunk ends at the new (last) key writes
+    // it to the cache and takes it from shared memory; its loads fill that
+    // row with zeros instead of racing the write.
+    const int pnew = a.slot && c1 == kv_len ? kv_len - 1 : -1;
     T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
     const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
     const int my_tiles = n_tiles > warp ? (n_tiles - warp + WARPS - 1) / WARPS : 0;
@@ -147,7 +172,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
             for (int i = 0; i < TILE * CPR / 32; i++) {
                 const int c = lane + 32 * i, r = c / CPR, col = c % CPR;
                 const int pos = p0 + r;
-                const bool ok = pos < c1;
+                const bool ok = pos < c1 && pos != pnew;
                 const char *src = a.base;
                 if (ok)
                     src = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
@@ -169,24 +194,62 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 #pragma unroll
     for (int j = 0; j < STAGES - 1; j++)
         load_tile(j, j);
-    // Q while the first tiles are in flight.
-    // Zero rows past the group; element loads (q rows may be oddly strided),
-    // all issued before the first store.
+    // Q while the first tiles are in flight: a thread takes element pairs
+    // (j, j + HD/2) of every RSTEP-th row (rows past the group are zeros),
+    // rotated in rope_attention as rope_kv_write rotates them (cuda-rope.cuh).
     {
-        constexpr int PER = ROWS * HD / (WARPS * 32);
-        T v[PER];
+        constexpr int HALF = HD / 2, RSTEP = WARPS * 32 / HALF, NP = ROWS / RSTEP;
+        const int j = tid % HALF, r0 = tid / HALF;
+        float cs = 1.0f, sn = 0.0f;
+        if (a.slot)
+            rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[j], a.af, &cs, &sn);
+        T x1[NP], x2[NP];
 #pragma unroll
-        for (int k = 0; k < PER; k++) {
-            const int i = tid + k * WARPS * 32, r = i / HD, d = i % HD;
-            v[k] = from_f32<T>(0.0f);
-            if (r < a.group)
-                v[k] = reinterpret_cast<const T *>(a.q + (int64_t)s * a.q_nb0 +
-                                                   (int64_t)(kvh * a.group + r) * a.q_nb1)[d];
+        for (int k = 0; k < NP; k++) {
+            const int r = r0 + k * RSTEP;
+            x1[k] = x2[k] = from_f32<T>(0.0f);
+            if (r < a.group) {
+                const T *row = reinterpret_cast<const T *>(
+                    a.q + (int64_t)s * a.q_nb0 + (int64_t)(kvh * a.group + r) * a.q_nb1);
+                x1[k] = row[j];
+                x2[k] = row[j + HALF];
+            }
+        }
+        // the new key's pairs (r0 = 0) and value's (r0 = 1)
+        const bool nw = pnew >= 0 && r0 < 2;
+        T n1 = from_f32<T>(0.0f), n2 = n1;
+        if (nw) {
+            const T *row = reinterpret_cast<const T *>(
+                r0 ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
+                   : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
+            n1 = row[j];
+            n2 = row[j + HALF];
         }
 #pragma unroll
-        for (int k = 0; k < PER; k++) {
-            const int i = tid + k * WARPS * 32;
-            sq[i / HD][i % HD] = v[k];
+        for (int k = 0; k < NP; k++) {
+            T lo = x1[k], hi = x2[k];
+            if (a.slot) {
+                const float f1 = to_f32<T>(lo), f2 = to_f32<T>(hi);
+                lo = from_f32<T>(rot_lo(f1, f2, cs, sn));
+                hi = from_f32<T>(rot_hi(f1, f2, cs, sn));
+            }
+            sq[r0 + k * RSTEP][j] = lo;
+            sq[r0 + k * RSTEP][j + HALF] = hi;
+        }
+        if (nw) {
+            if (r0 == 0) {
+                const float f1 = to_f32<T>(n1), f2 = to_f32<T>(n2);
+                n1 = from_f32<T>(rot_lo(f1, f2, cs, sn));
+                n2 = from_f32<T>(rot_hi(f1, f2, cs, sn));
+            }
+            snew[r0][j] = n1;
+            snew[r0][j + HALF] = n2;
+            const int64_t sl = a.slot[s];
+            T *dst = reinterpret_cast<T *>(a.base + (int64_t)kvh * HD * (int64_t)sizeof(T) +
+                                           (sl >> a.bs_shift) * a.block_stride +
+                                           (sl & a.bs_mask) * a.row_bytes + r0 * a.v_off);
+            dst[j] = n1;
+            dst[j + HALF] = n2;
         }
     }
     __syncthreads();
@@ -204,7 +267,16 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
         load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
         cp_async_wait<STAGES - 1>();
         __syncwarp();
-        const T *sk = wbuf + (j % STAGES) * 2 * TILE * LD, *sv = sk + TILE * LD;
+        T *sk = wbuf + (j % STAGES) * 2 * TILE * LD;
+        const T *sv = sk + TILE * LD;
+        const int p0 = c0 + (warp + WARPS * j) * TILE;
+        if (pnew >= p0 && pnew < p0 + TILE) {   // the new key, loaded as zeros
+            const int r = pnew - p0;
+            for (int c = lane; c < 2 * CPR; c += 32)
+                *reinterpret_cast<uint4 *>(sk + ((c / CPR) * TILE + r) * LD + (c % CPR) * 8) =
+                    *reinterpret_cast<const uint4 *>(&snew[c / CPR][(c % CPR) * 8]);
+            __syncwarp();
+        }
 
         // S [16 rows, 16 keys] = Q K^T: sc[nt] holds keys nt*8 + tg*2 (+1), rows g, g+8
         float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
@@ -217,7 +289,6 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
         }
 
         // online softmax in log2 units; keys past the chunk are -inf
-        const int p0 = c0 + (warp + WARPS * j) * TILE;
         float mx[2] = {m[0], m[1]};
 #pragma unroll
         for (int nt = 0; nt < 2; nt++)
@@ -468,6 +539,32 @@ extern "C" void zl_cuda_attention_decode_plan(int32_t n_seqs, int32_t n_kv_heads
     *chunk = ok ? p.chunk : 0;
 }
 
+extern "C" int zl_cuda_attention_decode_takes(const struct zl_cuda_heads *out,
+                                              const struct zl_cuda_heads *q,
+                                              const struct zl_cuda_kv *cache, int32_t n_seqs,
+                                              const struct zl_cuda_decode_rope *rope)
+{
+    const int64_t hd = q->head_dim;
+    const int bs = cache->block_size;
+    if ((q->dtype != ZL_DTYPE_BF16 && q->dtype != ZL_DTYPE_F16) || cache->dtype != q->dtype ||
+        out->dtype != q->dtype || (hd != 64 && hd != 128) || cache->head_dim != hd ||
+        out->head_dim != hd || cache->n_kv_heads < 1 || q->heads % cache->n_kv_heads ||
+        q->heads / cache->n_kv_heads > ROWS || bs < 1 || (bs & (bs - 1)) ||
+        n_seqs != q->n || n_seqs < 1 || n_seqs > 65535 || cache->n_kv_heads > 65535 ||
+        ((uintptr_t)cache->base & 15) || (cache->block_stride & 15) ||
+        (q->nb0 | q->nb1 | out->nb0 | out->nb1) & 1)
+        return 0;
+    if (rope && (rope->k.dtype != q->dtype || rope->v.dtype != q->dtype ||
+                 rope->k.head_dim != hd || rope->v.head_dim != hd ||
+                 rope->k.heads != cache->n_kv_heads || rope->v.heads != cache->n_kv_heads ||
+                 rope->k.n < n_seqs || rope->v.n < n_seqs || !rope->pos || !rope->inv_freq ||
+                 !rope->slot || (rope->k.nb0 | rope->k.nb1 | rope->v.nb0 | rope->v.nb1) & 1))
+        return 0;
+    bool ok;
+    device_sms(&ok);
+    return ok;
+}
+
 extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
                                                 const struct zl_cuda_heads *q,
                                                 const struct zl_cuda_kv *cache,
@@ -475,22 +572,16 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
                                                 const struct zl_cuda_attn_shape *s, float scale,
                                                 void *scratch, size_t scratch_bytes,
                                                 int32_t *count, const struct zl_cuda_prefetch *pf,
+                                                const struct zl_cuda_decode_rope *rope,
                                                 cudaStream_t stream)
 {
+    if (!zl_cuda_attention_decode_takes(out, q, cache, b->n_seqs, rope) || s->max_q_len != 1 ||
+        s->max_kv_len < 1)
+        return cudaErrorNotSupported;
     const int hd = (int)q->head_dim;
     const int bs = cache->block_size;
-    if ((q->dtype != ZL_DTYPE_BF16 && q->dtype != ZL_DTYPE_F16) || cache->dtype != q->dtype ||
-        out->dtype != q->dtype || (hd != 64 && hd != 128) || cache->head_dim != hd ||
-        out->head_dim != hd || cache->n_kv_heads < 1 || q->heads % cache->n_kv_heads ||
-        q->heads / cache->n_kv_heads > ROWS || bs < 1 || (bs & (bs - 1)) ||
-        b->n_seqs != q->n || b->n_seqs < 1 || b->n_seqs > 65535 || cache->n_kv_heads > 65535 ||
-        s->max_q_len != 1 || s->max_kv_len < 1 || ((uintptr_t)cache->base & 15) ||
-        (cache->block_stride & 15) || (q->nb0 | q->nb1 | out->nb0 | out->nb1) & 1)
-        return cudaErrorNotSupported;
     bool ok;
     const int sms = device_sms(&ok);
-    if (!ok)
-        return cudaErrorNotSupported;
     const int n_kv = cache->n_kv_heads;
     plan p = make_plan((int64_t)b->n_seqs * n_kv, s->max_kv_len, hd, sms);
     const size_t need = scratch_for(b->n_seqs, q->heads, hd, p.splits);
@@ -527,6 +618,17 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     a.pf_bytes = pf && pf->data ? (int64_t)(pf->bytes & ~(size_t)15) : 0;
     const int64_t ctas = (int64_t)p.splits * n_kv * b->n_seqs;
     a.pf_slice = ((a.pf_bytes + ctas - 1) / ctas + 4095) & ~(int64_t)4095;
+    a.kn = rope ? static_cast<const char *>(rope->k.data) : nullptr;
+    a.vn = rope ? static_cast<const char *>(rope->v.data) : nullptr;
+    a.kn_nb0 = rope ? rope->k.nb0 : 0;
+    a.kn_nb1 = rope ? rope->k.nb1 : 0;
+    a.vn_nb0 = rope ? rope->v.nb0 : 0;
+    a.vn_nb1 = rope ? rope->v.nb1 : 0;
+    a.pos = rope ? rope->pos : nullptr;
+    a.pos_step = rope ? rope->pos_step : 0;
+    a.inv_freq = rope ? rope->inv_freq : nullptr;
+    a.af = rope ? rope->attn_factor : 1.0f;
+    a.slot = rope ? rope->slot : nullptr;
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;
     if (hd == 128)

@@ -107,6 +107,22 @@ static int rope_kv_prepare(struct zl_bctx *ctx, const char *op, const struct zl_
     return upload_batch(ctx, op, r->cache, r->batch, a->q.n, db);
 }
 
+/* rope_kv_write's kernel on token rows [r0, r1) of its checked arguments. */
+static int rope_kv_rows(struct zl_bctx *ctx, const struct cuda_rope_args *a,
+                        const struct zl_cuda_heads *vh, const struct zl_rope *rope,
+                        const struct zl_cuda_kv *kv, const int32_t *slot, int64_t r0, int64_t r1)
+{
+    struct zl_cuda_heads q = a->q, k = a->k, v = *vh;
+    q.data = (char *)q.data + r0 * q.nb0;
+    k.data = (char *)k.data + r0 * k.nb0;
+    v.data = (char *)v.data + r0 * v.nb0;
+    q.n = k.n = v.n = r1 - r0;
+    ZL_CUDA_TRY(zl_cuda_rope_kv_write(&q, &k, &v, a->pos + r0 * a->pos_step, a->pos_step, a->freq,
+                                      rope->rot_dim, rope->attn_factor, kv, slot + r0,
+                                      ctx->stream));
+    return ZL_OK;
+}
+
 int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl_tensor *k,
                        const struct zl_tensor *v, const struct zl_tensor *positions,
                        const struct zl_rope *rope, const struct zl_kv_cache *cache, int32_t layer,
@@ -121,9 +137,7 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
     int rc = rope_kv_prepare(ctx, op, &r, &a, &vh, &kv, &db);
     if (rc < 0 || a.q.n == 0 || skip_attention() || cuda_graph_dry(ctx))
         return rc;
-    ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a.q, &a.k, &vh, a.pos, a.pos_step, a.freq, rope->rot_dim,
-                                      rope->attn_factor, &kv, db.slot, ctx->stream));
-    return ZL_OK;
+    return rope_kv_rows(ctx, &a, &vh, rope, &kv, db.slot, 0, a.q.n);
 }
 
 int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
@@ -212,7 +226,8 @@ const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int
  * with cudaErrorNotSupported (f32, unusual head sizes), for the whole batch. */
 static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                     const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv,
-                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale)
+                    const struct zl_cuda_batch *db, const struct zl_attn_batch *b, float scale,
+                    const struct zl_cuda_decode_rope *rope)
 {
     int32_t nd = cuda_attn_decode_prefix(b);
     cudaError_t e = cudaSuccess;
@@ -244,7 +259,12 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
                                      cuda_prefetch_hint(ctx, kv->layer, kv->n_kv_heads,
                                                         kv->head_dim, kv->dtype, nd,
                                                         sh.max_kv_len),
-                                     ctx->stream);
+                                     rope, ctx->stream);
+        /* the caller asked zl_cuda_attention_decode_takes: with `rope` the
+         * cache rows are this launch's to write, so no fallback may run */
+        if (e == cudaErrorNotSupported && rope)
+            return zl_cuda_host->error(ZL_EBACKEND, "cuda rope_attention: the decode kernel "
+                                       "declined a step it said it takes");
     }
     if (e == cudaSuccess && nd < b->n_seqs) {
         if (cuda_graph_dry(ctx))
@@ -264,6 +284,33 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
     return ZL_OK;
 }
 
+/* attention's checks of out and the scale against a checked q and cache. */
+static int attention_args(struct zl_bctx *ctx, const char *op, struct zl_tensor *out,
+                          const struct zl_cuda_heads *qh, const struct zl_cuda_kv *kv, float scale,
+                          struct zl_cuda_heads *oh)
+{
+    int rc;
+    if ((rc = cuda_check_heads(ctx, op, "out", out, CUDA_DT_FLOAT, oh)) < 0 ||
+        (rc = cuda_check_heads_shape(op, "out", oh, qh->n, qh->heads, qh->head_dim)) < 0)
+        return rc;
+    if (qh->head_dim != kv->head_dim || qh->heads < 1 || qh->heads % kv->n_kv_heads)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: q [%lld, %lld, %lld] vs cache %d "
+                                   "kv heads of %d: head_dim differs or heads are not a multiple",
+                                   op, (long long)qh->n, (long long)qh->heads,
+                                   (long long)qh->head_dim, (int)kv->n_kv_heads,
+                                   (int)kv->head_dim);
+    if (oh->dtype != qh->dtype)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: out is %s but q is %s", op,
+                                   cuda_dtype_name(oh->dtype), cuda_dtype_name(qh->dtype));
+    if (kv->head_dim > ZL_CUDA_ATTN_MAX_HEAD_DIM)
+        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda %s: head_dim %d > %d", op,
+                                   (int)kv->head_dim, ZL_CUDA_ATTN_MAX_HEAD_DIM);
+    if (!isfinite(scale))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: scale %g is not finite", op,
+                                   (double)scale);
+    return ZL_OK;
+}
+
 int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
                    const struct zl_kv_cache *cache, int32_t layer,
                    const struct zl_attn_batch *batch, float scale)
@@ -274,32 +321,53 @@ int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
     struct zl_cuda_batch db;
     int rc;
     if ((rc = cuda_check_heads(ctx, op, "q", q, CUDA_DT_FLOAT, &qh)) < 0 ||
-        (rc = cuda_check_heads(ctx, op, "out", out, CUDA_DT_FLOAT, &oh)) < 0 ||
         (rc = cuda_check_kv(op, cache, layer, batch, qh.n, &kv)) < 0 ||
-        (rc = cuda_check_heads_shape(op, "out", &oh, qh.n, qh.heads, qh.head_dim)) < 0)
+        (rc = attention_args(ctx, op, out, &qh, &kv, scale, &oh)) < 0)
         return rc;
-    if (qh.head_dim != kv.head_dim || qh.heads < 1 || qh.heads % kv.n_kv_heads)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: q [%lld, %lld, %lld] vs cache %d "
-                                   "kv heads of %d: head_dim differs or heads are not a multiple",
-                                   (long long)qh.n, (long long)qh.heads, (long long)qh.head_dim,
-                                   (int)kv.n_kv_heads, (int)kv.head_dim);
-    if (oh.dtype != qh.dtype)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: out is %s but q is %s",
-                                   cuda_dtype_name(oh.dtype), cuda_dtype_name(qh.dtype));
-    if (kv.head_dim > ZL_CUDA_ATTN_MAX_HEAD_DIM)
-        return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda attention: head_dim %d > %d", 
-                                   (int)kv.head_dim, ZL_CUDA_ATTN_MAX_HEAD_DIM);
-    if (!isfinite(scale))
-        return zl_cuda_host->error(ZL_EINVAL, "cuda attention: scale %g is not finite",
-                                   (double)scale);
-    if (qh.n == 0)
-        return ZL_OK;
-    if (skip_attention())
+    if (qh.n == 0 || skip_attention())
         return ZL_OK;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if ((rc = upload_batch(ctx, op, cache, batch, qh.n, &db)) < 0 ||
-        (rc = dispatch(ctx, &oh, &qh, &kv, &db, batch, scale)) < 0)
+        (rc = dispatch(ctx, &oh, &qh, &kv, &db, batch, scale, NULL)) < 0)
         return rc;
     ctx->pf.after = layer;
+    return ZL_OK;
+}
+
+/* rope_kv_write then attention (backend.h rope_attention).  A decode step
+ * (one row per sequence) runs the decode kernel with the rotation and the
+ * cache write inside: one launch less per layer.  Anything else (a prefill
+ * or mixed step, partial rotary, f32, other head sizes) runs the two ops'
+ * kernels: with a mixed step's prefill rows the flash kernel, or the
+ * generic one it may fall back to, would read the decode rows' q too. */
+int cuda_rope_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_rope_kv *r,
+                        float scale)
+{
+    static const char op[] = "rope_attention";
+    struct cuda_rope_args a;
+    struct zl_cuda_heads vh, oh;
+    struct zl_cuda_kv kv;
+    struct zl_cuda_batch db;
+    if (!r || !r->q || !r->batch)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: needs q and a batch", op);
+    int rc = rope_kv_prepare(ctx, op, r, &a, &vh, &kv, &db);
+    if (rc < 0 || (rc = attention_args(ctx, op, out, &a.q, &kv, scale, &oh)) < 0)
+        return rc;
+    if (a.q.n == 0 || skip_attention())
+        return ZL_OK;
+    const int32_t nd = cuda_attn_decode_prefix(r->batch);
+    struct zl_cuda_decode_rope dr = {.k = a.k, .v = vh, .pos = a.pos, .pos_step = a.pos_step,
+                                     .inv_freq = a.freq, .attn_factor = r->rope->attn_factor,
+                                     .slot = db.slot};
+    struct zl_cuda_heads od = oh, qd = a.q;
+    od.n = qd.n = nd;
+    const int fuse = nd == r->batch->n_seqs && r->rope->rot_dim == kv.head_dim &&
+                     zl_cuda_attention_decode_takes(&od, &qd, &kv, nd, &dr);
+    if (!fuse && !cuda_graph_dry(ctx) &&
+        (rc = rope_kv_rows(ctx, &a, &vh, r->rope, &kv, db.slot, 0, a.q.n)) < 0)
+        return rc;
+    if ((rc = dispatch(ctx, &oh, &a.q, &kv, &db, r->batch, scale, fuse ? &dr : NULL)) < 0)
+        return rc;
+    ctx->pf.after = r->layer;
     return ZL_OK;
 }

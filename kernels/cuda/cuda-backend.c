@@ -414,6 +414,7 @@ static const struct zl_backend_ops cuda_ops = {
     .linear_fused = cuda_linear_fused,
     .linear_rope_kv = cuda_linear_rope_kv,
     .fused_max_rows = ZL_CUDA_GEMV_MAX_ROWS,    /* the fused GEMV's limit */
+    .rope_attention = cuda_rope_attention,
 };
 
 static int cuda_init(const struct zl_host *h)
@@ -422,6 +423,13 @@ static int cuda_init(const struct zl_host *h)
     static struct zl_backend_ops graphed;
     graphed = cuda_ops;
     cuda_graph_wrap_ops(&graphed);
+#ifdef ZL_GEMV_TUNING
+    /* ZL_ROPE_ATTN=0: no rope_attention, the model calls rope_kv_write and
+     * attention (the path before API minor 6), for an A/B in one build */
+    const char *ra = getenv("ZL_ROPE_ATTN");
+    if (ra && *ra == '0')
+        graphed.rope_attention = NULL;
+#endif
     const struct zl_backend_ops *ops = &graphed;
     const char *prof = getenv("ZLIGHT_PROFILE");
     if (prof && !strcmp(prof, "ops")) /* timing every op: no graphs */

@@ -113,7 +113,7 @@ static void note_batch(struct zl_bctx *ctx, const struct zl_attn_batch *b,
 }
 
 enum { OP_EMB = 1, OP_NORM, OP_LINEAR, OP_ROPE, OP_SILU, OP_KVW, OP_ATTN, OP_ADD, OP_COPY,
-       OP_ROPEKV, OP_LINFUSED, OP_LINROPE };
+       OP_ROPEKV, OP_LINFUSED, OP_LINROPE, OP_ROPEATTN };
 
 /* In a pass: notes the op and its n tensor arguments (const struct
  * zl_tensor *, NULL allowed) and returns 1; else 0, noting nothing. */
@@ -261,6 +261,23 @@ static int g_linear_rope_kv(struct zl_bctx *ctx, struct zl_tensor *o, const stru
     return cuda_linear_rope_kv(ctx, o, x, w, b, f, r);
 }
 
+static int g_rope_attention(struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_rope_kv *r,
+                            float sc)
+{
+    if (in_pass(ctx, OP_ROPEATTN, 1, o)) {
+        if (r) {
+            in_pass(ctx, OP_ROPEATTN, 4, r->q, r->k, r->v, r->positions);
+            note_rope(ctx, r->rope);
+            note_cache(ctx, r->cache, r->layer);
+            note_batch(ctx, r->batch, r->cache, r->layer);
+        } else {
+            note_i64(ctx, -1);
+        }
+        note_f32(ctx, sc);
+    }
+    return cuda_rope_attention(ctx, o, r, sc);
+}
+
 void cuda_graph_wrap_ops(struct zl_backend_ops *ops)
 {
     ops->embedding = g_embedding;
@@ -275,6 +292,7 @@ void cuda_graph_wrap_ops(struct zl_backend_ops *ops)
     ops->rope_kv_write = g_rope_kv_write;
     ops->linear_fused = g_linear_fused;
     ops->linear_rope_kv = g_linear_rope_kv;
+    ops->rope_attention = g_rope_attention;
     ops->graph_begin = cuda_graph_begin;
     ops->graph_end = cuda_graph_end;
 }

@@ -264,6 +264,9 @@ int cuda_kv_write(struct zl_bctx *ctx, const struct zl_kv_cache *cache, int32_t 
 int cuda_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *q,
                    const struct zl_kv_cache *cache, int32_t layer,
                    const struct zl_attn_batch *batch, float scale);
+/* rope_kv_write then attention, fused for decode steps (backend.h). */
+int cuda_rope_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_rope_kv *r,
+                        float scale);
 /* The leading one-row sequences of a batch (attention's decode part) and
  * the longest query and kv_len of sequences [s0, s1). */
 int32_t cuda_attn_decode_prefix(const struct zl_attn_batch *b);

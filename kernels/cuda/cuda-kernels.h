@@ -202,11 +202,34 @@ struct zl_cuda_prefetch {
     const void *data;
     size_t bytes;
 };
+/* `rope` (may be NULL; backend.h rope_attention): the step's RoPE and
+ * cache write done by the kernel.  Sequence s's query row is rotated at
+ * pos[s * pos_step] before use (q itself is left as it was), and its new
+ * token's k (rotated) and v, rows s of `k` and `v`, go to cache slot
+ * slot[s], written by the CTA whose keys end there, which takes them from
+ * shared memory.  Full rotary (rot_dim == head_dim), k and v of q's dtype;
+ * everything rounds as zl_cuda_rope_kv_write rounds, so out and the cache
+ * equal that kernel followed by this one without `rope`, bit for bit. */
+struct zl_cuda_decode_rope {
+    struct zl_cuda_heads k, v;
+    const int32_t *pos;
+    int64_t pos_step;
+    const float *inv_freq;      /* [head_dim / 2], device */
+    float attn_factor;
+    const int32_t *slot;        /* [n_seqs], device */
+};
+/* Whether zl_cuda_attention_decode takes these tensors (it declines
+ * exactly when this is 0, or for a step that is not decode-only): a
+ * host-side check, so a caller can choose its path before launching. */
+int zl_cuda_attention_decode_takes(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
+                                   const struct zl_cuda_kv *cache, int32_t n_seqs,
+                                   const struct zl_cuda_decode_rope *rope);
 cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
                                      const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
                                      const struct zl_cuda_attn_shape *s, float scale,
                                      void *scratch, size_t scratch_bytes, int32_t *count,
-                                     const struct zl_cuda_prefetch *pf, cudaStream_t stream);
+                                     const struct zl_cuda_prefetch *pf,
+                                     const struct zl_cuda_decode_rope *rope, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -124,19 +124,30 @@ struct step {
             return rc_;                                                                            \
     } while (0)
 
+static float attn_scale(const struct zl_model *m)
+{
+    return 1.0f / sqrtf((float)m->hp.head_dim);
+}
+
 /* Attention of the step's rotated q over the cache: s->att. */
 static int attention(struct step *s, int il)
 {
-    float scale = 1.0f / sqrtf((float)s->m->hp.head_dim);
-    return s->m->be->attention(s->m->bctx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn, scale);
+    return s->m->be->attention(s->m->bctx, &s->att3, &s->q3, s->b->cache, il, &s->b->attn,
+                               attn_scale(s->m));
 }
 
-/* rope, the KV-cache write and attention of the step's q, k, v: s->att. */
+/* rope, the KV-cache write and attention of the step's q, k, v: s->att
+ * (q is left rotated or not). */
 static int attend(struct step *s, int il)
 {
     struct zl_model *m = s->m;
     const struct zl_backend_ops *be = m->be;
     struct zl_bctx *cx = m->bctx;
+    if (ZL_BACKEND_HAS(be, rope_attention) && be->rope_attention) {
+        const struct zl_rope_kv r = {&s->q3, &s->k3, &s->v3, &s->pos, &s->rope,
+                                     s->b->cache, il, &s->b->attn};
+        return be->rope_attention(cx, &s->att3, &r, attn_scale(m));
+    }
     if (ZL_BACKEND_HAS(be, rope_kv_write) && be->rope_kv_write) {
         TRY(be->rope_kv_write(cx, &s->q3, &s->k3, &s->v3, &s->pos, &s->rope, s->b->cache, il,
                               &s->b->attn));

@@ -1,8 +1,9 @@
 /* Test backend "fusedcpu": the CPU backend plus a linear_fused that runs the
- * unfused ops and fused_max_rows = FUSED_MAX_ROWS, so CI can check a model
- * against the backend contract of API minor 5 without a GPU: linear_fused
- * is only called for steps of at most fused_max_rows rows (it fails loudly
- * past that) and the results equal the CPU backend's.  The CPU plugin's
+ * unfused ops and fused_max_rows = FUSED_MAX_ROWS, and a rope_attention of
+ * the ops it stands for, so CI can check a model against the backend
+ * contracts of API minors 5 and 6 without a GPU: linear_fused is only
+ * called for steps of at most fused_max_rows rows (it fails loudly past
+ * that), rope_attention is called, and the results equal the CPU backend's.  The CPU plugin's
  * ops are taken by running its init with a host whose register_ops keeps
  * them instead of registering. */
 #include <dlfcn.h>
@@ -17,9 +18,10 @@ static const struct zl_backend_ops *cpu;
 static struct zl_backend_ops ops;
 static void *cpu_so;
 
-/* Calls of linear_fused so far (the test reads it through dlsym). */
-ZL_PLUGIN_EXPORT long fusedcpu_calls;
-long fusedcpu_calls;
+/* Calls of linear_fused and rope_attention so far (the test reads them
+ * through dlsym). */
+ZL_PLUGIN_EXPORT long fusedcpu_calls, fusedcpu_rope_attn_calls;
+long fusedcpu_calls, fusedcpu_rope_attn_calls;
 
 static int score_one(void)
 {
@@ -60,6 +62,21 @@ static int fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_ten
     return cpu->silu_mul(ctx, out, &g, &u);
 }
 
+/* rope_attention as its contract defines it: rope (k rotated in place,
+ * which the CPU backend's kv_write then stores), kv_write, attention. */
+static int rope_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_rope_kv *r,
+                          float scale)
+{
+    if (!r)
+        return host->error(ZL_EINVAL, "fusedcpu rope_attention: no arguments");
+    fusedcpu_rope_attn_calls++;
+    struct zl_tensor k = *r->k;
+    int rc = cpu->rope(ctx, r->q, &k, r->positions, r->rope);
+    if (rc >= 0)
+        rc = cpu->kv_write(ctx, r->cache, r->layer, &k, r->v, r->batch);
+    return rc < 0 ? rc : cpu->attention(ctx, out, r->q, r->cache, r->layer, r->batch, scale);
+}
+
 static int fused_init(const struct zl_host *h)
 {
     host = h;
@@ -79,6 +96,7 @@ static int fused_init(const struct zl_host *h)
     ops.score = score_one;
     ops.linear_fused = fused;
     ops.fused_max_rows = FUSED_MAX_ROWS;
+    ops.rope_attention = rope_attention;
     return h->register_ops(ZL_PLUGIN_BACKEND, "fusedcpu", &ops);
 }
 

@@ -321,6 +321,21 @@ struct zl_backend_ops {
      * one kernel less per add) and the rest itself.  0: no limit. */
     int32_t fused_max_rows;
 
+    /* ---- API minor 6 ---- */
+
+    /* rope_kv_write(r->q, r->k, r->v, r->positions, r->rope, r->cache,
+     * r->layer, r->batch) then attention(out, r->q, r->cache, r->layer,
+     * r->batch, scale) in one call: out and the cache as those two leave
+     * them, bit for bit; r->q's contents afterwards are unspecified (a
+     * fused path rotates it on the way into the kernel, not in memory).
+     * No sequence may attend to a slot another one writes in the step (a
+     * KV block is shared only once full).  A backend fuses where it pays
+     * (CUDA: a decode step, the rotation and the cache write inside the
+     * decode attention kernel, one launch less per layer).  NULL: the model
+     * calls the two. */
+    int (*rope_attention)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_rope_kv *r,
+                          float scale);
+
     /* Members are appended here by later API minors. */
 };
 
