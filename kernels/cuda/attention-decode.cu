@@ -32,6 +32,16 @@
 // rotation is cuda-rope.cuh's, so out and the cache are rope_kv_write +
 // this kernel's, bit for bit (test_cuda_rope_attn).
 //
+// Large batches run a per-warp variant (decode_warp_kernel): each warp
+// takes a whole (kv head, sequence) pair with the same pipeline and tile
+// code, no block barrier and no merge of warps, about one pair per
+// resident warp.  ncu on the CTA kernel (H100, bench_cuda_ops, context
+// 1024, 2 CTAs of 104 KB per SM) put it at 72% of DRAM peak at batch 32
+// (57.2 us) and 82% at batch 128 (197.3 us), each CTA restarting 4 warps'
+// pipelines at once.  Batch 128 in the model: 13.855/13.857 -> 13.746/
+// 13.774/13.780 ms a step; with splits (batch 32) the per-warp kernel lost
+// (make_plan), so it runs only where the pairs alone fill the warps.
+//
 // Takes f16/bf16 q == cache == out, head_dim 64 or 128, group <= 16,
 // power-of-two block sizes, sm_80+ (zl_cuda_attention_decode_takes); the
 // caller falls back otherwise.
@@ -53,6 +63,7 @@
 // fast or slower.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
@@ -84,6 +95,7 @@ struct decode_args {
     int bs_shift, bs_mask;
     int n_q, group;
     int chunk, n_splits;
+    int n_kv;                   // kv heads (the per-warp kernel's items: split, kv head, sequence)
     int max_blocks;
     const int32_t *kv_len, *table;
     float scale_log2;
@@ -111,6 +123,217 @@ template <int HD> constexpr size_t smem_bytes()
     return (size_t)WARPS * STAGES * 2 * TILE * ld_kv<HD>() * 2;
 }
 
+// Before the PDL wait (sm_90): slice `cta` of the next kernel's weights
+// into L2 (HBM is otherwise idle while a short-context step attends), from
+// one thread.
+__device__ __forceinline__ void prefetch_slice(const decode_args &a, int64_t cta)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int64_t end = min(cta * a.pf_slice + a.pf_slice, a.pf_bytes);
+    for (int64_t off = cta * a.pf_slice; off < end; off += PF_PIECE)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.pf + off),
+                     "r"((unsigned)min(PF_PIECE, end - off)) : "memory");
+#endif
+}
+
+// Before the PDL wait (sm_90): the K and V rows of keys c0 .. c0 + keys - 1
+// (what the pipeline's first loads ask for) into L2, by nt threads.  All
+// but the newest row were written steps ago; a prefetch only warms L2.
+template <typename T, int HD>
+__device__ __forceinline__ void prefetch_rows(const decode_args &a, const char *head,
+                                              const int32_t *table, int c0, int keys, int t,
+                                              int nt)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    for (int i = t; i < 2 * keys; i += nt) {
+        const int pos = c0 + i / 2;
+        const char *row = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
+                          (int64_t)(pos & a.bs_mask) * a.row_bytes + (i & 1) * a.v_off;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row),
+                     "r"((unsigned)(HD * sizeof(T))) : "memory");
+    }
+#endif
+}
+
+// The A fragments of the 16 query rows staged in sq (rows of LD).
+template <typename T, int HD>
+__device__ __forceinline__ void q_frags(uint32_t (&qf)[HD / 16][4], const T *sq, int lane)
+{
+    constexpr int LD = ld_kv<HD>();
+    const int g = lane >> 2, tg = lane & 3;
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        qf[ks][0] = *reinterpret_cast<const uint32_t *>(&sq[g * LD + ks * 16 + tg * 2]);
+        qf[ks][1] = *reinterpret_cast<const uint32_t *>(&sq[(g + 8) * LD + ks * 16 + tg * 2]);
+        qf[ks][2] = *reinterpret_cast<const uint32_t *>(&sq[g * LD + ks * 16 + 8 + tg * 2]);
+        qf[ks][3] = *reinterpret_cast<const uint32_t *>(&sq[(g + 8) * LD + ks * 16 + 8 + tg * 2]);
+    }
+}
+
+// The cp.async loads of one 16-key tile (keys p0 ..., K rows then V rows
+// at dst); keys at or past c1 and the new key `pnew` (written by this very
+// launch, rope_attention) are zero-filled.  Commits nothing.
+template <typename T, int HD>
+__device__ __forceinline__ void load_kv_tile(T *dst, const decode_args &a, const char *head,
+                                             const int32_t *table, int p0, int c1, int pnew,
+                                             int lane)
+{
+    constexpr int LD = ld_kv<HD>(), CPR = HD / 8;
+#pragma unroll
+    for (int i = 0; i < TILE * CPR / 32; i++) {
+        const int c = lane + 32 * i, r = c / CPR, col = c % CPR;
+        const int pos = p0 + r;
+        const bool ok = pos < c1 && pos != pnew;
+        const char *src = a.base;
+        if (ok)
+            src = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
+                  (int64_t)(pos & a.bs_mask) * a.row_bytes + col * 16;
+        cp_async16(dst + r * LD + col * 8, src, ok ? 16 : 0);
+        cp_async16(dst + (TILE + r) * LD + col * 8, ok ? src + a.v_off : src, ok ? 16 : 0);
+    }
+}
+
+// The group's query rows of sequence s into sq (ROWS rows of LD, rows past
+// the group zero) by NT threads: each takes element pairs (j, j + HD/2),
+// rotated in rope_attention as rope_kv_write rotates them (cuda-rope.cuh).
+// Loads go out 8 pairs at a time before their stores (q rows may be oddly
+// strided: element loads).
+template <typename T, int HD, int NT>
+__device__ __forceinline__ void load_q(T *sq, const decode_args &a, int s, int kvh, int tid)
+{
+    constexpr int LD = ld_kv<HD>(), HALF = HD / 2, NQ = ROWS * HALF / NT;
+    constexpr int NJ = NT >= HALF ? 1 : HALF / NT;      // distinct pair columns per thread
+    constexpr int B = NQ < 8 ? NQ : 8;
+    float cs[NJ], sn[NJ];
+#pragma unroll
+    for (int k = 0; k < NJ; k++) {
+        cs[k] = 1.0f, sn[k] = 0.0f;
+        if (a.slot)
+            rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[(tid + k * NT) % HALF], a.af,
+                         &cs[k], &sn[k]);
+    }
+#pragma unroll
+    for (int b = 0; b < NQ; b += B) {
+        T x1[B], x2[B];
+#pragma unroll
+        for (int i = 0; i < B; i++) {
+            const int idx = tid + (b + i) * NT, r = idx / HALF, j = idx % HALF;
+            x1[i] = x2[i] = from_f32<T>(0.0f);
+            if (r < a.group) {
+                const T *row = reinterpret_cast<const T *>(
+                    a.q + (int64_t)s * a.q_nb0 + (int64_t)(kvh * a.group + r) * a.q_nb1);
+                x1[i] = row[j];
+                x2[i] = row[j + HALF];
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < B; i++) {
+            const int idx = tid + (b + i) * NT, r = idx / HALF, j = idx % HALF;
+            const int k = NT >= HALF ? 0 : (b + i) % NJ;
+            T lo = x1[i], hi = x2[i];
+            if (a.slot) {
+                const float f1 = to_f32<T>(lo), f2 = to_f32<T>(hi);
+                lo = from_f32<T>(rot_lo(f1, f2, cs[k], sn[k]));
+                hi = from_f32<T>(rot_hi(f1, f2, cs[k], sn[k]));
+            }
+            sq[r * LD + j] = lo;
+            sq[r * LD + j + HALF] = hi;
+        }
+    }
+}
+
+// The online softmax state of a warp's 16 rows: max, sum and O at zero.
+template <int HD>
+__device__ __forceinline__ void zero_acc(float (&m)[2], float (&l)[2], float (&o)[HD / 8][4])
+{
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+}
+
+// Row sums: the 4 lanes of a row held parts.
+__device__ __forceinline__ void row_sums(float (&l)[2])
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+}
+
+// One 16-key tile of a warp: S = Q K^T, the online softmax (log2 units;
+// keys at or past c1 are -inf), O = O * corr + P V.  qf: the A fragments of
+// the 16 query rows; sk, sv: the tile's K and V rows in shared memory.
+template <typename T, int HD>
+__device__ __forceinline__ void attend_tile(const uint32_t (&qf)[HD / 16][4], const T *sk,
+                                            const T *sv, int p0, int c1, float scale_log2,
+                                            int lane, float (&m)[2], float (&l)[2],
+                                            float (&o)[HD / 8][4])
+{
+    constexpr int LD = ld_kv<HD>();
+    const int tg = lane & 3;
+    // S [16 rows, 16 keys] = Q K^T: sc[nt] holds keys nt*8 + tg*2 (+1), rows g, g+8
+    float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) {
+        uint32_t b[4];
+        ldsm_x4(b, sk + ((lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
+        mma<T>(sc[0], qf[ks], b[0], b[1]);
+        mma<T>(sc[1], qf[ks], b[2], b[3]);
+    }
+
+    // online softmax in log2 units; keys past the chunk are -inf
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = p0 + nt * 8 + tg * 2 + (e & 1);
+            const float v = key < c1 ? sc[nt][e] * scale_log2 : -INFINITY;
+            sc[nt][e] = v;
+            mx[e >> 1] = fmaxf(mx[e >> 1], v);
+        }
+    float corr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        corr[r] = exp2f(m[r] - mx[r]); // 0 on the first tile (m = -inf); mx is finite
+        m[r] = mx[r];
+    }
+    uint32_t pa[4];
+    float ps[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++) {
+        const float e0 = exp2f(sc[nt][0] - mx[0]), e1 = exp2f(sc[nt][1] - mx[0]);
+        const float e2 = exp2f(sc[nt][2] - mx[1]), e3 = exp2f(sc[nt][3] - mx[1]);
+        ps[0] += e0 + e1;
+        ps[1] += e2 + e3;
+        // the S accumulator layout is the A fragment layout of P V
+        pa[nt * 2] = pack2<T>(e0, e1);
+        pa[nt * 2 + 1] = pack2<T>(e2, e3);
+    }
+    l[0] = l[0] * corr[0] + ps[0];
+    l[1] = l[1] * corr[1] + ps[1];
+#pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        o[n][0] *= corr[0];
+        o[n][1] *= corr[0];
+        o[n][2] *= corr[1];
+        o[n][3] *= corr[1];
+    }
+    // O [16, HD] += P [16, 16 keys] V [16 keys, HD]
+#pragma unroll
+    for (int n2 = 0; n2 < HD / 16; n2++) {
+        uint32_t b[4];
+        ldsm_x4_t(b, sv + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 + (lane >> 4) * 8);
+        mma<T>(o[2 * n2], pa, b[0], b[1]);
+        mma<T>(o[2 * n2 + 1], pa, b[2], b[3]);
+    }
+}
+
 template <typename T, int HD>
 __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 {
@@ -132,25 +355,10 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (a.pf_bytes && tid == 0) {
-        // this CTA's slice of the next kernel's weights (HBM is otherwise
-        // idle while a short-context step attends)
-        const int64_t cta = split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s);
-        const int64_t end = min(cta * a.pf_slice + a.pf_slice, a.pf_bytes);
-        for (int64_t off = cta * a.pf_slice; off < end; off += PF_PIECE)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.pf + off),
-                         "r"((unsigned)min(PF_PIECE, end - off)) : "memory");
-    }
-    // the keys the pipeline's first loads ask for: one K and one V row each
-    for (int i = tid; i < 2 * min(c1 - c0, (STAGES - 1) * WARPS * TILE); i += WARPS * 32) {
-        const int pos = c0 + i / 2;
-        const char *row = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
-                          (int64_t)(pos & a.bs_mask) * a.row_bytes + (i & 1) * a.v_off;
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row),
-                     "r"((unsigned)(HD * sizeof(T))) : "memory");
-    }
-#endif
+    if (a.pf_bytes && tid == 0)
+        prefetch_slice(a, split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s));
+    prefetch_rows<T, HD>(a, head, table, c0, min(c1 - c0, (STAGES - 1) * WARPS * TILE), tid,
+                         WARPS * 32);
     pdl_wait();
     if (c0 >= kv_len)
         return;                                 // a shorter sequence of the batch: nothing here
@@ -165,79 +373,32 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     // This warp's j-th tile (keys c0 + (warp + 4j) * 16 ...) into `stage`;
     // always commits a group so the wait counts stay uniform.
     auto load_tile = [&](int j, int stage) {
-        if (j < my_tiles) {
-            const int p0 = c0 + (warp + WARPS * j) * TILE;
-            T *dst = wbuf + stage * 2 * TILE * LD;
-#pragma unroll
-            for (int i = 0; i < TILE * CPR / 32; i++) {
-                const int c = lane + 32 * i, r = c / CPR, col = c % CPR;
-                const int pos = p0 + r;
-                const bool ok = pos < c1 && pos != pnew;
-                const char *src = a.base;
-                if (ok)
-                    src = head + (int64_t)table[pos >> a.bs_shift] * a.block_stride +
-                          (int64_t)(pos & a.bs_mask) * a.row_bytes + col * 16;
-                cp_async16(dst + r * LD + col * 8, src, ok ? 16 : 0);
-                cp_async16(dst + (TILE + r) * LD + col * 8, ok ? src + a.v_off : src,
-                           ok ? 16 : 0);
-            }
-        }
+        if (j < my_tiles)
+            load_kv_tile<T, HD>(wbuf + stage * 2 * TILE * LD, a, head, table,
+                                c0 + (warp + WARPS * j) * TILE, c1, pnew, lane);
         cp_async_commit();
     };
 
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    float o[HD / 8][4];
-#pragma unroll
-    for (int n = 0; n < HD / 8; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2], l[2], o[HD / 8][4];
+    zero_acc<HD>(m, l, o);
 
 #pragma unroll
     for (int j = 0; j < STAGES - 1; j++)
         load_tile(j, j);
-    // Q while the first tiles are in flight: a thread takes element pairs
-    // (j, j + HD/2) of every RSTEP-th row (rows past the group are zeros),
-    // rotated in rope_attention as rope_kv_write rotates them (cuda-rope.cuh).
+    // Q while the first tiles are in flight; the new key and value
+    load_q<T, HD, WARPS * 32>(&sq[0][0], a, s, kvh, tid);
     {
-        constexpr int HALF = HD / 2, RSTEP = WARPS * 32 / HALF, NP = ROWS / RSTEP;
+        constexpr int HALF = HD / 2;
         const int j = tid % HALF, r0 = tid / HALF;
-        float cs = 1.0f, sn = 0.0f;
-        if (a.slot)
-            rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[j], a.af, &cs, &sn);
-        T x1[NP], x2[NP];
-#pragma unroll
-        for (int k = 0; k < NP; k++) {
-            const int r = r0 + k * RSTEP;
-            x1[k] = x2[k] = from_f32<T>(0.0f);
-            if (r < a.group) {
-                const T *row = reinterpret_cast<const T *>(
-                    a.q + (int64_t)s * a.q_nb0 + (int64_t)(kvh * a.group + r) * a.q_nb1);
-                x1[k] = row[j];
-                x2[k] = row[j + HALF];
-            }
-        }
         // the new key's pairs (r0 = 0) and value's (r0 = 1)
-        const bool nw = pnew >= 0 && r0 < 2;
-        T n1 = from_f32<T>(0.0f), n2 = n1;
-        if (nw) {
+        if (pnew >= 0 && r0 < 2) {
             const T *row = reinterpret_cast<const T *>(
                 r0 ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
                    : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
-            n1 = row[j];
-            n2 = row[j + HALF];
-        }
-#pragma unroll
-        for (int k = 0; k < NP; k++) {
-            T lo = x1[k], hi = x2[k];
-            if (a.slot) {
-                const float f1 = to_f32<T>(lo), f2 = to_f32<T>(hi);
-                lo = from_f32<T>(rot_lo(f1, f2, cs, sn));
-                hi = from_f32<T>(rot_hi(f1, f2, cs, sn));
-            }
-            sq[r0 + k * RSTEP][j] = lo;
-            sq[r0 + k * RSTEP][j + HALF] = hi;
-        }
-        if (nw) {
+            T n1 = row[j], n2 = row[j + HALF];
             if (r0 == 0) {
+                float cs, sn;
+                rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[j], a.af, &cs, &sn);
                 const float f1 = to_f32<T>(n1), f2 = to_f32<T>(n2);
                 n1 = from_f32<T>(rot_lo(f1, f2, cs, sn));
                 n2 = from_f32<T>(rot_hi(f1, f2, cs, sn));
@@ -254,13 +415,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     }
     __syncthreads();
     uint32_t qf[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) {
-        qf[ks][0] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + tg * 2]);
-        qf[ks][1] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + tg * 2]);
-        qf[ks][2] = *reinterpret_cast<const uint32_t *>(&sq[g][ks * 16 + 8 + tg * 2]);
-        qf[ks][3] = *reinterpret_cast<const uint32_t *>(&sq[g + 8][ks * 16 + 8 + tg * 2]);
-    }
+    q_frags<T, HD>(qf, &sq[0][0], lane);
 
     for (int j = 0; j < my_tiles; j++) {
         __syncwarp(); // every lane is done with the stage the next load overwrites
@@ -278,71 +433,10 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
             __syncwarp();
         }
 
-        // S [16 rows, 16 keys] = Q K^T: sc[nt] holds keys nt*8 + tg*2 (+1), rows g, g+8
-        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++) {
-            uint32_t b[4];
-            ldsm_x4(b, sk + ((lane >> 4) * 8 + (lane & 7)) * LD + ks * 16 + ((lane >> 3) & 1) * 8);
-            mma<T>(sc[0], qf[ks], b[0], b[1]);
-            mma<T>(sc[1], qf[ks], b[2], b[3]);
-        }
-
-        // online softmax in log2 units; keys past the chunk are -inf
-        float mx[2] = {m[0], m[1]};
-#pragma unroll
-        for (int nt = 0; nt < 2; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = p0 + nt * 8 + tg * 2 + (e & 1);
-                const float v = key < c1 ? sc[nt][e] * a.scale_log2 : -INFINITY;
-                sc[nt][e] = v;
-                mx[e >> 1] = fmaxf(mx[e >> 1], v);
-            }
-        float corr[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            corr[r] = exp2f(m[r] - mx[r]); // 0 on the first tile (m = -inf); mx is finite
-            m[r] = mx[r];
-        }
-        uint32_t pa[4];
-        float ps[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int nt = 0; nt < 2; nt++) {
-            const float e0 = exp2f(sc[nt][0] - mx[0]), e1 = exp2f(sc[nt][1] - mx[0]);
-            const float e2 = exp2f(sc[nt][2] - mx[1]), e3 = exp2f(sc[nt][3] - mx[1]);
-            ps[0] += e0 + e1;
-            ps[1] += e2 + e3;
-            // the S accumulator layout is the A fragment layout of P V
-            pa[nt * 2] = pack2<T>(e0, e1);
-            pa[nt * 2 + 1] = pack2<T>(e2, e3);
-        }
-        l[0] = l[0] * corr[0] + ps[0];
-        l[1] = l[1] * corr[1] + ps[1];
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++) {
-            o[n][0] *= corr[0];
-            o[n][1] *= corr[0];
-            o[n][2] *= corr[1];
-            o[n][3] *= corr[1];
-        }
-        // O [16, HD] += P [16, 16 keys] V [16 keys, HD]
-#pragma unroll
-        for (int n2 = 0; n2 < HD / 16; n2++) {
-            uint32_t b[4];
-            ldsm_x4_t(b, sv + ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + n2 * 16 + (lane >> 4) * 8);
-            mma<T>(o[2 * n2], pa, b[0], b[1]);
-            mma<T>(o[2 * n2 + 1], pa, b[2], b[3]);
-        }
+        attend_tile<T, HD>(qf, sk, sv, p0, c1, a.scale_log2, lane, m, l, o);
     }
     cp_async_wait<0>();
-#pragma unroll
-    for (int r = 0; r < 2; r++) {   // row sums: the 4 lanes of a row held parts
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
+    row_sums(l);
 
     // Merge the warps (a warp without keys has l = 0 and is skipped).
     __syncthreads();                            // the pipeline buffers become the merge buffer
@@ -449,8 +543,196 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     }
 }
 
+// The per-warp variant (large batches: the (sequence, kv head) pairs alone
+// fill the GPU).  Each warp takes one (split, kv head, sequence) item by
+// itself with the pipeline above: no block barrier, no merge of warps, and
+// a launch of about one item per resident warp, so every SM streams from
+// its first microsecond to the end of its items (the CTA kernel's waves
+// restarted 4 warps' pipelines together and idled HBM between them: ncu
+// put it at 72% of DRAM peak at batch 32 and 82% at 128, context 1024).
+// q is staged in the warp's third pipeline stage (free until the loop's
+// first load), the new key and value (rope_attention) in registers, 16
+// bytes a lane.  Splits merge as in the CTA kernel: partials in split
+// order by the pair's last warp.
+template <typename T, int HD>
+__global__ void __launch_bounds__(WARPS * 32) decode_warp_kernel(decode_args a, int n_items)
+{
+    constexpr int LD = ld_kv<HD>(), CPR = HD / 8, HALF = HD / 2, VPL = HD / 32;
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, tg = lane & 3;
+    const int item = blockIdx.x * WARPS + warp;
+    if (a.pf_bytes && tid == 0)
+        prefetch_slice(a, blockIdx.x);
+    if (item >= n_items)
+        return;
+    const int split = item % a.n_splits, kvh = (item / a.n_splits) % a.n_kv;
+    const int s = item / a.n_splits / a.n_kv;
+    const int kv_len = a.kv_len[s];             // uploaded metadata: readable before the wait
+    const int c0 = split * a.chunk;
+    const int c1 = min(c0 + a.chunk, kv_len);
+    const int32_t *table = a.table + (int64_t)s * a.max_blocks;
+    const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
+    prefetch_rows<T, HD>(a, head, table, c0, min(c1 - c0, (STAGES - 1) * TILE), lane, 32);
+    pdl_wait();
+    if (c0 >= kv_len)
+        return;                                 // a shorter sequence of the batch: nothing here
+    const int pnew = a.slot && c1 == kv_len ? kv_len - 1 : -1;
+    T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
+    const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
+    auto load_tile = [&](int j, int stage) {
+        if (j < n_tiles)
+            load_kv_tile<T, HD>(wbuf + stage * 2 * TILE * LD, a, head, table, c0 + j * TILE, c1,
+                                pnew, lane);
+        cp_async_commit();
+    };
+    float m[2], l[2], o[HD / 8][4];
+    zero_acc<HD>(m, l, o);
+#pragma unroll
+    for (int j = 0; j < STAGES - 1; j++)
+        load_tile(j, j);
+
+    // the new key and value (rope_attention): lane c holds 16-byte chunk c
+    // of [K | V], k's chunk rotated as rope_kv_write rotates it; written to
+    // the cache slot here, patched into the tile below
+    uint4 nkv = make_uint4(0, 0, 0, 0);
+    if (pnew >= 0 && lane < 2 * CPR) {
+        const bool isv = lane >= CPR;
+        const int c = lane % CPR, part = (c * 8) % HALF, hi = c * 8 >= HALF;
+        const T *row = reinterpret_cast<const T *>(
+            isv ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
+                : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
+        T x1[8], x2[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            x1[u] = row[part + u];
+            x2[u] = row[part + HALF + u];
+        }
+        T *out = reinterpret_cast<T *>(&nkv);
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            if (isv) {
+                out[u] = hi ? x2[u] : x1[u];
+                continue;
+            }
+            float cs, sn;
+            rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[part + u], a.af, &cs, &sn);
+            const float f1 = to_f32<T>(x1[u]), f2 = to_f32<T>(x2[u]);
+            out[u] = from_f32<T>(hi ? rot_hi(f1, f2, cs, sn) : rot_lo(f1, f2, cs, sn));
+        }
+        const int64_t sl = a.slot[s];
+        T *dst = reinterpret_cast<T *>(a.base + (int64_t)kvh * HD * (int64_t)sizeof(T) +
+                                       (sl >> a.bs_shift) * a.block_stride +
+                                       (sl & a.bs_mask) * a.row_bytes + (isv ? a.v_off : 0));
+#pragma unroll
+        for (int u = 0; u < 8; u++)
+            dst[c * 8 + u] = out[u];
+    }
+    T *sq = wbuf + (STAGES - 1) * 2 * TILE * LD;
+    load_q<T, HD, 32>(sq, a, s, kvh, lane);
+    __syncwarp();
+    uint32_t qf[HD / 16][4];
+    q_frags<T, HD>(qf, sq, lane);
+
+    for (int j = 0; j < n_tiles; j++) {
+        __syncwarp(); // every lane is done with the stage the next load overwrites
+        load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
+        cp_async_wait<STAGES - 1>();
+        __syncwarp();
+        T *sk = wbuf + (j % STAGES) * 2 * TILE * LD;
+        const int p0 = c0 + j * TILE;
+        if (pnew >= p0 && pnew < p0 + TILE) {   // the new key, loaded as zeros
+            if (lane < 2 * CPR)
+                *reinterpret_cast<uint4 *>(sk + ((lane / CPR) * TILE + pnew - p0) * LD +
+                                           (lane % CPR) * 8) = nkv;
+            __syncwarp();
+        }
+        attend_tile<T, HD>(qf, sk, sk + TILE * LD, p0, c1, a.scale_log2, lane, m, l, o);
+    }
+    cp_async_wait<0>();
+    row_sums(l);
+    // rows g and g + 8 of the group, columns n * 8 + tg * 2 (+1)
+    if (a.n_splits == 1) {
+#pragma unroll
+        for (int h2 = 0; h2 < 2; h2++) {
+            const int r = g + 8 * h2;
+            if (r >= a.group)
+                continue;
+            char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)(kvh * a.group + r) * a.o_nb1;
+            const float inv = 1.0f / l[h2];
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                store<T>(orow, n * 8 + tg * 2, o[n][2 * h2] * inv);
+                store<T>(orow, n * 8 + tg * 2 + 1, o[n][2 * h2 + 1] * inv);
+            }
+        }
+        return;
+    }
+    const size_t row0 = ((size_t)s * a.n_q + (size_t)kvh * a.group) * a.n_splits;
+#pragma unroll
+    for (int h2 = 0; h2 < 2; h2++) {
+        const int r = g + 8 * h2;
+        if (r >= a.group)
+            continue;
+        const size_t at = row0 + (size_t)r * a.n_splits + split;
+#pragma unroll
+        for (int n = 0; n < HD / 8; n++)
+            *reinterpret_cast<float2 *>(&a.part_o[at * HD + n * 8 + tg * 2]) =
+                make_float2(o[n][2 * h2], o[n][2 * h2 + 1]);
+        if (tg == 0) {
+            a.part_ml[at * 2] = m[h2];
+            a.part_ml[at * 2 + 1] = l[h2];
+        }
+    }
+    // The pair's last warp merges: the partials go out before the count
+    // (fence), and the merging warp reads them from L2 (__ldcg).
+    const int n = min(a.n_splits, (kv_len + a.chunk - 1) / a.chunk);
+    __threadfence();
+    __syncwarp();
+    int last = 0;
+    if (lane == 0) {
+        int32_t *cnt = a.count + (int64_t)s * a.n_kv + kvh;
+        last = atomicAdd(cnt, 1) == n - 1;
+        if (last)
+            *cnt = 0;                           // every warp of the pair has counted
+    }
+    if (!__shfl_sync(0xffffffffu, last, 0))
+        return;
+    __threadfence();
+    // per row: the max and denominator over the splits (lane order, then a
+    // fixed shuffle tree), then each lane's columns in split order
+    for (int r = 0; r < a.group; r++) {
+        const float *ml = a.part_ml + (row0 + (size_t)r * a.n_splits) * 2;
+        float mm = -INFINITY;
+        for (int sp = lane; sp < n; sp += 32)
+            mm = fmaxf(mm, __ldcg(&ml[sp * 2]));
+        mm = warp_max(mm);
+        float den = 0.0f;
+        for (int sp = lane; sp < n; sp += 32)
+            den += exp2f(__ldcg(&ml[sp * 2]) - mm) * __ldcg(&ml[sp * 2 + 1]);
+        den = warp_sum(den);
+        const float *po = a.part_o + (row0 + (size_t)r * a.n_splits) * HD;
+        float acc[VPL];
+#pragma unroll
+        for (int e = 0; e < VPL; e++)
+            acc[e] = 0.0f;
+        for (int sp = 0; sp < n; sp++) {
+            const float f = exp2f(__ldcg(&ml[sp * 2]) - mm);
+#pragma unroll
+            for (int e = 0; e < VPL; e++)
+                acc[e] += f * __ldcg(&po[(size_t)sp * HD + lane + 32 * e]);
+        }
+        const float inv = 1.0f / den;
+        char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)(kvh * a.group + r) * a.o_nb1;
+#pragma unroll
+        for (int e = 0; e < VPL; e++)
+            store<T>(orow, lane + 32 * e, acc[e] * inv);
+    }
+}
+
 struct plan {
     int splits, chunk;
+    bool warp;                  // decode_warp_kernel (else decode_kernel)
 };
 
 // SMs of the current device and whether it has mma.sync for bf16 (sm_80+).
@@ -461,13 +743,12 @@ static int device_sms(bool *ok)
     return *ok ? sms : 1;
 }
 
-// Splits so that the CTAs fill the GPU about once (2 CTAs per SM at head_dim
-// 128, 4 at 64): none once the (sequence, kv head) pairs nearly do (a split
-// costs a partial write, a merge and a pipeline ramp per CTA).  Monotone in
-// pairs, so the scratch bound from n_seqs alone covers any n_kv_heads.
-static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
+// Splits so that `slots` units of work fill the GPU about once: none once
+// the (sequence, kv head) pairs nearly do (a split costs a partial write, a
+// merge and a pipeline ramp).  Monotone: fewer splits for more pairs or
+// fewer slots, so the scratch bound below covers every plan.
+static plan split_plan(int64_t pairs, int32_t max_kv_len, int64_t slots)
 {
-    int64_t slots = (int64_t)sms * (head_dim <= 64 ? 4 : 2);
     int64_t sp = slots / pairs;       // rounded down: one full wave beats a wave and a bit
     int64_t by_len = ((int64_t)max_kv_len + MIN_CHUNK - 1) / MIN_CHUNK;
     sp = sp < by_len ? sp : by_len;
@@ -480,10 +761,42 @@ static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
     plan p;
     p.chunk = (int)chunk;
     p.splits = (int)(((int64_t)max_kv_len + chunk - 1) / chunk);
+    p.warp = false;
     if (p.splits <= 1) { // one CTA takes every key: the same launch for any length (graphs)
         p.splits = 1;
         p.chunk = 1 << 30;
     }
+    return p;
+}
+
+// CTAs resident per SM (the pipeline's shared memory: 2 at head_dim 128, 4 at 64).
+static int64_t ctas_per_sm(int head_dim)
+{
+    return head_dim <= 64 ? 4 : 2;
+}
+
+// The per-warp kernel once the pairs fill more than half the resident
+// warps (so it never splits: H100, head_dim 128, 529+ pairs, batch 67+ of
+// Llama's 8 kv heads), else the CTA kernel with splits filling the
+// resident CTAs.  With 4 splits a pair (batch 32, context 1024) the
+// per-warp kernel was slower: 8.645/8.633 against 8.439/8.238 ms a step,
+// its last warp merging row after row.  A tuning build takes
+// ZL_DECODE_WARP=0|1 to force either.
+static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
+{
+    bool warp = pairs * 2 > (int64_t)sms * ctas_per_sm(head_dim) * WARPS;
+#ifdef ZL_GEMV_TUNING
+    static int force = -2;
+    if (force == -2) {
+        const char *v = getenv("ZL_DECODE_WARP");
+        force = v && (*v == '0' || *v == '1') ? *v - '0' : -1;
+    }
+    if (force >= 0)
+        warp = force == 1;
+#endif
+    const int64_t slots = (int64_t)sms * ctas_per_sm(head_dim) * (warp ? WARPS : 1);
+    plan p = split_plan(pairs, max_kv_len, slots);
+    p.warp = warp;
     return p;
 }
 
@@ -494,21 +807,34 @@ static size_t scratch_for(int64_t n_seqs, int64_t n_q, int head_dim, int splits)
     return (size_t)n_seqs * (size_t)n_q * (size_t)splits * ((size_t)head_dim + 2) * sizeof(float);
 }
 
-template <typename T, int HD>
-cudaError_t launch(decode_args &a, int n_kv, int n_seqs, cudaStream_t stream)
+// The > 48 KB shared memory opt-in, once per device and kernel.
+template <typename K> static cudaError_t smem_opt_in(K kernel, size_t bytes, bool *done)
 {
-    constexpr size_t SMEM = smem_bytes<HD>();
-    static bool attr_set[64];                   // per device: the > 48 KB opt-in
     int dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
         return cudaErrorNotSupported;
-    if (!attr_set[dev]) {
-        cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, HD>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM);
-        if (e != cudaSuccess)
-            return e;
-        attr_set[dev] = true;
-    }
+    if (done[dev])
+        return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)bytes);
+    done[dev] = e == cudaSuccess;
+    return e;
+}
+
+template <typename T, int HD>
+cudaError_t launch(decode_args &a, int n_kv, int n_seqs, bool warp, int64_t items,
+                   cudaStream_t stream)
+{
+    constexpr size_t SMEM = smem_bytes<HD>();
+    static bool done_cta[64], done_warp[64];
+    cudaError_t e = warp ? smem_opt_in(decode_warp_kernel<T, HD>, SMEM, done_warp)
+                         : smem_opt_in(decode_kernel<T, HD>, SMEM, done_cta);
+    if (e != cudaSuccess)
+        return e;
+    if (warp)
+        return launch_pdl("attn", decode_warp_kernel<T, HD>,
+                          dim3((unsigned)((items + WARPS - 1) / WARPS)), dim3(WARPS * 32), SMEM,
+                          stream, a, (int)items);
     dim3 grid((unsigned)a.n_splits, (unsigned)n_kv, (unsigned)n_seqs);
     return launch_pdl("attn", decode_kernel<T, HD>, grid, dim3(WARPS * 32), SMEM, stream, a);
 }
@@ -524,7 +850,8 @@ extern "C" size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_h
     int sms = device_sms(&ok);
     if (!ok)
         return 0;
-    plan p = make_plan(n_seqs, max_kv_len, head_dim, sms);
+    // the most splits any plan takes: the fewest pairs, the per-warp slots
+    plan p = split_plan(n_seqs, max_kv_len, (int64_t)sms * ctas_per_sm(head_dim) * WARPS);
     return scratch_for(n_seqs, n_q_heads, head_dim, p.splits);
 }
 
@@ -616,7 +943,9 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     // whole 16-byte units (the bulk prefetch's granule), slices of 4 KB
     a.pf = pf ? static_cast<const char *>(pf->data) : nullptr;
     a.pf_bytes = pf && pf->data ? (int64_t)(pf->bytes & ~(size_t)15) : 0;
-    const int64_t ctas = (int64_t)p.splits * n_kv * b->n_seqs;
+    const int64_t items = (int64_t)p.splits * n_kv * b->n_seqs;
+    const int64_t ctas = p.warp ? (items + WARPS - 1) / WARPS : items;
+    a.n_kv = n_kv;
     a.pf_slice = ((a.pf_bytes + ctas - 1) / ctas + 4095) & ~(int64_t)4095;
     a.kn = rope ? static_cast<const char *>(rope->k.data) : nullptr;
     a.vn = rope ? static_cast<const char *>(rope->v.data) : nullptr;
@@ -632,8 +961,8 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;
     if (hd == 128)
-        return bf ? launch<__nv_bfloat16, 128>(a, n_kv, b->n_seqs, stream)
-                  : launch<__half, 128>(a, n_kv, b->n_seqs, stream);
-    return bf ? launch<__nv_bfloat16, 64>(a, n_kv, b->n_seqs, stream)
-              : launch<__half, 64>(a, n_kv, b->n_seqs, stream);
+        return bf ? launch<__nv_bfloat16, 128>(a, n_kv, b->n_seqs, p.warp, items, stream)
+                  : launch<__half, 128>(a, n_kv, b->n_seqs, p.warp, items, stream);
+    return bf ? launch<__nv_bfloat16, 64>(a, n_kv, b->n_seqs, p.warp, items, stream)
+              : launch<__half, 64>(a, n_kv, b->n_seqs, p.warp, items, stream);
 }
