@@ -1,6 +1,7 @@
 /* Decode attention (one query row per sequence: the tensor-core split-KV
- * kernel of attention-decode.cu) through the backend's attention op against
- * float64 references on fresh random inputs: batch 1/2/7/32/128, contexts
+ * kernel of attention-decode.cu, and its per-warp variant for batches whose
+ * pairs fill the GPU) through the backend's attention op against
+ * float64 references on fresh random inputs: batch 1/2/7/32/72/128/136, contexts
  * 1, 15, 16, 17, 511, 1024, 4097 and 16384 mixed within a batch, GQA
  * groups 1 (MHA), 4, 8 and 16 (MQA), head_dim 64/128, bf16 and f16, block
  * sizes 16 and 32 over a shuffled pool with spare blocks, q and out as
@@ -65,6 +66,11 @@ static const struct dcase cases[] = {
     {"batch 128 GQA-8 mixed", 128, 6, {1, 15, 16, 17, 511, 1024}, 4097, 16, 2, 64, 16},
     {"batch 2 MQA-8 ctx 16384", 2, 1, {4097}, 16384, 8, 1, 128, 32},
     {"batch 7 MQA-16", 7, 7, {1, 15, 16, 17, 511, 1024, 4097}, 0, 16, 1, 128, 16},
+    /* 576 and 1088 (sequence, kv head) pairs: the per-warp kernel's plan on
+     * an H100 (more than half of 132 SMs x 8 resident warps at head_dim
+     * 128, x 16 at 64) */
+    {"batch 72 GQA-4 (per-warp kernel)", 72, 6, {1, 15, 16, 17, 511, 1024}, 2000, 32, 8, 128, 16},
+    {"batch 136 GQA-2 hd 64 (per-warp kernel)", 136, 4, {1, 17, 100, 64}, 0, 16, 8, 64, 32},
     {"declined: group 32 (generic kernel)", 3, 3, {17, 300, 1}, 0, 32, 1, 128, 16},
     {"declined: head_dim 80 (generic kernel)", 3, 3, {33, 16, 2}, 0, 4, 2, 80, 32},
 };

@@ -8,7 +8,7 @@
  * float64).  Each case runs both on identical copies of q/k/v rows (inside
  * fused QKV rows of odd width), a pool that is NaN except for the old keys
  * of the layer under test, and poisoned outputs.  Decode cases: batch 1 to
- * 128, contexts 1 (the new key is the only one), 15-17 (around a tile and
+ * 128 (72: the per-warp kernel), contexts 1 (the new key is the only one), 15-17 (around a tile and
  * a block), 511, 1024, 4097 and 16384 (many splits), GQA groups 1, 4, 8 and
  * 16, head_dim 64 and 128, block sizes 16 and 32, attn_factor 1 and 0.8,
  * positions = kv_len - 1 or random up to 60000, bf16 and f16.  There q must
@@ -57,6 +57,9 @@ static const struct rcase cases[] = {
     {"decode batch 128 GQA-8 hd 64", BF, 128, 6, {1, 15, 16, 17, 511, 1024}, 0, 16, 2, 64, 16, 0, 1.0f, 1, 1},
     {"decode batch 3 MQA-16", HF, 3, 3, {300, 1, 33}, 0, 16, 1, 128, 16, 0, 0.8f, 1, 1},
     {"decode batch 2 MQA-8 ctx 16384", BF, 2, 2, {16384, 4097}, 0, 8, 1, 128, 32, 0, 1.0f, 0, 1},
+    /* 576 pairs: the per-warp kernel's plan on an H100 */
+    {"decode batch 72 GQA-4 (per-warp kernel)", BF, 72, 6, {1, 15, 16, 17, 511, 1024}, 0, 32, 8, 128, 16, 0, 1.0f, 1, 1},
+    {"decode batch 72 GQA-4 (per-warp kernel)", HF, 72, 6, {1, 15, 16, 17, 511, 1024}, 0, 32, 8, 128, 16, 0, 0.8f, 0, 1},
     {"two ops: partial rotary", BF, 5, 5, {1, 17, 100, 512, 33}, 0, 8, 2, 128, 16, 64, 1.0f, 1, 0},
     {"two ops: mixed step", BF, 3, 3, {40, 7, 29}, 9, 8, 2, 128, 16, 0, 1.0f, 0, 0},
     {"two ops: prefill step", HF, 1, 1, {70}, 33, 8, 2, 64, 16, 0, 0.8f, 0, 0},
