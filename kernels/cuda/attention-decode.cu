@@ -101,7 +101,7 @@ struct decode_args {
     float scale_log2;
     float *part_o;              // [n_seqs][n_q][n_splits][head_dim]
     float *part_ml;             // [n_seqs][n_q][n_splits][2]: max (log2 units), sum
-    int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
+    int32_t *count;             // [n_seqs][n_kv]: CTAs (warps) of the pair done, 0 between launches
     const char *pf;             // asked into L2 in slices, one per CTA (zl_cuda_prefetch)
     int64_t pf_slice, pf_bytes;
     // rope_attention (slot != nullptr): q is rotated here, and the new
@@ -781,7 +781,8 @@ static int64_t ctas_per_sm(int head_dim)
 // resident CTAs.  With 4 splits a pair (batch 32, context 1024) the
 // per-warp kernel was slower: 8.645/8.633 against 8.439/8.238 ms a step,
 // its last warp merging row after row.  A tuning build takes
-// ZL_DECODE_WARP=0|1 to force either.
+// ZL_DECODE_WARP=0|1 to force either (forced on, the per-warp kernel
+// splits and merges like the CTA kernel; the tests run it so).
 static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
 {
     bool warp = pairs * 2 > (int64_t)sms * ctas_per_sm(head_dim) * WARPS;
