@@ -95,13 +95,13 @@ struct decode_args {
     int bs_shift, bs_mask;
     int n_q, group;
     int chunk, n_splits;
-    int n_kv;                   // kv heads (the per-warp kernel's items: split, kv head, sequence)
+    int n_kv;                   // kv heads (the per-warp kernel's items: kv head, sequence)
     int max_blocks;
     const int32_t *kv_len, *table;
     float scale_log2;
     float *part_o;              // [n_seqs][n_q][n_splits][head_dim]
     float *part_ml;             // [n_seqs][n_q][n_splits][2]: max (log2 units), sum
-    int32_t *count;             // [n_seqs][n_kv]: CTAs (warps) of the pair done, 0 between launches
+    int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
     const char *pf;             // asked into L2 in slices, one per CTA (zl_cuda_prefetch)
     int64_t pf_slice, pf_bytes;
     // rope_attention (slot != nullptr): q is rotated here, and the new
@@ -334,15 +334,118 @@ __device__ __forceinline__ void attend_tile(const uint32_t (&qf)[HD / 16][4], co
     }
 }
 
+// The new token's key and value (rope_attention), by one warp: lane c
+// returns 16-byte chunk c of [K | V] (lanes past 2 * HD / 8: zeros), k's
+// chunk rotated as rope_kv_write rotates it, and writes it to the cache
+// slot.
+template <typename T, int HD>
+__device__ __forceinline__ uint4 new_kv(const decode_args &a, int s, int kvh, int lane)
+{
+    constexpr int CPR = HD / 8, HALF = HD / 2;
+    uint4 nkv = make_uint4(0, 0, 0, 0);
+    if (lane >= 2 * CPR)
+        return nkv;
+    const bool isv = lane >= CPR;
+    const int c = lane % CPR, part = (c * 8) % HALF, hi = c * 8 >= HALF;
+    const T *row = reinterpret_cast<const T *>(
+        isv ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
+            : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
+    T x1[8], x2[8];
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        x1[u] = row[part + u];
+        x2[u] = row[part + HALF + u];
+    }
+    T *out = reinterpret_cast<T *>(&nkv);
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        if (isv) {
+            out[u] = hi ? x2[u] : x1[u];
+            continue;
+        }
+        float cs, sn;
+        rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[part + u], a.af, &cs, &sn);
+        const float f1 = to_f32<T>(x1[u]), f2 = to_f32<T>(x2[u]);
+        out[u] = from_f32<T>(hi ? rot_hi(f1, f2, cs, sn) : rot_lo(f1, f2, cs, sn));
+    }
+    const int64_t sl = a.slot[s];
+    T *dst = reinterpret_cast<T *>(a.base + (int64_t)kvh * HD * (int64_t)sizeof(T) +
+                                   (sl >> a.bs_shift) * a.block_stride +
+                                   (sl & a.bs_mask) * a.row_bytes + (isv ? a.v_off : 0));
+#pragma unroll
+    for (int u = 0; u < 8; u++)
+        dst[c * 8 + u] = out[u];
+    return nkv;
+}
+
+// A warp's pipelined walk over its 16-key tiles of keys [c0, c1): tiles
+// first, first + stride, ... (count of them) through STAGES stages at wbuf.
+template <typename T, int HD> struct tile_walk {
+    T *wbuf;
+    const char *head;
+    const int32_t *table;
+    int c0, c1, pnew, first, stride, count;
+
+    __device__ __forceinline__ int p0(int j) const { return c0 + (first + stride * j) * TILE; }
+    __device__ __forceinline__ T *stage(int j) const
+    {
+        return wbuf + (j % STAGES) * 2 * TILE * ld_kv<HD>();
+    }
+    // Tile j into its stage; always commits a group so the wait counts stay uniform.
+    __device__ __forceinline__ void load(const decode_args &a, int j, int lane) const
+    {
+        if (j < count)
+            load_kv_tile<T, HD>(stage(j), a, head, table, p0(j), c1, pnew, lane);
+        cp_async_commit();
+    }
+};
+
+// The walk's first STAGES - 1 tiles: issued before the q load they overlap.
+template <typename T, int HD>
+__device__ __forceinline__ void walk_start(const decode_args &a, const tile_walk<T, HD> &w,
+                                           int lane)
+{
+#pragma unroll
+    for (int j = 0; j < STAGES - 1; j++)
+        w.load(a, j, lane);
+}
+
+// The walk itself: each tile attended into (m, l, o) as it lands, the next
+// one's loads issued first; the tile holding the new key (rope_attention,
+// loaded as zeros) gets it from nkv (new_kv's chunks) before use.  Ends
+// with the row sums complete.
+template <typename T, int HD>
+__device__ __forceinline__ void walk(const decode_args &a, const tile_walk<T, HD> &w,
+                                     const uint32_t (&qf)[HD / 16][4], uint4 nkv, int lane,
+                                     float (&m)[2], float (&l)[2], float (&o)[HD / 8][4])
+{
+    constexpr int LD = ld_kv<HD>(), CPR = HD / 8;
+    for (int j = 0; j < w.count; j++) {
+        __syncwarp(); // every lane is done with the stage the next load overwrites
+        w.load(a, j + STAGES - 1, lane);
+        cp_async_wait<STAGES - 1>();
+        __syncwarp();
+        T *sk = w.stage(j);
+        const int p0 = w.p0(j);
+        if (w.pnew >= p0 && w.pnew < p0 + TILE) {
+            if (lane < 2 * CPR)
+                *reinterpret_cast<uint4 *>(sk + ((lane / CPR) * TILE + w.pnew - p0) * LD +
+                                           (lane % CPR) * 8) = nkv;
+            __syncwarp();
+        }
+        attend_tile<T, HD>(qf, sk, sk + TILE * LD, p0, w.c1, a.scale_log2, lane, m, l, o);
+    }
+    cp_async_wait<0>();
+    row_sums(l);
+}
+
 template <typename T, int HD>
 __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 {
     constexpr int LD = ld_kv<HD>();
-    constexpr int CPR = HD / 8;                 // 16-byte chunks per row
     constexpr int OLD = HD + 8;                 // f32 rows of the merge (fewer bank conflicts)
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ __align__(16) T sq[ROWS][LD];
-    __shared__ __align__(16) T snew[2][HD];     // rope_attention: the new key and value
     __shared__ float sm_m[WARPS][ROWS], sm_l[WARPS][ROWS];
     __shared__ bool merge;
 
@@ -363,80 +466,27 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     if (c0 >= kv_len)
         return;                                 // a shorter sequence of the batch: nothing here
     // rope_attention: the CTA whose chunk ends at the new (last) key writes
-    // it to the cache and takes it from shared memory; its loads fill that
-    // row with zeros instead of racing the write.
+    // it to the cache and patches it into its tile from registers; its
+    // loads fill that row with zeros instead of racing the write.
     const int pnew = a.slot && c1 == kv_len ? kv_len - 1 : -1;
-    T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
+    // this warp's tiles: every 4th of the chunk's
     const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
-    const int my_tiles = n_tiles > warp ? (n_tiles - warp + WARPS - 1) / WARPS : 0;
-
-    // This warp's j-th tile (keys c0 + (warp + 4j) * 16 ...) into `stage`;
-    // always commits a group so the wait counts stay uniform.
-    auto load_tile = [&](int j, int stage) {
-        if (j < my_tiles)
-            load_kv_tile<T, HD>(wbuf + stage * 2 * TILE * LD, a, head, table,
-                                c0 + (warp + WARPS * j) * TILE, c1, pnew, lane);
-        cp_async_commit();
-    };
-
+    const tile_walk<T, HD> w = {reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD,
+                                head, table, c0, c1, pnew, warp, WARPS,
+                                n_tiles > warp ? (n_tiles - warp + WARPS - 1) / WARPS : 0};
     float m[2], l[2], o[HD / 8][4];
     zero_acc<HD>(m, l, o);
-
-#pragma unroll
-    for (int j = 0; j < STAGES - 1; j++)
-        load_tile(j, j);
-    // Q while the first tiles are in flight; the new key and value
+    walk_start(a, w, lane);
+    // Q while the first tiles are in flight; the new key and value by the
+    // warp whose tile holds it (every 4th tile is a warp's)
     load_q<T, HD, WARPS * 32>(&sq[0][0], a, s, kvh, tid);
-    {
-        constexpr int HALF = HD / 2;
-        const int j = tid % HALF, r0 = tid / HALF;
-        // the new key's pairs (r0 = 0) and value's (r0 = 1)
-        if (pnew >= 0 && r0 < 2) {
-            const T *row = reinterpret_cast<const T *>(
-                r0 ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
-                   : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
-            T n1 = row[j], n2 = row[j + HALF];
-            if (r0 == 0) {
-                float cs, sn;
-                rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[j], a.af, &cs, &sn);
-                const float f1 = to_f32<T>(n1), f2 = to_f32<T>(n2);
-                n1 = from_f32<T>(rot_lo(f1, f2, cs, sn));
-                n2 = from_f32<T>(rot_hi(f1, f2, cs, sn));
-            }
-            snew[r0][j] = n1;
-            snew[r0][j + HALF] = n2;
-            const int64_t sl = a.slot[s];
-            T *dst = reinterpret_cast<T *>(a.base + (int64_t)kvh * HD * (int64_t)sizeof(T) +
-                                           (sl >> a.bs_shift) * a.block_stride +
-                                           (sl & a.bs_mask) * a.row_bytes + r0 * a.v_off);
-            dst[j] = n1;
-            dst[j + HALF] = n2;
-        }
-    }
+    const uint4 nkv = pnew >= 0 && (pnew - c0) / TILE % WARPS == warp
+                          ? new_kv<T, HD>(a, s, kvh, lane) : make_uint4(0, 0, 0, 0);
     __syncthreads();
     uint32_t qf[HD / 16][4];
     q_frags<T, HD>(qf, &sq[0][0], lane);
 
-    for (int j = 0; j < my_tiles; j++) {
-        __syncwarp(); // every lane is done with the stage the next load overwrites
-        load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
-        cp_async_wait<STAGES - 1>();
-        __syncwarp();
-        T *sk = wbuf + (j % STAGES) * 2 * TILE * LD;
-        const T *sv = sk + TILE * LD;
-        const int p0 = c0 + (warp + WARPS * j) * TILE;
-        if (pnew >= p0 && pnew < p0 + TILE) {   // the new key, loaded as zeros
-            const int r = pnew - p0;
-            for (int c = lane; c < 2 * CPR; c += 32)
-                *reinterpret_cast<uint4 *>(sk + ((c / CPR) * TILE + r) * LD + (c % CPR) * 8) =
-                    *reinterpret_cast<const uint4 *>(&snew[c / CPR][(c % CPR) * 8]);
-            __syncwarp();
-        }
-
-        attend_tile<T, HD>(qf, sk, sv, p0, c1, a.scale_log2, lane, m, l, o);
-    }
-    cp_async_wait<0>();
-    row_sums(l);
+    walk(a, w, qf, nkv, lane, m, l, o);
 
     // Merge the warps (a warp without keys has l = 0 and is skipped).
     __syncthreads();                            // the pipeline buffers become the merge buffer
@@ -544,20 +594,18 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 }
 
 // The per-warp variant (large batches: the (sequence, kv head) pairs alone
-// fill the GPU).  Each warp takes one (split, kv head, sequence) item by
-// itself with the pipeline above: no block barrier, no merge of warps, and
-// a launch of about one item per resident warp, so every SM streams from
-// its first microsecond to the end of its items (the CTA kernel's waves
+// fill the GPU).  Each warp takes one pair, all its keys, by itself with
+// the walk above: no block barrier, no merge of warps or splits, and a
+// launch of about one pair per resident warp, so every SM streams from
+// its first microsecond to the end of its pairs (the CTA kernel's waves
 // restarted 4 warps' pipelines together and idled HBM between them: ncu
 // put it at 72% of DRAM peak at batch 32 and 82% at 128, context 1024).
-// q is staged in the warp's third pipeline stage (free until the loop's
-// first load), the new key and value (rope_attention) in registers, 16
-// bytes a lane.  Splits merge as in the CTA kernel: partials in split
-// order by the pair's last warp.
+// q is staged in the warp's third pipeline stage (free until the walk's
+// first load), the new key and value (rope_attention) in registers.
 template <typename T, int HD>
 __global__ void __launch_bounds__(WARPS * 32) decode_warp_kernel(decode_args a, int n_items)
 {
-    constexpr int LD = ld_kv<HD>(), CPR = HD / 8, HALF = HD / 2, VPL = HD / 32;
+    constexpr int LD = ld_kv<HD>();
     extern __shared__ __align__(16) unsigned char smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, tg = lane & 3;
@@ -566,167 +614,39 @@ __global__ void __launch_bounds__(WARPS * 32) decode_warp_kernel(decode_args a, 
         prefetch_slice(a, blockIdx.x);
     if (item >= n_items)
         return;
-    const int split = item % a.n_splits, kvh = (item / a.n_splits) % a.n_kv;
-    const int s = item / a.n_splits / a.n_kv;
+    const int kvh = item % a.n_kv, s = item / a.n_kv;
     const int kv_len = a.kv_len[s];             // uploaded metadata: readable before the wait
-    const int c0 = split * a.chunk;
-    const int c1 = min(c0 + a.chunk, kv_len);
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
-    prefetch_rows<T, HD>(a, head, table, c0, min(c1 - c0, (STAGES - 1) * TILE), lane, 32);
+    prefetch_rows<T, HD>(a, head, table, 0, min(kv_len, (STAGES - 1) * TILE), lane, 32);
     pdl_wait();
-    if (c0 >= kv_len)
-        return;                                 // a shorter sequence of the batch: nothing here
-    const int pnew = a.slot && c1 == kv_len ? kv_len - 1 : -1;
-    T *wbuf = reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD;
-    const int n_tiles = (c1 - c0 + TILE - 1) / TILE;
-    auto load_tile = [&](int j, int stage) {
-        if (j < n_tiles)
-            load_kv_tile<T, HD>(wbuf + stage * 2 * TILE * LD, a, head, table, c0 + j * TILE, c1,
-                                pnew, lane);
-        cp_async_commit();
-    };
+    const int pnew = a.slot ? kv_len - 1 : -1;
+    const tile_walk<T, HD> w = {reinterpret_cast<T *>(smem) + warp * STAGES * 2 * TILE * LD,
+                                head, table, 0, kv_len, pnew, 0, 1, (kv_len + TILE - 1) / TILE};
     float m[2], l[2], o[HD / 8][4];
     zero_acc<HD>(m, l, o);
-#pragma unroll
-    for (int j = 0; j < STAGES - 1; j++)
-        load_tile(j, j);
-
-    // the new key and value (rope_attention): lane c holds 16-byte chunk c
-    // of [K | V], k's chunk rotated as rope_kv_write rotates it; written to
-    // the cache slot here, patched into the tile below
-    uint4 nkv = make_uint4(0, 0, 0, 0);
-    if (pnew >= 0 && lane < 2 * CPR) {
-        const bool isv = lane >= CPR;
-        const int c = lane % CPR, part = (c * 8) % HALF, hi = c * 8 >= HALF;
-        const T *row = reinterpret_cast<const T *>(
-            isv ? a.vn + (int64_t)s * a.vn_nb0 + (int64_t)kvh * a.vn_nb1
-                : a.kn + (int64_t)s * a.kn_nb0 + (int64_t)kvh * a.kn_nb1);
-        T x1[8], x2[8];
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            x1[u] = row[part + u];
-            x2[u] = row[part + HALF + u];
-        }
-        T *out = reinterpret_cast<T *>(&nkv);
-#pragma unroll
-        for (int u = 0; u < 8; u++) {
-            if (isv) {
-                out[u] = hi ? x2[u] : x1[u];
-                continue;
-            }
-            float cs, sn;
-            rope_cos_sin((float)a.pos[s * a.pos_step], a.inv_freq[part + u], a.af, &cs, &sn);
-            const float f1 = to_f32<T>(x1[u]), f2 = to_f32<T>(x2[u]);
-            out[u] = from_f32<T>(hi ? rot_hi(f1, f2, cs, sn) : rot_lo(f1, f2, cs, sn));
-        }
-        const int64_t sl = a.slot[s];
-        T *dst = reinterpret_cast<T *>(a.base + (int64_t)kvh * HD * (int64_t)sizeof(T) +
-                                       (sl >> a.bs_shift) * a.block_stride +
-                                       (sl & a.bs_mask) * a.row_bytes + (isv ? a.v_off : 0));
-#pragma unroll
-        for (int u = 0; u < 8; u++)
-            dst[c * 8 + u] = out[u];
-    }
-    T *sq = wbuf + (STAGES - 1) * 2 * TILE * LD;
+    walk_start(a, w, lane);
+    // the new key and value (rope_attention), patched into its tile by the walk
+    const uint4 nkv = pnew >= 0 ? new_kv<T, HD>(a, s, kvh, lane) : make_uint4(0, 0, 0, 0);
+    T *sq = w.stage(STAGES - 1);
     load_q<T, HD, 32>(sq, a, s, kvh, lane);
     __syncwarp();
     uint32_t qf[HD / 16][4];
     q_frags<T, HD>(qf, sq, lane);
-
-    for (int j = 0; j < n_tiles; j++) {
-        __syncwarp(); // every lane is done with the stage the next load overwrites
-        load_tile(j + STAGES - 1, (j + STAGES - 1) % STAGES);
-        cp_async_wait<STAGES - 1>();
-        __syncwarp();
-        T *sk = wbuf + (j % STAGES) * 2 * TILE * LD;
-        const int p0 = c0 + j * TILE;
-        if (pnew >= p0 && pnew < p0 + TILE) {   // the new key, loaded as zeros
-            if (lane < 2 * CPR)
-                *reinterpret_cast<uint4 *>(sk + ((lane / CPR) * TILE + pnew - p0) * LD +
-                                           (lane % CPR) * 8) = nkv;
-            __syncwarp();
-        }
-        attend_tile<T, HD>(qf, sk, sk + TILE * LD, p0, c1, a.scale_log2, lane, m, l, o);
-    }
-    cp_async_wait<0>();
-    row_sums(l);
+    walk(a, w, qf, nkv, lane, m, l, o);
     // rows g and g + 8 of the group, columns n * 8 + tg * 2 (+1)
-    if (a.n_splits == 1) {
-#pragma unroll
-        for (int h2 = 0; h2 < 2; h2++) {
-            const int r = g + 8 * h2;
-            if (r >= a.group)
-                continue;
-            char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)(kvh * a.group + r) * a.o_nb1;
-            const float inv = 1.0f / l[h2];
-#pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                store<T>(orow, n * 8 + tg * 2, o[n][2 * h2] * inv);
-                store<T>(orow, n * 8 + tg * 2 + 1, o[n][2 * h2 + 1] * inv);
-            }
-        }
-        return;
-    }
-    const size_t row0 = ((size_t)s * a.n_q + (size_t)kvh * a.group) * a.n_splits;
 #pragma unroll
     for (int h2 = 0; h2 < 2; h2++) {
         const int r = g + 8 * h2;
         if (r >= a.group)
             continue;
-        const size_t at = row0 + (size_t)r * a.n_splits + split;
-#pragma unroll
-        for (int n = 0; n < HD / 8; n++)
-            *reinterpret_cast<float2 *>(&a.part_o[at * HD + n * 8 + tg * 2]) =
-                make_float2(o[n][2 * h2], o[n][2 * h2 + 1]);
-        if (tg == 0) {
-            a.part_ml[at * 2] = m[h2];
-            a.part_ml[at * 2 + 1] = l[h2];
-        }
-    }
-    // The pair's last warp merges: the partials go out before the count
-    // (fence), and the merging warp reads them from L2 (__ldcg).
-    const int n = min(a.n_splits, (kv_len + a.chunk - 1) / a.chunk);
-    __threadfence();
-    __syncwarp();
-    int last = 0;
-    if (lane == 0) {
-        int32_t *cnt = a.count + (int64_t)s * a.n_kv + kvh;
-        last = atomicAdd(cnt, 1) == n - 1;
-        if (last)
-            *cnt = 0;                           // every warp of the pair has counted
-    }
-    if (!__shfl_sync(0xffffffffu, last, 0))
-        return;
-    __threadfence();
-    // per row: the max and denominator over the splits (lane order, then a
-    // fixed shuffle tree), then each lane's columns in split order
-    for (int r = 0; r < a.group; r++) {
-        const float *ml = a.part_ml + (row0 + (size_t)r * a.n_splits) * 2;
-        float mm = -INFINITY;
-        for (int sp = lane; sp < n; sp += 32)
-            mm = fmaxf(mm, __ldcg(&ml[sp * 2]));
-        mm = warp_max(mm);
-        float den = 0.0f;
-        for (int sp = lane; sp < n; sp += 32)
-            den += exp2f(__ldcg(&ml[sp * 2]) - mm) * __ldcg(&ml[sp * 2 + 1]);
-        den = warp_sum(den);
-        const float *po = a.part_o + (row0 + (size_t)r * a.n_splits) * HD;
-        float acc[VPL];
-#pragma unroll
-        for (int e = 0; e < VPL; e++)
-            acc[e] = 0.0f;
-        for (int sp = 0; sp < n; sp++) {
-            const float f = exp2f(__ldcg(&ml[sp * 2]) - mm);
-#pragma unroll
-            for (int e = 0; e < VPL; e++)
-                acc[e] += f * __ldcg(&po[(size_t)sp * HD + lane + 32 * e]);
-        }
-        const float inv = 1.0f / den;
         char *orow = a.out + (int64_t)s * a.o_nb0 + (int64_t)(kvh * a.group + r) * a.o_nb1;
+        const float inv = 1.0f / l[h2];
 #pragma unroll
-        for (int e = 0; e < VPL; e++)
-            store<T>(orow, lane + 32 * e, acc[e] * inv);
+        for (int n = 0; n < HD / 8; n++) {
+            store<T>(orow, n * 8 + tg * 2, o[n][2 * h2] * inv);
+            store<T>(orow, n * 8 + tg * 2 + 1, o[n][2 * h2 + 1] * inv);
+        }
     }
 }
 
@@ -776,13 +696,13 @@ static int64_t ctas_per_sm(int head_dim)
 }
 
 // The per-warp kernel once the pairs fill more than half the resident
-// warps (so it never splits: H100, head_dim 128, 529+ pairs, batch 67+ of
-// Llama's 8 kv heads), else the CTA kernel with splits filling the
-// resident CTAs.  With 4 splits a pair (batch 32, context 1024) the
-// per-warp kernel was slower: 8.645/8.633 against 8.439/8.238 ms a step,
-// its last warp merging row after row.  A tuning build takes
-// ZL_DECODE_WARP=0|1 to force either (forced on, the per-warp kernel
-// splits and merges like the CTA kernel; the tests run it so).
+// warps (H100, head_dim 128: 529+ pairs, batch 67+ of Llama's 8 kv heads),
+// else the CTA kernel with splits filling the resident CTAs.  A first
+// per-warp kernel that split pairs to fill the warps lost with 4 splits a
+// pair (batch 32, context 1024: 8.645/8.633 against 8.439/8.238 ms a
+// step), its last warp merging row after row, so the per-warp kernel
+// takes whole pairs.  A tuning build takes ZL_DECODE_WARP=0|1 to force
+// either.
 static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
 {
     bool warp = pairs * 2 > (int64_t)sms * ctas_per_sm(head_dim) * WARPS;
@@ -795,10 +715,9 @@ static plan make_plan(int64_t pairs, int32_t max_kv_len, int head_dim, int sms)
     if (force >= 0)
         warp = force == 1;
 #endif
-    const int64_t slots = (int64_t)sms * ctas_per_sm(head_dim) * (warp ? WARPS : 1);
-    plan p = split_plan(pairs, max_kv_len, slots);
-    p.warp = warp;
-    return p;
+    if (warp)   // a warp per pair, all its keys: the launch shape of one split
+        return plan{1, 1 << 30, true};
+    return split_plan(pairs, max_kv_len, (int64_t)sms * ctas_per_sm(head_dim));
 }
 
 static size_t scratch_for(int64_t n_seqs, int64_t n_q, int head_dim, int splits)
@@ -851,8 +770,8 @@ extern "C" size_t zl_cuda_attention_decode_scratch(int32_t n_seqs, int32_t n_q_h
     int sms = device_sms(&ok);
     if (!ok)
         return 0;
-    // the most splits any plan takes: the fewest pairs, the per-warp slots
-    plan p = split_plan(n_seqs, max_kv_len, (int64_t)sms * ctas_per_sm(head_dim) * WARPS);
+    // the most splits any plan takes: the fewest pairs (the per-warp plan never splits)
+    plan p = split_plan(n_seqs, max_kv_len, (int64_t)sms * ctas_per_sm(head_dim));
     return scratch_for(n_seqs, n_q_heads, head_dim, p.splits);
 }
 
