@@ -9,7 +9,9 @@
  * (CUBLAS_COMPUTE_32F: no TF32 for f32 inputs).
  *
  * One plan per shape (sizes, strides, dtypes, bias, pointer alignments):
- * the descriptors and the heuristic's algorithm, made on first use and kept
+ * the descriptors and the heuristic's algorithm (plan_algo: its first pick,
+ * or from 64 tokens an unsplit one in place of a split-K pick that needs a
+ * reduction kernel), made on first use and kept
  * in a small open-addressed table; it is flushed whole if it ever fills
  * (many distinct token counts), which costs only new heuristic queries. */
 #include "config.h"
@@ -22,6 +24,7 @@
 #define LIN_SLOTS 256           /* power of two */
 #define LIN_MAX_FILL (LIN_SLOTS * 3 / 4)
 #define LIN_MAX_ALIGN 256
+#define LIN_UNSPLIT_MIN_TOKENS 64 /* plan_algo */
 
 struct lin_key {
     int64_t m, n, k;            /* out features (w rows), tokens, inner size */
@@ -87,12 +90,13 @@ static int32_t align_of(const void *p, int64_t stride_bytes)
     return (int32_t)(v & (~v + 1));
 }
 
-/* The heuristic's best algorithm for p's descriptors; 0 results is not an
- * error here (the caller may retry without the bias epilogue). */
-static int plan_algo(struct zl_bctx *ctx, struct lin_plan *p, int *found)
+/* The heuristic's best algorithm for p's descriptors among those whose
+ * split-K reduction is in red_mask (cublasLtReductionScheme_t bits); 0
+ * results is not an error here. */
+static int heuristic(struct zl_bctx *ctx, struct lin_plan *p, uint32_t red_mask,
+                     cublasLtMatmulHeuristicResult_t *res, int *found)
 {
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
     int count = 0;
     size_t ws = CUDA_LT_WORKSPACE;
     uint32_t al[4] = {(uint32_t)p->key.align_a, (uint32_t)p->key.align_b,
@@ -107,16 +111,75 @@ static int plan_algo(struct zl_bctx *ctx, struct lin_plan *p, int *found)
     for (int i = 0; i < 4 && st == CUBLAS_STATUS_SUCCESS; i++)
         st = cublasLtMatmulPreferenceSetAttribute(pref, al_attr[i], &al[i], sizeof al[i]);
     if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                  &red_mask, sizeof red_mask);
+    if (st == CUBLAS_STATUS_SUCCESS)
         st = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1,
-                                            &res, &count);
+                                            res, &count);
     if (pref)
         ZL_CUBLAS_WARN(cublasLtMatmulPreferenceDestroy(pref));
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) /* "no algorithm" in some versions */
         st = CUBLAS_STATUS_SUCCESS, count = 0;
     ZL_CUBLAS_TRY(st);
     *found = count > 0;
-    if (*found)
-        p->algo = res.algo;
+    return ZL_OK;
+}
+
+static uint32_t algo_attr(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoConfigAttributes_t a)
+{
+    uint32_t v = 0; /* the id and the reduction scheme are 32-bit */
+    size_t got = 0;
+    if (cublasLtMatmulAlgoConfigGetAttribute(algo, a, &v, sizeof v, &got) != CUBLAS_STATUS_SUCCESS)
+        return UINT32_MAX;
+    return v;
+}
+
+/* The heuristic's first pick for p, except that from 64 tokens a pick
+ * which splits K and adds the splits in a kernel of its own gives way to
+ * the best unsplit algorithm of the same family (algorithm id) when that
+ * still fills half the GPU (heuristic wave count).  In a layer's chain the
+ * reduction kernel costs a launch and a grid drain besides its own time:
+ * Llama-3.1-8B bf16 batch 128 on an H100 (the down projection [4096,
+ * 14336] at 128 tokens: split-K 3 in 53.0 us vs unsplit 46.1 us alone)
+ * ran 13.82/13.73/13.32 -> 13.18/13.14/13.05 ms a step.  At 32 tokens the
+ * unsplit picks are slow (71.5 us in the same family at 0.24 waves, 305
+ * us in another) and the split stays; taking unsplit picks from 9 tokens
+ * (the o and down projections of 9-31-token steps) made batch 32 slower
+ * (8.21-8.38 -> 8.56-9.10 ms a step), hence the 64.  Both queries depend
+ * only on the shapes, so the pick, and the bits, do not depend on a
+ * measurement.  Tuning builds: ZL_LT_UNSPLIT=N moves the 64 (0: never). */
+static int plan_algo(struct zl_bctx *ctx, struct lin_plan *p, int *found)
+{
+    cublasLtMatmulHeuristicResult_t res, alt;
+    int rc = heuristic(ctx, p, CUBLASLT_REDUCTION_SCHEME_MASK, &res, found);
+    if (rc < 0 || !*found)
+        return rc;
+    p->algo = res.algo;
+    const uint32_t red = algo_attr(&res.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
+    int64_t min_tokens = LIN_UNSPLIT_MIN_TOKENS;
+#ifdef ZL_GEMV_TUNING
+    const char *v = getenv("ZL_LT_UNSPLIT");
+    if (v && *v)
+        min_tokens = strtol(v, NULL, 10);
+#endif
+    if ((red != CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE &&
+         red != CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE) || min_tokens <= 0 || p->key.n < min_tokens)
+        return ZL_OK;
+    int alt_found = 0;
+    if ((rc = heuristic(ctx, p, CUBLASLT_REDUCTION_SCHEME_NONE, &alt, &alt_found)) < 0)
+        return rc;
+    const uint32_t id = algo_attr(&res.algo, CUBLASLT_ALGO_CONFIG_ID);
+    const uint32_t alt_id = alt_found ? algo_attr(&alt.algo, CUBLASLT_ALGO_CONFIG_ID) : UINT32_MAX;
+    const int take = alt_found && alt.wavesCount >= 0.5f && id != UINT32_MAX && alt_id == id;
+    if (take)
+        p->algo = alt.algo;
+    zl_cuda_host->log(ZL_LOG_DEBUG, "cuda", "linear [%lld x %lld] x [%lld x %lld]^T: split-K "
+                      "pick (algorithm %u, %u splits, %.2f waves) %s the unsplit one (algorithm "
+                      "%d, %.2f waves)", (long long)p->key.n, (long long)p->key.k,
+                      (long long)p->key.m, (long long)p->key.k, id,
+                      algo_attr(&res.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM), res.wavesCount,
+                      take ? "gives way to" : "kept over", alt_found ? (int)alt_id : -1,
+                      alt_found ? alt.wavesCount : 0.0);
     return ZL_OK;
 }
 

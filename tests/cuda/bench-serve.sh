@@ -6,6 +6,7 @@
 # N_PROMPTS (default 1000; 0 skips it) random 1024-token prompts, 256 tokens out,
 # ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
+# ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
 # bench-llama8b.sh); ZL_CUDA_GRAPHS=true serves with CUDA graphs.
 set -u
@@ -37,7 +38,7 @@ backend:
   cuda_graphs: ${ZL_CUDA_GRAPHS:-false}
 engine:
   max_num_seqs: 256
-  max_num_batched_tokens: 8192
+  max_num_batched_tokens: ${ZL_MAX_BATCHED:-8192}
 server:
   port: $port
 log_level: info

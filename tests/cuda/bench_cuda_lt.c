@@ -5,9 +5,18 @@
  * back-to-back calls, CUDA events, weights rotated over 8 copies so L2 does
  * not serve them) and the first (what zlight runs) is compared with the
  * fastest.  A benchmark, not a test: prints a table; figures and the
- * decision it informed are in BENCHMARKS.md. */
+ * decision it informed are in BENCHMARKS.md.  BENCH_LT_ALGOS=1 also prints
+ * every result's time and configuration (tile, stages, split-K, ...) and
+ * the heuristic's wave count; BENCH_LT_M="32 128" limits the token counts;
+ * BENCH_LT_RANDOM=1 fills weights and x with random bf16 instead of one
+ * repeated value (bit toggling in the tensor cores draws power: the model's
+ * weights are random); BENCH_LT_REDMASK=N asks the heuristic only for
+ * algorithms whose split-K reduction scheme is in mask N (0: no split-K,
+ * 1: in-place split-K too; default 7, every scheme). */
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cuda_runtime.h>
 /* cublasLt.h declares one function as f() (not a C prototype) */
@@ -17,7 +26,7 @@
 #pragma GCC diagnostic pop
 
 #define ROT 8
-#define N_ALGO 8
+#define N_ALGO 16
 
 static cublasLtHandle_t lt;
 static void *ws;
@@ -64,8 +73,56 @@ static double time_algo(const struct gemm *g, const cublasLtMatmulAlgo_t *al, vo
     return best < 0 ? -1 : best;
 }
 
+/* One line of algorithm i's configuration and its time. */
+static void print_algo(int i, const cublasLtMatmulHeuristicResult_t *r, double us)
+{
+    static const cublasLtMatmulAlgoConfigAttributes_t attr[] = {
+        CUBLASLT_ALGO_CONFIG_ID, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_ALGO_CONFIG_STAGES_ID,
+        CUBLASLT_ALGO_CONFIG_SPLITK_NUM, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+        CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION,
+        CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID};
+    static const char *name[] = {"id", "tile", "stages", "splitk", "red", "swz", "custom",
+                                 "cluster"};
+    printf("    #%-2d %8.1f us  waves %5.2f ", i, us, r->wavesCount);
+    for (size_t a = 0; a < sizeof attr / sizeof *attr; a++) {
+        uint32_t v = 0; /* every attribute here fits 32 bits */
+        size_t got = 0;
+        if (cublasLtMatmulAlgoConfigGetAttribute(&r->algo, attr[a], &v, sizeof v, &got) !=
+            CUBLAS_STATUS_SUCCESS)
+            v = 0xffffffffu;
+        printf(" %s %u", name[a], v);
+    }
+    printf("\n");
+}
+
+/* bytes of dst filled with random bf16 of magnitude 2^-7 .. 2^-6, either
+ * sign, from a host pattern of 16 MB repeated (seeded: the same every run). */
+static void fill_random(void *dst, size_t bytes, unsigned seed)
+{
+    static uint16_t *pat;
+    const size_t n = (size_t)8 << 20;
+    if (!pat) {
+        pat = malloc(n * sizeof *pat);
+        check(!pat, "malloc");
+    }
+    srand(seed);
+    for (size_t i = 0; i < n; i++)
+        pat[i] = (uint16_t)(0x3c00u | ((unsigned)rand() & 0x3ffu) | (((unsigned)rand() & 1u) << 15));
+    for (size_t off = 0; off < bytes; off += n * sizeof *pat) {
+        size_t len = bytes - off < n * sizeof *pat ? bytes - off : n * sizeof *pat;
+        check(cudaMemcpy((char *)dst + off, pat, len, cudaMemcpyHostToDevice) != cudaSuccess,
+              "cudaMemcpy");
+    }
+}
+
 int main(void)
 {
+    const int random = getenv("BENCH_LT_RANDOM") && *getenv("BENCH_LT_RANDOM") == '1';
+    const uint32_t redmask = getenv("BENCH_LT_REDMASK")
+                                 ? (uint32_t)strtoul(getenv("BENCH_LT_REDMASK"), NULL, 0)
+                                 : CUBLASLT_REDUCTION_SCHEME_MASK;
+    const char *lt_m = getenv("BENCH_LT_M");
+    const int verbose = getenv("BENCH_LT_ALGOS") && *getenv("BENCH_LT_ALGOS") == '1';
     static const struct { const char *name; long n, k; } shape[] = {
         {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
         {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
@@ -81,6 +138,8 @@ int main(void)
     check(cudaMalloc(&ws, ws_bytes) || cudaStreamCreate(&s), "setup");
     check(cudaMalloc(&x, 512L * 14336 * 2) || cudaMalloc(&y, 512L * 128256 * 2), "cudaMalloc");
     check(cudaMemset(x, 0x3c, 512L * 14336 * 2), "cudaMemset"); /* ~0.01: no zeros, no overflow */
+    if (random)
+        fill_random(x, 512L * 14336 * 2, 1);
     printf("%-8s %4s %10s %10s %6s %6s %9s %9s\n", "shape", "M", "first_us", "best_us", "which",
            "gain%", "first_TB/s", "best_TB/s");
     for (size_t si = 0; si < sizeof shape / sizeof *shape; si++) {
@@ -88,13 +147,24 @@ int main(void)
         int copies = wb * ROT > ((size_t)6 << 30) ? 3 : ROT; /* lm_head: 3 copies still beat L2 */
         void *w[ROT];
         for (int r = 0; r < ROT; r++) {
-            if (r < copies)
+            if (r < copies) {
                 check(cudaMalloc(&w[r], wb) || cudaMemset(w[r], 0x3c + r, wb), "weights");
-            else
+                if (random)
+                    fill_random(w[r], wb, 2 + (unsigned)r);
+            } else {
                 w[r] = w[r % copies];
+            }
         }
         for (size_t mi = 0; mi < sizeof tokens / sizeof *tokens; mi++) {
             long m = tokens[mi];
+            char mstr[16];
+            snprintf(mstr, sizeof mstr, " %ld ", m);
+            if (lt_m) { /* " 32 128 " holds " 32 " */
+                char padded[256];
+                snprintf(padded, sizeof padded, " %s ", lt_m);
+                if (!strstr(padded, mstr))
+                    continue;
+            }
             struct gemm g;
             cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
             cublasLtMatmulPreference_t pref;
@@ -109,6 +179,8 @@ int main(void)
                   cublasLtMatmulPreferenceCreate(&pref) ||
                   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                        &ws_bytes, sizeof ws_bytes) ||
+                  cublasLtMatmulPreferenceSetAttribute(
+                      pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &redmask, sizeof redmask) ||
                   cublasLtMatmulAlgoGetHeuristic(lt, g.desc, g.a, g.b, g.c, g.c, pref, N_ALGO, res,
                                                  &found),
                   "descriptors and heuristic");
@@ -118,6 +190,8 @@ int main(void)
             for (int i = 0; i < found; i++) {
                 double t = res[i].state == CUBLAS_STATUS_SUCCESS
                                ? time_algo(&g, &res[i].algo, w, x, y, s, iters) : -1;
+                if (verbose)
+                    print_algo(i, &res[i], t);
                 if (i == 0)
                     first = t;
                 if (t > 0 && (best < 0 || t < best))
