@@ -85,12 +85,16 @@ static void print_algo(int i, const cublasLtMatmulHeuristicResult_t *r, double u
                                  "cluster"};
     printf("    #%-2d %8.1f us  waves %5.2f ", i, us, r->wavesCount);
     for (size_t a = 0; a < sizeof attr / sizeof *attr; a++) {
-        uint32_t v = 0; /* every attribute here fits 32 bits */
+        uint32_t v = 0;
+        uint16_t v16 = 0; /* the cluster shape id is 16-bit, the others 32 */
         size_t got = 0;
-        if (cublasLtMatmulAlgoConfigGetAttribute(&r->algo, attr[a], &v, sizeof v, &got) !=
-            CUBLAS_STATUS_SUCCESS)
-            v = 0xffffffffu;
-        printf(" %s %u", name[a], v);
+        const int narrow = attr[a] == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID;
+        if (cublasLtMatmulAlgoConfigGetAttribute(&r->algo, attr[a], narrow ? (void *)&v16 : &v,
+                                                 narrow ? sizeof v16 : sizeof v,
+                                                 &got) != CUBLAS_STATUS_SUCCESS)
+            printf(" %s ?", name[a]);
+        else
+            printf(" %s %u", name[a], narrow ? (unsigned)v16 : v);
     }
     printf("\n");
 }
