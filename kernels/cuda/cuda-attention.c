@@ -107,19 +107,13 @@ static int rope_kv_prepare(struct zl_bctx *ctx, const char *op, const struct zl_
     return upload_batch(ctx, op, r->cache, r->batch, a->q.n, db);
 }
 
-/* rope_kv_write's kernel on token rows [r0, r1) of its checked arguments. */
-static int rope_kv_rows(struct zl_bctx *ctx, const struct cuda_rope_args *a,
-                        const struct zl_cuda_heads *vh, const struct zl_rope *rope,
-                        const struct zl_cuda_kv *kv, const int32_t *slot, int64_t r0, int64_t r1)
+/* rope_kv_write's kernel on its checked arguments. */
+static int rope_kv_run(struct zl_bctx *ctx, const struct cuda_rope_args *a,
+                       const struct zl_cuda_heads *vh, const struct zl_rope *rope,
+                       const struct zl_cuda_kv *kv, const int32_t *slot)
 {
-    struct zl_cuda_heads q = a->q, k = a->k, v = *vh;
-    q.data = (char *)q.data + r0 * q.nb0;
-    k.data = (char *)k.data + r0 * k.nb0;
-    v.data = (char *)v.data + r0 * v.nb0;
-    q.n = k.n = v.n = r1 - r0;
-    ZL_CUDA_TRY(zl_cuda_rope_kv_write(&q, &k, &v, a->pos + r0 * a->pos_step, a->pos_step, a->freq,
-                                      rope->rot_dim, rope->attn_factor, kv, slot + r0,
-                                      ctx->stream));
+    ZL_CUDA_TRY(zl_cuda_rope_kv_write(&a->q, &a->k, vh, a->pos, a->pos_step, a->freq,
+                                      rope->rot_dim, rope->attn_factor, kv, slot, ctx->stream));
     return ZL_OK;
 }
 
@@ -137,7 +131,7 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
     int rc = rope_kv_prepare(ctx, op, &r, &a, &vh, &kv, &db);
     if (rc < 0 || a.q.n == 0 || skip_attention() || cuda_graph_dry(ctx))
         return rc;
-    return rope_kv_rows(ctx, &a, &vh, rope, &kv, db.slot, 0, a.q.n);
+    return rope_kv_run(ctx, &a, &vh, rope, &kv, db.slot);
 }
 
 int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
@@ -364,7 +358,7 @@ int cuda_rope_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct
     const int fuse = nd == r->batch->n_seqs && r->rope->rot_dim == kv.head_dim &&
                      zl_cuda_attention_decode_takes(&od, &qd, &kv, nd, &dr);
     if (!fuse && !cuda_graph_dry(ctx) &&
-        (rc = rope_kv_rows(ctx, &a, &vh, r->rope, &kv, db.slot, 0, a.q.n)) < 0)
+        (rc = rope_kv_run(ctx, &a, &vh, r->rope, &kv, db.slot)) < 0)
         return rc;
     if ((rc = dispatch(ctx, &oh, &a.q, &kv, &db, r->batch, scale, fuse ? &dr : NULL)) < 0)
         return rc;

@@ -138,6 +138,37 @@ int32_t *rng_perm(int n)
     return p;
 }
 
+int32_t *ct_paged_table(int n_seqs, const int *kv_len, const int32_t *q_start, int bs,
+                        int *max_blocks, int *pool, int32_t **slot)
+{
+    int used = 0, cols = 1;
+    for (int s = 0; s < n_seqs; s++) {
+        int nb = (kv_len[s] + bs - 1) / bs;
+        used += nb;
+        cols = nb + 1 > cols ? nb + 1 : cols;
+    }
+    int32_t *perm = rng_perm(used + 3);
+    int32_t *table = xmalloc((size_t)n_seqs * (size_t)cols * sizeof *table);
+    int n_tok = q_start[n_seqs];
+    *slot = xmalloc((size_t)(n_tok > 0 ? n_tok : 1) * sizeof **slot);
+    int next = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int32_t *row = table + (size_t)s * (size_t)cols;
+        int nb = (kv_len[s] + bs - 1) / bs;
+        for (int j = 0; j < cols; j++)
+            row[j] = j < nb ? perm[next++] : -1;
+        int rows = q_start[s + 1] - q_start[s];
+        for (int t = 0; t < rows; t++) {
+            int p = kv_len[s] - rows + t;
+            (*slot)[q_start[s] + t] = row[p / bs] * bs + p % bs;
+        }
+    }
+    free(perm);
+    *max_blocks = cols;
+    *pool = used + 3;
+    return table;
+}
+
 void *xmalloc(size_t bytes)
 {
     void *p = malloc(bytes ? bytes : 1);

@@ -47,6 +47,15 @@ double rng_uniform(double lo, double hi);
 int rng_int(int lo, int hi);    /* lo..hi inclusive */
 int32_t *rng_perm(int n);       /* 0..n-1 shuffled (new buffer, free it) */
 
+/* A random paged KV layout: sequence s holds kv_len[s] keys, the last
+ * q_start[s + 1] - q_start[s] of them the step's new rows.  Sets
+ * *max_blocks (one spare column; -1 past a sequence's blocks) and *pool (3
+ * blocks no sequence owns), returns the [n_seqs][max_blocks] table of
+ * shuffled block ids and sets *slot to the new rows' cache slots
+ * (q_start[n_seqs] of them); both are new buffers, free them. */
+int32_t *ct_paged_table(int n_seqs, const int *kv_len, const int32_t *q_start, int bs,
+                        int *max_blocks, int *pool, int32_t **slot);
+
 void *xmalloc(size_t bytes);    /* exits on failure */
 
 /* Device memory through the backend's hooks (exit on failure). */

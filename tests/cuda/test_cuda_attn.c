@@ -86,32 +86,12 @@ static size_t cache_index(const struct setup *s, int64_t slot, int kv, int head,
 static void make_tables(struct setup *s)
 {
     const struct attn_case *c = s->c;
-    int used = 0;
-    s->max_blocks = 1;
     s->q_start[0] = 0;
-    for (int i = 0; i < c->n_seqs; i++) {
-        int nb = (c->kv_len[i] + c->bs - 1) / c->bs;
-        used += nb;
-        s->max_blocks = nb + 1 > s->max_blocks ? nb + 1 : s->max_blocks;
+    for (int i = 0; i < c->n_seqs; i++)
         s->q_start[i + 1] = s->q_start[i] + c->n_new[i];
-    }
     s->n_tok = s->q_start[c->n_seqs];
-    s->pool = used + 3;
-    int32_t *perm = rng_perm(s->pool);
-    s->table = xmalloc((size_t)(c->n_seqs * s->max_blocks) * sizeof *s->table);
-    s->slot = xmalloc((size_t)(s->n_tok ? s->n_tok : 1) * sizeof *s->slot);
-    int next = 0;
-    for (int i = 0; i < c->n_seqs; i++) {
-        int32_t *row = s->table + i * s->max_blocks;
-        int nb = (c->kv_len[i] + c->bs - 1) / c->bs;
-        for (int j = 0; j < s->max_blocks; j++)
-            row[j] = j < nb ? perm[next++] : -1;
-        for (int t = 0; t < c->n_new[i]; t++) {
-            int pos = c->kv_len[i] - c->n_new[i] + t;
-            s->slot[s->q_start[i] + t] = row[pos / c->bs] * c->bs + pos % c->bs;
-        }
-    }
-    free(perm);
+    s->table = ct_paged_table(c->n_seqs, c->kv_len, s->q_start, c->bs, &s->max_blocks, &s->pool,
+                              &s->slot);
 }
 
 /* o[hd] = softmax(scale q.K) V over the first ctx positions of seq i, with tol. */

@@ -140,30 +140,11 @@ static size_t cache_index(const struct run *r, int seq, int pos, int kv, int hea
 static void make_pool(struct run *r)
 {
     const struct dcase *c = r->c;
-    int used = 0;
-    r->max_blocks = 1;
-    for (int i = 0; i < c->n_seqs; i++) {
-        int nb = (r->kv_len[i] + c->bs - 1) / c->bs;
-        used += nb;
-        r->max_blocks = nb + 1 > r->max_blocks ? nb + 1 : r->max_blocks;
-    }
-    r->pool = used + 3;
-    int32_t *perm = rng_perm(r->pool);
-    r->table = xmalloc((size_t)c->n_seqs * (size_t)r->max_blocks * sizeof *r->table);
-    r->slot = xmalloc((size_t)c->n_seqs * sizeof *r->slot);
     r->q_start = xmalloc((size_t)(c->n_seqs + 1) * sizeof *r->q_start);
-    int next = 0;
-    for (int i = 0; i < c->n_seqs; i++) {
-        int32_t *row = r->table + i * r->max_blocks;
-        int nb = (r->kv_len[i] + c->bs - 1) / c->bs;
-        for (int j = 0; j < r->max_blocks; j++)
-            row[j] = j < nb ? perm[next++] : -1;
-        int pos = r->kv_len[i] - 1;
-        r->slot[i] = row[pos / c->bs] * c->bs + pos % c->bs;
-        r->q_start[i] = i;
-    }
-    r->q_start[c->n_seqs] = c->n_seqs;
-    free(perm);
+    for (int i = 0; i <= c->n_seqs; i++)
+        r->q_start[i] = i;      /* one new row a sequence: its last key */
+    r->table = ct_paged_table(c->n_seqs, r->kv_len, r->q_start, c->bs, &r->max_blocks, &r->pool,
+                              &r->slot);
     /* blocks padded by 16 bytes: the stride must be honoured */
     size_t es = esize(r->dt);
     r->block_elems = (size_t)N_LAYERS * 2 * (size_t)c->bs * (size_t)c->hkv * (size_t)c->hd +

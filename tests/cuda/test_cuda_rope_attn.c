@@ -78,8 +78,6 @@ struct geo {
 
 static void make_geo(const struct rcase *c, struct geo *g)
 {
-    int used = 0;
-    g->max_blocks = 1;
     g->n_tok = 0;
     for (int s = 0; s < c->n_seqs; s++) {
         g->kv_len[s] = c->ctx[s % c->n_ctx];
@@ -88,30 +86,15 @@ static void make_geo(const struct rcase *c, struct geo *g)
             g->kv_len[s] = rows;
         g->q_start[s] = g->n_tok;
         g->n_tok += rows;
-        int nb = (g->kv_len[s] + c->bs - 1) / c->bs;
-        used += nb;
-        g->max_blocks = nb + 1 > g->max_blocks ? nb + 1 : g->max_blocks;
     }
     g->q_start[c->n_seqs] = g->n_tok;
-    g->pool = used + 3;
-    int32_t *perm = rng_perm(g->pool);
-    g->table = xmalloc((size_t)c->n_seqs * (size_t)g->max_blocks * sizeof *g->table);
-    g->slot = xmalloc((size_t)g->n_tok * sizeof *g->slot);
+    g->table = ct_paged_table(c->n_seqs, g->kv_len, g->q_start, c->bs, &g->max_blocks, &g->pool,
+                              &g->slot);
     g->pos = xmalloc((size_t)g->n_tok * sizeof *g->pos);
-    int next = 0;
-    for (int s = 0; s < c->n_seqs; s++) {
-        int32_t *row = g->table + s * g->max_blocks;
-        int nb = (g->kv_len[s] + c->bs - 1) / c->bs;
-        for (int j = 0; j < g->max_blocks; j++)
-            row[j] = j < nb ? perm[next++] : -1;
-        int rows = g->q_start[s + 1] - g->q_start[s];
-        for (int t = 0; t < rows; t++) {
-            int p = g->kv_len[s] - rows + t;
-            g->slot[g->q_start[s] + t] = row[p / c->bs] * c->bs + p % c->bs;
-            g->pos[g->q_start[s] + t] = c->rand_pos ? rng_int(0, 60000) : p;
-        }
-    }
-    free(perm);
+    for (int s = 0; s < c->n_seqs; s++)
+        for (int t = g->q_start[s]; t < g->q_start[s + 1]; t++)
+            g->pos[t] = c->rand_pos ? rng_int(0, 60000)
+                                    : g->kv_len[s] - (g->q_start[s + 1] - t);
     size_t es = esize(c->dt);
     g->block_elems = (size_t)N_LAYERS * 2 * (size_t)c->bs * (size_t)c->hkv * (size_t)c->hd + 16 / es;
     g->pool_elems = (size_t)g->pool * g->block_elems;
