@@ -118,6 +118,10 @@
 // chunks per register buffer closed the gap; the suspect left, not
 // measured: each lane streams 64 bytes of 2 rows per chunk across 128
 // rows (the GEMV's blocks read 1 KB windows of 32 rows).
+// A third, with cp.async rings of 256-byte row runs and x shared by a
+// CTA, reached 226 us for a layer's linears at 32 tokens against
+// cuBLASLt's 181 (branch skinny-gemm; BENCHMARKS.md, "A cp.async GEMM for
+// 9-64 tokens"): the 128-byte runs of the first rings cost 347 us.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
