@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(KW * 32) gemv_kernel(rows_t out, rows_t x, row
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             int64_t r;
-            if (PAIRED) {
+            if constexpr (PAIRED) { // constexpr: MT / 2 is 0 in the 1-tile shapes
                 const bool up = m >= MT / 2;
                 r = row0 + (m % (MT / 2)) * 16 + h * 8 + g;
                 r = r < half ? r : half - 1;
