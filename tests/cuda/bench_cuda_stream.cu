@@ -24,6 +24,8 @@
 
 #include <algorithm>
 
+#include "cuda-mma.cuh"
+
 #define CHECK(x)                                                                                   \
     do {                                                                                           \
         cudaError_t e_ = (x);                                                                      \
@@ -35,16 +37,7 @@
 
 namespace {
 
-__device__ __forceinline__ void cp16(void *dst, const void *src)
-{
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
-}
-__device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void wait_groups()
-{
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+using namespace zlcuda; // cp_async16, cp_async_commit, cp_async_wait
 
 struct mat {
     const char *base;           // copy 0
@@ -62,7 +55,7 @@ __device__ __forceinline__ void load_stage(uint4 *dst, const char *m, int64_t ro
 #pragma unroll
     for (int i = 0; i < PER_LANE; i++) {
         const int c = lane + 32 * i;
-        cp16(dst + c, m + (r0 + c / CH) * row_bytes + (int64_t)j * RUN + (c % CH) * 16);
+        cp_async16(dst + c, m + (r0 + c / CH) * row_bytes + (int64_t)j * RUN + (c % CH) * 16, 16);
     }
 }
 
@@ -88,11 +81,11 @@ __global__ void __launch_bounds__(W * 32) ring_kernel(mat a, int copy, int split
     for (int j = 0; j < STAGES - 1; j++) {
         if (live && j < steps)
             load_stage<RUN, ROWS>(mine + j * STRIDE, m, a.row_bytes, r0, j0 + j, lane);
-        commit();
+        cp_async_commit();
     }
     uint32_t acc = 0;
     for (int j = 0; j < steps; j++) {
-        wait_groups<STAGES - 2>();
+        cp_async_wait<STAGES - 2>();
         if (SHARED)
             __syncthreads();
         else
@@ -102,9 +95,9 @@ __global__ void __launch_bounds__(W * 32) ring_kernel(mat a, int copy, int split
         if (live && nj < steps)
             load_stage<RUN, ROWS>(mine + (nj % STAGES) * STRIDE, m, a.row_bytes, r0, j0 + nj,
                                   lane);
-        commit();
+        cp_async_commit();
     }
-    wait_groups<0>();
+    cp_async_wait<0>();
     if (acc == 0x9e3779b9u) // never, for the memset data: keeps the reads
         sink[blockIdx.x] = acc;
 }
