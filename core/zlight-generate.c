@@ -43,6 +43,7 @@ static long g_batched = 2048; /* --max-batched-tokens */
 struct timing {
     double t0, prefill;         /* submit; the last first token */
     int last;                   /* the prompt whose first token came last */
+    int started;                /* prompts with a first token */
     double steady_end;          /* its newest token before the first finish */
     int steady_steps;           /* its tokens between the two, -1 before a finish */
 };
@@ -217,6 +218,7 @@ static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, in
         return zl_error(ZL_ENOMEM, "out of memory");
     double last_tok = 0;
     tm->steady_steps = -1;
+    tm->started = 0;
     while (left > 0) {
         struct zl_output o;
         if (zl_engine_wait(e, &o, -1) != 1) {
@@ -228,7 +230,7 @@ static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, in
             out[k][got[k]++] = o.token;
             double t = now_s() - tm->t0;
             if (got[k] == 1)
-                tm->prefill = t, tm->last = k;
+                tm->prefill = t, tm->last = k, tm->started++;
             if (k == tm->last)
                 last_tok = t;
         }
@@ -238,8 +240,9 @@ static int collect(struct zl_engine *e, uint64_t first, int n, int32_t **out, in
             return zl_error(ZL_EBACKEND, "prompt %d was aborted (see the log)", k + 1);
         }
         if (o.finish != ZL_FINISH_NONE && tm->steady_steps < 0) {
+            /* a prompt that ends before the last one starts leaves no steady window */
             tm->steady_end = last_tok;
-            tm->steady_steps = got[tm->last] - 1;
+            tm->steady_steps = tm->started == n ? got[tm->last] - 1 : 0;
         }
         left -= o.finish != ZL_FINISH_NONE;
         zl_output_release(&o);
@@ -273,6 +276,10 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     ep.sched.max_num_batched_tokens = (int32_t)g_batched;
     ep.device_sampling = !g_cpu_sampling;
     ep.device_graphs = g_graphs;
+    /* Steps run on this thread inside zl_engine_wait, so every prompt is
+     * queued before the first step: an engine thread could start prompt 1
+     * alone while the others are still being submitted. */
+    ep.threaded = 0;
     int32_t longest = 0;
     int64_t prompt_tokens = 0;
     for (int i = 0; i < p->n; i++) {
