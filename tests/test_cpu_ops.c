@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zlight/dtype.h>
 #include <zlight/status.h>
@@ -135,6 +136,45 @@ Test(cpu_ops, linear_batch_and_thread_invariant)
         }
     }
     free(x), free(w), free(all), free(one), free(first);
+}
+
+/* The worker pool's hand-offs: thousands of linears on 3 threads whose
+ * sizes wake 1, 2 or 3 of them, with pauses past the pool's spin (100 us)
+ * now and then so the workers and the caller also take the paths that
+ * block.  Every result is compared bitwise with the one-thread run: a job
+ * run twice, skipped or read half-published shows as a wrong row. */
+Test(cpu_ops, pool_handoffs_spin_and_block)
+{
+    const int64_t k = 256, outs[3] = {40, 300, 1024};  /* 10k, 77k, 262k multiply-adds */
+    rng_seed(7);
+    float *x = rand_elems(F32, (size_t)k, -1, 1, NULL);
+    void *w = rand_elems(F16, (size_t)(outs[2] * k), -1, 1, NULL);
+    float *want[3], *got = xmalloc((size_t)outs[2] * sizeof(float));
+    struct zl_tensor tx, tw, to;
+    make_tensor(&tx, F32, 2, (int64_t[]){1, k}, x);
+    struct zl_bctx *one = cpuops_open(cpuops_n_modes() - 1, 1);
+    struct zl_bctx *ctx = cpuops_open(cpuops_n_modes() - 1, 3);
+    for (int s = 0; s < 3; s++) {
+        want[s] = xmalloc((size_t)outs[s] * sizeof(float));
+        make_tensor(&tw, F16, 2, (int64_t[]){outs[s], k}, w);
+        make_tensor(&to, F32, 2, (int64_t[]){1, outs[s]}, want[s]);
+        cr_assert_eq(be->linear(one, &to, &tx, &tw, NULL), ZL_OK, "%s", zl_last_error());
+    }
+    for (int i = 0; i < 3000; i++) {
+        int s = rng_int(0, 2);
+        make_tensor(&tw, F16, 2, (int64_t[]){outs[s], k}, w);
+        make_tensor(&to, F32, 2, (int64_t[]){1, outs[s]}, got);
+        cr_assert_eq(be->linear(ctx, &to, &tx, &tw, NULL), ZL_OK, "%s", zl_last_error());
+        cr_assert(!memcmp(got, want[s], (size_t)outs[s] * sizeof(float)), "call %d (%lld outputs)",
+                  i, (long long)outs[s]);
+        if (i % 50 == 49)
+            usleep(300);
+    }
+    be->close(ctx);
+    be->close(one);
+    for (int s = 0; s < 3; s++)
+        free(want[s]);
+    free(x), free(w), free(got);
 }
 
 /* ---- embedding and copy: exact conversions ---- */

@@ -37,6 +37,16 @@ static inline float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* How far ahead of a one-row tile the weights are prefetched, in bytes,
+ * and the longest weight row that gets it.  A decode matvec walks NW rows
+ * side by side; with short rows those streams last a few lines each and
+ * the hardware prefetcher keeps too few lines in flight.  On the dev box
+ * (AMD EPYC, one core, f16) 576-element rows streamed 6.8 GB/s without and
+ * 15.3 with it, 1536-element rows 12.5 and 14.3; from 2048 elements
+ * (4 KiB) the hardware does better alone (15.3 and 13.8).  BENCHMARKS.md. */
+#define PREFETCH_AHEAD 8192
+#define PREFETCH_MAX_ROW 4096
+
 /* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers;
  * the loops over rows and columns are unrolled so they stay in registers).
  * Every tile shape sums one dot product in the same order (lane-wise FMA
@@ -46,6 +56,13 @@ static inline __attribute__((always_inline)) void
 tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int64_t k,
      float *out, const int NX, const int NW)
 {
+    const size_t esz = dt == ZL_DTYPE_F32 ? 4 : 2;
+    /* One-row tiles over short back-to-back weight rows (a decode step's
+     * linear) read a contiguous block: prefetch it linearly, a line per 64
+     * bytes the loop consumes.  Strided rows (a KV cache) are left alone. */
+    const char *pf = NX == 1 && NW > 1 && ws == (size_t)k * esz && ws < PREFETCH_MAX_ROW
+                         ? (const char *)w + PREFETCH_AHEAD
+                         : NULL;
     __m256 acc[4][4];
     const float *xr[4];
     const char *wr[4];
@@ -62,6 +79,9 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
     int64_t i = 0;
     for (; i + 8 <= k; i += 8) {
         __m256 wv[4];
+        if (pf)
+            for (size_t b = 0; b < 8 * esz * (size_t)NW; b += 64)
+                _mm_prefetch(pf + (size_t)i * esz * (size_t)NW + b, _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int c = 0; c < NW; c++)
             wv[c] = load8(wr[c], dt, i);

@@ -23,25 +23,28 @@ static void store(const struct linear_job *j, int64_t r, int64_t c, float v)
     ((float *)(j->out.data + (size_t)r * j->out.stride))[c] = v;
 }
 
-/* Rows [r0, r1) of x against weight rows [c0, c1), one x row at a time. */
+/* Rows [r0, r1) of x against weight rows [c0, c1), one x row at a time
+ * under each group of 4 weight rows, so the group is read from memory once
+ * (it stays in L1 for the other x rows). */
 static void rows_1xN(const struct linear_job *j, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
 {
     const struct cpu_kernels *k = j->k;
     float acc[4];
-    for (int64_t r = r0; r < r1; r++) {
-        const float *x = (const float *)(j->x.data + (size_t)r * j->x.stride);
-        int64_t c = c0;
-        for (; c + 4 <= c1; c += 4) {
+    int64_t c = c0;
+    for (; c + 4 <= c1; c += 4)
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = (const float *)(j->x.data + (size_t)r * j->x.stride);
             k->tile_1x4(x, 0, j->w.data + (size_t)c * j->w.stride, j->w.stride, j->w.dtype,
                         j->x.d, acc);
             for (int t = 0; t < 4; t++)
                 store(j, r, c + t, acc[t]);
         }
-        for (; c < c1; c++) {
+    for (; c < c1; c++)
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = (const float *)(j->x.data + (size_t)r * j->x.stride);
             k->tile_1x1(x, 0, j->w.data + (size_t)c * j->w.stride, 0, j->w.dtype, j->x.d, acc);
             store(j, r, c, acc[0]);
         }
-    }
 }
 
 static void linear_task(void *arg, int ith, int nth)
