@@ -71,6 +71,9 @@ const struct zl_config_key zl_config_keys[] = {
         "token budget of one step (decodes + prefill chunks)"),
     INT("engine.kv_block_size", engine.kv_block_size, "16", 1, 256, ZL_CONFIG_F_POW2,
         "tokens per KV cache block"),
+    INT("engine.max_total_tokens", engine.max_total_tokens, "0", 0, INT32_MAX, 0,
+        "KV cache tokens at most (SGLang's max_total_tokens); 0 = what the memory reservation "
+        "allows, 65536 on the CPU backend"),
     BOOL("engine.enable_prefix_caching", engine.enable_prefix_caching, "true",
          "share the KV blocks of common prompt prefixes"),
     BOOL("engine.enable_chunked_prefill", engine.enable_chunked_prefill, "true",

@@ -53,6 +53,9 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     mp.seed = (uint64_t)cfg->model.seed;
     mp.threads = (int32_t)cfg->backend.threads;
     mp.memory_utilization = cfg->backend.gpu_memory_utilization;   /* device backends only */
+    int64_t max_tokens = cfg->engine.max_total_tokens;
+    if (max_tokens > 0)
+        mp.kv_tokens = max_tokens;     /* a host backend reserves no more than this */
     if (strcmp(cfg->model.dtype, "auto") && zl_dtype_parse(cfg->model.dtype, &mp.dtype) < 0)
         return zl_error_wrap(ZL_EINVAL, "model.dtype");
     struct zl_sched_params sp = zl_sched_default_params();
@@ -83,6 +86,13 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     ep.sched = sp;
     zl_engine_model_fill(s->model, &ep);   /* caps max_model_len at the model's */
     ep.block_size = (int32_t)cfg->engine.kv_block_size;
+    if (max_tokens > 0) {
+        if (max_tokens < ep.sched.max_model_len)
+            return zl_error(ZL_EINVAL, "%s: engine.max_total_tokens %lld holds less than one sequence "
+                            "of max_model_len %d; raise it or lower model.max_model_len", cfg->file,
+                            (long long)max_tokens, (int)ep.sched.max_model_len);
+        ep.max_kv_blocks = (int32_t)((max_tokens + ep.block_size - 1) / ep.block_size);
+    }
     ep.tokenizer = s->tok;
     ep.seed = (uint64_t)cfg->model.seed;
     ep.device_sampling = cfg->backend.device_sampling;

@@ -21,7 +21,7 @@ static const char *const str_keys[] = {
 static const char *const int_keys[] = {
     "model.max_model_len", "model.seed", "backend.threads", "parallel.tensor_parallel_size",
     "parallel.pipeline_parallel_size", "engine.max_num_seqs", "engine.max_num_batched_tokens",
-    "engine.kv_block_size", "server.port", "server.max_body_bytes", NULL,
+    "engine.kv_block_size", "engine.max_total_tokens", "server.port", "server.max_body_bytes", NULL,
 };
 static const char *const bool_keys[] = {
     "backend.cuda_graphs", "backend.device_sampling", "parallel.dual_streams", "engine.enable_prefix_caching",
@@ -424,6 +424,7 @@ Test(config, every_key_round_trips)
     cr_expect_eq(cfg->backend.device_sampling, 0);
     cr_expect_eq(cfg->parallel.dual_streams, 1);
     cr_expect_eq(cfg->engine.enable_prefix_caching, 0);
+    cr_expect_eq(cfg->engine.max_total_tokens, 123456);
     cr_expect_eq(cfg->log_level, ZL_LOG_DEBUG);
     cr_assert_eq(cfg->plugins.n_paths, 2);
     cr_expect_str_eq(cfg->plugins.paths[0], "/opt/zlight/plugins");

@@ -55,4 +55,14 @@ ZLIGHT_PLUGIN_PATH="$top_builddir/kernels/cpu/.libs" \
     "$ZLIGHTD" --config "$srcdir/../conf/zlightd.yaml" >"$out" 2>"$err"; rc=$?
 check "--config without a frontend plugin exits 1 with a reason" test $rc -eq 1 -a -n "$(grep 'frontend' "$err")"
 
+# A KV cache smaller than one sequence stops the start with both numbers.
+cfg=$(mktemp --suffix=.yaml)
+printf 'model:\n  path: %s\n  tokenizer: %s\n  max_model_len: 64\nengine:\n  max_total_tokens: 48\nserver:\n  port: 1\n' \
+    "$(cd "$srcdir/fixtures/llama/llama2" && pwd)" "$(cd "$srcdir/fixtures/tokenizer" && pwd)/toy1.json" >"$cfg"
+ZLIGHT_PLUGIN_PATH="$top_builddir/kernels/cpu/.libs:$top_builddir/models/llama/.libs:$top_builddir/plugins/openai/.libs" \
+    "$ZLIGHTD" --config "$cfg" >"$out" 2>"$err"; rc=$?
+rm -f "$cfg"
+check "max_total_tokens under max_model_len exits 1 naming both" \
+    test $rc -eq 1 -a -n "$(grep 'max_total_tokens 48 holds less than one sequence of max_model_len 64' "$err")"
+
 exit $fail

@@ -72,7 +72,7 @@ def server():
     conf = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     conf.write(
         "model:\n  path: %s\n  served_name: %s\n  max_model_len: 512\n"
-        "engine:\n  max_num_seqs: 32\n"
+        "engine:\n  max_num_seqs: 32\n  max_total_tokens: 4096\n"
         "server:\n  port: %d\n  api_key: %s\n  max_body_bytes: 65536\n"
         "log_level: warn\n" % (gguf, MODEL, port, API_KEY))
     conf.close()

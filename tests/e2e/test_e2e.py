@@ -144,6 +144,11 @@ def test_tokenize_detokenize_version_metrics(url, auth):
     assert "# TYPE zlight:e2e_request_latency_seconds histogram" in text
 
 
+def test_max_total_tokens_sizes_the_kv_pool(url):
+    """engine.max_total_tokens: 4096 in 16-token blocks is a pool of 256."""
+    assert metric(url, "kv_cache_blocks") == 256
+
+
 def test_metrics_pass_promtool(url):
     """/metrics parses as Prometheus text; the only lint allowed is the colon
     of the `zlight:` prefix the naming scheme asks for (vLLM's `vllm:` too)."""

@@ -58,6 +58,7 @@ struct zl_config {
         int64_t max_num_seqs;           /* 1..65536, default 256 */
         int64_t max_num_batched_tokens; /* 1..1<<24, default 8192 */
         int64_t kv_block_size;          /* power of two in 1..256, default 16 */
+        int64_t max_total_tokens;       /* KV cache tokens at most; 0 = what memory allows */
         int enable_prefix_caching;      /* bool, default 1 */
         int enable_chunked_prefill;     /* bool, default 1 */
     } engine;
