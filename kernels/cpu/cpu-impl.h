@@ -55,7 +55,8 @@ typedef void (*cpu_tile_fn)(const float *x, size_t xs, const void *w, size_t ws,
 
 struct cpu_kernels {
     const char *name;           /* "scalar" or "avx2" */
-    cpu_tile_fn tile_4x2;       /* 4 x rows by 2 w rows: prefill */
+    cpu_tile_fn tile_4x2;       /* 4 x rows by 2 w rows: attention scores */
+    cpu_tile_fn tile_4x3;       /* 4 x rows by 3 w rows: prefill */
     cpu_tile_fn tile_1x4;       /* 1 x row by 4 w rows: decode */
     cpu_tile_fn tile_1x1;       /* edges */
     /* y[0..n) += sum_r a[r] * x[r * xs + 0..n) over r = 0..t-1, in r order */
@@ -66,7 +67,7 @@ struct cpu_kernels {
     void (*to_f32)(float *dst, enum zl_dtype dt, const void *src, int64_t n);
 };
 
-/* Defines tile_4x2, tile_1x4 and tile_1x1 (cpu_tile_fn) from an always
+/* Defines tile_4x2, tile_4x3, tile_1x4 and tile_1x1 (cpu_tile_fn) from an always
  * inline TILE(x, xs, w, ws, dt, k, out, NX, NW), one copy per weight dtype
  * and shape with constants the compiler folds. */
 #define CPU_TILE_FN_(TILE, NX, NW)                                                          \
@@ -79,7 +80,8 @@ struct cpu_kernels {
         default: TILE(x, xs, w, ws, ZL_DTYPE_F32, k, out, NX, NW); break;                   \
         }                                                                                   \
     }
-#define CPU_DEFINE_TILES(TILE) CPU_TILE_FN_(TILE, 4, 2) CPU_TILE_FN_(TILE, 1, 4) CPU_TILE_FN_(TILE, 1, 1)
+#define CPU_DEFINE_TILES(TILE)                                                              \
+    CPU_TILE_FN_(TILE, 4, 2) CPU_TILE_FN_(TILE, 4, 3) CPU_TILE_FN_(TILE, 1, 4) CPU_TILE_FN_(TILE, 1, 1)
 
 const struct cpu_kernels *cpu_kernels_scalar(void);
 /* NULL when this build or this CPU lacks AVX2 + FMA + F16C. */

@@ -173,6 +173,7 @@ static void to_f32(float *dst, enum zl_dtype dt, const void *src, int64_t n)
 static const struct cpu_kernels avx2 = {
     .name = "avx2",
     .tile_4x2 = tile_4x2,
+    .tile_4x3 = tile_4x3,
     .tile_1x4 = tile_1x4,
     .tile_1x1 = tile_1x1,
     .axpy_rows = axpy_rows,

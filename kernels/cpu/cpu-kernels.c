@@ -84,6 +84,7 @@ static float exp_sum(float *s, float m, int64_t n)
 static const struct cpu_kernels scalar = {
     .name = "scalar",
     .tile_4x2 = tile_4x2,
+    .tile_4x3 = tile_4x3,
     .tile_1x4 = tile_1x4,
     .tile_1x1 = tile_1x1,
     .axpy_rows = axpy_rows,
