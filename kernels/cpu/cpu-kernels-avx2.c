@@ -106,9 +106,29 @@ tile(const float *x, size_t xs, const void *w, size_t ws, enum zl_dtype dt, int6
 
 CPU_DEFINE_TILES(tile)
 
+/* Each y[i] adds a[r] * x[r][i] in r order (one FMA chain per element, so
+ * the result does not depend on n or the blocking).  64 outputs at a time
+ * keep 8 independent chains in flight: one chain at a time waited on the
+ * FMA latency and held attention's P.V to a quarter of the FMA rate. */
 static void axpy_rows(float *y, const float *a, const float *x, int64_t xs, int64_t t, int64_t n)
 {
     int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            acc[c] = _mm256_loadu_ps(y + i + 8 * c);
+        for (int64_t r = 0; r < t; r++) {
+            __m256 ar = _mm256_set1_ps(a[r]);
+            const float *xr = x + r * xs + i;
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++)
+                acc[c] = _mm256_fmadd_ps(ar, _mm256_loadu_ps(xr + 8 * c), acc[c]);
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c++)
+            _mm256_storeu_ps(y + i + 8 * c, acc[c]);
+    }
     for (; i + 8 <= n; i += 8) {
         __m256 acc = _mm256_loadu_ps(y + i);
         for (int64_t r = 0; r < t; r++)
