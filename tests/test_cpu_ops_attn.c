@@ -267,22 +267,25 @@ Test(cpu_attn, batch_and_chunk_invariant)
 {
     const int64_t hq = 4, hd = 64, row = hq * hd;
     FOR_EACH_CTX(ctx) {
-        struct attn_setup a = {ZL_DTYPE_BF16, 16, (int32_t)hq, 2, (int32_t)hd, 5};
-        static const struct seqspec whole[] = {{0, 20}};
-        float *all = run_attention(ctx, &a, whole, 1);
-        /* seq 0 of each batch draws the same rows (token_rows): its last
-         * 13 tokens now come as a chunk onto 7 cached ones, next to another
-         * sequence, on other blocks */
-        struct seqspec again[] = {{7, 13}, {2, 3}};
-        a.perm_stream = 6;
-        float *part = run_attention(ctx, &a, again, 2);
-        cr_expect(!memcmp(part, all + 7 * row, (size_t)(13 * row) * 4),
-                  "%s: chunked prefill differs from one prefill", cpuops_mode(m_));
-        struct seqspec dec[] = {{19, 1}};
-        a.perm_stream = 7;
-        float *one = run_attention(ctx, &a, dec, 1);
-        cr_expect(!memcmp(one, all + 19 * row, (size_t)row * 4),
-                  "%s: decode differs from prefill", cpuops_mode(m_));
-        free(all), free(part), free(one);
+        for (size_t d = 0; d < sizeof cache_dts / sizeof *cache_dts; d++) {
+            const char *dn = zl_dtype_name(cache_dts[d]);
+            struct attn_setup a = {cache_dts[d], 16, (int32_t)hq, 2, (int32_t)hd, 5};
+            static const struct seqspec whole[] = {{0, 20}};
+            float *all = run_attention(ctx, &a, whole, 1);
+            /* seq 0 of each batch draws the same rows (token_rows): its last
+             * 13 tokens now come as a chunk onto 7 cached ones, next to another
+             * sequence, on other blocks */
+            struct seqspec again[] = {{7, 13}, {2, 3}};
+            a.perm_stream = 6;
+            float *part = run_attention(ctx, &a, again, 2);
+            cr_expect(!memcmp(part, all + 7 * row, (size_t)(13 * row) * 4),
+                      "%s, %s cache: chunked prefill differs from one prefill", cpuops_mode(m_), dn);
+            struct seqspec dec[] = {{19, 1}};
+            a.perm_stream = 7;
+            float *one = run_attention(ctx, &a, dec, 1);
+            cr_expect(!memcmp(one, all + 19 * row, (size_t)row * 4),
+                      "%s, %s cache: decode differs from prefill", cpuops_mode(m_), dn);
+            free(all), free(part), free(one);
+        }
     }
 }

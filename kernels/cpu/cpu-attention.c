@@ -143,9 +143,10 @@ static void scores(const struct attn_job *j, const char *q0, const char *kr, siz
 }
 
 /* Online softmax update of one head with the t scores sg (scaled here) and
- * the f32 V rows vf: running max m, sum l, accumulator acc[hd]. */
-static void softmax_update(const struct attn_job *j, float *sg, const float *vf, int64_t t,
-                           float *m, float *l, float *acc)
+ * the f32 V rows vf (vs floats apart): running max m, sum l, accumulator
+ * acc[hd]. */
+static void softmax_update(const struct attn_job *j, float *sg, const float *vf, int64_t vs,
+                           int64_t t, float *m, float *l, float *acc)
 {
     const struct cpu_kernels *k = j->ctx->k;
     const int64_t hd = j->cache->head_dim;
@@ -163,7 +164,7 @@ static void softmax_update(const struct attn_job *j, float *sg, const float *vf,
         *m = mt;
     }
     *l += k->exp_sum(sg, mt, t);
-    k->axpy_rows(acc, sg, vf, hd, t, hd);
+    k->axpy_rows(acc, sg, vf, vs, t, hd);
 }
 
 /* Prefetches the K and V bytes of kv heads [kv_lo, kv_hi) of the tile of
@@ -232,11 +233,19 @@ static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0
             int64_t gb = (kvh + 1) * G < h0 + nh ? (kvh + 1) * G : h0 + nh;
             scores(j, qi + (size_t)ga * (size_t)j->q->nb[1], k0 + (size_t)kvh * head, row_stride,
                    gb - ga, t, sc + (ga - h0) * TILE);
-            /* V rows as f32 once for all the q heads of this kv head */
-            for (int64_t r = 0; r < t; r++)
-                k->to_f32(vf + r * hd, c->dtype, v0 + (size_t)r * row_stride + (size_t)kvh * head, hd);
+            /* V rows as f32 once for all the q heads of this kv head; an
+             * f32 cache is read where it is (the copy was an eighth of a
+             * long prefill) */
+            const float *vr = (const float *)(v0 + (size_t)kvh * head);
+            int64_t vs = (int64_t)(row_stride / sizeof(float));
+            if (c->dtype != ZL_DTYPE_F32) {
+                for (int64_t r = 0; r < t; r++)
+                    k->to_f32(vf + r * hd, c->dtype, v0 + (size_t)r * row_stride + (size_t)kvh * head, hd);
+                vr = vf;
+                vs = hd;
+            }
             for (int64_t g = ga - h0; g < gb - h0; g++)
-                softmax_update(j, sc + g * TILE, vf, t, &m[g], &l[g], acc + g * hd);
+                softmax_update(j, sc + g * TILE, vr, vs, t, &m[g], &l[g], acc + g * hd);
         }
         p0 += t;
     }
