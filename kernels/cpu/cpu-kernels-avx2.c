@@ -47,7 +47,7 @@ static inline float hsum(__m256 v)
 #define PREFETCH_AHEAD 8192
 #define PREFETCH_MAX_ROW 4096
 
-/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 8 registers;
+/* NX x NW dot products, 8 lanes per accumulator (NX * NW <= 12 registers;
  * the loops over rows and columns are unrolled so they stay in registers).
  * Every tile shape sums one dot product in the same order (lane-wise FMA
  * over k, fixed horizontal sum, scalar tail), so a row's result does not
@@ -108,8 +108,8 @@ CPU_DEFINE_TILES(tile)
 
 /* Each y[i] adds a[r] * x[r][i] in r order (one FMA chain per element, so
  * the result does not depend on n or the blocking).  64 outputs at a time
- * keep 8 independent chains in flight: one chain at a time waited on the
- * FMA latency and held attention's P.V to a quarter of the FMA rate. */
+ * keep 8 independent chains in flight where one chain at a time waited on
+ * the FMA latency (3-8% of a long-context SmolLM2 decode step). */
 static void axpy_rows(float *y, const float *a, const float *x, int64_t xs, int64_t t, int64_t n)
 {
     int64_t i = 0;
