@@ -5,7 +5,8 @@
  *   make -C tests bench_cpu_ops && tests/bench_cpu_ops [reps [path/to/cpu.so]]
  *
  * Prints GB/s for a 2048 x 8192 weight (bf16 = 32 MiB, also f16 and f32)
- * per kernel mode and thread count, best of `reps` (default 20).  Each call
+ * per kernel mode and thread count, and for the same bytes of f16 in rows
+ * of 576 (a small model's decode), best of `reps` (default 20).  Each call
  * uses the next of several copies of the weight spanning 3x the L3 size,
  * so the weights come from DRAM as in a real decode step, not from an L3
  * that could hold one 32 MiB copy.  "read" is a read-only sum, the fair
@@ -25,6 +26,10 @@
 
 #define ROWS 2048
 #define COLS 8192
+/* A decode matvec over short rows (SmolLM2-135M's hidden size): the
+ * hardware prefetcher alone streams these slower (cpu-kernels-avx2.c). */
+#define SHORT_COLS 576
+#define SHORT_ROWS (ROWS * COLS / SHORT_COLS / 4 * 4)
 /* Arrays and the weight copies span several times the last-level cache:
  * a STREAM array is the L3 size (64..512 MiB), the weight copies 3x it
  * (256 MiB..2 GiB). */
@@ -114,23 +119,25 @@ static double stream_gbs(float *a, float *b, float *c, int nth, enum stream_kind
 
 /* ---- matvec through the op table ---- */
 
-/* Best seconds per linear call of n rows (a decode step when n = 1);
- * each call reads the next weight copy.  -1 when the mode cannot open. */
+/* Best seconds per linear call of n rows of x against W[rows, cols] (a
+ * decode step when n = 1); each call reads the next weight copy.  -1 when
+ * the mode cannot open. */
 static double linear_secs(const struct zl_backend_ops *be, const char *mode, int threads,
-                          enum zl_dtype dt, char *w, int64_t n, float *x, float *y, int reps)
+                          enum zl_dtype dt, char *w, int64_t rows, int64_t cols, int64_t n, float *x,
+                          float *y, int reps)
 {
-    size_t bytes = zl_dtype_row_bytes(dt, (size_t)ROWS * COLS), copies = weight_span / bytes;
+    size_t bytes = zl_dtype_row_bytes(dt, (size_t)(rows * cols)), copies = weight_span / bytes;
     struct zl_backend_open_params p = {.size = sizeof p, .device = 0, .threads = threads};
     struct zl_bctx *ctx;
     struct zl_tensor tw, tx, ty;
     setenv("ZLIGHT_CPU_SIMD", mode, 1);
     if (be->open(&p, &ctx) != ZL_OK)
         return -1;  /* e.g. avx2 on a CPU without it */
-    zl_tensor_init(&tx, ZL_DTYPE_F32, 2, (int64_t[]){n, COLS}, x, 0);
-    zl_tensor_init(&ty, ZL_DTYPE_F32, 2, (int64_t[]){n, ROWS}, y, 0);
+    zl_tensor_init(&tx, ZL_DTYPE_F32, 2, (int64_t[]){n, cols}, x, 0);
+    zl_tensor_init(&ty, ZL_DTYPE_F32, 2, (int64_t[]){n, rows}, y, 0);
     double best = 1e9;
     for (int r = 0; r < reps + 1; r++) {    /* +1: the first call warms the pool */
-        zl_tensor_init(&tw, dt, 2, (int64_t[]){ROWS, COLS}, w + (size_t)r % copies * bytes, 0);
+        zl_tensor_init(&tw, dt, 2, (int64_t[]){rows, cols}, w + (size_t)r % copies * bytes, 0);
         double t0 = now();
         if (be->linear(ctx, &ty, &tx, &tw, NULL) != ZL_OK) {
             fprintf(stderr, "linear: %s\n", zl_last_error());
@@ -260,7 +267,7 @@ int main(int argc, char **argv)
         double mb = (double)bytes / 1e9;
         for (int m = 0; m < 2; m++)
             for (int t_ = 0; t_ < n_counts; t_++) {
-                double t = linear_secs(be, modes[m], counts[t_], dts[d], w, 1, x, y, reps);
+                double t = linear_secs(be, modes[m], counts[t_], dts[d], w, ROWS, COLS, 1, x, y, reps);
                 if (t < 0)
                     printf("  %-6s %-8s %8d %10s\n", zl_dtype_name(dts[d]), modes[m], counts[t_],
                            "n/a");
@@ -269,6 +276,19 @@ int main(int argc, char **argv)
                            counts[t_], mb / t, t * 1e3);
             }
     }
+    /* the same bytes in short rows, f16 (a GGUF model's weights), avx2 */
+    size_t sbytes = zl_dtype_row_bytes(ZL_DTYPE_F16, (size_t)SHORT_ROWS * SHORT_COLS);
+    for (size_t off = 0; off + sbytes <= weight_span; off += sbytes)
+        zl_dtype_convert(ZL_DTYPE_F16, w + off, ZL_DTYPE_F32, wf, (size_t)SHORT_ROWS * SHORT_COLS);
+    printf("matvec y[1, %d] = x[1, %d] @ W[%d, %d]^T f16 avx2, short rows (best of %d):\n", SHORT_ROWS,
+           SHORT_COLS, SHORT_ROWS, SHORT_COLS, reps);
+    printf("  %-8s %10s %10s\n", "threads", "GB/s", "ms/call");
+    for (int t_ = 0; t_ < n_counts; t_++) {
+        double t = linear_secs(be, "avx2", counts[t_], ZL_DTYPE_F16, w, SHORT_ROWS, SHORT_COLS, 1, x,
+                               y, reps);
+        if (t > 0)
+            printf("  %-8d %10.2f %10.3f\n", counts[t_], (double)sbytes / 1e9 / t, t * 1e3);
+    }
     /* prefill: PREFILL rows at once, compute bound; bf16 only */
     zl_dtype_convert(ZL_DTYPE_BF16, w, ZL_DTYPE_F32, wf, (size_t)ROWS * COLS);
     printf("linear x[%d, %d] @ W[%d, %d]^T bf16 (prefill-shaped, best of %d):\n", PREFILL, COLS,
@@ -276,8 +296,8 @@ int main(int argc, char **argv)
     printf("  %-8s %8s %10s %10s\n", "kernels", "threads", "GFLOP/s", "ms/call");
     for (int m = 0; m < 2; m++)
         for (int t_ = 0; t_ < n_counts; t_++) {
-            double t = linear_secs(be, modes[m], counts[t_], ZL_DTYPE_BF16, w, PREFILL, x, y,
-                                   reps < 5 ? reps : 5);
+            double t = linear_secs(be, modes[m], counts[t_], ZL_DTYPE_BF16, w, ROWS, COLS, PREFILL, x,
+                                   y, reps < 5 ? reps : 5);
             if (t > 0)
                 printf("  %-8s %8d %10.2f %10.3f\n", modes[m], counts[t_],
                        2.0 * PREFILL * ROWS * COLS / t / 1e9, t * 1e3);
