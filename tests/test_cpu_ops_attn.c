@@ -289,3 +289,33 @@ Test(cpu_attn, batch_and_chunk_invariant)
         }
     }
 }
+
+/* Contexts of several softmax segments (512 positions): the decode of the
+ * last token splits its context over the threads (3 threads, one kv group
+ * of 3 heads: fewer tasks than threads) and must give the bits of the one
+ * prefill that walked it in a single task; with three segments a merge in
+ * any other order would round differently.  run_attention checks both
+ * against the double reference.  One kernel mode: the split is above it. */
+Test(cpu_attn, long_context_split_decode_matches_prefill)
+{
+    const int64_t hq = 3, hd = 32, row = hq * hd, n = 1100;
+    for (int t_ = 1; t_ <= 3; t_ += 2) {
+        struct zl_bctx *ctx = cpuops_open(cpuops_n_modes() - 1, t_);
+        for (int d = 0; d < 2; d++) {
+            struct attn_setup a = {d ? ZL_DTYPE_BF16 : ZL_DTYPE_F32, 16, (int32_t)hq, 1, (int32_t)hd, 8};
+            static const struct seqspec whole[] = {{0, n}};
+            float *all = run_attention(ctx, &a, whole, 1);
+            for (int64_t last = 513; last <= n; last += n - 513) {
+                struct seqspec dec[] = {{(int32_t)last - 1, 1}};
+                a.perm_stream = 9;
+                float *one = run_attention(ctx, &a, dec, 1);
+                cr_expect(!memcmp(one, all + (last - 1) * row, (size_t)row * 4),
+                          "%d threads, %s cache, context %lld: split decode differs from the prefill",
+                          t_, zl_dtype_name(a.dt), (long long)last);
+                free(one);
+            }
+            free(all);
+        }
+        be->close(ctx);
+    }
+}

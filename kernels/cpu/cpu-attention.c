@@ -14,10 +14,17 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "cpu-impl.h"
 
 #define TILE 64                 /* kv positions per softmax rescale (within one block) */
+/* Positions per softmax segment: a context is walked in segments whose
+ * states merge in order, whoever computes them, so a decode of few rows
+ * can split its context over the threads and stay bitwise the same as one
+ * task walking it.  A multiple of TILE and of power-of-two block sizes up
+ * to 256, so there segment edges are tile edges. */
+#define SEG 512
 #define MIN_WORK_PER_THREAD 65536
 
 /* ---- kv_write ---- */
@@ -88,6 +95,8 @@ struct attn_job {
     int32_t layer;
     float scale;
     int64_t group, range, n_ranges;     /* q heads per kv head, per task, tasks per token */
+    int64_t n_segs;                     /* split: SEG segments per (token, range) task */
+    float *part;                        /* split: [token][q head][segment] states; else NULL */
     int64_t n_tasks;
     atomic_llong next;
 };
@@ -198,31 +207,49 @@ static void tile_at(const struct zl_kv_cache *c, const int32_t *table, int64_t p
     *slot = (int64_t)table[p0 / bs] * bs + off;
 }
 
-/* One task: query token i, query heads h0 .. h0+nh-1. */
-static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0, int64_t nh)
+/* Context length of query row i (its own position + 1); *seq gets its sequence. */
+static int64_t ctx_of(const struct zl_attn_batch *b, int64_t i, int32_t *seq)
+{
+    int32_t s = seq_of(b, i);
+    *seq = s;
+    return b->kv_len[s] - (b->q_start[s + 1] - b->q_start[s]) + (i - b->q_start[s]) + 1;
+}
+
+/* A head's softmax state: acc[hd], then m and l, padded to whole cache
+ * lines so acc stays aligned for P.V's vector loads and stores. */
+#define ST_FLOATS(hd) (((hd) + 2 + 15) & ~(int64_t)15)
+#define ST(st, g, hd) ((st) + (g) * ST_FLOATS(hd))
+#define ST_M(h, hd) ((h)[(hd)])
+#define ST_L(h, hd) ((h)[(hd) + 1])
+
+static void state_init(float *st, int64_t hd)
+{
+    for (int64_t d = 0; d < hd + 1; d++)
+        st[d] = 0;
+    ST_M(st, hd) = -INFINITY;
+    ST_L(st, hd) = 0;
+}
+
+/* Positions [p_lo, p_hi) of query row i (context ctx_len, sequence s) for
+ * heads h0 .. h0+nh-1: a fresh online softmax per head into st. */
+static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_t s, int64_t ctx_len,
+                         int64_t h0, int64_t nh, int64_t p_lo, int64_t p_hi, float *st)
 {
     const struct cpu_kernels *k = j->ctx->k;
     const struct zl_kv_cache *c = j->cache;
-    const struct zl_attn_batch *b = j->b;
     const int64_t hd = c->head_dim, G = j->group;
     const size_t el = cpu_dtype_size(c->dtype), head = (size_t)hd * el;
     const size_t row_stride = (size_t)c->n_kv_heads * head;   /* between tokens */
-    int32_t s = seq_of(b, i);
-    int64_t ctx_len = b->kv_len[s] - (b->q_start[s + 1] - b->q_start[s]) + (i - b->q_start[s]) + 1;
-    const int32_t *table = b->block_table + (int64_t)s * b->max_blocks;
+    const int32_t *table = j->b->block_table + (int64_t)s * j->b->max_blocks;
 
-    float *vf = scr, *sc = vf + TILE * hd, *acc = sc + nh * TILE, *m = acc + nh * hd, *l = m + nh;
+    float *vf = scr, *sc = vf + TILE * hd;
     const char *qi = (const char *)j->q->data + (size_t)i * (size_t)j->q->nb[0];
-    for (int64_t g = 0; g < nh; g++) {
-        m[g] = -INFINITY;
-        l[g] = 0;
-        for (int64_t d = 0; d < hd; d++)
-            acc[g * hd + d] = 0;
-    }
+    for (int64_t g = 0; g < nh; g++)
+        state_init(ST(st, g, hd), hd);
     const int64_t kv_lo = h0 / G, kv_hi = (h0 + nh - 1) / G + 1;
-    for (int64_t p0 = 0; p0 < ctx_len;) {
+    for (int64_t p0 = p_lo; p0 < p_hi;) {
         int64_t slot, t, next_slot, next_t;
-        tile_at(c, table, p0, ctx_len, &slot, &t);
+        tile_at(c, table, p0, p_hi, &slot, &t);
         if (p0 + t < ctx_len) {
             tile_at(c, table, p0 + t, ctx_len, &next_slot, &next_t);
             prefetch_tile(j, next_slot, next_t, kv_lo, kv_hi);
@@ -244,22 +271,81 @@ static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0
                 vr = vf;
                 vs = hd;
             }
-            for (int64_t g = ga - h0; g < gb - h0; g++)
-                softmax_update(j, sc + g * TILE, vr, vs, t, &m[g], &l[g], acc + g * hd);
+            for (int64_t g = ga - h0; g < gb - h0; g++) {
+                float *h = ST(st, g, hd);
+                softmax_update(j, sc + g * TILE, vr, vs, t, &ST_M(h, hd), &ST_L(h, hd), h);
+            }
         }
         p0 += t;
     }
-    for (int64_t g = 0; g < nh; g++) {
-        float *o = (float *)((char *)j->out->data + (size_t)i * (size_t)j->out->nb[0] +
-                             (size_t)(h0 + g) * (size_t)j->out->nb[1]);
-        float inv = 1.0f / l[g];
-        for (int64_t d = 0; d < hd; d++)
-            o[d] = acc[g * hd + d] * inv;
+}
+
+/* Folds a segment's state sg into the running state st.  One compiled copy
+ * (noinline) serves the task that walks its whole context and the merge of
+ * split segments, so both round alike.  Into the empty state it is exact
+ * (a 0, b 1): a context of one segment gives the bits of a single walk. */
+__attribute__((noinline)) static void merge_state(float *st, const float *sg, int64_t hd)
+{
+    float mn = ST_M(sg, hd) > ST_M(st, hd) ? ST_M(sg, hd) : ST_M(st, hd);
+    float a = expf(ST_M(st, hd) - mn), b = expf(ST_M(sg, hd) - mn);
+    ST_M(st, hd) = mn;
+    ST_L(st, hd) = ST_L(st, hd) * a + ST_L(sg, hd) * b;
+    for (int64_t d = 0; d < hd; d++)
+        st[d] = st[d] * a + sg[d] * b;
+}
+
+static void write_out(const struct attn_job *j, int64_t i, int64_t h, const float *st, int64_t hd)
+{
+    float *o = (float *)((char *)j->out->data + (size_t)i * (size_t)j->out->nb[0] +
+                         (size_t)h * (size_t)j->out->nb[1]);
+    float inv = 1.0f / ST_L(st, hd);
+    for (int64_t d = 0; d < hd; d++)
+        o[d] = st[d] * inv;
+}
+
+/* One task: query token i, query heads h0 .. h0+nh-1, its whole context in
+ * SEG-position segments merged in order. */
+static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0, int64_t nh)
+{
+    const int64_t hd = j->cache->head_dim;
+    int32_t s;
+    int64_t ctx_len = ctx_of(j->b, i, &s);
+    float *tot = scr + TILE * hd + nh * TILE, *seg = tot + nh * ST_FLOATS(hd);
+    for (int64_t g = 0; g < nh; g++)
+        state_init(ST(tot, g, hd), hd);
+    for (int64_t p = 0; p < ctx_len; p += SEG) {
+        attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg);
+        for (int64_t g = 0; g < nh; g++)
+            merge_state(ST(tot, g, hd), ST(seg, g, hd), hd);
     }
+    for (int64_t g = 0; g < nh; g++)
+        write_out(j, i, h0 + g, ST(tot, g, hd), hd);
+}
+
+/* Split tasks: (token, head range, segment), each into its slot of
+ * j->part; cpu_attention merges them in segment order afterwards. */
+static void attn_split_one(const struct attn_job *j, float *scr, int64_t t)
+{
+    const int64_t hd = j->cache->head_dim, hq = j->q->ne[1];
+    int64_t sg = t % j->n_segs, rest = t / j->n_segs;
+    int64_t i = rest / j->n_ranges, h0 = rest % j->n_ranges * j->range;
+    int64_t nh = hq - h0 < j->range ? hq - h0 : j->range;
+    int32_t s;
+    int64_t ctx_len = ctx_of(j->b, i, &s), p = sg * SEG;
+    if (p >= ctx_len)
+        return;     /* past this row's context: the merge skips it */
+    float *st = j->part + ((i * hq + h0) * j->n_segs + sg) * ST_FLOATS(hd);
+    /* heads of a range are n_segs slots apart: compute into the scratch,
+     * then copy each head's state to its slot */
+    float *seg = scr + TILE * hd + nh * TILE;
+    attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg);
+    for (int64_t g = 0; g < nh; g++)
+        memcpy(st + g * j->n_segs * ST_FLOATS(hd), ST(seg, g, hd), sizeof(float) * (size_t)(hd + 2));
 }
 
 static void attn_task(void *arg, int ith, int nth)
 {
+    (void)nth;
     struct attn_job *j = arg;
     float *scr = cpu_scratch(j->ctx, ith);
     int64_t hq = j->q->ne[1];
@@ -267,8 +353,28 @@ static void attn_task(void *arg, int ith, int nth)
         int64_t t = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (t >= j->n_tasks)
             break;
+        if (j->part) {
+            attn_split_one(j, scr, t);
+            continue;
+        }
         int64_t i = t / j->n_ranges, h0 = t % j->n_ranges * j->range;
         attn_one(j, scr, i, h0, hq - h0 < j->range ? hq - h0 : j->range);
+    }
+}
+
+/* After split tasks: each row's heads merge their segments in order. */
+static void merge_split(const struct attn_job *j, float *tot)
+{
+    const int64_t hd = j->cache->head_dim, hq = j->q->ne[1];
+    for (int64_t i = 0; i < j->q->ne[0]; i++) {
+        int32_t s;
+        int64_t ctx_len = ctx_of(j->b, i, &s);
+        for (int64_t h = 0; h < hq; h++) {
+            state_init(tot, hd);
+            for (int64_t sg = 0; sg * SEG < ctx_len; sg++)
+                merge_state(tot, j->part + ((i * hq + h) * j->n_segs + sg) * ST_FLOATS(hd), hd);
+            write_out(j, i, h, tot, hd);
+        }
     }
 }
 
@@ -303,19 +409,35 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     if (range > group && range % group)
         range = (range + group - 1) / group * group;
     n_ranges = (hq + range - 1) / range;
-    size_t floats = (size_t)(TILE * hd + range * TILE + range * hd + 2 * range);
+    /* tile scores and V, then two states per head (running, segment) */
+    size_t floats = (size_t)(TILE * hd + range * TILE + 2 * range * ST_FLOATS(hd));
     if ((rc = cpu_scratch_reserve(ctx, op, floats)) < 0)
         return rc;
-    int64_t ctx_sum = 0;        /* sum of the context lengths: the work */
+    int64_t ctx_sum = 0, ctx_max = 0;   /* the work; the longest context */
     for (int32_t s = 0; s < batch->n_seqs; s++) {
         int64_t nn = batch->q_start[s + 1] - batch->q_start[s], kl = batch->kv_len[s];
         ctx_sum += nn * (2 * kl - nn + 1) / 2;
+        if (nn > 0 && kl > ctx_max)
+            ctx_max = kl;
     }
     struct attn_job j = {.ctx = ctx, .q = q, .out = out, .cache = cache, .b = batch,
                          .layer = layer, .scale = scale, .group = group, .range = range,
-                         .n_ranges = n_ranges, .n_tasks = n * n_ranges};
+                         .n_ranges = n_ranges, .n_segs = 1, .n_tasks = n * n_ranges};
+    /* Too few tasks for the threads (a decode of a few sequences, here or
+     * because the kv groups do not divide among them): split the contexts
+     * into their segments too, and merge after. */
+    int64_t n_segs = (ctx_max + SEG - 1) / SEG;
+    if (n * n_ranges < 2 * nth && n_segs > 1) {
+        if ((rc = cpu_shared_reserve(ctx, op, (size_t)(n * hq * n_segs * ST_FLOATS(hd)))) < 0)
+            return rc;
+        j.part = ctx->shared;
+        j.n_segs = n_segs;
+        j.n_tasks = n * n_ranges * n_segs;
+    }
     atomic_init(&j.next, 0);
     cpu_pool_run(ctx->pool, cpu_pool_want(ctx->pool, ctx_sum * q->ne[1] * hd, MIN_WORK_PER_THREAD),
                  attn_task, &j);
+    if (j.part)
+        merge_split(&j, cpu_scratch(ctx, 0));
     return ZL_OK;
 }

@@ -108,6 +108,7 @@ static void cpu_close(struct zl_bctx *ctx)
         return;
     cpu_pool_free(ctx->pool);
     cpu_host->free_aligned(ctx->scratch);
+    cpu_host->free_aligned(ctx->shared);
     free(ctx);
 }
 
@@ -157,6 +158,21 @@ int cpu_scratch_reserve(struct zl_bctx *ctx, const char *op, size_t floats)
     cpu_host->free_aligned(ctx->scratch);
     ctx->scratch = s;
     ctx->scratch_per_thread = floats;
+    return ZL_OK;
+}
+
+int cpu_shared_reserve(struct zl_bctx *ctx, const char *op, size_t floats)
+{
+    if (floats <= ctx->shared_floats)
+        return ZL_OK;
+    if (floats > SIZE_MAX / sizeof(float))
+        return cpu_host->error(ZL_ENOMEM, "cpu %s: a buffer of %zu floats overflows", op, floats);
+    float *s = cpu_host->alloc_aligned(floats * sizeof(float), CPU_ALIGN);
+    if (!s)
+        return cpu_host->error(ZL_ENOMEM, "cpu %s: cannot allocate %zu bytes", op, floats * sizeof(float));
+    cpu_host->free_aligned(ctx->shared);
+    ctx->shared = s;
+    ctx->shared_floats = floats;
     return ZL_OK;
 }
 

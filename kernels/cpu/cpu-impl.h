@@ -95,11 +95,16 @@ struct zl_bctx {
     const struct cpu_kernels *k;
     float *scratch;             /* per-thread scratch, scratch_per_thread floats each */
     size_t scratch_per_thread;
+    float *shared;              /* one buffer all threads of an op write (distinct parts) */
+    size_t shared_floats;
 };
 
 /* Grows ctx->scratch to `floats` per thread (called before dispatch, so a
  * steady state allocates nothing).  ZL_ENOMEM with a message naming `op`. */
 int cpu_scratch_reserve(struct zl_bctx *ctx, const char *op, size_t floats);
+
+/* Grows ctx->shared to `floats` (before dispatch, like the scratch). */
+int cpu_shared_reserve(struct zl_bctx *ctx, const char *op, size_t floats);
 
 static inline float *cpu_scratch(struct zl_bctx *ctx, int ith)
 {
