@@ -14,7 +14,6 @@
 
 #include <math.h>
 #include <stdatomic.h>
-#include <string.h>
 
 #include "cpu-impl.h"
 
@@ -224,16 +223,18 @@ static int64_t ctx_of(const struct zl_attn_batch *b, int64_t i, int32_t *seq)
 
 static void state_init(float *st, int64_t hd)
 {
-    for (int64_t d = 0; d < hd + 1; d++)
+    for (int64_t d = 0; d < hd; d++)
         st[d] = 0;
     ST_M(st, hd) = -INFINITY;
     ST_L(st, hd) = 0;
 }
 
 /* Positions [p_lo, p_hi) of query row i (context ctx_len, sequence s) for
- * heads h0 .. h0+nh-1: a fresh online softmax per head into st. */
+ * heads h0 .. h0+nh-1: a fresh online softmax per head into the states at
+ * st, st_stride floats apart. */
 static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_t s, int64_t ctx_len,
-                         int64_t h0, int64_t nh, int64_t p_lo, int64_t p_hi, float *st)
+                         int64_t h0, int64_t nh, int64_t p_lo, int64_t p_hi, float *st,
+                         int64_t st_stride)
 {
     const struct cpu_kernels *k = j->ctx->k;
     const struct zl_kv_cache *c = j->cache;
@@ -245,7 +246,7 @@ static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_
     float *vf = scr, *sc = vf + TILE * hd;
     const char *qi = (const char *)j->q->data + (size_t)i * (size_t)j->q->nb[0];
     for (int64_t g = 0; g < nh; g++)
-        state_init(ST(st, g, hd), hd);
+        state_init(st + g * st_stride, hd);
     const int64_t kv_lo = h0 / G, kv_hi = (h0 + nh - 1) / G + 1;
     for (int64_t p0 = p_lo; p0 < p_hi;) {
         int64_t slot, t, next_slot, next_t;
@@ -272,7 +273,7 @@ static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_
                 vs = hd;
             }
             for (int64_t g = ga - h0; g < gb - h0; g++) {
-                float *h = ST(st, g, hd);
+                float *h = st + g * st_stride;
                 softmax_update(j, sc + g * TILE, vr, vs, t, &ST_M(h, hd), &ST_L(h, hd), h);
             }
         }
@@ -314,7 +315,8 @@ static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0
     for (int64_t g = 0; g < nh; g++)
         state_init(ST(tot, g, hd), hd);
     for (int64_t p = 0; p < ctx_len; p += SEG) {
-        attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg);
+        attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg,
+                     ST_FLOATS(hd));
         for (int64_t g = 0; g < nh; g++)
             merge_state(ST(tot, g, hd), ST(seg, g, hd), hd);
     }
@@ -334,18 +336,13 @@ static void attn_split_one(const struct attn_job *j, float *scr, int64_t t)
     int64_t ctx_len = ctx_of(j->b, i, &s), p = sg * SEG;
     if (p >= ctx_len)
         return;     /* past this row's context: the merge skips it */
-    float *st = j->part + ((i * hq + h0) * j->n_segs + sg) * ST_FLOATS(hd);
-    /* heads of a range are n_segs slots apart: compute into the scratch,
-     * then copy each head's state to its slot */
-    float *seg = scr + TILE * hd + nh * TILE;
-    attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg);
-    for (int64_t g = 0; g < nh; g++)
-        memcpy(st + g * j->n_segs * ST_FLOATS(hd), ST(seg, g, hd), sizeof(float) * (size_t)(hd + 2));
+    /* straight into the slots: a head's are n_segs states apart */
+    attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len,
+                 j->part + ((i * hq + h0) * j->n_segs + sg) * ST_FLOATS(hd), j->n_segs * ST_FLOATS(hd));
 }
 
 static void attn_task(void *arg, int ith, int nth)
 {
-    (void)nth;
     struct attn_job *j = arg;
     float *scr = cpu_scratch(j->ctx, ith);
     int64_t hq = j->q->ne[1];

@@ -142,38 +142,42 @@ static int cpu_open(const struct zl_backend_open_params *p, struct zl_bctx **out
     return ZL_OK;
 }
 
+/* Replaces *buf by one of `floats` floats (contents dropped) when it holds
+ * fewer; the steady state allocates nothing. */
+static int grow(const char *op, float **buf, size_t *have, size_t floats)
+{
+    if (floats <= *have)
+        return ZL_OK;
+    float *s = cpu_host->alloc_aligned(floats * sizeof(float), CPU_ALIGN);
+    if (!s)
+        return cpu_host->error(ZL_ENOMEM, "cpu %s: cannot allocate %zu bytes of scratch", op,
+                               floats * sizeof(float));
+    cpu_host->free_aligned(*buf);
+    *buf = s;
+    *have = floats;
+    return ZL_OK;
+}
+
 int cpu_scratch_reserve(struct zl_bctx *ctx, const char *op, size_t floats)
 {
     if (floats <= ctx->scratch_per_thread)
         return ZL_OK;
     floats = (floats + 15) & ~(size_t)15;   /* whole cache lines per thread */
-    size_t n = (size_t)cpu_pool_size(ctx->pool);
+    size_t n = (size_t)cpu_pool_size(ctx->pool), all = 0;
     if (floats > SIZE_MAX / sizeof(float) / n)
         return cpu_host->error(ZL_ENOMEM, "cpu %s: scratch of %zu floats per thread overflows", op,
-                           floats);
-    float *s = cpu_host->alloc_aligned(floats * n * sizeof(float), CPU_ALIGN);
-    if (!s)
-        return cpu_host->error(ZL_ENOMEM, "cpu %s: cannot allocate %zu bytes of scratch", op,
-                           floats * n * sizeof(float));
-    cpu_host->free_aligned(ctx->scratch);
-    ctx->scratch = s;
-    ctx->scratch_per_thread = floats;
-    return ZL_OK;
+                               floats);
+    int rc = grow(op, &ctx->scratch, &all, floats * n);
+    if (rc == ZL_OK)
+        ctx->scratch_per_thread = floats;
+    return rc;
 }
 
 int cpu_shared_reserve(struct zl_bctx *ctx, const char *op, size_t floats)
 {
-    if (floats <= ctx->shared_floats)
-        return ZL_OK;
     if (floats > SIZE_MAX / sizeof(float))
         return cpu_host->error(ZL_ENOMEM, "cpu %s: a buffer of %zu floats overflows", op, floats);
-    float *s = cpu_host->alloc_aligned(floats * sizeof(float), CPU_ALIGN);
-    if (!s)
-        return cpu_host->error(ZL_ENOMEM, "cpu %s: cannot allocate %zu bytes", op, floats * sizeof(float));
-    cpu_host->free_aligned(ctx->shared);
-    ctx->shared = s;
-    ctx->shared_floats = floats;
-    return ZL_OK;
+    return grow(op, &ctx->shared, &ctx->shared_floats, floats);
 }
 
 static int cpu_sync(struct zl_bctx *ctx)
