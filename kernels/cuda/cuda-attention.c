@@ -137,10 +137,16 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
 int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
                            struct zl_cuda_gemv_rope *g)
 {
+    struct zl_cuda_batch db = {0};
+    return cuda_rope_kv_batch_args(ctx, op, r, g, &db);
+}
+
+int cuda_rope_kv_batch_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
+                            struct zl_cuda_gemv_rope *g, struct zl_cuda_batch *db)
+{
     struct cuda_rope_args a;
     struct zl_cuda_heads vh;
-    struct zl_cuda_batch db = {0};
-    int rc = rope_kv_prepare(ctx, op, r, &a, &vh, &g->cache, &db);
+    int rc = rope_kv_prepare(ctx, op, r, &a, &vh, &g->cache, db);
     if (rc < 0)
         return rc;
     g->pos = a.pos;
@@ -148,7 +154,7 @@ int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_
     g->inv_freq = a.freq;
     g->attn_factor = r->rope->attn_factor;
     g->n_q_heads = (int32_t)a.q.heads;
-    g->slot = db.slot;
+    g->slot = db->slot;
     return ZL_OK;
 }
 

@@ -296,6 +296,8 @@ static void cuda_close(struct zl_bctx *ctx)
     upload_free(&ctx->meta);
     upload_free(&ctx->freq);
     upload_free(&ctx->samp);
+    upload_free(&ctx->chain);
+    ZL_CUDA_WARN(cudaFree(ctx->chain_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->samp_scratch));
     ZL_CUDA_WARN(cudaFreeHost(ctx->samp_host));
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
@@ -415,6 +417,7 @@ static const struct zl_backend_ops cuda_ops = {
     .linear_rope_kv = cuda_linear_rope_kv,
     .fused_max_rows = ZL_CUDA_GEMV_MAX_ROWS,    /* the fused GEMV's limit */
     .rope_attention = cuda_rope_attention,
+    .decoder_layers = cuda_decoder_layers,
 };
 
 static int cuda_init(const struct zl_host *h)

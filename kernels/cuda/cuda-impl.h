@@ -134,6 +134,9 @@ struct zl_bctx {
     size_t samp_host_cap;
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
+    struct cuda_upload chain;               /* decoder_layers' per-layer weight table */
+    void *chain_scratch;                    /* decoder_layers' split partials and counters */
+    size_t chain_scratch_cap;
 };
 
 /* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
@@ -253,6 +256,9 @@ int cuda_rope_kv_write(struct zl_bctx *ctx, struct zl_tensor *q, const struct zl
  * epilogue's arguments (a recording pass stops after this, as the op does). */
 int cuda_rope_kv_gemv_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
                            struct zl_cuda_gemv_rope *g);
+/* The same, with the uploaded batch too (db, when the step has rows). */
+int cuda_rope_kv_batch_args(struct zl_bctx *ctx, const char *op, const struct zl_rope_kv *r,
+                            struct zl_cuda_gemv_rope *g, struct zl_cuda_batch *db);
 int cuda_silu_mul(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *gate,
                   const struct zl_tensor *up);
 int cuda_add(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *a,
@@ -280,6 +286,9 @@ const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int
                                                   int32_t n_kv_heads, int32_t head_dim,
                                                   enum zl_dtype dt, int32_t nd,
                                                   int32_t max_kv_len);
+/* cuda-decode-chain.c: decoder_layers (backend.h), ZL_DECLINED where the
+ * one-kernel chain does not take the step. */
+int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s);
 /* cuda-sample.c: one token per logits row (backend.h sample). */
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out);

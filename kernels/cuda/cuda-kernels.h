@@ -231,6 +231,44 @@ cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out, const stru
                                      const struct zl_cuda_prefetch *pf,
                                      const struct zl_cuda_decode_rope *rope, cudaStream_t stream);
 
+/* The decoder layers of one decode token in one persistent kernel
+ * (decode-chain.cu): per layer rms_norm, QKV, RoPE + cache write,
+ * attention, o + residual, rms_norm, gate/up + SwiGLU, down + residual,
+ * for one sequence.  Weights are [rows, cols] contiguous of `dtype`, norm
+ * weights f32; x is the residual stream [d], updated in place. */
+struct zl_cuda_chain_layer {
+    const void *wqkv, *wo, *wgu, *wdown;
+    const float *attn_norm, *ffn_norm;
+};
+struct zl_cuda_chain_shape {
+    int32_t n_layers, d, f, n_heads, n_kv_heads, head_dim;
+    int32_t kv_len;             /* keys after this token's write */
+};
+struct zl_cuda_chain_plan {
+    int32_t grid, slots, slot_bytes, xs_bytes, pq, pg, ro, rd, splits;
+    size_t smem, part_bytes, count_ints;
+};
+struct zl_cuda_chain {
+    struct zl_cuda_chain_shape shape;
+    enum zl_dtype dtype;
+    const struct zl_cuda_chain_layer *layers;   /* device [n_layers] */
+    void *x, *qkv, *att, *a;    /* [d], [(n_heads + 2 n_kv_heads) head_dim], [n_heads head_dim], [f] */
+    void *part;                 /* plan.part_bytes of scratch */
+    int32_t *count;             /* plan.count_ints, zeroed by the launch */
+    float eps, scale, attn_factor;
+    const int32_t *pos;         /* device: the token's position */
+    const float *inv_freq;      /* device [head_dim / 2] */
+    struct zl_cuda_kv cache;    /* layer ignored: all of them */
+    const int32_t *table;       /* device: the sequence's block ids */
+    int32_t slot;               /* the token's cache slot */
+};
+/* Whether the kernel takes this shape on this device (sm_90+, head_dim 64
+ * or 128, up to 8 query heads a kv head, the shared memory for 2+ slots),
+ * and its plan: 0 when it does not. */
+int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s, struct zl_cuda_chain_plan *p);
+cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c, const struct zl_cuda_chain_plan *p,
+                                 cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

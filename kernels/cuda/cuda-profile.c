@@ -14,11 +14,11 @@
 #include "cuda-impl.h"
 
 enum { P_EMB, P_NORM, P_LINEAR, P_ROPE, P_SILU, P_KVW, P_ATTN, P_ADD, P_COPY, P_SAMPLE, P_ROPEKV,
-       P_LINFUSED, P_LINROPE, P_ROPEATTN, P_N };
+       P_LINFUSED, P_LINROPE, P_ROPEATTN, P_DECLAYERS, P_N };
 static const char *const names[P_N] = {"embedding", "rms_norm", "linear", "rope", "silu_mul",
                                        "kv_write", "attention", "add", "copy", "sample",
                                        "rope_kv_write", "linear_fused", "linear_rope_kv",
-                                       "rope_attention"};
+                                       "rope_attention", "decoder_layers"};
 
 #define PROF_EVENTS 4096
 #define PROF_EVERY 200
@@ -161,6 +161,15 @@ static int p_rope_attention(struct zl_bctx *ctx, struct zl_tensor *o, const stru
     end(ctx, s);
     return rc;
 }
+static int p_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *st)
+{
+    if (st && st->r)
+        classify(st->r->batch);
+    int s = begin(ctx, P_DECLAYERS);
+    int rc = P.base->decoder_layers(ctx, st);
+    end(ctx, s);
+    return rc;
+}
 WRAP(P_ADD, add, (struct zl_bctx *ctx, struct zl_tensor *o, const struct zl_tensor *a,
                   const struct zl_tensor *b), (ctx, o, a, b))
 WRAP(P_COPY, copy, (struct zl_bctx *ctx, struct zl_tensor *d, const struct zl_tensor *s_),
@@ -232,6 +241,8 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
         P.ops.linear_rope_kv = p_linear_rope_kv;
     if (ZL_BACKEND_HAS(base, rope_attention) && base->rope_attention)
         P.ops.rope_attention = p_rope_attention;
+    if (ZL_BACKEND_HAS(base, decoder_layers) && base->decoder_layers)
+        P.ops.decoder_layers = p_decoder_layers;
     P.ops.graph_begin = NULL; /* events around each op: nothing to replay */
     P.ops.graph_end = NULL;
     return &P.ops;

@@ -208,6 +208,40 @@ static int layer_fused(struct step *s, const struct llama_layer *l, int il)
     return be->linear_fused(cx, &s->x, &s->a, &l->w_down, opt(&l->b_down), &f);
 }
 
+/* Every layer at once through the backend's decoder_layers (a one-token
+ * step of one sequence): ZL_OK when it ran them, ZL_DECLINED when the
+ * model runs them op by op, or an error. */
+static int layers_at_once(struct step *s)
+{
+    struct zl_model *m = s->m;
+    const struct zl_backend_ops *be = m->be;
+    if (!ZL_BACKEND_HAS(be, decoder_layers) || !be->decoder_layers || m->dec_none ||
+        s->b->n_tokens != 1)
+        return ZL_DECLINED;
+    if (!m->dec) {
+        for (int i = 0; i < m->hp.n_layer; i++) {
+            const struct llama_layer *l = &m->layers[i];
+            if (l->bqkv.data || l->bo.data || l->b_gu.data || l->b_down.data) {
+                m->dec_none = 1;
+                return ZL_DECLINED;
+            }
+        }
+        m->dec = calloc((size_t)(uint32_t)m->hp.n_layer, sizeof *m->dec);
+        if (!m->dec)
+            return llama_host->error(ZL_ENOMEM, "llama forward: the decoder layer table");
+        for (int i = 0; i < m->hp.n_layer; i++) {
+            const struct llama_layer *l = &m->layers[i];
+            m->dec[i] = (struct zl_decoder_layer){&l->attn_norm, &l->wqkv, &l->wo,
+                                                  &l->ffn_norm, &l->w_gu, &l->w_down};
+        }
+    }
+    const struct zl_rope_kv r = {&s->q3, &s->k3, &s->v3, &s->pos, &s->rope, s->b->cache, 0,
+                                 &s->b->attn};
+    const struct zl_decoder_stack st = {m->hp.n_layer, m->dec, m->hp.eps, attn_scale(m),
+                                        &s->x, &s->qkv, &s->att, &s->a, &r};
+    return be->decoder_layers(m->bctx, &st);
+}
+
 static int check_batch(const struct zl_model *m, const struct zl_forward_batch *b,
                        const struct zl_tensor *logits, const struct ws_layout *w)
 {
@@ -328,7 +362,10 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
     const int fused = use_fused(be, n);
-    for (int il = 0; il < hp->n_layer; il++)
+    int rc = fused ? layers_at_once(&s) : ZL_DECLINED;
+    if (rc < 0)
+        return rc;
+    for (int il = 0; rc == ZL_DECLINED && il < hp->n_layer; il++)
         TRY(fused ? layer_fused(&s, &m->layers[il], il) : layer_ops(&s, &m->layers[il], il));
     TRY(be->rms_norm(cx, &s.h, fused ? &s.x : &s.o, fused ? NULL : &s.x, &m->out_norm, hp->eps));
     if (b->n_logits == 0)

@@ -60,6 +60,8 @@ struct zl_model {
     float inv_freq[LLAMA_MAX_ROT / 2]; /* [rot_dim / 2] for positions < max_pos */
     float attn_factor;
     float *freq_factors;            /* [rot_dim / 2] GGUF rope_freqs.weight divisors, or NULL */
+    struct zl_decoder_layer *dec;   /* [n_layer] views for decoder_layers, made on first use */
+    int dec_none;                   /* biases: decoder_layers never takes this model */
 };
 
 /* Checks and copies the config (model_type, sizes, flags); ZL_EINVAL naming the key. */

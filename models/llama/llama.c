@@ -97,6 +97,7 @@ static void llama_destroy(struct zl_model *m)
     if (!m)
         return;
     free(m->layers);
+    free(m->dec);
     free(m->freq_factors);
     free(m);
 }

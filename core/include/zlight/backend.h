@@ -99,6 +99,27 @@ struct zl_rope_kv {
     const struct zl_attn_batch *batch;
 };
 
+/* One pre-norm decoder layer (llama family, no biases) for decoder_layers:
+ *   h = rmsnorm(x) * attn_norm;  [q k v] = h wqkv^T;  rope(q, k); cache <- k, v
+ *   x += attention(q, cache) wo^T
+ *   h = rmsnorm(x) * ffn_norm;   [g u] = h w_gu^T;   x += (silu(g) * u) w_down^T */
+struct zl_decoder_layer {
+    const struct zl_tensor *attn_norm, *wqkv, *wo;
+    const struct zl_tensor *ffn_norm, *w_gu, *w_down;
+};
+
+/* decoder_layers' arguments.  x [1, d] is the residual stream, updated in
+ * place; r's q, k, v are views of qkv [1, q + 2 kv] (scratch, contents
+ * unspecified afterwards, as are att [1, q] and a [1, f]); r->layer is
+ * ignored (every layer's cache rows are written). */
+struct zl_decoder_stack {
+    int32_t n_layers;
+    const struct zl_decoder_layer *layers;
+    float eps, attn_scale;
+    struct zl_tensor *x, *qkv, *att, *a;
+    const struct zl_rope_kv *r;
+};
+
 /* One logits row's sampling as the engine hands it to a device sampler
  * (API minor 1).  The same semantics as zl_sampler_sample (sampler.h):
  * bias entries are added first (-INFINITY masks the ids min_tokens
@@ -336,8 +357,23 @@ struct zl_backend_ops {
     int (*rope_attention)(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_rope_kv *r,
                           float scale);
 
+    /* ---- API minor 7 ---- */
+
+    /* All decoder layers of a one-token step of one sequence in one call
+     * (struct zl_decoder_stack): what the model's per-layer ops (rms_norm,
+     * linear_rope_kv, attention, linear_fused with residual and SwiGLU) do
+     * to s->x and the cache, with the same roundings; only the f32
+     * summation order inside the products and the softmax may differ.
+     * Returns ZL_DECLINED, having done nothing, for a step it does not
+     * take (the model then runs its layers op by op), ZL_OK, or an error.
+     * NULL: the model always runs the layers op by op. */
+    int (*decoder_layers)(struct zl_bctx *ctx, const struct zl_decoder_stack *s);
+
     /* Members are appended here by later API minors. */
 };
+
+/* decoder_layers: this step is not one the backend fuses (not an error). */
+#define ZL_DECLINED 2
 
 /* graph_end: run the forward again (a positive code, not an error). */
 #define ZL_GRAPH_AGAIN 1

@@ -1,0 +1,130 @@
+/* decoder_layers (backend.h, API minor 7): a one-token step of one
+ * sequence through every layer in one kernel (decode-chain.cu), or
+ * ZL_DECLINED for what that kernel does not take, so the model runs its
+ * layers op by op:
+ *   - more than one sequence or token; biases; partial rotary;
+ *   - weights other than contiguous bf16/f16 of the activations' dtype,
+ *     norm weights other than f32;
+ *   - device graphs on (a bracket records the per-layer ops);
+ *   - a device or shape without a plan (sm_90+, head_dim 64 or 128, up to
+ *     8 query heads a kv head);
+ *   - ZL_CUDA_DECODE_CHAIN=0 in the environment (an A/B in one build). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda-impl.h"
+
+static int chain_off(void)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *e = getenv("ZL_CUDA_DECODE_CHAIN");
+        off = e && *e == '0';
+    }
+    return off;
+}
+
+/* t is a contiguous [rows, cols] (or [cols] when rows is 0) of dt on the
+ * instance's device, 16-byte aligned. */
+static int dense(const struct zl_bctx *ctx, const struct zl_tensor *t, enum zl_dtype dt,
+                 int64_t rows, int64_t cols)
+{
+    size_t es = cuda_dtype_size(dt);
+    if (!t || !t->data || t->dtype != dt || t->device != ctx->device || ((uintptr_t)t->data & 15))
+        return 0;
+    if (rows == 0)
+        return t->n_dims == 1 && t->ne[0] == cols && t->nb[0] == (int64_t)es;
+    return t->n_dims == 2 && t->ne[0] == rows && t->ne[1] == cols && t->nb[1] == (int64_t)es &&
+           t->nb[0] == cols * (int64_t)es;
+}
+
+/* The shape of the step when the kernel could take it, else 0. */
+static int chain_shape(const struct zl_bctx *ctx, const struct zl_decoder_stack *s,
+                       struct zl_cuda_chain_shape *sh)
+{
+    const struct zl_rope_kv *r = s->r;
+    const struct zl_attn_batch *b = r->batch;
+    const struct zl_kv_cache *c = r->cache;
+    const struct zl_tensor *x = s->x;
+    if (!b || !c || !r->q || !r->k || !r->rope || !s->qkv || !s->att || !s->a ||
+        b->n_seqs != 1 || b->q_start[0] != 0 || b->q_start[1] != 1 || r->q->n_dims != 3 ||
+        r->k->n_dims != 3 || x->n_dims != 2 || x->ne[0] != 1 ||
+        (x->dtype != ZL_DTYPE_BF16 && x->dtype != ZL_DTYPE_F16) || c->dtype != x->dtype ||
+        c->n_layers != s->n_layers || (c->block_size & (c->block_size - 1)))
+        return 0;
+    *sh = (struct zl_cuda_chain_shape){
+        .n_layers = s->n_layers, .d = (int32_t)x->ne[1], .f = (int32_t)s->a->ne[s->a->n_dims - 1],
+        .n_heads = (int32_t)r->q->ne[1], .n_kv_heads = (int32_t)r->k->ne[1],
+        .head_dim = (int32_t)r->q->ne[2], .kv_len = b->kv_len[0]};
+    const int64_t hd = sh->head_dim, qd = sh->n_heads * hd, kvd = sh->n_kv_heads * hd;
+    if (r->rope->rot_dim != hd || c->head_dim != hd || c->n_kv_heads != sh->n_kv_heads ||
+        !dense(ctx, x, x->dtype, 1, sh->d) || !dense(ctx, s->qkv, x->dtype, 1, qd + 2 * kvd) ||
+        !dense(ctx, s->att, x->dtype, 1, qd) || !dense(ctx, s->a, x->dtype, 1, sh->f))
+        return 0;
+    for (int32_t i = 0; i < s->n_layers; i++) {
+        const struct zl_decoder_layer *l = &s->layers[i];
+        if (!dense(ctx, l->attn_norm, ZL_DTYPE_F32, 0, sh->d) ||
+            !dense(ctx, l->ffn_norm, ZL_DTYPE_F32, 0, sh->d) ||
+            !dense(ctx, l->wqkv, x->dtype, qd + 2 * kvd, sh->d) ||
+            !dense(ctx, l->wo, x->dtype, sh->d, qd) ||
+            !dense(ctx, l->w_gu, x->dtype, 2 * (int64_t)sh->f, sh->d) ||
+            !dense(ctx, l->w_down, x->dtype, sh->d, sh->f))
+            return 0;
+    }
+    return 1;
+}
+
+int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
+{
+    static const char op[] = "decoder_layers";
+    if (!s || !s->r || !s->layers || !s->x || s->n_layers < 1)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda %s: needs layers, x and rope/cache arguments",
+                                   op);
+    struct zl_cuda_chain_shape sh;
+    struct zl_cuda_chain_plan plan;
+    if (chain_off() || ctx->gr.mode != CUDA_GRAPH_OFF || !chain_shape(ctx, s, &sh))
+        return ZL_DECLINED;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (!zl_cuda_decode_chain_plan(&sh, &plan))
+        return ZL_DECLINED;
+
+    /* rope_kv_write's own checks and uploads: positions, inv_freq, batch */
+    struct zl_cuda_gemv_rope g;
+    struct zl_cuda_batch db = {0};
+    int rc = cuda_rope_kv_batch_args(ctx, op, s->r, &g, &db);
+    if (rc < 0)
+        return rc;
+
+    size_t lb = (size_t)s->n_layers * sizeof(struct zl_cuda_chain_layer);
+    struct zl_cuda_chain_layer *hl = malloc(lb);
+    if (!hl)
+        return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: %zu bytes for the layer table", op, lb);
+    for (int32_t i = 0; i < s->n_layers; i++) {
+        const struct zl_decoder_layer *l = &s->layers[i];
+        hl[i] = (struct zl_cuda_chain_layer){l->wqkv->data, l->wo->data, l->w_gu->data,
+                                             l->w_down->data, l->attn_norm->data,
+                                             l->ffn_norm->data};
+    }
+    struct cuda_part part = {.src = hl, .bytes = lb};
+    void *dev_layers;
+    rc = cuda_upload(ctx, &ctx->chain, op, &part, 1, &dev_layers);
+    free(hl);
+    if (rc < 0)
+        return rc;
+    size_t part_bytes = (plan.part_bytes + 255) & ~(size_t)255;
+    size_t need = part_bytes + plan.count_ints * sizeof(int32_t);
+    if ((rc = cuda_reserve(ctx, &ctx->chain_scratch, &ctx->chain_scratch_cap, need, op)) < 0)
+        return rc;
+
+    struct zl_cuda_chain c = {
+        .shape = sh, .dtype = s->x->dtype, .layers = dev_layers, .x = s->x->data,
+        .qkv = s->qkv->data, .att = s->att->data, .a = s->a->data, .part = ctx->chain_scratch,
+        .count = (int32_t *)((char *)ctx->chain_scratch + part_bytes), .eps = s->eps,
+        .scale = s->attn_scale, .attn_factor = g.attn_factor, .pos = g.pos,
+        .inv_freq = g.inv_freq, .cache = g.cache, .table = db.block_table,
+        .slot = s->r->batch->slot[0]};
+    ZL_CUDA_TRY(zl_cuda_decode_chain(&c, &plan, ctx->stream));
+    return ZL_OK;
+}

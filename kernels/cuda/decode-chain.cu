@@ -1,0 +1,716 @@
+// The decoder layers of one decode token (cuda-kernels.h
+// zl_cuda_decode_chain): every layer's norm, QKV projection, RoPE, KV-cache
+// write, attention, o projection, norm, gate/up projection with SwiGLU and
+// down projection, for one sequence and one token, in ONE persistent
+// kernel.
+//
+// Why: at batch 1 a step is a stream of 15 GB of weights, and the layer
+// chain of separate kernels (four GEMVs and attention a layer) loses the
+// ramp and drain of every grid plus the attention's ~10 us in which HBM
+// idles.  Here the weights do not wait for anything: one producer warp a
+// CTA streams its share of every layer's weight rows, in step order, into
+// a ring of shared-memory slots with bulk copies (cp.async.bulk, completion
+// on an mbarrier), and runs ahead of the math by the ring (~25 MB over the
+// GPU).  The consumer warps wait only where the data flow forces it: a
+// phase's input vector is complete (a global counter of finished tiles
+// reaches the phase's tile count), then they take the slots as they fill.
+//
+// Work split: one CTA an SM (the ring takes the shared memory), launched
+// cooperatively so all are resident (they wait on each other).  A phase's
+// tiles (a few weight rows each, <= one slot) are dealt round-robin, the
+// deal continuing from phase to phase so a CTA short in one phase starts
+// the next one first; attention tasks (kv head, 64-key split) are dealt
+// the same way between the QKV and o phases.  Each tile's rows are summed
+// by the 256 consumer threads over columns, then across warps in a fixed
+// order: the result does not depend on timing.
+//
+// Rounding is the separate ops': the norm as rms_norm rounds it, every
+// product rounded to T before RoPE, the residual add or SwiGLU, which use
+// the same formulas (cuda-rope.cuh).  Only the f32 summation order of the
+// dot products and of the softmax differs, so results match the op chain
+// to the last bit of T mostly, not always (test_cuda_decode_chain).
+#include <math.h>
+#include <stdint.h>
+
+#include <type_traits>
+
+#include "cuda-dtype.cuh"
+#include "cuda-kernels.h"
+#include "cuda-rope.cuh"
+
+using namespace zlcuda;
+
+namespace {
+
+constexpr int CWARPS = 8;                   // consumer warps
+constexpr int CTHREADS = CWARPS * 32;
+constexpr int THREADS = CTHREADS + 32;      // + the producer warp
+constexpr int MAXR = 8;                     // rows a tile
+constexpr int CH = 64;                      // keys an attention task (8 per warp)
+constexpr float LOG2E = 1.4426950408889634f;
+enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
+
+struct chain_args {
+    const struct zl_cuda_chain_layer *layers;  // device [n_layers]
+    int n_layers;
+    char *x, *qkv, *att, *a;                   // [d] residual, [qd + 2 kvd], [qd], [f]: T
+    float *part;                               // [n_kv][splits][group][hd + 2]
+    int32_t *cnt;                              // [n_layers][PHASES + n_kv], zero at launch
+    int d, f, nh, nkv, hd, group;
+    float eps, scale_log2;
+    // RoPE and the cache
+    const int32_t *pos;
+    const float *inv_freq;
+    float af;
+    char *cache;                               // block 0, layer 0
+    int64_t block_stride, row_bytes, layer_bytes, v_off;
+    int bs_shift, bs_mask;
+    const int32_t *table;                      // the sequence's block ids
+    int kv_len, slot, splits;
+    // tiles: pairs a QKV / gate-up tile, rows an o / down tile, tiles a phase
+    int pq, ro, pg, rd;
+    int nt[PHASES];
+    int slots, slot_bytes, xs_bytes;
+};
+
+// ---- mbarrier and bulk-copy helpers (sm_90) ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;"
+                     " selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done)
+                     : "r"(smem_addr(b)), "r"(parity)
+                     : "memory");
+}
+
+// `bytes` (a multiple of 16) from global src to shared dst, counted on b;
+// L2 evict-first: the weights are read once a step.
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b,
+                                          uint64_t policy)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
+                 : "memory");
+}
+
+// The consumer warps' own barrier (the producer warp never joins it).
+__device__ __forceinline__ void cbar()
+{
+    asm volatile("bar.sync 1, %0;" ::"n"(CTHREADS) : "memory");
+}
+
+__device__ __forceinline__ int ld_acquire(const int32_t *p)
+{
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// ---- the schedule, shared by producer and consumers ----
+
+// First tile of CTA c in a phase whose deal starts at CTA `off`.
+__device__ __forceinline__ int first_tile(int c, int off, int g)
+{
+    return (c - off + g) % g;
+}
+
+__device__ __forceinline__ int phase_tiles(const chain_args &A, int ph)
+{
+    return ph == ATT ? A.nkv * A.splits : A.nt[ph];
+}
+
+// Width of a phase's weight rows (its input vector's length).
+__device__ __forceinline__ int phase_k(const chain_args &A, int ph)
+{
+    return ph == OPROJ ? A.nh * A.hd : ph == DOWN ? A.f : A.d;
+}
+
+struct tile {
+    const char *a, *b;  // two runs of whole rows, b's rows right after a's in the slot
+    int na, nb;
+};
+
+__device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph,
+                                        int t)
+{
+    tile r = {nullptr, nullptr, 0, 0};
+    const int64_t rb = (int64_t)phase_k(A, ph) * 2;
+    if (ph == QKV) { // pairs (j, j + hd/2) of one head: what RoPE rotates together
+        const int hh = A.hd / 2, per_head = hh / A.pq;
+        const int64_t row = (int64_t)(t / per_head) * A.hd + (t % per_head) * A.pq;
+        r.a = static_cast<const char *>(w.wqkv) + row * rb;
+        r.b = r.a + hh * rb;
+        r.na = r.nb = A.pq;
+    } else if (ph == GU) { // gate rows and the matching up rows
+        const int64_t row = (int64_t)t * A.pg;
+        r.na = r.nb = A.pg; // pg divides f
+        r.a = static_cast<const char *>(w.wgu) + row * rb;
+        r.b = r.a + (int64_t)A.f * rb;
+    } else {
+        const int per = ph == OPROJ ? A.ro : A.rd;
+        const int64_t row = (int64_t)t * per;
+        r.na = min(per, A.d - (int)row);
+        r.a = static_cast<const char *>(ph == OPROJ ? w.wo : w.wdown) + row * rb;
+    }
+    return r;
+}
+
+// ---- the producer ----
+
+__device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
+{
+    uint64_t policy;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    const int c = blockIdx.x, g = gridDim.x;
+    uint32_t k = 0;
+    int off = 0;
+    for (int l = 0; l < A.n_layers; l++) {
+        const zl_cuda_chain_layer w = A.layers[l];
+        for (int ph = 0; ph < PHASES; ph++) {
+            const int n = phase_tiles(A, ph);
+            if (ph != ATT)
+                for (int t = first_tile(c, off, g); t < n; t += g, k++) {
+                    const int s = (int)(k % A.slots);
+                    if (k >= (uint32_t)A.slots)
+                        mbar_wait(&empty[s], (k / A.slots - 1) & 1);
+                    const tile tl = tile_of(A, w, ph, t);
+                    const unsigned rb = (unsigned)phase_k(A, ph) * 2;
+                    char *dst = ring + (size_t)s * A.slot_bytes;
+                    mbar_expect_tx(&full[s], (tl.na + tl.nb) * rb);
+                    bulk_copy(dst, tl.a, tl.na * rb, &full[s], policy);
+                    if (tl.nb)
+                        bulk_copy(dst + tl.na * rb, tl.b, tl.nb * rb, &full[s], policy);
+                }
+            off = (off + n) % g;
+        }
+    }
+}
+
+// ---- the consumers ----
+
+// Thread 0 waits until *p >= target (another CTA's release), then all do.
+__device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid)
+{
+    if (tid == 0) {
+        while (ld_acquire(p) < target)
+            __nanosleep(64);
+        __threadfence();
+    }
+    cbar();
+}
+
+// Every consumer's global stores of this phase, then one count of `n`.
+__device__ __forceinline__ void publish(int32_t *p, int n, int tid)
+{
+    __threadfence();
+    cbar();
+    if (tid == 0)
+        atomicAdd(p, n);
+}
+
+// The sum of one value over the consumer threads, the same in all of them.
+__device__ __forceinline__ float csum(float v, float *red, int tid)
+{
+    v = warp_sum(v);
+    if ((tid & 31) == 0)
+        red[tid >> 5] = v;
+    cbar();
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < CWARPS; w++)
+        s += red[w];
+    cbar(); // red is free again
+    return s;
+}
+
+// xs <- n elements of src (global, written by other CTAs: through L2), or
+// with nw rmsnorm(src) * nw rounded as rms_norm rounds it.
+template <typename T>
+__device__ void load_input(const chain_args &A, T *xs, const char *src, int n, const float *nw,
+                           float *red, int tid)
+{
+    const int chunks = n / 8;
+    float ss = 0.0f;
+    for (int c = tid; c < chunks; c += CTHREADS) {
+        uint4 v = __ldcg(reinterpret_cast<const uint4 *>(src) + c);
+        reinterpret_cast<uint4 *>(xs)[c] = v;
+        const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            ss += to_f32<T>(e[i]) * to_f32<T>(e[i]);
+    }
+    if (nw) {
+        const float inv = rsqrtf(csum(ss, red, tid) / (float)n + A.eps);
+        for (int c = tid; c < chunks; c += CTHREADS) { // this thread's own chunks
+            T *e = xs + c * 8;
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                e[i] = from_f32<T>(to_f32<T>(e[i]) * inv * __ldg(nw + c * 8 + i));
+        }
+    }
+    cbar();
+}
+
+template <typename T> __device__ __forceinline__ float dot8(uint4 w, const float (&x)[8], float acc)
+{
+    const T *e = reinterpret_cast<const T *>(&w);
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        acc = fmaf(to_f32<T>(e[i]), x[i], acc);
+    return acc;
+}
+
+// One tile: its rows' dot products with xs, summed into red[r][warp]; the
+// slot is released once every consumer has read it.
+template <typename T>
+__device__ void tile_dots(const char *slot, int rows, int k, const T *xs, float (*red)[CWARPS],
+                          uint64_t *empty, int tid)
+{
+    float acc[MAXR];
+#pragma unroll
+    for (int r = 0; r < MAXR; r++)
+        acc[r] = 0.0f;
+    const int ck = k / 8;
+    const uint4 *w = reinterpret_cast<const uint4 *>(slot);
+    for (int c = tid; c < ck; c += CTHREADS) {
+        const uint4 xv = reinterpret_cast<const uint4 *>(xs)[c];
+        const T *xe = reinterpret_cast<const T *>(&xv);
+        float xf[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            xf[i] = to_f32<T>(xe[i]);
+#pragma unroll
+        for (int r = 0; r < MAXR; r++)
+            if (r < rows)
+                acc[r] = dot8<T>(w[(int64_t)r * ck + c], xf, acc[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < MAXR; r++)
+        if (r < rows) {
+            const float v = warp_sum(acc[r]);
+            if ((tid & 31) == 0)
+                red[r][tid >> 5] = v;
+        }
+    cbar();
+    if (tid == 0)
+        mbar_arrive(empty);
+}
+
+__device__ __forceinline__ float row_sum(const float (*red)[CWARPS], int r)
+{
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < CWARPS; w++)
+        s += red[r][w];
+    return s;
+}
+
+template <typename T> __device__ __forceinline__ T *cache_row(const chain_args &A, int l, int kv)
+{
+    char *b = A.cache + (int64_t)(A.slot >> A.bs_shift) * A.block_stride + // slot: pool block
+              (int64_t)l * A.layer_bytes + kv * A.v_off + (int64_t)(A.slot & A.bs_mask) * A.row_bytes;
+    return reinterpret_cast<T *>(b);
+}
+
+// A tile's results: what linear_rope_kv, linear_fused (residual, SwiGLU)
+// store for these rows, the same formulas and roundings.
+template <typename T>
+__device__ void epilogue(const chain_args &A, int l, int ph, int t, const float (*red)[CWARPS],
+                         int tid)
+{
+    if (ph == QKV) {
+        if (tid >= A.pq)
+            return;
+        const int hh = A.hd / 2, per_head = hh / A.pq;
+        const int head = t / per_head, j = (t % per_head) * A.pq + tid;
+        const T x1 = from_f32<T>(row_sum(red, tid)), x2 = from_f32<T>(row_sum(red, A.pq + tid));
+        if (head >= A.nh + A.nkv) { // v: into the cache as it is
+            T *v = cache_row<T>(A, l, 1) + (head - A.nh - A.nkv) * A.hd;
+            v[j] = x1;
+            v[j + hh] = x2;
+            return;
+        }
+        float co, sn;
+        rope_cos_sin((float)__ldg(A.pos), __ldg(A.inv_freq + j), A.af, &co, &sn);
+        const float f1 = to_f32<T>(x1), f2 = to_f32<T>(x2);
+        const T r1 = from_f32<T>(rot_lo(f1, f2, co, sn)), r2 = from_f32<T>(rot_hi(f1, f2, co, sn));
+        T *o = head < A.nh ? reinterpret_cast<T *>(A.qkv) + head * A.hd
+                           : cache_row<T>(A, l, 0) + (head - A.nh) * A.hd;
+        o[j] = r1;
+        o[j + hh] = r2;
+    } else if (ph == GU) {
+        const int j = t * A.pg + tid;
+        if (tid >= A.pg || j >= A.f)
+            return;
+        const float gv = to_f32<T>(from_f32<T>(row_sum(red, tid)));
+        const float uv = to_f32<T>(from_f32<T>(row_sum(red, A.pg + tid)));
+        reinterpret_cast<T *>(A.a)[j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
+    } else { // o, down: x += the product rounded to T
+        const int per = ph == OPROJ ? A.ro : A.rd, row = t * per + tid;
+        if (tid >= per || row >= A.d)
+            return;
+        T *x = reinterpret_cast<T *>(A.x) + row;
+        const float s = to_f32<T>(from_f32<T>(row_sum(red, tid)));
+        *x = from_f32<T>(s + to_f32<T>(__ldcg(x)));
+    }
+}
+
+// Attention task t of layer l: kv head t / splits, keys [s * CH, ...) of
+// split s; each warp takes every 8th key for all the group's query heads
+// (online softmax in log2 units), the CTA merges its warps, and the last
+// split of a kv head merges the splits into att.
+template <typename T, int HD>
+__device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, int tid)
+{
+    constexpr int E = HD / 32; // dims a lane
+    typedef typename std::conditional<E == 4, uint2, uint32_t>::type vec;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int kh = t / A.splits, s = t % A.splits, group = A.group;
+    const int p0 = s * CH, p1 = min(A.kv_len, p0 + CH);
+    const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
+
+    vec kr[CH / CWARPS], vr[CH / CWARPS];
+#pragma unroll
+    for (int i = 0; i < CH / CWARPS; i++) {
+        const int p = p0 + warp + CWARPS * i;
+        if (p < p1) {
+            const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
+                              (int64_t)(p & A.bs_mask) * A.row_bytes;
+            kr[i] = __ldcg(reinterpret_cast<const vec *>(row) + lane);
+            vr[i] = __ldcg(reinterpret_cast<const vec *>(row + A.v_off) + lane);
+        }
+    }
+    float q[8][E], acc[8][E], m[8], sum[8];
+#pragma unroll
+    for (int h = 0; h < 8; h++) {
+        m[h] = -INFINITY;
+        sum[h] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < E; e++) {
+            acc[h][e] = 0.0f;
+            q[h][e] = h < group ? to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.qkv) +
+                                                   (int64_t)(kh * group + h) * HD + lane * E + e))
+                                : 0.0f;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < CH / CWARPS; i++) {
+        if (p0 + warp + CWARPS * i >= p1)
+            break;
+        const T *ke = reinterpret_cast<const T *>(&kr[i]);
+        const T *ve = reinterpret_cast<const T *>(&vr[i]);
+#pragma unroll
+        for (int h = 0; h < 8; h++) {
+            if (h >= group)
+                break;
+            float d = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                d = fmaf(q[h][e], to_f32<T>(ke[e]), d);
+            const float sc = warp_sum(d) * A.scale_log2;
+            const float mn = fmaxf(m[h], sc), corr = exp2f(m[h] - mn), p = exp2f(sc - mn);
+            sum[h] = sum[h] * corr + p;
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[h][e] = fmaf(p, to_f32<T>(ve[e]), acc[h][e] * corr);
+            m[h] = mn;
+        }
+    }
+    // sa: [warp][head][HD + 2] (acc, max, sum)
+    const int ld = HD + 2;
+#pragma unroll
+    for (int h = 0; h < 8; h++) {
+        if (h >= group)
+            break;
+        float *o = sa + (warp * group + h) * ld;
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            o[lane * E + e] = acc[h][e];
+        if (lane == 0)
+            o[HD] = m[h], o[HD + 1] = sum[h];
+    }
+    cbar();
+    const int n_out = group * HD;
+    T *att = reinterpret_cast<T *>(A.att) + (int64_t)kh * group * HD;
+    float *part = A.part + ((int64_t)kh * A.splits + s) * group * ld;
+    for (int i = tid; i < n_out; i += CTHREADS) {
+        const int h = i / HD, e = i % HD;
+        float mx = -INFINITY;
+        for (int w = 0; w < CWARPS; w++)
+            mx = fmaxf(mx, sa[(w * group + h) * ld + HD]);
+        float a = 0.0f, z = 0.0f;
+        for (int w = 0; w < CWARPS; w++) {
+            const float *o = sa + (w * group + h) * ld, f = exp2f(o[HD] - mx);
+            a += o[e] * f;
+            z += o[HD + 1] * f;
+        }
+        if (A.splits == 1) {
+            att[i] = from_f32<T>(a / z);
+        } else {
+            part[h * ld + e] = a;
+            if (e == 0)
+                part[h * ld + HD] = mx, part[h * ld + HD + 1] = z;
+        }
+    }
+    int32_t *done = A.cnt + l * (PHASES + A.nkv);
+    if (A.splits == 1) {
+        publish(&done[ATT], 1, tid);
+        return;
+    }
+    __threadfence();
+    cbar();
+    if (tid == 0)
+        *flag = atomicAdd(&done[PHASES + kh], 1) == A.splits - 1;
+    cbar();
+    if (!*flag)
+        return;
+    __threadfence();
+    const float *pk = A.part + (int64_t)kh * A.splits * group * ld;
+    for (int i = tid; i < n_out; i += CTHREADS) {
+        const int h = i / HD, e = i % HD;
+        float mx = -INFINITY;
+        for (int q2 = 0; q2 < A.splits; q2++)
+            mx = fmaxf(mx, __ldcg(pk + (q2 * group + h) * ld + HD));
+        float a = 0.0f, z = 0.0f;
+        for (int q2 = 0; q2 < A.splits; q2++) {
+            const float *o = pk + (q2 * group + h) * ld, f = exp2f(__ldcg(o + HD) - mx);
+            a += __ldcg(o + e) * f;
+            z += __ldcg(o + HD + 1) * f;
+        }
+        att[i] = from_f32<T>(a / z);
+    }
+    publish(&done[ATT], 1, tid);
+}
+
+template <typename T, int HD>
+__device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
+                        uint64_t *full, uint64_t *empty, int *flag, int tid)
+{
+    const int c = blockIdx.x, g = gridDim.x;
+    uint32_t k = 0;
+    int off = 0;
+    float *sa = reinterpret_cast<float *>(xs); // attention's scratch shares xs's space
+    for (int l = 0; l < A.n_layers; l++) {
+        const zl_cuda_chain_layer w = A.layers[l];
+        int32_t *done = A.cnt + l * (PHASES + A.nkv);
+        for (int ph = 0; ph < PHASES; ph++) {
+            const int n = phase_tiles(A, ph), t0 = first_tile(c, off, g);
+            off = (off + n) % g;
+            if (t0 >= n)
+                continue;
+            // wait for this phase's input, then stage it
+            if (ph == QKV && l > 0)
+                wait_count(done - (PHASES + A.nkv) + DOWN, A.nt[DOWN], tid);
+            else if (ph != QKV)
+                wait_count(&done[ph == ATT ? QKV : ph == OPROJ ? ATT : ph - 1],
+                           ph == OPROJ ? A.nkv : A.nt[ph == ATT ? QKV : ph - 1], tid);
+            if (ph == ATT) {
+                for (int t = t0; t < n; t += g) {
+                    attend<T, HD>(A, l, t, sa, flag, tid);
+                    cbar(); // sa is free again
+                }
+                continue;
+            }
+            if (ph == QKV || ph == GU)
+                load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, red[0][0], tid);
+            else
+                load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, red[0][0], tid);
+            int mine = 0;
+            for (int t = t0; t < n; t += g, k++, mine++) {
+                const int s = (int)(k % A.slots);
+                mbar_wait(&full[s], (k / A.slots) & 1);
+                const tile tl = tile_of(A, w, ph, t);
+                float(*r)[CWARPS] = red[k & 1];
+                tile_dots<T>(ring + (size_t)s * A.slot_bytes, tl.na + tl.nb, phase_k(A, ph), xs, r,
+                             &empty[s], tid);
+                epilogue<T>(A, l, ph, t, r, tid);
+            }
+            publish(&done[ph], mine, tid);
+        }
+    }
+}
+
+template <typename T, int HD>
+__global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
+{
+    extern __shared__ __align__(128) unsigned char sm[];
+    char *ring = reinterpret_cast<char *>(sm);
+    T *xs = reinterpret_cast<T *>(sm + (size_t)A.slots * A.slot_bytes);
+    auto red = reinterpret_cast<float(*)[MAXR][CWARPS]>(sm + (size_t)A.slots * A.slot_bytes + A.xs_bytes);
+    uint64_t *full = reinterpret_cast<uint64_t *>(red + 2);
+    uint64_t *empty = full + A.slots;
+    int *flag = reinterpret_cast<int *>(empty + A.slots);
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        for (int s = 0; s < A.slots; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 1);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (tid >= CTHREADS) {
+        if (tid == CTHREADS)
+            produce(A, ring, full, empty);
+        return;
+    }
+    consume<T, HD>(A, ring, xs, red, full, empty, flag, tid);
+}
+
+// Shared memory of a launch: the ring, xs (or attention's per-warp
+// partials), two reduction buffers, the barriers and a flag.
+size_t tail_bytes(int slots)
+{
+    return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + 16;
+}
+
+int pick_pairs(int rows_cap, int limit)
+{ // the largest of 4, 2, 1 that divides `limit` (0: none fits) within rows_cap
+    for (int p = 4; p >= 1; p /= 2)
+        if (p <= rows_cap && limit % p == 0)
+            return p;
+    return 0;
+}
+
+} // namespace
+
+extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
+                                         struct zl_cuda_chain_plan *p)
+{
+    *p = (struct zl_cuda_chain_plan){0};
+    int dev = 0, smem = 0, sms = 0, major = 0, coop = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess)
+        return 0;
+    const int hd = s->head_dim, qd = s->n_heads * hd;
+    if (major < 9 || !coop || (hd != 64 && hd != 128) || s->n_kv_heads < 1 ||
+        s->n_heads % s->n_kv_heads || s->n_heads / s->n_kv_heads > 8 || s->d % 8 || s->f % 8 ||
+        qd % 8 || s->kv_len < 1)
+        return 0;
+    const int slot = 64 << 10;
+    const int64_t widest = s->d > s->f ? (s->d > qd ? s->d : qd) : (s->f > qd ? s->f : qd);
+    const int64_t att = (int64_t)CWARPS * (s->n_heads / s->n_kv_heads) * (hd + 2) * 4;
+    const int64_t xs = ((widest * 2 > att ? widest * 2 : att) + 127) & ~(int64_t)127;
+    const int64_t left = smem - xs - (int64_t)tail_bytes(4);
+    p->slots = left / slot > 4 ? 4 : (int)(left / slot);
+    if (p->slots < 2)
+        return 0;
+    const int pairs_cap = slot / (4 * s->d) < MAXR / 2 ? slot / (4 * s->d) : MAXR / 2;
+    p->pq = pick_pairs(pairs_cap, hd / 2);
+    p->pg = pick_pairs(pairs_cap, s->f); // whole gate/up tiles: the up rows start at pg
+    p->ro = slot / (2 * qd) < MAXR ? slot / (2 * qd) : MAXR;
+    p->rd = slot / (2 * s->f) < MAXR ? slot / (2 * s->f) : MAXR;
+    if (p->pq < 1 || p->pg < 1 || p->ro < 1 || p->rd < 1)
+        return 0;
+    p->slot_bytes = slot;
+    p->xs_bytes = (int)xs;
+    p->smem = (size_t)p->slots * slot + (size_t)xs + tail_bytes(p->slots);
+    p->grid = sms;
+    p->splits = (s->kv_len + CH - 1) / CH;
+    p->part_bytes = p->splits > 1 ? (size_t)s->n_heads * p->splits * (hd + 2) * sizeof(float) : 0;
+    p->count_ints = (size_t)s->n_layers * (PHASES + s->n_kv_heads);
+    return 1;
+}
+
+extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
+                                            const struct zl_cuda_chain_plan *p,
+                                            cudaStream_t stream)
+{
+    const struct zl_cuda_chain_shape *s = &c->shape;
+    chain_args A = {};
+    A.layers = c->layers;
+    A.n_layers = s->n_layers;
+    A.x = static_cast<char *>(c->x);
+    A.qkv = static_cast<char *>(c->qkv);
+    A.att = static_cast<char *>(c->att);
+    A.a = static_cast<char *>(c->a);
+    A.part = static_cast<float *>(c->part);
+    A.cnt = c->count;
+    A.d = s->d;
+    A.f = s->f;
+    A.nh = s->n_heads;
+    A.nkv = s->n_kv_heads;
+    A.hd = s->head_dim;
+    A.group = s->n_heads / s->n_kv_heads;
+    A.eps = c->eps;
+    A.scale_log2 = c->scale * LOG2E;
+    A.pos = c->pos;
+    A.inv_freq = c->inv_freq;
+    A.af = c->attn_factor;
+    const int bs = c->cache.block_size;
+    A.row_bytes = (int64_t)s->n_kv_heads * s->head_dim * 2;
+    A.v_off = (int64_t)bs * A.row_bytes;
+    A.layer_bytes = 2 * A.v_off;
+    A.cache = c->cache.base;
+    A.block_stride = (int64_t)c->cache.block_stride;
+    A.bs_shift = __builtin_ctz((unsigned)bs);
+    A.bs_mask = bs - 1;
+    A.table = c->table;
+    A.kv_len = s->kv_len;
+    A.slot = c->slot;
+    A.splits = p->splits;
+    A.pq = p->pq;
+    A.pg = p->pg;
+    A.ro = p->ro;
+    A.rd = p->rd;
+    A.nt[QKV] = (s->n_heads + 2 * s->n_kv_heads) * (s->head_dim / 2 / p->pq);
+    A.nt[ATT] = 0;
+    A.nt[OPROJ] = (s->d + p->ro - 1) / p->ro;
+    A.nt[GU] = (s->f + p->pg - 1) / p->pg;
+    A.nt[DOWN] = (s->d + p->rd - 1) / p->rd;
+    A.slots = p->slots;
+    A.slot_bytes = p->slot_bytes;
+    A.xs_bytes = p->xs_bytes;
+
+    const bool bf = c->dtype == ZL_DTYPE_BF16;
+    void (*kernel)(chain_args) = s->head_dim == 128
+                                     ? (bf ? chain_kernel<__nv_bfloat16, 128> : chain_kernel<__half, 128>)
+                                     : (bf ? chain_kernel<__nv_bfloat16, 64> : chain_kernel<__half, 64>);
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)p->smem);
+    if (e == cudaSuccess)
+        e = cudaMemsetAsync(c->count, 0, p->count_ints * sizeof(int32_t), stream);
+    if (e != cudaSuccess)
+        return e;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)p->grid);
+    cfg.blockDim = dim3(THREADS);
+    cfg.dynamicSmemBytes = p->smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative; // all CTAs resident: they wait on each other
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, kernel, A);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
