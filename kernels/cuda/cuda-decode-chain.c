@@ -11,6 +11,7 @@
  *   - ZL_CUDA_DECODE_CHAIN=0 in the environment (an A/B in one build). */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,49 @@ static int chain_shape(const struct zl_bctx *ctx, const struct zl_decoder_stack 
     return 1;
 }
 
+#ifdef ZL_GEMV_TUNING
+/* Tuning builds: ZL_CHAIN_TRACE=N traces the N-th call (globaltimer stamps
+ * per CTA, layer and phase: entry, input ready, done) and prints where the
+ * time went; ZL_CHAIN_DRY=1 skips the math (the weight stream and the
+ * phase waits alone; wrong tokens); ZL_CHAIN_SLOTS=N (decode-chain.cu). */
+static long env_num(const char *k)
+{
+    const char *e = getenv(k);
+    return e ? strtol(e, NULL, 10) : 0;
+}
+
+static void trace_report(const unsigned long long *t, const struct zl_cuda_chain_plan *p, int L)
+{
+    static const char *const names[5] = {"qkv", "attention", "o", "gate/up", "down"};
+    const int g = p->grid;
+    unsigned long long t0 = ~0ull, t1 = 0;
+    for (int ph = 0; ph < 5; ph++) {
+        double wait = 0, work = 0, span = 0;
+        long n = 0;
+        for (int l = 0; l < L; l++) {
+            unsigned long long lo = ~0ull, hi = 0;
+            for (int c = 0; c < g; c++) {
+                const unsigned long long *e = t + (((size_t)c * (size_t)L + (size_t)l) * 5 + (size_t)ph) * 3;
+                if (!e[0])
+                    continue;
+                wait += (double)(e[1] - e[0]), work += (double)(e[2] - e[1]), n++;
+                lo = e[1] < lo ? e[1] : lo, hi = e[2] > hi ? e[2] : hi;
+                t0 = e[0] < t0 ? e[0] : t0, t1 = e[2] > t1 ? e[2] : t1;
+            }
+            span += hi > lo ? (double)(hi - lo) : 0;
+        }
+        fprintf(stderr, "chain trace: %-9s CTAs/layer %5.1f  wait %7.2f us  work %7.2f us  span %7.2f us (means)\n",
+                names[ph], (double)n / L, n ? wait / n / 1e3 : 0, n ? work / n / 1e3 : 0, span / L / 1e3);
+    }
+    double stall = 0;
+    for (int c = 0; c < g; c++)
+        stall += (double)t[(size_t)g * (size_t)L * 15 + (size_t)c * 2];
+    fprintf(stderr, "chain trace: kernel %.1f us over %d layers (%.2f us a layer), %d CTAs, %d slots of %d KB; "
+            "producer waited %.1f us a CTA for a free slot\n", (double)(t1 - t0) / 1e3, L,
+            (double)(t1 - t0) / 1e3 / L, g, p->slots, p->slot_bytes >> 10, stall / g / 1e3);
+}
+#endif
+
 int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
 {
     static const char op[] = "decoder_layers";
@@ -125,6 +169,28 @@ int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
         .scale = s->attn_scale, .attn_factor = g.attn_factor, .pos = g.pos,
         .inv_freq = g.inv_freq, .cache = g.cache, .table = db.block_table,
         .slot = s->r->batch->slot[0]};
+#ifdef ZL_GEMV_TUNING
+    static long calls;
+    static void *tbuf;
+    c.dry = env_num("ZL_CHAIN_DRY") == 1;
+    const int traced = ++calls == env_num("ZL_CHAIN_TRACE");
+    size_t tb = zl_cuda_decode_chain_trace_bytes(&plan, sh.n_layers);
+    if (traced) {
+        ZL_CUDA_TRY(cudaMalloc(&tbuf, tb));
+        ZL_CUDA_TRY(cudaMemsetAsync(tbuf, 0, tb, ctx->stream));
+        c.trace = tbuf;
+    }
+#endif
     ZL_CUDA_TRY(zl_cuda_decode_chain(&c, &plan, ctx->stream));
+#ifdef ZL_GEMV_TUNING
+    if (traced) {
+        unsigned long long *h = malloc(tb);
+        ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+        if (h && cudaMemcpy(h, tbuf, tb, cudaMemcpyDeviceToHost) == cudaSuccess)
+            trace_report(h, &plan, sh.n_layers);
+        free(h);
+        ZL_CUDA_WARN(cudaFree(tbuf));
+    }
+#endif
     return ZL_OK;
 }

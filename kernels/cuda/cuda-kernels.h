@@ -245,7 +245,7 @@ struct zl_cuda_chain_shape {
     int32_t kv_len;             /* keys after this token's write */
 };
 struct zl_cuda_chain_plan {
-    int32_t grid, slots, slot_bytes, xs_bytes, pq, pg, ro, rd, splits;
+    int32_t grid, slots, slot_bytes, xs_bytes, pq, pg, ro, rd, splits, pf_tiles;
     size_t smem, part_bytes, count_ints;
 };
 struct zl_cuda_chain {
@@ -261,7 +261,15 @@ struct zl_cuda_chain {
     struct zl_cuda_kv cache;    /* layer ignored: all of them */
     const int32_t *table;       /* device: the sequence's block ids */
     int32_t slot;               /* the token's cache slot */
+    void *trace;                /* tuning builds: zl_cuda_decode_chain_trace_bytes, or NULL */
+    int32_t dry;                /* tuning builds: skip the math (timing only) */
 };
+/* Bytes of a trace: 3 stamps per (CTA, layer, phase of 5), 2 per CTA. */
+static inline size_t zl_cuda_decode_chain_trace_bytes(const struct zl_cuda_chain_plan *p,
+                                                      int32_t n_layers)
+{
+    return ((size_t)p->grid * (size_t)n_layers * 5 * 3 + (size_t)p->grid * 2) * 8;
+}
 /* Whether the kernel takes this shape on this device (sm_90+, head_dim 64
  * or 128, up to 8 query heads a kv head, the shared memory for 2+ slots),
  * and its plan: 0 when it does not. */

@@ -31,6 +31,7 @@
 // to the last bit of T mostly, not always (test_cuda_decode_chain).
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <type_traits>
 
@@ -47,6 +48,9 @@ constexpr int CTHREADS = CWARPS * 32;
 constexpr int THREADS = CTHREADS + 32;      // + the producer warp
 constexpr int MAXR = 8;                     // rows a tile
 constexpr int CH = 64;                      // keys an attention task (8 per warp)
+constexpr int PF_TILES = 0;                 // tiles a CTA asks into L2 beyond its ring
+constexpr int SLOT_KB = 64;                 // a ring slot: one tile
+constexpr int MAX_SLOTS = 16;
 constexpr float LOG2E = 1.4426950408889634f;
 enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
 
@@ -71,7 +75,31 @@ struct chain_args {
     int pq, ro, pg, rd;
     int nt[PHASES];
     int slots, slot_bytes, xs_bytes;
+    int pf_tiles;               // tiles asked into L2 beyond the ring
+    int rows_a_copy;            // weight rows a bulk copy (tuning builds: ZL_CHAIN_COPY_ROWS)
+    unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
+    int dry;                    // tuning builds: consumers skip the math (timing only)
 };
+
+// ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
+
+#ifdef ZL_GEMV_TUNING
+__device__ __forceinline__ unsigned long long now_ns()
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+#define TRACE(A, stmt)                                                                             \
+    do {                                                                                           \
+        if ((A).trace) {                                                                           \
+            stmt;                                                                                  \
+        }                                                                                          \
+    } while (0)
+#else
+#define TRACE(A, stmt) ((void)0)
+#endif
 
 // ---- mbarrier and bulk-copy helpers (sm_90) ----
 
@@ -183,33 +211,80 @@ __device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain
 
 // ---- the producer ----
 
+// Where a walk over one CTA's weight tiles is: layer, phase, tile, and the
+// CTA the phase's deal starts at.
+struct cursor {
+    int l, ph, t, off;
+};
+
+// u moved to the CTA's next tile at or after (l, ph, t); false past the
+// last layer.  Both of the producer's walks and the consumers' deal agree.
+__device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, int g)
+{
+    while (u.l < A.n_layers) {
+        const int n = phase_tiles(A, u.ph);
+        if (u.ph != ATT && u.t < n)
+            return true;
+        u.off = (u.off + n) % g;
+        if (++u.ph == PHASES)
+            u.ph = 0, u.l++;
+        u.t = first_tile(c, u.off, g);
+    }
+    return false;
+}
+
+__device__ __forceinline__ void l2_prefetch(const char *p, unsigned bytes)
+{
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
+
+// Every tile of this CTA into the ring in step order; A.pf_tiles tiles
+// further ahead are asked into L2, so HBM keeps streaming while the
+// consumers wait for a phase's input with the ring full (after attention,
+// at each phase's end).
 __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
 {
     uint64_t policy;
     asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     const int c = blockIdx.x, g = gridDim.x;
-    uint32_t k = 0;
-    int off = 0;
-    for (int l = 0; l < A.n_layers; l++) {
-        const zl_cuda_chain_layer w = A.layers[l];
-        for (int ph = 0; ph < PHASES; ph++) {
-            const int n = phase_tiles(A, ph);
-            if (ph != ATT)
-                for (int t = first_tile(c, off, g); t < n; t += g, k++) {
-                    const int s = (int)(k % A.slots);
-                    if (k >= (uint32_t)A.slots)
-                        mbar_wait(&empty[s], (k / A.slots - 1) & 1);
-                    const tile tl = tile_of(A, w, ph, t);
-                    const unsigned rb = (unsigned)phase_k(A, ph) * 2;
-                    char *dst = ring + (size_t)s * A.slot_bytes;
-                    mbar_expect_tx(&full[s], (tl.na + tl.nb) * rb);
-                    bulk_copy(dst, tl.a, tl.na * rb, &full[s], policy);
-                    if (tl.nb)
-                        bulk_copy(dst + tl.na * rb, tl.b, tl.nb * rb, &full[s], policy);
-                }
-            off = (off + n) % g;
-        }
+    cursor u = {0, QKV, first_tile(c, 0, g), 0};
+    bool ok = settle(A, u, c, g);
+    cursor pf = u;
+    bool pok = ok;
+    for (int i = 0; i < A.pf_tiles && pok; i++) {
+        pf.t += g;
+        pok = settle(A, pf, c, g);
     }
+    [[maybe_unused]] unsigned long long stall = 0;
+    for (uint32_t k = 0; ok; k++) {
+        if (pok) {
+            const tile tp = tile_of(A, A.layers[pf.l], pf.ph, pf.t);
+            const unsigned rb = (unsigned)phase_k(A, pf.ph) * 2;
+            l2_prefetch(tp.a, tp.na * rb);
+            if (tp.nb)
+                l2_prefetch(tp.b, tp.nb * rb);
+            pf.t += g;
+            pok = settle(A, pf, c, g);
+        }
+        const int s = (int)(k % A.slots);
+        [[maybe_unused]] unsigned long long t0 = 0;
+        TRACE(A, t0 = now_ns());
+        if (k >= (uint32_t)A.slots)
+            mbar_wait(&empty[s], (k / A.slots - 1) & 1);
+        TRACE(A, stall += now_ns() - t0);
+        const tile tl = tile_of(A, A.layers[u.l], u.ph, u.t);
+        const unsigned rb = (unsigned)phase_k(A, u.ph) * 2;
+        char *dst = ring + (size_t)s * A.slot_bytes;
+        mbar_expect_tx(&full[s], (tl.na + tl.nb) * rb);
+        for (int r = 0; r < tl.na; r += A.rows_a_copy)
+            bulk_copy(dst + r * rb, tl.a + r * rb, min(A.rows_a_copy, tl.na - r) * rb, &full[s], policy);
+        for (int r = 0; r < tl.nb; r += A.rows_a_copy)
+            bulk_copy(dst + (tl.na + r) * rb, tl.b + r * rb, min(A.rows_a_copy, tl.nb - r) * rb,
+                      &full[s], policy);
+        u.t += g;
+        ok = settle(A, u, c, g);
+    }
+    TRACE(A, A.trace[(size_t)g * A.n_layers * PHASES * 3 + c * 2] = stall);
 }
 
 // ---- the consumers ----
@@ -286,49 +361,36 @@ template <typename T> __device__ __forceinline__ float dot8(uint4 w, const float
     return acc;
 }
 
-// One tile: its rows' dot products with xs, summed into red[r][warp]; the
-// slot is released once every consumer has read it.
+// The dot products of one or two weight rows in a slot (rows of k
+// elements, w2 may be null) with xs, by one warp: four accumulators a row
+// over the lanes' 16-byte chunks, then summed over the warp (the same
+// order every time).
 template <typename T>
-__device__ void tile_dots(const char *slot, int rows, int k, const T *xs, float (*red)[CWARPS],
-                          uint64_t *empty, int tid)
+__device__ __forceinline__ void row_dots(const uint4 *w1, const uint4 *w2, int k, const T *xs,
+                                         int lane, float *s1, float *s2)
 {
-    float acc[MAXR];
-#pragma unroll
-    for (int r = 0; r < MAXR; r++)
-        acc[r] = 0.0f;
+    float a1[4] = {}, a2[4] = {};
     const int ck = k / 8;
-    const uint4 *w = reinterpret_cast<const uint4 *>(slot);
-    for (int c = tid; c < ck; c += CTHREADS) {
-        const uint4 xv = reinterpret_cast<const uint4 *>(xs)[c];
-        const T *xe = reinterpret_cast<const T *>(&xv);
-        float xf[8];
+    for (int c0 = lane; c0 < ck; c0 += 128) {
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-            xf[i] = to_f32<T>(xe[i]);
+        for (int i = 0; i < 4; i++) {
+            const int c = c0 + 32 * i;
+            if (c >= ck)
+                break;
+            const uint4 xv = reinterpret_cast<const uint4 *>(xs)[c];
+            const T *xe = reinterpret_cast<const T *>(&xv);
+            float xf[8];
 #pragma unroll
-        for (int r = 0; r < MAXR; r++)
-            if (r < rows)
-                acc[r] = dot8<T>(w[(int64_t)r * ck + c], xf, acc[r]);
-    }
-#pragma unroll
-    for (int r = 0; r < MAXR; r++)
-        if (r < rows) {
-            const float v = warp_sum(acc[r]);
-            if ((tid & 31) == 0)
-                red[r][tid >> 5] = v;
+            for (int e = 0; e < 8; e++)
+                xf[e] = to_f32<T>(xe[e]);
+            a1[i] = dot8<T>(w1[c], xf, a1[i]);
+            if (w2)
+                a2[i] = dot8<T>(w2[c], xf, a2[i]);
         }
-    cbar();
-    if (tid == 0)
-        mbar_arrive(empty);
-}
-
-__device__ __forceinline__ float row_sum(const float (*red)[CWARPS], int r)
-{
-    float s = 0.0f;
-#pragma unroll
-    for (int w = 0; w < CWARPS; w++)
-        s += red[r][w];
-    return s;
+    }
+    *s1 = warp_sum((a1[0] + a1[1]) + (a1[2] + a1[3]));
+    if (w2)
+        *s2 = warp_sum((a2[0] + a2[1]) + (a2[2] + a2[3]));
 }
 
 template <typename T> __device__ __forceinline__ T *cache_row(const chain_args &A, int l, int kv)
@@ -338,67 +400,90 @@ template <typename T> __device__ __forceinline__ T *cache_row(const chain_args &
     return reinterpret_cast<T *>(b);
 }
 
-// A tile's results: what linear_rope_kv, linear_fused (residual, SwiGLU)
-// store for these rows, the same formulas and roundings.
+// Unit j of tile t (a row, or a pair of rows of the paired phases) by one
+// warp: its sums, then what linear_rope_kv, linear_fused (residual,
+// SwiGLU) store for it, with the same formulas and roundings.
 template <typename T>
-__device__ void epilogue(const chain_args &A, int l, int ph, int t, const float (*red)[CWARPS],
-                         int tid)
+__device__ void unit(const chain_args &A, int l, int ph, int t, int j, const char *slot,
+                     const tile &tl, const T *xs, int lane)
 {
+    const int k = phase_k(A, ph), ck = k / 8;
+    const uint4 *w = reinterpret_cast<const uint4 *>(slot);
+    const bool pair = ph == QKV || ph == GU;
+    const int per = ph == OPROJ ? A.ro : A.rd, row = t * per + j; // o, down
+    float res = 0.0f, s1, s2 = 0.0f;
+    if (!pair && lane == 0) // the residual, asked for before the sums
+        res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + row));
+    row_dots<T>(w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
+                &s1, &s2);
+    if (lane != 0)
+        return;
+    const T x1 = from_f32<T>(s1), x2 = from_f32<T>(s2);
     if (ph == QKV) {
-        if (tid >= A.pq)
-            return;
         const int hh = A.hd / 2, per_head = hh / A.pq;
-        const int head = t / per_head, j = (t % per_head) * A.pq + tid;
-        const T x1 = from_f32<T>(row_sum(red, tid)), x2 = from_f32<T>(row_sum(red, A.pq + tid));
+        const int head = t / per_head, jj = (t % per_head) * A.pq + j;
         if (head >= A.nh + A.nkv) { // v: into the cache as it is
             T *v = cache_row<T>(A, l, 1) + (head - A.nh - A.nkv) * A.hd;
-            v[j] = x1;
-            v[j + hh] = x2;
+            v[jj] = x1;
+            v[jj + hh] = x2;
             return;
         }
         float co, sn;
-        rope_cos_sin((float)__ldg(A.pos), __ldg(A.inv_freq + j), A.af, &co, &sn);
+        rope_cos_sin((float)__ldg(A.pos), __ldg(A.inv_freq + jj), A.af, &co, &sn);
         const float f1 = to_f32<T>(x1), f2 = to_f32<T>(x2);
         const T r1 = from_f32<T>(rot_lo(f1, f2, co, sn)), r2 = from_f32<T>(rot_hi(f1, f2, co, sn));
         T *o = head < A.nh ? reinterpret_cast<T *>(A.qkv) + head * A.hd
                            : cache_row<T>(A, l, 0) + (head - A.nh) * A.hd;
-        o[j] = r1;
-        o[j + hh] = r2;
+        o[jj] = r1;
+        o[jj + hh] = r2;
     } else if (ph == GU) {
-        const int j = t * A.pg + tid;
-        if (tid >= A.pg || j >= A.f)
-            return;
-        const float gv = to_f32<T>(from_f32<T>(row_sum(red, tid)));
-        const float uv = to_f32<T>(from_f32<T>(row_sum(red, A.pg + tid)));
-        reinterpret_cast<T *>(A.a)[j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
+        const float gv = to_f32<T>(x1), uv = to_f32<T>(x2);
+        reinterpret_cast<T *>(A.a)[t * A.pg + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
     } else { // o, down: x += the product rounded to T
-        const int per = ph == OPROJ ? A.ro : A.rd, row = t * per + tid;
-        if (tid >= per || row >= A.d)
-            return;
-        T *x = reinterpret_cast<T *>(A.x) + row;
-        const float s = to_f32<T>(from_f32<T>(row_sum(red, tid)));
-        *x = from_f32<T>(s + to_f32<T>(__ldcg(x)));
+        reinterpret_cast<T *>(A.x)[row] = from_f32<T>(to_f32<T>(x1) + res);
+    }
+}
+
+// v[0] of lane L <- the sum over the warp's lanes of their v[L]: recursive
+// halving, 31 shuffles for 32 sums (one at a time would take 160).
+__device__ __forceinline__ void transpose_sum(float (&v)[32], int lane)
+{
+#pragma unroll
+    for (int k = 0; k < 5; k++) {
+        const int o = 16 >> k;
+        const bool up = lane & o;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            if (i >= o)
+                break;
+            const float a = v[i], b = v[i + o];
+            v[i] = (up ? b : a) + __shfl_xor_sync(0xffffffffu, up ? a : b, o);
+        }
     }
 }
 
 // Attention task t of layer l: kv head t / splits, keys [s * CH, ...) of
-// split s; each warp takes every 8th key for all the group's query heads
-// (online softmax in log2 units), the CTA merges its warps, and the last
-// split of a kv head merges the splits into att.
+// split s, 8 consecutive keys a warp for all the group's query heads.  A
+// lane holds E dims of each key's K and V row; the 8 x group partial dots
+// are summed over the warp in two transposed reductions (lane 8 h' + i
+// gets head 4 r + h', key i), then each head's softmax over the warp's keys
+// and its P V go back to the dims layout by shuffles.  The CTA merges its
+// warps (log2 units), and the last split of a kv head merges the splits.
 template <typename T, int HD>
 __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, int tid)
 {
-    constexpr int E = HD / 32; // dims a lane
+    constexpr int E = HD / 32, KW = CH / CWARPS; // dims a lane, keys a warp
     typedef typename std::conditional<E == 4, uint2, uint32_t>::type vec;
     const int lane = tid & 31, warp = tid >> 5;
     const int kh = t / A.splits, s = t % A.splits, group = A.group;
-    const int p0 = s * CH, p1 = min(A.kv_len, p0 + CH);
+    const int k0 = s * CH + warp * KW, p1 = min(A.kv_len, s * CH + CH);
     const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
 
-    vec kr[CH / CWARPS], vr[CH / CWARPS];
+    vec kr[KW], vr[KW];
 #pragma unroll
-    for (int i = 0; i < CH / CWARPS; i++) {
-        const int p = p0 + warp + CWARPS * i;
+    for (int i = 0; i < KW; i++) {
+        const int p = k0 + i;
+        kr[i] = vr[i] = vec{};
         if (p < p1) {
             const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
                               (int64_t)(p & A.bs_mask) * A.row_bytes;
@@ -406,54 +491,63 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
             vr[i] = __ldcg(reinterpret_cast<const vec *>(row + A.v_off) + lane);
         }
     }
-    float q[8][E], acc[8][E], m[8], sum[8];
+    float q[8][E];
 #pragma unroll
-    for (int h = 0; h < 8; h++) {
-        m[h] = -INFINITY;
-        sum[h] = 0.0f;
+    for (int h = 0; h < 8; h++)
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            acc[h][e] = 0.0f;
+        for (int e = 0; e < E; e++)
             q[h][e] = h < group ? to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.qkv) +
                                                    (int64_t)(kh * group + h) * HD + lane * E + e))
                                 : 0.0f;
-        }
-    }
+    float sc[2]; // score of pair 32 r + lane: head 4 r + lane / 8, key k0 + lane % 8
 #pragma unroll
-    for (int i = 0; i < CH / CWARPS; i++) {
-        if (p0 + warp + CWARPS * i >= p1)
-            break;
-        const T *ke = reinterpret_cast<const T *>(&kr[i]);
-        const T *ve = reinterpret_cast<const T *>(&vr[i]);
+    for (int r = 0; r < 2; r++) {
+        sc[r] = -INFINITY;
+        if (4 * r >= group)
+            continue;
+        float v[32];
 #pragma unroll
-        for (int h = 0; h < 8; h++) {
-            if (h >= group)
-                break;
+        for (int j = 0; j < 32; j++) {
+            const int h = 4 * r + j / KW, i = j % KW;
+            const T *ke = reinterpret_cast<const T *>(&kr[i]);
             float d = 0.0f;
 #pragma unroll
             for (int e = 0; e < E; e++)
                 d = fmaf(q[h][e], to_f32<T>(ke[e]), d);
-            const float sc = warp_sum(d) * A.scale_log2;
-            const float mn = fmaxf(m[h], sc), corr = exp2f(m[h] - mn), p = exp2f(sc - mn);
-            sum[h] = sum[h] * corr + p;
-#pragma unroll
-            for (int e = 0; e < E; e++)
-                acc[h][e] = fmaf(p, to_f32<T>(ve[e]), acc[h][e] * corr);
-            m[h] = mn;
+            v[j] = d;
         }
+        transpose_sum(v, lane);
+        if (k0 + lane % KW < p1)
+            sc[r] = v[0] * A.scale_log2;
     }
-    // sa: [warp][head][HD + 2] (acc, max, sum)
     const int ld = HD + 2;
 #pragma unroll
     for (int h = 0; h < 8; h++) {
         if (h >= group)
             break;
+        const int r = h / 4, src = (h % 4) * KW;
+        float m = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < KW; i++)
+            m = fmaxf(m, __shfl_sync(0xffffffffu, sc[r], src + i));
+        float sum = 0.0f, acc[E] = {};
+#pragma unroll
+        for (int i = 0; i < KW; i++) {
+            const float sv = __shfl_sync(0xffffffffu, sc[r], src + i);
+            const float p = m == -INFINITY ? 0.0f : exp2f(sv - m);
+            const T *ve = reinterpret_cast<const T *>(&vr[i]);
+            sum += p;
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[e] = fmaf(p, to_f32<T>(ve[e]), acc[e]);
+        }
+        // sa: [warp][head][HD + 2] (acc, max, sum)
         float *o = sa + (warp * group + h) * ld;
 #pragma unroll
         for (int e = 0; e < E; e++)
-            o[lane * E + e] = acc[h][e];
+            o[lane * E + e] = acc[e];
         if (lane == 0)
-            o[HD] = m[h], o[HD + 1] = sum[h];
+            o[HD] = m, o[HD + 1] = sum;
     }
     cbar();
     const int n_out = group * HD;
@@ -491,19 +585,34 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     if (!*flag)
         return;
     __threadfence();
+    // the last split: each split's weight exp2(m - max) per head, then the sums
     const float *pk = A.part + (int64_t)kh * A.splits * group * ld;
+    const int ns = A.splits * group;
+    float *wq = sa, *zq = sa + ns, *zs = sa + 2 * ns; // [split][head] x 2, [head]
+    for (int i = tid; i < ns; i += CTHREADS) {
+        wq[i] = __ldcg(pk + (int64_t)i * ld + HD);
+        zq[i] = __ldcg(pk + (int64_t)i * ld + HD + 1);
+    }
+    cbar();
+    if (tid < group) {
+        float mx = -INFINITY, z = 0.0f;
+        for (int q2 = 0; q2 < A.splits; q2++)
+            mx = fmaxf(mx, wq[q2 * group + tid]);
+        for (int q2 = 0; q2 < A.splits; q2++) {
+            const float f = exp2f(wq[q2 * group + tid] - mx);
+            wq[q2 * group + tid] = f;
+            z += zq[q2 * group + tid] * f;
+        }
+        zs[tid] = z;
+    }
+    cbar();
     for (int i = tid; i < n_out; i += CTHREADS) {
         const int h = i / HD, e = i % HD;
-        float mx = -INFINITY;
+        float a = 0.0f;
+#pragma unroll 8
         for (int q2 = 0; q2 < A.splits; q2++)
-            mx = fmaxf(mx, __ldcg(pk + (q2 * group + h) * ld + HD));
-        float a = 0.0f, z = 0.0f;
-        for (int q2 = 0; q2 < A.splits; q2++) {
-            const float *o = pk + (q2 * group + h) * ld, f = exp2f(__ldcg(o + HD) - mx);
-            a += __ldcg(o + e) * f;
-            z += __ldcg(o + HD + 1) * f;
-        }
-        att[i] = from_f32<T>(a / z);
+            a += __ldcg(pk + (int64_t)(q2 * group + h) * ld + e) * wq[q2 * group + h];
+        att[i] = from_f32<T>(a / zs[h]);
     }
     publish(&done[ATT], 1, tid);
 }
@@ -524,6 +633,9 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             off = (off + n) % g;
             if (t0 >= n)
                 continue;
+            [[maybe_unused]] unsigned long long *tr = nullptr;
+            TRACE(A, tr = A.trace + (((size_t)c * A.n_layers + l) * PHASES + ph) * 3;
+                  if (tid == 0) tr[0] = now_ns());
             // wait for this phase's input, then stage it
             if (ph == QKV && l > 0)
                 wait_count(done - (PHASES + A.nkv) + DOWN, A.nt[DOWN], tid);
@@ -531,27 +643,42 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 wait_count(&done[ph == ATT ? QKV : ph == OPROJ ? ATT : ph - 1],
                            ph == OPROJ ? A.nkv : A.nt[ph == ATT ? QKV : ph - 1], tid);
             if (ph == ATT) {
+                TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
-                    attend<T, HD>(A, l, t, sa, flag, tid);
+                    if (!A.dry)
+                        attend<T, HD>(A, l, t, sa, flag, tid);
+                    else if (tid == 0)
+                        atomicAdd(&done[ATT], t % A.splits == 0);
                     cbar(); // sa is free again
                 }
+                TRACE(A, if (tid == 0) tr[2] = now_ns());
                 continue;
             }
             if (ph == QKV || ph == GU)
                 load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, red[0][0], tid);
             else
                 load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, red[0][0], tid);
-            int mine = 0;
+            TRACE(A, if (tid == 0) tr[1] = now_ns());
+            // warps take the units (rows, or pairs) of the phase's tiles in turn
+            // and move on without waiting for each other; each frees a slot
+            // once it is past it, and all meet again at the phase's end
+            int mine = 0, next = 0;
+            const int lane = tid & 31, warp = tid >> 5;
             for (int t = t0; t < n; t += g, k++, mine++) {
                 const int s = (int)(k % A.slots);
                 mbar_wait(&full[s], (k / A.slots) & 1);
                 const tile tl = tile_of(A, w, ph, t);
-                float(*r)[CWARPS] = red[k & 1];
-                tile_dots<T>(ring + (size_t)s * A.slot_bytes, tl.na + tl.nb, phase_k(A, ph), xs, r,
-                             &empty[s], tid);
-                epilogue<T>(A, l, ph, t, r, tid);
+                const char *slot = ring + (size_t)s * A.slot_bytes;
+                for (int j = (warp - next % CWARPS + CWARPS) % CWARPS; !A.dry && j < tl.na; j += CWARPS)
+                    unit<T>(A, l, ph, t, j, slot, tl, xs, lane);
+                next += tl.na;
+                __syncwarp();
+                if (lane == 0)
+                    mbar_arrive(&empty[s]);
             }
+            cbar();
             publish(&done[ph], mine, tid);
+            TRACE(A, if (tid == 0) tr[2] = now_ns());
         }
     }
 }
@@ -570,7 +697,7 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     if (tid == 0) {
         for (int s = 0; s < A.slots; s++) {
             mbar_init(&full[s], 1);
-            mbar_init(&empty[s], 1);
+            mbar_init(&empty[s], CWARPS); // every consumer warp frees it
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
@@ -616,12 +743,23 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
         s->n_heads % s->n_kv_heads || s->n_heads / s->n_kv_heads > 8 || s->d % 8 || s->f % 8 ||
         qd % 8 || s->kv_len < 1)
         return 0;
-    const int slot = 64 << 10;
+    int slot = SLOT_KB << 10;
+#ifdef ZL_GEMV_TUNING
+    if (const char *e = getenv("ZL_CHAIN_SLOT_KB")) // a sweep: 16, 32, 64, 128
+        slot = atoi(e) >= 16 && atoi(e) <= 192 ? atoi(e) << 10 : slot;
+#endif
     const int64_t widest = s->d > s->f ? (s->d > qd ? s->d : qd) : (s->f > qd ? s->f : qd);
     const int64_t att = (int64_t)CWARPS * (s->n_heads / s->n_kv_heads) * (hd + 2) * 4;
     const int64_t xs = ((widest * 2 > att ? widest * 2 : att) + 127) & ~(int64_t)127;
-    const int64_t left = smem - xs - (int64_t)tail_bytes(4);
-    p->slots = left / slot > 4 ? 4 : (int)(left / slot);
+    const int64_t left = smem - xs - (int64_t)tail_bytes(MAX_SLOTS);
+    p->slots = left / slot > MAX_SLOTS ? MAX_SLOTS : (int)(left / slot);
+    p->pf_tiles = PF_TILES;
+#ifdef ZL_GEMV_TUNING
+    if (const char *e = getenv("ZL_CHAIN_SLOTS")) // fewer slots than fit, for a sweep
+        p->slots = atoi(e) >= 1 && atoi(e) < p->slots ? atoi(e) : p->slots;
+    if (const char *e = getenv("ZL_CHAIN_PF"))
+        p->pf_tiles = atoi(e) >= 0 && atoi(e) <= 16 ? atoi(e) : p->pf_tiles;
+#endif
     if (p->slots < 2)
         return 0;
     const int pairs_cap = slot / (4 * s->d) < MAXR / 2 ? slot / (4 * s->d) : MAXR / 2;
@@ -636,6 +774,8 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
     p->smem = (size_t)p->slots * slot + (size_t)xs + tail_bytes(p->slots);
     p->grid = sms;
     p->splits = (s->kv_len + CH - 1) / CH;
+    if ((2 * (int64_t)p->splits + 1) * (s->n_heads / s->n_kv_heads) * 4 > xs)
+        return 0; // the last split's merge stages its weights in xs's space
     p->part_bytes = p->splits > 1 ? (size_t)s->n_heads * p->splits * (hd + 2) * sizeof(float) : 0;
     p->count_ints = (size_t)s->n_layers * (PHASES + s->n_kv_heads);
     return 1;
@@ -690,6 +830,14 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.slots = p->slots;
     A.slot_bytes = p->slot_bytes;
     A.xs_bytes = p->xs_bytes;
+    A.pf_tiles = p->pf_tiles;
+    A.rows_a_copy = MAXR;
+#ifdef ZL_GEMV_TUNING
+    if (const char *e = getenv("ZL_CHAIN_COPY_ROWS"))
+        A.rows_a_copy = atoi(e) >= 1 ? atoi(e) : MAXR;
+#endif
+    A.trace = static_cast<unsigned long long *>(c->trace);
+    A.dry = c->dry;
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;
     void (*kernel)(chain_args) = s->head_dim == 128

@@ -50,5 +50,6 @@ for c in $cases; do
     grep -E '^steady decode:' "$tmp/e"
     grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
     grep -E 'graph' "$tmp/e" | tail -n 4
+    grep -E '^chain trace' "$tmp/e"   # tuning builds with ZL_CHAIN_TRACE=N
 done
 exit $rc
