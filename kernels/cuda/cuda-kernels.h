@@ -245,7 +245,7 @@ struct zl_cuda_chain_shape {
     int32_t kv_len;             /* keys after this token's write */
 };
 struct zl_cuda_chain_plan {
-    int32_t grid, slots, slot_bytes, xs_bytes, pq, pg, ro, rd, splits, pf_tiles;
+    int32_t grid, slots, slot_bytes, xs_bytes, pq, pg, ro, rd, splits;
     size_t smem, part_bytes, count_ints;
 };
 struct zl_cuda_chain {

@@ -48,8 +48,7 @@ constexpr int CTHREADS = CWARPS * 32;
 constexpr int THREADS = CTHREADS + 32;      // + the producer warp
 constexpr int MAXR = 8;                     // rows a tile
 constexpr int CH = 64;                      // keys an attention task (8 per warp)
-constexpr int PF_TILES = 0;                 // tiles a CTA asks into L2 beyond its ring
-constexpr int SLOT_KB = 64;                 // a ring slot: one tile
+constexpr int SLOT_KB = 32;                 // a ring slot: one tile (64: 1% slower on an H100)
 constexpr int MAX_SLOTS = 16;
 constexpr float LOG2E = 1.4426950408889634f;
 enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
@@ -75,8 +74,8 @@ struct chain_args {
     int pq, ro, pg, rd;
     int nt[PHASES];
     int slots, slot_bytes, xs_bytes;
-    int pf_tiles;               // tiles asked into L2 beyond the ring
     int rows_a_copy;            // weight rows a bulk copy (tuning builds: ZL_CHAIN_COPY_ROWS)
+    int kv_prefetch;            // prefetch_kv on (tuning builds: ZL_CHAIN_KV_PREFETCH=0 off)
     unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
     int dry;                    // tuning builds: consumers skip the math (timing only)
 };
@@ -162,6 +161,22 @@ __device__ __forceinline__ int ld_acquire(const int32_t *p)
 
 // ---- the schedule, shared by producer and consumers ----
 
+// Counters a layer: one a phase (tiles done; attention: kv heads merged),
+// the split merge's per kv head, the QKV rows done per kv group.
+__device__ __forceinline__ int cnt_stride(const chain_args &A)
+{
+    return PHASES + 2 * A.nkv;
+}
+
+// The QKV phase deals its heads group by group (a kv group's query heads,
+// its k head, its v head), so the first groups' attention can start while
+// the QKV rows of the last ones still stream.  Head slot -> weight head.
+__device__ __forceinline__ int qkv_head(const chain_args &A, int slot)
+{
+    const int g = slot / (A.group + 2), r = slot % (A.group + 2);
+    return r < A.group ? g * A.group + r : r == A.group ? A.nh + g : A.nh + A.nkv + g;
+}
+
 // First tile of CTA c in a phase whose deal starts at CTA `off`.
 __device__ __forceinline__ int first_tile(int c, int off, int g)
 {
@@ -191,7 +206,7 @@ __device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain
     const int64_t rb = (int64_t)phase_k(A, ph) * 2;
     if (ph == QKV) { // pairs (j, j + hd/2) of one head: what RoPE rotates together
         const int hh = A.hd / 2, per_head = hh / A.pq;
-        const int64_t row = (int64_t)(t / per_head) * A.hd + (t % per_head) * A.pq;
+        const int64_t row = (int64_t)qkv_head(A, t / per_head) * A.hd + (t % per_head) * A.pq;
         r.a = static_cast<const char *>(w.wqkv) + row * rb;
         r.b = r.a + hh * rb;
         r.na = r.nb = A.pq;
@@ -238,10 +253,9 @@ __device__ __forceinline__ void l2_prefetch(const char *p, unsigned bytes)
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 }
 
-// Every tile of this CTA into the ring in step order; A.pf_tiles tiles
-// further ahead are asked into L2, so HBM keeps streaming while the
-// consumers wait for a phase's input with the ring full (after attention,
-// at each phase's end).
+// Every tile of this CTA into the ring in step order.  (Asking 2 or 4 more
+// tiles into L2 beyond the ring, for the waits after attention and at each
+// phase's end: no gain at 2, 11% slower at 4 on an H100.)
 __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
 {
     uint64_t policy;
@@ -249,23 +263,8 @@ __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_
     const int c = blockIdx.x, g = gridDim.x;
     cursor u = {0, QKV, first_tile(c, 0, g), 0};
     bool ok = settle(A, u, c, g);
-    cursor pf = u;
-    bool pok = ok;
-    for (int i = 0; i < A.pf_tiles && pok; i++) {
-        pf.t += g;
-        pok = settle(A, pf, c, g);
-    }
     [[maybe_unused]] unsigned long long stall = 0;
     for (uint32_t k = 0; ok; k++) {
-        if (pok) {
-            const tile tp = tile_of(A, A.layers[pf.l], pf.ph, pf.t);
-            const unsigned rb = (unsigned)phase_k(A, pf.ph) * 2;
-            l2_prefetch(tp.a, tp.na * rb);
-            if (tp.nb)
-                l2_prefetch(tp.b, tp.nb * rb);
-            pf.t += g;
-            pok = settle(A, pf, c, g);
-        }
         const int s = (int)(k % A.slots);
         [[maybe_unused]] unsigned long long t0 = 0;
         TRACE(A, t0 = now_ns());
@@ -421,11 +420,14 @@ __device__ void unit(const chain_args &A, int l, int ph, int t, int j, const cha
     const T x1 = from_f32<T>(s1), x2 = from_f32<T>(s2);
     if (ph == QKV) {
         const int hh = A.hd / 2, per_head = hh / A.pq;
-        const int head = t / per_head, jj = (t % per_head) * A.pq + j;
+        const int head = qkv_head(A, t / per_head), jj = (t % per_head) * A.pq + j;
+        int32_t *group_done = A.cnt + l * cnt_stride(A) + PHASES + A.nkv + t / per_head / (A.group + 2);
         if (head >= A.nh + A.nkv) { // v: into the cache as it is
             T *v = cache_row<T>(A, l, 1) + (head - A.nh - A.nkv) * A.hd;
             v[jj] = x1;
             v[jj + hh] = x2;
+            __threadfence();
+            atomicAdd(group_done, 1);
             return;
         }
         float co, sn;
@@ -436,6 +438,8 @@ __device__ void unit(const chain_args &A, int l, int ph, int t, int j, const cha
                            : cache_row<T>(A, l, 0) + (head - A.nh) * A.hd;
         o[jj] = r1;
         o[jj + hh] = r2;
+        __threadfence();
+        atomicAdd(group_done, 1);
     } else if (ph == GU) {
         const float gv = to_f32<T>(x1), uv = to_f32<T>(x2);
         reinterpret_cast<T *>(A.a)[t * A.pg + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
@@ -462,6 +466,29 @@ __device__ __forceinline__ void transpose_sum(float (&v)[32], int lane)
     }
 }
 
+// The K and V rows a CTA's attention tasks of layer l will read, asked
+// into L2 by one warp when the layer starts (all but the new key's, which
+// the QKV phase writes): the tasks then read L2 instead of queueing behind
+// the weight stream in HBM.
+template <int HD>
+__device__ void prefetch_kv(const chain_args &A, int l, int t0, int lane)
+{
+    const int g = gridDim.x, n = A.nkv * A.splits;
+    for (int t = t0; t < n; t += g) {
+        const int kh = t / A.splits, s = t % A.splits;
+        const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
+        const int p1 = min(A.kv_len - 1, s * CH + CH);
+        for (int i = lane; i < 2 * CH; i += 32) {
+            const int p = s * CH + i / 2;
+            if (p >= p1)
+                break;
+            const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
+                              (int64_t)(p & A.bs_mask) * A.row_bytes + (i & 1) * A.v_off;
+            l2_prefetch(row, HD * 2);
+        }
+    }
+}
+
 // Attention task t of layer l: kv head t / splits, keys [s * CH, ...) of
 // split s, 8 consecutive keys a warp for all the group's query heads.  A
 // lane holds E dims of each key's K and V row; the 8 x group partial dots
@@ -478,6 +505,8 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     const int kh = t / A.splits, s = t % A.splits, group = A.group;
     const int k0 = s * CH + warp * KW, p1 = min(A.kv_len, s * CH + CH);
     const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
+    // this kv group's q, k and v rows: (group + 2) heads of HD / 2 pairs
+    wait_count(A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
 
     vec kr[KW], vr[KW];
 #pragma unroll
@@ -493,12 +522,15 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     }
     float q[8][E];
 #pragma unroll
-    for (int h = 0; h < 8; h++)
+    for (int h = 0; h < 8; h++) {
+        vec qv = vec{};
+        if (h < group)
+            qv = __ldcg(reinterpret_cast<const vec *>(A.qkv + (int64_t)(kh * group + h) * HD * 2) + lane);
+        const T *qe = reinterpret_cast<const T *>(&qv);
 #pragma unroll
         for (int e = 0; e < E; e++)
-            q[h][e] = h < group ? to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.qkv) +
-                                                   (int64_t)(kh * group + h) * HD + lane * E + e))
-                                : 0.0f;
+            q[h][e] = to_f32<T>(qe[e]);
+    }
     float sc[2]; // score of pair 32 r + lane: head 4 r + lane / 8, key k0 + lane % 8
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -572,7 +604,7 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
                 part[h * ld + HD] = mx, part[h * ld + HD + 1] = z;
         }
     }
-    int32_t *done = A.cnt + l * (PHASES + A.nkv);
+    int32_t *done = A.cnt + l * cnt_stride(A);
     if (A.splits == 1) {
         publish(&done[ATT], 1, tid);
         return;
@@ -627,7 +659,9 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
     float *sa = reinterpret_cast<float *>(xs); // attention's scratch shares xs's space
     for (int l = 0; l < A.n_layers; l++) {
         const zl_cuda_chain_layer w = A.layers[l];
-        int32_t *done = A.cnt + l * (PHASES + A.nkv);
+        int32_t *done = A.cnt + l * cnt_stride(A);
+        if (tid < 32 && !A.dry && A.kv_prefetch) // this layer's attention tasks start at deal offset off + QKV tiles
+            prefetch_kv<HD>(A, l, first_tile(c, (off + A.nt[QKV]) % g, g), tid);
         for (int ph = 0; ph < PHASES; ph++) {
             const int n = phase_tiles(A, ph), t0 = first_tile(c, off, g);
             off = (off + n) % g;
@@ -638,10 +672,9 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                   if (tid == 0) tr[0] = now_ns());
             // wait for this phase's input, then stage it
             if (ph == QKV && l > 0)
-                wait_count(done - (PHASES + A.nkv) + DOWN, A.nt[DOWN], tid);
-            else if (ph != QKV)
-                wait_count(&done[ph == ATT ? QKV : ph == OPROJ ? ATT : ph - 1],
-                           ph == OPROJ ? A.nkv : A.nt[ph == ATT ? QKV : ph - 1], tid);
+                wait_count(done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
+            else if (ph != QKV && ph != ATT) // attention waits for its own group's rows
+                wait_count(&done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
             if (ph == ATT) {
                 TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
@@ -753,12 +786,9 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
     const int64_t xs = ((widest * 2 > att ? widest * 2 : att) + 127) & ~(int64_t)127;
     const int64_t left = smem - xs - (int64_t)tail_bytes(MAX_SLOTS);
     p->slots = left / slot > MAX_SLOTS ? MAX_SLOTS : (int)(left / slot);
-    p->pf_tiles = PF_TILES;
 #ifdef ZL_GEMV_TUNING
     if (const char *e = getenv("ZL_CHAIN_SLOTS")) // fewer slots than fit, for a sweep
         p->slots = atoi(e) >= 1 && atoi(e) < p->slots ? atoi(e) : p->slots;
-    if (const char *e = getenv("ZL_CHAIN_PF"))
-        p->pf_tiles = atoi(e) >= 0 && atoi(e) <= 16 ? atoi(e) : p->pf_tiles;
 #endif
     if (p->slots < 2)
         return 0;
@@ -777,7 +807,7 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
     if ((2 * (int64_t)p->splits + 1) * (s->n_heads / s->n_kv_heads) * 4 > xs)
         return 0; // the last split's merge stages its weights in xs's space
     p->part_bytes = p->splits > 1 ? (size_t)s->n_heads * p->splits * (hd + 2) * sizeof(float) : 0;
-    p->count_ints = (size_t)s->n_layers * (PHASES + s->n_kv_heads);
+    p->count_ints = (size_t)s->n_layers * (PHASES + 2 * (size_t)s->n_kv_heads);
     return 1;
 }
 
@@ -830,9 +860,11 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.slots = p->slots;
     A.slot_bytes = p->slot_bytes;
     A.xs_bytes = p->xs_bytes;
-    A.pf_tiles = p->pf_tiles;
     A.rows_a_copy = MAXR;
+    A.kv_prefetch = 1;
 #ifdef ZL_GEMV_TUNING
+    if (const char *e = getenv("ZL_CHAIN_KV_PREFETCH"))
+        A.kv_prefetch = *e != '0';
     if (const char *e = getenv("ZL_CHAIN_COPY_ROWS"))
         A.rows_a_copy = atoi(e) >= 1 ? atoi(e) : MAXR;
 #endif

@@ -44,7 +44,8 @@ if [ -n "$san" ]; then
         echo "=== compute-sanitizer memcheck $t"
         log=$(mktemp)
         # ZL_GEMV_QUICK: test_cuda_gemv without its timing section and with
-        # fewer token counts on the big shapes (minutes under memcheck else)
+        # fewer token counts on the big shapes, test_cuda_decode_chain
+        # without its Llama-3.1-8B layer (minutes under memcheck else)
         ZL_GEMV_QUICK=1 "$san" --tool memcheck --leak-check full --error-exitcode 99 "$(prog "$t")" \
             >"$log" 2>&1; rc=$?
         grep -E "^(SUMMARY|FAIL|=========)" "$log" | tail -n 25
