@@ -310,6 +310,67 @@ Test(llama, linear_fused_only_up_to_fused_max_rows)
     ref_free(&r);
 }
 
+/* Greedy ids and last logits of each of r's prompts run alone (one-token
+ * decode steps of one sequence) on `backend` with the llama31 fixture (no
+ * biases); sets fusedcpu's counts of decoder_layers calls run and declined
+ * (0 on another backend). */
+static void run_alone_on(const char *backend, const struct ref *r, int32_t (*ids)[12],
+                         float **logits, int *vocab, long *ran, long *declined)
+{
+    struct zl_simple_params p = zl_simple_default_params();
+    p.model_path = FIX "llama31";
+    p.backend = backend;
+    p.threads = 2;
+    struct zl_simple *e;
+    cr_assert_eq(zl_simple_create(&p, &e), ZL_OK, "%s: %s", backend, zl_last_error());
+    *vocab = (int)zl_simple_config(e)->vocab_size;
+    for (int i = 0; i < r->n; i++) {
+        int32_t *out = ids[i];
+        logits[i] = calloc((size_t)*vocab, sizeof(float));
+        const int32_t *pr = r->prompts[i];
+        struct zl_simple_stats st;
+        cr_assert_eq(zl_simple_generate_logits(e, 1, &pr, &r->lens[i], 12, &out, &logits[i], &st),
+                     ZL_OK, "%s: %s", backend, zl_last_error());
+    }
+    *ran = *declined = 0;
+    void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
+    if (so) {
+        const long *a = dlsym(so, "fusedcpu_layers_calls"), *b = dlsym(so, "fusedcpu_layers_declined");
+        cr_assert(a && b, "fusedcpu.so without its decoder_layers counters: %s", dlerror());
+        *ran = *a;
+        *declined = *b;
+        dlclose(so);
+    }
+    zl_simple_free(e);
+}
+
+/* The backend contract of API minor 7 (decoder_layers) on "fusedcpu",
+ * whose decoder_layers runs the model's per-layer ops and declines every
+ * step at an odd position: the model calls it for one-token steps, runs
+ * its layers itself when declined, and the ids and logits are the CPU
+ * backend's bit for bit. */
+Test(llama, decoder_layers_or_layer_by_layer)
+{
+    struct ref r;
+    ref_load(&r, FIX "llama31/reference.json");
+    int32_t ids_cpu[8][12], ids_fused[8][12];
+    float *lg_cpu[8], *lg_fused[8];
+    int vocab;
+    long ran, declined;
+    cr_assert_leq(r.n, 8);
+    run_alone_on("cpu", &r, ids_cpu, lg_cpu, &vocab, &ran, &declined);
+    run_alone_on("fusedcpu", &r, ids_fused, lg_fused, &vocab, &ran, &declined);
+    cr_expect_gt(ran, 0, "the model never called decoder_layers on a backend that has it");
+    cr_expect_gt(declined, 0, "no step was declined: the fallback path went untested");
+    for (int i = 0; i < r.n; i++) {
+        cr_expect_arr_eq(ids_fused[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
+        cr_expect_arr_eq(lg_fused[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);
+        free(lg_cpu[i]);
+        free(lg_fused[i]);
+    }
+    ref_free(&r);
+}
+
 /* The real SmolLM2-135M (Q4_1 GGUF) against transformers loading the same
  * file (smollm2.json, recorded by the generator). */
 Test(llama, smollm2_gguf_matches_transformers, .timeout = 120)

@@ -2,227 +2,62 @@
 // zl_cuda_decode_chain): every layer's norm, QKV projection, RoPE, KV-cache
 // write, attention, o projection, norm, gate/up projection with SwiGLU and
 // down projection, for one sequence and one token, in ONE persistent
-// kernel.
+// kernel (the backend's decoder_layers).
 //
 // Why: at batch 1 a step is a stream of 15 GB of weights, and the layer
 // chain of separate kernels (four GEMVs and attention a layer) loses the
-// ramp and drain of every grid plus the attention's ~10 us in which HBM
-// idles.  Here the weights do not wait for anything: one producer warp a
-// CTA streams its share of every layer's weight rows, in step order, into
-// a ring of shared-memory slots with bulk copies (cp.async.bulk, completion
-// on an mbarrier), and runs ahead of the math by the ring (~25 MB over the
-// GPU).  The consumer warps wait only where the data flow forces it: a
-// phase's input vector is complete (a global counter of finished tiles
-// reaches the phase's tile count), then they take the slots as they fill.
+// ramp and drain of every grid plus the attention's microseconds in which
+// HBM idles.  Here the weights wait for nothing: one producer warp a CTA
+// streams its share of every layer's weight rows, in step order, into a
+// ring of shared-memory slots with bulk copies (cp.async.bulk, completion
+// on an mbarrier), as far ahead of the math as the ring reaches (~25 MB
+// over the GPU).  The consumer warps wait only where the data flow forces
+// it: a phase's input vector is complete (a global counter of finished
+// tiles reaches the phase's tile count), then they take the slots as they
+// fill.
 //
 // Work split: one CTA an SM (the ring takes the shared memory), launched
 // cooperatively so all are resident (they wait on each other).  A phase's
-// tiles (a few weight rows each, <= one slot) are dealt round-robin, the
-// deal continuing from phase to phase so a CTA short in one phase starts
-// the next one first; attention tasks (kv head, 64-key split) are dealt
-// the same way between the QKV and o phases.  Each tile's rows are summed
-// by the 256 consumer threads over columns, then across warps in a fixed
-// order: the result does not depend on timing.
+// tiles (whole weight rows, <= one slot) are dealt round-robin, the deal
+// continuing from phase to phase so a CTA short in one phase starts the
+// next one first.  Within a CTA the 8 consumer warps take a tile's rows
+// (QKV: RoPE's row pairs; gate/up: a gate row and its up row) in turn, each
+// warp a whole row, and free a slot once past it: no block barrier per
+// tile.  The QKV heads are dealt kv group by kv group, and a group's
+// attention tasks (kv head, 64-key split: decode-chain-attn.cuh) start as
+// soon as that group's rows are in, between the QKV and o phases.  Sums
+// run in a fixed order: the result does not depend on timing.
 //
 // Rounding is the separate ops': the norm as rms_norm rounds it, every
 // product rounded to T before RoPE, the residual add or SwiGLU, which use
 // the same formulas (cuda-rope.cuh).  Only the f32 summation order of the
 // dot products and of the softmax differs, so results match the op chain
 // to the last bit of T mostly, not always (test_cuda_decode_chain).
+//
+// Measured (H100 80GB HBM3, Llama-3.1-8B bf16, bench-llama8b.sh b1, steady
+// decode): 6.21 ms/token against 6.68 for the per-layer ops (-7%).  A
+// tuning build's trace (ZL_CHAIN_TRACE, cuda-decode-chain.c) puts the
+// kernel at ~180 us a layer against ~154 us with the math skipped
+// (ZL_CHAIN_DRY: the stream and the phase waits alone, 2.83 TB/s); of the
+// difference, ~6 us a layer is the o phase waiting for the last group's
+// attention and its split merge, the rest is spread over the phase ends.
+// Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
+// down projection), asking tiles into L2 beyond the ring (no gain at 2,
+// 11% slower at 4), one bulk copy per row (the same).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include <type_traits>
-
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-rope.cuh"
+#include "decode-chain-attn.cuh"
+#include "decode-chain.cuh"
 
 using namespace zlcuda;
+using namespace zlchain;
 
 namespace {
-
-constexpr int CWARPS = 8;                   // consumer warps
-constexpr int CTHREADS = CWARPS * 32;
-constexpr int THREADS = CTHREADS + 32;      // + the producer warp
-constexpr int MAXR = 8;                     // rows a tile
-constexpr int CH = 64;                      // keys an attention task (8 per warp)
-constexpr int SLOT_KB = 32;                 // a ring slot: one tile (64: 1% slower on an H100)
-constexpr int MAX_SLOTS = 16;
-constexpr float LOG2E = 1.4426950408889634f;
-enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
-
-struct chain_args {
-    const struct zl_cuda_chain_layer *layers;  // device [n_layers]
-    int n_layers;
-    char *x, *qkv, *att, *a;                   // [d] residual, [qd + 2 kvd], [qd], [f]: T
-    float *part;                               // [n_kv][splits][group][hd + 2]
-    int32_t *cnt;                              // [n_layers][PHASES + n_kv], zero at launch
-    int d, f, nh, nkv, hd, group;
-    float eps, scale_log2;
-    // RoPE and the cache
-    const int32_t *pos;
-    const float *inv_freq;
-    float af;
-    char *cache;                               // block 0, layer 0
-    int64_t block_stride, row_bytes, layer_bytes, v_off;
-    int bs_shift, bs_mask;
-    const int32_t *table;                      // the sequence's block ids
-    int kv_len, slot, splits;
-    // tiles: pairs a QKV / gate-up tile, rows an o / down tile, tiles a phase
-    int pq, ro, pg, rd;
-    int nt[PHASES];
-    int slots, slot_bytes, xs_bytes;
-    int rows_a_copy;            // weight rows a bulk copy (tuning builds: ZL_CHAIN_COPY_ROWS)
-    int kv_prefetch;            // prefetch_kv on (tuning builds: ZL_CHAIN_KV_PREFETCH=0 off)
-    unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
-    int dry;                    // tuning builds: consumers skip the math (timing only)
-};
-
-// ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
-
-#ifdef ZL_GEMV_TUNING
-__device__ __forceinline__ unsigned long long now_ns()
-{
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
-#define TRACE(A, stmt)                                                                             \
-    do {                                                                                           \
-        if ((A).trace) {                                                                           \
-            stmt;                                                                                  \
-        }                                                                                          \
-    } while (0)
-#else
-#define TRACE(A, stmt) ((void)0)
-#endif
-
-// ---- mbarrier and bulk-copy helpers (sm_90) ----
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
-{
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
-                 "r"(bytes)
-                 : "memory");
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t *b)
-{
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
-{
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;"
-                     " selp.u32 %0, 1, 0, p; }"
-                     : "=r"(done)
-                     : "r"(smem_addr(b)), "r"(parity)
-                     : "memory");
-}
-
-// `bytes` (a multiple of 16) from global src to shared dst, counted on b;
-// L2 evict-first: the weights are read once a step.
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b,
-                                          uint64_t policy)
-{
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
-                 : "memory");
-}
-
-// The consumer warps' own barrier (the producer warp never joins it).
-__device__ __forceinline__ void cbar()
-{
-    asm volatile("bar.sync 1, %0;" ::"n"(CTHREADS) : "memory");
-}
-
-__device__ __forceinline__ int ld_acquire(const int32_t *p)
-{
-    int v;
-    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-// ---- the schedule, shared by producer and consumers ----
-
-// Counters a layer: one a phase (tiles done; attention: kv heads merged),
-// the split merge's per kv head, the QKV rows done per kv group.
-__device__ __forceinline__ int cnt_stride(const chain_args &A)
-{
-    return PHASES + 2 * A.nkv;
-}
-
-// The QKV phase deals its heads group by group (a kv group's query heads,
-// its k head, its v head), so the first groups' attention can start while
-// the QKV rows of the last ones still stream.  Head slot -> weight head.
-__device__ __forceinline__ int qkv_head(const chain_args &A, int slot)
-{
-    const int g = slot / (A.group + 2), r = slot % (A.group + 2);
-    return r < A.group ? g * A.group + r : r == A.group ? A.nh + g : A.nh + A.nkv + g;
-}
-
-// First tile of CTA c in a phase whose deal starts at CTA `off`.
-__device__ __forceinline__ int first_tile(int c, int off, int g)
-{
-    return (c - off + g) % g;
-}
-
-__device__ __forceinline__ int phase_tiles(const chain_args &A, int ph)
-{
-    return ph == ATT ? A.nkv * A.splits : A.nt[ph];
-}
-
-// Width of a phase's weight rows (its input vector's length).
-__device__ __forceinline__ int phase_k(const chain_args &A, int ph)
-{
-    return ph == OPROJ ? A.nh * A.hd : ph == DOWN ? A.f : A.d;
-}
-
-struct tile {
-    const char *a, *b;  // two runs of whole rows, b's rows right after a's in the slot
-    int na, nb;
-};
-
-__device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph,
-                                        int t)
-{
-    tile r = {nullptr, nullptr, 0, 0};
-    const int64_t rb = (int64_t)phase_k(A, ph) * 2;
-    if (ph == QKV) { // pairs (j, j + hd/2) of one head: what RoPE rotates together
-        const int hh = A.hd / 2, per_head = hh / A.pq;
-        const int64_t row = (int64_t)qkv_head(A, t / per_head) * A.hd + (t % per_head) * A.pq;
-        r.a = static_cast<const char *>(w.wqkv) + row * rb;
-        r.b = r.a + hh * rb;
-        r.na = r.nb = A.pq;
-    } else if (ph == GU) { // gate rows and the matching up rows
-        const int64_t row = (int64_t)t * A.pg;
-        r.na = r.nb = A.pg; // pg divides f
-        r.a = static_cast<const char *>(w.wgu) + row * rb;
-        r.b = r.a + (int64_t)A.f * rb;
-    } else {
-        const int per = ph == OPROJ ? A.ro : A.rd;
-        const int64_t row = (int64_t)t * per;
-        r.na = min(per, A.d - (int)row);
-        r.a = static_cast<const char *>(ph == OPROJ ? w.wo : w.wdown) + row * rb;
-    }
-    return r;
-}
 
 // ---- the producer ----
 
@@ -246,11 +81,6 @@ __device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, in
         u.t = first_tile(c, u.off, g);
     }
     return false;
-}
-
-__device__ __forceinline__ void l2_prefetch(const char *p, unsigned bytes)
-{
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 }
 
 // Every tile of this CTA into the ring in step order.  (Asking 2 or 4 more
@@ -287,41 +117,6 @@ __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_
 }
 
 // ---- the consumers ----
-
-// Thread 0 waits until *p >= target (another CTA's release), then all do.
-__device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid)
-{
-    if (tid == 0) {
-        while (ld_acquire(p) < target)
-            __nanosleep(64);
-        __threadfence();
-    }
-    cbar();
-}
-
-// Every consumer's global stores of this phase, then one count of `n`.
-__device__ __forceinline__ void publish(int32_t *p, int n, int tid)
-{
-    __threadfence();
-    cbar();
-    if (tid == 0)
-        atomicAdd(p, n);
-}
-
-// The sum of one value over the consumer threads, the same in all of them.
-__device__ __forceinline__ float csum(float v, float *red, int tid)
-{
-    v = warp_sum(v);
-    if ((tid & 31) == 0)
-        red[tid >> 5] = v;
-    cbar();
-    float s = 0.0f;
-#pragma unroll
-    for (int w = 0; w < CWARPS; w++)
-        s += red[w];
-    cbar(); // red is free again
-    return s;
-}
 
 // xs <- n elements of src (global, written by other CTAs: through L2), or
 // with nw rmsnorm(src) * nw rounded as rms_norm rounds it.
@@ -392,13 +187,6 @@ __device__ __forceinline__ void row_dots(const uint4 *w1, const uint4 *w2, int k
         *s2 = warp_sum((a2[0] + a2[1]) + (a2[2] + a2[3]));
 }
 
-template <typename T> __device__ __forceinline__ T *cache_row(const chain_args &A, int l, int kv)
-{
-    char *b = A.cache + (int64_t)(A.slot >> A.bs_shift) * A.block_stride + // slot: pool block
-              (int64_t)l * A.layer_bytes + kv * A.v_off + (int64_t)(A.slot & A.bs_mask) * A.row_bytes;
-    return reinterpret_cast<T *>(b);
-}
-
 // Unit j of tile t (a row, or a pair of rows of the paired phases) by one
 // warp: its sums, then what linear_rope_kv, linear_fused (residual,
 // SwiGLU) store for it, with the same formulas and roundings.
@@ -448,207 +236,6 @@ __device__ void unit(const chain_args &A, int l, int ph, int t, int j, const cha
     }
 }
 
-// v[0] of lane L <- the sum over the warp's lanes of their v[L]: recursive
-// halving, 31 shuffles for 32 sums (one at a time would take 160).
-__device__ __forceinline__ void transpose_sum(float (&v)[32], int lane)
-{
-#pragma unroll
-    for (int k = 0; k < 5; k++) {
-        const int o = 16 >> k;
-        const bool up = lane & o;
-#pragma unroll
-        for (int i = 0; i < 16; i++) {
-            if (i >= o)
-                break;
-            const float a = v[i], b = v[i + o];
-            v[i] = (up ? b : a) + __shfl_xor_sync(0xffffffffu, up ? a : b, o);
-        }
-    }
-}
-
-// The K and V rows a CTA's attention tasks of layer l will read, asked
-// into L2 by one warp when the layer starts (all but the new key's, which
-// the QKV phase writes): the tasks then read L2 instead of queueing behind
-// the weight stream in HBM.
-template <int HD>
-__device__ void prefetch_kv(const chain_args &A, int l, int t0, int lane)
-{
-    const int g = gridDim.x, n = A.nkv * A.splits;
-    for (int t = t0; t < n; t += g) {
-        const int kh = t / A.splits, s = t % A.splits;
-        const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
-        const int p1 = min(A.kv_len - 1, s * CH + CH);
-        for (int i = lane; i < 2 * CH; i += 32) {
-            const int p = s * CH + i / 2;
-            if (p >= p1)
-                break;
-            const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
-                              (int64_t)(p & A.bs_mask) * A.row_bytes + (i & 1) * A.v_off;
-            l2_prefetch(row, HD * 2);
-        }
-    }
-}
-
-// Attention task t of layer l: kv head t / splits, keys [s * CH, ...) of
-// split s, 8 consecutive keys a warp for all the group's query heads.  A
-// lane holds E dims of each key's K and V row; the 8 x group partial dots
-// are summed over the warp in two transposed reductions (lane 8 h' + i
-// gets head 4 r + h', key i), then each head's softmax over the warp's keys
-// and its P V go back to the dims layout by shuffles.  The CTA merges its
-// warps (log2 units), and the last split of a kv head merges the splits.
-template <typename T, int HD>
-__device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, int tid)
-{
-    constexpr int E = HD / 32, KW = CH / CWARPS; // dims a lane, keys a warp
-    typedef typename std::conditional<E == 4, uint2, uint32_t>::type vec;
-    const int lane = tid & 31, warp = tid >> 5;
-    const int kh = t / A.splits, s = t % A.splits, group = A.group;
-    const int k0 = s * CH + warp * KW, p1 = min(A.kv_len, s * CH + CH);
-    const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
-    // this kv group's q, k and v rows: (group + 2) heads of HD / 2 pairs
-    wait_count(A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
-
-    vec kr[KW], vr[KW];
-#pragma unroll
-    for (int i = 0; i < KW; i++) {
-        const int p = k0 + i;
-        kr[i] = vr[i] = vec{};
-        if (p < p1) {
-            const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
-                              (int64_t)(p & A.bs_mask) * A.row_bytes;
-            kr[i] = __ldcg(reinterpret_cast<const vec *>(row) + lane);
-            vr[i] = __ldcg(reinterpret_cast<const vec *>(row + A.v_off) + lane);
-        }
-    }
-    float q[8][E];
-#pragma unroll
-    for (int h = 0; h < 8; h++) {
-        vec qv = vec{};
-        if (h < group)
-            qv = __ldcg(reinterpret_cast<const vec *>(A.qkv + (int64_t)(kh * group + h) * HD * 2) + lane);
-        const T *qe = reinterpret_cast<const T *>(&qv);
-#pragma unroll
-        for (int e = 0; e < E; e++)
-            q[h][e] = to_f32<T>(qe[e]);
-    }
-    float sc[2]; // score of pair 32 r + lane: head 4 r + lane / 8, key k0 + lane % 8
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        sc[r] = -INFINITY;
-        if (4 * r >= group)
-            continue;
-        float v[32];
-#pragma unroll
-        for (int j = 0; j < 32; j++) {
-            const int h = 4 * r + j / KW, i = j % KW;
-            const T *ke = reinterpret_cast<const T *>(&kr[i]);
-            float d = 0.0f;
-#pragma unroll
-            for (int e = 0; e < E; e++)
-                d = fmaf(q[h][e], to_f32<T>(ke[e]), d);
-            v[j] = d;
-        }
-        transpose_sum(v, lane);
-        if (k0 + lane % KW < p1)
-            sc[r] = v[0] * A.scale_log2;
-    }
-    const int ld = HD + 2;
-#pragma unroll
-    for (int h = 0; h < 8; h++) {
-        if (h >= group)
-            break;
-        const int r = h / 4, src = (h % 4) * KW;
-        float m = -INFINITY;
-#pragma unroll
-        for (int i = 0; i < KW; i++)
-            m = fmaxf(m, __shfl_sync(0xffffffffu, sc[r], src + i));
-        float sum = 0.0f, acc[E] = {};
-#pragma unroll
-        for (int i = 0; i < KW; i++) {
-            const float sv = __shfl_sync(0xffffffffu, sc[r], src + i);
-            const float p = m == -INFINITY ? 0.0f : exp2f(sv - m);
-            const T *ve = reinterpret_cast<const T *>(&vr[i]);
-            sum += p;
-#pragma unroll
-            for (int e = 0; e < E; e++)
-                acc[e] = fmaf(p, to_f32<T>(ve[e]), acc[e]);
-        }
-        // sa: [warp][head][HD + 2] (acc, max, sum)
-        float *o = sa + (warp * group + h) * ld;
-#pragma unroll
-        for (int e = 0; e < E; e++)
-            o[lane * E + e] = acc[e];
-        if (lane == 0)
-            o[HD] = m, o[HD + 1] = sum;
-    }
-    cbar();
-    const int n_out = group * HD;
-    T *att = reinterpret_cast<T *>(A.att) + (int64_t)kh * group * HD;
-    float *part = A.part + ((int64_t)kh * A.splits + s) * group * ld;
-    for (int i = tid; i < n_out; i += CTHREADS) {
-        const int h = i / HD, e = i % HD;
-        float mx = -INFINITY;
-        for (int w = 0; w < CWARPS; w++)
-            mx = fmaxf(mx, sa[(w * group + h) * ld + HD]);
-        float a = 0.0f, z = 0.0f;
-        for (int w = 0; w < CWARPS; w++) {
-            const float *o = sa + (w * group + h) * ld, f = exp2f(o[HD] - mx);
-            a += o[e] * f;
-            z += o[HD + 1] * f;
-        }
-        if (A.splits == 1) {
-            att[i] = from_f32<T>(a / z);
-        } else {
-            part[h * ld + e] = a;
-            if (e == 0)
-                part[h * ld + HD] = mx, part[h * ld + HD + 1] = z;
-        }
-    }
-    int32_t *done = A.cnt + l * cnt_stride(A);
-    if (A.splits == 1) {
-        publish(&done[ATT], 1, tid);
-        return;
-    }
-    __threadfence();
-    cbar();
-    if (tid == 0)
-        *flag = atomicAdd(&done[PHASES + kh], 1) == A.splits - 1;
-    cbar();
-    if (!*flag)
-        return;
-    __threadfence();
-    // the last split: each split's weight exp2(m - max) per head, then the sums
-    const float *pk = A.part + (int64_t)kh * A.splits * group * ld;
-    const int ns = A.splits * group;
-    float *wq = sa, *zq = sa + ns, *zs = sa + 2 * ns; // [split][head] x 2, [head]
-    for (int i = tid; i < ns; i += CTHREADS) {
-        wq[i] = __ldcg(pk + (int64_t)i * ld + HD);
-        zq[i] = __ldcg(pk + (int64_t)i * ld + HD + 1);
-    }
-    cbar();
-    if (tid < group) {
-        float mx = -INFINITY, z = 0.0f;
-        for (int q2 = 0; q2 < A.splits; q2++)
-            mx = fmaxf(mx, wq[q2 * group + tid]);
-        for (int q2 = 0; q2 < A.splits; q2++) {
-            const float f = exp2f(wq[q2 * group + tid] - mx);
-            wq[q2 * group + tid] = f;
-            z += zq[q2 * group + tid] * f;
-        }
-        zs[tid] = z;
-    }
-    cbar();
-    for (int i = tid; i < n_out; i += CTHREADS) {
-        const int h = i / HD, e = i % HD;
-        float a = 0.0f;
-#pragma unroll 8
-        for (int q2 = 0; q2 < A.splits; q2++)
-            a += __ldcg(pk + (int64_t)(q2 * group + h) * ld + e) * wq[q2 * group + h];
-        att[i] = from_f32<T>(a / zs[h]);
-    }
-    publish(&done[ATT], 1, tid);
-}
-
 template <typename T, int HD>
 __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
                         uint64_t *full, uint64_t *empty, int *flag, int tid)
@@ -660,8 +247,6 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
     for (int l = 0; l < A.n_layers; l++) {
         const zl_cuda_chain_layer w = A.layers[l];
         int32_t *done = A.cnt + l * cnt_stride(A);
-        if (tid < 32 && !A.dry && A.kv_prefetch) // this layer's attention tasks start at deal offset off + QKV tiles
-            prefetch_kv<HD>(A, l, first_tile(c, (off + A.nt[QKV]) % g, g), tid);
         for (int ph = 0; ph < PHASES; ph++) {
             const int n = phase_tiles(A, ph), t0 = first_tile(c, off, g);
             off = (off + n) % g;
@@ -861,10 +446,7 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.slot_bytes = p->slot_bytes;
     A.xs_bytes = p->xs_bytes;
     A.rows_a_copy = MAXR;
-    A.kv_prefetch = 1;
 #ifdef ZL_GEMV_TUNING
-    if (const char *e = getenv("ZL_CHAIN_KV_PREFETCH"))
-        A.kv_prefetch = *e != '0';
     if (const char *e = getenv("ZL_CHAIN_COPY_ROWS"))
         A.rows_a_copy = atoi(e) >= 1 ? atoi(e) : MAXR;
 #endif

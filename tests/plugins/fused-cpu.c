@@ -1,12 +1,15 @@
 /* Test backend "fusedcpu": the CPU backend plus a linear_fused that runs the
- * unfused ops and fused_max_rows = FUSED_MAX_ROWS, and a rope_attention of
- * the ops it stands for, so CI can check a model against the backend
- * contracts of API minors 5 and 6 without a GPU: linear_fused is only
- * called for steps of at most fused_max_rows rows (it fails loudly past
- * that), rope_attention is called, and the results equal the CPU backend's.  The CPU plugin's
- * ops are taken by running its init with a host whose register_ops keeps
- * them instead of registering. */
+ * unfused ops and fused_max_rows = FUSED_MAX_ROWS, a rope_attention of
+ * the ops it stands for, and a decoder_layers of those two per layer that
+ * declines every step at an odd position, so CI can check a model against
+ * the backend contracts of API minors 5, 6 and 7 without a GPU:
+ * linear_fused is only called for steps of at most fused_max_rows rows (it
+ * fails loudly past that), rope_attention and decoder_layers are called, a
+ * declined step runs the layers op by op, and the results equal the CPU
+ * backend's.  The CPU plugin's ops are taken by running its init with a
+ * host whose register_ops keeps them instead of registering. */
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlight/backend.h>
 #include <zlight/plugin.h>
@@ -20,8 +23,9 @@ static void *cpu_so;
 
 /* Calls of linear_fused and rope_attention so far (the test reads them
  * through dlsym). */
-ZL_PLUGIN_EXPORT long fusedcpu_calls, fusedcpu_rope_attn_calls;
-long fusedcpu_calls, fusedcpu_rope_attn_calls;
+ZL_PLUGIN_EXPORT long fusedcpu_calls, fusedcpu_rope_attn_calls, fusedcpu_layers_calls,
+    fusedcpu_layers_declined;
+long fusedcpu_calls, fusedcpu_rope_attn_calls, fusedcpu_layers_calls, fusedcpu_layers_declined;
 
 static int score_one(void)
 {
@@ -77,6 +81,60 @@ static int rope_attention(struct zl_bctx *ctx, struct zl_tensor *out, const stru
     return rc < 0 ? rc : cpu->attention(ctx, out, r->q, r->cache, r->layer, r->batch, scale);
 }
 
+/* A contiguous [1, n] host tensor like x over data. */
+static struct zl_tensor row_like(const struct zl_tensor *x, int64_t n, void *data)
+{
+    struct zl_tensor t = *x;
+    t.ne[0] = 1;
+    t.ne[1] = n;
+    t.nb[0] = n * x->nb[1];
+    t.data = data;
+    return t;
+}
+
+/* decoder_layers as its contract defines it: per layer the model's
+ * linear_fused / rope_attention sequence (so the results are the per-layer
+ * path's bit for bit); steps at odd positions are declined untouched. */
+static int decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
+{
+    if (!s || !s->r || !s->x)
+        return host->error(ZL_EINVAL, "fusedcpu decoder_layers: no arguments");
+    if (((const int32_t *)s->r->positions->data)[0] % 2) {
+        fusedcpu_layers_declined++;
+        return ZL_DECLINED;
+    }
+    fusedcpu_layers_calls++;
+    const int64_t d = s->x->ne[1], f = s->a->ne[1], w = s->qkv->ne[1];
+    const int64_t wide = w > 2 * f ? w : 2 * f;
+    char *buf = malloc((size_t)(d + wide) * (size_t)s->x->nb[1]);
+    if (!buf)
+        return host->error(ZL_ENOMEM, "fusedcpu decoder_layers: scratch");
+    struct zl_tensor h = row_like(s->x, d, buf), o = row_like(s->x, wide, buf + d * s->x->nb[1]);
+    struct zl_tensor o_d = row_like(s->x, d, o.data), o_gu = row_like(s->x, 2 * f, o.data);
+    int rc = ZL_OK;
+    for (int32_t il = 0; il < s->n_layers && rc >= 0; il++) {
+        const struct zl_decoder_layer *l = &s->layers[il];
+        struct zl_rope_kv r = *s->r;
+        r.layer = il;
+        struct zl_tensor att3 = *r.q;
+        att3.data = s->att->data;
+        att3.nb[0] = s->att->nb[0];
+        att3.nb[1] = r.q->nb[2] * r.q->ne[2];
+        struct zl_linear_fuse fq = {.norm = l->attn_norm, .eps = s->eps, .tmp_x = &h};
+        struct zl_linear_fuse fo = {.residual = s->x, .tmp_out = &o_d};
+        struct zl_linear_fuse fg = {.norm = l->ffn_norm, .eps = s->eps, .swiglu = 1, .tmp_x = &h,
+                                    .tmp_out = &o_gu};
+        if ((rc = fused(ctx, s->qkv, s->x, l->wqkv, NULL, &fq)) < 0 ||
+            (rc = rope_attention(ctx, &att3, &r, s->attn_scale)) < 0 ||
+            (rc = fused(ctx, s->x, s->att, l->wo, NULL, &fo)) < 0 ||
+            (rc = fused(ctx, s->a, s->x, l->w_gu, NULL, &fg)) < 0)
+            break;
+        rc = fused(ctx, s->x, s->a, l->w_down, NULL, &fo);
+    }
+    free(buf);
+    return rc < 0 ? rc : ZL_OK;
+}
+
 static int fused_init(const struct zl_host *h)
 {
     host = h;
@@ -97,6 +155,7 @@ static int fused_init(const struct zl_host *h)
     ops.linear_fused = fused;
     ops.fused_max_rows = FUSED_MAX_ROWS;
     ops.rope_attention = rope_attention;
+    ops.decoder_layers = decoder_layers;
     return h->register_ops(ZL_PLUGIN_BACKEND, "fusedcpu", &ops);
 }
 

@@ -1,0 +1,243 @@
+// The persistent decode chain's shared pieces (decode-chain.cu): its
+// arguments and shape constants, the mbarrier, bulk-copy and cross-CTA
+// counter helpers, and the schedule its producer, consumers and attention
+// tasks agree on.  One translation unit uses it.
+#ifndef ZL_DECODE_CHAIN_CUH
+#define ZL_DECODE_CHAIN_CUH
+
+#include <stdint.h>
+
+#include "cuda-dtype.cuh"
+#include "cuda-kernels.h"
+
+namespace zlchain {
+
+using namespace zlcuda;
+
+constexpr int CWARPS = 8;                   // consumer warps
+constexpr int CTHREADS = CWARPS * 32;
+constexpr int THREADS = CTHREADS + 32;      // + the producer warp
+constexpr int MAXR = 8;                     // rows a tile
+constexpr int CH = 64;                      // keys an attention task (8 per warp)
+constexpr int SLOT_KB = 32;                 // a ring slot: one tile (64: 1% slower on an H100)
+constexpr int MAX_SLOTS = 16;
+constexpr float LOG2E = 1.4426950408889634f;
+enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
+
+struct chain_args {
+    const struct zl_cuda_chain_layer *layers;  // device [n_layers]
+    int n_layers;
+    char *x, *qkv, *att, *a;                   // [d] residual, [qd + 2 kvd], [qd], [f]: T
+    float *part;                               // [n_kv][splits][group][hd + 2]
+    int32_t *cnt;                              // [n_layers][PHASES + n_kv], zero at launch
+    int d, f, nh, nkv, hd, group;
+    float eps, scale_log2;
+    // RoPE and the cache
+    const int32_t *pos;
+    const float *inv_freq;
+    float af;
+    char *cache;                               // block 0, layer 0
+    int64_t block_stride, row_bytes, layer_bytes, v_off;
+    int bs_shift, bs_mask;
+    const int32_t *table;                      // the sequence's block ids
+    int kv_len, slot, splits;
+    // tiles: pairs a QKV / gate-up tile, rows an o / down tile, tiles a phase
+    int pq, ro, pg, rd;
+    int nt[PHASES];
+    int slots, slot_bytes, xs_bytes;
+    int rows_a_copy;            // weight rows a bulk copy (tuning builds: ZL_CHAIN_COPY_ROWS)
+    unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
+    int dry;                    // tuning builds: consumers skip the math (timing only)
+};
+
+// ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
+
+#ifdef ZL_GEMV_TUNING
+__device__ __forceinline__ unsigned long long now_ns()
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+#define TRACE(A, stmt)                                                                             \
+    do {                                                                                           \
+        if ((A).trace) {                                                                           \
+            stmt;                                                                                  \
+        }                                                                                          \
+    } while (0)
+#else
+#define TRACE(A, stmt) ((void)0)
+#endif
+
+// ---- mbarrier and bulk-copy helpers (sm_90) ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
+{
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;"
+                     " selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done)
+                     : "r"(smem_addr(b)), "r"(parity)
+                     : "memory");
+}
+
+// `bytes` (a multiple of 16) from global src to shared dst, counted on b;
+// L2 evict-first: the weights are read once a step.
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b,
+                                          uint64_t policy)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
+                 : "memory");
+}
+
+// The consumer warps' own barrier (the producer warp never joins it).
+__device__ __forceinline__ void cbar()
+{
+    asm volatile("bar.sync 1, %0;" ::"n"(CTHREADS) : "memory");
+}
+
+__device__ __forceinline__ int ld_acquire(const int32_t *p)
+{
+    int v;
+    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// ---- the schedule, shared by producer and consumers ----
+
+// Counters a layer: one a phase (tiles done; attention: kv heads merged),
+// the split merge's per kv head, the QKV rows done per kv group.
+__device__ __forceinline__ int cnt_stride(const chain_args &A)
+{
+    return PHASES + 2 * A.nkv;
+}
+
+// The QKV phase deals its heads group by group (a kv group's query heads,
+// its k head, its v head), so the first groups' attention can start while
+// the QKV rows of the last ones still stream.  Head slot -> weight head.
+__device__ __forceinline__ int qkv_head(const chain_args &A, int slot)
+{
+    const int g = slot / (A.group + 2), r = slot % (A.group + 2);
+    return r < A.group ? g * A.group + r : r == A.group ? A.nh + g : A.nh + A.nkv + g;
+}
+
+// First tile of CTA c in a phase whose deal starts at CTA `off`.
+__device__ __forceinline__ int first_tile(int c, int off, int g)
+{
+    return (c - off + g) % g;
+}
+
+__device__ __forceinline__ int phase_tiles(const chain_args &A, int ph)
+{
+    return ph == ATT ? A.nkv * A.splits : A.nt[ph];
+}
+
+// Width of a phase's weight rows (its input vector's length).
+__device__ __forceinline__ int phase_k(const chain_args &A, int ph)
+{
+    return ph == OPROJ ? A.nh * A.hd : ph == DOWN ? A.f : A.d;
+}
+
+struct tile {
+    const char *a, *b;  // two runs of whole rows, b's rows right after a's in the slot
+    int na, nb;
+};
+
+__device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph,
+                                        int t)
+{
+    tile r = {nullptr, nullptr, 0, 0};
+    const int64_t rb = (int64_t)phase_k(A, ph) * 2;
+    if (ph == QKV) { // pairs (j, j + hd/2) of one head: what RoPE rotates together
+        const int hh = A.hd / 2, per_head = hh / A.pq;
+        const int64_t row = (int64_t)qkv_head(A, t / per_head) * A.hd + (t % per_head) * A.pq;
+        r.a = static_cast<const char *>(w.wqkv) + row * rb;
+        r.b = r.a + hh * rb;
+        r.na = r.nb = A.pq;
+    } else if (ph == GU) { // gate rows and the matching up rows
+        const int64_t row = (int64_t)t * A.pg;
+        r.na = r.nb = A.pg; // pg divides f
+        r.a = static_cast<const char *>(w.wgu) + row * rb;
+        r.b = r.a + (int64_t)A.f * rb;
+    } else {
+        const int per = ph == OPROJ ? A.ro : A.rd;
+        const int64_t row = (int64_t)t * per;
+        r.na = min(per, A.d - (int)row);
+        r.a = static_cast<const char *>(ph == OPROJ ? w.wo : w.wdown) + row * rb;
+    }
+    return r;
+}
+
+// ---- counters between CTAs ----
+
+// Thread 0 waits until *p >= target (another CTA's release), then all do.
+__device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid)
+{
+    if (tid == 0) {
+        while (ld_acquire(p) < target)
+            __nanosleep(64);
+        __threadfence();
+    }
+    cbar();
+}
+
+// Every consumer's global stores of this phase, then one count of `n`.
+__device__ __forceinline__ void publish(int32_t *p, int n, int tid)
+{
+    __threadfence();
+    cbar();
+    if (tid == 0)
+        atomicAdd(p, n);
+}
+
+// The sum of one value over the consumer threads, the same in all of them.
+__device__ __forceinline__ float csum(float v, float *red, int tid)
+{
+    v = warp_sum(v);
+    if ((tid & 31) == 0)
+        red[tid >> 5] = v;
+    cbar();
+    float s = 0.0f;
+#pragma unroll
+    for (int w = 0; w < CWARPS; w++)
+        s += red[w];
+    cbar(); // red is free again
+    return s;
+}
+
+template <typename T> __device__ __forceinline__ T *cache_row(const chain_args &A, int l, int kv)
+{
+    char *b = A.cache + (int64_t)(A.slot >> A.bs_shift) * A.block_stride + // slot: pool block
+              (int64_t)l * A.layer_bytes + kv * A.v_off + (int64_t)(A.slot & A.bs_mask) * A.row_bytes;
+    return reinterpret_cast<T *>(b);
+}
+
+} // namespace zlchain
+
+#endif
