@@ -43,7 +43,14 @@
 // attention and its split merge, the rest is spread over the phase ends.
 // Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
 // down projection), asking tiles into L2 beyond the ring (no gain at 2,
-// 11% slower at 4), one bulk copy per row (the same).
+// 11% slower at 4), one bulk copy per row (the same).  Every warp taking
+// an eighth of the columns of every tile, the last one to finish adding
+// the shares (so no warp holds a slot the others wait on): 248 us a layer
+// at 32 KB slots, 181 at 64 KB, against 179 (the per-warp reductions of
+// every tile cost more than they free).  Warps skipping the tiles they
+// have no rows in cannot use the slots' mbarriers as they are: a parity
+// wait is exact only within one phase, and a warp running ahead (or
+// behind) by two takes one phase for another.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,7 +93,7 @@ __device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, in
 // Every tile of this CTA into the ring in step order.  (Asking 2 or 4 more
 // tiles into L2 beyond the ring, for the waits after attention and at each
 // phase's end: no gain at 2, 11% slower at 4 on an H100.)
-__device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
+[[maybe_unused]] __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
 {
     uint64_t policy;
     asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
@@ -304,6 +311,7 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
 template <typename T, int HD>
 __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
 {
+#if ZL_CHAIN_SM90
     extern __shared__ __align__(128) unsigned char sm[];
     char *ring = reinterpret_cast<char *>(sm);
     T *xs = reinterpret_cast<T *>(sm + (size_t)A.slots * A.slot_bytes);
@@ -326,6 +334,9 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
         return;
     }
     consume<T, HD>(A, ring, xs, red, full, empty, flag, tid);
+#else
+    __trap(); // never launched below sm_90 (the plan says no)
+#endif
 }
 
 // Shared memory of a launch: the ring, xs (or attention's per-warp

@@ -10,6 +10,15 @@
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 
+// Bulk copies and mbarrier transactions need sm_90: older targets compile
+// the chain's helpers empty and its kernel to a trap (never launched:
+// zl_cuda_decode_chain_plan takes sm_90+ only).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define ZL_CHAIN_SM90 0
+#else
+#define ZL_CHAIN_SM90 1
+#endif
+
 namespace zlchain {
 
 using namespace zlcuda;
@@ -79,23 +88,30 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p)
 
 __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
 {
+#if ZL_CHAIN_SM90
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
+#endif
 }
 
 __device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
 {
+#if ZL_CHAIN_SM90
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
                  "r"(bytes)
                  : "memory");
+#endif
 }
 
 __device__ __forceinline__ void mbar_arrive(uint64_t *b)
 {
+#if ZL_CHAIN_SM90
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+#endif
 }
 
 __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
 {
+#if ZL_CHAIN_SM90
     uint32_t done = 0;
     while (!done)
         asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;"
@@ -103,6 +119,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
                      : "=r"(done)
                      : "r"(smem_addr(b)), "r"(parity)
                      : "memory");
+#endif
 }
 
 // `bytes` (a multiple of 16) from global src to shared dst, counted on b;
@@ -110,10 +127,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
 __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, uint64_t *b,
                                           uint64_t policy)
 {
+#if ZL_CHAIN_SM90
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
                  " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
                  "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
                  : "memory");
+#endif
 }
 
 // The consumer warps' own barrier (the producer warp never joins it).
