@@ -25,6 +25,12 @@
  * to 256, so there segment edges are tile edges. */
 #define SEG 512
 #define MIN_WORK_PER_THREAD 65536
+/* Query rows of one sequence a prefill task walks together: each K row is
+ * then loaded (and converted) once for QB rows of a head (tile_4x3), each V
+ * tile converted once for them.  Every dot and softmax step is the one a
+ * task of one row would do: the same tiles, kernels that sum a dot the same
+ * way whatever their shape, each row's own state. */
+#define QB 4
 
 /* ---- kv_write ---- */
 
@@ -95,6 +101,7 @@ struct attn_job {
     float scale;
     int64_t group, range, n_ranges;     /* q heads per kv head, per task, tasks per token */
     int64_t n_segs;                     /* split: SEG segments per (token, range) task */
+    int64_t qb;                         /* query rows a task (QB for long prefills, else 1) */
     float *part;                        /* split: [token][q head][segment] states; else NULL */
     int64_t n_tasks;
     atomic_llong next;
@@ -148,6 +155,27 @@ static void scores(const struct attn_job *j, const char *q0, const char *kr, siz
         for (; r < t; r++)
             k->tile_1x1(qg, 0, kr + (size_t)r * row_stride, 0, dt, hd, sc + g * TILE + r);
     }
+}
+
+/* sc[q * ld + r] = q_q . k_r for QB query rows of one head from q0 (xs
+ * bytes apart) and t K rows: 4 rows x 3 keys at a time. */
+static void scores_rows(const struct attn_job *j, const char *q0, size_t xs, const char *kr,
+                        size_t row_stride, int64_t t, float *sc, int64_t ld)
+{
+    const struct cpu_kernels *k = j->ctx->k;
+    const enum zl_dtype dt = j->cache->dtype;
+    const int64_t hd = j->cache->head_dim;
+    float o[12];
+    int64_t r = 0;
+    for (; r + 3 <= t; r += 3) {
+        k->tile_4x3((const float *)q0, xs, kr + (size_t)r * row_stride, row_stride, dt, hd, o);
+        for (int e = 0; e < 12; e++)
+            sc[(e / 3) * ld + r + e % 3] = o[e];
+    }
+    for (; r < t; r++)
+        for (int q = 0; q < QB; q++)
+            k->tile_1x1((const float *)(q0 + (size_t)q * xs), 0, kr + (size_t)r * row_stride, 0, dt,
+                        hd, &sc[q * ld + r]);
 }
 
 /* Online softmax update of one head with the t scores sg (scaled here) and
@@ -229,12 +257,14 @@ static void state_init(float *st, int64_t hd)
     ST_L(st, hd) = 0;
 }
 
-/* Positions [p_lo, p_hi) of query row i (context ctx_len, sequence s) for
- * heads h0 .. h0+nh-1: a fresh online softmax per head into the states at
- * st, st_stride floats apart. */
-static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_t s, int64_t ctx_len,
-                         int64_t h0, int64_t nh, int64_t p_lo, int64_t p_hi, float *st,
-                         int64_t st_stride)
+/* Positions [p_lo, p_hi) of query rows i .. i+nq-1 of sequence s (row q's
+ * context ctx_len + q, nq 1 or QB) for heads h0 .. h0+nh-1: a fresh online
+ * softmax per row and head into the states at st (head g of row q at
+ * st + q * st_row + g * st_stride).  p_hi is the last row's; a row whose
+ * context ends earlier stops there, as it would alone. */
+static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int64_t nq, int32_t s,
+                         int64_t ctx_len, int64_t h0, int64_t nh, int64_t p_lo, int64_t p_hi,
+                         float *st, int64_t st_stride, int64_t st_row)
 {
     const struct cpu_kernels *k = j->ctx->k;
     const struct zl_kv_cache *c = j->cache;
@@ -242,28 +272,35 @@ static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_
     const size_t el = cpu_dtype_size(c->dtype), head = (size_t)hd * el;
     const size_t row_stride = (size_t)c->n_kv_heads * head;   /* between tokens */
     const int32_t *table = j->b->block_table + (int64_t)s * j->b->max_blocks;
+    const size_t qs0 = (size_t)j->q->nb[0], qs1 = (size_t)j->q->nb[1];
 
-    float *vf = scr, *sc = vf + TILE * hd;
-    const char *qi = (const char *)j->q->data + (size_t)i * (size_t)j->q->nb[0];
-    for (int64_t g = 0; g < nh; g++)
-        state_init(st + g * st_stride, hd);
-    const int64_t kv_lo = h0 / G, kv_hi = (h0 + nh - 1) / G + 1;
+    float *vf = scr, *sc = vf + TILE * hd;      /* scores: [row][head][TILE] */
+    const char *qi = (const char *)j->q->data + (size_t)i * qs0;
+    for (int64_t q = 0; q < nq; q++)
+        for (int64_t g = 0; g < nh; g++)
+            state_init(st + q * st_row + g * st_stride, hd);
+    const int64_t kv_lo = h0 / G, kv_hi = (h0 + nh - 1) / G + 1, ctx_end = ctx_len + nq - 1;
     for (int64_t p0 = p_lo; p0 < p_hi;) {
         int64_t slot, t, next_slot, next_t;
         tile_at(c, table, p0, p_hi, &slot, &t);
-        if (p0 + t < ctx_len) {
-            tile_at(c, table, p0 + t, ctx_len, &next_slot, &next_t);
+        if (p0 + t < ctx_end) {
+            tile_at(c, table, p0 + t, ctx_end, &next_slot, &next_t);
             prefetch_tile(j, next_slot, next_t, kv_lo, kv_hi);
         }
         const char *k0 = cpu_kv_row(c, j->layer, 0, slot), *v0 = cpu_kv_row(c, j->layer, 1, slot);
         for (int64_t kvh = kv_lo; kvh < kv_hi; kvh++) {
             int64_t ga = kvh * G > h0 ? kvh * G : h0;                  /* its q heads in range */
             int64_t gb = (kvh + 1) * G < h0 + nh ? (kvh + 1) * G : h0 + nh;
-            scores(j, qi + (size_t)ga * (size_t)j->q->nb[1], k0 + (size_t)kvh * head, row_stride,
-                   gb - ga, t, sc + (ga - h0) * TILE);
-            /* V rows as f32 once for all the q heads of this kv head; an
-             * f32 cache is read where it is (the copy was an eighth of a
-             * long prefill) */
+            if (nq == 1)
+                scores(j, qi + (size_t)ga * qs1, k0 + (size_t)kvh * head, row_stride, gb - ga, t,
+                       sc + (ga - h0) * TILE);
+            else /* QB rows, a head at a time: each K row loaded once for the rows */
+                for (int64_t g = ga; g < gb; g++)
+                    scores_rows(j, qi + (size_t)g * qs1, qs0, k0 + (size_t)kvh * head, row_stride,
+                                t, sc + (g - h0) * TILE, nh * TILE);
+            /* V rows as f32 once for all the q heads (and rows) of this kv
+             * head; an f32 cache is read where it is (the copy was an
+             * eighth of a long prefill) */
             const float *vr = (const float *)(v0 + (size_t)kvh * head);
             int64_t vs = (int64_t)(row_stride / sizeof(float));
             if (c->dtype != ZL_DTYPE_F32) {
@@ -272,9 +309,15 @@ static void attn_segment(const struct attn_job *j, float *scr, int64_t i, int32_
                 vr = vf;
                 vs = hd;
             }
-            for (int64_t g = ga - h0; g < gb - h0; g++) {
-                float *h = st + g * st_stride;
-                softmax_update(j, sc + g * TILE, vr, vs, t, &ST_M(h, hd), &ST_L(h, hd), h);
+            for (int64_t q = 0; q < nq; q++) {
+                /* row q's positions in this tile: it stops at its own context */
+                const int64_t pq = ctx_len + q < p_hi ? ctx_len + q : p_hi, tq = pq - p0 < t ? pq - p0 : t;
+                if (tq <= 0)
+                    continue;
+                for (int64_t g = ga - h0; g < gb - h0; g++) {
+                    float *h = st + q * st_row + g * st_stride;
+                    softmax_update(j, sc + (q * nh + g) * TILE, vr, vs, tq, &ST_M(h, hd), &ST_L(h, hd), h);
+                }
             }
         }
         p0 += t;
@@ -304,24 +347,28 @@ static void write_out(const struct attn_job *j, int64_t i, int64_t h, const floa
         o[d] = st[d] * inv;
 }
 
-/* One task: query token i, query heads h0 .. h0+nh-1, its whole context in
- * SEG-position segments merged in order. */
-static void attn_one(const struct attn_job *j, float *scr, int64_t i, int64_t h0, int64_t nh)
+/* One task's rows i .. i+nq-1 (one sequence), query heads h0 .. h0+nh-1:
+ * each row's whole context in SEG-position segments merged in order. */
+static void attn_rows(const struct attn_job *j, float *scr, int64_t i, int64_t nq, int64_t h0,
+                      int64_t nh)
 {
-    const int64_t hd = j->cache->head_dim;
+    const int64_t hd = j->cache->head_dim, ns = nq * nh;
     int32_t s;
-    int64_t ctx_len = ctx_of(j->b, i, &s);
-    float *tot = scr + TILE * hd + nh * TILE, *seg = tot + nh * ST_FLOATS(hd);
-    for (int64_t g = 0; g < nh; g++)
+    int64_t ctx_len = ctx_of(j->b, i, &s), ctx_end = ctx_len + nq - 1;
+    float *tot = scr + TILE * hd + j->qb * nh * TILE, *seg = tot + ns * ST_FLOATS(hd);
+    for (int64_t g = 0; g < ns; g++)
         state_init(ST(tot, g, hd), hd);
-    for (int64_t p = 0; p < ctx_len; p += SEG) {
-        attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len, seg,
-                     ST_FLOATS(hd));
-        for (int64_t g = 0; g < nh; g++)
-            merge_state(ST(tot, g, hd), ST(seg, g, hd), hd);
+    for (int64_t p = 0; p < ctx_end; p += SEG) {
+        attn_segment(j, scr, i, nq, s, ctx_len, h0, nh, p, p + SEG < ctx_end ? p + SEG : ctx_end,
+                     seg, ST_FLOATS(hd), nh * ST_FLOATS(hd));
+        for (int64_t q = 0; q < nq; q++)
+            if (p < ctx_len + q) /* row q has positions in this segment */
+                for (int64_t g = 0; g < nh; g++)
+                    merge_state(ST(tot, q * nh + g, hd), ST(seg, q * nh + g, hd), hd);
     }
-    for (int64_t g = 0; g < nh; g++)
-        write_out(j, i, h0 + g, ST(tot, g, hd), hd);
+    for (int64_t q = 0; q < nq; q++)
+        for (int64_t g = 0; g < nh; g++)
+            write_out(j, i + q, h0 + g, ST(tot, q * nh + g, hd), hd);
 }
 
 /* Split tasks: (token, head range, segment), each into its slot of
@@ -337,8 +384,8 @@ static void attn_split_one(const struct attn_job *j, float *scr, int64_t t)
     if (p >= ctx_len)
         return;     /* past this row's context: the merge skips it */
     /* straight into the slots: a head's are n_segs states apart */
-    attn_segment(j, scr, i, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len,
-                 j->part + ((i * hq + h0) * j->n_segs + sg) * ST_FLOATS(hd), j->n_segs * ST_FLOATS(hd));
+    attn_segment(j, scr, i, 1, s, ctx_len, h0, nh, p, p + SEG < ctx_len ? p + SEG : ctx_len,
+                 j->part + ((i * hq + h0) * j->n_segs + sg) * ST_FLOATS(hd), j->n_segs * ST_FLOATS(hd), 0);
 }
 
 static void attn_task(void *arg, int ith, int nth)
@@ -354,8 +401,16 @@ static void attn_task(void *arg, int ith, int nth)
             attn_split_one(j, scr, t);
             continue;
         }
-        int64_t i = t / j->n_ranges, h0 = t % j->n_ranges * j->range;
-        attn_one(j, scr, i, h0, hq - h0 < j->range ? hq - h0 : j->range);
+        int64_t b = t / j->n_ranges, h0 = t % j->n_ranges * j->range;
+        int64_t nh = hq - h0 < j->range ? hq - h0 : j->range, n = j->q->ne[0];
+        /* rows [b qb, b qb + qb): QB of one sequence together, else one by one */
+        int64_t i = b * j->qb, end = i + j->qb < n ? i + j->qb : n;
+        int32_t s = seq_of(j->b, i);
+        if (end - i == QB && j->b->q_start[s + 1] >= end)
+            attn_rows(j, scr, i, QB, h0, nh);
+        else
+            for (; i < end; i++)
+                attn_rows(j, scr, i, 1, h0, nh);
     }
 }
 
@@ -406,8 +461,10 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     if (range > group && range % group)
         range = (range + group - 1) / group * group;
     n_ranges = (hq + range - 1) / range;
-    /* tile scores and V, then two states per head (running, segment) */
-    size_t floats = (size_t)(TILE * hd + range * TILE + 2 * range * ST_FLOATS(hd));
+    /* A long prefill walks QB rows a task (while every thread keeps tasks) */
+    int64_t qb = n >= (int64_t)QB * 2 * nth * n_ranges ? QB : 1;
+    /* tile V and scores, then two states per row and head (running, segment) */
+    size_t floats = (size_t)(TILE * hd + qb * range * TILE + 2 * qb * range * ST_FLOATS(hd));
     if ((rc = cpu_scratch_reserve(ctx, op, floats)) < 0)
         return rc;
     int64_t ctx_sum = 0, ctx_max = 0;   /* the work; the longest context */
@@ -419,7 +476,8 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
     }
     struct attn_job j = {.ctx = ctx, .q = q, .out = out, .cache = cache, .b = batch,
                          .layer = layer, .scale = scale, .group = group, .range = range,
-                         .n_ranges = n_ranges, .n_segs = 1, .n_tasks = n * n_ranges};
+                         .n_ranges = n_ranges, .n_segs = 1, .qb = qb,
+                         .n_tasks = (n + qb - 1) / qb * n_ranges};
     /* Too few tasks for the threads (a decode of a few sequences, here or
      * because the kv groups do not divide among them): split the contexts
      * into their segments too, and merge after. */
@@ -430,6 +488,7 @@ int cpu_attention(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_te
         j.part = ctx->shared;
         j.n_segs = n_segs;
         j.n_tasks = n * n_ranges * n_segs;
+        j.qb = 1;
     }
     atomic_init(&j.next, 0);
     cpu_pool_run(ctx->pool, cpu_pool_want(ctx->pool, ctx_sum * q->ne[1] * hd, MIN_WORK_PER_THREAD),
