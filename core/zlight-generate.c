@@ -286,9 +286,11 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
         longest = p->lens[i] > longest ? p->lens[i] : longest;
         prompt_tokens += p->lens[i];
     }
-    /* room for every prompt at once (no preemption in a benchmark run) */
+    /* room for every prompt at once (no preemption in a benchmark run),
+     * and no more: a host backend commits its KV pool at start, and 65536
+     * tokens of it (the old floor) took ~3 s of a short run */
     int64_t all = prompt_tokens + (int64_t)p->n * (max_new + 32);
-    mp->kv_tokens = 2 * ((int64_t)longest + max_new) > 65536 ? 2 * ((int64_t)longest + max_new) : 65536;
+    mp->kv_tokens = 2 * ((int64_t)longest + max_new);
     mp->kv_tokens = all > mp->kv_tokens ? all : mp->kv_tokens;
     struct zl_engine_model *m;
     int rc = zl_engine_model_open(mp, &ep.sched, &m);
