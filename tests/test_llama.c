@@ -243,6 +243,33 @@ Test(llama, batch_invariant)
     ref_free(&r);
 }
 
+/* fusedcpu's counter `name`, or 0 when the plugin is not loaded (another
+ * backend ran); read before the engine unloads the plugins. */
+static long fusedcpu_count(const char *name)
+{
+    void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
+    if (!so)
+        return 0;
+    const long *c = dlsym(so, name);
+    cr_assert(c, "fusedcpu.so without its counter %s: %s", name, dlerror());
+    long v = *c;
+    dlclose(so);
+    return v;
+}
+
+/* ids and logits of n prompts on a backend equal the CPU backend's bit for
+ * bit; frees both logits arrays. */
+static void expect_same(int n, int32_t (*ids)[12], int32_t (*ids_cpu)[12], float **lg, float **lg_cpu,
+                        int vocab)
+{
+    for (int i = 0; i < n; i++) {
+        cr_expect_arr_eq(ids[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
+        cr_expect_arr_eq(lg[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);
+        free(lg_cpu[i]);
+        free(lg[i]);
+    }
+}
+
 /* Greedy ids and last logits of r's prompts, all in one batch, on
  * `backend`; returns fusedcpu's count of linear_fused calls and sets
  * *rope_attn to its count of rope_attention calls (read before the engine
@@ -266,13 +293,8 @@ static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12],
     cr_assert_eq(zl_simple_generate_logits(e, r->n, (const int32_t *const *)r->prompts, r->lens, 12,
                                            outs, logits, &st), ZL_OK, "%s: %s", backend,
                  zl_last_error());
-    void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
-    const long *calls = so ? dlsym(so, "fusedcpu_calls") : NULL;
-    const long *ra = so ? dlsym(so, "fusedcpu_rope_attn_calls") : NULL;
-    cr_assert(calls && ra, "fusedcpu.so not loaded or without its counters: %s", dlerror());
-    long n = *calls;
-    *rope_attn = *ra;
-    dlclose(so);
+    long n = fusedcpu_count("fusedcpu_calls");
+    *rope_attn = fusedcpu_count("fusedcpu_rope_attn_calls");
     zl_simple_free(e);
     return n;
 }
@@ -301,12 +323,7 @@ Test(llama, linear_fused_only_up_to_fused_max_rows)
     cr_expect_gt(run_on("fusedcpu", &r, ids_fused, lg_fused, &vocab, &ra_fused), 0,
                  "the model never called linear_fused on a backend that has it");
     cr_expect_gt(ra_fused, 0, "the model never called rope_attention on a backend that has it");
-    for (int i = 0; i < r.n; i++) {
-        cr_expect_arr_eq(ids_fused[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
-        cr_expect_arr_eq(lg_fused[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);
-        free(lg_cpu[i]);
-        free(lg_fused[i]);
-    }
+    expect_same(r.n, ids_fused, ids_cpu, lg_fused, lg_cpu, vocab);
     ref_free(&r);
 }
 
@@ -332,15 +349,8 @@ static void run_alone_on(const char *backend, const struct ref *r, int32_t (*ids
         cr_assert_eq(zl_simple_generate_logits(e, 1, &pr, &r->lens[i], 12, &out, &logits[i], &st),
                      ZL_OK, "%s: %s", backend, zl_last_error());
     }
-    *ran = *declined = 0;
-    void *so = dlopen(ZL_TOP_BUILDDIR "/tests/fused/.libs/fusedcpu.so", RTLD_NOW | RTLD_NOLOAD);
-    if (so) {
-        const long *a = dlsym(so, "fusedcpu_layers_calls"), *b = dlsym(so, "fusedcpu_layers_declined");
-        cr_assert(a && b, "fusedcpu.so without its decoder_layers counters: %s", dlerror());
-        *ran = *a;
-        *declined = *b;
-        dlclose(so);
-    }
+    *ran = fusedcpu_count("fusedcpu_layers_calls");
+    *declined = fusedcpu_count("fusedcpu_layers_declined");
     zl_simple_free(e);
 }
 
@@ -362,12 +372,7 @@ Test(llama, decoder_layers_or_layer_by_layer)
     run_alone_on("fusedcpu", &r, ids_fused, lg_fused, &vocab, &ran, &declined);
     cr_expect_gt(ran, 0, "the model never called decoder_layers on a backend that has it");
     cr_expect_gt(declined, 0, "no step was declined: the fallback path went untested");
-    for (int i = 0; i < r.n; i++) {
-        cr_expect_arr_eq(ids_fused[i], ids_cpu[i], sizeof ids_cpu[i], "prompt %d ids", i);
-        cr_expect_arr_eq(lg_fused[i], lg_cpu[i], sizeof(float) * (size_t)vocab, "prompt %d logits", i);
-        free(lg_cpu[i]);
-        free(lg_fused[i]);
-    }
+    expect_same(r.n, ids_fused, ids_cpu, lg_fused, lg_cpu, vocab);
     ref_free(&r);
 }
 

@@ -297,6 +297,7 @@ static void cuda_close(struct zl_bctx *ctx)
     upload_free(&ctx->freq);
     upload_free(&ctx->samp);
     upload_free(&ctx->chain);
+    free(ctx->chain_host);
     ZL_CUDA_WARN(cudaFree(ctx->chain_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->samp_scratch));
     ZL_CUDA_WARN(cudaFreeHost(ctx->samp_host));

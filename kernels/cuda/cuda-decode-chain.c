@@ -49,8 +49,9 @@ static int chain_shape(const struct zl_bctx *ctx, const struct zl_decoder_stack 
     const struct zl_attn_batch *b = r->batch;
     const struct zl_kv_cache *c = r->cache;
     const struct zl_tensor *x = s->x;
-    if (!b || !c || !r->q || !r->k || !r->rope || !s->qkv || !s->att || !s->a ||
-        b->n_seqs != 1 || b->q_start[0] != 0 || b->q_start[1] != 1 || r->q->n_dims != 3 ||
+    /* anything missing or odd: declined, and the per-layer ops name it */
+    if (!b || !c || !r->q || !r->k || !r->v || !r->positions || !r->rope || !s->qkv || !s->att ||
+        !s->a || !b->q_start || !b->kv_len || !b->slot || b->n_seqs != 1 || b->q_start[0] != 0 || b->q_start[1] != 1 || r->q->n_dims != 3 ||
         r->k->n_dims != 3 || x->n_dims != 2 || x->ne[0] != 1 ||
         (x->dtype != ZL_DTYPE_BF16 && x->dtype != ZL_DTYPE_F16) || c->dtype != x->dtype ||
         c->n_layers != s->n_layers || (c->block_size & (c->block_size - 1)))
@@ -141,21 +142,26 @@ int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
     if (rc < 0)
         return rc;
 
-    size_t lb = (size_t)s->n_layers * sizeof(struct zl_cuda_chain_layer);
-    struct zl_cuda_chain_layer *hl = malloc(lb);
-    if (!hl)
-        return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: %zu bytes for the layer table", op, lb);
+    /* the weight table, built in a host buffer kept across steps (cuda_upload
+     * copies it only when it changed) */
+    if (s->n_layers > ctx->chain_host_n) {
+        struct zl_cuda_chain_layer *t = realloc(ctx->chain_host, (size_t)s->n_layers * sizeof *t);
+        if (!t)
+            return zl_cuda_host->error(ZL_ENOMEM, "cuda %s: a table of %d layers", op,
+                                       (int)s->n_layers);
+        ctx->chain_host = t;
+        ctx->chain_host_n = s->n_layers;
+    }
     for (int32_t i = 0; i < s->n_layers; i++) {
         const struct zl_decoder_layer *l = &s->layers[i];
-        hl[i] = (struct zl_cuda_chain_layer){l->wqkv->data, l->wo->data, l->w_gu->data,
-                                             l->w_down->data, l->attn_norm->data,
-                                             l->ffn_norm->data};
+        ctx->chain_host[i] = (struct zl_cuda_chain_layer){l->wqkv->data, l->wo->data,
+                                                          l->w_gu->data, l->w_down->data,
+                                                          l->attn_norm->data, l->ffn_norm->data};
     }
-    struct cuda_part part = {.src = hl, .bytes = lb};
+    struct cuda_part part = {.src = ctx->chain_host,
+                             .bytes = (size_t)s->n_layers * sizeof *ctx->chain_host};
     void *dev_layers;
-    rc = cuda_upload(ctx, &ctx->chain, op, &part, 1, &dev_layers);
-    free(hl);
-    if (rc < 0)
+    if ((rc = cuda_upload(ctx, &ctx->chain, op, &part, 1, &dev_layers)) < 0)
         return rc;
     size_t part_bytes = (plan.part_bytes + 255) & ~(size_t)255;
     size_t need = part_bytes + plan.count_ints * sizeof(int32_t);

@@ -26,6 +26,9 @@
  *   - err: four device ints the embedding kernel flags bad token ids in;
  *     sync() reads them and reports ZL_ERANGE (the ids are on the device, so
  *     the op itself cannot see them without a round trip).
+ *   - chain, chain_host, chain_scratch: decoder_layers' table of layer
+ *     weight pointers (host and device, re-sent only when it changes) and
+ *     its split partials and phase counters, grown to the longest context.
  * A growth synchronizes the stream before freeing the old buffer. */
 #ifndef ZL_CUDA_IMPL_H
 #define ZL_CUDA_IMPL_H
@@ -135,6 +138,8 @@ struct zl_bctx {
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
     struct cuda_upload chain;               /* decoder_layers' per-layer weight table */
+    struct zl_cuda_chain_layer *chain_host; /* its host side, chain_host_n layers */
+    int32_t chain_host_n;
     void *chain_scratch;                    /* decoder_layers' split partials and counters */
     size_t chain_scratch_cap;
 };

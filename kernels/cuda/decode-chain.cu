@@ -57,6 +57,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-pdl.cuh"
 #include "cuda-rope.cuh"
 #include "decode-chain-attn.cuh"
 #include "decode-chain.cuh"
@@ -360,15 +361,12 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
                                          struct zl_cuda_chain_plan *p)
 {
     *p = (struct zl_cuda_chain_plan){0};
-    int dev = 0, smem = 0, sms = 0, major = 0, coop = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) != cudaSuccess)
-        return 0;
+    // asked once per device (this runs every decode step): cuda-pdl.cuh
+    const int smem = device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>();
+    const int sms = device_sm_count(), major = device_major();
+    const int coop = device_attr<cudaDevAttrCooperativeLaunch>();
     const int hd = s->head_dim, qd = s->n_heads * hd;
-    if (major < 9 || !coop || (hd != 64 && hd != 128) || s->n_kv_heads < 1 ||
+    if (major < 9 || !coop || sms < 1 || (hd != 64 && hd != 128) || s->n_kv_heads < 1 ||
         s->n_heads % s->n_kv_heads || s->n_heads / s->n_kv_heads > 8 || s->d % 8 || s->f % 8 ||
         qd % 8 || s->kv_len < 1)
         return 0;
