@@ -178,7 +178,11 @@ int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
 #ifdef ZL_GEMV_TUNING
     static long calls;
     static void *tbuf;
-    c.dry = env_num("ZL_CHAIN_DRY") == 1;
+    /* ZL_CHAIN_DRY=1: every phase; ZL_CHAIN_DRY_MASK=bits: phases by number
+     * (qkv 1, attention 2, o 4, gate/up 8, down 16; attention waits on the
+     * qkv rows, so a dry qkv makes it dry too) */
+    c.dry = env_num("ZL_CHAIN_DRY") == 1 ? 31 : (int)env_num("ZL_CHAIN_DRY_MASK") & 31;
+    c.dry |= (c.dry & 1) << 1;
     const int traced = ++calls == env_num("ZL_CHAIN_TRACE");
     size_t tb = zl_cuda_decode_chain_trace_bytes(&plan, sh.n_layers);
     if (traced) {

@@ -262,7 +262,7 @@ struct zl_cuda_chain {
     const int32_t *table;       /* device: the sequence's block ids */
     int32_t slot;               /* the token's cache slot */
     void *trace;                /* tuning builds: zl_cuda_decode_chain_trace_bytes, or NULL */
-    int32_t dry;                /* tuning builds: skip the math (timing only) */
+    int32_t dry;                /* tuning builds: bit p skips phase p's math (timing only) */
 };
 /* Bytes of a trace: 3 stamps per (CTA, layer, phase of 5), 2 per CTA. */
 static inline size_t zl_cuda_decode_chain_trace_bytes(const struct zl_cuda_chain_plan *p,

@@ -38,7 +38,8 @@ __device__ __forceinline__ void transpose_sum(float (&v)[32], int lane)
 // and its P V go back to the dims layout by shuffles.  The CTA merges its
 // warps (log2 units), and the last split of a kv head merges the splits.
 template <typename T, int HD>
-__device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, int tid)
+__device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, int tid,
+                       [[maybe_unused]] unsigned long long *tr)
 {
     constexpr int E = HD / 32, KW = CH / CWARPS; // dims a lane, keys a warp
     typedef typename std::conditional<E == 4, uint2, uint32_t>::type vec;
@@ -46,17 +47,30 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     const int kh = t / A.splits, s = t % A.splits, group = A.group;
     const int k0 = s * CH + warp * KW, p1 = min(A.kv_len, s * CH + CH);
     const char *head = A.cache + (int64_t)l * A.layer_bytes + (int64_t)kh * HD * 2;
-    // this kv group's q, k and v rows: (group + 2) heads of HD / 2 pairs
-    wait_count(A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
-
+    // the older keys are asked for before the wait (this step writes only
+    // the new one, at kv_len - 1), so the last group's tasks, which the o
+    // phase waits on, start with them in flight
+    const int p_new = A.kv_len - 1;
     vec kr[KW], vr[KW];
 #pragma unroll
     for (int i = 0; i < KW; i++) {
         const int p = k0 + i;
         kr[i] = vr[i] = vec{};
-        if (p < p1) {
+        if (p < p1 && p != p_new) {
             const char *row = head + (int64_t)A.table[p >> A.bs_shift] * A.block_stride +
                               (int64_t)(p & A.bs_mask) * A.row_bytes;
+            kr[i] = __ldcg(reinterpret_cast<const vec *>(row) + lane);
+            vr[i] = __ldcg(reinterpret_cast<const vec *>(row + A.v_off) + lane);
+        }
+    }
+    // this kv group's q, k and v rows: (group + 2) heads of HD / 2 pairs
+    wait_count(A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
+    TRACE(A, if (tr && tid == 0) tr[1] = now_ns());
+#pragma unroll
+    for (int i = 0; i < KW; i++) {
+        if (k0 + i == p_new && p_new < p1) {
+            const char *row = head + (int64_t)A.table[p_new >> A.bs_shift] * A.block_stride +
+                              (int64_t)(p_new & A.bs_mask) * A.row_bytes;
             kr[i] = __ldcg(reinterpret_cast<const vec *>(row) + lane);
             vr[i] = __ldcg(reinterpret_cast<const vec *>(row + A.v_off) + lane);
         }

@@ -57,6 +57,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-mma.cuh"
 #include "cuda-pdl.cuh"
 #include "cuda-rope.cuh"
 #include "decode-chain-attn.cuh"
@@ -113,11 +114,9 @@ __device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, in
         const unsigned rb = (unsigned)phase_k(A, u.ph) * 2;
         char *dst = ring + (size_t)s * A.slot_bytes;
         mbar_expect_tx(&full[s], (tl.na + tl.nb) * rb);
-        for (int r = 0; r < tl.na; r += A.rows_a_copy)
-            bulk_copy(dst + r * rb, tl.a + r * rb, min(A.rows_a_copy, tl.na - r) * rb, &full[s], policy);
-        for (int r = 0; r < tl.nb; r += A.rows_a_copy)
-            bulk_copy(dst + (tl.na + r) * rb, tl.b + r * rb, min(A.rows_a_copy, tl.nb - r) * rb,
-                      &full[s], policy);
+        bulk_copy(dst, tl.a, tl.na * rb, &full[s], policy); // (a copy a row: the same speed)
+        if (tl.nb)
+            bulk_copy(dst + tl.na * rb, tl.b, tl.nb * rb, &full[s], policy);
         u.t += g;
         ok = settle(A, u, c, g);
     }
@@ -127,28 +126,48 @@ __device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, in
 // ---- the consumers ----
 
 // xs <- n elements of src (global, written by other CTAs: through L2), or
-// with nw rmsnorm(src) * nw rounded as rms_norm rounds it.
+// with nw rmsnorm(src) * nw rounded as rms_norm rounds it.  The chunks go
+// in with cp.async, all in flight at once and through no registers (a
+// loop of loads and stores waits out an L2 round trip a chunk: the stores'
+// generic pointer may alias src).
 template <typename T>
 __device__ void load_input(const chain_args &A, T *xs, const char *src, int n, const float *nw,
                            float *red, int tid)
 {
     const int chunks = n / 8;
-    float ss = 0.0f;
-    for (int c = tid; c < chunks; c += CTHREADS) {
-        uint4 v = __ldcg(reinterpret_cast<const uint4 *>(src) + c);
-        reinterpret_cast<uint4 *>(xs)[c] = v;
-        const T *e = reinterpret_cast<const T *>(&v);
-#pragma unroll
-        for (int i = 0; i < 8; i++)
-            ss += to_f32<T>(e[i]) * to_f32<T>(e[i]);
-    }
+    for (int c = tid; c < chunks; c += CTHREADS)
+        cp_async16(xs + c * 8, src + (int64_t)c * 16, 16);
+    cp_async_commit();
+    cp_async_wait<0>(); // this thread's chunks are in: it reads only its own until cbar
     if (nw) {
-        const float inv = rsqrtf(csum(ss, red, tid) / (float)n + A.eps);
-        for (int c = tid; c < chunks; c += CTHREADS) { // this thread's own chunks
-            T *e = xs + c * 8;
+        float ss = 0.0f;
+        for (int c = tid; c < chunks; c += CTHREADS) {
+            const uint4 v = reinterpret_cast<const uint4 *>(xs)[c];
+            const T *e = reinterpret_cast<const T *>(&v);
 #pragma unroll
             for (int i = 0; i < 8; i++)
-                e[i] = from_f32<T>(to_f32<T>(e[i]) * inv * __ldg(nw + c * 8 + i));
+                ss += to_f32<T>(e[i]) * to_f32<T>(e[i]);
+        }
+        const float inv = rsqrtf(csum(ss, red, tid) / (float)n + A.eps);
+        constexpr int LOADS = 2; // chunks of norm weights a thread in flight
+        for (int c0 = tid; c0 < chunks; c0 += LOADS * CTHREADS) {
+            float4 wv[LOADS][2];
+#pragma unroll
+            for (int i = 0; i < LOADS; i++)
+                if (c0 + i * CTHREADS < chunks) {
+                    wv[i][0] = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * (c0 + i * CTHREADS));
+                    wv[i][1] = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * (c0 + i * CTHREADS) + 1);
+                }
+#pragma unroll
+            for (int i = 0; i < LOADS; i++) {
+                if (c0 + i * CTHREADS >= chunks)
+                    break;
+                T *e = xs + (c0 + i * CTHREADS) * 8;
+                const float *wf = reinterpret_cast<const float *>(wv[i]);
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    e[j] = from_f32<T>(to_f32<T>(e[j]) * inv * wf[j]);
+            }
         }
     }
     cbar();
@@ -195,25 +214,36 @@ __device__ __forceinline__ void row_dots(const uint4 *w1, const uint4 *w2, int k
         *s2 = warp_sum((a2[0] + a2[1]) + (a2[2] + a2[3]));
 }
 
+// What a warp keeps of its unit (lane 0) between the sums, which read the
+// slot, and the stores, which come after the slot is freed.
+struct sums {
+    float s1, s2, res;
+};
+
 // Unit j of tile t (a row, or a pair of rows of the paired phases) by one
-// warp: its sums, then what linear_rope_kv, linear_fused (residual,
-// SwiGLU) store for it, with the same formulas and roundings.
+// warp: its dot products (and, for o and down, the residual it adds).
 template <typename T>
-__device__ void unit(const chain_args &A, int l, int ph, int t, int j, const char *slot,
-                     const tile &tl, const T *xs, int lane)
+__device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int t, int j,
+                                          const char *slot, const tile &tl, const T *xs, int lane,
+                                          sums &r)
 {
     const int k = phase_k(A, ph), ck = k / 8;
     const uint4 *w = reinterpret_cast<const uint4 *>(slot);
     const bool pair = ph == QKV || ph == GU;
-    const int per = ph == OPROJ ? A.ro : A.rd, row = t * per + j; // o, down
-    float res = 0.0f, s1, s2 = 0.0f;
+    const int per = ph == OPROJ ? A.ro : A.rd; // o, down
+    r.s2 = r.res = 0.0f;
     if (!pair && lane == 0) // the residual, asked for before the sums
-        res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + row));
+        r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t * per + j));
     row_dots<T>(w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
-                &s1, &s2);
-    if (lane != 0)
-        return;
-    const T x1 = from_f32<T>(s1), x2 = from_f32<T>(s2);
+                &r.s1, &r.s2);
+}
+
+// Unit j of tile t, lane 0: what linear_rope_kv, linear_fused (residual,
+// SwiGLU) store for it, with the same formulas and roundings.
+template <typename T>
+__device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, const sums &r)
+{
+    const T x1 = from_f32<T>(r.s1), x2 = from_f32<T>(r.s2);
     if (ph == QKV) {
         const int hh = A.hd / 2, per_head = hh / A.pq;
         const int head = qkv_head(A, t / per_head), jj = (t % per_head) * A.pq + j;
@@ -240,13 +270,54 @@ __device__ void unit(const chain_args &A, int l, int ph, int t, int j, const cha
         const float gv = to_f32<T>(x1), uv = to_f32<T>(x2);
         reinterpret_cast<T *>(A.a)[t * A.pg + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
     } else { // o, down: x += the product rounded to T
-        reinterpret_cast<T *>(A.x)[row] = from_f32<T>(to_f32<T>(x1) + res);
+        const int per = ph == OPROJ ? A.ro : A.rd;
+        reinterpret_cast<T *>(A.x)[t * per + j] = from_f32<T>(to_f32<T>(x1) + r.res);
     }
+}
+
+// Tile t of the o or down phase when it is one row (down's rows of f
+// elements fill a slot): every warp sums an eighth of its columns and the
+// last to finish adds the eight partials in warp order, so the slot is held
+// an eighth as long as by one warp (tuning builds: ZL_CHAIN_SHARE=0 turns
+// it off).  First the warp's share of the sums:
+template <typename T>
+__device__ __forceinline__ void shared_sums(const chain_args &A, int ph, int t, const char *slot,
+                                            const T *xs, int lane, int warp, sums &r)
+{
+    const int ck = phase_k(A, ph) / 8, per = (ck + CWARPS - 1) / CWARPS;
+    const int c0 = warp * per, n = min(per, ck - c0);
+    r.res = 0.0f;
+    if (lane == 0) // the residual, asked for before the sums
+        r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t));
+    row_dots<T>(reinterpret_cast<const uint4 *>(slot) + c0, nullptr, n * 8, xs + c0 * 8, lane,
+                &r.s1, &r.s2);
+}
+
+// ... then, lane 0, its partial into share (the tile's eight) and the last
+// warp's sum and store.  share/share_n are the tile's k % (2 slots): a warp
+// reaches the same entry again only two refills of the slot later, after
+// the last warp here has freed it once more, so it is done with it.
+template <typename T>
+__device__ void shared_store(const chain_args &A, int t, int warp, const sums &r, float *share,
+                             int *share_n)
+{
+    share[warp] = r.s1;
+    __threadfence_block();
+    if (atomicAdd(share_n, 1) != CWARPS - 1)
+        return;
+    __threadfence_block();
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < CWARPS; w++)
+        sum += const_cast<volatile float *>(share)[w];
+    *share_n = 0;
+    reinterpret_cast<T *>(A.x)[t] = from_f32<T>(to_f32<T>(from_f32<T>(sum)) + r.res);
 }
 
 template <typename T, int HD>
 __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
-                        uint64_t *full, uint64_t *empty, int *flag, int tid)
+                        uint64_t *full, uint64_t *empty, int *flag, float *share, int *share_n,
+                        int tid)
 {
     const int c = blockIdx.x, g = gridDim.x;
     uint32_t k = 0;
@@ -268,11 +339,11 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 wait_count(done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
             else if (ph != QKV && ph != ATT) // attention waits for its own group's rows
                 wait_count(&done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
-            if (ph == ATT) {
+            if (ph == ATT) { // the trace's "input ready": the first task's rows are in
                 TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
-                    if (!A.dry)
-                        attend<T, HD>(A, l, t, sa, flag, tid);
+                    if (!(A.dry >> ATT & 1))
+                        attend<T, HD>(A, l, t, sa, flag, tid, t == t0 ? tr : nullptr);
                     else if (tid == 0)
                         atomicAdd(&done[ATT], t % A.splits == 0);
                     cbar(); // sa is free again
@@ -290,17 +361,31 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             // once it is past it, and all meet again at the phase's end
             int mine = 0, next = 0;
             const int lane = tid & 31, warp = tid >> 5;
+            const bool dry = A.dry >> ph & 1;
+            const bool shared = A.share && ph != QKV && ph != GU && (ph == OPROJ ? A.ro : A.rd) == 1;
             for (int t = t0; t < n; t += g, k++, mine++) {
                 const int s = (int)(k % A.slots);
                 mbar_wait(&full[s], (k / A.slots) & 1);
                 const tile tl = tile_of(A, w, ph, t);
                 const char *slot = ring + (size_t)s * A.slot_bytes;
-                for (int j = (warp - next % CWARPS + CWARPS) % CWARPS; !A.dry && j < tl.na; j += CWARPS)
-                    unit<T>(A, l, ph, t, j, slot, tl, xs, lane);
+                // a warp has one unit of a tile at most (MAXR <= CWARPS)
+                const int j = shared ? warp : (warp - next % CWARPS + CWARPS) % CWARPS;
+                const bool has = !dry && (shared || j < tl.na);
+                sums r = {};
+                if (has && shared)
+                    shared_sums<T>(A, ph, t, slot, xs, lane, warp, r);
+                else if (has)
+                    unit_sums<T>(A, ph, t, j, slot, tl, xs, lane, r);
                 next += tl.na;
                 __syncwarp();
-                if (lane == 0)
-                    mbar_arrive(&empty[s]);
+                if (lane == 0) {
+                    mbar_arrive(&empty[s]); // the stores below do not read the slot
+                    const int e = (int)(k % (2 * A.slots));
+                    if (has && shared)
+                        shared_store<T>(A, t, warp, r, share + e * CWARPS, share_n + e);
+                    else if (has)
+                        unit_store<T>(A, l, ph, t, j, r);
+                }
             }
             cbar();
             publish(&done[ph], mine, tid);
@@ -320,7 +405,11 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     uint64_t *full = reinterpret_cast<uint64_t *>(red + 2);
     uint64_t *empty = full + A.slots;
     int *flag = reinterpret_cast<int *>(empty + A.slots);
+    int *share_n = flag + 1;
+    float *share = reinterpret_cast<float *>(share_n + 2 * MAX_SLOTS);
     const int tid = threadIdx.x;
+    if (tid < 2 * MAX_SLOTS)
+        share_n[tid] = 0;
     if (tid == 0) {
         for (int s = 0; s < A.slots; s++) {
             mbar_init(&full[s], 1);
@@ -334,17 +423,19 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
             produce(A, ring, full, empty);
         return;
     }
-    consume<T, HD>(A, ring, xs, red, full, empty, flag, tid);
+    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, tid);
 #else
     __trap(); // never launched below sm_90 (the plan says no)
 #endif
 }
 
 // Shared memory of a launch: the ring, xs (or attention's per-warp
-// partials), two reduction buffers, the barriers and a flag.
+// partials), two reduction buffers, the barriers, a flag, and the shared
+// rows' partials and arrivals a slot.
 size_t tail_bytes(int slots)
 {
-    return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + 16;
+    return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + sizeof(int) +
+           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS;
 }
 
 int pick_pairs(int rows_cap, int limit)
@@ -454,13 +545,13 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.slots = p->slots;
     A.slot_bytes = p->slot_bytes;
     A.xs_bytes = p->xs_bytes;
-    A.rows_a_copy = MAXR;
-#ifdef ZL_GEMV_TUNING
-    if (const char *e = getenv("ZL_CHAIN_COPY_ROWS"))
-        A.rows_a_copy = atoi(e) >= 1 ? atoi(e) : MAXR;
-#endif
     A.trace = static_cast<unsigned long long *>(c->trace);
     A.dry = c->dry;
+    A.share = 1;
+#ifdef ZL_GEMV_TUNING
+    if (const char *e = getenv("ZL_CHAIN_SHARE"))
+        A.share = atoi(e) != 0;
+#endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;
     void (*kernel)(chain_args) = s->head_dim == 128

@@ -9,6 +9,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-mma.cuh" // smem_addr, cp_async16
 
 // Bulk copies and mbarrier transactions need sm_90: older targets compile
 // the chain's helpers empty and its kernel to a trap (never launched:
@@ -26,10 +27,11 @@ using namespace zlcuda;
 constexpr int CWARPS = 8;                   // consumer warps
 constexpr int CTHREADS = CWARPS * 32;
 constexpr int THREADS = CTHREADS + 32;      // + the producer warp
-constexpr int MAXR = 8;                     // rows a tile
+constexpr int MAXR = 8;                     // rows a tile (a warp takes one unit of a tile)
 constexpr int CH = 64;                      // keys an attention task (8 per warp)
 constexpr int SLOT_KB = 32;                 // a ring slot: one tile (64: 1% slower on an H100)
 constexpr int MAX_SLOTS = 16;
+static_assert(MAXR <= CWARPS, "a warp takes one unit (row or pair) of a tile at most");
 constexpr float LOG2E = 1.4426950408889634f;
 enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
 
@@ -54,9 +56,9 @@ struct chain_args {
     int pq, ro, pg, rd;
     int nt[PHASES];
     int slots, slot_bytes, xs_bytes;
-    int rows_a_copy;            // weight rows a bulk copy (tuning builds: ZL_CHAIN_COPY_ROWS)
     unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
-    int dry;                    // tuning builds: consumers skip the math (timing only)
+    int dry;                    // tuning builds: bit p: phase p's consumers skip the math (timing only)
+    int share;                  // one-row tiles: every warp a share of the columns (unit_shared)
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
@@ -80,11 +82,6 @@ __device__ __forceinline__ unsigned long long now_ns()
 #endif
 
 // ---- mbarrier and bulk-copy helpers (sm_90) ----
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p)
-{
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
 
 __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
 {

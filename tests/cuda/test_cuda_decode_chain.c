@@ -16,7 +16,8 @@
  * softmax weight is off by the values' own size.  Cases: GQA groups 1 to
  * 8, head_dim 64 and 128, contexts from the first token (one key) to 2000
  * keys (32 splits), block sizes 16 and 32, bf16 and f16, one layer of
- * Llama-3.1-8B's shapes.  The cache must be untouched outside the new
+ * Llama-3.1-8B's shapes, down rows that fill a slot alone (the warps share
+ * their columns).  The cache must be untouched outside the new
  * token's rows, bit for bit. */
 #include <math.h>
 #include <stdio.h>
@@ -289,6 +290,9 @@ int main(void)
         {ZL_DTYPE_BF16, 2, 2048, 5632, 16, 2, 128, 1999, 16},
         {ZL_DTYPE_F16, 1, 1024, 2752, 14, 2, 64, 63, 16},
         {ZL_DTYPE_BF16, 1, 4096, 14336, 32, 8, 128, 700, 16},
+        /* down rows of 18 KB: one a slot, its columns shared by the warps
+         * (1125 chunks: the last warp's share is shorter) */
+        {ZL_DTYPE_BF16, 2, 256, 9000, 4, 1, 64, 40, 16},
     };
     /* ZL_GEMV_QUICK=1 (run-gpu-tests.sh's memcheck pass): without the
      * Llama-3.1-8B layer, minutes under memcheck */
