@@ -35,7 +35,8 @@
 // to the last bit of T mostly, not always (test_cuda_decode_chain).
 //
 // Measured (H100 80GB HBM3, Llama-3.1-8B bf16, bench-llama8b.sh b1, steady
-// decode): 6.21 ms/token against 6.68 for the per-layer ops (-7%).  A
+// decode): 6.21 ms/token against 6.68 for the per-layer ops (-7%); 6.09
+// against 6.22 once down's rows were shared by the warps (2821a1f).  A
 // tuning build's trace (ZL_CHAIN_TRACE, cuda-decode-chain.c) puts the
 // kernel at ~180 us a layer against ~154 us with the math skipped
 // (ZL_CHAIN_DRY: the stream and the phase waits alone, 2.83 TB/s); of the
