@@ -22,8 +22,9 @@
 // continuing from phase to phase so a CTA short in one phase starts the
 // next one first.  Within a CTA the 8 consumer warps take a tile's rows
 // (QKV: RoPE's row pairs; gate/up: a gate row and its up row) in turn, each
-// warp a whole row, and free a slot once past it: no block barrier per
-// tile.  The QKV heads are dealt kv group by kv group, and a group's
+// warp a whole row, and free a slot once past its sums (before storing):
+// no block barrier per tile.  A row that fills a slot alone (down's 28 KB)
+// is summed by all 8 warps, an eighth of its columns each (shared_sums).  The QKV heads are dealt kv group by kv group, and a group's
 // attention tasks (kv head, 64-key split: decode-chain-attn.cuh) start as
 // soon as that group's rows are in, between the QKV and o phases.  Sums
 // run in a fixed order: the result does not depend on timing.
