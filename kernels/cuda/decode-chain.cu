@@ -24,10 +24,11 @@
 // (QKV: RoPE's row pairs; gate/up: a gate row and its up row) in turn, each
 // warp a whole row, and free a slot once past its sums (before storing):
 // no block barrier per tile.  A row that fills a slot alone (down's 28 KB)
-// is summed by all 8 warps, an eighth of its columns each (shared_sums).  The QKV heads are dealt kv group by kv group, and a group's
-// attention tasks (kv head, 64-key split: decode-chain-attn.cuh) start as
-// soon as that group's rows are in, between the QKV and o phases.  Sums
-// run in a fixed order: the result does not depend on timing.
+// is summed by all 8 warps, an eighth of its columns each (shared_sums).
+// The QKV heads are dealt kv group by kv group, and a group's attention
+// tasks (kv head, 64-key split: decode-chain-attn.cuh) start as soon as
+// that group's rows are in, between the QKV and o phases.  Sums run in a
+// fixed order: the result does not depend on timing.
 //
 // Rounding is the separate ops': the norm as rms_norm rounds it, every
 // product rounded to T before RoPE, the residual add or SwiGLU, which use
