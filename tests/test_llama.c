@@ -270,6 +270,19 @@ static void expect_same(int n, int32_t (*ids)[12], int32_t (*ids_cpu)[12], float
     }
 }
 
+/* The model in `dir` on `backend` with 2 threads; *vocab its vocabulary. */
+static struct zl_simple *open_on(const char *backend, const char *dir, int *vocab)
+{
+    struct zl_simple_params p = zl_simple_default_params();
+    p.model_path = dir;
+    p.backend = backend;
+    p.threads = 2;
+    struct zl_simple *e;
+    cr_assert_eq(zl_simple_create(&p, &e), ZL_OK, "%s: %s", backend, zl_last_error());
+    *vocab = (int)zl_simple_config(e)->vocab_size;
+    return e;
+}
+
 /* Greedy ids and last logits of r's prompts, all in one batch, on
  * `backend`; returns fusedcpu's count of linear_fused calls and sets
  * *rope_attn to its count of rope_attention calls (read before the engine
@@ -277,13 +290,7 @@ static void expect_same(int n, int32_t (*ids)[12], int32_t (*ids_cpu)[12], float
 static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12], float **logits,
                    int *vocab, long *rope_attn)
 {
-    struct zl_simple_params p = zl_simple_default_params();
-    p.model_path = FIX "qwen2";
-    p.backend = backend;
-    p.threads = 2;
-    struct zl_simple *e;
-    cr_assert_eq(zl_simple_create(&p, &e), ZL_OK, "%s: %s", backend, zl_last_error());
-    *vocab = (int)zl_simple_config(e)->vocab_size;
+    struct zl_simple *e = open_on(backend, FIX "qwen2", vocab);
     int32_t *outs[8];
     for (int i = 0; i < r->n; i++) {
         outs[i] = ids[i];
@@ -334,13 +341,7 @@ Test(llama, linear_fused_only_up_to_fused_max_rows)
 static void run_alone_on(const char *backend, const struct ref *r, int32_t (*ids)[12],
                          float **logits, int *vocab, long *ran, long *declined)
 {
-    struct zl_simple_params p = zl_simple_default_params();
-    p.model_path = FIX "llama31";
-    p.backend = backend;
-    p.threads = 2;
-    struct zl_simple *e;
-    cr_assert_eq(zl_simple_create(&p, &e), ZL_OK, "%s: %s", backend, zl_last_error());
-    *vocab = (int)zl_simple_config(e)->vocab_size;
+    struct zl_simple *e = open_on(backend, FIX "llama31", vocab);
     for (int i = 0; i < r->n; i++) {
         int32_t *out = ids[i];
         logits[i] = calloc((size_t)*vocab, sizeof(float));
