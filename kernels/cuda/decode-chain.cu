@@ -53,7 +53,12 @@
 // every tile cost more than they free).  Warps skipping the tiles they
 // have no rows in cannot use the slots' mbarriers as they are: a parity
 // wait is exact only within one phase, and a warp running ahead (or
-// behind) by two takes one phase for another.
+// behind) by two takes one phase for another.  Branches chain-ring-og and
+// chain-dc (BENCHMARKS.md): tiles at their own bytes of the ring instead
+// of slots (no gain), down's x in registers instead of xs (+2%), the o
+// and down projections by column segments of CTA-owned rows, a 1 KB copy
+// a row (+3% and +9%: small bulk copies stream slowly), the producer's
+// lanes sharing copies (+2.5%).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
