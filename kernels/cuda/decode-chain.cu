@@ -86,7 +86,7 @@ struct cursor {
 
 // u moved to the CTA's next tile at or after (l, ph, t); false past the
 // last layer.  Both of the producer's walks and the consumers' deal agree.
-__device__ __forceinline__ bool settle(const chain_args &A, cursor &u, int c, int g)
+ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
 {
     while (u.l < A.n_layers) {
         const int n = phase_tiles(A, u.ph);
@@ -454,16 +454,13 @@ int pick_pairs(int rows_cap, int limit)
     return 0;
 }
 
-} // namespace
-
-extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
-                                         struct zl_cuda_chain_plan *p)
+// The plan of a shape on a device of `sms` SMs, compute capability
+// `major`, `smem` bytes of shared memory a block and cooperative launch
+// (coop); 0: the kernel does not take it.
+int plan_for(const struct zl_cuda_chain_shape *s, int smem, int sms, int major, int coop,
+             struct zl_cuda_chain_plan *p)
 {
     *p = (struct zl_cuda_chain_plan){0};
-    // asked once per device (this runs every decode step): cuda-pdl.cuh
-    const int smem = device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>();
-    const int sms = device_sm_count(), major = device_major();
-    const int coop = device_attr<cudaDevAttrCooperativeLaunch>();
     const int hd = s->head_dim, qd = s->n_heads * hd;
     if (major < 9 || !coop || sms < 1 || (hd != 64 && hd != 128) || s->n_kv_heads < 1 ||
         s->n_heads % s->n_kv_heads || s->n_heads / s->n_kv_heads > 8 || s->d % 8 || s->f % 8 ||
@@ -504,26 +501,57 @@ extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
     return 1;
 }
 
-extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
-                                            const struct zl_cuda_chain_plan *p,
-                                            cudaStream_t stream)
+// The fields of A that the shape and the plan decide (the schedule's).
+void schedule_args(const struct zl_cuda_chain_shape *s, const struct zl_cuda_chain_plan *p,
+                   chain_args &A)
 {
-    const struct zl_cuda_chain_shape *s = &c->shape;
-    chain_args A = {};
-    A.layers = c->layers;
     A.n_layers = s->n_layers;
-    A.x = static_cast<char *>(c->x);
-    A.qkv = static_cast<char *>(c->qkv);
-    A.att = static_cast<char *>(c->att);
-    A.a = static_cast<char *>(c->a);
-    A.part = static_cast<float *>(c->part);
-    A.cnt = c->count;
     A.d = s->d;
     A.f = s->f;
     A.nh = s->n_heads;
     A.nkv = s->n_kv_heads;
     A.hd = s->head_dim;
     A.group = s->n_heads / s->n_kv_heads;
+    A.kv_len = s->kv_len;
+    A.splits = p->splits;
+    A.pq = p->pq;
+    A.pg = p->pg;
+    A.ro = p->ro;
+    A.rd = p->rd;
+    A.nt[QKV] = (s->n_heads + 2 * s->n_kv_heads) * (s->head_dim / 2 / p->pq);
+    A.nt[ATT] = 0;
+    A.nt[OPROJ] = (s->d + p->ro - 1) / p->ro;
+    A.nt[GU] = (s->f + p->pg - 1) / p->pg;
+    A.nt[DOWN] = (s->d + p->rd - 1) / p->rd;
+    A.slots = p->slots;
+    A.slot_bytes = p->slot_bytes;
+    A.xs_bytes = p->xs_bytes;
+}
+
+} // namespace
+
+extern "C" int zl_cuda_decode_chain_plan(const struct zl_cuda_chain_shape *s,
+                                         struct zl_cuda_chain_plan *p)
+{
+    // asked once per device (this runs every decode step): cuda-pdl.cuh
+    return plan_for(s, device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>(), device_sm_count(),
+                    device_major(), device_attr<cudaDevAttrCooperativeLaunch>(), p);
+}
+
+extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
+                                            const struct zl_cuda_chain_plan *p,
+                                            cudaStream_t stream)
+{
+    const struct zl_cuda_chain_shape *s = &c->shape;
+    chain_args A = {};
+    schedule_args(s, p, A);
+    A.layers = c->layers;
+    A.x = static_cast<char *>(c->x);
+    A.qkv = static_cast<char *>(c->qkv);
+    A.att = static_cast<char *>(c->att);
+    A.a = static_cast<char *>(c->a);
+    A.part = static_cast<float *>(c->part);
+    A.cnt = c->count;
     A.eps = c->eps;
     A.scale_log2 = c->scale * LOG2E;
     A.pos = c->pos;
@@ -538,21 +566,7 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.bs_shift = __builtin_ctz((unsigned)bs);
     A.bs_mask = bs - 1;
     A.table = c->table;
-    A.kv_len = s->kv_len;
     A.slot = c->slot;
-    A.splits = p->splits;
-    A.pq = p->pq;
-    A.pg = p->pg;
-    A.ro = p->ro;
-    A.rd = p->rd;
-    A.nt[QKV] = (s->n_heads + 2 * s->n_kv_heads) * (s->head_dim / 2 / p->pq);
-    A.nt[ATT] = 0;
-    A.nt[OPROJ] = (s->d + p->ro - 1) / p->ro;
-    A.nt[GU] = (s->f + p->pg - 1) / p->pg;
-    A.nt[DOWN] = (s->d + p->rd - 1) / p->rd;
-    A.slots = p->slots;
-    A.slot_bytes = p->slot_bytes;
-    A.xs_bytes = p->xs_bytes;
     A.trace = static_cast<unsigned long long *>(c->trace);
     A.dry = c->dry;
     A.share = 1;

@@ -146,10 +146,13 @@ __device__ __forceinline__ int ld_acquire(const int32_t *p)
 }
 
 // ---- the schedule, shared by producer and consumers ----
+// (host too: tests/cuda/test_chain_schedule walks it on the CPU)
+
+#define ZL_HD __host__ __device__ __forceinline__
 
 // Counters a layer: one a phase (tiles done; attention: kv heads merged),
 // the split merge's per kv head, the QKV rows done per kv group.
-__device__ __forceinline__ int cnt_stride(const chain_args &A)
+ZL_HD int cnt_stride(const chain_args &A)
 {
     return PHASES + 2 * A.nkv;
 }
@@ -157,25 +160,25 @@ __device__ __forceinline__ int cnt_stride(const chain_args &A)
 // The QKV phase deals its heads group by group (a kv group's query heads,
 // its k head, its v head), so the first groups' attention can start while
 // the QKV rows of the last ones still stream.  Head slot -> weight head.
-__device__ __forceinline__ int qkv_head(const chain_args &A, int slot)
+ZL_HD int qkv_head(const chain_args &A, int slot)
 {
     const int g = slot / (A.group + 2), r = slot % (A.group + 2);
     return r < A.group ? g * A.group + r : r == A.group ? A.nh + g : A.nh + A.nkv + g;
 }
 
 // First tile of CTA c in a phase whose deal starts at CTA `off`.
-__device__ __forceinline__ int first_tile(int c, int off, int g)
+ZL_HD int first_tile(int c, int off, int g)
 {
     return (c - off + g) % g;
 }
 
-__device__ __forceinline__ int phase_tiles(const chain_args &A, int ph)
+ZL_HD int phase_tiles(const chain_args &A, int ph)
 {
     return ph == ATT ? A.nkv * A.splits : A.nt[ph];
 }
 
 // Width of a phase's weight rows (its input vector's length).
-__device__ __forceinline__ int phase_k(const chain_args &A, int ph)
+ZL_HD int phase_k(const chain_args &A, int ph)
 {
     return ph == OPROJ ? A.nh * A.hd : ph == DOWN ? A.f : A.d;
 }
@@ -185,8 +188,7 @@ struct tile {
     int na, nb;
 };
 
-__device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph,
-                                        int t)
+ZL_HD tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph, int t)
 {
     tile r = {nullptr, nullptr, 0, 0};
     const int64_t rb = (int64_t)phase_k(A, ph) * 2;
@@ -204,7 +206,7 @@ __device__ __forceinline__ tile tile_of(const chain_args &A, const zl_cuda_chain
     } else {
         const int per = ph == OPROJ ? A.ro : A.rd;
         const int64_t row = (int64_t)t * per;
-        r.na = min(per, A.d - (int)row);
+        r.na = per < A.d - (int)row ? per : A.d - (int)row; // (min: host code too)
         r.a = static_cast<const char *>(ph == OPROJ ? w.wo : w.wdown) + row * rb;
     }
     return r;
