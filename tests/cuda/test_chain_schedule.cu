@@ -62,8 +62,10 @@ std::vector<step> producer_walk(const chain_args &A, int c, int g)
     return v;
 }
 
-// The consumers' walk of CTA c (decode-chain.cu consume), with the
-// attention tasks it runs and the counts it publishes.
+// The consumers' walk of CTA c, with the attention tasks it runs and the
+// counts it publishes: a copy of decode-chain.cu consume's loop bounds
+// (the kernel's loop is device code with the work inside), so a change to
+// that loop is made here too.
 std::vector<step> consumer_walk(const chain_args &A, int c, int g, std::vector<int> &tasks,
                                 std::vector<long> &published)
 {
