@@ -58,7 +58,8 @@
 // of slots (no gain), down's x in registers instead of xs (+2%), the o
 // and down projections by column segments of CTA-owned rows, a 1 KB copy
 // a row (+3% and +9%: small bulk copies stream slowly), the producer's
-// lanes sharing copies (+2.5%).
+// lanes sharing copies (+2.5%).  Branch chain-norm-pre: each norm's
+// weights asked for before the wait for its input (no change).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
