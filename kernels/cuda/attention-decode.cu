@@ -62,7 +62,8 @@
 // stages with 3 CTAs/SM, 4 stages with 1, more splits (2 waves): each as
 // fast or slower.  At batch 32 (branch attn-pf, BENCHMARKS.md): the o
 // projection's weights asked into L2 during the K/V stream, and K/V loads
-// with an L2 evict-first hint: 1-3% slower.
+// with an L2 evict-first hint: 1-3% slower.  Each warp asking the K/V rows
+// of a tile 2 or 4 steps past its stages into L2 (attn-l2ahead): 7-60% slower.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
