@@ -58,6 +58,8 @@ AC_DEFUN([ZL_CHECK_CUDA], [
       zl_num=`echo "$zl_arch" | sed 's/^sm_//'`
       NVCC_GENCODE="$NVCC_GENCODE -gencode=arch=compute_$zl_num,code=sm_$zl_num"
       ZL_CUDA_ARCHS="$ZL_CUDA_ARCHS $zl_arch"
+      AS_IF([test "x$zl_arch" = xsm_90a],
+        [AC_DEFINE([ZL_CUDA_SM90A], [1], [Define if the CUDA kernels are built for sm_90a (wgmma, TMA)])])
     done
   ])
   AC_SUBST([NVCC])

@@ -140,6 +140,15 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
     return ZL_OK;
 }
 
+int cuda_reserve_counts(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op)
+{
+    size_t had = *cap;
+    int rc = cuda_reserve(ctx, buf, cap, bytes, op);
+    if (rc == ZL_OK && *cap != had) /* the kernels keep them zero from here on */
+        ZL_CUDA_TRY(cudaMemsetAsync(*buf, 0, *cap, ctx->stream));
+    return rc;
+}
+
 int cuda_pinned_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, size_t copies)
 {
     if (bytes <= *cap)
@@ -309,6 +318,8 @@ static void cuda_close(struct zl_bctx *ctx)
     ZL_CUDA_WARN(cudaFree(ctx->conv));
     ZL_CUDA_WARN(cudaFree(ctx->attn_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->attn_count));
+    ZL_CUDA_WARN(cudaFree(ctx->lin_scratch));
+    ZL_CUDA_WARN(cudaFree(ctx->lin_count));
     ZL_CUDA_WARN(cudaFree(ctx->err));
     ZL_CUDA_WARN(cudaFreeHost(ctx->err_host));
     if (ctx->stream)

@@ -128,6 +128,10 @@ struct zl_bctx {
     size_t attn_scratch_cap;
     void *attn_count;                       /* int32 split counters of decode attention */
     size_t attn_count_cap;
+    void *lin_scratch;                      /* gemm-tma.cu's f32 split partials */
+    size_t lin_scratch_cap;
+    void *lin_count;                        /* its int32 tile counters, kept zero */
+    size_t lin_count_cap;
     int32_t *err;                           /* device [4]: embedding's bad-id flag */
     int32_t *err_host;                      /* pinned [4] */
     struct cuda_upload samp;                /* the sample batch's host arrays */
@@ -190,6 +194,8 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
 int cuda_pinned_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, size_t copies);
 /* Grows *buf (device, *cap bytes) to at least `bytes`, doubling. */
 int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op);
+/* cuda_reserve for counters that kernels leave at zero: zeroed when grown. */
+int cuda_reserve_counts(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, const char *op);
 
 /* cuda-staging.c: the copy_to_device hook (large copies through two
  * alternating pinned chunks) and its release at plugin shutdown. */
@@ -303,6 +309,11 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
                 const struct zl_tensor *w, const struct zl_tensor *bias);
 void cuda_linear_cache_free(struct zl_bctx *ctx);
 /* cuda-linear-fused.c: linear_fused, one fused GEMV or the unfused ops. */
+/* gemm-tma.cu for 9-64 tokens (cuda-linear.c): 1 when it declines the
+ * arguments (already checked rows), else ZL_OK or an error. */
+int cuda_linear_tma(struct zl_bctx *ctx, const struct zl_cuda_rows *o,
+                    const struct zl_cuda_rows *x, const struct zl_cuda_rows *w,
+                    const struct zl_cuda_gemm_tma_fuse *f);
 int cuda_linear_fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
                       const struct zl_tensor *w, const struct zl_tensor *bias,
                       const struct zl_linear_fuse *f);

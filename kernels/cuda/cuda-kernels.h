@@ -127,6 +127,27 @@ cudaError_t zl_cuda_attention(const struct zl_cuda_heads *out, const struct zl_c
 cudaError_t zl_cuda_gemv(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
                          const struct zl_cuda_rows *w, cudaStream_t stream);
 
+/* out[n, o] = x[n, i] @ w[o, i]^T for 9 <= n <= ZL_CUDA_GEMM_TMA_MAX_ROWS
+ * on sm_90 from a build with sm_90a (gemm-tma.cu: TMA, wgmma, started as
+ * a programmatic dependent): x, w and out of one 16-bit dtype, 16-byte
+ * aligned bases and row strides of x and w.  f (may be NULL): res
+ * ([n, o] of the dtype, may be out): out = res + the product rounded;
+ * swiglu: w is [gate; up] (rows a multiple of 128) and out[n, o / 2] =
+ * silu(gate) * up, each rounded first.  scratch: zl_cuda_gemm_tma_scratch
+ * bytes; count: ZL_CUDA_GEMM_TMA_COUNTS int32 zeros (left zero).
+ * cudaErrorNotSupported for what it does not take. */
+#define ZL_CUDA_GEMM_TMA_MAX_ROWS 64
+#define ZL_CUDA_GEMM_TMA_COUNTS 4096
+struct zl_cuda_gemm_tma_fuse {
+    const struct zl_cuda_rows *res;
+    int swiglu;
+};
+size_t zl_cuda_gemm_tma_scratch(int64_t n);
+cudaError_t zl_cuda_gemm_tma(const struct zl_cuda_rows *out, const struct zl_cuda_rows *x,
+                             const struct zl_cuda_rows *w, const struct zl_cuda_gemm_tma_fuse *f,
+                             void *scratch, size_t scratch_bytes, int32_t *count,
+                             cudaStream_t stream);
+
 /* zl_cuda_gemv with work fused around the product (out of w's dtype):
  * norm_w (f32 [d], 16-byte aligned): x is RMS-normalised first, rounded
  * as zl_cuda_rms_norm rounds; swiglu (with norm_w): w is [gate; up] and

@@ -62,6 +62,30 @@ static cudaError_t try_gemv(struct zl_bctx *ctx, struct zl_tensor *out, const st
     return e != cudaSuccess ? e : zl_cuda_gemv_ex(&c.o, &c.xr, &c.wr, &c.g, ctx->stream);
 }
 
+/* The SwiGLU or the residual add in gemm-tma.cu's epilogue (9-64 tokens,
+ * x already normalised): 1 when it does not take the step. */
+static int try_tma(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
+                   const struct zl_tensor *w, const struct zl_linear_fuse *f)
+{
+    struct zl_cuda_rows o, xr, wr, rr;
+    struct zl_cuda_gemm_tma_fuse tf = {NULL, f->swiglu};
+    if (cuda_check_rows(ctx, op, "out", out, CUDA_DT_FLOAT, &o) < 0 ||
+        cuda_check_rows(ctx, op, "x", x, CUDA_DT_FLOAT, &xr) < 0 ||
+        cuda_check_rows(ctx, op, "w", w, CUDA_DT_FLOAT, &wr) < 0 ||
+        cuda_rows_overlap(&o, &xr) || cuda_rows_overlap(&o, &wr))
+        return 1;
+    if (f->residual) {
+        if (cuda_check_rows(ctx, op, "residual", f->residual, CUDA_DT_FLOAT, &rr) < 0)
+            return 1;
+        /* the residual may be out itself (element for element), else apart */
+        if (!(rr.data == o.data && rr.stride == o.stride) && cuda_rows_overlap(&rr, &o))
+            return 1;
+        tf.res = &rr;
+    }
+    int rc = cudaSetDevice(ctx->device) == cudaSuccess ? ZL_OK : 1;
+    return rc == ZL_OK ? cuda_linear_tma(ctx, &o, &xr, &wr, &tf) : rc;
+}
+
 /* Columns [c0, c0 + nc) of a 2-d tensor. */
 static struct zl_tensor cols(const struct zl_tensor *t, int64_t c0, int64_t nc)
 {
@@ -100,6 +124,8 @@ int cuda_linear_fused(struct zl_bctx *ctx, struct zl_tensor *out, const struct z
     }
     if (!f->swiglu && !f->residual)
         return cuda_linear(ctx, out, xin, w, bias);
+    if (!bias && (rc = try_tma(ctx, out, xin, w, f)) != 1)
+        return rc;
     if (!f->tmp_out || f->tmp_out->n_dims != 2 || (f->swiglu && f->tmp_out->ne[1] % 2))
         return zl_cuda_host->error(ZL_EINVAL, "cuda %s: swiglu and residual need a 2-d tmp_out "
                                    "(of even width for swiglu)", op);

@@ -330,6 +330,44 @@ static int gemm(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct 
     return ZL_OK;
 }
 
+/* 9-64-token steps on an H100/H200 through gemm-tma.cu (which streams
+ * weights before its predecessor ends; cuBLASLt's kernels cannot).  1 when
+ * it declines (the caller goes on), else a status.  Tuning builds:
+ * ZL_TMA_GEMM=0 leaves every step to cuBLASLt. */
+int cuda_linear_tma(struct zl_bctx *ctx, const struct zl_cuda_rows *o,
+                    const struct zl_cuda_rows *x, const struct zl_cuda_rows *w,
+                    const struct zl_cuda_gemm_tma_fuse *f)
+{
+#ifdef ZL_GEMV_TUNING
+    static int off = -1;
+    if (off < 0) {
+        const char *v = getenv("ZL_TMA_GEMM");
+        off = v && *v == '0';
+    }
+    if (off)
+        return 1;
+#endif
+    if (x->n < 9 || x->n > ZL_CUDA_GEMM_TMA_MAX_ROWS)
+        return 1;
+    size_t need = zl_cuda_gemm_tma_scratch(x->n);
+    if (!need)
+        return 1;
+    int rc = cuda_reserve(ctx, &ctx->lin_scratch, &ctx->lin_scratch_cap, need, "linear");
+    if (rc == ZL_OK)
+        rc = cuda_reserve_counts(ctx, &ctx->lin_count, &ctx->lin_count_cap,
+                                 ZL_CUDA_GEMM_TMA_COUNTS * sizeof(int32_t), "linear");
+    if (rc < 0)
+        return rc;
+    if (cuda_graph_dry(ctx)) /* recording: the shape's launch is known to be taken below */
+        return ZL_OK;
+    cudaError_t e = zl_cuda_gemm_tma(o, x, w, f, ctx->lin_scratch, ctx->lin_scratch_cap,
+                                     (int32_t *)ctx->lin_count, ctx->stream);
+    if (e == cudaErrorNotSupported)
+        return 1;
+    ZL_CUDA_TRY(e);
+    return ZL_OK;
+}
+
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *xt,
                 const struct zl_tensor *wt, const struct zl_tensor *bias)
 {
@@ -346,6 +384,8 @@ int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tens
         return ZL_OK;
     }
     const struct zl_cuda_rows *bp = bias ? &b : NULL;
+    if (x.dtype == w.dtype && !bias && (rc = cuda_linear_tma(ctx, &o, &x, &w, NULL)) != 1)
+        return rc;
     if (x.dtype == w.dtype && cuda_graph_dry(ctx))
         return ZL_OK;
     if (x.dtype == w.dtype && x.n <= ZL_CUDA_GEMV_MAX_ROWS && !bias) {

@@ -77,6 +77,21 @@ inline bool pdl_off(const char *what)
 inline bool pdl_off(const char *) { return false; }
 #endif
 
+// The > 48 KB shared memory opt-in of `kernel`, once per device (done:
+// a static bool[64] of the caller's, one per kernel).
+template <typename K> cudaError_t smem_opt_in(K kernel, size_t bytes, bool *done)
+{
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
+        return cudaErrorNotSupported;
+    if (done[dev])
+        return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)bytes);
+    done[dev] = e == cudaSuccess;
+    return e;
+}
+
 // `what` names the kernel's class for a tuning build (see above).
 template <typename... P, typename... A>
 cudaError_t launch_pdl(const char *what, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,

@@ -6,6 +6,8 @@
  *
  * Tolerance per element, with S = sum_k |x_k w_k| (+ |b|), u = 2^-24:
  *   u_out (|ref| + [bias] |ref - b|) + (k + 3) u S + [x to f16] u_f16 S
+ * (9-64 tokens of 16-byte aligned 16-bit rows run gemm-tma.cu on an
+ * H100/H200, whose splits of k are another order, covered the same way).
  * (k + 3) u S is the classic worst-case bound of an f32 sum of k products
  * (gamma_k: bf16/f16 products are exact in f32, and any blocking or split-k
  * order is covered) plus the three f32 roundings of the f32-x-by-bf16-w
@@ -30,13 +32,13 @@
 struct lin_case {
     int64_t n, k, o;
     enum zl_dtype x, w, out, bias;  /* bias ZL_DTYPE_COUNT: none */
-    int strided;                    /* x and out are views into wider rows */
+    int strided;                    /* 1: x and out are views into wider rows; 2: out only */
 };
 
 static void linear_case(const struct lin_case *c)
 {
     const int64_t n = c->n, k = c->k, o = c->o;
-    const int64_t xw = c->strided ? k + 7 : k, x0 = c->strided ? 3 : 0;
+    const int64_t xw = c->strided == 1 ? k + 7 : k, x0 = c->strided == 1 ? 3 : 0;
     const int64_t ow = c->strided ? o + 13 : o, o0 = c->strided ? 5 : 0;
     const int has_bias = c->bias != ZL_DTYPE_COUNT;
     double *xv, *wv, *bv = NULL;
@@ -133,5 +135,20 @@ int main(void)
             linear_case(&c);
         }
     }
+    /* 9-64 tokens, x rows 16-byte aligned: gemm-tma.cu on an H100/H200.
+     * Its stream-K split cuts tiles of 128 rows between CTAs at any of the
+     * 64-column k units: one unit a tile ({17, 64, 130}), a k tail
+     * ({9, 520, 96}), a row tail, 16/32/64-token MMA widths, the big k of a
+     * down projection; odd ones write into a wider out. */
+    static const int64_t tma_shapes[][3] = {{9, 520, 96},     {16, 4096, 512}, {24, 2048, 1000},
+                                            {32, 4096, 6144}, {33, 4160, 1111}, {64, 1024, 4096},
+                                            {17, 64, 130},    {40, 14336, 256}};
+    for (int d = 0; d < 2 && !ct_is_cpu(); d++)
+        for (size_t s = 0; s < sizeof tma_shapes / sizeof *tma_shapes; s++) {
+            const enum zl_dtype dt = d ? F16 : BF;
+            struct lin_case c = {tma_shapes[s][0], tma_shapes[s][1], tma_shapes[s][2], dt, dt, dt,
+                                 NONE, s % 2 ? 2 : 0};
+            linear_case(&c);
+        }
     return ct_finish();
 }

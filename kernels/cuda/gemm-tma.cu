@@ -1,0 +1,535 @@
+// Linear for 9-64 tokens on Hopper (cuda-kernels.h zl_cuda_gemm_tma):
+// out[n, o] = x[n, i] @ w[o, i]^T, x and w bf16 or f16, f32 accumulation,
+// optionally out = res + product or out = silu(gate) * up.
+//
+// Why not cuBLASLt: at 32 tokens the step is a weight stream, and
+// cuBLASLt's kernels read the small Llama matrices at ~2.2 TB/s, lose a
+// grid's ramp at every one of a layer's kernel boundaries and cannot start
+// early (given programmatic edges they read their inputs before waiting;
+// BENCHMARKS.md, "cuBLASLt as a programmatic dependent").  This kernel
+// issues its first weight tiles before griddepcontrol.wait, so its stream
+// starts while the kernel before it drains.
+//
+// Shape of the work: a tile is 128 weight rows (two wgmma m64 halves; for
+// SwiGLU 64 gate rows and the 64 matching up rows) by N = 16/32/64 token
+// columns; a unit is one tile's 64 columns of k (one 128-byte swizzle row
+// of each).  The tiles x k-units are dealt out evenly to one CTA per SM
+// (stream-K), so every SM streams the same number of bytes whatever the
+// matrix.  A tile cut between CTAs has its f32 partials added by the CTA
+// that finishes it last, in CTA order: the sum, and so the result, does
+// not depend on timing.
+//
+// In a CTA, warp 4 (one lane) is the producer: TMA copies of the weight
+// tile and the x tile of each unit into a ring of STAGES, 128-byte
+// swizzled, completion counted on an mbarrier.  Warps 0-3 (a warpgroup)
+// consume: two wgmma m64nNk16 per 16 columns of k straight from shared
+// memory, accumulators in registers, then free the stage.
+#include "config.h"
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <stdint.h>
+
+#include "cuda-dtype.cuh"
+#include "cuda-kernels.h"
+#include "cuda-mma.cuh"
+#include "cuda-pdl.cuh"
+
+using namespace zlcuda;
+
+typedef struct zl_cuda_rows rows_t;
+
+namespace {
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define ZL_WGMMA_OK 1
+#else
+#define ZL_WGMMA_OK 0
+#endif
+
+constexpr int BM = 128;           // weight rows a tile
+constexpr int BK = 64;            // k a unit: 128 bytes of 16-bit elements
+constexpr int STAGES = 6;         // ~100 KB of weights in flight an SM
+constexpr int THREADS = 160;      // a consumer warpgroup and a producer warp
+constexpr int W_BYTES = BM * BK * 2;
+
+enum mode { PLAIN, RESID, SWIGLU };
+
+struct args_t {
+    rows_t out;                   // [n, rows] (SWIGLU: [n, rows / 2])
+    rows_t res;                   // RESID: [n, rows], may be out
+    int n, rows, k_units, tiles;  // rows: w's; tiles of BM rows (SWIGLU: BM / 2 of each half)
+    uint32_t units;               // tiles * k_units
+    float *part;                  // [gridDim.x][2][BM * N] f32 partials
+    int32_t *count;               // [tiles] arrivals, left at zero
+};
+
+// ---- shared memory barriers and TMA (sm_90) ----
+
+__device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count)
+{
+#if ZL_WGMMA_OK
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
+#endif
+}
+__device__ __forceinline__ void mbar_expect(uint64_t *bar, uint32_t bytes)
+{
+#if ZL_WGMMA_OK
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)),
+                 "r"(bytes)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
+{
+#if ZL_WGMMA_OK
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
+{
+#if ZL_WGMMA_OK
+    uint32_t done = 0;
+    do {
+        asm volatile("{ .reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done)
+                     : "r"(smem_addr(bar)), "r"(parity)
+                     : "memory");
+    } while (!done);
+#endif
+}
+// box (c0 = k, c1 = row) of `map` into dst, counted on bar.
+__device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0,
+                                         int c1)
+{
+#if ZL_WGMMA_OK
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4}], [%2];" ::"r"(smem_addr(dst)),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)), "r"(c0), "r"(c1)
+                 : "memory");
+#endif
+}
+
+// ---- wgmma (sm_90a) ----
+
+// Descriptor of a K-major tile of 128-byte rows as TMA's 128-byte swizzle
+// lays it out: 8-row groups 1024 bytes apart (the stride byte offset);
+// the leading offset is unused in this mode.  Base 1024-aligned.
+__device__ __forceinline__ uint64_t sw128_desc(const void *p)
+{
+    return (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) |
+           (1ull << 62);
+}
+
+__device__ __forceinline__ void wg_fence()
+{
+#if ZL_WGMMA_OK
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit()
+{
+#if ZL_WGMMA_OK
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_wait0()
+{
+#if ZL_WGMMA_OK
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving accumulator reads across the wait.
+template <int R> __device__ __forceinline__ void reg_fence(float (&d)[R])
+{
+#pragma unroll
+    for (int i = 0; i < R; i++)
+        asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define ZL_WG_R4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+// scale-d is a predicate (set from operand sc: 1, accumulate)
+#define ZL_WG_BODY(shape, ty, regs, dA, dB, sc)                                                  \
+    "{ .reg .pred p;\n setp.ne.b32 p, " sc ", 0;\n wgmma.mma_async.sync.aligned." shape ".f32." \
+    ty "." ty " {" regs "}, " dA ", " dB ", p, 1, 1, 0, 0;\n}"
+
+// d[64 x N] += A (64 x 16 at descriptor a) * B (16 x N at b), both K-major.
+template <typename T, int N> struct wgmma;
+#define ZL_WG_DEF(T, TY)                                                                          \
+    template <> struct wgmma<T, 16> {                                                             \
+        static __device__ __forceinline__ void run(float (&d)[8], uint64_t a, uint64_t b)          \
+        {                                                                                         \
+            asm volatile(ZL_WG_BODY("m64n16k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7", "%8", "%9", "%10")       \
+                         : ZL_WG_R4(0), ZL_WG_R4(4)                                               \
+                         : "l"(a), "l"(b), "r"(1));                                                       \
+        }                                                                                         \
+    };                                                                                            \
+    template <> struct wgmma<T, 32> {                                                             \
+        static __device__ __forceinline__ void run(float (&d)[16], uint64_t a, uint64_t b)         \
+        {                                                                                         \
+            asm volatile(ZL_WG_BODY("m64n32k16", TY,                                              \
+                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15",      \
+                                    "%16", "%17", "%18")                                                 \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12)                    \
+                         : "l"(a), "l"(b), "r"(1));                                                       \
+        }                                                                                         \
+    };                                                                                            \
+    template <> struct wgmma<T, 64> {                                                             \
+        static __device__ __forceinline__ void run(float (&d)[32], uint64_t a, uint64_t b)         \
+        {                                                                                         \
+            asm volatile(ZL_WG_BODY("m64n64k16", TY,                                              \
+                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"      \
+                                    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,"    \
+                                    "%30,%31",                                                    \
+                                    "%32", "%33", "%34")                                                 \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16),     \
+                           ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                               \
+                         : "l"(a), "l"(b), "r"(1));                                                       \
+        }                                                                                         \
+    };
+#if ZL_WGMMA_OK
+ZL_WG_DEF(__nv_bfloat16, "bf16")
+ZL_WG_DEF(__half, "f16")
+#else
+template <typename T, int N> struct wgmma {
+    template <typename D> static __device__ __forceinline__ void run(D &, uint64_t, uint64_t) {}
+};
+#endif
+
+// ---- the split plan: CTA c owns units [c U / G, (c + 1) U / G) ----
+
+__device__ __forceinline__ uint32_t unit_start(uint32_t c, uint32_t units, uint32_t g)
+{
+    return (uint32_t)((uint64_t)c * units / g);
+}
+// The CTA whose range holds unit u.
+__device__ __forceinline__ uint32_t unit_owner(uint32_t u, uint32_t units, uint32_t g)
+{
+    return (uint32_t)(((uint64_t)(u + 1) * g + units - 1) / units - 1);
+}
+
+// Accumulator element e of thread `tid` (wgmma's D layout, two m64 halves:
+// e < R is half 0): its tile row and token column.
+template <int N> __device__ __forceinline__ void acc_pos(int tid, int half, int e, int &r, int &c)
+{
+    const int warp = tid / 32, lane = tid % 32;
+    r = half * 64 + warp * 16 + lane / 4 + ((e & 2) ? 8 : 0);
+    c = (e / 4) * 8 + (lane % 4) * 2 + (e & 1);
+}
+
+template <typename T, int N, int MODE>
+__device__ __forceinline__ void store_tile(const args_t &a, int tile, int tid,
+                                           const float (&d0)[N / 2], const float (&d1)[N / 2])
+{
+    constexpr int R = N / 2;
+    if constexpr (MODE == SWIGLU) {
+        // half 0 holds the gate rows, half 1 the matching up rows; both
+        // rounded to T first, then silu_mul's formula: what the unfused
+        // ops store
+#pragma unroll
+        for (int e = 0; e < R; e++) {
+            int r, c;
+            acc_pos<N>(tid, 0, e, r, c);
+            const int64_t row = (int64_t)tile * (BM / 2) + r;
+            if (c >= a.n || row >= a.rows / 2)
+                continue;
+            const float g = to_f32<T>(from_f32<T>(d0[e])), u = to_f32<T>(from_f32<T>(d1[e]));
+            store<T>(row_at(a.out.data, c, a.out.stride), row, g / (1.0f + expf(-g)) * u);
+        }
+    } else {
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < R; e++) {
+                int r, c;
+                acc_pos<N>(tid, h, e, r, c);
+                const int64_t row = (int64_t)tile * BM + r;
+                if (c >= a.n || row >= a.rows)
+                    continue;
+                float s = h ? d1[e] : d0[e];
+                if constexpr (MODE == RESID) // the product rounded to T, then add()'s sum
+                    s = to_f32<T>(from_f32<T>(s)) + load<T>(row_at(a.res.data, c, a.res.stride), row);
+                store<T>(row_at(a.out.data, c, a.out.stride), row, s);
+            }
+    }
+}
+
+// A finished segment of `tile`: stored when this CTA did all of it, else
+// its partials go to the CTA's slot and the tile's last arrival adds every
+// CTA's slot in CTA order and stores.
+template <typename T, int N, int MODE>
+__device__ void finish_segment(const args_t &a, int tile, float (&d0)[N / 2], float (&d1)[N / 2],
+                               int tid, int *flag)
+{
+    constexpr int R = N / 2;
+    const uint32_t g = gridDim.x, u0 = (uint32_t)tile * a.k_units;
+    const uint32_t c_lo = unit_owner(u0, a.units, g);
+    const uint32_t c_hi = unit_owner(u0 + a.k_units - 1, a.units, g);
+    if (c_lo == c_hi) {
+        store_tile<T, N, MODE>(a, tile, tid, d0, d1);
+        return;
+    }
+    // slot 0: the segment that starts this CTA's range, 1: the one ending it
+    auto slot = [&](uint32_t c) {
+        return a.part + ((size_t)c * 2 + (unit_start(c, a.units, g) >= u0 ? 0 : 1)) * (BM * N);
+    };
+    float4 *mine = reinterpret_cast<float4 *>(slot(blockIdx.x));
+#pragma unroll
+    for (int e = 0; e < R; e += 4) {
+        mine[(e / 4) * 128 + tid] = make_float4(d0[e], d0[e + 1], d0[e + 2], d0[e + 3]);
+        mine[(R / 4 + e / 4) * 128 + tid] = make_float4(d1[e], d1[e + 1], d1[e + 2], d1[e + 3]);
+    }
+    __threadfence();
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+    if (tid == 0) {
+        const int before = atomicAdd(&a.count[tile], 1);
+        const int last = before == (int)(c_hi - c_lo);
+        if (last)
+            a.count[tile] = 0; // every arrival is in: ready for the next call
+        *flag = last;
+    }
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+    if (!*flag)
+        return;
+    __threadfence();
+#pragma unroll
+    for (int e = 0; e < R; e++)
+        d0[e] = d1[e] = 0.0f;
+    for (uint32_t c = c_lo; c <= c_hi; c++) {
+        const float4 *p = reinterpret_cast<const float4 *>(slot(c));
+#pragma unroll
+        for (int e = 0; e < R; e += 4) {
+            const float4 v0 = __ldcg(&p[(e / 4) * 128 + tid]);
+            const float4 v1 = __ldcg(&p[(R / 4 + e / 4) * 128 + tid]);
+            d0[e] += v0.x, d0[e + 1] += v0.y, d0[e + 2] += v0.z, d0[e + 3] += v0.w;
+            d1[e] += v1.x, d1[e + 1] += v1.y, d1[e + 2] += v1.z, d1[e + 3] += v1.w;
+        }
+    }
+    store_tile<T, N, MODE>(a, tile, tid, d0, d1);
+}
+
+template <int N> constexpr int x_bytes() { return N * BK * 2; }
+template <int N> constexpr size_t smem_bytes()
+{
+    return 1024 + (size_t)STAGES * (W_BYTES + x_bytes<N>()) + 2 * STAGES * sizeof(uint64_t) + 16;
+}
+
+template <typename T, int N, int MODE>
+__global__ void __launch_bounds__(THREADS, 1)
+    gemm_tma_kernel(const __grid_constant__ CUtensorMap wmap,
+                    const __grid_constant__ CUtensorMap xmap, const args_t a)
+{
+    extern __shared__ uint8_t smem_raw[];
+    // the swizzled tiles want 1024-byte alignment
+    uint8_t *base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    uint8_t *sw = base, *sx = base + STAGES * W_BYTES;
+    uint64_t *full = reinterpret_cast<uint64_t *>(sx + STAGES * x_bytes<N>());
+    uint64_t *empty = full + STAGES;
+    int *flag = reinterpret_cast<int *>(empty + STAGES);
+    const int tid = threadIdx.x;
+    const uint32_t g = gridDim.x;
+    const uint32_t u_begin = unit_start(blockIdx.x, a.units, g);
+    const uint32_t u_end = unit_start(blockIdx.x + 1, a.units, g);
+
+    pdl_release();
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 128);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+
+    if (tid >= 128) {
+        // producer: weights do not depend on the kernels before, x does
+        if (tid != 128) {
+            pdl_wait();
+            return;
+        }
+        const uint32_t tx = W_BYTES + x_bytes<N>();
+        auto load_w = [&](uint32_t i, uint32_t u) {
+            const int s = (int)(i % STAGES);
+            const int tile = (int)(u / a.k_units), kc = (int)(u % a.k_units) * BK;
+            mbar_expect(&full[s], tx);
+            if constexpr (MODE == SWIGLU) {
+                tma_load(sw + s * W_BYTES, &wmap, &full[s], kc, tile * (BM / 2));
+                tma_load(sw + s * W_BYTES + W_BYTES / 2, &wmap, &full[s], kc,
+                         a.rows / 2 + tile * (BM / 2));
+            } else {
+                tma_load(sw + s * W_BYTES, &wmap, &full[s], kc, tile * BM);
+            }
+        };
+        auto load_x = [&](uint32_t i, uint32_t u) {
+            const int s = (int)(i % STAGES);
+            tma_load(sx + s * x_bytes<N>(), &xmap, &full[s], (int)(u % a.k_units) * BK, 0);
+        };
+        const uint32_t total = u_end - u_begin;
+        const uint32_t early = total < STAGES ? total : STAGES;
+        for (uint32_t i = 0; i < early; i++)
+            load_w(i, u_begin + i);
+        pdl_wait();
+        for (uint32_t i = 0; i < early; i++)
+            load_x(i, u_begin + i);
+        for (uint32_t i = early; i < total; i++) {
+            mbar_wait(&empty[i % STAGES], ((i / STAGES) - 1) & 1);
+            load_w(i, u_begin + i);
+            load_x(i, u_begin + i);
+        }
+        return;
+    }
+
+    // consumers
+    pdl_wait();
+    constexpr int R = N / 2;
+    float d0[R], d1[R];
+#pragma unroll
+    for (int e = 0; e < R; e++)
+        d0[e] = d1[e] = 0.0f;
+    int tile = (int)(u_begin / a.k_units), kb = (int)(u_begin % a.k_units);
+    for (uint32_t i = 0, u = u_begin; u < u_end; i++, u++) {
+        const int s = (int)(i % STAGES);
+        mbar_wait(&full[s], (i / STAGES) & 1);
+        const uint64_t da = sw128_desc(sw + s * W_BYTES), db = sw128_desc(sx + s * x_bytes<N>());
+        wg_fence();
+#pragma unroll
+        for (int k = 0; k < BK / 16; k++) { // 16 columns = 32 bytes = 2 in the descriptor
+            wgmma<T, N>::run(d0, da + 2 * k, db + 2 * k);
+            wgmma<T, N>::run(d1, da + (W_BYTES / 2 >> 4) + 2 * k, db + 2 * k);
+        }
+        wg_commit();
+        wg_wait0();
+        reg_fence(d0);
+        reg_fence(d1);
+        mbar_arrive(&empty[s]);
+        if (++kb == a.k_units || u + 1 == u_end) {
+            finish_segment<T, N, MODE>(a, tile, d0, d1, tid, flag);
+#pragma unroll
+            for (int e = 0; e < R; e++)
+                d0[e] = d1[e] = 0.0f;
+            tile++, kb = 0;
+        }
+    }
+}
+
+// ---- host side ----
+
+PFN_cuTensorMapEncodeTiled_v12000 encoder()
+{
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                             &q) != cudaSuccess ||
+            q != cudaDriverEntryPointSuccess)
+            p = nullptr;
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }();
+    return fn;
+}
+
+// A [rows, k] row-major 16-bit matrix as boxes of box_rows x 64.
+bool tensor_map(CUtensorMap *m, const rows_t *t, int box_rows)
+{
+    PFN_cuTensorMapEncodeTiled_v12000 enc = encoder();
+    if (!enc)
+        return false;
+    cuuint64_t dims[2] = {(cuuint64_t)t->d, (cuuint64_t)t->n};
+    cuuint64_t strides[1] = {(cuuint64_t)t->stride};
+    cuuint32_t box[2] = {BK, (cuuint32_t)box_rows}, estr[2] = {1, 1};
+    CUtensorMapDataType dt = t->dtype == ZL_DTYPE_BF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                       : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    return enc(m, dt, 2, t->data, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bool sm90a_built()
+{
+#ifdef ZL_CUDA_SM90A
+    return true;
+#else
+    return false;
+#endif
+}
+
+int tokens_tile(int64_t n) { return n <= 16 ? 16 : n <= 32 ? 32 : 64; }
+
+template <typename T, int N, int MODE>
+cudaError_t launch(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaStream_t stream)
+{
+    static bool opted[64];
+    constexpr size_t smem = smem_bytes<N>();
+    cudaError_t e = smem_opt_in(gemm_tma_kernel<T, N, MODE>, smem, opted);
+    if (e != cudaSuccess)
+        return e;
+    const uint32_t sms = (uint32_t)device_sm_count();
+    const uint32_t grid = a.units < sms ? a.units : sms;
+    return launch_pdl("gemm", gemm_tma_kernel<T, N, MODE>, dim3(grid), dim3(THREADS), smem,
+                      stream, wm, xm, a);
+}
+
+} // namespace
+
+extern "C" size_t zl_cuda_gemm_tma_scratch(int64_t n)
+{
+    const int sms = device_sm_count();
+    return sms > 0 ? (size_t)sms * 2 * BM * tokens_tile(n) * sizeof(float) : 0;
+}
+
+extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, const rows_t *w,
+                                        const struct zl_cuda_gemm_tma_fuse *f, void *scratch,
+                                        size_t scratch_bytes, int32_t *count, cudaStream_t stream)
+{
+    const int mode = f && f->res ? RESID : f && f->swiglu ? SWIGLU : PLAIN;
+    const int64_t n = x->n, rows = w->n, k = x->d;
+    const int64_t out_d = mode == SWIGLU ? rows / 2 : rows;
+    if (!sm90a_built() || device_major() != 9 || n < 9 || n > ZL_CUDA_GEMM_TMA_MAX_ROWS ||
+        x->dtype != w->dtype || out->dtype != w->dtype ||
+        (w->dtype != ZL_DTYPE_BF16 && w->dtype != ZL_DTYPE_F16) || w->d != k || out->n != n ||
+        out->d != out_d || k < 1 || rows < 1 || rows > INT32_MAX / 2 ||
+        (mode == SWIGLU && rows % BM) || (mode == RESID && (f->res->n != n || f->res->d != rows ||
+                                                          f->res->dtype != w->dtype)))
+        return cudaErrorNotSupported;
+    // TMA: 16-byte aligned bases and row strides
+    if (((uintptr_t)x->data | (uintptr_t)w->data | (uintptr_t)x->stride | (uintptr_t)w->stride) &
+        15)
+        return cudaErrorNotSupported;
+    const int tn = tokens_tile(n);
+    args_t a = {};
+    a.out = *out;
+    if (mode == RESID)
+        a.res = *f->res;
+    a.n = (int)n;
+    a.rows = (int)rows;
+    a.k_units = (int)((k + BK - 1) / BK);
+    a.tiles = (int)((mode == SWIGLU ? rows / 2 + BM / 2 - 1 : rows + BM - 1) /
+                    (mode == SWIGLU ? BM / 2 : BM));
+    if ((uint64_t)a.tiles * a.k_units > UINT32_MAX / 2 || a.tiles > ZL_CUDA_GEMM_TMA_COUNTS)
+        return cudaErrorNotSupported;
+    a.units = (uint32_t)a.tiles * (uint32_t)a.k_units;
+    a.part = static_cast<float *>(scratch);
+    a.count = count;
+    if (scratch_bytes < zl_cuda_gemm_tma_scratch(n))
+        return cudaErrorNotSupported;
+    CUtensorMap wm, xm;
+    if (!tensor_map(&wm, w, mode == SWIGLU ? BM / 2 : BM) || !tensor_map(&xm, x, tn))
+        return cudaErrorNotSupported;
+    auto go = [&](auto t) -> cudaError_t {
+        using T = decltype(t);
+        if (tn == 16)
+            return mode == RESID ? launch<T, 16, RESID>(wm, xm, a, stream)
+                 : mode == SWIGLU ? launch<T, 16, SWIGLU>(wm, xm, a, stream)
+                                  : launch<T, 16, PLAIN>(wm, xm, a, stream);
+        if (tn == 32)
+            return mode == RESID ? launch<T, 32, RESID>(wm, xm, a, stream)
+                 : mode == SWIGLU ? launch<T, 32, SWIGLU>(wm, xm, a, stream)
+                                  : launch<T, 32, PLAIN>(wm, xm, a, stream);
+        return mode == RESID ? launch<T, 64, RESID>(wm, xm, a, stream)
+             : mode == SWIGLU ? launch<T, 64, SWIGLU>(wm, xm, a, stream)
+                              : launch<T, 64, PLAIN>(wm, xm, a, stream);
+    };
+    return w->dtype == ZL_DTYPE_BF16 ? go(__nv_bfloat16{}) : go(__half{});
+}
