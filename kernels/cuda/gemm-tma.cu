@@ -198,16 +198,32 @@ template <typename T, int N> struct wgmma {
 };
 #endif
 
-// ---- the split plan: CTA c owns units [c U / G, (c + 1) U / G) ----
+// ---- the split plan: CTA c of g owns units [c U / g, (c + 1) U / g) ----
+// (tests/cuda/test_gemm_tma_plan.cu walks it on the CPU)
 
-__device__ __forceinline__ uint32_t unit_start(uint32_t c, uint32_t units, uint32_t g)
+__host__ __device__ __forceinline__ uint32_t unit_start(uint32_t c, uint32_t units, uint32_t g)
 {
     return (uint32_t)((uint64_t)c * units / g);
 }
 // The CTA whose range holds unit u.
-__device__ __forceinline__ uint32_t unit_owner(uint32_t u, uint32_t units, uint32_t g)
+__host__ __device__ __forceinline__ uint32_t unit_owner(uint32_t u, uint32_t units, uint32_t g)
 {
     return (uint32_t)(((uint64_t)(u + 1) * g + units - 1) / units - 1);
+}
+// The CTAs [*lo, *hi] that hold a part of tile t (k_units units a tile).
+__host__ __device__ __forceinline__ void tile_owners(uint32_t t, uint32_t k_units, uint32_t units,
+                                                     uint32_t g, uint32_t *lo, uint32_t *hi)
+{
+    *lo = unit_owner(t * k_units, units, g);
+    *hi = unit_owner(t * k_units + k_units - 1, units, g);
+}
+// The partials slot of CTA c's segment of the tile that starts at unit u0:
+// 0 for the segment its range starts with, 1 for the one it ends with (a
+// CTA's other segments are whole tiles, stored without partials).
+__host__ __device__ __forceinline__ uint32_t part_slot(uint32_t c, uint32_t u0, uint32_t units,
+                                                       uint32_t g)
+{
+    return c * 2 + (unit_start(c, units, g) >= u0 ? 0 : 1);
 }
 
 // Accumulator element e of thread `tid` (wgmma's D layout, two m64 halves:
@@ -265,16 +281,13 @@ __device__ void finish_segment(const args_t &a, int tile, float (&d0)[N / 2], fl
 {
     constexpr int R = N / 2;
     const uint32_t g = gridDim.x, u0 = (uint32_t)tile * a.k_units;
-    const uint32_t c_lo = unit_owner(u0, a.units, g);
-    const uint32_t c_hi = unit_owner(u0 + a.k_units - 1, a.units, g);
+    uint32_t c_lo, c_hi;
+    tile_owners((uint32_t)tile, (uint32_t)a.k_units, a.units, g, &c_lo, &c_hi);
     if (c_lo == c_hi) {
         store_tile<T, N, MODE>(a, tile, tid, d0, d1);
         return;
     }
-    // slot 0: the segment that starts this CTA's range, 1: the one ending it
-    auto slot = [&](uint32_t c) {
-        return a.part + ((size_t)c * 2 + (unit_start(c, a.units, g) >= u0 ? 0 : 1)) * (BM * N);
-    };
+    auto slot = [&](uint32_t c) { return a.part + (size_t)part_slot(c, u0, a.units, g) * (BM * N); };
     float4 *mine = reinterpret_cast<float4 *>(slot(blockIdx.x));
 #pragma unroll
     for (int e = 0; e < R; e += 4) {
