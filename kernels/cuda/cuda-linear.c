@@ -1,6 +1,7 @@
 /* linear: out[n, o] = x[n, i] @ w[o, i]^T (+ bias).  Up to 8 tokens of
- * 16-bit x and w without bias go to gemv.cu; the rest, and what it
- * declines, through cuBLASLt, as follows.
+ * 16-bit x and w without bias go to gemv.cu, 9-64 such tokens on an
+ * H100/H200 (sm_90a builds) to gemm-tma.cu; the rest, and what those
+ * decline, through cuBLASLt, as follows.
  *
  * Row-major x, w, out are column-major x^T [i, n], w^T [i, o], out^T [o, n]
  * to cuBLAS, so this is the "TN" product out^T = (w^T)^T x^T: A = w with

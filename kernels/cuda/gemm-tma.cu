@@ -24,11 +24,33 @@
 // swizzled, completion counted on an mbarrier.  Warps 0-3 (a warpgroup)
 // consume: two wgmma m64nNk16 per 16 columns of k straight from shared
 // memory, accumulators in registers, then free the stage.
+//
+// Measured (H100 80GB HBM3, driver 580.159.04, Llama-3.1-8B bf16 dummy
+// weights, batch 32 at context 1024, tests/cuda/bench-llama8b.sh, steady
+// ms/step; cuBLASLt = ZL_TMA_GEMM=0 of the same tuning build, same call):
+//   call 1: cuBLASLt 8.476 / 8.329, this kernel 8.178 / 8.113
+//   call 2: cuBLASLt 8.178 / 8.105, this kernel 8.061 / 8.041
+//   call 3: cuBLASLt 8.439 / 8.436, with the SwiGLU epilogue 8.136 / 8.142
+//   call 4: cuBLASLt 8.225, this kernel 7.986; release build 7.979 / 7.995
+// Alone it is not faster: ncu (serialised, --clock-control none) puts one
+// layer's calls at gate/up + SwiGLU 89.8 us (238 MB, 80% of DRAM peak),
+// down 48.8 us (74%), QKV 25.9 us (60%), o 20.5 us (49%), where cuBLASLt
+// takes 86.3 / 47.4 / 23.5 / 16.2 us (test_cuda_gemv's figures); the
+// step gains from the weights streamed under the kernel before.  The
+// small matrices still lose most: each CTA streams 250-400 KB, and the
+// first ring fill and the last tiles' merge are a large part of that.
+// Tried (same calls, steady ms/step at batch 32): 8 stages 8.121 / 8.143
+// against 8.061 / 8.041 for 6; 4 stages with 2 CTAs an SM 8.622 / 8.650;
+// units asked into L2 past the ring before the PDL wait (8 or 16 units)
+// 8.321 and 8.697; two 64-column sub-tiles a stage (ZL_TMA_KU=2)
+// 7.972 against 7.986 (release builds 8.011 / 7.985 against 7.979 /
+// 7.995), kept as a tuning knob, one by default.
 #include "config.h"
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
@@ -49,7 +71,18 @@ namespace {
 
 constexpr int BM = 128;           // weight rows a tile
 constexpr int BK = 64;            // k a unit: 128 bytes of 16-bit elements
-constexpr int STAGES = 6;         // ~100 KB of weights in flight an SM
+// -D overrides for tuning builds (the measured variants above)
+#ifndef ZL_TMA_STAGES
+#define ZL_TMA_STAGES 6
+#endif
+#ifndef ZL_TMA_OCC
+#define ZL_TMA_OCC 1
+#endif
+#ifndef ZL_TMA_KU_DEFAULT
+#define ZL_TMA_KU_DEFAULT 1
+#endif
+constexpr int STAGES = ZL_TMA_STAGES; // 96 KB of weights in flight an SM
+constexpr int OCC = ZL_TMA_OCC;       // CTAs an SM
 constexpr int THREADS = 160;      // a consumer warpgroup and a producer warp
 constexpr int W_BYTES = BM * BK * 2;
 
@@ -324,23 +357,28 @@ __device__ void finish_segment(const args_t &a, int tile, float (&d0)[N / 2], fl
 }
 
 template <int N> constexpr int x_bytes() { return N * BK * 2; }
-template <int N> constexpr size_t smem_bytes()
+// A stage holds KU sub-tiles of BK columns (weights, then x); fewer stages
+// of two sub-tiles fit the shared memory.
+template <int KU> constexpr int stages() { return KU == 1 ? STAGES : STAGES * 2 / 3; }
+template <int N, int KU> constexpr size_t smem_bytes()
 {
-    return 1024 + (size_t)STAGES * (W_BYTES + x_bytes<N>()) + 2 * STAGES * sizeof(uint64_t) + 16;
+    return 1024 + (size_t)stages<KU>() * KU * (W_BYTES + x_bytes<N>()) +
+           2 * stages<KU>() * sizeof(uint64_t) + 16;
 }
 
-template <typename T, int N, int MODE>
-__global__ void __launch_bounds__(THREADS, 1)
+template <typename T, int N, int MODE, int KU>
+__global__ void __launch_bounds__(THREADS, OCC)
     gemm_tma_kernel(const __grid_constant__ CUtensorMap wmap,
                     const __grid_constant__ CUtensorMap xmap, const args_t a)
 {
+    constexpr int S = stages<KU>(), WS = KU * W_BYTES, XS = KU * x_bytes<N>();
     extern __shared__ uint8_t smem_raw[];
     // the swizzled tiles want 1024-byte alignment
     uint8_t *base = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-    uint8_t *sw = base, *sx = base + STAGES * W_BYTES;
-    uint64_t *full = reinterpret_cast<uint64_t *>(sx + STAGES * x_bytes<N>());
-    uint64_t *empty = full + STAGES;
-    int *flag = reinterpret_cast<int *>(empty + STAGES);
+    uint8_t *sw = base, *sx = base + S * WS;
+    uint64_t *full = reinterpret_cast<uint64_t *>(sx + S * XS);
+    uint64_t *empty = full + S;
+    int *flag = reinterpret_cast<int *>(empty + S);
     const int tid = threadIdx.x;
     const uint32_t g = gridDim.x;
     const uint32_t u_begin = unit_start(blockIdx.x, a.units, g);
@@ -348,7 +386,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 
     pdl_release();
     if (tid == 0) {
-        for (int s = 0; s < STAGES; s++) {
+        for (int s = 0; s < S; s++) {
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], 128);
         }
@@ -364,32 +402,37 @@ __global__ void __launch_bounds__(THREADS, 1)
             pdl_wait();
             return;
         }
-        const uint32_t tx = W_BYTES + x_bytes<N>();
         auto load_w = [&](uint32_t i, uint32_t u) {
-            const int s = (int)(i % STAGES);
-            const int tile = (int)(u / a.k_units), kc = (int)(u % a.k_units) * BK;
-            mbar_expect(&full[s], tx);
-            if constexpr (MODE == SWIGLU) {
-                tma_load(sw + s * W_BYTES, &wmap, &full[s], kc, tile * (BM / 2));
-                tma_load(sw + s * W_BYTES + W_BYTES / 2, &wmap, &full[s], kc,
-                         a.rows / 2 + tile * (BM / 2));
-            } else {
-                tma_load(sw + s * W_BYTES, &wmap, &full[s], kc, tile * BM);
+            const int s = (int)(i % S);
+            const int tile = (int)(u / a.k_units), kc = (int)(u % a.k_units) * BK * KU;
+            mbar_expect(&full[s], WS + XS);
+#pragma unroll
+            for (int h = 0; h < KU; h++) {
+                uint8_t *dst = sw + s * WS + h * W_BYTES;
+                if constexpr (MODE == SWIGLU) {
+                    tma_load(dst, &wmap, &full[s], kc + h * BK, tile * (BM / 2));
+                    tma_load(dst + W_BYTES / 2, &wmap, &full[s], kc + h * BK,
+                             a.rows / 2 + tile * (BM / 2));
+                } else {
+                    tma_load(dst, &wmap, &full[s], kc + h * BK, tile * BM);
+                }
             }
         };
         auto load_x = [&](uint32_t i, uint32_t u) {
-            const int s = (int)(i % STAGES);
-            tma_load(sx + s * x_bytes<N>(), &xmap, &full[s], (int)(u % a.k_units) * BK, 0);
+            const int s = (int)(i % S), kc = (int)(u % a.k_units) * BK * KU;
+#pragma unroll
+            for (int h = 0; h < KU; h++)
+                tma_load(sx + s * XS + h * x_bytes<N>(), &xmap, &full[s], kc + h * BK, 0);
         };
         const uint32_t total = u_end - u_begin;
-        const uint32_t early = total < STAGES ? total : STAGES;
+        const uint32_t early = total < S ? total : S;
         for (uint32_t i = 0; i < early; i++)
             load_w(i, u_begin + i);
         pdl_wait();
         for (uint32_t i = 0; i < early; i++)
             load_x(i, u_begin + i);
         for (uint32_t i = early; i < total; i++) {
-            mbar_wait(&empty[i % STAGES], ((i / STAGES) - 1) & 1);
+            mbar_wait(&empty[i % S], ((i / S) - 1) & 1);
             load_w(i, u_begin + i);
             load_x(i, u_begin + i);
         }
@@ -405,14 +448,18 @@ __global__ void __launch_bounds__(THREADS, 1)
         d0[e] = d1[e] = 0.0f;
     int tile = (int)(u_begin / a.k_units), kb = (int)(u_begin % a.k_units);
     for (uint32_t i = 0, u = u_begin; u < u_end; i++, u++) {
-        const int s = (int)(i % STAGES);
-        mbar_wait(&full[s], (i / STAGES) & 1);
-        const uint64_t da = sw128_desc(sw + s * W_BYTES), db = sw128_desc(sx + s * x_bytes<N>());
+        const int s = (int)(i % S);
+        mbar_wait(&full[s], (i / S) & 1);
         wg_fence();
 #pragma unroll
-        for (int k = 0; k < BK / 16; k++) { // 16 columns = 32 bytes = 2 in the descriptor
-            wgmma<T, N>::run(d0, da + 2 * k, db + 2 * k);
-            wgmma<T, N>::run(d1, da + (W_BYTES / 2 >> 4) + 2 * k, db + 2 * k);
+        for (int h = 0; h < KU; h++) {
+            const uint64_t da = sw128_desc(sw + s * WS + h * W_BYTES);
+            const uint64_t db = sw128_desc(sx + s * XS + h * x_bytes<N>());
+#pragma unroll
+            for (int k = 0; k < BK / 16; k++) { // 16 columns = 32 bytes = 2 in the descriptor
+                wgmma<T, N>::run(d0, da + 2 * k, db + 2 * k);
+                wgmma<T, N>::run(d1, da + (W_BYTES / 2 >> 4) + 2 * k, db + 2 * k);
+            }
         }
         wg_commit();
         wg_wait0();
@@ -470,20 +517,42 @@ bool sm90a_built()
 #endif
 }
 
+// 64-column sub-tiles a stage: 1 (2 measured no faster, see the header);
+// tuning builds: ZL_TMA_KU=1 or 2.
+int k_sub()
+{
+#ifdef ZL_GEMV_TUNING
+    static const int v = [] {
+        const char *e = getenv("ZL_TMA_KU");
+        return e && *e == '1' ? 1 : e && *e == '2' ? 2 : ZL_TMA_KU_DEFAULT;
+    }();
+    return v;
+#else
+    return ZL_TMA_KU_DEFAULT;
+#endif
+}
+
 int tokens_tile(int64_t n) { return n <= 16 ? 16 : n <= 32 ? 32 : 64; }
+
+template <typename T, int N, int MODE, int KU>
+cudaError_t launch_ku(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaStream_t stream)
+{
+    static bool opted[64];
+    constexpr size_t smem = smem_bytes<N, KU>();
+    cudaError_t e = smem_opt_in(gemm_tma_kernel<T, N, MODE, KU>, smem, opted);
+    if (e != cudaSuccess)
+        return e;
+    const uint32_t sms = (uint32_t)device_sm_count() * OCC;
+    const uint32_t grid = a.units < sms ? a.units : sms;
+    return launch_pdl("gemm", gemm_tma_kernel<T, N, MODE, KU>, dim3(grid), dim3(THREADS), smem,
+                      stream, wm, xm, a);
+}
 
 template <typename T, int N, int MODE>
 cudaError_t launch(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaStream_t stream)
 {
-    static bool opted[64];
-    constexpr size_t smem = smem_bytes<N>();
-    cudaError_t e = smem_opt_in(gemm_tma_kernel<T, N, MODE>, smem, opted);
-    if (e != cudaSuccess)
-        return e;
-    const uint32_t sms = (uint32_t)device_sm_count();
-    const uint32_t grid = a.units < sms ? a.units : sms;
-    return launch_pdl("gemm", gemm_tma_kernel<T, N, MODE>, dim3(grid), dim3(THREADS), smem,
-                      stream, wm, xm, a);
+    return k_sub() == 2 ? launch_ku<T, N, MODE, 2>(wm, xm, a, stream)
+                        : launch_ku<T, N, MODE, 1>(wm, xm, a, stream);
 }
 
 } // namespace
@@ -491,7 +560,7 @@ cudaError_t launch(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaS
 extern "C" size_t zl_cuda_gemm_tma_scratch(int64_t n)
 {
     const int sms = device_sm_count();
-    return sms > 0 ? (size_t)sms * 2 * BM * tokens_tile(n) * sizeof(float) : 0;
+    return sms > 0 ? (size_t)sms * OCC * 2 * BM * tokens_tile(n) * sizeof(float) : 0;
 }
 
 extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, const rows_t *w,
@@ -519,7 +588,7 @@ extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, cons
         a.res = *f->res;
     a.n = (int)n;
     a.rows = (int)rows;
-    a.k_units = (int)((k + BK - 1) / BK);
+    a.k_units = (int)((k + BK * k_sub() - 1) / (BK * k_sub()));
     a.tiles = (int)((mode == SWIGLU ? rows / 2 + BM / 2 - 1 : rows + BM - 1) /
                     (mode == SWIGLU ? BM / 2 : BM));
     if ((uint64_t)a.tiles * a.k_units > UINT32_MAX / 2 || a.tiles > ZL_CUDA_GEMM_TMA_COUNTS)

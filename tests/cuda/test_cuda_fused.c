@@ -1,12 +1,13 @@
 /* linear_fused (backend.h, API minor 2) against float64 references on fresh
  * random inputs: the RMSNorm prologue (QKV), norm + SwiGLU (gate/up), the
- * residual epilogue with out == residual (o and down projections), each
- * at n = 1, 3, 8 tokens (the fused GEMV of gemv.cu) and 9, 17, 32, 33 (the
- * unfused ops on the scratch), bf16 and f16, shapes with tails (rows not a
+ * SwiGLU alone (gate/up in the separate-op layers), the residual
+ * epilogue with out == residual (o and down projections), each at n = 1,
+ * 3, 8 tokens (the fused GEMV of gemv.cu) and 9, 17, 32, 33 (gemm-tma.cu
+ * on an H100/H200, else the unfused ops on the scratch), bf16 and f16, shapes with tails (rows not a
  * multiple of 16); a bias (the unfused path at any n); bad fuse lists.  Also exact
  * checks: with a residual, the fused GEMV must equal linear then add bit
  * for bit (same products, same rounding), and for n > 8 linear_fused must
- * equal the ops it stands for, except norm + SwiGLU: on an H100/H200
+ * equal the ops it stands for, except with a SwiGLU: on an H100/H200
  * gemm-tma.cu takes 9-64 tokens and tiles [gate; up] by 64 gate rows and
  * their up rows, where linear tiles 128 consecutive rows, so k is split at
  * other places (both within the tolerance).  [768, 520] is a SwiGLU shape
@@ -40,8 +41,12 @@
 #define GEMV_MAX_ROWS 8 /* kernels/cuda: steps up to this many tokens run the fused GEMV */
 #define EPS 1e-5f
 
-enum mode { M_NORM, M_SWIGLU, M_RESID };
-static const char *const mode_name[] = {"norm", "norm+swiglu", "residual"};
+/* M_SWI: the SwiGLU alone (the model's separate-op layers past the fused
+ * GEMV's rows, whose norm also adds the residual) */
+enum mode { M_NORM, M_SWIGLU, M_RESID, M_SWI, N_MODES };
+static const char *const mode_name[] = {"norm", "norm+swiglu", "residual", "swiglu"};
+static int is_swi(enum mode m) { return m == M_SWIGLU || m == M_SWI; }
+static int has_norm(enum mode m) { return m == M_NORM || m == M_SWIGLU; }
 
 struct fcase {
     enum zl_dtype dt;
@@ -62,12 +67,12 @@ static void reference(const struct fcase *c, const double *x, const double *w, c
                       const double *b, const double *res, double *ref, double *tol)
 {
     const double ut = ulp_half(c->dt);
-    const int64_t k = c->k, o = c->o, f = c->mode == M_SWIGLU ? o / 2 : o;
+    const int64_t k = c->k, o = c->o, f = is_swi(c->mode) ? o / 2 : o;
     double *xn = xmalloc((size_t)k * sizeof *xn), *acc = xmalloc((size_t)o * sizeof *acc),
            *e = xmalloc((size_t)o * sizeof *e);
     for (int t = 0; t < c->n; t++) {
         const double *xr = x + t * k;
-        int norm = c->mode != M_RESID;
+        int norm = has_norm(c->mode);
         double ss = 0;
         for (int64_t j = 0; j < k; j++)
             ss += xr[j] * xr[j];
@@ -117,7 +122,7 @@ struct dev {
 
 static struct dev dev_of(const struct fcase *c, void *dout, void *const buf[6])
 {
-    const int64_t f = c->mode == M_SWIGLU ? c->o / 2 : c->o;
+    const int64_t f = is_swi(c->mode) ? c->o / 2 : c->o;
     struct dev d;
     mat(&d.out, c->dt, c->n, f, dout);
     mat(&d.x, c->dt, c->n, c->k, buf[0]);
@@ -134,9 +139,9 @@ static int call(const struct fcase *c, void *dout, void *const buf[6])
 {
     struct dev d = dev_of(c, dout, buf);
     struct zl_linear_fuse fu = {.eps = EPS, .tmp_x = &d.tx, .tmp_out = &d.to};
-    if (c->mode != M_RESID)
+    if (has_norm(c->mode))
         fu.norm = &d.nw;
-    fu.swiglu = c->mode == M_SWIGLU;
+    fu.swiglu = is_swi(c->mode);
     if (c->mode == M_RESID)
         fu.residual = &d.out;    /* in place, as the model adds into x */
     return be->linear_fused(bctx, &d.out, &d.x, &d.w, c->bias ? &d.b : NULL, &fu);
@@ -145,12 +150,12 @@ static int call(const struct fcase *c, void *dout, void *const buf[6])
 /* The ops linear_fused stands for, into dout (which holds the residual). */
 static int unfused(const struct fcase *c, void *dout, void *const buf[6])
 {
-    const int64_t f = c->mode == M_SWIGLU ? c->o / 2 : c->o;
+    const int64_t f = is_swi(c->mode) ? c->o / 2 : c->o;
     struct dev d = dev_of(c, dout, buf);
     struct zl_tensor g, u;
     int rc = ZL_OK;
     const struct zl_tensor *xin = &d.x;
-    if (c->mode != M_RESID) {
+    if (has_norm(c->mode)) {
         rc = be->rms_norm(bctx, &d.tx, &d.x, NULL, &d.nw, EPS);
         xin = &d.tx;
     }
@@ -158,7 +163,7 @@ static int unfused(const struct fcase *c, void *dout, void *const buf[6])
         rc = be->linear(bctx, c->mode == M_NORM ? &d.out : &d.to, xin, &d.w, c->bias ? &d.b : NULL);
     if (rc == ZL_OK && c->mode == M_RESID)
         rc = be->add(bctx, &d.out, &d.out, &d.to);
-    if (rc == ZL_OK && c->mode == M_SWIGLU) {
+    if (rc == ZL_OK && is_swi(c->mode)) {
         view2(&g, c->dt, c->n, f, c->o, 0, buf[5]);
         view2(&u, c->dt, c->n, f, c->o, f, buf[5]);
         rc = be->silu_mul(bctx, &d.out, &g, &u);
@@ -168,7 +173,7 @@ static int unfused(const struct fcase *c, void *dout, void *const buf[6])
 
 static void run_case(const struct fcase *c)
 {
-    const int64_t k = c->k, o = c->o, f = c->mode == M_SWIGLU ? o / 2 : o;
+    const int64_t k = c->k, o = c->o, f = is_swi(c->mode) ? o / 2 : o;
     const size_t es = esize(c->dt), ob = (size_t)(c->n * f) * es;
     double *x, *w, *nw, *b, *res = NULL;
     void *xr = rand_raw(c->dt, (size_t)(c->n * k), -1, 1, &x);
@@ -191,7 +196,7 @@ static void run_case(const struct fcase *c)
     reference(c, x, w, nw, c->bias ? b : NULL, res, ref, tol);
     if (ct_ok(call(c, dout, buf), what) && ct_sync(what) &&
         ct_check_dev(what, dout, c->dt, ref, tol, (size_t)(c->n * f)) &&
-        (c->mode == M_RESID || (c->n > GEMV_MAX_ROWS && c->mode != M_SWIGLU))) {
+        (c->mode == M_RESID || (c->n > GEMV_MAX_ROWS && !is_swi(c->mode)))) {
         /* exact: the ops it stands for (a residual at n <= 8: the same GEMV
          * sums, rounded, then added as add() does) */
         char w2[200];
@@ -251,14 +256,14 @@ int main(void)
                                          {4096, 14336}};
     for (int d = 0; d < 2; d++)
         for (int s = 0; s < 5; s++)
-            for (int m = 0; m < 3; m++)
+            for (int m = 0; m < N_MODES; m++)
                 for (int i = 0; i < 7; i++) {
                     if (s == 4 && (m != M_RESID || ns[i] == 3 || ns[i] == 17 || ns[i] == 33 || d))
                         continue; /* the big shape once: its reference is slow */
                     struct fcase c = {dts[d], ns[i], shapes[s][0], shapes[s][1], m, 0};
                     run_case(&c);
                 }
-    for (int m = 0; m < 3; m++) { /* a bias: the unfused path even at n = 1 */
+    for (int m = 0; m < N_MODES; m++) { /* a bias: the unfused path even at n = 1 */
         struct fcase c = {ZL_DTYPE_BF16, 1, 200, 136, m, 1};
         run_case(&c);
     }
