@@ -309,9 +309,10 @@ static long run_on(const char *backend, const struct ref *r, int32_t (*ids)[12],
 /* The backend contracts of API minors 5 (fused_max_rows) and 6
  * (rope_attention), on the test backend "fusedcpu" (tests/plugins/
  * fused-cpu.c: the CPU ops plus a linear_fused of unfused ops that fails
- * for steps past its fused_max_rows of 4, and a rope_attention of rope,
- * kv_write and attention): the model calls linear_fused for the 3-row
- * decode steps, the separate ops for the 33-token prefill, rope_attention
+ * for steps past its fused_max_rows of 4 unless asked for a SwiGLU alone,
+ * and a rope_attention of rope, kv_write and attention): the model calls
+ * linear_fused for the 3-row decode steps, the separate ops for the
+ * 33-token prefill (gate/up + SwiGLU alone through linear_fused), rope_attention
  * in every layer of every step, and gets the CPU backend's results bit for
  * bit (the two orders round alike: x + o in the residual, then the norm of
  * it). */

@@ -175,7 +175,8 @@ static int layer_ops(struct step *s, const struct llama_layer *l, int il)
     TRY(be->rms_norm(cx, &s->h, &s->o, &s->x, &l->ffn_norm, m->hp.eps));
     if (ZL_BACKEND_HAS(be, linear_fused) && be->linear_fused) {
         /* the SwiGLU in gate/up's epilogue where the backend fuses it there
-         * (CUDA on an H100/H200 up to 64 tokens), else the same two ops */
+         * (CUDA on an H100/H200 up to 64 tokens), else the same two ops; a
+         * SwiGLU alone may be asked past fused_max_rows (backend.h) */
         const struct zl_linear_fuse f = {.swiglu = 1, .tmp_out = &s->gu};
         TRY(be->linear_fused(cx, &s->a, &s->h, &l->w_gu, opt(&l->b_gu), &f));
     } else {

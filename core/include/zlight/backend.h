@@ -339,7 +339,11 @@ struct zl_backend_ops {
     /* linear_fused and linear_rope_kv fuse steps of at most this many
      * rows; a larger step runs their unfused ops, one kernel each, and a
      * model does better calling rms_norm (which takes the residual add:
-     * one kernel less per add) and the rest itself.  0: no limit. */
+     * one kernel less per add) and the rest itself.  A SwiGLU alone (no
+     * norm, no residual) loses nothing through linear_fused at any size
+     * (unfused it is linear then silu_mul, what the model would call), so
+     * a model may ask for it past this bound and a backend may fuse it
+     * there (CUDA: 9-64 rows on an H100/H200).  0: no limit. */
     int32_t fused_max_rows;
 
     /* ---- API minor 6 ---- */
