@@ -730,20 +730,6 @@ static size_t scratch_for(int64_t n_seqs, int64_t n_q, int head_dim, int splits)
     return (size_t)n_seqs * (size_t)n_q * (size_t)splits * ((size_t)head_dim + 2) * sizeof(float);
 }
 
-// The > 48 KB shared memory opt-in, once per device and kernel.
-template <typename K> static cudaError_t smem_opt_in(K kernel, size_t bytes, bool *done)
-{
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64)
-        return cudaErrorNotSupported;
-    if (done[dev])
-        return cudaSuccess;
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)bytes);
-    done[dev] = e == cudaSuccess;
-    return e;
-}
-
 template <typename T, int HD>
 cudaError_t launch(decode_args &a, int n_kv, int n_seqs, bool warp, int64_t items,
                    cudaStream_t stream)

@@ -12,6 +12,16 @@
 
 static const char op[] = "linear_fused";
 
+/* f->residual as rows *rr when it may be added into out o (it is out
+ * itself, element for element, or lies apart from it); 0 otherwise. */
+static int residual_rows(struct zl_bctx *ctx, const struct zl_linear_fuse *f,
+                         const struct zl_cuda_rows *o, struct zl_cuda_rows *rr)
+{
+    if (cuda_check_rows(ctx, op, "residual", f->residual, CUDA_DT_FLOAT, rr) < 0)
+        return 0;
+    return (rr->data == o->data && rr->stride == o->stride) || !cuda_rows_overlap(rr, o);
+}
+
 /* A fused GEMV's checked arguments (g.res points into it). */
 struct gemv_call {
     struct zl_cuda_rows o, xr, wr, nr, rr;
@@ -37,11 +47,7 @@ static int gemv_args(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl
         c->g.norm_w = c->nr.data;
     }
     if (f->residual) {
-        if (cuda_check_rows(ctx, op, "residual", f->residual, CUDA_DT_FLOAT, &c->rr) < 0)
-            return 0;
-        /* the residual may be out itself (element for element), else apart */
-        int same = c->rr.data == c->o.data && c->rr.stride == c->o.stride;
-        if (!same && cuda_rows_overlap(&c->rr, &c->o))
+        if (!residual_rows(ctx, f, &c->o, &c->rr))
             return 0;
         c->g.res = &c->rr;
     }
@@ -75,15 +81,12 @@ static int try_tma(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
         cuda_rows_overlap(&o, &xr) || cuda_rows_overlap(&o, &wr))
         return 1;
     if (f->residual) {
-        if (cuda_check_rows(ctx, op, "residual", f->residual, CUDA_DT_FLOAT, &rr) < 0)
-            return 1;
-        /* the residual may be out itself (element for element), else apart */
-        if (!(rr.data == o.data && rr.stride == o.stride) && cuda_rows_overlap(&rr, &o))
+        if (!residual_rows(ctx, f, &o, &rr))
             return 1;
         tf.res = &rr;
     }
-    int rc = cudaSetDevice(ctx->device) == cudaSuccess ? ZL_OK : 1;
-    return rc == ZL_OK ? cuda_linear_tma(ctx, &o, &xr, &wr, &tf) : rc;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    return cuda_linear_tma(ctx, &o, &xr, &wr, &tf);
 }
 
 /* Columns [c0, c0 + nc) of a 2-d tensor. */

@@ -9,6 +9,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-mbar.cuh"
 #include "cuda-mma.cuh" // smem_addr, cp_async16
 
 // Bulk copies and mbarrier transactions need sm_90: older targets compile
@@ -81,43 +82,7 @@ __device__ __forceinline__ unsigned long long now_ns()
 #define TRACE(A, stmt) ((void)0)
 #endif
 
-// ---- mbarrier and bulk-copy helpers (sm_90) ----
-
-__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count)
-{
-#if ZL_CHAIN_SM90
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
-#endif
-}
-
-__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes)
-{
-#if ZL_CHAIN_SM90
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)),
-                 "r"(bytes)
-                 : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbar_arrive(uint64_t *b)
-{
-#if ZL_CHAIN_SM90
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
-{
-#if ZL_CHAIN_SM90
-    uint32_t done = 0;
-    while (!done)
-        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;"
-                     " selp.u32 %0, 1, 0, p; }"
-                     : "=r"(done)
-                     : "r"(smem_addr(b)), "r"(parity)
-                     : "memory");
-#endif
-}
+// ---- bulk-copy helpers (sm_90; the mbarriers are cuda-mbar.cuh's) ----
 
 // `bytes` (a multiple of 16) from global src to shared dst, counted on b;
 // L2 evict-first: the weights are read once a step.

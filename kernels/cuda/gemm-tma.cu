@@ -54,6 +54,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "cuda-mbar.cuh"
 #include "cuda-mma.cuh"
 #include "cuda-pdl.cuh"
 
@@ -71,18 +72,7 @@ namespace {
 
 constexpr int BM = 128;           // weight rows a tile
 constexpr int BK = 64;            // k a unit: 128 bytes of 16-bit elements
-// -D overrides for tuning builds (the measured variants above)
-#ifndef ZL_TMA_STAGES
-#define ZL_TMA_STAGES 6
-#endif
-#ifndef ZL_TMA_OCC
-#define ZL_TMA_OCC 1
-#endif
-#ifndef ZL_TMA_KU_DEFAULT
-#define ZL_TMA_KU_DEFAULT 1
-#endif
-constexpr int STAGES = ZL_TMA_STAGES; // 96 KB of weights in flight an SM
-constexpr int OCC = ZL_TMA_OCC;       // CTAs an SM
+constexpr int STAGES = 6;         // 96 KB of weights in flight an SM (one CTA an SM)
 constexpr int THREADS = 160;      // a consumer warpgroup and a producer warp
 constexpr int W_BYTES = BM * BK * 2;
 
@@ -91,48 +81,14 @@ enum mode { PLAIN, RESID, SWIGLU };
 struct args_t {
     rows_t out;                   // [n, rows] (SWIGLU: [n, rows / 2])
     rows_t res;                   // RESID: [n, rows], may be out
-    int n, rows, k_units, tiles;  // rows: w's; tiles of BM rows (SWIGLU: BM / 2 of each half)
-    uint32_t units;               // tiles * k_units
+    int n, rows, k_units;         // rows: w's
+    uint32_t units;               // tiles (BM rows; SWIGLU: BM / 2 of each half) * k_units
     float *part;                  // [gridDim.x][2][BM * N] f32 partials
     int32_t *count;               // [tiles] arrivals, left at zero
 };
 
-// ---- shared memory barriers and TMA (sm_90) ----
+// ---- TMA (sm_90; the barriers are cuda-mbar.cuh's) ----
 
-__device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count)
-{
-#if ZL_WGMMA_OK
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
-#endif
-}
-__device__ __forceinline__ void mbar_expect(uint64_t *bar, uint32_t bytes)
-{
-#if ZL_WGMMA_OK
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)),
-                 "r"(bytes)
-                 : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *bar)
-{
-#if ZL_WGMMA_OK
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(bar)) : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity)
-{
-#if ZL_WGMMA_OK
-    uint32_t done = 0;
-    do {
-        asm volatile("{ .reg .pred p;\n"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p; }"
-                     : "=r"(done)
-                     : "r"(smem_addr(bar)), "r"(parity)
-                     : "memory");
-    } while (!done);
-#endif
-}
 // box (c0 = k, c1 = row) of `map` into dst, counted on bar.
 __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0,
                                          int c1)
@@ -367,7 +323,7 @@ template <int N, int KU> constexpr size_t smem_bytes()
 }
 
 template <typename T, int N, int MODE, int KU>
-__global__ void __launch_bounds__(THREADS, OCC)
+__global__ void __launch_bounds__(THREADS, 1)
     gemm_tma_kernel(const __grid_constant__ CUtensorMap wmap,
                     const __grid_constant__ CUtensorMap xmap, const args_t a)
 {
@@ -405,7 +361,7 @@ __global__ void __launch_bounds__(THREADS, OCC)
         auto load_w = [&](uint32_t i, uint32_t u) {
             const int s = (int)(i % S);
             const int tile = (int)(u / a.k_units), kc = (int)(u % a.k_units) * BK * KU;
-            mbar_expect(&full[s], WS + XS);
+            mbar_expect_tx(&full[s], WS + XS);
 #pragma unroll
             for (int h = 0; h < KU; h++) {
                 uint8_t *dst = sw + s * WS + h * W_BYTES;
@@ -517,18 +473,18 @@ bool sm90a_built()
 #endif
 }
 
-// 64-column sub-tiles a stage: 1 (2 measured no faster, see the header);
-// tuning builds: ZL_TMA_KU=1 or 2.
+// 64-column sub-tiles a stage: 1; tuning builds take ZL_TMA_KU=2 (measured
+// no faster, see the header).
 int k_sub()
 {
 #ifdef ZL_GEMV_TUNING
     static const int v = [] {
         const char *e = getenv("ZL_TMA_KU");
-        return e && *e == '1' ? 1 : e && *e == '2' ? 2 : ZL_TMA_KU_DEFAULT;
+        return e && *e == '2' ? 2 : 1;
     }();
     return v;
 #else
-    return ZL_TMA_KU_DEFAULT;
+    return 1;
 #endif
 }
 
@@ -542,7 +498,7 @@ cudaError_t launch_ku(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cu
     cudaError_t e = smem_opt_in(gemm_tma_kernel<T, N, MODE, KU>, smem, opted);
     if (e != cudaSuccess)
         return e;
-    const uint32_t sms = (uint32_t)device_sm_count() * OCC;
+    const uint32_t sms = (uint32_t)device_sm_count();
     const uint32_t grid = a.units < sms ? a.units : sms;
     return launch_pdl("gemm", gemm_tma_kernel<T, N, MODE, KU>, dim3(grid), dim3(THREADS), smem,
                       stream, wm, xm, a);
@@ -551,8 +507,11 @@ cudaError_t launch_ku(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cu
 template <typename T, int N, int MODE>
 cudaError_t launch(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaStream_t stream)
 {
-    return k_sub() == 2 ? launch_ku<T, N, MODE, 2>(wm, xm, a, stream)
-                        : launch_ku<T, N, MODE, 1>(wm, xm, a, stream);
+#ifdef ZL_GEMV_TUNING
+    if (k_sub() == 2)
+        return launch_ku<T, N, MODE, 2>(wm, xm, a, stream);
+#endif
+    return launch_ku<T, N, MODE, 1>(wm, xm, a, stream);
 }
 
 } // namespace
@@ -560,7 +519,7 @@ cudaError_t launch(const CUtensorMap &wm, const CUtensorMap &xm, args_t a, cudaS
 extern "C" size_t zl_cuda_gemm_tma_scratch(int64_t n)
 {
     const int sms = device_sm_count();
-    return sms > 0 ? (size_t)sms * OCC * 2 * BM * tokens_tile(n) * sizeof(float) : 0;
+    return sms > 0 ? (size_t)sms * 2 * BM * tokens_tile(n) * sizeof(float) : 0;
 }
 
 extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, const rows_t *w,
@@ -589,11 +548,10 @@ extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, cons
     a.n = (int)n;
     a.rows = (int)rows;
     a.k_units = (int)((k + BK * k_sub() - 1) / (BK * k_sub()));
-    a.tiles = (int)((mode == SWIGLU ? rows / 2 + BM / 2 - 1 : rows + BM - 1) /
-                    (mode == SWIGLU ? BM / 2 : BM));
-    if ((uint64_t)a.tiles * a.k_units > UINT32_MAX / 2 || a.tiles > ZL_CUDA_GEMM_TMA_COUNTS)
+    const int64_t tiles = mode == SWIGLU ? rows / BM : (rows + BM - 1) / BM;
+    if ((uint64_t)tiles * a.k_units > UINT32_MAX / 2 || tiles > ZL_CUDA_GEMM_TMA_COUNTS)
         return cudaErrorNotSupported;
-    a.units = (uint32_t)a.tiles * (uint32_t)a.k_units;
+    a.units = (uint32_t)tiles * (uint32_t)a.k_units;
     a.part = static_cast<float *>(scratch);
     a.count = count;
     if (scratch_bytes < zl_cuda_gemm_tma_scratch(n))
