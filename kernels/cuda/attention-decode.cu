@@ -15,6 +15,19 @@
 // The split count fills the GPU: about 2 CTAs per SM over (sequence, kv
 // head) pairs, never chunks under 64 keys.
 //
+// Past 8 sequences a CTA releases the kernel after it (pdl_release) once
+// its keys are in, so the next linear (gemm-tma at 9-64 tokens) starts
+// streaming its weights on the SMs that attention's first CTAs leave.
+// Batch 32 at context 1024 spreads its CTAs' ends over 13 us: a tuning
+// build's trace (ZL_ATTN_TRACE=N, globaltimer stamps of the N-th launch of
+// 9+ sequences) put the warps' last tiles at 35.7-50.2 us after the first
+// CTA's entry (median 46.4) and the CTAs' ends at 38.4-51.9, HBM half idle
+// over that tail.  Llama-3.1-8B bf16 batch 32, H100, one call, steady
+// ms/step: released at the end 8.160 / 8.151 / 8.187, after the keys
+// 8.082 / 8.096, after the wait 8.087 / 8.106 / 8.075.  With 1-8
+// sequences the GEMV blocks that follow would hold SM slots waiting
+// (cuda-pdl.cuh), so those launches release at their end as before.
+//
 // Launched as a programmatic dependent (cuda-pdl.cuh): before waiting for
 // the rope/KV write before it, a CTA asks its first tiles' K/V rows into L2
 // (all but the newest row were written steps ago; a prefetch only warms
@@ -68,6 +81,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#ifdef ZL_GEMV_TUNING
+#include <stdio.h>
+
+#include <algorithm>
+#include <vector>
+#endif
+
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
 #include "cuda-mma.cuh"
@@ -116,7 +136,13 @@ struct decode_args {
     const float *inv_freq;
     float af;
     const int32_t *slot;
+    int release;                // pdl_release: 0 at the end, 1 after the wait, 2 after the keys
+#ifdef ZL_GEMV_TUNING
+    unsigned long long *trace;  // ZL_ATTN_TRACE: TR_SLOTS stamps a CTA, or null
+#endif
 };
+
+#include "attention-decode-trace.cuh"  // ATRACE; tuning builds: ZL_ATTN_TRACE
 
 [[maybe_unused]] constexpr int64_t PF_PIECE = 64 << 10;  // bytes per bulk prefetch instruction
 
@@ -461,11 +487,15 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
+    ATRACE_START(split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s), tid == 0);
     if (a.pf_bytes && tid == 0)
         prefetch_slice(a, split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s));
     prefetch_rows<T, HD>(a, head, table, c0, min(c1 - c0, (STAGES - 1) * WARPS * TILE), tid,
                          WARPS * 32);
     pdl_wait();
+    if (a.release == 1)
+        pdl_release();
+    ATRACE(1, tid == 0);
     if (c0 >= kv_len)
         return;                                 // a shorter sequence of the batch: nothing here
     // rope_attention: the CTA whose chunk ends at the new (last) key writes
@@ -486,10 +516,14 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     const uint4 nkv = pnew >= 0 && (pnew - c0) / TILE % WARPS == warp
                           ? new_kv<T, HD>(a, s, kvh, lane) : make_uint4(0, 0, 0, 0);
     __syncthreads();
+    ATRACE(2, tid == 0);
     uint32_t qf[HD / 16][4];
     q_frags<T, HD>(qf, &sq[0][0], lane);
 
     walk(a, w, qf, nkv, lane, m, l, o);
+    if (a.release == 2)
+        pdl_release();
+    ATRACE(3 + warp, lane == 0);
 
     // Merge the warps (a warp without keys has l = 0 and is skipped).
     __syncthreads();                            // the pipeline buffers become the merge buffer
@@ -533,6 +567,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
             }
         }
     }
+    ATRACE(3 + WARPS, tid == 0);
     if (a.n_splits == 1)
         return;
 
@@ -867,11 +902,31 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     a.inv_freq = rope ? rope->inv_freq : nullptr;
     a.af = rope ? rope->attn_factor : 1.0f;
     a.slot = rope ? rope->slot : nullptr;
+    // Past 8 sequences the next kernel is gemm-tma (H100/H200), which
+    // streams its weights before its wait: releasing it once the keys are
+    // in lets its CTAs take the SMs that attention's first CTAs leave
+    // while the last ones finish (the header).  At 1-8 sequences the GEMV
+    // blocks that follow would sit in SM slots waiting (cuda-pdl.cuh).
+    a.release = b->n_seqs >= 9 ? 2 : 0;
+#ifdef ZL_GEMV_TUNING
+    if (const char *v = getenv("ZL_ATTN_RELEASE"))  // 0 at the end, 1 after the wait, 2 after the keys
+        a.release = b->n_seqs >= 9 ? atoi(v) : 0;
+#endif
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;
+#ifdef ZL_GEMV_TUNING
+    const bool traced = trace_pick(a, p.warp, b->n_seqs, items);
+#endif
+    cudaError_t e;
     if (hd == 128)
-        return bf ? launch<__nv_bfloat16, 128>(a, n_kv, b->n_seqs, p.warp, items, stream)
-                  : launch<__half, 128>(a, n_kv, b->n_seqs, p.warp, items, stream);
-    return bf ? launch<__nv_bfloat16, 64>(a, n_kv, b->n_seqs, p.warp, items, stream)
-              : launch<__half, 64>(a, n_kv, b->n_seqs, p.warp, items, stream);
+        e = bf ? launch<__nv_bfloat16, 128>(a, n_kv, b->n_seqs, p.warp, items, stream)
+               : launch<__half, 128>(a, n_kv, b->n_seqs, p.warp, items, stream);
+    else
+        e = bf ? launch<__nv_bfloat16, 64>(a, n_kv, b->n_seqs, p.warp, items, stream)
+               : launch<__half, 64>(a, n_kv, b->n_seqs, p.warp, items, stream);
+#ifdef ZL_GEMV_TUNING
+    if (traced && e == cudaSuccess)
+        e = trace_report(a, items, (double)b->n_seqs * n_kv * s->max_kv_len * hd * 4, stream);
+#endif
+    return e;
 }

@@ -446,6 +446,9 @@ static int cuda_init(const struct zl_host *h)
         graphed.rope_attention = NULL;
 #endif
     const struct zl_backend_ops *ops = &graphed;
+#ifdef ZL_GEMV_TUNING
+    ops = cuda_knockout_ops(ops);
+#endif
     const char *prof = getenv("ZLIGHT_PROFILE");
     if (prof && !strcmp(prof, "ops")) /* timing every op: no graphs */
         ops = cuda_profile_ops(ops);

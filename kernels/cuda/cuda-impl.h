@@ -241,6 +241,12 @@ void cuda_graph_wrap_ops(struct zl_backend_ops *ops);
 /* cuda-profile.c: `base` with every op timed by CUDA events (ZLIGHT_PROFILE). */
 const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base);
 
+#ifdef ZL_GEMV_TUNING
+/* cuda-knockout.c: `base` with the ops ZL_KNOCKOUT names left out of
+ * 9-64-token steps (timing only); `base` itself when it is unset. */
+const struct zl_backend_ops *cuda_knockout_ops(const struct zl_backend_ops *base);
+#endif
+
 /* ---- ops ---- */
 
 int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *table,

@@ -51,5 +51,6 @@ for c in $cases; do
     grep -E 'profile' "$tmp/e" | tail -n 2   # with ZLIGHT_PROFILE=1
     grep -E 'graph' "$tmp/e" | tail -n 4
     grep -E '^chain trace' "$tmp/e"   # tuning builds with ZL_CHAIN_TRACE=N
+    grep -E '^attn trace' "$tmp/e"    # tuning builds with ZL_ATTN_TRACE=N
 done
 exit $rc
