@@ -909,8 +909,12 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     // blocks that follow would sit in SM slots waiting (cuda-pdl.cuh).
     a.release = b->n_seqs >= 9 ? 2 : 0;
 #ifdef ZL_GEMV_TUNING
-    if (const char *v = getenv("ZL_ATTN_RELEASE"))  // 0 at the end, 1 after the wait, 2 after the keys
-        a.release = b->n_seqs >= 9 ? atoi(v) : 0;
+    static const int forced = [] {  // ZL_ATTN_RELEASE: 0 at the end, 1 after the wait, 2 after the keys
+        const char *v = getenv("ZL_ATTN_RELEASE");
+        return v ? atoi(v) : -1;
+    }();
+    if (forced >= 0 && b->n_seqs >= 9)
+        a.release = forced;
 #endif
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;

@@ -81,6 +81,19 @@ const struct zl_backend_ops *cuda_knockout_ops(const struct zl_backend_ops *base
     K.list = getenv("ZL_KNOCKOUT");
     if (!K.list || !*K.list)
         return base;
+    /* an entry that names nothing would silently time the whole step */
+    for (const char *p = K.list; *p;) {
+        size_t n = strcspn(p, ",");
+        long long o, i;
+        char tail;
+        char entry[48];
+        snprintf(entry, sizeof entry, "%.*s", (int)(n < sizeof entry ? n : sizeof entry - 1), p);
+        if (strcmp(entry, "norm") && strcmp(entry, "attn") &&
+            sscanf(entry, "%lldx%lld%c", &o, &i, &tail) != 2)
+            fprintf(stderr, "cuda: ZL_KNOCKOUT entry \"%s\" is not norm, attn or OxI: ignored\n",
+                    entry);
+        p += n + (p[n] == ',');
+    }
     K.base = base;
     K.ops = *base;
     K.ops.rms_norm = ko_rms_norm;

@@ -22,19 +22,9 @@
 
 #include <vector>
 
+#include "plan-check.h"
+
 namespace {
-
-int checks, failures;
-const char *cur = "";
-
-void check(bool ok, const char *what, long a = 0, long b = 0)
-{
-    checks++;
-    if (ok)
-        return;
-    if (++failures <= 20)
-        printf("FAIL %s: %s (%ld, %ld)\n", cur, what, a, b);
-}
 
 struct step {
     int l, ph, t;
@@ -107,7 +97,7 @@ void mark(std::vector<int> &seen, const char *p, int n, int l, int m, int64_t rb
 // whether it took it.
 int check_case(const char *name, struct zl_cuda_chain_shape s, int smem, int sms, int want)
 {
-    cur = name;
+    check_at("%s", name);
     struct zl_cuda_chain_plan p;
     const int ok = plan_for(&s, smem, sms, 9, 1, &p);
     if (want >= 0)
@@ -209,7 +199,7 @@ int main()
     {
         struct zl_cuda_chain_shape s = {1, 4096, 14336, 32, 8, 128, 513};
         struct zl_cuda_chain_plan p;
-        cur = "devices";
+        check_at("devices");
         check(plan_for(&s, H100, 132, 8, 1, &p) == 0, "sm_89 declined");
         check(plan_for(&s, H100, 132, 9, 0, &p) == 0, "no cooperative launch declined");
     }
@@ -229,7 +219,7 @@ int main()
                  s.f, s.n_heads, nkv, hd, s.kv_len, n);
         planned += check_case(name, s, H100, n, -1);
     }
-    cur = "random shapes";
+    check_at("random shapes");
     check(planned > 150, "most random shapes planned", planned, 300);
     printf("test_chain_schedule: %d of 300 random shapes planned\n", planned);
     printf("test_chain_schedule: %d checks, %d failed\n", checks, failures);

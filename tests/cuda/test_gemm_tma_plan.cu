@@ -21,24 +21,14 @@
 
 #include <vector>
 
+#include "plan-check.h"
+
 namespace {
-
-int checks, failures;
-char cur[96];
-
-void check(bool ok, const char *what, long a = 0, long b = 0)
-{
-    checks++;
-    if (ok)
-        return;
-    if (++failures <= 20)
-        printf("FAIL %s: %s (%ld, %ld)\n", cur, what, a, b);
-}
 
 // One matrix of `tiles` tiles of k_units units on a grid of g CTAs.
 void walk(uint32_t tiles, uint32_t k_units, uint32_t g)
 {
-    snprintf(cur, sizeof cur, "tiles %u, k units %u, grid %u", tiles, k_units, g);
+    check_at("tiles %u, k units %u, grid %u", tiles, k_units, g);
     const uint32_t units = tiles * k_units;
     if (g > units)
         g = units; // the launcher's grid
