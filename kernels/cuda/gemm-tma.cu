@@ -548,7 +548,7 @@ extern "C" cudaError_t zl_cuda_gemm_tma(const rows_t *out, const rows_t *x, cons
     a.n = (int)n;
     a.rows = (int)rows;
     a.k_units = (int)((k + BK * k_sub() - 1) / (BK * k_sub()));
-    const int64_t tiles = mode == SWIGLU ? rows / BM : (rows + BM - 1) / BM;
+    const int64_t tiles = (rows + BM - 1) / BM;  // SWIGLU (rows % BM == 0): BM / 2 of each half
     if ((uint64_t)tiles * a.k_units > UINT32_MAX / 2 || tiles > ZL_CUDA_GEMM_TMA_COUNTS)
         return cudaErrorNotSupported;
     a.units = (uint32_t)tiles * (uint32_t)a.k_units;
