@@ -1,5 +1,6 @@
-/* Render-time state of the Jinja interpreter, shared by jinja-eval.c,
- * jinja-ops.c (operators, globals) and jinja-filters.c / jinja-methods.c. */
+/* Render-time state of the Jinja interpreter, shared by jinja-eval.c
+ * (expressions), jinja-exec.c (statements), jinja-ops.c (operators,
+ * globals) and jinja-filters.c / jinja-methods.c. */
 #ifndef ZLIGHT_JINJA_EVAL_IMPL_H
 #define ZLIGHT_JINJA_EVAL_IMPL_H
 
@@ -42,6 +43,25 @@ struct jj_ctx {
 };
 
 void jj_args_free(struct jj_args *a);
+
+/* Scopes (jinja-eval.c).  jj_lookup returns a new reference, or NULL and
+ * remembers the name for "'x' is undefined"; jj_bind takes v (NULL: unset). */
+struct jj_frame *jj_frame_push(struct jj_ctx *c, struct jj_frame *parent);
+void jj_frame_pop(struct jj_frame *f);
+json_t *jj_lookup(struct jj_ctx *c, struct jj_frame *f, const char *name);
+void jj_bind(struct jj_frame *f, const char *name, json_t *v);
+/* Counts one evaluation step; false once failed or over the step limit. */
+bool jj_step(struct jj_ctx *c, const struct jj_node *n);
+/* Fails the render for output over its limit. */
+void jj_output_overflow(struct jj_ctx *c, const struct jj_node *n);
+/* The value of expression n (new reference; NULL: undefined or failed). */
+json_t *jj_eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n);
+/* Filter chain n applied to its subject, where node `placeholder` (a
+ * {% filter %} block's) stands for value (borrowed); new reference. */
+json_t *jj_eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n,
+                            const struct jj_node *placeholder, json_t *value);
+/* Runs a statement list (jinja-exec.c); macros' bodies go through it too. */
+void jj_exec_body(struct jj_ctx *c, struct jj_frame *f, const struct jj_list *body);
 bool jj_is_namespace(const struct jj_ctx *c, const json_t *v);
 /* Unary (l == NULL) / binary / comparison operator of node n; consumes l, r. */
 json_t *jj_eval_operator(struct jj_ctx *c, const struct jj_node *n, json_t *l, json_t *r);

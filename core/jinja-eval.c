@@ -1,5 +1,6 @@
-/* Jinja evaluator: renders a parsed template over jansson values with
- * jinja2's semantics (scoping, Undefined, loop variables, macros). */
+/* Jinja evaluator, expressions: errors, variable scopes, and the values of
+ * expressions with jinja2's semantics (Undefined, slices, calls of macros,
+ * methods and globals).  Statements and the render are jinja-exec.c's. */
 #include "jinja-eval-impl.h"
 
 #include <zlight/status.h>
@@ -28,7 +29,7 @@ json_t *jj_fail(struct jj_ctx *c, const struct jj_node *n, const char *fmt, ...)
 bool jj_failed(const struct jj_ctx *c) { return c->failed; }
 const char *jj_undef_name(const struct jj_ctx *c) { return c->undef; }
 
-static void output_overflow(struct jj_ctx *c, const struct jj_node *n)
+void jj_output_overflow(struct jj_ctx *c, const struct jj_node *n)
 {
     if (!c->failed)
         c->overflow = true;
@@ -47,7 +48,7 @@ static void set_undef(struct jj_ctx *c, const char *name)
 
 /* ---- frames -------------------------------------------------------------- */
 
-static struct jj_frame *frame_push(struct jj_ctx *c, struct jj_frame *parent)
+struct jj_frame *jj_frame_push(struct jj_ctx *c, struct jj_frame *parent)
 {
     struct jj_frame *f = calloc(1, sizeof(*f));
     if (f && !(f->vars = json_object())) {
@@ -62,7 +63,7 @@ static struct jj_frame *frame_push(struct jj_ctx *c, struct jj_frame *parent)
     return f;
 }
 
-static void frame_pop(struct jj_frame *f)
+void jj_frame_pop(struct jj_frame *f)
 {
     if (!f)
         return;
@@ -71,7 +72,7 @@ static void frame_pop(struct jj_frame *f)
     free(f);
 }
 
-static json_t *lookup(struct jj_ctx *c, struct jj_frame *f, const char *name)
+json_t *jj_lookup(struct jj_ctx *c, struct jj_frame *f, const char *name)
 {
     for (; f; f = f->parent) {
         json_t *v = json_object_get(f->vars, name);
@@ -92,7 +93,7 @@ static const struct jj_macro *find_macro(struct jj_frame *f, const char *name)
 }
 
 /* Binds a name; undefined values are stored as an absent key. */
-static void bind(struct jj_frame *f, const char *name, json_t *v)
+void jj_bind(struct jj_frame *f, const char *name, json_t *v)
 {
     if (v)
         json_object_set_new(f->vars, name, v);
@@ -100,7 +101,7 @@ static void bind(struct jj_frame *f, const char *name, json_t *v)
         json_object_del(f->vars, name);
 }
 
-static bool step(struct jj_ctx *c, const struct jj_node *n)
+bool jj_step(struct jj_ctx *c, const struct jj_node *n)
 {
     if (c->failed)
         return false;
@@ -113,7 +114,6 @@ static bool step(struct jj_ctx *c, const struct jj_node *n)
 
 /* ---- expressions --------------------------------------------------------- */
 
-static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n);
 static json_t *eval_subject(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *obj);
 
 void jj_args_free(struct jj_args *a)
@@ -140,7 +140,7 @@ static bool eval_args(struct jj_ctx *c, struct jj_frame *f, const struct jj_node
         return false;
     }
     for (size_t i = 0; i < n->args.n; i++) {
-        json_t *v = eval(c, f, n->args.v[i]);
+        json_t *v = jj_eval(c, f, n->args.v[i]);
         if (c->failed) {
             json_decref(v);
             return false;
@@ -228,8 +228,8 @@ static bool slice_bound(struct jj_ctx *c, const struct jj_node *n, json_t *v, lo
 
 static json_t *eval_slice(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n, json_t *obj)
 {
-    json_t *bv[3] = {n->b ? eval(c, f, n->b) : NULL, n->c ? eval(c, f, n->c) : NULL,
-                     n->args.n ? eval(c, f, n->args.v[0]) : NULL};
+    json_t *bv[3] = {n->b ? jj_eval(c, f, n->b) : NULL, n->c ? jj_eval(c, f, n->c) : NULL,
+                     n->args.n ? jj_eval(c, f, n->args.v[0]) : NULL};
     long long start = 0, stop = 0, stepv = 1;
     bool has_start = slice_bound(c, n, bv[0], &start), has_stop = slice_bound(c, n, bv[1], &stop);
     slice_bound(c, n, bv[2], &stepv);
@@ -319,7 +319,7 @@ static json_t *eval_list(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
 {
     json_t *r = json_array();
     for (size_t i = 0; r && i < n->args.n && !c->failed; i++) {
-        json_t *v = eval(c, f, n->args.v[i]);
+        json_t *v = jj_eval(c, f, n->args.v[i]);
         json_array_append_new(r, v ? v : json_null());
     }
     return r;
@@ -329,8 +329,8 @@ static json_t *eval_dict(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
 {
     json_t *r = json_object();
     for (size_t i = 0; r && i + 1 < n->args.n && !c->failed; i += 2) {
-        json_t *k = eval(c, f, n->args.v[i]);
-        json_t *v = eval(c, f, n->args.v[i + 1]);
+        json_t *k = jj_eval(c, f, n->args.v[i]);
+        json_t *v = jj_eval(c, f, n->args.v[i + 1]);
         json_t *ks = k ? jj_to_string(k) : NULL;
         if (ks)
             json_object_set_new(r, json_string_value(ks), v ? v : json_null());
@@ -342,8 +342,8 @@ static json_t *eval_dict(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
     return r;
 }
 
-static json_t *eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n,
-                                const struct jj_node *placeholder, json_t *value)
+json_t *jj_eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n,
+                            const struct jj_node *placeholder, json_t *value)
 {
     json_t *v;
     if (n == placeholder)
@@ -351,9 +351,9 @@ static json_t *eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const stru
     if (n->a == placeholder)
         v = json_incref(value);
     else if (n->a->kind == JN_FILTER && placeholder)
-        v = eval_filter_node(c, f, n->a, placeholder, value);
+        v = jj_eval_filter_node(c, f, n->a, placeholder, value);
     else
-        v = eval(c, f, n->a);
+        v = jj_eval(c, f, n->a);
     struct jj_args a = {0};
     if (c->failed || !eval_args(c, f, n, &a)) {
         json_decref(v);
@@ -370,21 +370,21 @@ static json_t *eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const stru
  * error, as in jinja2 (only the final lookup may be undefined). */
 static json_t *eval_subject(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *obj)
 {
-    json_t *o = eval(c, f, obj);
+    json_t *o = jj_eval(c, f, obj);
     if (!o && !c->failed)
         undefined_err(c, obj);
     return o;
 }
 
-static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
+json_t *jj_eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
 {
-    if (!step(c, n))
+    if (!jj_step(c, n))
         return NULL;
     switch (n->kind) {
     case JN_LIT:
         return json_incref(n->lit);
     case JN_NAME:
-        return lookup(c, f, n->name);
+        return jj_lookup(c, f, n->name);
     case JN_LIST:
         return eval_list(c, f, n);
     case JN_DICT:
@@ -403,7 +403,7 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         json_t *o = eval_subject(c, f, n->a);
         if (!o)
             return NULL;
-        json_t *k = eval(c, f, n->b);
+        json_t *k = jj_eval(c, f, n->b);
         json_t *r = c->failed ? NULL : jj_getitem(c, n, o, k);
         if (!r && !c->failed) {
             json_t *ks = k ? jj_to_string(k) : NULL;
@@ -425,9 +425,9 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
     case JN_CALL:
         return eval_call(c, f, n);
     case JN_FILTER:
-        return eval_filter_node(c, f, n, NULL, NULL);
+        return jj_eval_filter_node(c, f, n, NULL, NULL);
     case JN_TEST: {
-        json_t *v = eval(c, f, n->a);
+        json_t *v = jj_eval(c, f, n->a);
         struct jj_args a = {0};
         if (c->failed || !eval_args(c, f, n, &a)) {
             json_decref(v);
@@ -440,37 +440,37 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
         return r < 0 ? NULL : json_boolean(n->negate ? !r : r);
     }
     case JN_NOT: {
-        json_t *v = eval(c, f, n->a);
+        json_t *v = jj_eval(c, f, n->a);
         bool t = jj_truthy(v);
         json_decref(v);
         return c->failed ? NULL : json_boolean(!t);
     }
     case JN_AND:
     case JN_OR: {
-        json_t *l = eval(c, f, n->a);
+        json_t *l = jj_eval(c, f, n->a);
         if (c->failed)
             return NULL;
         bool t = jj_truthy(l);
         if (n->kind == JN_AND ? !t : t)
             return l;
         json_decref(l);
-        return eval(c, f, n->b);
+        return jj_eval(c, f, n->b);
     }
     case JN_COND: {
-        json_t *cond = eval(c, f, n->b);
+        json_t *cond = jj_eval(c, f, n->b);
         bool t = jj_truthy(cond);
         json_decref(cond);
         if (c->failed)
             return NULL;
         if (t)
-            return eval(c, f, n->a);
-        return n->c ? eval(c, f, n->c) : NULL;
+            return jj_eval(c, f, n->a);
+        return n->c ? jj_eval(c, f, n->c) : NULL;
     }
     case JN_UNARY:
     case JN_BINARY:
     case JN_COMPARE:
-        return jj_eval_operator(c, n, n->kind == JN_UNARY ? NULL : eval(c, f, n->a),
-                                eval(c, f, n->kind == JN_UNARY ? n->a : n->b));
+        return jj_eval_operator(c, n, n->kind == JN_UNARY ? NULL : jj_eval(c, f, n->a),
+                                jj_eval(c, f, n->kind == JN_UNARY ? n->a : n->b));
     default:
         return jj_fail(c, n, "statement used as an expression");
     }
@@ -478,7 +478,6 @@ static json_t *eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *
 
 /* ---- calls: macros, caller(), globals, methods ----------------------------- */
 
-static void exec_body(struct jj_ctx *c, struct jj_frame *f, const struct jj_list *body);
 
 /* Binds params of a macro/caller node from args, evaluating defaults in f. */
 static bool bind_params(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *def, const struct jj_node *at,
@@ -503,9 +502,9 @@ static bool bind_params(struct jj_ctx *c, struct jj_frame *f, const struct jj_no
         bool present;
         json_t *v = jj_arg(a, i, p->name, &present);
         if (present)
-            bind(f, p->name, v ? json_incref(v) : NULL);
+            jj_bind(f, p->name, v ? json_incref(v) : NULL);
         else if (p->a)
-            bind(f, p->name, eval(c, f, p->a));
+            jj_bind(f, p->name, jj_eval(c, f, p->a));
         if (c->failed)
             return false;
     }
@@ -517,7 +516,7 @@ static json_t *invoke(struct jj_ctx *c, const struct jj_node *def, struct jj_fra
 {
     if (c->depth >= JJ_MAX_CALL_DEPTH)
         return jj_fail(c, at, "macro recursion deeper than %d", JJ_MAX_CALL_DEPTH);
-    struct jj_frame *mf = frame_push(c, scope);
+    struct jj_frame *mf = jj_frame_push(c, scope);
     if (!mf)
         return NULL;
     if (caller)
@@ -526,15 +525,15 @@ static json_t *invoke(struct jj_ctx *c, const struct jj_node *def, struct jj_fra
     c->depth++;
     if (bind_params(c, mf, def, at, a)) {
         c->out = &out;
-        exec_body(c, mf, &def->body);
+        jj_exec_body(c, mf, &def->body);
         c->out = saved;
     }
     c->depth--;
     c->loopctl = 0;
-    frame_pop(mf);
+    jj_frame_pop(mf);
     json_t *r = NULL;
     if (out.overflow)
-        output_overflow(c, at);
+        jj_output_overflow(c, at);
     if (!c->failed)
         r = json_stringn_nocheck(out.p ? out.p : "", out.n);
     jj_buf_free(&out);
@@ -577,266 +576,4 @@ static json_t *eval_call(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
     json_decref(self);
     jj_args_free(&a);
     return r;
-}
-
-/* ---- statements ------------------------------------------------------------ */
-
-static void emit(struct jj_ctx *c, const struct jj_node *n, const char *s, size_t len)
-{
-    if (!jj_buf_put(c->out, s, len))
-        output_overflow(c, n);
-}
-
-static bool assign(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *target, json_t *v)
-{
-    if (target->kind == JN_NAME) {
-        bind(f, target->name, v);
-        return true;
-    }
-    if (target->kind == JN_ATTR) {
-        json_t *ns = lookup(c, f, target->a->name);
-        bool ok = ns && jj_is_namespace(c, ns);
-        if (ok)
-            json_object_set_new(ns, target->name, v ? v : json_null());
-        else
-            json_decref(v);
-        json_decref(ns);
-        if (!ok)
-            jj_fail(c, target, "cannot assign attribute on non-namespace object '%s'", target->a->name);
-        return ok;
-    }
-    /* tuple unpacking */
-    size_t want = target->args.n;
-    if (!v || !json_is_array(v) || json_array_size(v) != want) {
-        jj_fail(c, target, "cannot unpack %s into %zu names", v && json_is_array(v) ? "a list of other length" : jj_type_name(v),
-                want);
-        json_decref(v);
-        return false;
-    }
-    for (size_t i = 0; i < want; i++)
-        bind(f, target->args.v[i]->name, json_incref(json_array_get(v, i)));
-    json_decref(v);
-    return true;
-}
-
-static json_t *loop_object(size_t i, size_t len, json_t *items)
-{
-    json_t *l = json_object();
-    if (!l)
-        return NULL;
-    json_object_set_new(l, "index", json_integer((long long)i + 1));
-    json_object_set_new(l, "index0", json_integer((long long)i));
-    json_object_set_new(l, "revindex", json_integer((long long)(len - i)));
-    json_object_set_new(l, "revindex0", json_integer((long long)(len - i - 1)));
-    json_object_set_new(l, "first", json_boolean(i == 0));
-    json_object_set_new(l, "last", json_boolean(i + 1 == len));
-    json_object_set_new(l, "length", json_integer((long long)len));
-    json_object_set_new(l, "depth", json_integer(1));
-    json_object_set_new(l, "depth0", json_integer(0));
-    if (i > 0)
-        json_object_set(l, "previtem", json_array_get(items, i - 1));
-    if (i + 1 < len)
-        json_object_set(l, "nextitem", json_array_get(items, i + 1));
-    return l;
-}
-
-static void exec_for(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
-{
-    json_t *src = eval(c, f, n->a);
-    json_t *all = c->failed ? NULL : jj_iter_list(c, n->a, src);
-    json_decref(src);
-    if (!all)
-        return;
-    struct jj_frame *lf = frame_push(c, f);
-    json_t *items = n->b ? json_array() : json_incref(all);
-    if (!lf || !items)
-        goto out;
-    if (n->b) { /* {% for x in xs if cond %}: filter first, loop.length counts kept items */
-        for (size_t i = 0; i < json_array_size(all) && !c->failed; i++) {
-            json_t *it = json_array_get(all, i);
-            if (!assign(c, lf, n->c, json_incref(it)))
-                break;
-            json_t *cond = eval(c, lf, n->b);
-            if (jj_truthy(cond))
-                json_array_append(items, it);
-            json_decref(cond);
-        }
-    }
-    size_t len = json_array_size(items);
-    for (size_t i = 0; i < len && step(c, n); i++) {
-        /* jinja2: what the body sets does not survive into the next turn */
-        json_object_clear(lf->vars);
-        lf->nmacros = 0;
-        if (!assign(c, lf, n->c, json_incref(json_array_get(items, i))))
-            break;
-        bind(lf, "loop", loop_object(i, len, items));
-        exec_body(c, lf, &n->body);
-        if (c->loopctl == 1) {
-            c->loopctl = 0;
-            break;
-        }
-        c->loopctl = 0;
-    }
-    if (len == 0 && !c->failed)
-        exec_body(c, f, &n->orelse);
-out:
-    json_decref(items);
-    json_decref(all);
-    frame_pop(lf);
-}
-
-static void add_macro(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
-{
-    struct jj_macro *nm = realloc(f->macros, (f->nmacros + 1) * sizeof(*nm));
-    if (!nm) {
-        jj_fail(c, n, "out of memory");
-        return;
-    }
-    f->macros = nm;
-    nm[f->nmacros].node = n;
-    nm[f->nmacros].scope = f;
-    f->nmacros++;
-}
-
-/* Renders a body into a fresh string (block set, filter block). */
-static json_t *capture(struct jj_ctx *c, struct jj_frame *f, const struct jj_list *body)
-{
-    struct jj_buf out = {.limit = c->out->limit}, *saved = c->out;
-    c->out = &out;
-    exec_body(c, f, body);
-    c->out = saved;
-    json_t *r = c->failed ? NULL : json_stringn_nocheck(out.p ? out.p : "", out.n);
-    if (out.overflow)
-        output_overflow(c, NULL);
-    jj_buf_free(&out);
-    return r;
-}
-
-static void exec_stmt(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
-{
-    if (!step(c, n))
-        return;
-    switch (n->kind) {
-    case JN_TEXT:
-        emit(c, n, n->name, n->len);
-        break;
-    case JN_OUTPUT: {
-        json_t *v = eval(c, f, n->a);
-        if (!c->failed && v) {
-            if (json_is_string(v)) {
-                emit(c, n, json_string_value(v), json_string_length(v));
-            } else {
-                struct jj_buf b = {0};
-                jj_str(&b, v);
-                emit(c, n, b.p ? b.p : "", b.n);
-                jj_buf_free(&b);
-            }
-        }
-        json_decref(v);
-        break;
-    }
-    case JN_IF: {
-        json_t *v = eval(c, f, n->a);
-        bool t = jj_truthy(v);
-        json_decref(v);
-        if (!c->failed)
-            exec_body(c, f, t ? &n->body : &n->orelse);
-        break;
-    }
-    case JN_FOR:
-        exec_for(c, f, n);
-        break;
-    case JN_SET: {
-        json_t *v = eval(c, f, n->a);
-        if (!c->failed)
-            assign(c, f, n->c, v);
-        else
-            json_decref(v);
-        break;
-    }
-    case JN_SET_BLOCK:
-    case JN_FILTER_BLOCK: {
-        json_t *v = capture(c, f, &n->body);
-        if (v && n->b) {
-            const struct jj_node *ph = n->b;
-            while (ph->kind == JN_FILTER)
-                ph = ph->a;
-            json_t *fv = eval_filter_node(c, f, n->b, ph, v);
-            json_decref(v);
-            v = fv;
-        }
-        if (c->failed) {
-            json_decref(v);
-        } else if (n->kind == JN_SET_BLOCK) {
-            bind(f, n->c->name, v);
-        } else {
-            json_t *s = jj_to_string(v);
-            if (s)
-                emit(c, n, json_string_value(s), json_string_length(s));
-            json_decref(s);
-            json_decref(v);
-        }
-        break;
-    }
-    case JN_MACRO:
-        add_macro(c, f, n);
-        break;
-    case JN_CALL_BLOCK: {
-        struct jj_caller cl = {.body = n, .scope = f};
-        c->pending_caller = &cl;
-        json_t *v = eval(c, f, n->a);
-        c->pending_caller = NULL;
-        if (v && json_is_string(v))
-            emit(c, n, json_string_value(v), json_string_length(v));
-        json_decref(v);
-        break;
-    }
-    case JN_BREAK:
-        c->loopctl = 1;
-        break;
-    case JN_CONTINUE:
-        c->loopctl = 2;
-        break;
-    case JN_BODY:
-        exec_body(c, f, &n->body);
-        break;
-    default:
-        jj_fail(c, n, "expression used as a statement");
-    }
-}
-
-static void exec_body(struct jj_ctx *c, struct jj_frame *f, const struct jj_list *body)
-{
-    for (size_t i = 0; i < body->n && !c->failed && !c->loopctl; i++)
-        exec_stmt(c, f, body->v[i]);
-}
-
-int jj_render(const struct jj_template *t, json_t *vars, size_t max_output, long max_steps, char **out,
-              size_t *out_len)
-{
-    struct jj_ctx *c = calloc(1, sizeof(*c));
-    struct jj_buf buf = {.limit = max_output ? max_output : JJ_DEFAULT_MAX_OUTPUT};
-    if (!c)
-        return zl_error(ZL_ENOMEM, "template: out of memory");
-    c->out = &buf;
-    c->max_steps = max_steps > 0 ? max_steps : JJ_MAX_STEPS;
-    struct jj_frame root = {.vars = vars};
-    exec_body(c, &root, &t->root->body);
-    free(root.macros);
-    for (size_t i = 0; i < c->nns; i++)
-        json_decref(c->ns[i]);
-    free(c->ns);
-    int rc = 0;
-    if (c->failed) {
-        rc = zl_error(c->overflow ? ZL_ERANGE : ZL_EINVAL, "%s", c->err);
-        jj_buf_free(&buf);
-    } else {
-        if (!buf.p && !(buf.p = calloc(1, 1)))
-            rc = zl_error(ZL_ENOMEM, "template: out of memory");
-        *out = buf.p;
-        if (out_len)
-            *out_len = buf.n;
-    }
-    free(c);
-    return rc;
 }
