@@ -116,22 +116,9 @@ int zl_sampler_create(int32_t vocab, struct zl_sampler **out)
     return ZL_OK;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 double zl_sampler_uniform(uint64_t seed, uint64_t stream, uint64_t step)
 {
-    uint64_t x = mix64(seed + 0x9e3779b97f4a7c15ull);
-    x = mix64(x ^ (stream * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull));
-    x = mix64(x ^ (step * 0x8cb92ba72f3d8dd7ull + 0x2545f4914f6cdd1dull));
-    return (double)(x >> 11) * 0x1p-53;
+    return zl_uniform_of(seed, stream, step);
 }
 
 /* logprob of every id = l - logsumexp(l); returns logsumexp. */

@@ -1,7 +1,7 @@
 /* What sample.cu's passes share: the block's shared memory, order-
  * preserving float keys and radix digits, the thread's chunk walk,
- * deterministic block reductions and scans, the draw's uniform and the
- * tempered values.  Included once, by sample.cu. */
+ * deterministic block reductions and scans, and the tempered values.
+ * Included once, by sample.cu.  (The draw's uniform is zlight/sampler.h's.) */
 #ifndef ZL_SAMPLE_BLOCK_CUH
 #define ZL_SAMPLE_BLOCK_CUH
 
@@ -161,26 +161,6 @@ __device__ void block_scan(unsigned v, unsigned *incl, unsigned *excl, smem &s)
 __device__ void block_scan(double v, double *incl, double *excl, smem &s)
 {
     scan_in(v, incl, excl, s.wd);
-}
-
-/* ---- the draw's uniform: zl_sampler_uniform bit for bit ---- */
-
-__device__ __forceinline__ uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-__device__ double zl_cuda_uniform(uint64_t seed, uint64_t stream, uint64_t step)
-{
-    uint64_t x = mix64(seed + 0x9e3779b97f4a7c15ull);
-    x = mix64(x ^ (stream * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull));
-    x = mix64(x ^ (step * 0x8cb92ba72f3d8dd7ull + 0x2545f4914f6cdd1dull));
-    return (double)(x >> 11) * 0x1p-53;
 }
 
 /* ---- the tempered values ---- */

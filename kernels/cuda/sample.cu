@@ -30,9 +30,11 @@
 
 #include <cuda_runtime.h>
 
+#include <zlight/sampler.h>
+
 #include "cuda-sample.h"
 
-#include "sample-block.cuh" /* shared memory, keys, block scans, the uniform, e_of */
+#include "sample-block.cuh" /* shared memory, keys, block scans, e_of */
 
 /* ---- sources: each(f) calls f(id, key, value) for the thread's share in
  * id order.  level(pref) tells a source the key prefix a pass counts. ---- */
@@ -522,7 +524,7 @@ __device__ int sample_row(const struct zl_sample_row &row, const float *l, int b
         R.set_lo(tp);
         L.lo = tp;
     }
-    double u = zl_cuda_uniform(row.seed, row.stream, row.step);
+    double u = zl_uniform_of(row.seed, row.stream, row.step); /* zlight/sampler.h */
     return listed ? draw(L, u, s) : draw(R, u, s);
 }
 

@@ -100,6 +100,31 @@ ZL_API int zl_sampler_sample(struct zl_sampler *s, const struct zl_sampling_para
 /* The counter-based uniform in [0, 1) behind a draw. */
 ZL_API double zl_sampler_uniform(uint64_t seed, uint64_t stream, uint64_t step);
 
+/* Its definition, inline, so that a device sampler (compiled by nvcc:
+ * host and device code) draws the same uniform bit for bit from the one
+ * source.  zl_mix64 is splitmix64's finaliser. */
+#ifdef __CUDACC__
+#define ZL_SAMPLER_INLINE static inline __host__ __device__
+#else
+#define ZL_SAMPLER_INLINE static inline
+#endif
+ZL_SAMPLER_INLINE uint64_t zl_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+ZL_SAMPLER_INLINE double zl_uniform_of(uint64_t seed, uint64_t stream, uint64_t step)
+{
+    uint64_t x = zl_mix64(seed + 0x9e3779b97f4a7c15ull);
+    x = zl_mix64(x ^ (stream * 0xd1b54a32d192ed03ull + 0x632be59bd9b4e019ull));
+    x = zl_mix64(x ^ (step * 0x8cb92ba72f3d8dd7ull + 0x2545f4914f6cdd1dull));
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 (no hex floats in C++ < 17) */
+}
+
 #ifdef __cplusplus
 }
 #endif
