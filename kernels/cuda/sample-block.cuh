@@ -79,48 +79,39 @@ __device__ __forceinline__ void for_chunk(const float *l, int beg, int end, F f)
 
 /* ---- deterministic block reductions and scans (all threads call) ---- */
 
-__device__ double block_sum(double v, smem &s)
+/* One block reduction for both: a butterfly in each warp, then warp 0
+ * over the warps' results (op(v, other lane's v): the same order every
+ * time); the result through *out to every thread. */
+template <typename V, class Op>
+__device__ __forceinline__ V block_reduce(V v, V *warps, V *out, Op op)
 {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     for (int o = 16; o; o >>= 1)
-        v += __shfl_xor_sync(FULL, v, o);
+        v = op(v, __shfl_xor_sync(FULL, v, o));
     __syncthreads();
     if (lane == 0)
-        s.wd[w] = v;
+        warps[w] = v;
     __syncthreads();
     if (w == 0) {
-        v = s.wd[lane];
+        v = warps[lane];
         for (int o = 16; o; o >>= 1)
-            v += __shfl_xor_sync(FULL, v, o);
+            v = op(v, __shfl_xor_sync(FULL, v, o));
         if (lane == 0)
-            s.d0 = v;
+            *out = v;
     }
     __syncthreads();
-    return s.d0;
+    return *out;
+}
+
+__device__ double block_sum(double v, smem &s)
+{
+    return block_reduce(v, s.wd, &s.d0, [](double a, double b) { return a + b; });
 }
 
 __device__ unsigned long long block_max(unsigned long long v, smem &s)
 {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    for (int o = 16; o; o >>= 1) {
-        unsigned long long x = __shfl_xor_sync(FULL, v, o);
-        v = x > v ? x : v;
-    }
-    __syncthreads();
-    if (lane == 0)
-        s.wq[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        v = s.wq[lane];
-        for (int o = 16; o; o >>= 1) {
-            unsigned long long x = __shfl_xor_sync(FULL, v, o);
-            v = x > v ? x : v;
-        }
-        if (lane == 0)
-            s.q0 = v;
-    }
-    __syncthreads();
-    return s.q0;
+    return block_reduce(v, s.wq, &s.q0,
+                        [](unsigned long long a, unsigned long long b) { return b > a ? b : a; });
 }
 
 /* Inclusive and exclusive scans over the threads in order; ws holds the
