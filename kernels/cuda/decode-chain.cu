@@ -44,6 +44,10 @@
 // (ZL_CHAIN_DRY: the stream and the phase waits alone, 2.83 TB/s); of the
 // difference, ~6 us a layer is the o phase waiting for the last group's
 // attention and its split merge, the rest is spread over the phase ends.
+// The dot products run on the tensor cores (decode-chain-dots.cuh): batch
+// 1 took 0.786 -> 0.780 and 0.785 -> 0.780 s for 127 tokens in a tuning
+// build that also held chain-claims below (H100, one call, 2026-12-07;
+// trace 177.7 us a layer), -0.7%.
 // Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
 // down projection), asking tiles into L2 beyond the ring (no gain at 2,
 // 11% slower at 4), one bulk copy per row (the same).  Every warp taking
@@ -59,7 +63,11 @@
 // and down projections by column segments of CTA-owned rows, a 1 KB copy
 // a row (+3% and +9%: small bulk copies stream slowly), the producer's
 // lanes sharing copies (+2.5%).  Branch chain-norm-pre: each norm's
-// weights asked for before the wait for its input (no change).
+// weights asked for before the wait for its input (no change).  Branch
+// chain-claims: each phase's last quarter of tiles claimed at run time by
+// the producers whose slots free first, the consumers following per-slot
+// labels behind a third mbarrier (1-1.5% slower in a release build; the
+// claims at 0 or 25% timed the same: the phase ends are not uneven deals).
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -70,6 +78,7 @@
 #include "cuda-pdl.cuh"
 #include "cuda-rope.cuh"
 #include "decode-chain-attn.cuh"
+#include "decode-chain-dots.cuh"
 #include "decode-chain.cuh"
 
 using namespace zlcuda;
@@ -182,47 +191,6 @@ __device__ void load_input(const chain_args &A, T *xs, const char *src, int n, c
     cbar();
 }
 
-template <typename T> __device__ __forceinline__ float dot8(uint4 w, const float (&x)[8], float acc)
-{
-    const T *e = reinterpret_cast<const T *>(&w);
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        acc = fmaf(to_f32<T>(e[i]), x[i], acc);
-    return acc;
-}
-
-// The dot products of one or two weight rows in a slot (rows of k
-// elements, w2 may be null) with xs, by one warp: four accumulators a row
-// over the lanes' 16-byte chunks, then summed over the warp (the same
-// order every time).
-template <typename T>
-__device__ __forceinline__ void row_dots(const uint4 *w1, const uint4 *w2, int k, const T *xs,
-                                         int lane, float *s1, float *s2)
-{
-    float a1[4] = {}, a2[4] = {};
-    const int ck = k / 8;
-    for (int c0 = lane; c0 < ck; c0 += 128) {
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int c = c0 + 32 * i;
-            if (c >= ck)
-                break;
-            const uint4 xv = reinterpret_cast<const uint4 *>(xs)[c];
-            const T *xe = reinterpret_cast<const T *>(&xv);
-            float xf[8];
-#pragma unroll
-            for (int e = 0; e < 8; e++)
-                xf[e] = to_f32<T>(xe[e]);
-            a1[i] = dot8<T>(w1[c], xf, a1[i]);
-            if (w2)
-                a2[i] = dot8<T>(w2[c], xf, a2[i]);
-        }
-    }
-    *s1 = warp_sum((a1[0] + a1[1]) + (a1[2] + a1[3]));
-    if (w2)
-        *s2 = warp_sum((a2[0] + a2[1]) + (a2[2] + a2[3]));
-}
-
 // What a warp keeps of its unit (lane 0) between the sums, which read the
 // slot, and the stores, which come after the slot is freed.
 struct sums {
@@ -243,7 +211,7 @@ __device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int t, in
     r.s2 = r.res = 0.0f;
     if (!pair && lane == 0) // the residual, asked for before the sums
         r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t * per + j));
-    row_dots<T>(w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
+    row_dots<T>(A.mma, w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
                 &r.s1, &r.s2);
 }
 
@@ -298,7 +266,7 @@ __device__ __forceinline__ void shared_sums(const chain_args &A, int ph, int t, 
     r.res = 0.0f;
     if (lane == 0) // the residual, asked for before the sums
         r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t));
-    row_dots<T>(reinterpret_cast<const uint4 *>(slot) + c0, nullptr, n * 8, xs + c0 * 8, lane,
+    row_dots<T>(A.mma, reinterpret_cast<const uint4 *>(slot) + c0, nullptr, n * 8, xs + c0 * 8, lane,
                 &r.s1, &r.s2);
 }
 
@@ -571,9 +539,12 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.trace = static_cast<unsigned long long *>(c->trace);
     A.dry = c->dry;
     A.share = 1;
+    A.mma = 1;
 #ifdef ZL_GEMV_TUNING
     if (const char *e = getenv("ZL_CHAIN_SHARE"))
         A.share = atoi(e) != 0;
+    if (const char *e = getenv("ZL_CHAIN_MMA")) // 0: the FMA dot products
+        A.mma = atoi(e) != 0;
 #endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;

@@ -60,6 +60,7 @@ struct chain_args {
     unsigned long long *trace;  // tuning builds: per (CTA, layer, phase) times, or null
     int dry;                    // tuning builds: bit p: phase p's consumers skip the math (timing only)
     int share;                  // one-row tiles: every warp a share of the columns (unit_shared)
+    int mma;                    // dot products on the tensor cores (decode-chain-dots.cuh)
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
