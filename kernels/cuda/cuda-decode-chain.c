@@ -89,10 +89,21 @@ static long env_num(const char *k)
     return e ? strtol(e, NULL, 10) : 0;
 }
 
-static void trace_report(const unsigned long long *t, const struct zl_cuda_chain_plan *p, int L)
+/* The bytes a layer's phase reads from HBM: its weights (attention: its
+ * K and V), elements of 2 bytes (the chain takes bf16 and f16). */
+static double phase_bytes(const struct zl_cuda_chain_shape *sh, int ph)
+{
+    const double d = sh->d, f = sh->f, q = (double)sh->n_heads * sh->head_dim,
+                 kv = (double)sh->n_kv_heads * sh->head_dim;
+    const double el[5] = {(q + 2 * kv) * d, 2 * kv * sh->kv_len, d * q, 2 * f * d, d * f};
+    return 2 * el[ph];
+}
+
+static void trace_report(const unsigned long long *t, const struct zl_cuda_chain_plan *p,
+                         const struct zl_cuda_chain_shape *sh)
 {
     static const char *const names[5] = {"qkv", "attention", "o", "gate/up", "down"};
-    const int g = p->grid;
+    const int g = p->grid, L = sh->n_layers;
     unsigned long long t0 = ~0ull, t1 = 0;
     for (int ph = 0; ph < 5; ph++) {
         double wait = 0, work = 0, span = 0;
@@ -109,8 +120,12 @@ static void trace_report(const unsigned long long *t, const struct zl_cuda_chain
             }
             span += hi > lo ? (double)(hi - lo) : 0;
         }
-        fprintf(stderr, "chain trace: %-9s CTAs/layer %5.1f  wait %7.2f us  work %7.2f us  span %7.2f us (means)\n",
-                names[ph], (double)n / L, n ? wait / n / 1e3 : 0, n ? work / n / 1e3 : 0, span / L / 1e3);
+        /* bytes over span: the phase's rate from its first input to its
+         * last tile (tiles already in the rings at its start count too) */
+        const double mb = phase_bytes(sh, ph) / 1e6;
+        fprintf(stderr, "chain trace: %-9s CTAs/layer %5.1f  wait %7.2f us  work %7.2f us  span %7.2f us (means)"
+                "  %7.1f MB  %5.2f TB/s over the span\n", names[ph], (double)n / L, n ? wait / n / 1e3 : 0,
+                n ? work / n / 1e3 : 0, span / L / 1e3, mb, span > 0 ? mb * L / (span / 1e3) : 0);
     }
     double stall = 0;
     for (int c = 0; c < g; c++)
@@ -197,7 +212,7 @@ int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
         unsigned long long *h = malloc(tb);
         ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
         if (h && cudaMemcpy(h, tbuf, tb, cudaMemcpyDeviceToHost) == cudaSuccess)
-            trace_report(h, &plan, sh.n_layers);
+            trace_report(h, &plan, &sh);
         free(h);
         ZL_CUDA_WARN(cudaFree(tbuf));
     }
