@@ -47,7 +47,9 @@
 // The dot products run on the tensor cores (decode-chain-dots.cuh): batch
 // 1 took 0.786 -> 0.780 and 0.785 -> 0.780 s for 127 tokens in a tuning
 // build that also held chain-claims below (H100, one call, 2026-12-07;
-// trace 177.7 us a layer), -0.7%.
+// trace 177.7 us a layer), -0.7%.  Staging each phase's residuals with its
+// input (res_stage) took the last warp of every down row off an L2 round
+// trip: 6.12-6.16 -> 5.74-5.78 ms/token, 178.3 -> 166.4 us a layer.
 // Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
 // down projection), asking tiles into L2 beyond the ring (no gain at 2,
 // 11% slower at 4), one bulk copy per row (the same).  Every warp taking
@@ -143,20 +145,51 @@ ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
 
 // ---- the consumers ----
 
+// The residuals x[row] that a CTA's o or down tiles add to, in the order
+// the CTA takes them: entry m * per + j is row j of its m-th tile (t0 +
+// m * g).  Staged with the phase's input, one L2 round trip for all.  A
+// lane asking for its row's before the sums waited out its own round trip
+// behind the weight stream, longer than a down row's share of sums, and
+// every warp of a down row waits for the warp that adds the eight shares:
+// down's work 45.4 -> 38.4 us a layer, batch 1 -6% (H100, BENCHMARKS.md).
+struct res_stage {
+    float *v;
+    int t0, g, per, n; // n: entries (0: a phase without a residual)
+};
+
+ZL_HD int res_row(const res_stage &rs, int e)
+{
+    return (rs.t0 + e / rs.per * rs.g) * rs.per + e % rs.per;
+}
+
+template <typename T> __device__ __forceinline__ float residual_at(const chain_args &A, const res_stage &rs, int e)
+{
+    const int row = res_row(rs, e); // (the last tile's rows past d: never read)
+    return row < A.d ? to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + row)) : 0.0f;
+}
+
 // xs <- n elements of src (global, written by other CTAs: through L2), or
-// with nw rmsnorm(src) * nw rounded as rms_norm rounds it.  The chunks go
-// in with cp.async, all in flight at once and through no registers (a
-// loop of loads and stores waits out an L2 round trip a chunk: the stores'
-// generic pointer may alias src).
+// with nw rmsnorm(src) * nw rounded as rms_norm rounds it; rs.v <- the
+// phase's residuals.  The chunks go in with cp.async, all in flight at
+// once and through no registers (a loop of loads and stores waits out an
+// L2 round trip a chunk: the stores' generic pointer may alias src).
 template <typename T>
 __device__ void load_input(const chain_args &A, T *xs, const char *src, int n, const float *nw,
-                           float *red, int tid)
+                           const res_stage &rs, float *red, int tid)
 {
     const int chunks = n / 8;
     for (int c = tid; c < chunks; c += CTHREADS)
         cp_async16(xs + c * 8, src + (int64_t)c * 16, 16);
     cp_async_commit();
+    float rv[RES_MAX / CTHREADS]; // in flight with the chunks
+#pragma unroll
+    for (int i = 0; i < RES_MAX / CTHREADS; i++)
+        rv[i] = tid + i * CTHREADS < rs.n ? residual_at<T>(A, rs, tid + i * CTHREADS) : 0.0f;
     cp_async_wait<0>(); // this thread's chunks are in: it reads only its own until cbar
+#pragma unroll
+    for (int i = 0; i < RES_MAX / CTHREADS; i++)
+        if (tid + i * CTHREADS < rs.n)
+            rs.v[tid + i * CTHREADS] = rv[i];
     if (nw) {
         float ss = 0.0f;
         for (int c = tid; c < chunks; c += CTHREADS) {
@@ -192,25 +225,21 @@ __device__ void load_input(const chain_args &A, T *xs, const char *src, int n, c
 }
 
 // What a warp keeps of its unit (lane 0) between the sums, which read the
-// slot, and the stores, which come after the slot is freed.
+// slot, and the stores, which come after the slot is freed; res: the
+// residual that o and down add (staged, res_stage).
 struct sums {
     float s1, s2, res;
 };
 
 // Unit j of tile t (a row, or a pair of rows of the paired phases) by one
-// warp: its dot products (and, for o and down, the residual it adds).
+// warp: its dot products.
 template <typename T>
-__device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int t, int j,
-                                          const char *slot, const tile &tl, const T *xs, int lane,
-                                          sums &r)
+__device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int j, const char *slot,
+                                          const tile &tl, const T *xs, int lane, sums &r)
 {
     const int k = phase_k(A, ph), ck = k / 8;
     const uint4 *w = reinterpret_cast<const uint4 *>(slot);
     const bool pair = ph == QKV || ph == GU;
-    const int per = ph == OPROJ ? A.ro : A.rd; // o, down
-    r.s2 = r.res = 0.0f;
-    if (!pair && lane == 0) // the residual, asked for before the sums
-        r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t * per + j));
     row_dots<T>(A.mma, w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
                 &r.s1, &r.s2);
 }
@@ -258,14 +287,11 @@ __device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, con
 // an eighth as long as by one warp (tuning builds: ZL_CHAIN_SHARE=0 turns
 // it off).  First the warp's share of the sums:
 template <typename T>
-__device__ __forceinline__ void shared_sums(const chain_args &A, int ph, int t, const char *slot,
-                                            const T *xs, int lane, int warp, sums &r)
+__device__ __forceinline__ void shared_sums(const chain_args &A, int ph, const char *slot, const T *xs,
+                                            int lane, int warp, sums &r)
 {
     const int ck = phase_k(A, ph) / 8, per = (ck + CWARPS - 1) / CWARPS;
     const int c0 = warp * per, n = min(per, ck - c0);
-    r.res = 0.0f;
-    if (lane == 0) // the residual, asked for before the sums
-        r.res = to_f32<T>(__ldcg(reinterpret_cast<const T *>(A.x) + t));
     row_dots<T>(A.mma, reinterpret_cast<const uint4 *>(slot) + c0, nullptr, n * 8, xs + c0 * 8, lane,
                 &r.s1, &r.s2);
 }
@@ -294,7 +320,7 @@ __device__ void shared_store(const chain_args &A, int t, int warp, const sums &r
 template <typename T, int HD>
 __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
                         uint64_t *full, uint64_t *empty, int *flag, float *share, int *share_n,
-                        int tid)
+                        float *resv, int tid)
 {
     const int c = blockIdx.x, g = gridDim.x;
     uint32_t k = 0;
@@ -328,10 +354,12 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 TRACE(A, if (tid == 0) tr[2] = now_ns());
                 continue;
             }
+            const int per = residual_rows(A, ph);
+            const res_stage rs = {resv, t0, g, per, per * ((n - t0 + g - 1) / g)};
             if (ph == QKV || ph == GU)
-                load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, red[0][0], tid);
+                load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, rs, red[0][0], tid);
             else
-                load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, red[0][0], tid);
+                load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, rs, red[0][0], tid);
             TRACE(A, if (tid == 0) tr[1] = now_ns());
             // warps take the units (rows, or pairs) of the phase's tiles in turn
             // and move on without waiting for each other; each frees a slot
@@ -349,10 +377,12 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 const int j = shared ? warp : (warp - next % CWARPS + CWARPS) % CWARPS;
                 const bool has = !dry && (shared || j < tl.na);
                 sums r = {};
+                if (has && per) // (shared: j is the warp's share, the row is 0)
+                    r.res = resv[mine * per + (shared ? 0 : j)];
                 if (has && shared)
-                    shared_sums<T>(A, ph, t, slot, xs, lane, warp, r);
+                    shared_sums<T>(A, ph, slot, xs, lane, warp, r);
                 else if (has)
-                    unit_sums<T>(A, ph, t, j, slot, tl, xs, lane, r);
+                    unit_sums<T>(A, ph, j, slot, tl, xs, lane, r);
                 next += tl.na;
                 __syncwarp();
                 if (lane == 0) {
@@ -384,6 +414,7 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     int *flag = reinterpret_cast<int *>(empty + A.slots);
     int *share_n = flag + 1;
     float *share = reinterpret_cast<float *>(share_n + 2 * MAX_SLOTS);
+    float *resv = share + 2 * MAX_SLOTS * CWARPS;
     const int tid = threadIdx.x;
     if (tid < 2 * MAX_SLOTS)
         share_n[tid] = 0;
@@ -400,19 +431,19 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
             produce(A, ring, full, empty);
         return;
     }
-    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, tid);
+    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, resv, tid);
 #else
     __trap(); // never launched below sm_90 (the plan says no)
 #endif
 }
 
 // Shared memory of a launch: the ring, xs (or attention's per-warp
-// partials), two reduction buffers, the barriers, a flag, and the shared
-// rows' partials and arrivals a slot.
+// partials), two reduction buffers, the barriers, a flag, the shared
+// rows' partials and arrivals a slot, and a phase's staged residuals.
 size_t tail_bytes(int slots)
 {
     return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + sizeof(int) +
-           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS;
+           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS + sizeof(float) * RES_MAX;
 }
 
 int pick_pairs(int rows_cap, int limit)
@@ -458,6 +489,9 @@ int plan_for(const struct zl_cuda_chain_shape *s, int smem, int sms, int major, 
     p->rd = slot / (2 * s->f) < MAXR ? slot / (2 * s->f) : MAXR;
     if (p->pq < 1 || p->pg < 1 || p->ro < 1 || p->rd < 1)
         return 0;
+    const int to = (s->d + p->ro - 1) / p->ro, td = (s->d + p->rd - 1) / p->rd; // o, down tiles
+    if ((to + sms - 1) / sms * p->ro > RES_MAX || (td + sms - 1) / sms * p->rd > RES_MAX)
+        return 0; // a CTA's residuals of a phase do not fit the stage
     p->slot_bytes = slot;
     p->xs_bytes = (int)xs;
     p->smem = (size_t)p->slots * slot + (size_t)xs + tail_bytes(p->slots);

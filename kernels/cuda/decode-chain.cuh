@@ -32,6 +32,7 @@ constexpr int MAXR = 8;                     // rows a tile (a warp takes one uni
 constexpr int CH = 64;                      // keys an attention task (8 per warp)
 constexpr int SLOT_KB = 32;                 // a ring slot: one tile (64: 1% slower on an H100)
 constexpr int MAX_SLOTS = 16;
+constexpr int RES_MAX = 2 * CTHREADS;       // residuals of a CTA's o / down rows, staged a phase
 static_assert(MAXR <= CWARPS, "a warp takes one unit (row or pair) of a tile at most");
 constexpr float LOG2E = 1.4426950408889634f;
 enum { QKV, ATT, OPROJ, GU, DOWN, PHASES };
@@ -147,6 +148,12 @@ ZL_HD int phase_tiles(const chain_args &A, int ph)
 ZL_HD int phase_k(const chain_args &A, int ph)
 {
     return ph == OPROJ ? A.nh * A.hd : ph == DOWN ? A.f : A.d;
+}
+
+// Rows a tile of the phases that add to the residual (o, down), else 0.
+ZL_HD int residual_rows(const chain_args &A, int ph)
+{
+    return ph == OPROJ ? A.ro : ph == DOWN ? A.rd : 0;
 }
 
 struct tile {

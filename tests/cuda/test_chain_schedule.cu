@@ -9,7 +9,8 @@
 //   - the plan: it fits the shared memory, sizes the counters, and takes
 //     or declines what it should;
 //   - per CTA, the producer's tile sequence equals the consumers' (layer,
-//     phase, tile), and every tile fits a ring slot;
+//     phase, tile), every tile fits a ring slot, and the residual staged
+//     for each o and down row is that row's;
 //   - coverage: every weight row of every phase streamed by exactly one
 //     CTA, every attention task run by exactly one, what the CTAs count
 //     per phase adds up to the target the next phase waits for, and the
@@ -68,11 +69,19 @@ std::vector<step> consumer_walk(const chain_args &A, int c, int g, std::vector<i
             if (t0 >= n)
                 continue;
             long mine = 0;
+            const int per = residual_rows(A, ph);
+            const res_stage rs = {nullptr, t0, g, per, per * ((n - t0 + g - 1) / g)};
+            check(rs.n <= RES_MAX, "a phase's residuals fit the stage", rs.n, RES_MAX);
             for (int t = t0; t < n; t += g, mine++) {
-                if (ph == ATT)
+                if (ph == ATT) {
                     tasks[(size_t)l * n + t]++;
-                else
-                    v.push_back({l, ph, t, tile_of(A, A.layers[l], ph, t)});
+                    continue;
+                }
+                v.push_back({l, ph, t, tile_of(A, A.layers[l], ph, t)});
+                for (int j = 0; j < v.back().tl.na && per; j++) // the entry consume reads
+                    check(mine * per + j < rs.n && res_row(rs, (int)mine * per + j) == t * per + j,
+                          "a unit's staged residual is its row's", (long)res_row(rs, (int)mine * per + j),
+                          (long)t * per + j);
             }
             if (ph != ATT)
                 published[(size_t)l * PHASES + ph] += mine;
@@ -195,6 +204,7 @@ int main()
     check_case("head_dim 96", {1, 1536, 4096, 16, 4, 96, 10}, H100, 132, 0);
     check_case("a group of 16 query heads", {1, 4096, 14336, 32, 2, 128, 10}, H100, 132, 0);
     check_case("f not a multiple of 8", {1, 1024, 2750, 8, 2, 128, 10}, H100, 132, 0);
+    check_case("more o rows a CTA than residuals staged", {1, 8192, 8192, 64, 8, 128, 10}, H100, 8, 0);
     check_case("48 KB of shared memory", {1, 4096, 14336, 32, 8, 128, 10}, 48 << 10, 132, 0);
     {
         struct zl_cuda_chain_shape s = {1, 4096, 14336, 32, 8, 128, 513};
