@@ -157,6 +157,13 @@ struct res_stage {
     int t0, g, per, n; // n: entries (0: a phase without a residual)
 };
 
+// The stage of phase ph (n tiles) for the CTA whose first tile is t0 (of g).
+ZL_HD res_stage res_stage_of(const chain_args &A, int ph, int n, int t0, int g, float *v)
+{
+    const int per = residual_rows(A, ph);
+    return {v, t0, g, per, per * ((n - t0 + g - 1) / g)};
+}
+
 ZL_HD int res_row(const res_stage &rs, int e)
 {
     return (rs.t0 + e / rs.per * rs.g) * rs.per + e % rs.per;
@@ -354,8 +361,8 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 TRACE(A, if (tid == 0) tr[2] = now_ns());
                 continue;
             }
-            const int per = residual_rows(A, ph);
-            const res_stage rs = {resv, t0, g, per, per * ((n - t0 + g - 1) / g)};
+            const res_stage rs = res_stage_of(A, ph, n, t0, g, resv);
+            const int per = rs.per;
             if (ph == QKV || ph == GU)
                 load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, rs, red[0][0], tid);
             else

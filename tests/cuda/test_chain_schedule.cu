@@ -69,8 +69,8 @@ std::vector<step> consumer_walk(const chain_args &A, int c, int g, std::vector<i
             if (t0 >= n)
                 continue;
             long mine = 0;
-            const int per = residual_rows(A, ph);
-            const res_stage rs = {nullptr, t0, g, per, per * ((n - t0 + g - 1) / g)};
+            const res_stage rs = res_stage_of(A, ph, n, t0, g, nullptr);
+            const int per = rs.per;
             check(rs.n <= RES_MAX, "a phase's residuals fit the stage", rs.n, RES_MAX);
             for (int t = t0; t < n; t += g, mine++) {
                 if (ph == ATT) {
