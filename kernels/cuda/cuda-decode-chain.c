@@ -80,7 +80,8 @@ static int chain_shape(const struct zl_bctx *ctx, const struct zl_decoder_stack 
 
 #ifdef ZL_GEMV_TUNING
 /* Tuning builds: ZL_CHAIN_TRACE=N traces the N-th call (globaltimer stamps
- * per CTA, layer and phase: entry, input ready, done) and prints where the
+ * per CTA, layer and phase: entry, input ready, done, and the time spent
+ * waiting for tiles) and prints where the
  * time went; ZL_CHAIN_DRY=1 skips the math (the weight stream and the
  * phase waits alone; wrong tokens); ZL_CHAIN_SLOTS=N (decode-chain.cu). */
 static long env_num(const char *k)
@@ -106,15 +107,15 @@ static void trace_report(const unsigned long long *t, const struct zl_cuda_chain
     const int g = p->grid, L = sh->n_layers;
     unsigned long long t0 = ~0ull, t1 = 0;
     for (int ph = 0; ph < 5; ph++) {
-        double wait = 0, work = 0, span = 0;
+        double wait = 0, work = 0, span = 0, starved = 0;
         long n = 0;
         for (int l = 0; l < L; l++) {
             unsigned long long lo = ~0ull, hi = 0;
             for (int c = 0; c < g; c++) {
-                const unsigned long long *e = t + (((size_t)c * (size_t)L + (size_t)l) * 5 + (size_t)ph) * 3;
+                const unsigned long long *e = t + (((size_t)c * (size_t)L + (size_t)l) * 5 + (size_t)ph) * ZL_CHAIN_STAMPS;
                 if (!e[0])
                     continue;
-                wait += (double)(e[1] - e[0]), work += (double)(e[2] - e[1]), n++;
+                wait += (double)(e[1] - e[0]), work += (double)(e[2] - e[1]), starved += (double)e[3], n++;
                 lo = e[1] < lo ? e[1] : lo, hi = e[2] > hi ? e[2] : hi;
                 t0 = e[0] < t0 ? e[0] : t0, t1 = e[2] > t1 ? e[2] : t1;
             }
@@ -123,13 +124,14 @@ static void trace_report(const unsigned long long *t, const struct zl_cuda_chain
         /* bytes over span: the phase's rate from its first input to its
          * last tile (tiles already in the rings at its start count too) */
         const double mb = phase_bytes(sh, ph) / 1e6;
-        fprintf(stderr, "chain trace: %-9s CTAs/layer %5.1f  wait %7.2f us  work %7.2f us  span %7.2f us (means)"
-                "  %7.1f MB  %5.2f TB/s over the span\n", names[ph], (double)n / L, n ? wait / n / 1e3 : 0,
-                n ? work / n / 1e3 : 0, span / L / 1e3, mb, span > 0 ? mb * L / (span / 1e3) : 0);
+        fprintf(stderr, "chain trace: %-9s CTAs/layer %5.1f  wait %7.2f us  work %7.2f us (%6.2f waiting for tiles)"
+                "  span %7.2f us (means)  %7.1f MB  %5.2f TB/s over the span\n", names[ph], (double)n / L,
+                n ? wait / n / 1e3 : 0, n ? work / n / 1e3 : 0, n ? starved / n / 1e3 : 0, span / L / 1e3, mb,
+                span > 0 ? mb * L / (span / 1e3) : 0);
     }
     double stall = 0;
     for (int c = 0; c < g; c++)
-        stall += (double)t[(size_t)g * (size_t)L * 15 + (size_t)c * 2];
+        stall += (double)t[(size_t)g * (size_t)L * 5 * ZL_CHAIN_STAMPS + (size_t)c * 2];
     fprintf(stderr, "chain trace: kernel %.1f us over %d layers (%.2f us a layer), %d CTAs, %d slots of %d KB; "
             "producer waited %.1f us a CTA for a free slot\n", (double)(t1 - t0) / 1e3, L,
             (double)(t1 - t0) / 1e3 / L, g, p->slots, p->slot_bytes >> 10, stall / g / 1e3);

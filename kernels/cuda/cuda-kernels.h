@@ -285,11 +285,13 @@ struct zl_cuda_chain {
     void *trace;                /* tuning builds: zl_cuda_decode_chain_trace_bytes, or NULL */
     int32_t dry;                /* tuning builds: bit p skips phase p's math (timing only) */
 };
-/* Bytes of a trace: 3 stamps per (CTA, layer, phase of 5), 2 per CTA. */
+/* Bytes of a trace: ZL_CHAIN_STAMPS per (CTA, layer, phase of 5): start,
+ * input ready, end, ns waiting for tiles; 2 per CTA. */
+#define ZL_CHAIN_STAMPS 4
 static inline size_t zl_cuda_decode_chain_trace_bytes(const struct zl_cuda_chain_plan *p,
                                                       int32_t n_layers)
 {
-    return ((size_t)p->grid * (size_t)n_layers * 5 * 3 + (size_t)p->grid * 2) * 8;
+    return ((size_t)p->grid * (size_t)n_layers * 5 * ZL_CHAIN_STAMPS + (size_t)p->grid * 2) * 8;
 }
 /* Whether the kernel takes this shape on this device (sm_90+, head_dim 64
  * or 128, up to 8 query heads a kv head, the shared memory for 2+ slots),

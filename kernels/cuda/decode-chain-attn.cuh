@@ -30,6 +30,60 @@ __device__ __forceinline__ void transpose_sum(float (&v)[32], int lane)
     }
 }
 
+// The last split's merge of a kv head's partial rows pk ([split][head],
+// part_ld(HD) floats each) into att: each split's weight exp2(m - max)
+// per head, then the weighted sums.  Where the rows fit xs's space they
+// are copied into sa in one round trip first (staged), else the maxima
+// and sums come first and the rows are read through L2 after them: the
+// merge is on the o phase's critical path, whose input waits for the
+// last kv group's.
+template <typename T, int HD>
+__device__ void merge_splits(const chain_args &A, const float *pk, T *att, float *sa, int tid)
+{
+    const int group = A.group, lp = part_ld(HD), ns = A.splits * group;
+    const bool staged = !A.merge_l2 && (int64_t)ns * lp * 4 + (ns + group) * 4 <= A.xs_bytes;
+    float *wq, *zq, *zs; // [split][head] weights, sums; [head] total
+    if (staged) {
+        for (int c = tid; c < ns * lp / 4; c += CTHREADS)
+            cp_async16(sa + c * 4, pk + c * 4, 16);
+        cp_async_commit();
+        cp_async_wait<0>();
+        wq = sa + ns * lp, zq = nullptr, zs = wq + ns;
+    } else {
+        wq = sa, zq = sa + ns, zs = sa + 2 * ns;
+        for (int i = tid; i < ns; i += CTHREADS) {
+            wq[i] = __ldcg(pk + (int64_t)i * lp + HD);
+            zq[i] = __ldcg(pk + (int64_t)i * lp + HD + 1);
+        }
+    }
+    cbar();
+    if (tid < group) {
+        float mx = -INFINITY, z = 0.0f;
+        for (int q2 = 0; q2 < A.splits; q2++) {
+            const int i = q2 * group + tid;
+            mx = fmaxf(mx, staged ? sa[i * lp + HD] : wq[i]);
+        }
+        for (int q2 = 0; q2 < A.splits; q2++) {
+            const int i = q2 * group + tid;
+            const float f = exp2f((staged ? sa[i * lp + HD] : wq[i]) - mx);
+            z += (staged ? sa[i * lp + HD + 1] : zq[i]) * f;
+            wq[i] = f;
+        }
+        zs[tid] = z;
+    }
+    cbar();
+    for (int i = tid; i < group * HD; i += CTHREADS) {
+        const int h = i / HD, e = i % HD;
+        float a = 0.0f;
+#pragma unroll 8
+        for (int q2 = 0; q2 < A.splits; q2++) {
+            const int64_t r = (int64_t)(q2 * group + h) * lp + e;
+            a += (staged ? sa[r] : __ldcg(pk + r)) * wq[q2 * group + h];
+        }
+        att[i] = from_f32<T>(a / zs[h]);
+    }
+}
+
 // Attention task t of layer l: kv head t / splits, keys [s * CH, ...) of
 // split s, 8 consecutive keys a warp for all the group's query heads.  A
 // lane holds E dims of each key's K and V row; the 8 x group partial dots
@@ -137,9 +191,9 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
             o[HD] = m, o[HD + 1] = sum;
     }
     cbar();
-    const int n_out = group * HD;
+    const int n_out = group * HD, lp = part_ld(HD);
     T *att = reinterpret_cast<T *>(A.att) + (int64_t)kh * group * HD;
-    float *part = A.part + ((int64_t)kh * A.splits + s) * group * ld;
+    float *part = A.part + ((int64_t)kh * A.splits + s) * group * lp;
     for (int i = tid; i < n_out; i += CTHREADS) {
         const int h = i / HD, e = i % HD;
         float mx = -INFINITY;
@@ -154,9 +208,9 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
         if (A.splits == 1) {
             att[i] = from_f32<T>(a / z);
         } else {
-            part[h * ld + e] = a;
+            part[h * lp + e] = a;
             if (e == 0)
-                part[h * ld + HD] = mx, part[h * ld + HD + 1] = z;
+                part[h * lp + HD] = mx, part[h * lp + HD + 1] = z;
         }
     }
     int32_t *done = A.cnt + l * cnt_stride(A);
@@ -172,35 +226,7 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     if (!*flag)
         return;
     __threadfence();
-    // the last split: each split's weight exp2(m - max) per head, then the sums
-    const float *pk = A.part + (int64_t)kh * A.splits * group * ld;
-    const int ns = A.splits * group;
-    float *wq = sa, *zq = sa + ns, *zs = sa + 2 * ns; // [split][head] x 2, [head]
-    for (int i = tid; i < ns; i += CTHREADS) {
-        wq[i] = __ldcg(pk + (int64_t)i * ld + HD);
-        zq[i] = __ldcg(pk + (int64_t)i * ld + HD + 1);
-    }
-    cbar();
-    if (tid < group) {
-        float mx = -INFINITY, z = 0.0f;
-        for (int q2 = 0; q2 < A.splits; q2++)
-            mx = fmaxf(mx, wq[q2 * group + tid]);
-        for (int q2 = 0; q2 < A.splits; q2++) {
-            const float f = exp2f(wq[q2 * group + tid] - mx);
-            wq[q2 * group + tid] = f;
-            z += zq[q2 * group + tid] * f;
-        }
-        zs[tid] = z;
-    }
-    cbar();
-    for (int i = tid; i < n_out; i += CTHREADS) {
-        const int h = i / HD, e = i % HD;
-        float a = 0.0f;
-#pragma unroll 8
-        for (int q2 = 0; q2 < A.splits; q2++)
-            a += __ldcg(pk + (int64_t)(q2 * group + h) * ld + e) * wq[q2 * group + h];
-        att[i] = from_f32<T>(a / zs[h]);
-    }
+    merge_splits<T, HD>(A, A.part + (int64_t)kh * A.splits * group * lp, att, sa, tid);
     publish(&done[ATT], 1, tid);
 }
 

@@ -115,20 +115,56 @@ ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
 // Every tile of this CTA into the ring in step order.  (Asking 2 or 4 more
 // tiles into L2 beyond the ring, for the waits after attention and at each
 // phase's end: no gain at 2, 11% slower at 4 on an H100.)
-[[maybe_unused]] __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
+// Waits for slot s to be free for tile k.  While it is not and the
+// consumers wait for a phase's input (idle: HBM would idle once the rings
+// are full), asks up to A.pf tiles from k on into L2, so that the bulk
+// copies after the wait find them there (pc: the next tile to ask for, at
+// index *pk).
+__device__ __forceinline__ void wait_slot(const chain_args &A, uint64_t *empty, int s, uint32_t k,
+                                          const cursor &u, cursor &pc, uint32_t *pk, bool *pok,
+                                          const volatile int *idle, int c, int g)
+{
+    const unsigned parity = (k / A.slots - 1) & 1;
+    if (!A.pf) {
+        mbar_wait(&empty[s], parity);
+        return;
+    }
+    if (*pk < k) // the walk caught up with what was asked for
+        pc = u, *pk = k, *pok = true;
+    while (!mbar_test(&empty[s], parity)) {
+        if (*pok && *pk < k + (uint32_t)A.pf && *idle) {
+            const tile tl = tile_of(A, A.layers[pc.l], pc.ph, pc.t);
+            const unsigned rb = (unsigned)phase_k(A, pc.ph) * 2;
+            bulk_prefetch_l2(tl.a, tl.na * rb);
+            if (tl.nb)
+                bulk_prefetch_l2(tl.b, tl.nb * rb);
+            pc.t += g;
+            *pok = settle(A, pc, c, g);
+            ++*pk;
+        } else {
+            __nanosleep(64);
+        }
+    }
+}
+
+[[maybe_unused]] __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty,
+                                         const volatile int *idle)
 {
     uint64_t policy;
     asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     const int c = blockIdx.x, g = gridDim.x;
     cursor u = {0, QKV, first_tile(c, 0, g), 0};
     bool ok = settle(A, u, c, g);
+    cursor pc = u; // wait_slot's walk ahead
+    uint32_t pk = 0;
+    bool pok = ok;
     [[maybe_unused]] unsigned long long stall = 0;
     for (uint32_t k = 0; ok; k++) {
         const int s = (int)(k % A.slots);
         [[maybe_unused]] unsigned long long t0 = 0;
         TRACE(A, t0 = now_ns());
         if (k >= (uint32_t)A.slots)
-            mbar_wait(&empty[s], (k / A.slots - 1) & 1);
+            wait_slot(A, empty, s, k, u, pc, &pk, &pok, idle, c, g);
         TRACE(A, stall += now_ns() - t0);
         const tile tl = tile_of(A, A.layers[u.l], u.ph, u.t);
         const unsigned rb = (unsigned)phase_k(A, u.ph) * 2;
@@ -140,7 +176,7 @@ ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
         u.t += g;
         ok = settle(A, u, c, g);
     }
-    TRACE(A, A.trace[(size_t)g * A.n_layers * PHASES * 3 + c * 2] = stall);
+    TRACE(A, A.trace[(size_t)g * A.n_layers * PHASES * ZL_CHAIN_STAMPS + c * 2] = stall);
 }
 
 // ---- the consumers ----
@@ -327,7 +363,7 @@ __device__ void shared_store(const chain_args &A, int t, int warp, const sums &r
 template <typename T, int HD>
 __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
                         uint64_t *full, uint64_t *empty, int *flag, float *share, int *share_n,
-                        float *resv, int tid)
+                        float *resv, volatile int *idle, int tid)
 {
     const int c = blockIdx.x, g = gridDim.x;
     uint32_t k = 0;
@@ -342,14 +378,17 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             if (t0 >= n)
                 continue;
             [[maybe_unused]] unsigned long long *tr = nullptr;
-            TRACE(A, tr = A.trace + (((size_t)c * A.n_layers + l) * PHASES + ph) * 3;
+            TRACE(A, tr = A.trace + (((size_t)c * A.n_layers + l) * PHASES + ph) * ZL_CHAIN_STAMPS;
                   if (tid == 0) tr[0] = now_ns());
             // wait for this phase's input, then stage it
+            if (tid == 0)
+                *idle = 1;
             if (ph == QKV && l > 0)
                 wait_count(done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
             else if (ph != QKV && ph != ATT) // attention waits for its own group's rows
                 wait_count(&done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
             if (ph == ATT) { // the trace's "input ready": the first task's rows are in
+                // (idle stays set: HBM streams nothing for attention)
                 TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
                     if (!(A.dry >> ATT & 1))
@@ -367,6 +406,8 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, rs, red[0][0], tid);
             else
                 load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, rs, red[0][0], tid);
+            if (tid == 0)
+                *idle = 0;
             TRACE(A, if (tid == 0) tr[1] = now_ns());
             // warps take the units (rows, or pairs) of the phase's tiles in turn
             // and move on without waiting for each other; each frees a slot
@@ -377,7 +418,10 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             const bool shared = A.share && ph != QKV && ph != GU && (ph == OPROJ ? A.ro : A.rd) == 1;
             for (int t = t0; t < n; t += g, k++, mine++) {
                 const int s = (int)(k % A.slots);
+                [[maybe_unused]] unsigned long long w0 = 0;
+                TRACE(A, if (tid == 0) w0 = now_ns());
                 mbar_wait(&full[s], (k / A.slots) & 1);
+                TRACE(A, if (tid == 0) tr[3] += now_ns() - w0);
                 const tile tl = tile_of(A, w, ph, t);
                 const char *slot = ring + (size_t)s * A.slot_bytes;
                 // a warp has one unit of a tile at most (MAXR <= CWARPS)
@@ -422,9 +466,12 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     int *share_n = flag + 1;
     float *share = reinterpret_cast<float *>(share_n + 2 * MAX_SLOTS);
     float *resv = share + 2 * MAX_SLOTS * CWARPS;
+    int *idle = reinterpret_cast<int *>(resv + RES_MAX);
     const int tid = threadIdx.x;
     if (tid < 2 * MAX_SLOTS)
         share_n[tid] = 0;
+    if (tid == 0)
+        *idle = 0;
     if (tid == 0) {
         for (int s = 0; s < A.slots; s++) {
             mbar_init(&full[s], 1);
@@ -435,10 +482,10 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     __syncthreads();
     if (tid >= CTHREADS) {
         if (tid == CTHREADS)
-            produce(A, ring, full, empty);
+            produce(A, ring, full, empty, idle);
         return;
     }
-    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, resv, tid);
+    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, resv, idle, tid);
 #else
     __trap(); // never launched below sm_90 (the plan says no)
 #endif
@@ -450,7 +497,7 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
 size_t tail_bytes(int slots)
 {
     return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + sizeof(int) +
-           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS + sizeof(float) * RES_MAX;
+           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS + sizeof(float) * RES_MAX + sizeof(int);
 }
 
 int pick_pairs(int rows_cap, int limit)
@@ -506,7 +553,7 @@ int plan_for(const struct zl_cuda_chain_shape *s, int smem, int sms, int major, 
     p->splits = (s->kv_len + CH - 1) / CH;
     if ((2 * (int64_t)p->splits + 1) * (s->n_heads / s->n_kv_heads) * 4 > xs)
         return 0; // the last split's merge stages its weights in xs's space
-    p->part_bytes = p->splits > 1 ? (size_t)s->n_heads * p->splits * (hd + 2) * sizeof(float) : 0;
+    p->part_bytes = p->splits > 1 ? (size_t)s->n_heads * p->splits * part_ld(hd) * sizeof(float) : 0;
     p->count_ints = (size_t)s->n_layers * (PHASES + 2 * (size_t)s->n_kv_heads);
     return 1;
 }
@@ -586,6 +633,10 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
         A.share = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_MMA")) // 0: the FMA dot products
         A.mma = atoi(e) != 0;
+    if (const char *e = getenv("ZL_CHAIN_PF")) // tiles asked into L2 while the consumers wait
+        A.pf = atoi(e) > 0 ? atoi(e) : 0;
+    if (const char *e = getenv("ZL_CHAIN_MERGE_L2")) // 1: the split merge as before its staging
+        A.merge_l2 = atoi(e) != 0;
 #endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;

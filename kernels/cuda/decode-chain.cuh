@@ -41,7 +41,7 @@ struct chain_args {
     const struct zl_cuda_chain_layer *layers;  // device [n_layers]
     int n_layers;
     char *x, *qkv, *att, *a;                   // [d] residual, [qd + 2 kvd], [qd], [f]: T
-    float *part;                               // [n_kv][splits][group][hd + 2]
+    float *part;                               // [n_kv][splits][group][part_ld(hd)]
     int32_t *cnt;                              // [n_layers][PHASES + n_kv], zero at launch
     int d, f, nh, nkv, hd, group;
     float eps, scale_log2;
@@ -62,6 +62,8 @@ struct chain_args {
     int dry;                    // tuning builds: bit p: phase p's consumers skip the math (timing only)
     int share;                  // one-row tiles: every warp a share of the columns (unit_shared)
     int mma;                    // dot products on the tensor cores (decode-chain-dots.cuh)
+    int pf;                     // tiles a producer asks into L2 ahead while its consumers wait
+    int merge_l2;               // tuning builds: the split merge reads through L2 even where rows fit
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
@@ -99,6 +101,14 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
 #endif
 }
 
+// `bytes` (a multiple of 16) from global src into L2, no completion.
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, unsigned bytes)
+{
+#if ZL_CHAIN_SM90
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+#endif
+}
+
 // The consumer warps' own barrier (the producer warp never joins it).
 __device__ __forceinline__ void cbar()
 {
@@ -131,6 +141,14 @@ ZL_HD int qkv_head(const chain_args &A, int slot)
 {
     const int g = slot / (A.group + 2), r = slot % (A.group + 2);
     return r < A.group ? g * A.group + r : r == A.group ? A.nh + g : A.nh + A.nkv + g;
+}
+
+// A split's partial row of one query head: hd sums, the max, the sum of
+// weights, and 2 floats that keep every row 16-byte aligned (the last
+// split's merge copies them in with cp.async).
+ZL_HD int part_ld(int hd)
+{
+    return hd + 4;
 }
 
 // First tile of CTA c in a phase whose deal starts at CTA `off`.
