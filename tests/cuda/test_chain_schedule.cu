@@ -124,6 +124,12 @@ int check_case(const char *name, struct zl_cuda_chain_shape s, int smem, int sms
     A.layers = layers.data();
     check(p.count_ints == (size_t)s.n_layers * cnt_stride(A), "counters", (long)p.count_ints,
           (long)s.n_layers * cnt_stride(A));
+    // the split merge's partial rows: one a (kv head, split, query head), each
+    // 16-byte aligned (merge_splits copies them with cp.async)
+    check(p.part_bytes == (p.splits > 1 ? (size_t)s.n_heads * p.splits * part_ld(s.head_dim) * 4 : 0),
+          "partial rows' bytes", (long)p.part_bytes, (long)p.splits);
+    check(part_ld(s.head_dim) % 4 == 0 && part_ld(s.head_dim) >= s.head_dim + 2, "partial row stride",
+          part_ld(s.head_dim), s.head_dim);
 
     const int g = p.grid, qd = s.n_heads * s.head_dim, kvd = s.n_kv_heads * s.head_dim;
     const int64_t rows[PHASES] = {qd + 2 * kvd, 0, s.d, 2 * (int64_t)s.f, s.d};
