@@ -60,22 +60,6 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity)
 #endif
 }
 
-// Whether the phase of parity `parity` has completed (no wait).
-__device__ __forceinline__ bool mbar_test(uint64_t *b, unsigned parity)
-{
-#if ZL_MBAR_OK
-    uint32_t done;
-    asm volatile("{ .reg .pred p; mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;"
-                 " selp.u32 %0, 1, 0, p; }"
-                 : "=r"(done)
-                 : "r"(smem_addr(b)), "r"(parity)
-                 : "memory");
-    return done;
-#else
-    return true;
-#endif
-}
-
 } // namespace zlcuda
 
 #endif

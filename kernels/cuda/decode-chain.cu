@@ -114,57 +114,23 @@ ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
 
 // Every tile of this CTA into the ring in step order.  (Asking 2 or 4 more
 // tiles into L2 beyond the ring, for the waits after attention and at each
-// phase's end: no gain at 2, 11% slower at 4 on an H100.)
-// Waits for slot s to be free for tile k.  While it is not and the
-// consumers wait for a phase's input (idle: HBM would idle once the rings
-// are full), asks up to A.pf tiles from k on into L2, so that the bulk
-// copies after the wait find them there (pc: the next tile to ask for, at
-// index *pk).
-__device__ __forceinline__ void wait_slot(const chain_args &A, uint64_t *empty, int s, uint32_t k,
-                                          const cursor &u, cursor &pc, uint32_t *pk, bool *pok,
-                                          const volatile int *idle, int c, int g)
-{
-    const unsigned parity = (k / A.slots - 1) & 1;
-    if (!A.pf) {
-        mbar_wait(&empty[s], parity);
-        return;
-    }
-    if (*pk < k) // the walk caught up with what was asked for
-        pc = u, *pk = k, *pok = true;
-    while (!mbar_test(&empty[s], parity)) {
-        if (*pok && *pk < k + (uint32_t)A.pf && *idle) {
-            const tile tl = tile_of(A, A.layers[pc.l], pc.ph, pc.t);
-            const unsigned rb = (unsigned)phase_k(A, pc.ph) * 2;
-            bulk_prefetch_l2(tl.a, tl.na * rb);
-            if (tl.nb)
-                bulk_prefetch_l2(tl.b, tl.nb * rb);
-            pc.t += g;
-            *pok = settle(A, pc, c, g);
-            ++*pk;
-        } else {
-            __nanosleep(64);
-        }
-    }
-}
-
-[[maybe_unused]] __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty,
-                                         const volatile int *idle)
+// phase's end: no gain at 2, 11% slower at 4 on an H100.  Asking them only
+// while the consumers wait for a phase's input: 1-2.7% slower, the waits
+// themselves grew.)
+[[maybe_unused]] __device__ void produce(const chain_args &A, char *ring, uint64_t *full, uint64_t *empty)
 {
     uint64_t policy;
     asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
     const int c = blockIdx.x, g = gridDim.x;
     cursor u = {0, QKV, first_tile(c, 0, g), 0};
     bool ok = settle(A, u, c, g);
-    cursor pc = u; // wait_slot's walk ahead
-    uint32_t pk = 0;
-    bool pok = ok;
     [[maybe_unused]] unsigned long long stall = 0;
     for (uint32_t k = 0; ok; k++) {
         const int s = (int)(k % A.slots);
         [[maybe_unused]] unsigned long long t0 = 0;
         TRACE(A, t0 = now_ns());
         if (k >= (uint32_t)A.slots)
-            wait_slot(A, empty, s, k, u, pc, &pk, &pok, idle, c, g);
+            mbar_wait(&empty[s], (k / A.slots - 1) & 1);
         TRACE(A, stall += now_ns() - t0);
         const tile tl = tile_of(A, A.layers[u.l], u.ph, u.t);
         const unsigned rb = (unsigned)phase_k(A, u.ph) * 2;
@@ -287,6 +253,13 @@ __device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int j, co
                 &r.s1, &r.s2);
 }
 
+// The count of kv group (tile t's) q, k and v pairs stored, which its
+// attention tasks wait for.
+__device__ __forceinline__ int32_t *group_count(const chain_args &A, int l, int t)
+{
+    return A.cnt + l * cnt_stride(A) + PHASES + A.nkv + t / (A.hd / 2 / A.pq) / (A.group + 2);
+}
+
 // Unit j of tile t, lane 0: what linear_rope_kv, linear_fused (residual,
 // SwiGLU) store for it, with the same formulas and roundings.
 template <typename T>
@@ -296,25 +269,24 @@ __device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, con
     if (ph == QKV) {
         const int hh = A.hd / 2, per_head = hh / A.pq;
         const int head = qkv_head(A, t / per_head), jj = (t % per_head) * A.pq + j;
-        int32_t *group_done = A.cnt + l * cnt_stride(A) + PHASES + A.nkv + t / per_head / (A.group + 2);
         if (head >= A.nh + A.nkv) { // v: into the cache as it is
             T *v = cache_row<T>(A, l, 1) + (head - A.nh - A.nkv) * A.hd;
             v[jj] = x1;
             v[jj + hh] = x2;
-            __threadfence();
-            atomicAdd(group_done, 1);
-            return;
+        } else {
+            float co, sn;
+            rope_cos_sin((float)__ldg(A.pos), __ldg(A.inv_freq + jj), A.af, &co, &sn);
+            const float f1 = to_f32<T>(x1), f2 = to_f32<T>(x2);
+            const T r1 = from_f32<T>(rot_lo(f1, f2, co, sn)), r2 = from_f32<T>(rot_hi(f1, f2, co, sn));
+            T *o = head < A.nh ? reinterpret_cast<T *>(A.qkv) + head * A.hd
+                               : cache_row<T>(A, l, 0) + (head - A.nh) * A.hd;
+            o[jj] = r1;
+            o[jj + hh] = r2;
         }
-        float co, sn;
-        rope_cos_sin((float)__ldg(A.pos), __ldg(A.inv_freq + jj), A.af, &co, &sn);
-        const float f1 = to_f32<T>(x1), f2 = to_f32<T>(x2);
-        const T r1 = from_f32<T>(rot_lo(f1, f2, co, sn)), r2 = from_f32<T>(rot_hi(f1, f2, co, sn));
-        T *o = head < A.nh ? reinterpret_cast<T *>(A.qkv) + head * A.hd
-                           : cache_row<T>(A, l, 0) + (head - A.nh) * A.hd;
-        o[jj] = r1;
-        o[jj + hh] = r2;
-        __threadfence();
-        atomicAdd(group_done, 1);
+        if (!A.qkv_sig) { // else counted at the phase's end (qkv_count)
+            __threadfence();
+            atomicAdd(group_count(A, l, t), 1);
+        }
     } else if (ph == GU) {
         const float gv = to_f32<T>(x1), uv = to_f32<T>(x2);
         reinterpret_cast<T *>(A.a)[t * A.pg + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
@@ -363,7 +335,7 @@ __device__ void shared_store(const chain_args &A, int t, int warp, const sums &r
 template <typename T, int HD>
 __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAXR][CWARPS],
                         uint64_t *full, uint64_t *empty, int *flag, float *share, int *share_n,
-                        float *resv, volatile int *idle, int tid)
+                        float *resv, int tid)
 {
     const int c = blockIdx.x, g = gridDim.x;
     uint32_t k = 0;
@@ -381,14 +353,11 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             TRACE(A, tr = A.trace + (((size_t)c * A.n_layers + l) * PHASES + ph) * ZL_CHAIN_STAMPS;
                   if (tid == 0) tr[0] = now_ns());
             // wait for this phase's input, then stage it
-            if (tid == 0)
-                *idle = 1;
             if (ph == QKV && l > 0)
-                wait_count(done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
+                wait_count(A, done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
             else if (ph != QKV && ph != ATT) // attention waits for its own group's rows
-                wait_count(&done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
+                wait_count(A, &done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
             if (ph == ATT) { // the trace's "input ready": the first task's rows are in
-                // (idle stays set: HBM streams nothing for attention)
                 TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
                     if (!(A.dry >> ATT & 1))
@@ -406,8 +375,6 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 load_input<T>(A, xs, A.x, A.d, ph == QKV ? w.attn_norm : w.ffn_norm, rs, red[0][0], tid);
             else
                 load_input<T>(A, xs, ph == OPROJ ? A.att : A.a, phase_k(A, ph), nullptr, rs, red[0][0], tid);
-            if (tid == 0)
-                *idle = 0;
             TRACE(A, if (tid == 0) tr[1] = now_ns());
             // warps take the units (rows, or pairs) of the phase's tiles in turn
             // and move on without waiting for each other; each frees a slot
@@ -447,6 +414,11 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             }
             cbar();
             publish(&done[ph], mine, tid);
+            // after publish's fence: each qkv tile's pairs to its group's count,
+            // one fence a CTA instead of one a pair (a warp stalls on each)
+            if (ph == QKV && A.qkv_sig && !dry)
+                for (int i = tid; i < mine; i += CTHREADS)
+                    atomicAdd(group_count(A, l, t0 + i * g), A.pq);
             TRACE(A, if (tid == 0) tr[2] = now_ns());
         }
     }
@@ -466,12 +438,9 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     int *share_n = flag + 1;
     float *share = reinterpret_cast<float *>(share_n + 2 * MAX_SLOTS);
     float *resv = share + 2 * MAX_SLOTS * CWARPS;
-    int *idle = reinterpret_cast<int *>(resv + RES_MAX);
     const int tid = threadIdx.x;
     if (tid < 2 * MAX_SLOTS)
         share_n[tid] = 0;
-    if (tid == 0)
-        *idle = 0;
     if (tid == 0) {
         for (int s = 0; s < A.slots; s++) {
             mbar_init(&full[s], 1);
@@ -482,10 +451,10 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
     __syncthreads();
     if (tid >= CTHREADS) {
         if (tid == CTHREADS)
-            produce(A, ring, full, empty, idle);
+            produce(A, ring, full, empty);
         return;
     }
-    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, resv, idle, tid);
+    consume<T, HD>(A, ring, xs, red, full, empty, flag, share, share_n, resv, tid);
 #else
     __trap(); // never launched below sm_90 (the plan says no)
 #endif
@@ -497,7 +466,7 @@ __global__ void __launch_bounds__(THREADS, 1) chain_kernel(const chain_args A)
 size_t tail_bytes(int slots)
 {
     return sizeof(float) * 2 * MAXR * CWARPS + 16 * (size_t)slots + sizeof(int) +
-           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS + sizeof(float) * RES_MAX + sizeof(int);
+           (sizeof(int) + sizeof(float) * CWARPS) * 2 * MAX_SLOTS + sizeof(float) * RES_MAX;
 }
 
 int pick_pairs(int rows_cap, int limit)
@@ -628,15 +597,18 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.dry = c->dry;
     A.share = 1;
     A.mma = 1;
+    A.qkv_sig = 1;
 #ifdef ZL_GEMV_TUNING
     if (const char *e = getenv("ZL_CHAIN_SHARE"))
         A.share = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_MMA")) // 0: the FMA dot products
         A.mma = atoi(e) != 0;
-    if (const char *e = getenv("ZL_CHAIN_PF")) // tiles asked into L2 while the consumers wait
-        A.pf = atoi(e) > 0 ? atoi(e) : 0;
     if (const char *e = getenv("ZL_CHAIN_MERGE_L2")) // 1: the split merge as before its staging
         A.merge_l2 = atoi(e) != 0;
+    if (const char *e = getenv("ZL_CHAIN_WAIT_FENCE")) // 1: an SC fence after each count's acquire
+        A.wait_fence = atoi(e) != 0;
+    if (const char *e = getenv("ZL_CHAIN_QKV_SIG")) // 0: each qkv pair fences and counts
+        A.qkv_sig = atoi(e) != 0;
 #endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;

@@ -62,8 +62,9 @@ struct chain_args {
     int dry;                    // tuning builds: bit p: phase p's consumers skip the math (timing only)
     int share;                  // one-row tiles: every warp a share of the columns (unit_shared)
     int mma;                    // dot products on the tensor cores (decode-chain-dots.cuh)
-    int pf;                     // tiles a producer asks into L2 ahead while its consumers wait
     int merge_l2;               // tuning builds: the split merge reads through L2 even where rows fit
+    int wait_fence;             // tuning builds: an SC fence after each count's acquire (wait_count)
+    int qkv_sig;                // 1: a CTA counts its qkv pairs at the phase's end, 0: each pair
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
@@ -98,14 +99,6 @@ __device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned b
                  " [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)),
                  "l"(src), "r"(bytes), "r"(smem_addr(b)), "l"(policy)
                  : "memory");
-#endif
-}
-
-// `bytes` (a multiple of 16) from global src into L2, no completion.
-__device__ __forceinline__ void bulk_prefetch_l2(const void *src, unsigned bytes)
-{
-#if ZL_CHAIN_SM90
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
 #endif
 }
 
@@ -205,13 +198,17 @@ ZL_HD tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph, in
 
 // ---- counters between CTAs ----
 
-// Thread 0 waits until *p >= target (another CTA's release), then all do.
-__device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid)
+// Thread 0 waits until *p >= target (another CTA's release), then all do:
+// its acquire load and the barrier order their reads after the writes the
+// count releases (the pattern of a grid sync).  Tuning builds:
+// ZL_CHAIN_WAIT_FENCE=1 adds the SC fence after the load it once had.
+__device__ __forceinline__ void wait_count(const chain_args &A, const int32_t *p, int target, int tid)
 {
     if (tid == 0) {
         while (ld_acquire(p) < target)
             __nanosleep(64);
-        __threadfence();
+        if (A.wait_fence)
+            __threadfence();
     }
     cbar();
 }
