@@ -237,8 +237,17 @@ __device__ void load_input(const chain_args &A, T *xs, const char *src, int n, c
 // slot, and the stores, which come after the slot is freed; res: the
 // residual that o and down add (staged, res_stage).
 struct sums {
-    float s1, s2, res;
+    float s1, s2, res, res2;
 };
+
+// Units of a tile: pairs in the paired phases; rows of o and down, or
+// neighbouring rows two by two where the o phase pairs them (A.opair: one
+// warp's MMAs give two rows' sums for the price of one, and a tile's o
+// rows take half the warp round trips).
+__device__ __forceinline__ int units_of(const chain_args &A, int ph, const tile &tl)
+{
+    return ph == OPROJ && A.opair ? (tl.na + 1) / 2 : tl.na;
+}
 
 // Unit j of tile t (a row, or a pair of rows of the paired phases) by one
 // warp: its dot products.
@@ -248,9 +257,12 @@ __device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int j, co
 {
     const int k = phase_k(A, ph), ck = k / 8;
     const uint4 *w = reinterpret_cast<const uint4 *>(slot);
-    const bool pair = ph == QKV || ph == GU;
-    row_dots<T>(A.mma, w + (int64_t)j * ck, pair ? w + (int64_t)(tl.na + j) * ck : nullptr, k, xs, lane,
-                &r.s1, &r.s2);
+    const uint4 *w1 = w + (int64_t)j * ck, *w2 = nullptr;
+    if (ph == QKV || ph == GU)
+        w2 = w + (int64_t)(tl.na + j) * ck;
+    else if (ph == OPROJ && A.opair) // rows 2j and 2j + 1 (the last may be alone)
+        w1 = w + (int64_t)2 * j * ck, w2 = 2 * j + 1 < tl.na ? w1 + ck : nullptr;
+    row_dots<T>(A.mma, w1, w2, k, xs, lane, &r.s1, &r.s2);
 }
 
 // The count of kv group (tile t's) q, k and v pairs stored, which its
@@ -290,6 +302,11 @@ __device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, con
     } else if (ph == GU) {
         const float gv = to_f32<T>(x1), uv = to_f32<T>(x2);
         reinterpret_cast<T *>(A.a)[t * A.pg + j] = from_f32<T>(gv / (1.0f + expf(-gv)) * uv);
+    } else if (ph == OPROJ && A.opair) { // rows 2j and 2j + 1, where the tile has it
+        T *x = reinterpret_cast<T *>(A.x) + t * A.ro + 2 * j;
+        x[0] = from_f32<T>(to_f32<T>(x1) + r.res);
+        if (2 * j + 1 < min(A.ro, A.d - t * A.ro)) // the tile's rows (tile_of)
+            x[1] = from_f32<T>(to_f32<T>(x2) + r.res2);
     } else { // o, down: x += the product rounded to T
         const int per = ph == OPROJ ? A.ro : A.rd;
         reinterpret_cast<T *>(A.x)[t * per + j] = from_f32<T>(to_f32<T>(x1) + r.res);
@@ -393,15 +410,19 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                 const char *slot = ring + (size_t)s * A.slot_bytes;
                 // a warp has one unit of a tile at most (MAXR <= CWARPS)
                 const int j = shared ? warp : (warp - next % CWARPS + CWARPS) % CWARPS;
-                const bool has = !dry && (shared || j < tl.na);
+                const int nu = units_of(A, ph, tl);
+                const bool has = !dry && (shared || j < nu), two = nu < tl.na; // two: o rows paired
                 sums r = {};
-                if (has && per) // (shared: j is the warp's share, the row is 0)
-                    r.res = resv[mine * per + (shared ? 0 : j)];
+                if (has && per) { // (shared: j is the warp's share, the row is 0)
+                    r.res = resv[mine * per + (shared ? 0 : two ? 2 * j : j)];
+                    if (two && 2 * j + 1 < tl.na)
+                        r.res2 = resv[mine * per + 2 * j + 1];
+                }
                 if (has && shared)
                     shared_sums<T>(A, ph, slot, xs, lane, warp, r);
                 else if (has)
                     unit_sums<T>(A, ph, j, slot, tl, xs, lane, r);
-                next += tl.na;
+                next += nu;
                 __syncwarp();
                 if (lane == 0) {
                     mbar_arrive(&empty[s]); // the stores below do not read the slot
@@ -598,6 +619,7 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.share = 1;
     A.mma = 1;
     A.qkv_sig = 1;
+    A.opair = 1;
 #ifdef ZL_GEMV_TUNING
     if (const char *e = getenv("ZL_CHAIN_SHARE"))
         A.share = atoi(e) != 0;
@@ -609,6 +631,8 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
         A.wait_fence = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_QKV_SIG")) // 0: each qkv pair fences and counts
         A.qkv_sig = atoi(e) != 0;
+    if (const char *e = getenv("ZL_CHAIN_OPAIR")) // 1: a warp sums two o rows at once
+        A.opair = atoi(e) != 0;
 #endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;

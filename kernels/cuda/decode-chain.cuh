@@ -65,6 +65,7 @@ struct chain_args {
     int merge_l2;               // tuning builds: the split merge reads through L2 even where rows fit
     int wait_fence;             // tuning builds: an SC fence after each count's acquire (wait_count)
     int qkv_sig;                // 1: a CTA counts its qkv pairs at the phase's end, 0: each pair
+    int opair;                  // the o phase's units: two neighbouring rows (units_of)
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
