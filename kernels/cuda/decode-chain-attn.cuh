@@ -118,7 +118,7 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
         }
     }
     // this kv group's q, k and v rows: (group + 2) heads of HD / 2 pairs
-    wait_count(A, A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
+    wait_count(A.cnt + l * cnt_stride(A) + PHASES + A.nkv + kh, (group + 2) * HD / 2, tid);
     TRACE(A, if (tr && tid == 0) tr[1] = now_ns());
 #pragma unroll
     for (int i = 0; i < KW; i++) {

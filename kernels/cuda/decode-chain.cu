@@ -240,15 +240,6 @@ struct sums {
     float s1, s2, res, res2;
 };
 
-// Units of a tile: pairs in the paired phases; rows of o and down, or
-// neighbouring rows two by two where the o phase pairs them (A.opair: one
-// warp's MMAs give two rows' sums for the price of one, and a tile's o
-// rows take half the warp round trips).
-__device__ __forceinline__ int units_of(const chain_args &A, int ph, const tile &tl)
-{
-    return ph == OPROJ && A.opair ? (tl.na + 1) / 2 : tl.na;
-}
-
 // Unit j of tile t (a row, or a pair of rows of the paired phases) by one
 // warp: its dot products.
 template <typename T>
@@ -265,11 +256,10 @@ __device__ __forceinline__ void unit_sums(const chain_args &A, int ph, int j, co
     row_dots<T>(A.mma, w1, w2, k, xs, lane, &r.s1, &r.s2);
 }
 
-// The count of kv group (tile t's) q, k and v pairs stored, which its
-// attention tasks wait for.
+// The count of q, k and v pairs stored of QKV tile t's kv group.
 __device__ __forceinline__ int32_t *group_count(const chain_args &A, int l, int t)
 {
-    return A.cnt + l * cnt_stride(A) + PHASES + A.nkv + t / (A.hd / 2 / A.pq) / (A.group + 2);
+    return A.cnt + l * cnt_stride(A) + PHASES + A.nkv + qkv_group(A, t);
 }
 
 // Unit j of tile t, lane 0: what linear_rope_kv, linear_fused (residual,
@@ -371,9 +361,9 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                   if (tid == 0) tr[0] = now_ns());
             // wait for this phase's input, then stage it
             if (ph == QKV && l > 0)
-                wait_count(A, done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
+                wait_count(done - cnt_stride(A) + DOWN, A.nt[DOWN], tid);
             else if (ph != QKV && ph != ATT) // attention waits for its own group's rows
-                wait_count(A, &done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
+                wait_count(&done[ph == OPROJ ? ATT : ph - 1], ph == OPROJ ? A.nkv : A.nt[ph - 1], tid);
             if (ph == ATT) { // the trace's "input ready": the first task's rows are in
                 TRACE(A, if (tid == 0) tr[1] = now_ns());
                 for (int t = t0; t < n; t += g) {
@@ -436,7 +426,9 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
             cbar();
             publish(&done[ph], mine, tid);
             // after publish's fence: each qkv tile's pairs to its group's count,
-            // one fence a CTA instead of one a pair (a warp stalls on each)
+            // one fence a CTA instead of one a pair, on which its warp stalled
+            // (tuning builds: ZL_CHAIN_QKV_SIG=0 counts each pair as stored;
+            // 1.6% slower a token on an H100)
             if (ph == QKV && A.qkv_sig && !dry)
                 for (int i = tid; i < mine; i += CTHREADS)
                     atomicAdd(group_count(A, l, t0 + i * g), A.pq);
@@ -627,8 +619,6 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
         A.mma = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_MERGE_L2")) // 1: the split merge as before its staging
         A.merge_l2 = atoi(e) != 0;
-    if (const char *e = getenv("ZL_CHAIN_WAIT_FENCE")) // 1: an SC fence after each count's acquire
-        A.wait_fence = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_QKV_SIG")) // 0: each qkv pair fences and counts
         A.qkv_sig = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_OPAIR")) // 1: a warp sums two o rows at once

@@ -63,9 +63,8 @@ struct chain_args {
     int share;                  // one-row tiles: every warp a share of the columns (unit_shared)
     int mma;                    // dot products on the tensor cores (decode-chain-dots.cuh)
     int merge_l2;               // tuning builds: the split merge reads through L2 even where rows fit
-    int wait_fence;             // tuning builds: an SC fence after each count's acquire (wait_count)
-    int qkv_sig;                // 1: a CTA counts its qkv pairs at the phase's end, 0: each pair
-    int opair;                  // the o phase's units: two neighbouring rows (units_of)
+    int qkv_sig;                // 1: a CTA counts its qkv pairs at the phase's end; 0: each pair
+    int opair;                  // 1: the o phase's units are two neighbouring rows (units_of)
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
@@ -197,20 +196,33 @@ ZL_HD tile tile_of(const chain_args &A, const zl_cuda_chain_layer &w, int ph, in
     return r;
 }
 
+// Units of a tile (a warp takes one): pairs in the paired phases; rows of
+// o and down, or neighbouring rows two by two where the o phase pairs them
+// (A.opair: one warp's MMAs give two rows' sums for the price of one, and
+// a tile's o rows take half the warps' round trips).
+ZL_HD int units_of(const chain_args &A, int ph, const tile &tl)
+{
+    return ph == OPROJ && A.opair ? (tl.na + 1) / 2 : tl.na;
+}
+
+// The kv group of QKV tile t (a tile is in one head): the count its
+// attention tasks wait for.
+ZL_HD int qkv_group(const chain_args &A, int t)
+{
+    return t / (A.hd / 2 / A.pq) / (A.group + 2);
+}
+
 // ---- counters between CTAs ----
 
 // Thread 0 waits until *p >= target (another CTA's release), then all do:
 // its acquire load and the barrier order their reads after the writes the
-// count releases (the pattern of a grid sync).  Tuning builds:
-// ZL_CHAIN_WAIT_FENCE=1 adds the SC fence after the load it once had.
-__device__ __forceinline__ void wait_count(const chain_args &A, const int32_t *p, int target, int tid)
+// count releases, as in a grid sync.  (An SC fence after the load, as
+// there was: no difference on an H100.)
+__device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid)
 {
-    if (tid == 0) {
+    if (tid == 0)
         while (ld_acquire(p) < target)
             __nanosleep(64);
-        if (A.wait_fence)
-            __threadfence();
-    }
     cbar();
 }
 

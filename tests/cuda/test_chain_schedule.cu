@@ -58,7 +58,7 @@ std::vector<step> producer_walk(const chain_args &A, int c, int g)
 // (the kernel's loop is device code with the work inside), so a change to
 // that loop is made here too.
 std::vector<step> consumer_walk(const chain_args &A, int c, int g, std::vector<int> &tasks,
-                                std::vector<long> &published)
+                                std::vector<long> &published, std::vector<long> &pairs)
 {
     std::vector<step> v;
     int off = 0;
@@ -78,13 +78,19 @@ std::vector<step> consumer_walk(const chain_args &A, int c, int g, std::vector<i
                     continue;
                 }
                 v.push_back({l, ph, t, tile_of(A, A.layers[l], ph, t)});
-                for (int j = 0; j < v.back().tl.na && per; j++) // the entry consume reads
-                    check(mine * per + j < rs.n && res_row(rs, (int)mine * per + j) == t * per + j,
-                          "a unit's staged residual is its row's", (long)res_row(rs, (int)mine * per + j),
-                          (long)t * per + j);
+                const tile &tl = v.back().tl;
+                const int nu = units_of(A, ph, tl), two = nu < tl.na;
+                for (int u = 0; u < nu && per; u++) // the entries consume reads for unit u
+                    for (int j = two ? 2 * u : u; j < (two ? 2 * u + 2 : u + 1) && j < tl.na; j++)
+                        check(mine * per + j < rs.n && res_row(rs, (int)mine * per + j) == t * per + j,
+                              "a unit's staged residual is its row's", (long)res_row(rs, (int)mine * per + j),
+                              (long)t * per + j);
+                check(!two || (tl.na + 1) / 2 == nu, "paired o rows cover the tile", nu, tl.na);
             }
             if (ph != ATT)
                 published[(size_t)l * PHASES + ph] += mine;
+            for (long i = 0; ph == QKV && i < mine; i++) // the counts after publish
+                pairs[(size_t)l * A.nkv + qkv_group(A, t0 + (int)i * g)] += A.pq;
         }
     return v;
 }
@@ -117,6 +123,7 @@ int check_case(const char *name, struct zl_cuda_chain_shape s, int smem, int sms
     check(p.grid == sms && p.slots >= 2 && p.slots <= MAX_SLOTS, "grid and slots", p.grid, p.slots);
     chain_args A = {};
     schedule_args(&s, &p, A);
+    A.opair = 1; // as zl_cuda_decode_chain sets it
     std::vector<zl_cuda_chain_layer> layers((size_t)s.n_layers);
     for (int l = 0; l < s.n_layers; l++)
         layers[(size_t)l] = {(const void *)base(l, 0), (const void *)base(l, 1),
@@ -134,14 +141,14 @@ int check_case(const char *name, struct zl_cuda_chain_shape s, int smem, int sms
     const int g = p.grid, qd = s.n_heads * s.head_dim, kvd = s.n_kv_heads * s.head_dim;
     const int64_t rows[PHASES] = {qd + 2 * kvd, 0, s.d, 2 * (int64_t)s.f, s.d};
     std::vector<int> tasks((size_t)s.n_layers * phase_tiles(A, ATT));
-    std::vector<long> published((size_t)s.n_layers * PHASES);
+    std::vector<long> published((size_t)s.n_layers * PHASES), pairs((size_t)s.n_layers * s.n_kv_heads);
     std::vector<std::vector<int>> seen((size_t)s.n_layers * PHASES);
     for (int l = 0; l < s.n_layers; l++)
         for (int ph = 0; ph < PHASES; ph++)
             seen[(size_t)l * PHASES + ph].assign((size_t)rows[ph], 0);
     for (int c = 0; c < g; c++) {
         const std::vector<step> pv = producer_walk(A, c, g);
-        const std::vector<step> cv = consumer_walk(A, c, g, tasks, published);
+        const std::vector<step> cv = consumer_walk(A, c, g, tasks, published, pairs);
         check(pv.size() == cv.size(), "producer and consumers walk as many tiles", (long)pv.size(),
               (long)cv.size());
         for (size_t k = 0; k < pv.size() && k < cv.size(); k++)
@@ -160,15 +167,11 @@ int check_case(const char *name, struct zl_cuda_chain_shape s, int smem, int sms
                 mark(sn, e.tl.b, e.tl.nb, e.l, m, rb, rows[e.ph]);
         }
     }
-    // a kv group's QKV pairs (one count each, unit_store) against what its
-    // attention waits for
-    std::vector<int> pairs((size_t)s.n_kv_heads, 0);
-    const int per_head = s.head_dim / 2 / A.pq;
-    for (int t = 0; t < A.nt[QKV]; t++)
-        pairs[(size_t)(t / per_head / (A.group + 2))] += A.pq;
-    for (int h = 0; h < s.n_kv_heads; h++)
-        check(pairs[(size_t)h] == (A.group + 2) * s.head_dim / 2, "QKV pairs of a kv group",
-              pairs[(size_t)h], (A.group + 2) * s.head_dim / 2);
+    // a kv group's QKV pairs, counted by the CTAs at the phase's end,
+    // against what its attention waits for
+    for (size_t h = 0; h < pairs.size(); h++)
+        check(pairs[h] == (A.group + 2) * s.head_dim / 2, "QKV pairs of a kv group", pairs[h],
+              (A.group + 2) * s.head_dim / 2);
     for (int l = 0; l < s.n_layers; l++) {
         for (int ph = 0; ph < PHASES; ph++) {
             if (ph == ATT)
