@@ -20,9 +20,9 @@
 // cooperatively so all are resident (they wait on each other).  A phase's
 // tiles (whole weight rows, <= one slot) are dealt round-robin, the deal
 // continuing from phase to phase so a CTA short in one phase starts the
-// next one first.  Within a CTA the 8 consumer warps take a tile's rows
-// (QKV: RoPE's row pairs; gate/up: a gate row and its up row) in turn, each
-// warp a whole row, and free a slot once past its sums (before storing):
+// next one first.  Within a CTA the 8 consumer warps take a tile's units
+// (QKV: RoPE's row pairs; gate/up: a gate row and its up row; o: two
+// neighbouring rows) in turn, each warp a whole unit, and free a slot once past its sums (before storing):
 // no block barrier per tile.  A row that fills a slot alone (down's 28 KB)
 // is summed by all 8 warps, an eighth of its columns each (shared_sums).
 // The QKV heads are dealt kv group by kv group, and a group's attention
@@ -50,9 +50,13 @@
 // trace 177.7 us a layer), -0.7%.  Staging each phase's residuals with its
 // input (res_stage) took the last warp of every down row off an L2 round
 // trip: 6.12-6.16 -> 5.74-5.78 ms/token, 178.3 -> 166.4 us a layer.
+// Counting the QKV pairs once a CTA at the phase's end, not with a fence
+// and an atomic a pair, and pairing the o rows: 5.69-5.71 -> 5.58 ms/token
+// (qkv's span 21.2 -> 18.6 us a layer; 2026-12-07).
 // Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
 // down projection), asking tiles into L2 beyond the ring (no gain at 2,
-// 11% slower at 4), one bulk copy per row (the same).  Every warp taking
+// 11% slower at 4; only while the consumers wait: 1-2.7% slower), one bulk
+// copy per row (the same).  Every warp taking
 // an eighth of the columns of every tile, the last one to finish adding
 // the shares (so no warp holds a slot the others wait on): 248 us a layer
 // at 32 KB slots, 181 at 64 KB, against 179 (the per-warp reductions of
