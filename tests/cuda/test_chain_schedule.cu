@@ -209,6 +209,13 @@ int main()
     check_case("test 2048/5632", {2, 2048, 5632, 16, 2, 128, 2000}, H100, 132, 1);
     check_case("test 1024/2752", {1, 1024, 2752, 14, 2, 64, 64}, H100, 132, 1);
     check_case("test 256/9000", {2, 256, 9000, 4, 1, 64, 41}, H100, 132, 1);
+    {
+        const struct zl_cuda_chain_shape odd = {1, 1024, 2048, 40, 8, 128, 51};
+        struct zl_cuda_chain_plan p;
+        check_case("test 1024/2048, 40 heads", odd, H100, 132, 1);
+        check(plan_for(&odd, H100, 132, 9, 1, &p) && p.ro == 3 && 1024 % p.ro == 1,
+              "o tiles of 3 rows, the last of 1", p.ro, 1024 % (p.ro ? p.ro : 1));
+    }
     // what the plan declines
     check_case("head_dim 96", {1, 1536, 4096, 16, 4, 96, 10}, H100, 132, 0);
     check_case("a group of 16 query heads", {1, 4096, 14336, 32, 2, 128, 10}, H100, 132, 0);

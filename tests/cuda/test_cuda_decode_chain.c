@@ -17,7 +17,8 @@
  * 8, head_dim 64 and 128, contexts from the first token (one key) to 2000
  * keys (32 splits), block sizes 16 and 32, bf16 and f16, one layer of
  * Llama-3.1-8B's shapes, down rows that fill a slot alone (the warps share
- * their columns).  The cache must be untouched outside the new
+ * their columns), o tiles of an odd number of rows (a warp takes two rows,
+ * the last one alone).  The cache must be untouched outside the new
  * token's rows, bit for bit. */
 #include <math.h>
 #include <stdio.h>
@@ -293,6 +294,9 @@ int main(void)
         /* down rows of 18 KB: one a slot, its columns shared by the warps
          * (1125 chunks: the last warp's share is shorter) */
         {ZL_DTYPE_BF16, 2, 256, 9000, 4, 1, 64, 40, 16},
+        /* o tiles of 3 rows (5120 columns a row): a paired unit and a
+         * single one a tile, and a last tile of one row */
+        {ZL_DTYPE_BF16, 1, 1024, 2048, 40, 8, 128, 50, 16},
     };
     /* ZL_GEMV_QUICK=1 (run-gpu-tests.sh's memcheck pass): without the
      * Llama-3.1-8B layer, minutes under memcheck */
