@@ -22,8 +22,8 @@
 // continuing from phase to phase so a CTA short in one phase starts the
 // next one first.  Within a CTA the 8 consumer warps take a tile's units
 // (QKV: RoPE's row pairs; gate/up: a gate row and its up row; o: two
-// neighbouring rows) in turn, each warp a whole unit, and free a slot once past its sums (before storing):
-// no block barrier per tile.  A row that fills a slot alone (down's 28 KB)
+// neighbouring rows) in turn, each warp a whole unit, and free a slot once
+// past its sums (before storing): no block barrier per tile.  A row that fills a slot alone (down's 28 KB)
 // is summed by all 8 warps, an eighth of its columns each (shared_sums).
 // The QKV heads are dealt kv group by kv group, and a group's attention
 // tasks (kv head, 64-key split: decode-chain-attn.cuh) start as soon as
@@ -56,9 +56,9 @@
 // Tried: 64 KB slots (1% slower than 32), 16 KB (too few rows for the
 // down projection), asking tiles into L2 beyond the ring (no gain at 2,
 // 11% slower at 4; only while the consumers wait: 1-2.7% slower), one bulk
-// copy per row (the same).  Every warp taking
-// an eighth of the columns of every tile, the last one to finish adding
-// the shares (so no warp holds a slot the others wait on): 248 us a layer
+// copy per row (the same).  Every warp taking an eighth of the columns
+// of every tile, the last one to finish adding the shares (so no warp
+// holds a slot the others wait on): 248 us a layer
 // at 32 KB slots, 181 at 64 KB, against 179 (the per-warp reductions of
 // every tile cost more than they free).  Warps skipping the tiles they
 // have no rows in cannot use the slots' mbarriers as they are: a parity
@@ -289,7 +289,7 @@ __device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, con
             o[jj] = r1;
             o[jj + hh] = r2;
         }
-        if (!A.qkv_sig) { // else counted at the phase's end (qkv_count)
+        if (!A.qkv_sig) { // else counted by its CTA at the phase's end (consume)
             __threadfence();
             atomicAdd(group_count(A, l, t), 1);
         }
