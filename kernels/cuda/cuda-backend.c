@@ -298,6 +298,7 @@ static void cuda_close(struct zl_bctx *ctx)
     if (ctx->stream) /* nothing queued may outlive its buffers */
         ZL_CUDA_WARN(cudaStreamSynchronize(ctx->stream));
     cuda_graph_free(ctx);
+    cuda_idle_close(ctx);
     cuda_linear_cache_free(ctx);
     if (ctx->lt)
         ZL_CUBLAS_WARN(cublasLtDestroy(ctx->lt));
@@ -347,6 +348,8 @@ static int open_resources(struct zl_bctx *ctx)
         rc = cuda_reserve(ctx, &ctx->meta.dev, &ctx->meta.cap, CUDA_META_INITIAL, "open");
     if (rc == ZL_OK && !(ctx->meta.last = malloc(ctx->meta.cap)))
         rc = zl_cuda_host->error(ZL_ENOMEM, "cuda open: out of host memory");
+    if (rc == ZL_OK)
+        cuda_idle_open(ctx);
     return rc;
 }
 

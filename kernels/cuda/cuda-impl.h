@@ -109,6 +109,15 @@ struct cuda_prefetch {
 /* mem_free's count, over all instances (cuda-backend.c). */
 unsigned long cuda_frees(void);
 
+/* The device's idle time between forwards (cuda-idle.c): events at the
+ * sampled tokens' copy (end, two in turn) and the next first kernel (start). */
+struct cuda_idle {
+    int on, cur, have_prev, started, ended;
+    cudaEvent_t end[2], start;
+    double ms;
+    long long n;
+};
+
 struct zl_bctx {
     int device;
     cudaStream_t stream;
@@ -146,6 +155,7 @@ struct zl_bctx {
     int32_t chain_host_n;
     void *chain_scratch;                    /* decoder_layers' split partials and counters */
     size_t chain_scratch_cap;
+    struct cuda_idle idle;                  /* ZLIGHT_PROFILE: the device's idle time between forwards */
 };
 
 /* ---- tensors as the kernels see them (cuda-check.c); each returns ZL_OK
@@ -240,6 +250,15 @@ void cuda_graph_wrap_ops(struct zl_backend_ops *ops);
 
 /* cuda-profile.c: `base` with every op timed by CUDA events (ZLIGHT_PROFILE). */
 const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base);
+
+/* ZLIGHT_PROFILE: the device's idle time between forwards (cuda-idle.c):
+ * open and close with the instance; first_op as a forward's embedding is
+ * queued, tokens_out as sample's results are copied out, waited after. */
+void cuda_idle_open(struct zl_bctx *ctx);
+void cuda_idle_close(struct zl_bctx *ctx);
+void cuda_idle_first_op(struct zl_bctx *ctx);
+void cuda_idle_tokens_out(struct zl_bctx *ctx);
+void cuda_idle_waited(struct zl_bctx *ctx);
 
 #ifdef ZL_GEMV_TUNING
 /* cuda-knockout.c: `base` with the ops ZL_KNOCKOUT names left out of

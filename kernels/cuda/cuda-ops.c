@@ -33,6 +33,7 @@ int cuda_embedding(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_t
     /* ids live on the device: the kernel flags a bad one and sync() reports it */
     if (cuda_graph_dry(ctx))
         return ZL_OK;
+    cuda_idle_first_op(ctx);
     ZL_CUDA_TRY(zl_cuda_embedding(&o, &t, tok.data, ctx->err, ctx->stream));
     return ZL_OK;
 }

@@ -130,7 +130,9 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     /* results and status are adjacent on both sides: one copy */
     ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, a.out, ALIGN16(res_bytes) + st_bytes,
                                 cudaMemcpyDeviceToHost, ctx->stream));
+    cuda_idle_tokens_out(ctx);
     ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    cuda_idle_waited(ctx);
     const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
     memcpy(out, ctx->samp_host, res_bytes);
     for (int32_t r = 0; r < b->n_rows; r++)
