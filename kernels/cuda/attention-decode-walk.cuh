@@ -35,7 +35,6 @@ struct decode_args {
     int32_t *count;             // [n_seqs][n_kv]: CTAs of the pair done, 0 between launches
     const char *pf;             // asked into L2 in slices, one per CTA (zl_cuda_prefetch)
     int64_t pf_slice, pf_bytes;
-    bool pf_end;                // tuning builds: ask for the slice at the CTA's end, not its start
     // rope_attention (slot != nullptr): q is rotated here, and the new
     // token's k (rotated) and v are written by the CTA whose keys end there
     const char *kn, *vn;        // [n_seqs][n_kv][head_dim] rows of the new token

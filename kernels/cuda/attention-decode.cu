@@ -109,6 +109,7 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     constexpr int LD = ld_kv<HD>();
     constexpr int OLD = HD + 8;                 // f32 rows of the merge (fewer bank conflicts)
     extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ __align__(16) T sq[ROWS][LD];
     __shared__ float sm_m[WARPS][ROWS], sm_l[WARPS][ROWS];
     __shared__ bool merge;
 
@@ -121,10 +122,9 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
 
     const int32_t *table = a.table + (int64_t)s * a.max_blocks;
     const char *head = a.base + (int64_t)kvh * HD * (int64_t)sizeof(T);
-        const int64_t cta = split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s);
-    ATRACE_START(cta, tid == 0);
-    if (a.pf_bytes && !a.pf_end && tid == 0)
-        prefetch_slice(a, cta);
+    ATRACE_START(split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s), tid == 0);
+    if (a.pf_bytes && tid == 0)
+        prefetch_slice(a, split + (int64_t)gridDim.x * (kvh + (int64_t)gridDim.y * s));
     prefetch_rows<T, HD>(a, head, table, c0, min(c1 - c0, (STAGES - 1) * WARPS * TILE), tid,
                          WARPS * 32);
     pdl_wait();
@@ -145,26 +145,19 @@ __global__ void __launch_bounds__(WARPS * 32) decode_kernel(decode_args a)
     float m[2], l[2], o[HD / 8][4];
     zero_acc<HD>(m, l, o);
     walk_start(a, w, lane);
-    // Q while the first tiles are in flight, staged in warp 0's last stage
-    // (free until its walk's first load: the barrier after the fragments),
-    // so that no static shared memory keeps a gemm-tma CTA off this SM;
-    // the new key and value by the warp whose tile holds it (every 4th
-    // tile is a warp's)
-    T *sq = reinterpret_cast<T *>(smem) + (STAGES - 1) * 2 * TILE * LD;
-    load_q<T, HD, WARPS * 32>(sq, a, s, kvh, tid);
+    // Q while the first tiles are in flight; the new key and value by the
+    // warp whose tile holds it (every 4th tile is a warp's)
+    load_q<T, HD, WARPS * 32>(&sq[0][0], a, s, kvh, tid);
     const uint4 nkv = pnew >= 0 && (pnew - c0) / TILE % WARPS == warp
                           ? new_kv<T, HD>(a, s, kvh, lane) : make_uint4(0, 0, 0, 0);
     __syncthreads();
     ATRACE(2, tid == 0);
     uint32_t qf[HD / 16][4];
-    q_frags<T, HD>(qf, sq, lane);
-    __syncthreads();
+    q_frags<T, HD>(qf, &sq[0][0], lane);
 
     walk(a, w, qf, nkv, lane, m, l, o);
     if (a.release == 2)
         pdl_release();
-    if (a.pf_end && a.pf_bytes && tid == 0)
-        prefetch_slice(a, cta);
     ATRACE(3 + warp, lane == 0);
 
     // Merge the warps (a warp without keys has l = 0 and is skipped).
@@ -550,7 +543,6 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     // while the last ones finish (the header).  At 1-8 sequences the GEMV
     // blocks that follow would sit in SM slots waiting (cuda-pdl.cuh).
     a.release = b->n_seqs >= 9 ? 2 : 0;
-    a.pf_end = false;
 #ifdef ZL_GEMV_TUNING
     static const int forced = [] {  // ZL_ATTN_RELEASE: 0 at the end, 1 after the wait, 2 after the keys
         const char *v = getenv("ZL_ATTN_RELEASE");
@@ -558,11 +550,6 @@ extern "C" cudaError_t zl_cuda_attention_decode(const struct zl_cuda_heads *out,
     }();
     if (forced >= 0 && b->n_seqs >= 9)
         a.release = forced;
-    static const bool pf_end = [] {  // ZL_ATTN_PF_END=1: the next linear's slice at a CTA's end
-        const char *v = getenv("ZL_ATTN_PF_END");
-        return v && *v == '1';
-    }();
-    a.pf_end = pf_end && b->n_seqs >= 9;
 #endif
 
     const bool bf = q->dtype == ZL_DTYPE_BF16;

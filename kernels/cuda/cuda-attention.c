@@ -211,15 +211,7 @@ const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int
 {
     size_t kv_bytes = (size_t)nd * (size_t)max_kv_len * 2 * (size_t)n_kv_heads *
                       (size_t)head_dim * cuda_dtype_size(dt);
-    int any_kv = 0;
-#ifdef ZL_GEMV_TUNING
-    /* ZL_ATTN_PF_END=1: the decode kernel asks for the slices at its CTAs'
-     * ends past 8 sequences, into the HBM its tail leaves idle */
-    const char *e = getenv("ZL_ATTN_PF_END");
-    any_kv = e && *e == '1' && nd >= 9;
-#endif
-    if (!ctx->pf.on || layer < 0 || layer >= CUDA_PF_LAYERS || nd < 1 ||
-        (kv_bytes > PF_MAX_KV && !any_kv))
+    if (!ctx->pf.on || layer < 0 || layer >= CUDA_PF_LAYERS || nd < 1 || kv_bytes > PF_MAX_KV)
         return NULL;
     const struct zl_cuda_prefetch *h = &ctx->pf.next[layer].w;
     return h->data && h->bytes && ctx->pf.next[layer].frees == cuda_frees() ? h : NULL;

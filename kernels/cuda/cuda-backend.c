@@ -310,6 +310,7 @@ static void cuda_close(struct zl_bctx *ctx)
     free(ctx->chain_host);
     ZL_CUDA_WARN(cudaFree(ctx->chain_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->samp_scratch));
+    ZL_CUDA_WARN(cudaFree(ctx->samp_count));
     ZL_CUDA_WARN(cudaFreeHost(ctx->samp_host));
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
         if (ctx->stage_ev[i])

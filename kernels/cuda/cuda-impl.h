@@ -148,6 +148,8 @@ struct zl_bctx {
     size_t samp_scratch_cap;
     void *samp_host;                        /* pinned copy of the sample results */
     size_t samp_host_cap;
+    void *samp_count;                       /* int32 per-row counters of the greedy path, kept zero */
+    size_t samp_count_cap;
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
     struct cuda_upload chain;               /* decoder_layers' per-layer weight table */

@@ -80,17 +80,6 @@ inline bool pdl_off(const char *what)
 inline bool pdl_off(const char *) { return false; }
 #endif
 
-#ifdef ZL_GEMV_TUNING
-// Tuning build: ZL_CARVEOUT=0 leaves the split to the driver (smem_opt_in).
-inline bool carveout_max()
-{
-    static const char *e = getenv("ZL_CARVEOUT");
-    return !e || strcmp(e, "0");
-}
-#else
-inline bool carveout_max() { return true; }
-#endif
-
 // The > 48 KB shared memory opt-in of `kernel`, once per device (done:
 // a static bool[64] of the caller's, one per kernel).
 template <typename K> cudaError_t smem_opt_in(K kernel, size_t bytes, bool *done)
@@ -102,13 +91,6 @@ template <typename K> cudaError_t smem_opt_in(K kernel, size_t bytes, bool *done
         return cudaSuccess;
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)bytes);
-    // The whole carveout: an SM whose split between L1 and shared memory
-    // was set for one gemm-tma CTA (~122 KB) takes no decode-attention CTA
-    // (~104 KB) beside it, and the reverse, so each kernel's CTAs waited
-    // for SMs the other had wholly left.  Both use the L1 little.
-    if (e == cudaSuccess && carveout_max())
-        e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                 (int)cudaSharedmemCarveoutMaxShared);
     done[dev] = e == cudaSuccess;
     return e;
 }

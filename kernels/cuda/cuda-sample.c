@@ -1,6 +1,8 @@
 /* The sample op (backend.h, API minor 1): checks the batch on the host,
  * uploads its arrays in one copy (ctx->samp), runs one block per row
- * (sample.cu) and waits for the tokens.
+ * (sample.cu) and waits for the tokens.  A batch of plain greedy rows (no
+ * logprobs, bias or penalty tokens) uploads nothing and splits each row's
+ * argmax over several blocks.
  *
  * Device scratch (ctx->samp_scratch, grown by doubling): the raw logits of
  * the ids each row modifies, then the results and the per-row status.  The
@@ -61,6 +63,73 @@ static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, 
 }
 
 
+/* The results and status (adjacent on both sides: one copy) back, waited for. */
+static int fetch(struct zl_bctx *ctx, const struct zl_sample_result *dev, int32_t n_rows,
+                 struct zl_sample_result *out)
+{
+    size_t res_bytes = (size_t)n_rows * sizeof(struct zl_sample_result);
+    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, dev, ALIGN16(res_bytes) + (size_t)n_rows * 4,
+                                cudaMemcpyDeviceToHost, ctx->stream));
+    cuda_idle_tokens_out(ctx);
+    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    cuda_idle_waited(ctx);
+    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
+    memcpy(out, ctx->samp_host, res_bytes);
+    for (int32_t r = 0; r < n_rows; r++)
+        if (status[r] == ZL_CUDA_SAMPLE_MASKED)
+            out[r].token = -1;  /* that row only: the others are valid */
+    return ZL_OK;
+}
+
+/* Every row greedy with nothing to apply and no logprobs: the rows'
+ * arrays need not go to the device, and the greedy kernel splits a row
+ * over blocks (sample.cu). */
+static int all_plain_greedy(const struct zl_sample_batch *b)
+{
+    for (int32_t r = 0; r < b->n_rows; r++) {
+        const struct zl_sample_row *w = &b->rows[r];
+        if (w->temperature != 0.0f || w->logprobs >= 0 || w->n_tok > 0 || w->n_bias > 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int greedy(struct zl_bctx *ctx, const struct zl_cuda_rows *lg,
+                  const struct zl_sample_batch *b, struct zl_sample_result *out)
+{
+    static const char op[] = "sample";
+    int32_t n = b->n_rows, per, sms = 0;
+    ZL_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device));
+    int32_t split = zl_cuda_sample_greedy_split(n, (int32_t)lg->d, sms, &per);
+    size_t res_bytes = ALIGN16((size_t)n * sizeof(struct zl_sample_result));
+    size_t st_bytes = ALIGN16((size_t)n * sizeof(int32_t));
+    size_t counted = ctx->samp_count_cap;
+    int rc;
+    if ((rc = cuda_reserve(ctx, &ctx->samp_scratch, &ctx->samp_scratch_cap,
+                           res_bytes + st_bytes + (size_t)n * (size_t)split * 8, op)) < 0 ||
+        (rc = cuda_reserve(ctx, &ctx->samp_count, &ctx->samp_count_cap, (size_t)n * 4, op)) < 0 ||
+        (rc = cuda_pinned_reserve(ctx, &ctx->samp_host, &ctx->samp_host_cap, res_bytes + st_bytes,
+                                  1)) < 0)
+        return rc;
+    if (ctx->samp_count_cap != counted) /* the kernel leaves them zero from here on */
+        ZL_CUDA_TRY(cudaMemsetAsync(ctx->samp_count, 0, ctx->samp_count_cap, ctx->stream));
+    char *scratch = ctx->samp_scratch;
+    struct zl_cuda_sample_args a = {
+        .logits = lg->data,
+        .stride = lg->stride / (int64_t)sizeof(float),
+        .n_rows = n,
+        .vocab = (int32_t)lg->d,
+        .out = (struct zl_sample_result *)scratch,
+        .status = (int32_t *)(scratch + res_bytes),
+        .split = split,
+        .per = per,
+        .part = (unsigned long long *)(scratch + res_bytes + st_bytes),
+        .count = ctx->samp_count,
+    };
+    ZL_CUDA_TRY(zl_cuda_sample(&a, ctx->stream));
+    return fetch(ctx, a.out, n, out);
+}
+
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out)
 {
@@ -91,6 +160,8 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
         n_saved += (size_t)b->rows[r].n_tok + (size_t)b->rows[r].n_bias;
     }
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (all_plain_greedy(b))
+        return greedy(ctx, &lg, b, out);
 
     struct cuda_part parts[5] = {
         {.src = b->rows, .bytes = (size_t)b->n_rows * sizeof(struct zl_sample_row)},
@@ -128,15 +199,5 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     };
     ZL_CUDA_TRY(zl_cuda_sample(&a, ctx->stream));
     /* results and status are adjacent on both sides: one copy */
-    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, a.out, ALIGN16(res_bytes) + st_bytes,
-                                cudaMemcpyDeviceToHost, ctx->stream));
-    cuda_idle_tokens_out(ctx);
-    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-    cuda_idle_waited(ctx);
-    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
-    memcpy(out, ctx->samp_host, res_bytes);
-    for (int32_t r = 0; r < b->n_rows; r++)
-        if (status[r] == ZL_CUDA_SAMPLE_MASKED)
-            out[r].token = -1;  /* that row only: the others are valid */
-    return ZL_OK;
+    return fetch(ctx, a.out, b->n_rows, out);
 }

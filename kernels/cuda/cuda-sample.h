@@ -5,7 +5,8 @@
  *   cudaError_t e = zl_cuda_sample(&a, stream);      // queued, not waited
  *   // then copy a.out and a.status back and wait for the stream
  *
- * One thread block per logits row.  Semantics of zl_sampler_sample
+ * One thread block per logits row, or, where every row is plain greedy,
+ * several blocks a row.  Semantics of zl_sampler_sample
  * (sampler.h): the kept set is the value-threshold one, and the per-token
  * values are computed with the same float and double operations as the
  * CPU sampler, so a seeded row gives the CPU sampler's token.  Every
@@ -36,12 +37,21 @@ struct zl_cuda_sample_args {
                                          * the ids a row modifies (its token's logprob) */
     struct zl_sample_result *out;       /* [n_rows] */
     int32_t *status;                    /* [n_rows] 0, or ZL_CUDA_SAMPLE_MASKED */
+    /* split > 0: every row greedy, no logprobs, bias or penalty tokens:
+     * `split` blocks a row, slices of `per` ids (zl_cuda_sample_greedy_split) */
+    int32_t split, per;
+    unsigned long long *part;           /* [n_rows][split] the slices' keys */
+    int32_t *count;                     /* [n_rows] zeros before a launch, left so after */
 };
 
 #define ZL_CUDA_SAMPLE_MASKED 1         /* every token of the row is masked */
 #define ZL_CUDA_SAMPLE_THREADS 1024     /* threads per row */
 
 cudaError_t zl_cuda_sample(const struct zl_cuda_sample_args *a, cudaStream_t stream);
+
+/* Blocks a row (returned) and ids a block (*per) of the greedy path for a
+ * batch of n_rows on a device of `sms` SMs. */
+int32_t zl_cuda_sample_greedy_split(int32_t n_rows, int32_t vocab, int32_t sms, int32_t *per);
 
 #ifdef __cplusplus
 }

@@ -215,28 +215,19 @@ __device__ void attend(const chain_args &A, int l, int t, float *sa, int *flag, 
     }
     int32_t *done = A.cnt + l * cnt_stride(A);
     if (A.splits == 1) {
-        publish(A, &done[ATT], 1, tid);
+        publish(&done[ATT], 1, tid);
         return;
     }
-    // the partials out, then the pair's count (publish's pattern); the last
-    // CTA's thread 0 fences again before the barrier lets all read the others'
-    if (A.pub_all)
-        __threadfence();
+    __threadfence();
     cbar();
-    if (tid == 0) {
-        if (!A.pub_all)
-            __threadfence();
+    if (tid == 0)
         *flag = atomicAdd(&done[PHASES + kh], 1) == A.splits - 1;
-        if (*flag && !A.pub_all)
-            __threadfence();
-    }
     cbar();
     if (!*flag)
         return;
-    if (A.pub_all)
-        __threadfence();
+    __threadfence();
     merge_splits<T, HD>(A, A.part + (int64_t)kh * A.splits * group * lp, att, sa, tid);
-    publish(A, &done[ATT], 1, tid);
+    publish(&done[ATT], 1, tid);
 }
 
 } // namespace zlchain

@@ -427,12 +427,15 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                         unit_store<T>(A, l, ph, t, j, r);
                 }
             }
-            // with the count, each qkv tile's pairs to its group's count: one
-            // fence a CTA instead of one a pair, on which its warp stalled
+            cbar();
+            publish(&done[ph], mine, tid);
+            // after publish's fence: each qkv tile's pairs to its group's count,
+            // one fence a CTA instead of one a pair, on which its warp stalled
             // (tuning builds: ZL_CHAIN_QKV_SIG=0 counts each pair as stored;
             // 1.6% slower a token on an H100)
-            const bool sig = ph == QKV && A.qkv_sig && !dry;
-            publish(A, &done[ph], mine, tid, done + PHASES + A.nkv, sig ? mine : 0, t0, g);
+            if (ph == QKV && A.qkv_sig && !dry)
+                for (int i = tid; i < mine; i += CTHREADS)
+                    atomicAdd(group_count(A, l, t0 + i * g), A.pq);
             TRACE(A, if (tid == 0) tr[2] = now_ns());
         }
     }
@@ -613,7 +616,6 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
     A.mma = 1;
     A.qkv_sig = 1;
     A.opair = 1;
-    A.pub_all = 0;
 #ifdef ZL_GEMV_TUNING
     if (const char *e = getenv("ZL_CHAIN_SHARE"))
         A.share = atoi(e) != 0;
@@ -625,8 +627,6 @@ extern "C" cudaError_t zl_cuda_decode_chain(const struct zl_cuda_chain *c,
         A.qkv_sig = atoi(e) != 0;
     if (const char *e = getenv("ZL_CHAIN_OPAIR")) // 1: a warp sums two o rows at once
         A.opair = atoi(e) != 0;
-    if (const char *e = getenv("ZL_CHAIN_PUB_ALL")) // 1: every thread fences before a count
-        A.pub_all = atoi(e) != 0;
 #endif
 
     const bool bf = c->dtype == ZL_DTYPE_BF16;

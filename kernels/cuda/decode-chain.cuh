@@ -65,7 +65,6 @@ struct chain_args {
     int merge_l2;               // tuning builds: the split merge reads through L2 even where rows fit
     int qkv_sig;                // 1: a CTA counts its qkv pairs at the phase's end; 0: each pair
     int opair;                  // 1: the o phase's units are two neighbouring rows (units_of)
-    int pub_all;                // tuning builds: every thread fences before a count (publish)
 };
 
 // ---- tracing (tuning builds): globaltimer stamps, see cuda-decode-chain.c ----
@@ -227,27 +226,13 @@ __device__ __forceinline__ void wait_count(const int32_t *p, int target, int tid
     cbar();
 }
 
-// Every consumer's global stores of this phase, then one count of `n`
-// (and, if given, the qkv pairs of this CTA's `nq` tiles t0, t0 + g, ...
-// to their groups' counts).  The barrier orders the other threads' stores
-// before thread 0's fence, which is cumulative: a grid sync's pattern.  A
-// fence by every thread (A.pub_all, as there was) stalled the consumer
-// warps at it.
-__device__ __forceinline__ void publish(const chain_args &A, int32_t *p, int n, int tid,
-                                        int32_t *groups = nullptr, int nq = 0, int t0 = 0, int g = 0)
+// Every consumer's global stores of this phase, then one count of `n`.
+__device__ __forceinline__ void publish(int32_t *p, int n, int tid)
 {
-    if (A.pub_all) {
-        cbar();
-        __threadfence();
-    }
+    __threadfence();
     cbar();
-    if (tid != 0)
-        return;
-    if (!A.pub_all)
-        __threadfence();
-    atomicAdd(p, n);
-    for (int i = 0; i < nq; i++)
-        atomicAdd(groups + qkv_group(A, t0 + i * g), A.pq);
+    if (tid == 0)
+        atomicAdd(p, n);
 }
 
 // The sum of one value over the consumer threads, the same in all of them.

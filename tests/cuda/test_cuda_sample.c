@@ -2,8 +2,8 @@
  * semantic reference) on fresh random logits: greedy tokens, raw
  * logprobs against a float64 log-sum-exp, seeded draws token for token,
  * batch invariance, min_tokens masks, errors, a chi-square check of the
- * distribution on a small vocabulary, and (informational) the time of a
- * decode-sized batch.
+ * distribution on a small vocabulary, the split-row path of plain greedy
+ * batches, and (informational) the time of decode-sized batches.
  *
  * Tolerances and bounds:
  *   greedy, top-N ids     exact (same float operations; ties to the lower id).
@@ -366,6 +366,80 @@ static void batch_invariance(int V, void *dl, float *host)
     unbuild(&bt);
 }
 
+/* Plain greedy rows (no logprobs, bias or penalty tokens) take the op's
+ * split-row path: exact against the CPU argmax and against the same rows
+ * through the one-block-a-row kernel (neutral penalties over listed
+ * tokens send them there), with ties planted in far-apart slices (the
+ * lower id wins), a flat row (id 0), a row of -inf (masked: token -1) and
+ * a repeat of the batch (the per-row counters must be back at zero). */
+static void greedy_plain(int V, int n, void *dl, float *host, float *tmp)
+{
+    struct zl_sampler *smp;
+    if (zl_sampler_create(V, &smp) != ZL_OK) {
+        ct_result(0, "zl_sampler_create(%d): %s", V, zl_last_error());
+        return;
+    }
+    struct spec *sp = xmalloc(sizeof(*sp) * n);
+    for (int r = 0; r < n; r++) {
+        float *l = host + (size_t)r * V;
+        fill_logits(l, V);
+        memset(&sp[r], 0, sizeof sp[r]);
+        sp[r].p = zl_sampling_default_params();
+        sp[r].p.temperature = 0.0f;
+        if (r % 4 == 1 && V > 8) {       /* a tie: the lower id, far from the higher */
+            int a = rng_int(0, V / 2 - 1), b = rng_int(V / 2, V - 1);
+            l[a] = l[b] = 50.0f;
+        } else if (r % 4 == 2) {
+            for (int i = 0; i < V; i++)
+                l[i] = 1.5f;
+        }
+    }
+    const int masked = n > 2 ? n - 1 : -1;
+    for (int i = 0; masked >= 0 && i < V; i++)
+        host[(size_t)masked * V + i] = -INFINITY;
+    struct batch bt;
+    build(&bt, sp, n, V);
+    struct zl_sample_result *g = xmalloc(sizeof(*g) * n), *again = xmalloc(sizeof(*g) * n),
+                            *rowk = xmalloc(sizeof(*g) * n);
+    int rc = gpu_sample(dl, host, n, V, &bt.b, g), bad = 0, diff = 0;
+    if (rc == ZL_OK)
+        rc = gpu_sample(dl, host, n, V, &bt.b, again);
+    for (int r = 0; r < n && rc == ZL_OK; r++) {
+        struct zl_sample_result c;
+        int want = -1;
+        if (r != masked) {
+            if (cpu_sample(smp, &sp[r], host + (size_t)r * V, V, tmp, &c) != ZL_OK) {
+                ct_result(0, "CPU sampler failed on row %d: %s", r, zl_last_error());
+                continue;
+            }
+            want = c.token;
+        }
+        bad += g[r].token != want || g[r].n_top != 0;
+        diff += !results_equal(&g[r], &again[r]);
+    }
+    /* the same rows with a listed token each and neutral penalties: the row kernel */
+    int32_t one = 0, zero = 0;
+    for (int r = 0; r < n; r++)
+        bt.rows[r].tok_start = 0, bt.rows[r].n_tok = 1;
+    bt.b.tok_ids = &one;
+    bt.b.tok_counts = &zero;
+    int rc2 = rc == ZL_OK ? gpu_sample(dl, host, n, V, &bt.b, rowk) : rc, other = 0;
+    for (int r = 0; r < n && rc2 == ZL_OK; r++)
+        other += rowk[r].token != g[r].token;
+    ct_result(rc == ZL_OK && rc2 == ZL_OK && bad == 0 && diff == 0 && other == 0,
+              "V %d, %d plain greedy rows: %d differ from the CPU argmax (ties, a flat and a "
+              "masked row among them), %d from a repeat, %d from the one-block kernel (rc %d %d)",
+              V, n, bad, diff, other, rc, rc2);
+    bt.b.tok_ids = bt.tok_ids;
+    bt.b.tok_counts = bt.tok_counts;
+    unbuild(&bt);
+    free(g);
+    free(again);
+    free(rowk);
+    free(sp);
+    zl_sampler_free(smp);
+}
+
 /* min_tokens: the masked ids (the best logits here) never come out. */
 static void min_tokens_mask(int V, void *dl, float *host)
 {
@@ -567,9 +641,9 @@ static void chi_square(void *dl, float *host)
 /* Decode-sized batch, informational: the op waits for its result, so the
  * host clock around it is the latency an engine sees (upload, kernel,
  * copy back). */
-static void timing(void *dl, float *host)
+static void timing(void *dl, float *host, int N)
 {
-    enum { N = 128, V = 128256, IT = 30 };
+    enum { V = 128256, IT = 30 };
     for (int r = 0; r < N; r++)
         fill_logits(host + (size_t)r * V, V);
     struct { const char *name; float t, top_p; int top_k; } modes[] = {
@@ -635,14 +709,21 @@ int main(void)
     for (int i = 0; i < 3; i++)     /* 3 x 13 batches x 64 rows: 2496 draws */
         vs_cpu(vocabs[i], quick ? 1 : 13, quick ? 16 : 64, dl, host, tmp);
     vs_cpu(37, quick ? 2 : 20, 64, dl, host, tmp);      /* tiny: many ties, all filters bite */
+    static const int greedy_rows[] = {1, 3, 32, 128};
+    for (int i = 0; i < 3; i++)     /* 50257: rows off 16-byte alignment */
+        for (int j = 0; j < 4; j++)
+            greedy_plain(vocabs[i], greedy_rows[j], dl, host, tmp);
+    greedy_plain(37, 5, dl, host, tmp);
+    greedy_plain(5, 2, dl, host, tmp);
     for (int i = 0; i < 3; i++) {
         batch_invariance(vocabs[i], dl, host);
         min_tokens_mask(vocabs[i], dl, host);
     }
     errors(dl, host);
     chi_square(dl, host);
-    if (!quick)
-        timing(dl, host);
+    static const int timed_rows[] = {1, 4, 16, 64, 128};
+    for (int i = 0; !quick && i < 5; i++)
+        timing(dl, host, timed_rows[i]);
     dfree(dl);
     free(host);
     free(tmp);
