@@ -216,6 +216,37 @@ static void part_pack(char *at, const struct cuda_part *p)
         memcpy(at + r * p->pitch, (const char *)p->src + r * p->row_bytes, p->row_bytes);
 }
 
+/* bytes from src to dst through the next pinned staging slot, queued on
+ * the stream: src may be reused at once. */
+static int stage_copy(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    int rc = stage_reserve(ctx, bytes);
+    if (rc < 0)
+        return rc;
+    unsigned s = ctx->stage_next++ % CUDA_STAGE_SLOTS;
+    char *slot = (char *)ctx->stage + (size_t)s * ctx->stage_slot;
+    /* the slot's previous copy must have left it; it was queued
+     * CUDA_STAGE_SLOTS uploads ago, so this rarely waits */
+    ZL_CUDA_TRY(cudaEventSynchronize(ctx->stage_ev[s]));
+    memcpy(slot, src, bytes);
+    ZL_CUDA_TRY(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, ctx->stream));
+    ZL_CUDA_TRY(cudaEventRecord(ctx->stage_ev[s], ctx->stream));
+    return ZL_OK;
+}
+
+/* backend.h upload (API minor 8): a step's input, queued, not waited for. */
+static int cuda_upload_input(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
+{
+    if (!dst || (!src && bytes))
+        return zl_cuda_host->error(ZL_EINVAL, "cuda upload: NULL %s", dst ? "src" : "dst");
+    if (!bytes)
+        return ZL_OK;
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    if (cuda_graph_pass(ctx)) /* a step's input inside a graph bracket */
+        return cuda_graph_upload(ctx, dst, src, bytes);
+    return stage_copy(ctx, dst, src, bytes);
+}
+
 int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
                 const struct cuda_part *parts, int n, void **dev)
 {
@@ -260,17 +291,8 @@ int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
             cuda_graph_note(ctx, skip, sizeof skip);
         else if ((rc = cuda_graph_upload(ctx, up->dev, pack, total)) < 0)
             return rc;
-    } else if (!same) {
-        if ((rc = stage_reserve(ctx, total)) < 0)
-            return rc;
-        unsigned s = ctx->stage_next++ % CUDA_STAGE_SLOTS;
-        char *slot = (char *)ctx->stage + (size_t)s * ctx->stage_slot;
-        /* the slot's previous copy must have left it; it was queued
-         * CUDA_STAGE_SLOTS uploads ago, so this rarely waits */
-        ZL_CUDA_TRY(cudaEventSynchronize(ctx->stage_ev[s]));
-        memcpy(slot, pack, total);
-        ZL_CUDA_TRY(cudaMemcpyAsync(up->dev, slot, total, cudaMemcpyHostToDevice, ctx->stream));
-        ZL_CUDA_TRY(cudaEventRecord(ctx->stage_ev[s], ctx->stream));
+    } else if (!same && (rc = stage_copy(ctx, up->dev, pack, total)) < 0) {
+        return rc;
     }
     if (!same) {
         memcpy(up->last, pack, total);
@@ -434,6 +456,7 @@ static const struct zl_backend_ops cuda_ops = {
     .fused_max_rows = ZL_CUDA_GEMV_MAX_ROWS,    /* the fused GEMV's limit */
     .rope_attention = cuda_rope_attention,
     .decoder_layers = cuda_decoder_layers,
+    .upload = cuda_upload_input,
 };
 
 static int cuda_init(const struct zl_host *h)

@@ -366,8 +366,13 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     float inv[LLAMA_MAX_ROT / 2];
     step_rope(&s, inv);
 
-    TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
-    TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
+    if (ZL_BACKEND_HAS(be, upload) && be->upload) { /* no wait for the device */
+        TRY(be->upload(cx, s.tok.data, b->tokens, (size_t)n * 4));
+        TRY(be->upload(cx, s.pos.data, b->positions, (size_t)n * 4));
+    } else {
+        TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
+        TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
+    }
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
     const int fused = use_fused(be, n);
     int rc = fused ? layers_at_once(&s) : ZL_DECLINED;

@@ -404,6 +404,65 @@ static void expect_rc(int rc, int want, const char *needle, const char *what)
               "\"%s\" (needs \"%s\")", what, rc, want, zl_last_error(), needle);
 }
 
+/* upload (API minor 8): queued in order with the ops and never waited
+ * for, so the host array may change as soon as it returns.  A first
+ * upload, a copy op that reads it, a second upload over the same bytes,
+ * then more uploads than there are staging slots: the copy must see the
+ * first bytes, the buffer the second, every later one its own. */
+static void upload_case(void)
+{
+    enum { N = 1024, MORE = 40 };
+    if (!ZL_BACKEND_HAS(be, upload) || !be->upload) {
+        ct_result(0, "upload: the CUDA backend has no upload op");
+        return;
+    }
+    float *h = xmalloc(sizeof(float) * N * (MORE + 2)), *got = xmalloc(sizeof(float) * N);
+    void *da = dmalloc(sizeof(float) * N), *db = dmalloc(sizeof(float) * N);
+    void *dm = dmalloc(sizeof(float) * N * MORE);
+    dpoison(db, sizeof(float) * N);
+    struct zl_tensor ta, tb;
+    tensor(&ta, ZL_DTYPE_F32, 2, (int64_t[]){1, N}, da);
+    tensor(&tb, ZL_DTYPE_F32, 2, (int64_t[]){1, N}, db);
+    for (int i = 0; i < N; i++)
+        h[i] = (float)i;
+    int ok = ct_ok(be->upload(bctx, da, h, sizeof(float) * N), "upload first");
+    for (int i = 0; i < N; i++)
+        h[i] = -1.0f;                   /* the call has returned: its bytes are taken */
+    ok = ok && ct_ok(be->copy(bctx, &tb, &ta), "upload: copy op after it");
+    for (int i = 0; i < N; i++)
+        h[N + i] = (float)(2 * i + 1);
+    ok = ok && ct_ok(be->upload(bctx, da, h + N, sizeof(float) * N), "upload second");
+    for (int k = 0; ok && k < MORE; k++) {
+        for (int i = 0; i < N; i++)
+            h[2 * N + i] = (float)(k * N + i);
+        ok = ct_ok(be->upload(bctx, (float *)dm + (size_t)k * N, h + 2 * N, sizeof(float) * N),
+                   "upload, many");
+    }
+    int bad_copy = 0, bad_second = 0, bad_more = 0;
+    if (ok && ct_sync("upload")) {
+        dget(got, db, sizeof(float) * N);
+        for (int i = 0; i < N; i++)
+            bad_copy += got[i] != (float)i;
+        dget(got, da, sizeof(float) * N);
+        for (int i = 0; i < N; i++)
+            bad_second += got[i] != (float)(2 * i + 1);
+        for (int k = 0; k < MORE; k++) {
+            dget(got, (float *)dm + (size_t)k * N, sizeof(float) * N);
+            for (int i = 0; i < N; i++)
+                bad_more += got[i] != (float)(k * N + i);
+        }
+        ct_result(bad_copy + bad_second + bad_more == 0, "upload: in order with the ops, the "
+                  "host array free on return: %d / %d / %d wrong values (the copy op's input, "
+                  "the second upload, %d more)", bad_copy, bad_second, bad_more, MORE);
+    }
+    expect_rc(be->upload(bctx, NULL, h, 4), ZL_EINVAL, "cuda upload", "upload to NULL");
+    dfree(da);
+    dfree(db);
+    dfree(dm);
+    free(h);
+    free(got);
+}
+
 static void error_cases(void)
 {
     enum zl_dtype dt = ZL_DTYPE_F32;
@@ -516,6 +575,7 @@ int main(void)
         for (int t = 0; t < 3; t++)
             copy_case(dt, tabs[t], 9, 1003);
     }
+    upload_case();
     error_cases();
     batch_error_cases();
     return ct_finish();

@@ -373,6 +373,16 @@ struct zl_backend_ops {
      * NULL: the model always runs the layers op by op. */
     int (*decoder_layers)(struct zl_bctx *ctx, const struct zl_decoder_stack *s);
 
+    /* ---- API minor 8 ---- */
+
+    /* A step's host input (token ids, positions) to device memory, queued
+     * in order with this instance's ops: src may be reused on return, the
+     * ops queued after it read the bytes, and the host does not wait for
+     * the device (copy_to_device may: on CUDA a synchronous copy the
+     * device idles through between steps).  Inside a graph bracket it is
+     * staged like copy_to_device.  NULL: the model calls copy_to_device. */
+    int (*upload)(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes);
+
     /* Members are appended here by later API minors. */
 };
 
