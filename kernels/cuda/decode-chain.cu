@@ -269,7 +269,8 @@ __device__ __forceinline__ int32_t *group_count(const chain_args &A, int l, int 
 // Unit j of tile t, lane 0: what linear_rope_kv, linear_fused (residual,
 // SwiGLU) store for it, with the same formulas and roundings.
 template <typename T>
-__device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, const sums &r)
+__device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, const tile &tl,
+                           const sums &r)
 {
     const T x1 = from_f32<T>(r.s1), x2 = from_f32<T>(r.s2);
     if (ph == QKV) {
@@ -299,7 +300,7 @@ __device__ void unit_store(const chain_args &A, int l, int ph, int t, int j, con
     } else if (ph == OPROJ && A.opair) { // rows 2j and 2j + 1, where the tile has it
         T *x = reinterpret_cast<T *>(A.x) + t * A.ro + 2 * j;
         x[0] = from_f32<T>(to_f32<T>(x1) + r.res);
-        if (2 * j + 1 < min(A.ro, A.d - t * A.ro)) // the tile's rows (tile_of)
+        if (2 * j + 1 < tl.na)
             x[1] = from_f32<T>(to_f32<T>(x2) + r.res2);
     } else { // o, down: x += the product rounded to T
         const int per = ph == OPROJ ? A.ro : A.rd;
@@ -424,7 +425,7 @@ __device__ void consume(const chain_args &A, char *ring, T *xs, float (*red)[MAX
                     if (has && shared)
                         shared_store<T>(A, t, warp, r, share + e * CWARPS, share_n + e);
                     else if (has)
-                        unit_store<T>(A, l, ph, t, j, r);
+                        unit_store<T>(A, l, ph, t, j, tl, r);
                 }
             }
             cbar();
