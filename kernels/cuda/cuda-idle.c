@@ -58,8 +58,12 @@ void cuda_idle_close(struct zl_bctx *ctx)
 void cuda_idle_first_op(struct zl_bctx *ctx)
 {
     struct cuda_idle *d = &ctx->idle;
-    if (d->on && ctx->gr.mode == CUDA_GRAPH_OFF)
-        d->started = cudaEventRecord(d->start, ctx->stream) == cudaSuccess;
+    if (!d->on)
+        return;
+    if (d->started) /* the forward before sampled nothing: no end event for this gap */
+        d->have_prev = 0;
+    d->started = ctx->gr.mode == CUDA_GRAPH_OFF &&
+                 cudaEventRecord(d->start, ctx->stream) == cudaSuccess;
 }
 
 void cuda_idle_tokens_out(struct zl_bctx *ctx)

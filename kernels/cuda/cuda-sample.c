@@ -86,6 +86,8 @@ static int fetch(struct zl_bctx *ctx, const struct zl_sample_result *dev, int32_
  * over blocks (sample.cu). */
 static int all_plain_greedy(const struct zl_sample_batch *b)
 {
+    if (b->n_rows > 65535) /* the rows are the grid's y */
+        return 0;
     for (int32_t r = 0; r < b->n_rows; r++) {
         const struct zl_sample_row *w = &b->rows[r];
         if (w->temperature != 0.0f || w->logprobs >= 0 || w->n_tok > 0 || w->n_bias > 0)
