@@ -359,6 +359,7 @@ static int open_resources(struct zl_bctx *ctx)
      * which then waits for this stream's queued work and vice versa, so a
      * model may refill its inputs between steps without a sync(). */
     ZL_CUDA_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamDefault));
+    ZL_CUDA_TRY(cudaDeviceGetAttribute(&ctx->sms, cudaDevAttrMultiProcessorCount, ctx->device));
     ZL_CUBLAS_TRY(cublasLtCreate(&ctx->lt));
     ZL_CUDA_TRY(cudaMalloc(&ctx->lt_ws, CUDA_LT_WORKSPACE));
     ZL_CUDA_TRY(cudaMalloc((void **)&ctx->err, 4 * sizeof(int32_t)));

@@ -120,6 +120,7 @@ struct cuda_idle {
 
 struct zl_bctx {
     int device;
+    int sms;                                /* the device's SM count, read at open */
     cudaStream_t stream;
     cublasLtHandle_t lt;
     void *lt_ws;                            /* CUDA_LT_WORKSPACE bytes */

@@ -100,9 +100,8 @@ static int greedy(struct zl_bctx *ctx, const struct zl_cuda_rows *lg,
                   const struct zl_sample_batch *b, struct zl_sample_result *out)
 {
     static const char op[] = "sample";
-    int32_t n = b->n_rows, per, sms = 0;
-    ZL_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device));
-    int32_t split = zl_cuda_sample_greedy_split(n, (int32_t)lg->d, sms, &per);
+    int32_t n = b->n_rows, per;
+    int32_t split = zl_cuda_sample_greedy_split(n, (int32_t)lg->d, ctx->sms, &per);
     size_t res_bytes = ALIGN16((size_t)n * sizeof(struct zl_sample_result));
     size_t st_bytes = ALIGN16((size_t)n * sizeof(int32_t));
     size_t counted = ctx->samp_count_cap;

@@ -333,6 +333,16 @@ static int use_fused(const struct zl_backend_ops *be, int64_t n)
     return n <= be->fused_max_rows;
 }
 
+/* A step's host input to the device: queued on the instance's stream where
+ * the backend has upload (no wait between steps), else copy_to_device. */
+static int step_input(struct zl_model *m, void *dst, const void *src, size_t bytes)
+{
+    const struct zl_backend_ops *be = m->be;
+    if (ZL_BACKEND_HAS(be, upload) && be->upload)
+        return be->upload(m->bctx, dst, src, bytes);
+    return be->copy_to_device(m->device, dst, src, bytes);
+}
+
 int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits)
 {
     const struct llama_hparams *hp = &m->hp;
@@ -366,13 +376,8 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     float inv[LLAMA_MAX_ROT / 2];
     step_rope(&s, inv);
 
-    if (ZL_BACKEND_HAS(be, upload) && be->upload) { /* no wait for the device */
-        TRY(be->upload(cx, s.tok.data, b->tokens, (size_t)n * 4));
-        TRY(be->upload(cx, s.pos.data, b->positions, (size_t)n * 4));
-    } else {
-        TRY(be->copy_to_device(dev, s.tok.data, b->tokens, (size_t)n * 4));
-        TRY(be->copy_to_device(dev, s.pos.data, b->positions, (size_t)n * 4));
-    }
+    TRY(step_input(m, s.tok.data, b->tokens, (size_t)n * 4));
+    TRY(step_input(m, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
     const int fused = use_fused(be, n);
     int rc = fused ? layers_at_once(&s) : ZL_DECLINED;
