@@ -78,6 +78,9 @@ const struct zl_config_key zl_config_keys[] = {
          "share the KV blocks of common prompt prefixes"),
     BOOL("engine.enable_chunked_prefill", engine.enable_chunked_prefill, "true",
          "split long prompts across steps"),
+    BOOL("engine.async_scheduling", engine.async_scheduling, "true",
+         "queue each step before the last one's tokens are back, so the GPU does not wait for "
+         "the host between steps (device sampling without CUDA graphs; BENCHMARKS.md)"),
 
     STR("server.host", server.host, "127.0.0.1", 1, 0, "address the HTTP server listens on"),
     INT("server.port", server.port, "8000", 1, 65535, 0, "TCP port of the HTTP server"),

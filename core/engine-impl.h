@@ -20,6 +20,8 @@ struct eng_seq {
     double t_first, t_last;         /* first and latest token, seconds */
     struct zl_detok *detok;         /* with a tokenizer */
     struct zl_stopstr *stops;       /* with stop strings */
+    int32_t held;                   /* s.tokens[held] awaits a queued sample (-1: none) */
+    int32_t row[2];                 /* its row in e->as.seqs[k] (-1: none) */
 };
 
 struct eng_req {
@@ -50,6 +52,7 @@ struct eng_event {
 /* Scratch of device sampling (engine-sample.c). */
 struct eng_dsample {
     bool on;                        /* the backend samples; logits stay on the device */
+    bool queued;                    /* a batch is queued on the backend, not waited for */
     uint8_t *mark;                  /* [vocab] zeros between calls */
     int32_t *count;                 /* [vocab] zeros between calls */
     struct zl_sample_row *rows;
@@ -60,6 +63,21 @@ struct eng_dsample {
     size_t rows_cap, res_cap, tok_cap, cnt_cap, bias_cap, biasv_cap;
 };
 
+/* Async scheduling (engine-async.c): a step's sample is queued and the
+ * next step is scheduled and queued before its tokens come back.  The
+ * step whose sample is outstanding has its rows' sequences in seqs[cur];
+ * the step being queued fills seqs[cur ^ 1].  A sequence retired while a
+ * step holds its row leaves NULL there (its row's token is dropped). */
+struct eng_async {
+    bool on;                        /* the backend, the model and the config allow it */
+    bool pending;                   /* seqs[cur]'s sample is queued, not waited for */
+    int cur;
+    struct eng_seq **seqs[2];       /* [max_num_seqs] */
+    int32_t n[2];
+    int32_t *from;                  /* [max_num_batched_tokens] the queued step's token_from */
+    int64_t steps;                  /* forwards queued while a sample was outstanding */
+};
+
 /* ZLIGHT_PROFILE=1: wall time of each phase of a step, summed and logged
  * every ENG_PROF_EVERY steps.  The forward phase is what the host spends
  * queueing the model's ops; waiting for the device lands in fetch. */
@@ -67,6 +85,7 @@ struct eng_dsample {
 struct eng_prof {
     bool on;
     int64_t steps, tokens;
+    int64_t overlapped;             /* queued while the step before was outstanding */
     double sched, forward, fetch, emit;
     int64_t replays;                /* steps replayed as device graphs */
     double record, launch;          /* their recording pass and graph_end (part of forward) */
@@ -91,6 +110,7 @@ struct zl_engine {
     struct zl_sampler *sampler;
     struct eng_dsample ds;
     bool ds_failed;                 /* this step's device sampling failed */
+    struct eng_async as;
     bool graphs;                    /* decode steps through the backend's graphs */
     int64_t graph_steps;            /* of them, replayed from a captured graph */
     int32_t graph_last_n;           /* size class of the last decode step */
@@ -120,8 +140,26 @@ struct zl_engine {
  * p.device_sampling is set (init is a no-op otherwise, ds.on stays false) */
 int zl_engine_dsample_init(struct zl_engine *e);
 void zl_engine_dsample_free(struct zl_engine *e);
-/* Samples every logits row of b on the device into e->ds.res. */
-int zl_engine_dsample(struct zl_engine *e, const struct zl_sched_batch *b, struct zl_tensor *logits);
+/* Queues the sampling of logits row i for seqs[i] (NULL: a retired
+ * sequence, sampled greedily and dropped); zl_engine_dsample_wait then
+ * leaves the results in e->ds.res.  A backend without sample_queue
+ * samples (and waits) in the first call. */
+int zl_engine_dsample_queue(struct zl_engine *e, struct eng_seq *const *seqs, int32_t n_rows,
+                            struct zl_tensor *logits);
+int zl_engine_dsample_wait(struct zl_engine *e);
+
+/* engine-async.c: async scheduling (struct eng_async) */
+int zl_engine_async_init(struct zl_engine *e);
+void zl_engine_async_free(struct zl_engine *e);
+/* Before scheduling: each live sequence of the outstanding step that will
+ * go on gets a placeholder token (-1) for the one it is being sampled. */
+int zl_engine_async_hold(struct zl_engine *e);
+/* b's token_from (zl_forward_batch), NULL when no row holds a placeholder. */
+const int32_t *zl_engine_async_from(struct zl_engine *e, const struct zl_sched_batch *b);
+/* b's logits rows become the outstanding step's (its sample is queued). */
+void zl_engine_async_keep(struct zl_engine *e, const struct zl_sched_batch *b);
+/* q is retired: no step's row refers to it any more. */
+void zl_engine_async_forget(struct zl_engine *e, struct eng_seq *q);
 
 /* engine-graph.c: the graph bracket and the padding of decode steps */
 int zl_engine_graph_init(struct zl_engine *e);

@@ -71,10 +71,16 @@ static int add_penalty_tokens(struct zl_engine *e, const struct zl_sched_seq *s)
     return ZL_OK;
 }
 
-/* Row i of the batch from sequence q. */
+/* Row i of the batch from sequence q; a retired sequence's row (q NULL,
+ * async scheduling) is sampled greedily and dropped. */
 static int add_row(struct zl_engine *e, struct eng_seq *q, struct zl_sample_row *row)
 {
     struct eng_dsample *d = &e->ds;
+    if (!q) {
+        *row = (struct zl_sample_row){.top_p = 1.0f, .repetition_penalty = 1.0f, .logprobs = -1,
+                                      .tok_start = d->n_tok, .bias_start = d->n_bias};
+        return ZL_OK;
+    }
     const struct zl_sampling_params *sp = &q->req->sp;
     int32_t n_out = q->s.n_tokens - q->s.n_prompt;
     int rc = ZL_OK;
@@ -129,21 +135,37 @@ void zl_engine_dsample_free(struct zl_engine *e)
     memset(d, 0, sizeof *d);
 }
 
-int zl_engine_dsample(struct zl_engine *e, const struct zl_sched_batch *b, struct zl_tensor *logits)
+int zl_engine_dsample_queue(struct zl_engine *e, struct eng_seq *const *seqs, int32_t n_rows,
+                            struct zl_tensor *logits)
 {
     struct eng_dsample *d = &e->ds;
-    size_t n = (size_t)b->n_logits;
+    const struct zl_backend_ops *be = e->p.backend;
+    size_t n = (size_t)n_rows;
+    d->queued = false;
     int rc = grow((void **)&d->rows, &d->rows_cap, n, sizeof *d->rows);
     if (rc == ZL_OK)
         rc = grow((void **)&d->res, &d->res_cap, n, sizeof *d->res);
     d->n_tok = d->n_bias = 0;
     for (size_t i = 0; rc == ZL_OK && i < n; i++)
-        rc = add_row(e, b->logits_seqs[i]->user, &d->rows[i]);
+        rc = add_row(e, seqs[i], &d->rows[i]);
     if (rc < 0)
         return rc;
     struct zl_sample_batch sb = {
-        .n_rows = b->n_logits, .rows = d->rows, .tok_ids = d->tok_ids, .tok_counts = d->tok_counts,
+        .n_rows = n_rows, .rows = d->rows, .tok_ids = d->tok_ids, .tok_counts = d->tok_counts,
         .bias_ids = d->bias_ids, .bias = d->bias,
     };
-    return e->p.backend->sample(e->p.bctx, logits, &sb, d->res);
+    if (!ZL_BACKEND_HAS(be, sample_wait) || !be->sample_queue || !be->sample_wait)
+        return be->sample(e->p.bctx, logits, &sb, d->res);     /* an older backend waits */
+    if ((rc = be->sample_queue(e->p.bctx, logits, &sb)) == ZL_OK)
+        d->queued = true;
+    return rc;
+}
+
+int zl_engine_dsample_wait(struct zl_engine *e)
+{
+    struct eng_dsample *d = &e->ds;
+    if (!d->queued)
+        return ZL_OK;
+    d->queued = false;
+    return e->p.backend->sample_wait(e->p.bctx, d->res);
 }

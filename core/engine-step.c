@@ -66,6 +66,7 @@ static void retire(struct zl_engine *e, struct eng_seq *q)
     struct eng_req *r = q->req;
     if (q->added)
         zl_sched_remove(e->sched, &q->s);
+    zl_engine_async_forget(e, q);
     q->finished = true;
     if (q->index == 0)
         add_siblings(e, r);     /* they were waiting for the prompt's blocks */
@@ -203,22 +204,21 @@ void zl_engine_abort_all(struct zl_engine *e)
     publish_stats(e);
 }
 
-static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
+/* A queued forward's logits (workspace memory, held until they are
+ * sampled or copied back). */
+struct eng_fwd {
+    struct zl_tensor lt;
+    struct zl_mem_mark mark;
+};
+
+/* Queues b's forward; a bracketed decode step runs (and scores) `rows`
+ * rows, pad rows included; only b's own rows are sampled or copied back. */
+static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct eng_fwd *f)
 {
     const struct zl_engine_params *p = &e->p;
-    /* a bracketed decode step runs (and scores) `rows` rows, pad rows
-     * included; only b's own rows are sampled or copied back */
     int32_t rows = zl_engine_graph_rows(e, b);
     int32_t n_tok = rows ? rows : b->n_tokens, n_log = rows ? rows : b->n_logits;
-    size_t nl = (size_t)b->n_logits * (size_t)e->vocab;
-    if (!e->ds.on && nl > e->logits_cap) {
-        float *l = realloc(e->logits, sizeof(float) * nl);
-        if (!l)
-            return zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", b->n_logits);
-        e->logits = l;
-        e->logits_cap = nl;
-    }
-    struct zl_mem_mark mark = zl_mem_ws_mark(p->mem);
+    f->mark = zl_mem_ws_mark(p->mem);
     size_t wsb = p->model_ops->workspace_bytes(p->model, n_tok, n_log);
     void *ws = NULL, *dl = NULL;
     int rc = ZL_OK;
@@ -226,38 +226,68 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b)
         rc = zl_mem_ws_alloc(p->mem, wsb, &ws);
     if (rc == 0 && n_log)
         rc = zl_mem_ws_alloc(p->mem, sizeof(float) * (size_t)n_log * (size_t)e->vocab, &dl);
-    struct zl_tensor lt;
     int64_t shape[2] = {n_log, e->vocab};
     if (rc == 0)
-        rc = zl_tensor_init(&lt, ZL_DTYPE_F32, 2, shape, dl, p->device);
+        rc = zl_tensor_init(&f->lt, ZL_DTYPE_F32, 2, shape, dl, p->device);
     if (rc == 0) {
         struct zl_forward_batch fb = {
             .n_tokens = b->n_tokens, .tokens = b->tokens, .positions = b->positions,
             .attn = b->attn, .cache = &e->cache, .n_logits = b->n_logits,
             .logits_rows = b->logits_rows, .workspace = ws, .workspace_bytes = wsb,
+            .token_from = zl_engine_async_from(e, b),
         };
         if (!rows)
-            rc = p->model_ops->forward(p->model, &fb, &lt);
+            rc = p->model_ops->forward(p->model, &fb, &f->lt);
         else if ((rc = zl_engine_graph_pad(e, b, rows, &fb)) == 0)
-            rc = zl_engine_graph_forward(e, &fb, &lt);
-        lt.ne[0] = b->n_logits;     /* the real rows lead */
+            rc = zl_engine_graph_forward(e, &fb, &f->lt);
+        f->lt.ne[0] = b->n_logits;  /* the real rows lead */
     }
-    double t_fwd = e->prof.on ? zl_engine_now() : 0.0;
+    if (rc < 0) {
+        zl_mem_ws_release(p->mem, f->mark);
+        return zl_error_wrap(rc, "engine: forward of %d tokens", b->n_tokens);
+    }
+    return ZL_OK;
+}
+
+/* The logits of the step whose rows are as.seqs[as.cur]: sampled on the
+ * device (queued and left outstanding under async scheduling, else
+ * waited for) or copied back for the CPU sampler. */
+static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
+{
+    struct eng_async *a = &e->as;
+    int32_t n = a->n[a->cur];
+    size_t nl = (size_t)n * (size_t)e->vocab;
+    int rc = ZL_OK;
     e->ds_failed = false;
-    if (rc == 0 && nl && e->ds.on) {
+    if (n && e->ds.on) {
         /* a failed call ends this step's sequences, not the engine (a row
          * with every token masked is per row: token -1) */
-        if (zl_engine_dsample(e, b, &lt) < 0) {
-            ZL_WARN("engine", "device sampling of %d rows: %s", b->n_logits, zl_last_error());
+        rc = zl_engine_dsample_queue(e, a->seqs[a->cur], n, &f->lt);
+        if (rc == ZL_OK && a->on)
+            a->pending = e->ds.queued;
+        else if (rc == ZL_OK)
+            rc = zl_engine_dsample_wait(e);
+        if (rc < 0) {
+            ZL_WARN("engine", "device sampling of %d rows: %s", n, zl_last_error());
             e->ds_failed = true;
+            rc = ZL_OK;
         }
-    } else if (rc == 0 && nl) {
-        rc = p->backend->copy_to_host(p->device, e->logits, dl, sizeof(float) * nl);
+    } else if (n) {
+        if (nl > e->logits_cap) {
+            float *l = realloc(e->logits, sizeof(float) * nl);
+            if (!l)
+                rc = zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", n);
+            else {
+                e->logits = l;
+                e->logits_cap = nl;
+            }
+        }
+        if (rc == ZL_OK)
+            rc = e->p.backend->copy_to_host(e->p.device, e->logits, f->lt.data,
+                                            sizeof(float) * nl);
     }
-    zl_mem_ws_release(p->mem, mark);
-    if (e->prof.on)
-        e->prof.fetch += zl_engine_now() - t_fwd;
-    return rc < 0 ? zl_error_wrap(rc, "engine: forward of %d tokens", b->n_tokens) : ZL_OK;
+    zl_mem_ws_release(e->p.mem, f->mark);
+    return rc < 0 ? zl_error_wrap(rc, "engine: logits of %d rows", n) : ZL_OK;
 }
 
 static int has_id(const int32_t *ids, int32_t n, int32_t t)
@@ -275,7 +305,8 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
 {
     struct eng_req *r = q->req;
     const struct zl_sampling_params *sp = &r->sp;
-    int32_t n_out = q->s.n_tokens - q->s.n_prompt;
+    int held = q->held >= 0;    /* the token fills a placeholder (engine-async.c) */
+    int32_t n_out = q->s.n_tokens - q->s.n_prompt - held;
     struct zl_sampler_seq ss = {
         .prompt = q->s.tokens, .n_prompt = q->s.n_prompt, .output = q->s.tokens + q->s.n_prompt,
         .n_output = n_out, .eos_ids = e->p.eos_ids, .n_eos = e->p.n_eos,
@@ -288,10 +319,14 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
             zl_error(ZL_EINVAL, "sampler: every token is masked");
     }
     if ((!dres && zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0) || res.token < 0 ||
-        zl_sched_append(e->sched, &q->s, res.token) < 0) {
+        (!held && zl_sched_append(e->sched, &q->s, res.token) < 0)) {
         ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
         end_seq(e, q, ZL_FINISH_ABORT);
         return;
+    }
+    if (held) {
+        q->s.tokens[q->held] = res.token;
+        q->held = -1;
     }
     n_out++;
     pthread_mutex_lock(&e->mu);
@@ -362,6 +397,7 @@ static void publish_stats(struct zl_engine *e)
     e->st.n_preemptions = ss.n_preemptions;
     e->st.n_steps = ss.n_steps;
     e->st.graph_steps = e->graph_steps;
+    e->st.async_steps = e->as.steps;
     e->st.kv_blocks_used = ks.n_used - e->pad.held;     /* the pad rows' block is no request's */
     e->st.kv_usage = e->st.kv_blocks_total ? (double)e->st.kv_blocks_used / e->st.kv_blocks_total
                                            : 0.0;
@@ -382,6 +418,10 @@ void zl_engine_prof_report(struct zl_engine *e)
             "%.1f tokens per step", (long long)p->steps, p->sched * k, p->forward * k, p->fetch * k,
             p->emit * k, (p->sched + p->forward + p->fetch + p->emit) * k,
             (double)p->tokens / (double)p->steps);
+    if (p->overlapped)
+        ZL_INFO("engine", "profile: %lld of those steps were queued before the step before had "
+                "its tokens back (async scheduling): its wait and outputs overlap this one's "
+                "device time", (long long)p->overlapped);
     if (p->replays)
         ZL_INFO("engine", "profile: %lld of those steps replayed device graphs; per replayed "
                 "step the recording pass took %.3f ms and graph_end (lookup, launch) %.3f ms",
@@ -394,43 +434,102 @@ void zl_engine_prof_report(struct zl_engine *e)
     *p = (struct eng_prof){.on = true};
 }
 
+/* Streams the tokens of the step whose rows are as.seqs[as.cur] (or ends
+ * its sequences when their sampling failed); rows of retired sequences
+ * are NULL and dropped. */
+static void take_rows(struct zl_engine *e, double now)
+{
+    struct eng_async *a = &e->as;
+    int k = a->cur;
+    for (int32_t i = 0; i < a->n[k]; i++) {
+        struct eng_seq *q = a->seqs[k][i];
+        if (!q)
+            continue;
+        q->row[k] = -1;
+        if (e->ds_failed)
+            end_seq(e, q, ZL_FINISH_ABORT);
+        else if (e->ds.on)
+            sample_row(e, q, &e->ds.res[i], NULL, now);
+        else
+            sample_row(e, q, NULL, e->logits + (size_t)i * e->vocab, now);
+    }
+    a->n[k] = 0;
+}
+
+/* The outstanding step's tokens (async scheduling), waited for and taken. */
+static void take_pending(struct zl_engine *e)
+{
+    double t = e->prof.on ? zl_engine_now() : 0.0;
+    e->ds_failed = zl_engine_dsample_wait(e) < 0;
+    if (e->ds_failed)
+        ZL_WARN("engine", "device sampling of %d rows: %s", e->as.n[e->as.cur], zl_last_error());
+    e->as.pending = false;
+    double now = zl_engine_now();
+    if (e->prof.on)
+        e->prof.fetch += now - t;
+    take_rows(e, now);
+    if (e->prof.on)
+        e->prof.emit += zl_engine_now() - now;
+}
+
+/* A failed step: the backend is not left holding a sample. */
+static int fail(struct zl_engine *e, int rc)
+{
+    if (e->as.pending) {
+        zl_engine_dsample_wait(e);
+        e->as.pending = false;
+    }
+    return rc;
+}
+
 int zl_engine_iterate(struct zl_engine *e)
 {
+    struct eng_async *a = &e->as;
     double t0 = e->prof.on ? zl_engine_now() : 0.0;
+    const struct zl_sched_batch *b = NULL;
     int rc = intake(e);
-    const struct zl_sched_batch *b;
+    if (rc == 0 && a->pending)
+        rc = zl_engine_async_hold(e);
     if (rc == 0)
         rc = zl_sched_step(e->sched, &b);
     if (rc < 0)
-        return rc;
+        return fail(e, rc);
     for (int32_t i = 0; i < b->n_dropped; i++)
         end_seq(e, b->dropped[i]->user, ZL_FINISH_LENGTH);
-    if (b->n_seqs > 0) {
-        double t1 = e->prof.on ? zl_engine_now() : 0.0, f0 = e->prof.fetch;
-        if ((rc = forward(e, b)) < 0)
-            return rc;
-        zl_sched_commit(e->sched);
-        double now = zl_engine_now();
+    struct eng_fwd f;
+    int run = b->n_seqs > 0;
+    if (run) {
+        double t1 = e->prof.on ? zl_engine_now() : 0.0;
+        if ((rc = forward(e, b, &f)) < 0)
+            return fail(e, rc);
+        zl_engine_async_keep(e, b);
+        a->steps += a->pending;
         if (e->prof.on) {
             e->prof.sched += t1 - t0;
-            e->prof.forward += now - t1 - (e->prof.fetch - f0);
+            e->prof.forward += zl_engine_now() - t1;
             e->prof.steps++;
             e->prof.tokens += b->n_tokens;
+            e->prof.overlapped += a->pending;
         }
-        for (int32_t i = 0; i < b->n_logits; i++) {
-            struct eng_seq *q = b->logits_seqs[i]->user;
-            if (e->ds_failed)
-                end_seq(e, q, ZL_FINISH_ABORT);
-            else if (e->ds.on)
-                sample_row(e, q, &e->ds.res[i], NULL, now);
-            else
-                sample_row(e, q, NULL, e->logits + (size_t)i * e->vocab, now);
+    }
+    if (a->pending)
+        take_pending(e);    /* the step before, while this one runs on the device */
+    if (run) {
+        zl_sched_commit(e->sched);
+        a->cur ^= 1;
+        double t2 = e->prof.on ? zl_engine_now() : 0.0;
+        if ((rc = sample_or_fetch(e, &f)) < 0)
+            return rc;
+        double now = zl_engine_now();
+        if (e->prof.on)
+            e->prof.fetch += now - t2;
+        if (!a->pending) {
+            take_rows(e, now);
+            if (e->prof.on)
+                e->prof.emit += zl_engine_now() - now;
         }
-        if (e->prof.on) {
-            e->prof.emit += zl_engine_now() - now;
-            if (e->prof.steps == ENG_PROF_EVERY)
-                zl_engine_prof_report(e);
-        }
+        if (e->prof.on && e->prof.steps == ENG_PROF_EVERY)
+            zl_engine_prof_report(e);
     }
     publish_stats(e);
     return ZL_OK;

@@ -18,6 +18,7 @@ struct zl_engine_params zl_engine_default_params(void)
     p.sched = zl_sched_default_params();
     p.threaded = 1;
     p.device_sampling = 1;
+    p.async_scheduling = 1;
     return p;
 }
 
@@ -152,7 +153,7 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
     kp.n_blocks = p->max_kv_blocks;
     if ((rc = zl_kv_create(&kp, &e->kv)) < 0 || (rc = zl_sched_create(&p->sched, e->kv, &e->sched)) < 0 ||
         (rc = zl_sampler_create(e->vocab, &e->sampler)) < 0 || (rc = zl_engine_dsample_init(e)) < 0 ||
-        (rc = zl_engine_graph_init(e)) < 0)
+        (rc = zl_engine_graph_init(e)) < 0 || (rc = zl_engine_async_init(e)) < 0)
         goto fail;
     e->st.max_model_len = p->sched.max_model_len;
     e->st.kv_blocks_total = zl_kv_n_blocks(e->kv) - e->pad.held; /* what requests can get */
@@ -201,6 +202,7 @@ void zl_engine_free(struct zl_engine *e)
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->thread, NULL);
     }
+    zl_engine_async_free(e);    /* waits for a queued sample first */
     while (e->reqs) {
         struct eng_req *r = e->reqs;
         e->reqs = r->next;
@@ -274,6 +276,7 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
         q->req = r;
         q->index = i;
         q->s.user = q;
+        q->held = q->row[0] = q->row[1] = -1;
         q->s.force_prefix = i > 0;
         q->s.cap = n + 16;
         if (!(q->s.tokens = malloc(sizeof(int32_t) * (size_t)q->s.cap)))

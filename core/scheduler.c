@@ -393,7 +393,10 @@ int zl_sched_step(struct zl_sched *s, const struct zl_sched_batch **out)
         for (int32_t i = 0; i < n && s->budget > 0 && rc == 0; i++) {
             struct zl_sched_seq *q = s->snap[i];
             int decode = q->n_tokens - q->n_computed == 1;
-            if (q->state != ZL_SEQ_RUNNING || q->step_slot >= 0 || decode != (pass == 0))
+            /* nothing to compute: its next token is still being sampled
+             * (async scheduling: it ends by length there) */
+            if (q->state != ZL_SEQ_RUNNING || q->step_slot >= 0 || decode != (pass == 0) ||
+                q->n_tokens == q->n_computed)
                 continue;
             rc = run_one(s, q);
         }
@@ -413,6 +416,8 @@ void zl_sched_commit(struct zl_sched *s)
 {
     for (int32_t i = 0; i < s->n_step; i++) {
         struct zl_sched_seq *q = s->step[i];
+        if (!q)
+            continue;   /* removed since the step was built */
         q->n_computed += q->step_new;
         q->step_new = 0;
         q->step_slot = -1;

@@ -3,7 +3,7 @@
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
  *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
- *                   [--warmup] [--graphs] [--max-batched-tokens N]
+ *                   [--warmup] [--graphs] [--no-async] [--max-batched-tokens N]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -34,6 +34,7 @@ struct prompts {
 
 static int g_cpu_sampling;   /* --cpu-sampling */
 static int g_graphs;        /* --graphs */
+static int g_no_async;      /* --no-async */
 static int g_warmup;         /* --warmup */
 static long g_batched = 2048; /* --max-batched-tokens */
 
@@ -95,6 +96,7 @@ static void usage(FILE *f)
                "  --seed S          sampling seed; prompt i uses S + i (default 0)\n"
                "  --cpu-sampling    sample on the CPU even when the backend samples on its device\n"
                "  --graphs          replay decode steps as device graphs (CUDA graphs)\n"
+               "  --no-async        wait for each step's tokens before queueing the next\n"
                "  --warmup          run one untimed request shaped like the first prompt first\n"
                "  --max-batched-tokens N  tokens per engine step, prompt chunks included (default 2048)\n"
                "  --quiet           no timing or info logs on stderr\n");
@@ -276,6 +278,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     ep.sched.max_num_batched_tokens = (int32_t)g_batched;
     ep.device_sampling = !g_cpu_sampling;
     ep.device_graphs = g_graphs;
+    ep.async_scheduling = !g_no_async;
     /* Steps run on this thread inside zl_engine_wait, so every prompt is
      * queued before the first step: an engine thread could start prompt 1
      * alone while the others are still being submitted. */
@@ -337,10 +340,12 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
         fprintf(stderr,
                 "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s "
                 "(%.2f tok/s, %d sequences); %lld preemptions, prefix cache hit rate %.1f%%, "
-                "%lld of %lld steps replayed as device graphs\n",
+                "%lld of %lld steps replayed as device graphs, %lld queued ahead of their "
+                "tokens (async scheduling)\n",
                 (long long)prompt_tokens, t_prefill, t_prefill > 0 ? (double)prompt_tokens / t_prefill : 0.0,
                 dec, t_dec, t_dec > 0 ? (double)dec / t_dec : 0.0, p->n, (long long)st.n_preemptions,
-                100.0 * st.prefix_hit_rate, (long long)st.graph_steps, (long long)st.n_steps);
+                100.0 * st.prefix_hit_rate, (long long)st.graph_steps, (long long)st.n_steps,
+                (long long)st.async_steps);
         if (tm.steady_steps > 0)
             fprintf(stderr, "steady decode: %d steps with all %d sequences, %.3f ms/step\n",
                     tm.steady_steps, p->n, 1e3 * (tm.steady_end - tm.prefill) / tm.steady_steps);
@@ -380,6 +385,7 @@ int main(int argc, char **argv)
         {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
         {"cpu-sampling", no_argument, NULL, 'C'}, {"warmup", no_argument, NULL, 'W'},
         {"graphs", no_argument, NULL, 'G'}, {"max-batched-tokens", required_argument, NULL, 'B'},
+        {"no-async", no_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -408,6 +414,7 @@ int main(int argc, char **argv)
         case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
         case 'C': g_cpu_sampling = 1; break;
         case 'G': g_graphs = 1; break;
+        case 'A': g_no_async = 1; break;
         case 'W': g_warmup = 1; break;
         case 'B': rc = parse_int("--max-batched-tokens", optarg, 16, 1 << 20, &g_batched); break;
         case 'h': usage(stdout); return 0;

@@ -1,6 +1,11 @@
 /* Engine over the fake model: streaming, stop / length / abort, sampling
  * options, n > 1, the thread, counters, and batch invariance of the
- * plumbing (alone, together, chunked, prefix hits, preemption). */
+ * plumbing (alone, together, chunked, prefix hits, preemption).
+ *
+ * Built twice: test_engine samples on the CPU, waiting for every step;
+ * test_engine_async (-DENGINE_ASYNC) runs the same tests with async
+ * scheduling over a backend that samples (test_engine_hostdev.h), so each
+ * step is queued before the last one's tokens are known. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -8,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <zlight/tokenizer.h>
-#include "test_engine_fakemodel.h"
+#include "test_engine_hostdev.h"
 
 struct rig {
     struct zl_model m;
@@ -31,7 +36,17 @@ static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
     fake_init(&r->m.f, (int32_t)nb, bs);
     ep.model_ops = &fake_model_ops;
     ep.model = &r->m;
+#ifdef ENGINE_ASYNC
+    static int dummy_ctx;
+    ep.backend = &async_backend_ops;
+    ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    r->m.be = ep.backend;
+    r->m.bctx = ep.bctx;
+    host_q.queued = host_q.valid = 0;
+    host_q.misuse = 0;
+#else
     ep.backend = &fake_backend_ops;
+#endif
     ep.mem = r->mem;
     ep.block_size = bs;
     cr_assert_eq(zl_engine_create(&ep, &r->e), ZL_OK, "%s", zl_last_error());
@@ -50,6 +65,12 @@ static void rig_down(struct rig *r)
     }
     cr_expect_eq(st.kv_blocks_used, 0, "blocks left in use");
     zl_engine_free(r->e);
+#ifdef ENGINE_ASYNC
+    if (r->m.forwards >= 3)     /* a prefill and two steps: the second reads a queued token */
+        cr_expect_gt(r->m.from_rows, 0, "no step was queued ahead of its tokens");
+    cr_expect_eq(host_q.queued, 0, "the engine left a sample batch queued");
+    cr_expect_eq(host_q.misuse, 0, "sample_queue / sample_wait / upload_tokens out of order");
+#endif
     cr_expect_eq(r->m.f.errors, 0, "the fake model read a wrong slot");
     struct zl_mem_stats ms;
     zl_mem_get_stats(r->mem, &ms);

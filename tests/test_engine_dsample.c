@@ -9,61 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "test_engine_fakemodel.h"
-
-static int n_sample_calls;
-
-/* The row as a CPU sampler call: listed tokens become a prompt (seen) and
- * an output holding each id `count` times, padded to `step` tokens. */
-static int host_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
-                       struct zl_sample_result *out)
-{
-    (void)ctx;
-    struct zl_sampler *s;
-    int rc = zl_sampler_create((int32_t)logits->ne[1], &s);
-    if (rc < 0)
-        return rc;
-    n_sample_calls++;
-    for (int32_t i = 0; rc == ZL_OK && i < b->n_rows; i++) {
-        const struct zl_sample_row *r = &b->rows[i];
-        struct zl_sampling_params p = zl_sampling_default_params();
-        p.temperature = r->temperature;
-        p.top_p = r->top_p;
-        p.top_k = r->top_k;
-        p.min_p = r->min_p;
-        p.repetition_penalty = r->repetition_penalty;
-        p.presence_penalty = r->presence_penalty;
-        p.frequency_penalty = r->frequency_penalty;
-        p.logprobs = r->logprobs;
-        p.logit_bias_ids = b->bias_ids + r->bias_start;
-        p.logit_bias = b->bias + r->bias_start;
-        p.n_logit_bias = r->n_bias;
-        int32_t *out_ids = calloc((size_t)r->step + 1, sizeof(int32_t)), n_out = 0;
-        cr_assert_not_null(out_ids);
-        for (int32_t t = 0; t < r->n_tok; t++)
-            for (int32_t c = 0; c < b->tok_counts[r->tok_start + t]; c++)
-                out_ids[n_out < (int32_t)r->step ? n_out++ : n_out] = b->tok_ids[r->tok_start + t];
-        if (r->n_tok)
-            cr_expect_eq(n_out, (int32_t)r->step, "output counts add up to the step");
-        struct zl_sampler_seq q = {
-            .prompt = b->tok_ids + r->tok_start, .n_prompt = r->n_tok, .output = out_ids,
-            .n_output = (int32_t)r->step, .seed = r->seed, .stream = r->stream,
-        };
-        rc = zl_sampler_sample(s, &p, &q, (float *)logits->data + (size_t)i * logits->ne[1], &out[i]);
-        if (rc == ZL_EINVAL) {      /* every token masked: that row only (backend.h) */
-            out[i].token = -1;
-            rc = ZL_OK;
-        }
-        free(out_ids);
-    }
-    zl_sampler_free(s);
-    return rc;
-}
-
-static const struct zl_backend_ops sampling_backend_ops = {
-    .size = sizeof(struct zl_backend_ops), .description = "fake host with a sampler",
-    .copy_to_device = fb_copy, .copy_to_host = fb_copy, .sample = host_sample,
-};
+#include "test_engine_hostdev.h"
 
 #define N_REQ 6
 
@@ -88,7 +34,7 @@ static struct zl_engine *open_engine(const struct zl_backend_ops *be, struct zl_
     return e;
 }
 
-static void run_all(const struct zl_backend_ops *be, struct run *res)
+static void run_all(const struct zl_backend_ops *be, struct run *res, int64_t *from_rows)
 {
     struct zl_model m;
     struct zl_mem *mem;
@@ -152,18 +98,28 @@ static void run_all(const struct zl_backend_ops *be, struct run *res)
     }
     cr_assert_eq(left, 0, "requests did not finish");
     zl_engine_free(e);
+    if (from_rows)
+        *from_rows = m.from_rows;
     fake_fini(&m.f);
     zl_mem_free(mem);
 }
 
 Test(engine_dsample, rows_carry_what_the_cpu_sampler_reads)
 {
-    struct run cpu, dev;
+    static struct run cpu, dev, as;
+    int64_t from_rows = 0;
     n_sample_calls = 0;
-    run_all(&fake_backend_ops, &cpu);
+    run_all(&fake_backend_ops, &cpu, NULL);
     cr_expect_eq(n_sample_calls, 0, "a backend without a sample op is never asked");
-    run_all(&sampling_backend_ops, &dev);
+    run_all(&sampling_backend_ops, &dev, NULL);
     cr_expect_gt(n_sample_calls, 40, "the device sampler took the steps");
+    /* async scheduling: every row's penalties, min_tokens mask and step
+     * still see the tokens before it, though each step was queued before
+     * the last one's tokens were back */
+    run_all(&async_backend_ops, &as, &from_rows);
+    cr_expect_gt(from_rows, 40, "steps read their tokens from the queued sample");
+    cr_expect_eq(host_q.misuse, 0, "sample_queue / sample_wait / upload_tokens out of order");
+    cr_expect_arr_eq(&as, &dev, sizeof as, "async scheduling changed a token or logprob");
     for (int k = 0; k < N_REQ; k++)
         for (int s = 0; s < (k == 2 ? 2 : 1); s++) {
             cr_expect_eq(dev.n[k][s], cpu.n[k][s], "request %d.%d length", k, s);
@@ -181,12 +137,13 @@ Test(engine_dsample, rows_carry_what_the_cpu_sampler_reads)
 }
 
 /* A row with every token masked ends its own request (ABORT), and the
- * row beside it in the same step is sampled as usual. */
-Test(engine_dsample, a_fully_masked_row_ends_only_its_request)
+ * row beside it in the same step is sampled as usual; with async
+ * scheduling the ended row's next step, already queued, reads token 0. */
+static void masked_row(const struct zl_backend_ops *be)
 {
     struct zl_model m;
     struct zl_mem *mem;
-    struct zl_engine *e = open_engine(&sampling_backend_ops, &m, 128, 4, 64, NULL, &mem);
+    struct zl_engine *e = open_engine(be, &m, 128, 4, 64, NULL, &mem);
     static int32_t every[FAKE_VOCAB];
     for (int32_t i = 0; i < FAKE_VOCAB; i++)
         every[i] = i;
@@ -221,4 +178,11 @@ Test(engine_dsample, a_fully_masked_row_ends_only_its_request)
     zl_engine_free(e);
     fake_fini(&m.f);
     zl_mem_free(mem);
+}
+
+Test(engine_dsample, a_fully_masked_row_ends_only_its_request)
+{
+    masked_row(&sampling_backend_ops);
+    masked_row(&async_backend_ops);
+    cr_expect_eq(host_q.misuse, 0);
 }

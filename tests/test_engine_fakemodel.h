@@ -15,6 +15,9 @@ struct zl_model {
     int64_t forwards;
     int32_t max_tokens_seen;
     int64_t fail_at;        /* this forward (1-based) fails, 0 = never */
+    const struct zl_backend_ops *be;    /* for token_from (set by fake_engine_open) */
+    struct zl_bctx *bctx;
+    int64_t from_rows;      /* rows whose token came from the sampler */
 };
 
 static int fm_kv_layout(const struct zl_model *m, struct zl_kv_layout *out)
@@ -37,10 +40,24 @@ static int fm_forward(struct zl_model *m, const struct zl_forward_batch *b, stru
         return zl_error(ZL_EINVAL, "fake forward: bad workspace or cache");
     if (m->fail_at && m->forwards + 1 == m->fail_at)
         return zl_error(ZL_EBACKEND, "fake forward: failing on purpose");
-    int32_t next[1024];
-    if (b->n_logits > 1024)
-        return zl_error(ZL_EINVAL, "fake forward: too many logits");
-    fake_forward(&m->f, b->n_tokens, b->tokens, b->positions, &b->attn, b->n_logits, b->logits_rows,
+    int32_t next[1024], toks[1024];
+    if (b->n_logits > 1024 || b->n_tokens > 1024)
+        return zl_error(ZL_EINVAL, "fake forward: too many tokens or logits");
+    const int32_t *tokens = b->tokens;
+    if (b->token_from) {    /* as a device model does: the backend fills them in */
+        if (!m->be || !ZL_BACKEND_HAS(m->be, upload_tokens) || !m->be->upload_tokens)
+            return zl_error(ZL_EINVAL, "fake forward: token_from without upload_tokens");
+        int rc = m->be->upload_tokens(m->bctx, toks, b->tokens, b->token_from, b->n_tokens);
+        if (rc < 0)
+            return rc;
+        for (int32_t i = 0; i < b->n_tokens; i++)
+            m->from_rows += b->token_from[i] >= 0;
+        tokens = toks;
+    }
+    for (int32_t i = 0; i < b->n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= FAKE_VOCAB)
+            return zl_error(ZL_ERANGE, "fake forward: token %d", tokens[i]);
+    fake_forward(&m->f, b->n_tokens, tokens, b->positions, &b->attn, b->n_logits, b->logits_rows,
                  next);
     float *l = logits->data;
     for (int32_t r = 0; r < b->n_logits; r++)
@@ -61,6 +78,7 @@ static int32_t fm_vocab(const struct zl_model *m)
 static const struct zl_model_ops fake_model_ops = {
     .size = sizeof(struct zl_model_ops), .description = "fake",
     .kv_layout = fm_kv_layout, .workspace_bytes = fm_ws, .forward = fm_forward, .vocab_size = fm_vocab,
+    .flags = ZL_MODEL_TOKENS_FROM,
 };
 
 static int fb_copy(int device, void *dst, const void *src, size_t bytes)
@@ -117,6 +135,8 @@ static inline struct zl_engine *fake_engine_open(struct zl_engine_params ep, str
         ep.model_ops = &fake_model_ops;
     ep.model = m;
     ep.bctx = (struct zl_bctx *)&dummy_ctx;
+    m->be = ep.backend;
+    m->bctx = ep.bctx;
     ep.mem = mem;
     ep.block_size = 4;
     struct zl_engine *e = NULL;

@@ -74,6 +74,7 @@ TestSuite(engine_llama, .init = open_model, .fini = close_model, .timeout = 120)
 /* Greedy ids of each prompt; `n_alone` 1 runs them one at a time. */
 static float g_temperature;     /* > 0: seeded sampling (seed = prompt index) instead of greedy */
 static int g_no_graphs;         /* 1: decode steps launched op by op */
+static int g_no_async;          /* 1: each step waits for the last one's tokens */
 static int g_drain;             /* 1: prompt i asks for new_tokens - i tokens (a draining batch) */
 
 static int32_t want_tokens(int i, int32_t new_tokens)
@@ -90,6 +91,7 @@ static void generate(struct zl_sched_params s, int32_t max_kv_blocks, int warm, 
     ep.threaded = 0;
     ep.max_kv_blocks = max_kv_blocks;
     ep.device_graphs = !g_no_graphs;
+    ep.async_scheduling = !g_no_async;
     zl_engine_model_fill(g_model, &ep);
     struct zl_engine *e;
     cr_assert_eq(zl_engine_create(&ep, &e), ZL_OK, "%s", zl_last_error());
@@ -172,17 +174,24 @@ Test(engine_llama, greedy_matches_reference)
     json_decref(ref);
 }
 
+/* NP prompts of random lengths from `seed`; with `shared` the first 40
+ * tokens are a system prompt they have in common. */
+static void make_prompts(unsigned seed, int shared, int32_t (*prompts)[MAXP], int32_t *lens)
+{
+    srand(seed);
+    for (int i = 0; i < NP; i++) {
+        lens[i] = 3 + rand() % (MAXP - 3);
+        for (int32_t j = 0; j < lens[i]; j++)
+            prompts[i][j] = shared && j < 40 ? (j * 37 + 11) % 256 : rand() % 256;
+    }
+}
+
 static void batch_invariance(float temperature)
 {
     static int32_t prompts[NP][MAXP], ref[NP][32], got[NP][32];
     int32_t lens[NP] = {0};
     g_temperature = temperature;
-    srand(17);
-    for (int i = 0; i < NP; i++) {
-        lens[i] = 3 + rand() % (MAXP - 3);
-        for (int32_t j = 0; j < lens[i]; j++)   /* 40 tokens of shared system prompt */
-            prompts[i][j] = j < 40 ? (j * 37 + 11) % 256 : rand() % 256;
-    }
+    make_prompts(17, 1, prompts, lens);
     struct zl_engine_stats st;
     generate(big_sched(), 0, 0, NP, 1, prompts, lens, NEW, ref, &st);     /* alone */
     struct {
@@ -236,12 +245,7 @@ Test(engine_llama, graphs_change_no_token)
 {
     static int32_t prompts[NP][MAXP], direct[NP][32], graphed[NP][32];
     int32_t lens[NP] = {0};
-    srand(29);
-    for (int i = 0; i < NP; i++) {
-        lens[i] = 3 + rand() % (MAXP - 3);
-        for (int32_t j = 0; j < lens[i]; j++)
-            prompts[i][j] = rand() % 256;
-    }
+    make_prompts(29, 0, prompts, lens);
     const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
     int cuda = be && !strcmp(be, "cuda");
     for (int t = 0; t < 4; t++) {
@@ -266,6 +270,60 @@ Test(engine_llama, graphs_change_no_token)
                              "temperature %.1f%s prompt %d: graphs changed the tokens",
                              (double)g_temperature, g_drain ? " drain" : "", i);
     }
+    g_temperature = 0.0f;
+    g_drain = 0;
+}
+
+/* Async scheduling changes no token: each step queued before the last
+ * one's tokens are back (graphs off, which it needs) against each step
+ * waiting.  Greedy and seeded; all together, chunked prefill, prefix hits
+ * and preemption, where sequences wait, come back and read a token still
+ * being sampled; and a draining batch (sequences ending every step).  On
+ * CUDA the async runs must have overlapped steps; the CPU backend has no
+ * device sampler, so none. */
+Test(engine_llama, async_scheduling_changes_no_token)
+{
+    static int32_t prompts[NP][MAXP], waited[NP][32], queued[NP][32];
+    int32_t lens[NP] = {0};
+    make_prompts(31, 1, prompts, lens);
+    const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
+    int cuda = be && !strcmp(be, "cuda");
+    struct {
+        const char *name;
+        int32_t chunk, kv_blocks, prefix, warm, drain;
+    } cfg[] = {
+        {"together", 0, 0, 0, 0, 0}, {"chunk 7", 7, 0, 0, 0, 0}, {"prefix hits", 0, 0, 1, 1, 0},
+        {"preemption", 0, 14, 1, 0, 0}, {"drain", 0, 0, 0, 0, 1},
+    };
+    g_no_graphs = 1;
+    for (int t = 0; t < 2; t++)
+        for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+            struct zl_sched_params s = big_sched();
+            s.max_prefill_chunk = cfg[c].chunk;
+            s.enable_prefix_caching = cfg[c].prefix;
+            struct zl_engine_stats st;
+            g_temperature = t ? 0.9f : 0.0f;
+            g_drain = cfg[c].drain;
+            memset(waited, 0, sizeof waited);
+            memset(queued, 0, sizeof queued);
+            g_no_async = 1;
+            generate(s, cfg[c].kv_blocks, cfg[c].warm, NP, 0, prompts, lens, 20, waited, &st);
+            cr_expect_eq(st.async_steps, 0, "%s: async off, yet steps overlapped", cfg[c].name);
+            g_no_async = 0;
+            generate(s, cfg[c].kv_blocks, cfg[c].warm, NP, 0, prompts, lens, 20, queued, &st);
+            if (cuda)
+                cr_expect_gt(st.async_steps, 10, "%s: %lld of %lld steps overlapped", cfg[c].name,
+                             (long long)st.async_steps, (long long)st.n_steps);
+            else
+                cr_expect_eq(st.async_steps, 0, "the CPU backend has no device sampler");
+            if (cfg[c].kv_blocks)
+                cr_expect_gt(st.n_preemptions, 0, "%s: nothing was preempted", cfg[c].name);
+            for (int i = 0; i < NP; i++)
+                cr_expect_arr_eq(queued[i], waited[i], sizeof(int32_t) * 20,
+                                 "temperature %.1f, %s, prompt %d: async scheduling changed the "
+                                 "tokens", (double)g_temperature, cfg[c].name, i);
+        }
+    g_no_graphs = 0;
     g_temperature = 0.0f;
     g_drain = 0;
 }

@@ -235,7 +235,7 @@ static int stage_copy(struct zl_bctx *ctx, void *dst, const void *src, size_t by
 }
 
 /* backend.h upload (API minor 8): a step's input, queued, not waited for. */
-static int cuda_upload_input(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
+int cuda_upload_input(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
 {
     if (!dst || (!src && bytes))
         return zl_cuda_host->error(ZL_EINVAL, "cuda upload: NULL %s", dst ? "src" : "dst");
@@ -328,12 +328,15 @@ static void cuda_close(struct zl_bctx *ctx)
     upload_free(&ctx->meta);
     upload_free(&ctx->freq);
     upload_free(&ctx->samp);
+    upload_free(&ctx->samp_tok);
     upload_free(&ctx->chain);
     free(ctx->chain_host);
     ZL_CUDA_WARN(cudaFree(ctx->chain_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->samp_scratch));
     ZL_CUDA_WARN(cudaFree(ctx->samp_count));
     ZL_CUDA_WARN(cudaFreeHost(ctx->samp_host));
+    if (ctx->samp_done)
+        ZL_CUDA_WARN(cudaEventDestroy(ctx->samp_done));
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
         if (ctx->stage_ev[i])
             ZL_CUDA_WARN(cudaEventDestroy(ctx->stage_ev[i]));
@@ -367,6 +370,7 @@ static int open_resources(struct zl_bctx *ctx)
     ZL_CUDA_TRY(cudaHostAlloc((void **)&ctx->err_host, 4 * sizeof(int32_t), cudaHostAllocDefault));
     for (int i = 0; i < CUDA_STAGE_SLOTS; i++)
         ZL_CUDA_TRY(cudaEventCreateWithFlags(&ctx->stage_ev[i], cudaEventDisableTiming));
+    ZL_CUDA_TRY(cudaEventCreateWithFlags(&ctx->samp_done, cudaEventDisableTiming));
     int rc = stage_reserve(ctx, CUDA_META_INITIAL);
     if (rc == ZL_OK)
         rc = cuda_reserve(ctx, &ctx->meta.dev, &ctx->meta.cap, CUDA_META_INITIAL, "open");
@@ -458,6 +462,9 @@ static const struct zl_backend_ops cuda_ops = {
     .rope_attention = cuda_rope_attention,
     .decoder_layers = cuda_decoder_layers,
     .upload = cuda_upload_input,
+    .sample_queue = cuda_sample_queue,
+    .sample_wait = cuda_sample_wait,
+    .upload_tokens = cuda_upload_tokens,
 };
 
 static int cuda_init(const struct zl_host *h)

@@ -1,12 +1,19 @@
 /* ZLIGHT_PROFILE (any value but "ops"): how long the device idles between
- * forwards.  An event is recorded on the stream as a forward's sampled
- * tokens are copied out (before sample's wait) and another as the next
- * forward's embedding is queued (after its token and position uploads);
- * the time between the two is the host's turn: waking from the wait,
- * emitting the tokens, scheduling, and the model's uploads before its
- * first kernel.  Steps that replay a graph, and forwards without a device
- * sample, are not counted.  Every IDLE_EVERY counted forwards, and at
- * close, a log line gives the mean. */
+ * forwards.  An end event is recorded on the stream as a forward's sampled
+ * tokens are queued for copy-out (sample_queue) and a start event as the
+ * next forward's embedding is queued (after its token and position
+ * uploads); the time between the two is the host's turn: waking from the
+ * wait, emitting the tokens, scheduling, and the model's uploads before
+ * its first kernel.  With async scheduling the next forward is queued
+ * before sample_wait, so the gap is what the device still waited for.
+ *
+ * A pair (end, start) is evaluated once its start has completed: at
+ * sample_wait if cudaEventQuery says so, else when the next pair is made
+ * (a cudaEventSynchronize on the old start, which the stream has long
+ * passed).  Two events of each kind, so the pending pair is never
+ * recorded over.  Steps that replay a graph, and forwards without a
+ * device sample before them, are not counted.  Every IDLE_EVERY counted
+ * forwards, and at close, a log line gives the mean. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -22,13 +29,14 @@ void cuda_idle_open(struct zl_bctx *ctx)
     struct cuda_idle *d = &ctx->idle;
     if (!p || !*p || !strcmp(p, "0") || !strcmp(p, "ops"))
         return;
-    for (int i = 0; i < 3; i++)
-        if (cudaEventCreate(i < 2 ? &d->end[i] : &d->start) != cudaSuccess) {
+    for (int i = 0; i < 4; i++)
+        if (cudaEventCreate(i < 2 ? &d->ends[i] : &d->starts[i - 2]) != cudaSuccess) {
             zl_cuda_host->log(ZL_LOG_WARN, "cuda", "profile: no events for the idle time (%s)",
                               cudaGetErrorString(cudaGetLastError()));
             cuda_idle_close(ctx);
             return;
         }
+    d->end = d->pend_end = d->pend_start = -1;
     d->on = 1;
 }
 
@@ -47,12 +55,31 @@ void cuda_idle_close(struct zl_bctx *ctx)
     struct cuda_idle *d = &ctx->idle;
     if (d->on)
         report(d);
-    for (int i = 0; i < 2; i++)
-        if (d->end[i])
-            ZL_CUDA_WARN(cudaEventDestroy(d->end[i]));
-    if (d->start)
-        ZL_CUDA_WARN(cudaEventDestroy(d->start));
+    for (int i = 0; i < 2; i++) {
+        if (d->ends[i])
+            ZL_CUDA_WARN(cudaEventDestroy(d->ends[i]));
+        if (d->starts[i])
+            ZL_CUDA_WARN(cudaEventDestroy(d->starts[i]));
+    }
     memset(d, 0, sizeof *d);
+}
+
+/* The pending pair's gap into the mean once its start has completed (e:
+ * how waiting for or asking after it went); NotReady leaves it pending. */
+static void evaluate(struct cuda_idle *d, cudaError_t e)
+{
+    float ms;
+    if (e == cudaSuccess &&
+        (e = cudaEventElapsedTime(&ms, d->ends[d->pend_end], d->starts[d->pend_start])) ==
+            cudaSuccess) {
+        d->ms += ms;
+        if (++d->n == IDLE_EVERY)
+            report(d);
+    }
+    if (e != cudaSuccess)
+        (void)cudaGetLastError(); /* not the next launch's error */
+    if (e != cudaErrorNotReady)
+        d->pend_end = d->pend_start = -1;
 }
 
 void cuda_idle_first_op(struct zl_bctx *ctx)
@@ -60,33 +87,41 @@ void cuda_idle_first_op(struct zl_bctx *ctx)
     struct cuda_idle *d = &ctx->idle;
     if (!d->on)
         return;
-    if (d->started) /* the forward before sampled nothing: no end event for this gap */
-        d->have_prev = 0;
-    d->started = ctx->gr.mode == CUDA_GRAPH_OFF &&
-                 cudaEventRecord(d->start, ctx->stream) == cudaSuccess;
+    int end = d->end;
+    d->end = -1; /* this forward's gap, counted or not: the next needs a new end */
+    if (end < 0 || ctx->gr.mode != CUDA_GRAPH_OFF)
+        return;
+    int s = d->pend_start < 0 ? 0 : d->pend_start ^ 1;
+    if (cudaEventRecord(d->starts[s], ctx->stream) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    /* recorded first: the host's wait below cannot delay this start */
+    if (d->pend_start >= 0)
+        evaluate(d, cudaEventSynchronize(d->starts[d->pend_start]));
+    d->pend_end = end;
+    d->pend_start = s;
 }
 
 void cuda_idle_tokens_out(struct zl_bctx *ctx)
 {
     struct cuda_idle *d = &ctx->idle;
-    if (d->on)
-        d->ended = cudaEventRecord(d->end[d->cur], ctx->stream) == cudaSuccess;
+    if (!d->on)
+        return;
+    /* never the pending pair's end; a second tokens_out before a start re-records its own */
+    int e = d->pend_end >= 0 ? d->pend_end ^ 1 : d->end >= 0 ? d->end : 0;
+    d->end = e;
+    if (cudaEventRecord(d->ends[e], ctx->stream) != cudaSuccess) {
+        (void)cudaGetLastError();
+        d->end = -1;
+    }
 }
 
-/* After sample's wait: both events of this gap have completed. */
+/* After sample_wait's wait: the pair pending, if its start has completed
+ * (before the wait when the next forward was queued first, it may not). */
 void cuda_idle_waited(struct zl_bctx *ctx)
 {
     struct cuda_idle *d = &ctx->idle;
-    if (!d->on)
-        return;
-    float ms;
-    if (d->started && d->have_prev &&
-        cudaEventElapsedTime(&ms, d->end[d->cur ^ 1], d->start) == cudaSuccess) {
-        d->ms += ms;
-        if (++d->n == IDLE_EVERY)
-            report(d);
-    }
-    d->have_prev = d->ended;
-    d->started = d->ended = 0;
-    d->cur ^= 1;
+    if (d->on && d->pend_start >= 0) /* not ready: the next first_op waits for it */
+        evaluate(d, cudaEventQuery(d->starts[d->pend_start]));
 }

@@ -110,10 +110,13 @@ struct cuda_prefetch {
 unsigned long cuda_frees(void);
 
 /* The device's idle time between forwards (cuda-idle.c): events at the
- * sampled tokens' copy (end, two in turn) and the next first kernel (start). */
+ * sampled tokens' copy (end) and the next first kernel (start), two of
+ * each so that a pair awaiting its evaluation is never recorded over. */
 struct cuda_idle {
-    int on, cur, have_prev, started, ended;
-    cudaEvent_t end[2], start;
+    int on;
+    int end;                    /* ends[end] recorded since the last start, or -1 */
+    int pend_end, pend_start;   /* the pair not yet evaluated, or -1 */
+    cudaEvent_t ends[2], starts[2];
     double ms;
     long long n;
 };
@@ -151,6 +154,12 @@ struct zl_bctx {
     size_t samp_host_cap;
     void *samp_count;                       /* int32 per-row counters of the greedy path, kept zero */
     size_t samp_count_cap;
+    cudaEvent_t samp_done;                  /* recorded after the results' copy-out */
+    int samp_queued;                        /* a batch queued, its sample_wait to come */
+    int32_t samp_rows, samp_vocab;          /* the batch queued last */
+    const struct zl_sample_result *samp_res;    /* device [samp_rows]: its results, NULL: none */
+    const int32_t *samp_status;             /* device [samp_rows]: its rows' status */
+    struct cuda_upload samp_tok;            /* upload_tokens' tokens and from */
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
     struct cuda_upload chain;               /* decoder_layers' per-layer weight table */
@@ -201,6 +210,9 @@ size_t cuda_dtype_size(enum zl_dtype dt);
  * as soon as it returns. */
 int cuda_upload(struct zl_bctx *ctx, struct cuda_upload *up, const char *op,
                 const struct cuda_part *parts, int n, void **dev);
+/* backend.h upload (API minor 8): dst <- bytes at src, queued (staged in
+ * a graph pass); src may be reused on return. */
+int cuda_upload_input(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes);
 /* Grows pinned host memory *buf to `copies` slots of at least `bytes`
  * (*cap: bytes a slot), doubling; waits for the stream first, so no copy
  * still reads the old buffer. */
@@ -256,7 +268,8 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
 
 /* ZLIGHT_PROFILE: the device's idle time between forwards (cuda-idle.c):
  * open and close with the instance; first_op as a forward's embedding is
- * queued, tokens_out as sample's results are copied out, waited after. */
+ * queued, tokens_out as sample's results are copied out, waited after
+ * sample_wait's wait. */
 void cuda_idle_open(struct zl_bctx *ctx);
 void cuda_idle_close(struct zl_bctx *ctx);
 void cuda_idle_first_op(struct zl_bctx *ctx);
@@ -328,9 +341,15 @@ const struct zl_cuda_prefetch *cuda_prefetch_hint(const struct zl_bctx *ctx, int
 /* cuda-decode-chain.c: decoder_layers (backend.h), ZL_DECLINED where the
  * one-kernel chain does not take the step. */
 int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s);
-/* cuda-sample.c: one token per logits row (backend.h sample). */
+/* cuda-sample.c: one token per logits row (backend.h sample), also in
+ * two halves, and upload_tokens (API minor 9). */
 int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
                 struct zl_sample_result *out);
+int cuda_sample_queue(struct zl_bctx *ctx, struct zl_tensor *logits,
+                      const struct zl_sample_batch *b);
+int cuda_sample_wait(struct zl_bctx *ctx, struct zl_sample_result *out);
+int cuda_upload_tokens(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
+                       const int32_t *from, int32_t n);
 
 /* cuda-linear.c: cuBLASLt with one plan (descriptors + algorithm) per shape. */
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,

@@ -245,5 +245,10 @@ const struct zl_backend_ops *cuda_profile_ops(const struct zl_backend_ops *base)
         P.ops.decoder_layers = p_decoder_layers;
     P.ops.graph_begin = NULL; /* events around each op: nothing to replay */
     P.ops.graph_end = NULL;
+    /* the sample op's wait is where the times are collected: steps wait
+     * for their tokens (async scheduling off) */
+    P.ops.sample_queue = NULL;
+    P.ops.sample_wait = NULL;
+    P.ops.upload_tokens = NULL;
     return &P.ops;
 }

@@ -1,12 +1,17 @@
-/* The sample op (backend.h, API minor 1): checks the batch on the host,
- * uploads its arrays in one copy (ctx->samp), runs one block per row
- * (sample.cu) and waits for the tokens.  A batch of plain greedy rows (no
- * logprobs, bias or penalty tokens) uploads nothing and splits each row's
- * argmax over several blocks.
+/* The sample op (backend.h, API minor 1) in its two halves (API minor 9).
+ * sample_queue checks the batch on the host, uploads its arrays in one
+ * copy (ctx->samp), queues one block per row (sample.cu), the copy of the
+ * results into pinned host memory (ctx->samp_host) and an event
+ * (ctx->samp_done); sample_wait waits for that event.  sample is the one
+ * then the other.  A batch of plain greedy rows (no logprobs, bias or
+ * penalty tokens) uploads nothing and splits each row's argmax over
+ * several blocks.
  *
  * Device scratch (ctx->samp_scratch, grown by doubling): the raw logits of
- * the ids each row modifies, then the results and the per-row status.  The
- * results come back through pinned host memory (ctx->samp_host). */
+ * the ids each row modifies, then the results and the per-row status.
+ * upload_tokens reads the results of the batch queued last there, in
+ * stream order, until the next sample_queue (whose growth of the scratch
+ * waits for the stream before freeing it). */
 #include "config.h"
 
 #include <math.h>
@@ -62,22 +67,21 @@ static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, 
     return ZL_OK;
 }
 
-
-/* The results and status (adjacent on both sides: one copy) back, waited for. */
-static int fetch(struct zl_bctx *ctx, const struct zl_sample_result *dev, int32_t n_rows,
-                 struct zl_sample_result *out)
+/* The kernels, then the results and status (adjacent on both sides, the
+ * status at the aligned end of the results: one copy) out, not waited for. */
+static int launch(struct zl_bctx *ctx, const struct zl_cuda_sample_args *a)
 {
-    size_t res_bytes = (size_t)n_rows * sizeof(struct zl_sample_result);
-    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, dev, ALIGN16(res_bytes) + (size_t)n_rows * 4,
+    size_t res_bytes = ALIGN16((size_t)a->n_rows * sizeof(struct zl_sample_result));
+    ZL_CUDA_TRY(zl_cuda_sample(a, ctx->stream));
+    ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, a->out, res_bytes + (size_t)a->n_rows * 4,
                                 cudaMemcpyDeviceToHost, ctx->stream));
     cuda_idle_tokens_out(ctx);
-    ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
-    cuda_idle_waited(ctx);
-    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
-    memcpy(out, ctx->samp_host, res_bytes);
-    for (int32_t r = 0; r < n_rows; r++)
-        if (status[r] == ZL_CUDA_SAMPLE_MASKED)
-            out[r].token = -1;  /* that row only: the others are valid */
+    ZL_CUDA_TRY(cudaEventRecord(ctx->samp_done, ctx->stream));
+    ctx->samp_res = a->out;
+    ctx->samp_status = a->status;
+    ctx->samp_rows = a->n_rows;
+    ctx->samp_vocab = a->vocab;
+    ctx->samp_queued = 1;
     return ZL_OK;
 }
 
@@ -97,7 +101,7 @@ static int all_plain_greedy(const struct zl_sample_batch *b)
 }
 
 static int greedy(struct zl_bctx *ctx, const struct zl_cuda_rows *lg,
-                  const struct zl_sample_batch *b, struct zl_sample_result *out)
+                  const struct zl_sample_batch *b)
 {
     static const char op[] = "sample";
     int32_t n = b->n_rows, per;
@@ -127,18 +131,24 @@ static int greedy(struct zl_bctx *ctx, const struct zl_cuda_rows *lg,
         .part = (unsigned long long *)(scratch + res_bytes + st_bytes),
         .count = ctx->samp_count,
     };
-    ZL_CUDA_TRY(zl_cuda_sample(&a, ctx->stream));
-    return fetch(ctx, a.out, n, out);
+    return launch(ctx, &a);
 }
 
-int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
-                struct zl_sample_result *out)
+int cuda_sample_queue(struct zl_bctx *ctx, struct zl_tensor *logits,
+                      const struct zl_sample_batch *b)
 {
     static const char op[] = "sample";
     struct zl_cuda_rows lg;
     int rc;
-    if (!b || !out)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: NULL batch or out");
+    if (ctx->samp_queued)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample_queue: the batch queued before has "
+                                   "not been waited for (one batch at a time: sample_wait "
+                                   "first)");
+    ctx->samp_res = NULL; /* until this one is queued: the scratch may move */
+    ctx->samp_status = NULL;
+    ctx->samp_rows = 0;
+    if (!b)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: NULL batch");
     if ((rc = cuda_check_rows(ctx, op, "logits", logits, 1u << ZL_DTYPE_F32, &lg)) < 0)
         return rc;
     if (logits->n_dims != 2)
@@ -151,8 +161,10 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     if (lg.d < 1 || lg.d > INT32_MAX || lg.stride % (int64_t)sizeof(float))
         return zl_cuda_host->error(ZL_EINVAL, "cuda sample: logits rows of %lld ids, stride %lld "
                                    "bytes", (long long)lg.d, (long long)lg.stride);
-    if (b->n_rows == 0)
+    if (b->n_rows == 0) {
+        ctx->samp_queued = 1;
         return ZL_OK;
+    }
     int32_t vocab = (int32_t)lg.d, n_tok = 0, n_bias = 0;
     size_t n_saved = 0;
     for (int32_t r = 0; r < b->n_rows; r++) {
@@ -162,7 +174,7 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
     }
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if (all_plain_greedy(b))
-        return greedy(ctx, &lg, b, out);
+        return greedy(ctx, &lg, b);
 
     struct cuda_part parts[5] = {
         {.src = b->rows, .bytes = (size_t)b->n_rows * sizeof(struct zl_sample_row)},
@@ -198,7 +210,72 @@ int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_s
         .out = (struct zl_sample_result *)(scratch + saved_bytes),
         .status = (int32_t *)(scratch + saved_bytes + ALIGN16(res_bytes)),
     };
-    ZL_CUDA_TRY(zl_cuda_sample(&a, ctx->stream));
-    /* results and status are adjacent on both sides: one copy */
-    return fetch(ctx, a.out, b->n_rows, out);
+    return launch(ctx, &a);
+}
+
+int cuda_sample_wait(struct zl_bctx *ctx, struct zl_sample_result *out)
+{
+    if (!ctx->samp_queued)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample_wait: no sample batch queued (none "
+                                   "since the last sample_wait, or its sample_queue failed)");
+    ctx->samp_queued = 0; /* waited for or not, an error leaves nothing queued */
+    if (!out)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample_wait: NULL out");
+    int32_t n = ctx->samp_rows;
+    if (n == 0)
+        return ZL_OK;
+    ZL_CUDA_TRY(cudaEventSynchronize(ctx->samp_done));
+    cuda_idle_waited(ctx);
+    size_t res_bytes = (size_t)n * sizeof(struct zl_sample_result);
+    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
+    memcpy(out, ctx->samp_host, res_bytes);
+    for (int32_t r = 0; r < n; r++)
+        if (status[r] == ZL_CUDA_SAMPLE_MASKED)
+            out[r].token = -1;  /* that row only: the others are valid */
+    return ZL_OK;
+}
+
+int cuda_sample(struct zl_bctx *ctx, struct zl_tensor *logits, const struct zl_sample_batch *b,
+                struct zl_sample_result *out)
+{
+    if (!b || !out)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda sample: NULL batch or out");
+    int rc = cuda_sample_queue(ctx, logits, b);
+    return rc < 0 ? rc : cuda_sample_wait(ctx, out);
+}
+
+int cuda_upload_tokens(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
+                       const int32_t *from, int32_t n)
+{
+    if (!dst || (!tokens && n) || n < 0)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: NULL dst or tokens, or n %d",
+                                   (int)n);
+    if (ctx->gr.mode != CUDA_GRAPH_OFF)
+        return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: not inside a graph bracket");
+    int any = 0;
+    for (int32_t i = 0; from && i < n; i++) {
+        if (from[i] < 0)
+            continue;
+        if (!ctx->samp_res)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: row %d takes sample row "
+                                       "%d, but the last sample_queue had no rows or failed "
+                                       "(or none came since open)", (int)i, (int)from[i]);
+        if (from[i] >= ctx->samp_rows)
+            return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: row %d takes sample row "
+                                       "%d, but the batch queued last has %d rows", (int)i,
+                                       (int)from[i], (int)ctx->samp_rows);
+        any = 1;
+    }
+    if (!any) /* a plain upload */
+        return cuda_upload_input(ctx, dst, tokens, (size_t)n * sizeof(int32_t));
+    ZL_CUDA_TRY(cudaSetDevice(ctx->device));
+    struct cuda_part parts[2] = {{.src = tokens, .bytes = (size_t)n * sizeof(int32_t)},
+                                 {.src = from, .bytes = (size_t)n * sizeof(int32_t)}};
+    void *dev[2];
+    int rc = cuda_upload(ctx, &ctx->samp_tok, "upload_tokens", parts, 2, dev);
+    if (rc < 0)
+        return rc;
+    ZL_CUDA_TRY(zl_cuda_sampled_tokens(dst, dev[0], dev[1], ctx->samp_res, ctx->samp_status,
+                                       ctx->samp_vocab, n, ctx->stream));
+    return ZL_OK;
 }

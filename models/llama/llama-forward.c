@@ -272,8 +272,12 @@ static int check_batch(const struct zl_model *m, const struct zl_forward_batch *
         if (b->logits_rows[i] < 0 || b->logits_rows[i] >= b->n_tokens)
             return llama_host->error(ZL_ERANGE, "llama forward: logits row %d outside the %d tokens",
                                      (int)b->logits_rows[i], (int)b->n_tokens);
+    if (b->token_from && !(ZL_BACKEND_HAS(m->be, upload_tokens) && m->be->upload_tokens))
+        return llama_host->error(ZL_EINVAL, "llama forward: token_from needs the backend's "
+                                 "upload_tokens");
     for (int32_t i = 0; i < b->n_tokens; i++) {
-        if (b->tokens[i] < 0 || b->tokens[i] >= m->hp.n_vocab)
+        int sampled = b->token_from && b->token_from[i] >= 0;   /* read on the device */
+        if (!sampled && (b->tokens[i] < 0 || b->tokens[i] >= m->hp.n_vocab))
             return llama_host->error(ZL_ERANGE, "llama forward: token id %d outside vocab of %d",
                                      (int)b->tokens[i], (int)m->hp.n_vocab);
         if (b->positions[i] < 0)
@@ -376,7 +380,10 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
     float inv[LLAMA_MAX_ROT / 2];
     step_rope(&s, inv);
 
-    TRY(step_input(m, s.tok.data, b->tokens, (size_t)n * 4));
+    if (b->token_from)
+        TRY(be->upload_tokens(cx, s.tok.data, b->tokens, b->token_from, (int32_t)n));
+    else
+        TRY(step_input(m, s.tok.data, b->tokens, (size_t)n * 4));
     TRY(step_input(m, s.pos.data, b->positions, (size_t)n * 4));
     TRY(be->embedding(cx, &s.x, &m->tok_embd, &s.tok));
     const int fused = use_fused(be, n);

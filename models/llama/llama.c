@@ -172,6 +172,7 @@ static const struct zl_model_ops llama_ops = {
     .workspace_bytes = llama_workspace_bytes,
     .forward = llama_forward,
     .vocab_size = llama_vocab_size,
+    .flags = ZL_MODEL_TOKENS_FROM,
 };
 
 static int llama_init(const struct zl_host *host)

@@ -3,7 +3,9 @@
  * logprobs against a float64 log-sum-exp, seeded draws token for token,
  * batch invariance, min_tokens masks, errors, a chi-square check of the
  * distribution on a small vocabulary, the split-row path of plain greedy
- * batches, and (informational) the time of decode-sized batches.
+ * batches, sample_queue/sample_wait against sample and upload_tokens
+ * reading the queued batch's tokens on the device (API minor 9), and
+ * (informational) the time of decode-sized batches.
  *
  * Tolerances and bounds:
  *   greedy, top-N ids     exact (same float operations; ties to the lower id).
@@ -205,15 +207,35 @@ static int cpu_sample(struct zl_sampler *smp, const struct spec *s, const float 
     return zl_sampler_sample(smp, &s->p, &q, tmp, out);
 }
 
-/* Uploads host logits [n, V] into dl and samples them. */
-static int gpu_sample(void *dl, const float *host, int n, int V, const struct zl_sample_batch *b,
-                      struct zl_sample_result *out)
+/* Uploads host logits [n, V] into dl: the tensor over them. */
+static struct zl_tensor put_logits(void *dl, const float *host, int n, int V)
 {
     struct zl_tensor t;
     dput(dl, host, sizeof(float) * (size_t)n * V);
     tensor(&t, ZL_DTYPE_F32, 2, (int64_t[]){n, V}, dl);
+    return t;
+}
+
+/* Uploads host logits [n, V] into dl and samples them. */
+static int gpu_sample(void *dl, const float *host, int n, int V, const struct zl_sample_batch *b,
+                      struct zl_sample_result *out)
+{
+    struct zl_tensor t = put_logits(dl, host, n, V);
     memset(out, 0xa5, sizeof(*out) * n);
     return be->sample(bctx, &t, b, out);
+}
+
+/* The same through sample_queue and sample_wait (API minor 9). */
+static int gpu_queue(void *dl, const float *host, int n, int V, const struct zl_sample_batch *b)
+{
+    struct zl_tensor t = put_logits(dl, host, n, V);
+    return be->sample_queue(bctx, &t, b);
+}
+
+static int gpu_wait(int n, struct zl_sample_result *out)
+{
+    memset(out, 0xa5, sizeof(*out) * n);
+    return be->sample_wait(bctx, out);
 }
 
 static int results_equal(const struct zl_sample_result *a, const struct zl_sample_result *b)
@@ -229,6 +251,16 @@ static int results_equal(const struct zl_sample_result *a, const struct zl_sampl
 }
 
 /* ---- cases ---- */
+
+/* The CPU sampler for vocabulary V, or NULL (a failed case). */
+static struct zl_sampler *new_sampler(int V)
+{
+    struct zl_sampler *smp;
+    if (zl_sampler_create(V, &smp) == ZL_OK)
+        return smp;
+    ct_result(0, "zl_sampler_create(%d): %s", V, zl_last_error());
+    return NULL;
+}
 
 struct tally {
     long draws, mismatch, lp_rows, lp_bad, ids_bad;
@@ -312,11 +344,9 @@ static void batch_case(struct zl_sampler *smp, int V, int n, int greedy, struct 
 
 static void vs_cpu(int V, int batches, int n, void *dl, float *host, float *tmp)
 {
-    struct zl_sampler *smp;
-    if (zl_sampler_create(V, &smp) != ZL_OK) {
-        ct_result(0, "zl_sampler_create(%d): %s", V, zl_last_error());
+    struct zl_sampler *smp = new_sampler(V);
+    if (!smp)
         return;
-    }
     struct tally g = {0}, d = {0};
     for (int i = 0; i < 2; i++)
         batch_case(smp, V, n, 1, &g, dl, host, tmp);
@@ -374,11 +404,9 @@ static void batch_invariance(int V, void *dl, float *host)
  * a repeat of the batch (the per-row counters must be back at zero). */
 static void greedy_plain(int V, int n, void *dl, float *host, float *tmp)
 {
-    struct zl_sampler *smp;
-    if (zl_sampler_create(V, &smp) != ZL_OK) {
-        ct_result(0, "zl_sampler_create(%d): %s", V, zl_last_error());
+    struct zl_sampler *smp = new_sampler(V);
+    if (!smp)
         return;
-    }
     struct spec *sp = xmalloc(sizeof(*sp) * n);
     for (int r = 0; r < n; r++) {
         float *l = host + (size_t)r * V;
@@ -638,6 +666,226 @@ static void chi_square(void *dl, float *host)
     }
 }
 
+/* ---- sample_queue, sample_wait and upload_tokens (API minor 9) ---- */
+
+static int has_halves(void)
+{
+    return ZL_BACKEND_HAS(be, upload_tokens) && be->sample_queue && be->sample_wait &&
+           be->upload_tokens;
+}
+
+/* An error with a message holding `word`; a ct_result line. */
+static void want_einval(int rc, const char *word, const char *what)
+{
+    const char *msg = zl_last_error();
+    ct_result(rc == ZL_EINVAL && strstr(msg, word) != NULL, "%s: ZL_EINVAL naming \"%s\" (rc %d: "
+              "%s)", what, word, rc, msg);
+}
+
+/* The first max of a row (the lower id on ties). */
+static int argmax(const float *l, int V)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        best = l[i] > l[best] ? i : best;
+    return best;
+}
+
+/* sample_queue then sample_wait gives sample's results bit for bit, for
+ * plain greedy rows (the split kernel) and mixed ones (temperature,
+ * penalties, bias, logprobs: the row kernel; seeded, so repeatable); the
+ * greedy rows' tokens are the CPU sampler's. */
+static void halves_same(int V, int n, int greedy, void *dl, float *host, float *tmp)
+{
+    struct zl_sampler *smp = new_sampler(V);
+    if (!smp)
+        return;
+    struct spec *sp = xmalloc(sizeof(*sp) * n);
+    for (int r = 0; r < n; r++) {
+        fill_logits(host + (size_t)r * V, V);
+        if (greedy) { /* nothing to apply, no logprobs */
+            memset(&sp[r], 0, sizeof sp[r]);
+            sp[r].p = zl_sampling_default_params();
+            sp[r].p.temperature = 0.0f;
+            continue;
+        }
+        rand_spec(&sp[r], V, r % 3 == 0);
+        if (r % 2 == 0)
+            sp[r].p.logprobs = rng_int(0, ZL_SAMPLE_MAX_LOGPROBS);
+    }
+    struct batch bt;
+    build(&bt, sp, n, V);
+    struct zl_sample_result *g = xmalloc(sizeof(*g) * n), *h = xmalloc(sizeof(*h) * n);
+    int rc = gpu_sample(dl, host, n, V, &bt.b, g), rc2 = ZL_OK, same = 0, off = 0;
+    if (rc == ZL_OK && (rc2 = gpu_queue(dl, host, n, V, &bt.b)) == ZL_OK)
+        rc2 = gpu_wait(n, h);
+    for (int r = 0; r < n && rc == ZL_OK && rc2 == ZL_OK; r++) {
+        same += results_equal(&g[r], &h[r]);
+        struct zl_sample_result c;
+        if (sp[r].p.temperature == 0.0f &&
+            (cpu_sample(smp, &sp[r], host + (size_t)r * V, V, tmp, &c) != ZL_OK ||
+             c.token != h[r].token))
+            off++;
+    }
+    ct_result(rc == ZL_OK && rc2 == ZL_OK && same == n && off == 0,
+              "V %d, %d %s rows: sample_queue + sample_wait equal sample's results in %d, %d "
+              "greedy rows off the CPU sampler (rc %d %d)", V, n, greedy ? "plain greedy" : "mixed",
+              same, off, rc, rc2);
+    unbuild(&bt);
+    free(g);
+    free(h);
+    free(sp);
+    zl_sampler_free(smp);
+}
+
+/* Before any sample_queue: upload_tokens of a sampled row fails, a plain
+ * one (no from, or every from -1) uploads. */
+static void tokens_before_queue(void)
+{
+    int32_t tok[3] = {7, 70000, 3}, from[3] = {-1, 0, -1}, got[3];
+    int32_t *d = dmalloc(sizeof tok);
+    zl_clear_error();
+    want_einval(be->upload_tokens(bctx, d, tok, from, 3), "row 1",
+                "upload_tokens of a sampled row before any sample_queue");
+    from[1] = -1;
+    int rc = be->upload_tokens(bctx, d, tok, from, 3), ok = 0;
+    if (rc == ZL_OK) {
+        dget(got, d, sizeof got);
+        ok = !memcmp(got, tok, sizeof tok);
+        dpoison(d, sizeof tok);
+        if ((rc = be->upload_tokens(bctx, d, tok, NULL, 3)) == ZL_OK) {
+            dget(got, d, sizeof got);
+            ok += !memcmp(got, tok, sizeof tok);
+        }
+    }
+    ct_result(rc == ZL_OK && ok == 2, "upload_tokens with every from -1 and with no from: the "
+              "host ids, unchecked (rc %d %s)", rc, rc ? zl_last_error() : "");
+    dfree(d);
+}
+
+/* One batch at a time, and upload_tokens' rows within the batch queued last. */
+static void halves_errors(void *dl, float *host)
+{
+    enum { V = 16 };
+    for (int i = 0; i < V; i++)
+        host[i] = (float)i, host[V + i] = (float)-i;    /* argmax 15 and 0 */
+    struct zl_sample_row rows[2];
+    for (int r = 0; r < 2; r++)
+        rows[r] = (struct zl_sample_row){.top_p = 1.0f, .repetition_penalty = 1.0f,
+                                         .logprobs = -1};
+    struct zl_sample_batch b = {.n_rows = 2, .rows = rows};
+    struct zl_sample_result out[2];
+    int32_t tok[2] = {1, 2}, from[2] = {0, 2};
+    int32_t *d = dmalloc(sizeof tok);
+    zl_clear_error();
+    want_einval(be->sample_wait(bctx, out), "no sample batch", "sample_wait with nothing queued");
+    int rc = gpu_queue(dl, host, 2, V, &b);
+    ct_result(rc == ZL_OK, "sample_queue (rc %d %s)", rc, rc ? zl_last_error() : "");
+    want_einval(gpu_queue(dl, host, 2, V, &b), "sample_wait", "a second sample_queue before "
+                "sample_wait");
+    want_einval(be->sample(bctx, &(struct zl_tensor){0}, &b, out), "sample_wait",
+                "sample while a batch is queued");
+    want_einval(be->upload_tokens(bctx, d, tok, from, 2), "row 1", "upload_tokens of sample row 2 "
+                "of a batch of 2");
+    want_einval(be->upload_tokens(bctx, NULL, tok, from, 2), "NULL", "upload_tokens to NULL");
+    rc = gpu_wait(2, out);
+    ct_result(rc == ZL_OK && out[0].token == V - 1 && out[1].token == 0,
+              "sample_wait after the refused calls: the first batch's tokens %d %d, want %d 0 "
+              "(rc %d %s)", (int)out[0].token, (int)out[1].token, V - 1, rc,
+              rc ? zl_last_error() : "");
+    want_einval(be->sample_wait(bctx, out), "no sample batch", "a second sample_wait");
+    rows[1].top_p = 0.0f;   /* a failed sample_queue leaves nothing to wait for or read */
+    want_einval(gpu_queue(dl, host, 2, V, &b), "top_p", "sample_queue of a bad row");
+    want_einval(be->sample_wait(bctx, out), "no sample batch", "sample_wait after a failed "
+                "sample_queue");
+    from[1] = 0;
+    want_einval(be->upload_tokens(bctx, d, tok, from, 2), "row 0", "upload_tokens of a sampled "
+                "row after a failed sample_queue");
+    dfree(d);
+}
+
+/* upload_tokens from the batch queued last, read back before its
+ * sample_wait (the dget waits for the stream, not the op) and again after
+ * it: rows with from >= 0 hold that row's token (greedy rows: the known
+ * argmax; the masked last row: 0), the others the host ids, unchecked.
+ * mixed: rows with temperature and logprobs (the row kernel), the last
+ * masked by a -inf bias on every id; else plain greedy rows (the split
+ * kernel), the last of -inf logits. */
+static void tokens_from(int V, int n, int mixed, void *dl, float *host)
+{
+    struct zl_sample_row *rows = xmalloc(sizeof(*rows) * n);
+    int32_t *ids = xmalloc(sizeof(int32_t) * V), *want_tok = xmalloc(sizeof(int32_t) * n);
+    float *neg = xmalloc(sizeof(float) * V);
+    for (int i = 0; i < V; i++)
+        ids[i] = i, neg[i] = -INFINITY;
+    for (int r = 0; r < n; r++) {
+        float *l = host + (size_t)r * V;
+        fill_logits(l, V);
+        rows[r] = (struct zl_sample_row){.top_p = 1.0f, .repetition_penalty = 1.0f,
+                                         .logprobs = -1, .seed = rng_u64()};
+        if (mixed && r % 3 == 1)
+            rows[r].temperature = 0.9f, rows[r].top_k = 40;
+        if (mixed && r % 3 == 2)
+            rows[r].logprobs = 3;
+        want_tok[r] = rows[r].temperature == 0.0f ? argmax(l, V) : -2; /* -2: any id */
+    }
+    want_tok[n - 1] = -1;
+    if (mixed)
+        rows[n - 1].n_bias = V;
+    else
+        for (int i = 0; i < V; i++)
+            host[(size_t)(n - 1) * V + i] = -INFINITY;
+    struct zl_sample_batch b = {.n_rows = n, .rows = rows, .bias_ids = ids, .bias = neg};
+    int m = 2 * n + 3;
+    int32_t *tok = xmalloc(sizeof(int32_t) * m), *from = xmalloc(sizeof(int32_t) * m),
+            *tok0 = xmalloc(sizeof(int32_t) * m), *from0 = xmalloc(sizeof(int32_t) * m),
+            *got = xmalloc(sizeof(int32_t) * m), *d = dmalloc(sizeof(int32_t) * m);
+    struct zl_sample_result *res = xmalloc(sizeof(*res) * n);
+    dpoison(d, sizeof(int32_t) * m);    /* before: the gather queues right behind the sample */
+    int rc = gpu_queue(dl, host, n, V, &b), bad = 0, pass;
+    for (pass = 0; pass < 2 && rc == ZL_OK; pass++) {
+        for (int i = 0; i < m; i++) {
+            tok0[i] = i == 0 ? V + 5 : rng_int(0, V - 1);   /* not range-checked */
+            from0[i] = i % 3 == 0 ? -1 : i == 1 ? n - 1 : rng_int(0, n - 1);
+        }
+        memcpy(tok, tok0, sizeof(int32_t) * m);
+        memcpy(from, from0, sizeof(int32_t) * m);
+        if (pass)
+            dpoison(d, sizeof(int32_t) * m);
+        if ((rc = be->upload_tokens(bctx, d, tok, from, m)) != ZL_OK)
+            break;
+        memset(tok, 0x5a, sizeof(int32_t) * m);     /* the host arrays are free on return */
+        memset(from, 0, sizeof(int32_t) * m);
+        dget(got, d, sizeof(int32_t) * m);
+        if (pass == 0 && (rc = gpu_wait(n, res)) != ZL_OK)
+            break;
+        for (int r = 0; pass == 0 && r < n; r++)
+            bad += want_tok[r] == -2 ? res[r].token < 0 || res[r].token >= V
+                                     : res[r].token != want_tok[r];
+        for (int i = 0; i < m; i++) {
+            int f = from0[i];
+            bad += got[i] != (f < 0 ? tok0[i] : res[f].token < 0 ? 0 : res[f].token);
+        }
+    }
+    ct_result(rc == ZL_OK && pass == 2 && bad == 0,
+              "V %d, %d %s rows: upload_tokens of %d ids before and after sample_wait: %d "
+              "tokens or ids wrong (argmax rows, a masked row reading 0; rc %d %s)", V, n,
+              mixed ? "mixed" : "plain greedy", m, bad, rc, rc ? zl_last_error() : "");
+    if (rc != ZL_OK)
+        (void)be->sample_wait(bctx, res);   /* whatever is left queued */
+    dfree(d);
+    free(rows);
+    free(ids);
+    free(want_tok);
+    free(neg);
+    free(tok);
+    free(from);
+    free(tok0);
+    free(from0);
+    free(got);
+    free(res);
+}
+
 /* Decode-sized batch, informational: the op waits for its result, so the
  * host clock around it is the latency an engine sees (upload, kernel,
  * copy back). */
@@ -700,6 +948,8 @@ int main(void)
     }
     const char *q = getenv("ZL_TEST_QUICK");
     quick = q && *q ? atoi(q) : 0;
+    if (has_halves())   /* first: no sample_queue since open */
+        tokens_before_queue();
     enum { MAXV = 128256, MAXN = 1000 };
     size_t cap = (size_t)MAXV * 128 > (size_t)16 * MAXN ? (size_t)MAXV * 128 : (size_t)16 * MAXN;
     float *host = xmalloc(sizeof(float) * cap), *tmp = xmalloc(sizeof(float) * MAXV);
@@ -720,6 +970,14 @@ int main(void)
         min_tokens_mask(vocabs[i], dl, host);
     }
     errors(dl, host);
+    for (int i = 0; has_halves() && i < 2; i++) {
+        halves_same(vocabs[i], 32, 1, dl, host, tmp);
+        halves_same(vocabs[i + 1], 32, 0, dl, host, tmp);
+        tokens_from(vocabs[i + 1], 33, i, dl, host);
+        tokens_from(vocabs[i], 7, !i, dl, host);
+    }
+    if (has_halves())
+        halves_errors(dl, host);
     chi_square(dl, host);
     static const int timed_rows[] = {1, 4, 16, 64, 128};
     for (int i = 0; !quick && i < 5; i++)

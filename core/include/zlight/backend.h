@@ -383,6 +383,31 @@ struct zl_backend_ops {
      * staged like copy_to_device.  NULL: the model calls copy_to_device. */
     int (*upload)(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes);
 
+    /* ---- API minor 9 ---- */
+
+    /* sample in two halves, so that the engine can queue the next step
+     * before this one's tokens are back (async scheduling).  sample_queue
+     * checks the batch and queues the sampling and the copy-out of its
+     * results (the batch's arrays may be reused on return); sample_wait
+     * waits for the batch queued last and writes its out[n_rows] as sample
+     * would.  sample is sample_queue then sample_wait.  One batch at a
+     * time: a second sample_queue before its sample_wait is an error.
+     * Errors of either half are sample's; a failed sample_queue leaves
+     * nothing to wait for.  NULL (both): the engine waits in sample. */
+    int (*sample_queue)(struct zl_bctx *ctx, struct zl_tensor *logits,
+                        const struct zl_sample_batch *b);
+    int (*sample_wait)(struct zl_bctx *ctx, struct zl_sample_result *out);
+
+    /* upload of n token ids (int32, dst in device memory), except that a
+     * row with from[i] >= 0 gets the token the sample batch queued last
+     * picked for its row from[i], read on the device in queue order (so
+     * before that batch's sample_wait is fine).  A row whose every token
+     * was masked reads as token 0.  from[i] must be below that batch's
+     * n_rows.  Inside a graph bracket: an error (the engine does not
+     * bracket such steps).  NULL: the engine waits for the tokens. */
+    int (*upload_tokens)(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
+                         const int32_t *from, int32_t n);
+
     /* Members are appended here by later API minors. */
 };
 

@@ -61,6 +61,7 @@ struct zl_config {
         int64_t max_total_tokens;       /* KV cache tokens at most; 0 = what memory allows */
         int enable_prefix_caching;      /* bool, default 1 */
         int enable_chunked_prefill;     /* bool, default 1 */
+        int async_scheduling;           /* bool, default 1 */
     } engine;
 
     struct {

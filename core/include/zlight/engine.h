@@ -86,6 +86,10 @@ struct zl_engine_params {
                                      * them (CUDA graphs), padded to zl_engine_graph_size rows
                                      * (one KV block is then held for the pad rows); 0: every
                                      * op queued each step; 0 */
+    int32_t async_scheduling;       /* 1: queue each step before the last one's sampled tokens
+                                     * are back, when the backend and model can (device
+                                     * sampling, no device graphs); the device then never
+                                     * waits for the host's turn between steps; 1 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
@@ -122,6 +126,7 @@ struct zl_engine_stats {
     int32_t max_model_len;
     struct zl_histogram ttft, tpot, itl, e2e;
     int64_t graph_steps;            /* decode steps replayed as one device graph */
+    int64_t async_steps;            /* steps queued before the step before had its tokens back */
 };
 
 struct zl_engine;

@@ -79,7 +79,15 @@ struct zl_forward_batch {
     const int32_t *logits_rows;             /* [n_logits] rows of the batch to score */
     void *workspace;                        /* device scratch of workspace_bytes(n_tokens) */
     size_t workspace_bytes;
+    /* API minor 9, read only by a model with ZL_MODEL_TOKENS_FROM: NULL, or
+     * [n_tokens] where from[i] >= 0 means that row's token is not known on
+     * the host yet (tokens[i] is -1): it is what the sample batch queued
+     * last picked for its row from[i] (backend.h upload_tokens). */
+    const int32_t *token_from;
 };
+
+/* zl_model_ops.flags */
+#define ZL_MODEL_TOKENS_FROM 1u     /* forward honours zl_forward_batch.token_from */
 
 struct zl_model_ops {
     uint32_t size;                          /* sizeof(struct zl_model_ops) */
@@ -99,7 +107,12 @@ struct zl_model_ops {
      * ones for the same batch, and never wait for or read back results. */
     int (*forward)(struct zl_model *m, const struct zl_forward_batch *b, struct zl_tensor *logits);
     int32_t (*vocab_size)(const struct zl_model *m);
+    /* ---- API minor 9 ---- */
+    uint32_t flags;                         /* ZL_MODEL_* */
 };
+
+/* True when the table `mo` was built with member `m` (as ZL_BACKEND_HAS). */
+#define ZL_MODEL_HAS(mo, m) ((mo)->size >= offsetof(struct zl_model_ops, m) + sizeof((mo)->m))
 
 #ifdef __cplusplus
 }

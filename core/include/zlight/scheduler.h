@@ -94,13 +94,19 @@ ZL_API void zl_sched_free(struct zl_sched *s);
  * prompt or one that could never fit (max_model_len, the KV pool). */
 ZL_API int zl_sched_add(struct zl_sched *s, struct zl_sched_seq *q);
 /* Takes a waiting or running sequence out (finish or cancel) and frees
- * its blocks (full computed blocks stay in the prefix cache).  Must not be
- * called between zl_sched_step and zl_sched_commit for a scheduled one. */
+ * its blocks (full computed blocks stay in the prefix cache).  Between
+ * zl_sched_step and zl_sched_commit it drops a scheduled one from the
+ * step (the commit skips it); its blocks are free for the next step. */
 ZL_API void zl_sched_remove(struct zl_sched *s, struct zl_sched_seq *q);
-/* Appends a sampled token to a running sequence.  ZL_ENOMEM. */
+/* Appends a sampled token to a running sequence.  ZL_ENOMEM.  The token
+ * may be a placeholder the caller overwrites before the step that
+ * computes its position is committed (async scheduling); the prefix cache
+ * reads tokens only at commit and for positions before the last one. */
 ZL_API int zl_sched_append(struct zl_sched *s, struct zl_sched_seq *q, int32_t token);
 
-/* Plans one step.  *out->n_seqs is 0 when there is nothing to run.
+/* Plans one step.  *out->n_seqs is 0 when there is nothing to run.  A
+ * running sequence with no token to compute (its next one not sampled
+ * yet) sits the step out.
  * Never fails for lack of KV blocks (preemption or drop instead);
  * ZL_ENOMEM only for host allocation. */
 ZL_API int zl_sched_step(struct zl_sched *s, const struct zl_sched_batch **out);
