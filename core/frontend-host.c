@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -143,7 +144,8 @@ static int fh_health(void *ctx)
 static int fh_stats(void *ctx, struct zl_fe_stats *out)
 {
     struct zl_frontend_host *h = ctx;
-    if (!h->engine || !out || out->size < sizeof *out)
+    /* a frontend built before async_steps passes the shorter struct */
+    if (!h->engine || !out || out->size < offsetof(struct zl_fe_stats, async_steps))
         return ZL_EINVAL;
     struct zl_engine_stats s;
     zl_engine_get_stats(h->engine, &s);
@@ -158,6 +160,8 @@ static int fh_stats(void *ctx, struct zl_fe_stats *out)
     out->prefix_cache_queries = s.prefix_queried_tokens;
     out->prefix_cache_hits = s.prefix_hit_tokens;
     out->n_steps = s.n_steps;
+    if (out->size >= sizeof *out)
+        out->async_steps = s.async_steps;
     return ZL_OK;
 }
 

@@ -175,6 +175,8 @@ static int mock_stats(void *ctx, struct zl_fe_stats *st)
     st->kv_usage = 0.25;
     st->kv_blocks_total = 100;
     st->generation_tokens = 42;
+    if (st->size >= sizeof *st)
+        st->async_steps = 7;
     return 0;
 }
 

@@ -4,6 +4,7 @@
  * tokens, cancel frees the KV blocks, text services, generation_config
  * defaults. */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +176,12 @@ Test(frontend_host, cancel_ends_with_abort_and_frees_blocks)
     }
     cr_assert_gt(st.kv_blocks_total, 0);
     cr_assert_eq(st.kv_blocks_free, st.kv_blocks_total, "the cancelled request's blocks came back");
+    cr_assert_eq(st.async_steps, 0, "the CPU backend has no device sampler: no async steps");
+    /* a frontend built before async_steps passes the shorter struct */
+    struct zl_fe_stats old = {.size = offsetof(struct zl_fe_stats, async_steps), .async_steps = -5};
+    cr_assert_eq(api->stats(api->ctx, &old), ZL_OK);
+    cr_assert_eq(old.n_steps, st.n_steps);
+    cr_assert_eq(old.async_steps, -5, "written past the caller's size");
     cr_assert_eq(api->health(api->ctx), ZL_OK);
 }
 

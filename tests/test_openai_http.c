@@ -195,6 +195,7 @@ Test(openai_http, info_endpoints)
     cr_assert(strstr(r.body, "zlight:kv_cache_usage_perc{model_name=\"mock-model\"} 0.25"), "%s", r.body);
     cr_assert(strstr(r.body, "# TYPE zlight:time_to_first_token_seconds histogram"));
     cr_assert(strstr(r.body, "zlight:generation_tokens_total{model_name=\"mock-model\"} 42"));
+    cr_assert(strstr(r.body, "zlight:engine_async_steps_total{model_name=\"mock-model\"} 7"));
     FREE(r);
     r = http("POST", "/tokenize", "{\"prompt\":\"hi\"}", NULL);
     cr_assert_eq(r.status, 200);

@@ -143,6 +143,9 @@ char *oa_metrics_text(struct oa_metrics *m, const struct zl_engine_api *api, int
     put_one(&b, "prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.", lbl,
             (double)st.prefix_cache_hits);
     put_one(&b, "engine_steps_total", "counter", "Engine steps run.", lbl, (double)st.n_steps);
+    put_one(&b, "engine_async_steps_total", "counter",
+            "Engine steps queued before the step before had its tokens back.", lbl,
+            (double)st.async_steps);
 
     pthread_mutex_lock(&m->mu);
     static const char *const reasons[5] = {"", "stop", "length", "abort", "error"};

@@ -8,7 +8,8 @@
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
 # ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
-# bench-llama8b.sh); ZL_CUDA_GRAPHS=true serves with CUDA graphs.
+# bench-llama8b.sh); ZL_CUDA_GRAPHS=true serves with CUDA graphs;
+# ZL_ASYNC_SCHEDULING=false waits for each step's tokens before the next.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -39,6 +40,7 @@ backend:
 engine:
   max_num_seqs: 256
   max_num_batched_tokens: ${ZL_MAX_BATCHED:-8192}
+  async_scheduling: ${ZL_ASYNC_SCHEDULING:-true}
 server:
   port: $port
 log_level: info

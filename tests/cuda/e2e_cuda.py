@@ -12,10 +12,13 @@ CUDA) and checks over plain HTTP:
   - a streamed chat completion carries the same text as the unstreamed one,
   - seeded sampling (device sampler) gives the same text alone and among 23
     concurrent requests, and differs between seeds,
+  - a stop string cuts the greedy text where it first appears,
   - bad input (invalid JSON, a prompt over the context) gets a 400 with a
     message, and the server keeps serving;
-all with `cuda_graphs: true`, and the decode steps must have replayed
-graphs (the backend's count, logged at shutdown).
+twice: with `cuda_graphs: true` (the decode steps must have replayed
+graphs: the backend's count, logged at shutdown), then with graphs off and
+async scheduling (each step queued before the last one's tokens are back:
+/metrics must count such steps).
 Prints one PASS/FAIL line per check and exits 1 on any failure.
 """
 import json
@@ -37,9 +40,11 @@ import transformers
 
 BUILD, TOKDIR = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 fails = []
+mode = ""
 
 
 def check(name, ok, detail=""):
+    name = "[%s] %s" % (mode, name)
     print("%s %s%s" % ("PASS" if ok else "FAIL", name, (": " + detail) if detail and not ok else ""))
     if not ok:
         fails.append(name)
@@ -73,7 +78,9 @@ def post(url, path, body, timeout=120):
         return e.code, e.read().decode()
 
 
-def main():
+def main(graphs):
+    global mode
+    mode = "graphs" if graphs else "async scheduling"
     work = tempfile.mkdtemp()
     mdir = os.path.join(work, "model")
     model = make_model(mdir)
@@ -84,9 +91,10 @@ def main():
     conf = os.path.join(work, "z.yaml")
     with open(conf, "w") as f:
         f.write("model:\n  path: %s\n  served_name: tiny\n  dtype: float32\n  max_model_len: 256\n"
-                "backend:\n  name: auto\n  gpu_memory_utilization: 0.3\n  cuda_graphs: true\n"
-                "engine:\n  max_num_seqs: 32\n"
-                "server:\n  port: %d\nlog_level: info\n" % (mdir, port))
+                "backend:\n  name: auto\n  gpu_memory_utilization: 0.3\n  cuda_graphs: %s\n"
+                "engine:\n  max_num_seqs: 32\n  async_scheduling: true\n"
+                "server:\n  port: %d\nlog_level: info\n"
+                % (mdir, "true" if graphs else "false", port))
     env = dict(os.environ)
     env["ZLIGHT_PLUGIN_PATH"] = ":".join(os.path.join(BUILD, d) for d in (
         "kernels/cuda/.libs", "kernels/cpu/.libs", "models/llama/.libs", "plugins/openai/.libs"))
@@ -129,6 +137,17 @@ def main():
             want = {tok.decode(ref, skip_special_tokens=True), tok.decode(ref)}
             check("greedy text == transformers' greedy ids decoded: %r" % p, got in want,
                   "%r vs %r" % (got, want))
+            greedy = got
+
+        # the last prompt's greedy text, cut at a stop string from its middle
+        stop = greedy[len(greedy) // 2:len(greedy) // 2 + 3]
+        st, body = post(url, "/v1/completions", {"model": "tiny", "prompt": ids, "max_tokens": 16,
+                                                 "temperature": 0, "ignore_eos": True,
+                                                 "stop": [stop]})
+        ch = json.loads(body)["choices"][0] if st == 200 else {}
+        check("stop string %r cuts the greedy text" % stop,
+              len(stop) == 3 and ch.get("text") == greedy[:greedy.find(stop)] and
+              ch.get("finish_reason") == "stop", "%d %r" % (st, ch))
 
         msgs = [{"role": "user", "content": "Write a haiku about GPUs."}]
         st, body = post(url, "/v1/chat/completions", {"model": "tiny", "messages": msgs,
@@ -177,6 +196,12 @@ def main():
               "%d %s" % (st, body))
         st, _ = post(url, "/v1/completions", {"model": "tiny", "prompt": "still", "max_tokens": 2})
         check("still serving after bad input", st == 200)
+        if not graphs:
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+                m = re.search(r"^zlight:engine_async_steps_total\{[^}]*\} (\S+)$", r.read().decode(),
+                              re.M)
+            check("steps were queued ahead of their tokens", m is not None and float(m.group(1)) > 0,
+                  m.group(0) if m else "no engine_async_steps_total in /metrics")
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -187,14 +212,16 @@ def main():
         check("zlightd exits 0 on SIGTERM", proc.returncode == 0, str(proc.returncode))
         log.seek(0)
         text = log.read()
-        m = re.search(r"graphs: (\d+) captured, (\d+) steps replayed", text)
-        check("decode steps replayed CUDA graphs", m is not None and int(m.group(2)) > 0,
-              m.group(0) if m else "no graphs line in the log")
+        if graphs:
+            m = re.search(r"graphs: (\d+) captured, (\d+) steps replayed", text)
+            check("decode steps replayed CUDA graphs", m is not None and int(m.group(2)) > 0,
+                  m.group(0) if m else "no graphs line in the log")
         errs = [l for l in text.splitlines() if " error " in l or "cuda" in l.lower()]
         print("\n".join(errs[-8:]))
         shutil.rmtree(work, ignore_errors=True)
 
 
-main()
+main(graphs=True)
+main(graphs=False)
 print("e2e_cuda: %d failed" % len(fails))
 sys.exit(1 if fails else 0)

@@ -85,6 +85,8 @@ struct zl_fe_stats {
     int64_t prefix_cache_queries;           /* tokens looked up */
     int64_t prefix_cache_hits;              /* tokens found */
     int64_t n_steps;
+    /* API minor 9: read only when size covers it */
+    int64_t async_steps;                    /* steps queued ahead of the last one's tokens */
 };
 
 /* The engine and text services for a frontend (plugins do not link
