@@ -129,6 +129,8 @@ int cuda_reserve(struct zl_bctx *ctx, void **buf, size_t *cap, size_t bytes, con
     *buf = NULL;
     *cap = 0;
     ZL_CUDA_TRY(cudaFree(old));
+    if (old)
+        cuda_graph_forget(ctx);
     cudaError_t err = cudaMalloc(buf, want);
     if (err != cudaSuccess) {
         *buf = NULL;

@@ -104,6 +104,15 @@ static void drop_all(struct cuda_graphs *g)
     g->n = 0;
 }
 
+/* After a scratch buffer was freed (the stream idle): a new one may come
+ * back at the old address, where a graph's nodes would pass the notes'
+ * address check and name memory that is gone (cudaGraphLaunch: invalid
+ * argument, seen on an H100), so every graph goes. */
+void cuda_graph_forget(struct zl_bctx *ctx)
+{
+    drop_all(&ctx->gr);
+}
+
 int cuda_graph_upload(struct zl_bctx *ctx, void *dst, const void *src, size_t bytes)
 {
     struct cuda_graphs *g = &ctx->gr;

@@ -241,6 +241,9 @@ static inline int cuda_graph_pass(const struct zl_bctx *ctx)
 {
     return ctx->gr.mode == CUDA_GRAPH_DRY || ctx->gr.mode == CUDA_GRAPH_CAPTURE;
 }
+/* Drops every captured graph (a scratch buffer was freed; the stream is
+ * idle). */
+void cuda_graph_forget(struct zl_bctx *ctx);
 /* Appends n bytes to this pass's notes (what decides the launches). */
 void cuda_graph_note(struct zl_bctx *ctx, const void *p, size_t n);
 /* dst <- bytes at src in a recording or capture pass: staged in the fixed
