@@ -174,6 +174,12 @@ Test(engine_llama, greedy_matches_reference)
     json_decref(ref);
 }
 
+static int on_cuda(void)
+{
+    const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
+    return be && !strcmp(be, "cuda");
+}
+
 /* NP prompts of random lengths from `seed`; with `shared` the first 40
  * tokens are a system prompt they have in common. */
 static void make_prompts(unsigned seed, int shared, int32_t (*prompts)[MAXP], int32_t *lens)
@@ -246,8 +252,7 @@ Test(engine_llama, graphs_change_no_token)
     static int32_t prompts[NP][MAXP], direct[NP][32], graphed[NP][32];
     int32_t lens[NP] = {0};
     make_prompts(29, 0, prompts, lens);
-    const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
-    int cuda = be && !strcmp(be, "cuda");
+    int cuda = on_cuda();
     for (int t = 0; t < 4; t++) {
         struct zl_engine_stats st;
         g_temperature = t % 2 ? 0.9f : 0.0f;
@@ -286,8 +291,7 @@ Test(engine_llama, async_scheduling_changes_no_token)
     static int32_t prompts[NP][MAXP], waited[NP][32], queued[NP][32];
     int32_t lens[NP] = {0};
     make_prompts(31, 1, prompts, lens);
-    const char *be = getenv("ZL_ENGINE_TEST_BACKEND");
-    int cuda = be && !strcmp(be, "cuda");
+    int cuda = on_cuda();
     struct {
         const char *name;
         int32_t chunk, kv_blocks, prefix, warm, drain;
