@@ -53,8 +53,7 @@ int zl_engine_async_init(struct zl_engine *e)
 void zl_engine_async_free(struct zl_engine *e)
 {
     struct eng_async *a = &e->as;
-    if (a->pending)
-        zl_engine_dsample_wait(e);  /* the backend must not hold a batch for a freed engine */
+    zl_engine_dsample_wait(e);      /* the backend must not hold a batch for a freed engine */
     for (int k = 0; k < 2; k++)
         free(a->seqs[k]);
     free(a->from);
@@ -87,7 +86,7 @@ int zl_engine_async_hold(struct zl_engine *e)
 const int32_t *zl_engine_async_from(struct zl_engine *e, const struct zl_sched_batch *b)
 {
     struct eng_async *a = &e->as;
-    if (!a->pending)
+    if (!e->ds.queued)
         return NULL;
     int any = 0;
     for (int32_t s = 0; s < b->n_seqs; s++) {

@@ -52,7 +52,8 @@ struct eng_event {
 /* Scratch of device sampling (engine-sample.c). */
 struct eng_dsample {
     bool on;                        /* the backend samples; logits stay on the device */
-    bool queued;                    /* a batch is queued on the backend, not waited for */
+    bool queued;                    /* a batch is queued on the backend, not waited for: between
+                                     * steps, the outstanding step of async scheduling */
     uint8_t *mark;                  /* [vocab] zeros between calls */
     int32_t *count;                 /* [vocab] zeros between calls */
     struct zl_sample_row *rows;
@@ -65,12 +66,12 @@ struct eng_dsample {
 
 /* Async scheduling (engine-async.c): a step's sample is queued and the
  * next step is scheduled and queued before its tokens come back.  The
- * step whose sample is outstanding has its rows' sequences in seqs[cur];
- * the step being queued fills seqs[cur ^ 1].  A sequence retired while a
- * step holds its row leaves NULL there (its row's token is dropped). */
+ * step whose sample is outstanding (ds.queued between steps) has its rows'
+ * sequences in seqs[cur]; the step being queued fills seqs[cur ^ 1].  A
+ * sequence retired while a step holds its row leaves NULL there (its
+ * row's token is dropped). */
 struct eng_async {
     bool on;                        /* the backend, the model and the config allow it */
-    bool pending;                   /* seqs[cur]'s sample is queued, not waited for */
     int cur;
     struct eng_seq **seqs[2];       /* [max_num_seqs] */
     int32_t n[2];

@@ -263,9 +263,7 @@ static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
         /* a failed call ends this step's sequences, not the engine (a row
          * with every token masked is per row: token -1) */
         rc = zl_engine_dsample_queue(e, a->seqs[a->cur], n, &f->lt);
-        if (rc == ZL_OK && a->on)
-            a->pending = e->ds.queued;
-        else if (rc == ZL_OK)
+        if (rc == ZL_OK && !a->on)
             rc = zl_engine_dsample_wait(e);
         if (rc < 0) {
             ZL_WARN("engine", "device sampling of %d rows: %s", n, zl_last_error());
@@ -463,7 +461,6 @@ static void take_pending(struct zl_engine *e)
     e->ds_failed = zl_engine_dsample_wait(e) < 0;
     if (e->ds_failed)
         ZL_WARN("engine", "device sampling of %d rows: %s", e->as.n[e->as.cur], zl_last_error());
-    e->as.pending = false;
     double now = zl_engine_now();
     if (e->prof.on)
         e->prof.fetch += now - t;
@@ -475,10 +472,7 @@ static void take_pending(struct zl_engine *e)
 /* A failed step: the backend is not left holding a sample. */
 static int fail(struct zl_engine *e, int rc)
 {
-    if (e->as.pending) {
-        zl_engine_dsample_wait(e);
-        e->as.pending = false;
-    }
+    zl_engine_dsample_wait(e);
     return rc;
 }
 
@@ -488,7 +482,7 @@ int zl_engine_iterate(struct zl_engine *e)
     double t0 = e->prof.on ? zl_engine_now() : 0.0;
     const struct zl_sched_batch *b = NULL;
     int rc = intake(e);
-    if (rc == 0 && a->pending)
+    if (rc == 0 && e->ds.queued)
         rc = zl_engine_async_hold(e);
     if (rc == 0)
         rc = zl_sched_step(e->sched, &b);
@@ -503,16 +497,16 @@ int zl_engine_iterate(struct zl_engine *e)
         if ((rc = forward(e, b, &f)) < 0)
             return fail(e, rc);
         zl_engine_async_keep(e, b);
-        a->steps += a->pending;
+        a->steps += e->ds.queued;
         if (e->prof.on) {
             e->prof.sched += t1 - t0;
             e->prof.forward += zl_engine_now() - t1;
             e->prof.steps++;
             e->prof.tokens += b->n_tokens;
-            e->prof.overlapped += a->pending;
+            e->prof.overlapped += e->ds.queued;
         }
     }
-    if (a->pending)
+    if (e->ds.queued)
         take_pending(e);    /* the step before, while this one runs on the device */
     if (run) {
         zl_sched_commit(e->sched);
@@ -523,7 +517,7 @@ int zl_engine_iterate(struct zl_engine *e)
         double now = zl_engine_now();
         if (e->prof.on)
             e->prof.fetch += now - t2;
-        if (!a->pending) {
+        if (!e->ds.queued) {
             take_rows(e, now);
             if (e->prof.on)
                 e->prof.emit += zl_engine_now() - now;
