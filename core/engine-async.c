@@ -33,10 +33,8 @@ int zl_engine_async_init(struct zl_engine *e)
     if (!e->p.async_scheduling || !e->ds.on)
         return ZL_OK;
     const char *why = NULL;
-    if (e->graphs)
-        why = "device graphs are on";
-    else if (!ZL_BACKEND_HAS(be, upload_tokens) || !be->sample_queue || !be->sample_wait ||
-             !be->upload_tokens)
+    if (!ZL_BACKEND_HAS(be, upload_tokens) || !be->sample_queue || !be->sample_wait ||
+        !be->upload_tokens)
         why = "the backend has no sample_queue/sample_wait/upload_tokens";
     else if (!ZL_MODEL_HAS(mo, flags) || !(mo->flags & ZL_MODEL_TOKENS_FROM))
         why = "the model does not read token ids from the sampler";

@@ -85,9 +85,9 @@ int zl_engine_graph_pad(struct zl_engine *e, const struct zl_sched_batch *b, int
         return ZL_OK;
     if (w < 1)
         return zl_error(ZL_EINVAL, "engine: a decode step with no block table");
-    /* tokens, positions, kv_len, slot, logits_rows [rows]; q_start [rows + 1];
-     * block_table [rows * w] */
-    size_t need = (size_t)rows * (6 + (size_t)w) + 1;
+    /* tokens, positions, kv_len, slot, logits_rows, token_from [rows];
+     * q_start [rows + 1]; block_table [rows * w] */
+    size_t need = (size_t)rows * (7 + (size_t)w) + 1;
     if (need > e->pad.cap) {
         int32_t *x = realloc(e->pad.buf, sizeof(int32_t) * need);
         if (!x)
@@ -96,7 +96,7 @@ int zl_engine_graph_pad(struct zl_engine *e, const struct zl_sched_batch *b, int
         e->pad.cap = need;
     }
     int32_t *tok = e->pad.buf, *pos = tok + rows, *kvl = pos + rows, *slot = kvl + rows,
-            *lrow = slot + rows, *qs = lrow + rows, *bt = qs + rows + 1;
+            *lrow = slot + rows, *from = lrow + rows, *qs = from + rows, *bt = qs + rows + 1;
     const struct zl_attn_batch *a = &b->attn;
     int32_t blk = e->pad.seq.blocks[0];
     memcpy(tok, b->tokens, sizeof(int32_t) * (size_t)n);
@@ -106,8 +106,11 @@ int zl_engine_graph_pad(struct zl_engine *e, const struct zl_sched_batch *b, int
     memcpy(lrow, b->logits_rows, sizeof(int32_t) * (size_t)n);
     memcpy(qs, a->q_start, sizeof(int32_t) * (size_t)(n + 1));
     memcpy(bt, a->block_table, sizeof(int32_t) * (size_t)n * (size_t)w);
+    if (fb->token_from)
+        memcpy(from, fb->token_from, sizeof(int32_t) * (size_t)n);
     for (int32_t i = n; i < rows; i++) {
-        tok[i] = b->tokens[n - 1];      /* any valid id */
+        tok[i] = b->tokens[n - 1] >= 0 ? b->tokens[n - 1] : 0; /* any valid id (not a placeholder) */
+        from[i] = -1;
         pos[i] = 0;
         kvl[i] = 1;
         /* every pad row writes the same slot: the same token at the same
@@ -125,6 +128,8 @@ int zl_engine_graph_pad(struct zl_engine *e, const struct zl_sched_batch *b, int
                                       .kv_len = kvl, .block_table = bt, .slot = slot};
     fb->n_logits = rows;
     fb->logits_rows = lrow;
+    if (fb->token_from)
+        fb->token_from = from;
     e->graph_pad_steps++;
     e->graph_pad_rows += rows - n;
     return ZL_OK;

@@ -19,7 +19,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
-#include "test_engine_fakemodel.h"
+#include "test_engine_hostdev.h"
 
 /* What the fake graph backend saw and how it answers. */
 static struct {
@@ -128,7 +128,7 @@ static int fg_end(struct zl_bctx *ctx, int ok)
 }
 
 static struct zl_model_ops graph_model_ops;
-static struct zl_backend_ops graph_backend_ops;
+static struct zl_backend_ops graph_backend_ops, async_graph_ops;
 
 static void setup_ops(void)
 {
@@ -140,6 +140,11 @@ static void setup_ops(void)
     graph_backend_ops = fake_backend_ops;
     graph_backend_ops.graph_begin = fg_begin;
     graph_backend_ops.graph_end = fg_end;
+    async_graph_ops = async_backend_ops;    /* a sampler in halves, and graphs */
+    async_graph_ops.graph_begin = fg_begin;
+    async_graph_ops.graph_end = fg_end;
+    host_q.queued = host_q.valid = 0;
+    host_q.misuse = 0;
 }
 
 #define N_REQ 5
@@ -150,6 +155,7 @@ struct run {
     int32_t n[N_REQ];
     int failed_step;
     struct zl_engine_stats st;
+    int64_t from_rows;      /* rows whose token the model read from the queued sample */
 };
 
 /* Five greedy requests of different prompt lengths, submitted two steps
@@ -200,6 +206,7 @@ static void run_all(const struct zl_backend_ops *be, int graphs, struct run *res
     }
     zl_engine_get_stats(e, &res->st);
     zl_engine_free(e);
+    res->from_rows = m.from_rows;
     cr_expect_eq(m.f.errors, 0, "the fake model read a slot it did not write");
     fake_fini(&m.f);
     zl_mem_free(mem);
@@ -295,4 +302,30 @@ Test(engine_graph, a_backend_that_keeps_asking_gets_three_forwards)
     cr_expect_eq(G.forwards_in_bracket, 3, "a recording, a capture, a direct run");
     cr_expect_eq(G.ends_failed, 1, "the engine closed the bracket");
     cr_expect(strstr(zl_last_error(), "fourth forward") != NULL, "%s", zl_last_error());
+}
+
+/* Async scheduling inside graph brackets: decode steps queued before the
+ * last one's tokens are back, recorded, run again and replayed, with pad
+ * rows after the rows whose tokens are still being sampled.  The tokens
+ * are those of a run that waits for every step, without graphs. */
+Test(engine_graph, async_scheduling_in_brackets_gives_the_same_tokens)
+{
+    setup_ops();
+    struct run plain, r;
+    run_all(&fake_backend_ops, 0, &plain);
+    cr_assert_eq(plain.failed_step, 0, "%s", zl_last_error());
+    setup_ops();
+    run_all(&async_graph_ops, 1, &r);
+    cr_assert_eq(r.failed_step, 0, "%s", zl_last_error());
+    cr_expect_gt(r.st.async_steps, 10, "steps queued ahead of their tokens");
+    cr_expect_gt(r.from_rows, 10, "rows read their token from the queued sample");
+    cr_expect_gt(r.st.graph_steps, 0, "bracketed steps replayed");
+    cr_expect_gt(G.padded, 0, "no bracketed step was padded");
+    cr_expect_eq(G.bad_pad, 0, "pad rows not as promised");
+    cr_expect_eq(G.wrong_bracket, 0);
+    cr_expect_eq(host_q.misuse, 0, "sample_queue / sample_wait / upload_tokens out of order");
+    for (int k = 0; k < N_REQ; k++) {
+        cr_expect_eq(r.n[k], 12 + k, "request %d length", k);
+        cr_expect_arr_eq(r.toks[k], plain.toks[k], sizeof(int32_t) * MAX_OUT, "request %d", k);
+    }
 }

@@ -280,15 +280,15 @@ Test(engine_llama, graphs_change_no_token)
 }
 
 /* Async scheduling changes no token: each step queued before the last
- * one's tokens are back (graphs off, which it needs) against each step
- * waiting.  Greedy and seeded; all together, chunked prefill, prefix hits
- * and preemption, where sequences wait, come back and read a token still
- * being sampled; and a draining batch (sequences ending every step).  On
- * CUDA the async runs must have overlapped steps; the CPU backend has no
- * device sampler, so none. */
+ * one's tokens are back, with device graphs off and on, against each step
+ * waiting (graphs off).  Greedy and seeded; all together, chunked
+ * prefill, prefix hits and preemption, where sequences wait, come back
+ * and read a token still being sampled; and a draining batch (sequences
+ * ending every step).  On CUDA the async runs must have overlapped steps
+ * (and replayed graphs); the CPU backend has no device sampler, so none. */
 Test(engine_llama, async_scheduling_changes_no_token)
 {
-    static int32_t prompts[NP][MAXP], waited[NP][32], queued[NP][32];
+    static int32_t prompts[NP][MAXP], waited[NP][32], queued[NP][32], graphed[NP][32];
     int32_t lens[NP] = {0};
     make_prompts(31, 1, prompts, lens);
     int cuda = on_cuda();
@@ -322,10 +322,22 @@ Test(engine_llama, async_scheduling_changes_no_token)
                 cr_expect_eq(st.async_steps, 0, "the CPU backend has no device sampler");
             if (cfg[c].kv_blocks)
                 cr_expect_gt(st.n_preemptions, 0, "%s: nothing was preempted", cfg[c].name);
-            for (int i = 0; i < NP; i++)
+            g_no_graphs = 0;
+            memset(graphed, 0, sizeof graphed);
+            generate(s, cfg[c].kv_blocks, cfg[c].warm, NP, 0, prompts, lens, 20, graphed, &st);
+            g_no_graphs = 1;
+            if (cuda)
+                cr_expect(st.async_steps > 10 && st.graph_steps > 0, "%s with graphs: %lld "
+                          "steps overlapped, %lld replayed", cfg[c].name,
+                          (long long)st.async_steps, (long long)st.graph_steps);
+            for (int i = 0; i < NP; i++) {
                 cr_expect_arr_eq(queued[i], waited[i], sizeof(int32_t) * 20,
                                  "temperature %.1f, %s, prompt %d: async scheduling changed the "
                                  "tokens", (double)g_temperature, cfg[c].name, i);
+                cr_expect_arr_eq(graphed[i], waited[i], sizeof(int32_t) * 20,
+                                 "temperature %.1f, %s, prompt %d: async scheduling with graphs "
+                                 "changed the tokens", (double)g_temperature, cfg[c].name, i);
+            }
         }
     g_no_graphs = 0;
     g_temperature = 0.0f;

@@ -5,7 +5,9 @@
  * So the engine's bracket first runs the model's forward as a recording
  * pass: every op notes what decides its launches (op, tensor addresses,
  * shapes, strides, dtypes, scalars, the attention batch's shape), stages
- * its host inputs in one pinned buffer and queues nothing.  The notes,
+ * its host inputs in a pinned buffer (one of two, in turns by bracket,
+ * so that a step queued ahead of the last one's tokens does not write
+ * what the graph before has yet to copy) and queues nothing.  The notes,
  * plus the addresses of the instance's scratch buffers, are looked up
  * (xxHash, then compared byte for byte) among the captured graphs:
  *   - found: the graph is launched; its copy nodes read the inputs just
@@ -52,11 +54,23 @@
 #define STAGE_ALIGN 16
 #define MAX_DEVICES 64
 
+/* A copy node of a graph that reads the staging buffer: repointed at
+ * launch to the buffer this bracket staged into. */
+struct cuda_graph_copy {
+    cudaGraphNode_t node;
+    struct cudaMemcpy3DParms p;     /* as captured; srcPtr moved per buffer */
+    size_t off;                     /* of its source in the staging buffer */
+};
+
 struct cuda_graph_entry {
     uint64_t hash, used;
     unsigned char *rec;             /* the notes it was captured with */
     size_t len;
     cudaGraphExec_t exec;
+    cudaGraph_t graph;              /* kept: its nodes name the copies to repoint */
+    struct cuda_graph_copy *copies;
+    int n_copies;
+    int buf;                        /* the staging buffer its copies read now */
 };
 
 /* The instance inside a bracket on each device (copy_to_device's hook has
@@ -93,7 +107,10 @@ static void entry_free(struct cuda_graph_entry *e)
 {
     if (e->exec)
         ZL_CUDA_WARN(cudaGraphExecDestroy(e->exec));
+    if (e->graph)
+        ZL_CUDA_WARN(cudaGraphDestroy(e->graph));
     free(e->rec);
+    free(e->copies);
     memset(e, 0, sizeof *e);
 }
 
@@ -124,14 +141,15 @@ int cuda_graph_upload(struct zl_bctx *ctx, void *dst, const void *src, size_t by
         size_t cap = g->stage_cap ? g->stage_cap * 2 : (size_t)256 << 10;
         while (cap < need)
             cap *= 2;
-        /* every graph's copy nodes read the old buffer: they go with it */
+        /* graphs' copy nodes read the old buffer: they go with it */
         ZL_CUDA_TRY(cudaStreamSynchronize(ctx->stream));
         drop_all(g);
         ZL_CUDA_TRY(cudaFreeHost(g->stage));
-        g->stage = NULL;
-        g->stage_cap = 0;
+        g->stage = g->stages[g->cur] = NULL;
+        g->stage_cap = g->caps[g->cur] = 0;
         ZL_CUDA_TRY(cudaHostAlloc((void **)&g->stage, cap, cudaHostAllocDefault));
-        g->stage_cap = cap;
+        g->stages[g->cur] = g->stage;
+        g->stage_cap = g->caps[g->cur] = cap;
     }
     memcpy(g->stage + at, src, bytes);
     if (g->mode == CUDA_GRAPH_CAPTURE)
@@ -155,6 +173,7 @@ static void pass_start(struct zl_bctx *ctx, enum cuda_graph_mode m)
     ctx->gr.stage_used = 0;
     ctx->meta.last_len = 0;
     ctx->freq.last_len = 0;
+    ctx->samp_tok.last_len = 0;
 }
 
 static void bracket_end(struct zl_bctx *ctx)
@@ -162,6 +181,7 @@ static void bracket_end(struct zl_bctx *ctx)
     ctx->gr.mode = CUDA_GRAPH_OFF;
     ctx->meta.last_len = 0; /* a recording pass staged bytes the device may not hold */
     ctx->freq.last_len = 0;
+    ctx->samp_tok.last_len = 0;
     if (ctx->device >= 0 && ctx->device < MAX_DEVICES && active[ctx->device] == ctx)
         active[ctx->device] = NULL;
 }
@@ -177,11 +197,16 @@ int cuda_graph_begin(struct zl_bctx *ctx)
         return zl_cuda_host->error(ZL_EUNSUPPORTED, "cuda graph_begin: another instance on "
                                    "device %d is inside a bracket", ctx->device);
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    if (!ctx->gr.done)
-        ZL_CUDA_TRY(cudaEventCreateWithFlags(&ctx->gr.done, cudaEventDisableTiming));
-    /* the last graph's copies have read the staging buffer (the step's
-     * sample has normally waited for it already) */
-    ZL_CUDA_TRY(cudaEventSynchronize(ctx->gr.done));
+    struct cuda_graphs *g = &ctx->gr;
+    for (int i = 0; i < 2; i++)
+        if (!g->done[i])
+            ZL_CUDA_TRY(cudaEventCreateWithFlags(&g->done[i], cudaEventDisableTiming));
+    g->cur ^= 1;
+    g->stage = g->stages[g->cur];
+    g->stage_cap = g->caps[g->cur];
+    /* the graph launched from this buffer two brackets ago has copied its
+     * inputs (waiting for the step before has normally waited for it) */
+    ZL_CUDA_TRY(cudaEventSynchronize(g->done[g->cur]));
     pass_start(ctx, CUDA_GRAPH_DRY);
     active[ctx->device] = ctx;
     return ZL_OK;
@@ -190,8 +215,9 @@ int cuda_graph_begin(struct zl_bctx *ctx)
 /* What the ops used besides their arguments: scratch that may move. */
 static void note_buffers(struct zl_bctx *ctx)
 {
-    const void *p[8] = {ctx->meta.dev, ctx->freq.dev, ctx->attn_scratch, ctx->attn_count,
-                        ctx->conv, ctx->lt_ws, ctx->err, ctx->gr.stage};
+    /* not the staging buffers: copies are repointed, growth drops every graph */
+    const void *p[7] = {ctx->meta.dev, ctx->freq.dev, ctx->attn_scratch, ctx->attn_count,
+                        ctx->conv, ctx->lt_ws, ctx->err};
     cuda_graph_note(ctx, p, sizeof p);
     cuda_graph_note(ctx, &ctx->attn_scratch_cap, sizeof ctx->attn_scratch_cap);
 }
@@ -216,9 +242,16 @@ static int seen_before(struct cuda_graphs *g, uint64_t h)
 
 static int launch(struct zl_bctx *ctx, struct cuda_graph_entry *e)
 {
-    e->used = ++ctx->gr.clock;
+    struct cuda_graphs *g = &ctx->gr;
+    e->used = ++g->clock;
+    for (int i = 0; e->buf != g->cur && i < e->n_copies; i++) {
+        struct cudaMemcpy3DParms p = e->copies[i].p;
+        p.srcPtr.ptr = g->stage + e->copies[i].off;
+        ZL_CUDA_TRY(cudaGraphExecMemcpyNodeSetParams(e->exec, e->copies[i].node, &p));
+    }
+    e->buf = g->cur;
     ZL_CUDA_TRY(cudaGraphLaunch(e->exec, ctx->stream));
-    ZL_CUDA_TRY(cudaEventRecord(ctx->gr.done, ctx->stream));
+    ZL_CUDA_TRY(cudaEventRecord(ctx->gr.done[ctx->gr.cur], ctx->stream));
     return ZL_OK;
 }
 
@@ -285,6 +318,48 @@ static void describe(cudaGraph_t graph, size_t rec_len)
                       "programmatic), %zu bytes of notes", nodes, edges, prog, rec_len);
 }
 
+/* The copy nodes of a captured graph that read the staging buffer it was
+ * captured with (the step's inputs); NULL on success, else why not. */
+static const char *stage_copies(const struct cuda_graphs *g, cudaGraph_t graph,
+                                struct cuda_graph_copy **out, int *n_out)
+{
+    size_t n = 0;
+    if (cudaGraphGetNodes(graph, NULL, &n) != cudaSuccess)
+        return "cudaGraphGetNodes failed";
+    cudaGraphNode_t *nodes = malloc(sizeof *nodes * (n + 1));
+    struct cuda_graph_copy *c = malloc(sizeof *c * (n + 1));
+    const char *why = !nodes || !c ? "out of host memory" : NULL;
+    int k = 0;
+    if (!why && cudaGraphGetNodes(graph, nodes, &n) != cudaSuccess)
+        why = "cudaGraphGetNodes failed";
+    for (size_t i = 0; !why && i < n; i++) {
+        enum cudaGraphNodeType t;
+        if (cudaGraphNodeGetType(nodes[i], &t) != cudaSuccess) {
+            why = "cudaGraphNodeGetType failed";
+            break;
+        }
+        if (t != cudaGraphNodeTypeMemcpy)
+            continue;
+        struct cudaMemcpy3DParms p;
+        if (cudaGraphMemcpyNodeGetParams(nodes[i], &p) != cudaSuccess) {
+            why = "cudaGraphMemcpyNodeGetParams failed";
+            break;
+        }
+        const char *src = p.srcPtr.ptr;
+        if (src < g->stage || src >= g->stage + g->stage_cap)
+            continue;
+        c[k++] = (struct cuda_graph_copy){nodes[i], p, (size_t)(src - g->stage)};
+    }
+    free(nodes);
+    if (why) {
+        free(c);
+        return why;
+    }
+    *out = c;
+    *n_out = k;
+    return NULL;
+}
+
 /* End of a capture pass: the graph instantiated, kept and launched; on any
  * failure the pass is run again directly (*again). */
 static int end_capture(struct zl_bctx *ctx, int *again)
@@ -303,8 +378,10 @@ static int end_capture(struct zl_bctx *ctx, int *again)
         describe(graph, g->rec_len);
     if (!why && (ce = cudaGraphInstantiate(&exec, graph, 0)) != cudaSuccess)
         why = cudaGetErrorString(ce);
-    if (graph)
-        ZL_CUDA_WARN(cudaGraphDestroy(graph));
+    struct cuda_graph_copy *copies = NULL;
+    int n_copies = 0;
+    if (!why)
+        why = stage_copies(g, graph, &copies, &n_copies);
     (void)cudaGetLastError(); /* a failed capture leaves its error sticky for the next call */
     struct cuda_graph_entry *e = why ? NULL : entry_new(g);
     unsigned char *rec = e ? malloc(g->rec_len) : NULL;
@@ -313,6 +390,9 @@ static int end_capture(struct zl_bctx *ctx, int *again)
     if (why) {
         if (exec)
             ZL_CUDA_WARN(cudaGraphExecDestroy(exec));
+        if (graph)
+            ZL_CUDA_WARN(cudaGraphDestroy(graph));
+        free(copies);
         if (e) /* an empty slot left: drop it */
             *e = g->e[--g->n];
         zl_cuda_host->log(ZL_LOG_WARN, "cuda", "graph capture failed (%s); this instance "
@@ -322,7 +402,8 @@ static int end_capture(struct zl_bctx *ctx, int *again)
         return ZL_OK;
     }
     memcpy(rec, g->rec, g->rec_len);
-    *e = (struct cuda_graph_entry){XXH3_64bits(rec, g->rec_len), 0, rec, g->rec_len, exec};
+    *e = (struct cuda_graph_entry){XXH3_64bits(rec, g->rec_len), 0, rec, g->rec_len, exec, graph,
+                                   copies, n_copies, g->cur};
     g->captures++;
     return launch(ctx, e);
 }
@@ -395,8 +476,10 @@ void cuda_graph_free(struct zl_bctx *ctx)
     free(g->e);
     free(g->rec);
     free(g->want);
-    ZL_CUDA_WARN(cudaFreeHost(g->stage));
-    if (g->done)
-        ZL_CUDA_WARN(cudaEventDestroy(g->done));
+    for (int i = 0; i < 2; i++) {
+        ZL_CUDA_WARN(cudaFreeHost(g->stages[i]));
+        if (g->done[i])
+            ZL_CUDA_WARN(cudaEventDestroy(g->done[i]));
+    }
     memset(g, 0, sizeof *g);
 }

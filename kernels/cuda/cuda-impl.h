@@ -82,9 +82,17 @@ struct cuda_graphs {
     unsigned char *want;                /* the recording pass's notes, during CAPTURE */
     size_t want_len, want_cap;
     int rec_oom;
-    char *stage;                        /* pinned; every graph's uploads read from here */
+    char *stage;                        /* pinned; this bracket's uploads: stages[cur] */
     size_t stage_cap, stage_used;
-    cudaEvent_t done;                   /* recorded after the last graph launch */
+    /* Brackets take the two buffers in turns, so a step's recording may
+     * stage while the graph before it, queued ahead (async scheduling),
+     * has yet to copy its inputs; a graph's copies are repointed to the
+     * bracket's buffer at launch.  done[i] follows the last graph launched
+     * from stages[i]. */
+    char *stages[2];
+    size_t caps[2];
+    cudaEvent_t done[2];
+    int cur;
     struct cuda_graph_entry *e;         /* captured graphs, e[0..n) */
     int n, cap;
     uint64_t seen[64];                  /* hashes of sequences run once (captured if seen again) */
@@ -158,7 +166,6 @@ struct zl_bctx {
     int samp_queued;                        /* a batch queued, its sample_wait to come */
     int32_t samp_rows, samp_vocab;          /* the batch queued last */
     const struct zl_sample_result *samp_res;    /* device [samp_rows]: its results, NULL: none */
-    const int32_t *samp_status;             /* device [samp_rows]: its rows' status */
     struct cuda_upload samp_tok;            /* upload_tokens' tokens and from */
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;

@@ -68,7 +68,8 @@ static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, 
 }
 
 /* The kernels, then the results and status (adjacent on both sides, the
- * status at the aligned end of the results: one copy) out, not waited for. */
+ * status at the aligned end of the results: one copy, and where
+ * upload_tokens' gather looks for it) out, not waited for. */
 static int launch(struct zl_bctx *ctx, const struct zl_cuda_sample_args *a)
 {
     size_t res_bytes = ALIGN16((size_t)a->n_rows * sizeof(struct zl_sample_result));
@@ -78,7 +79,6 @@ static int launch(struct zl_bctx *ctx, const struct zl_cuda_sample_args *a)
     cuda_idle_tokens_out(ctx);
     ZL_CUDA_TRY(cudaEventRecord(ctx->samp_done, ctx->stream));
     ctx->samp_res = a->out;
-    ctx->samp_status = a->status;
     ctx->samp_rows = a->n_rows;
     ctx->samp_vocab = a->vocab;
     ctx->samp_queued = 1;
@@ -145,7 +145,6 @@ int cuda_sample_queue(struct zl_bctx *ctx, struct zl_tensor *logits,
                                    "not been waited for (one batch at a time: sample_wait "
                                    "first)");
     ctx->samp_res = NULL; /* until this one is queued: the scratch may move */
-    ctx->samp_status = NULL;
     ctx->samp_rows = 0;
     if (!b)
         return zl_cuda_host->error(ZL_EINVAL, "cuda sample: NULL batch");
@@ -250,8 +249,6 @@ int cuda_upload_tokens(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
     if (!dst || (!tokens && n) || n < 0)
         return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: NULL dst or tokens, or n %d",
                                    (int)n);
-    if (ctx->gr.mode != CUDA_GRAPH_OFF)
-        return zl_cuda_host->error(ZL_EINVAL, "cuda upload_tokens: not inside a graph bracket");
     int any = 0;
     for (int32_t i = 0; from && i < n; i++) {
         if (from[i] < 0)
@@ -269,13 +266,25 @@ int cuda_upload_tokens(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
     if (!any) /* a plain upload */
         return cuda_upload_input(ctx, dst, tokens, (size_t)n * sizeof(int32_t));
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
-    struct cuda_part parts[2] = {{.src = tokens, .bytes = (size_t)n * sizeof(int32_t)},
-                                 {.src = from, .bytes = (size_t)n * sizeof(int32_t)}};
-    void *dev[2];
-    int rc = cuda_upload(ctx, &ctx->samp_tok, "upload_tokens", parts, 2, dev);
+    /* the batch's row count travels as data: a graph's gather then fits
+     * every batch whose results sit at the same address */
+    const int32_t rows = ctx->samp_rows;
+    struct cuda_part parts[3] = {{.src = tokens, .bytes = (size_t)n * sizeof(int32_t)},
+                                 {.src = from, .bytes = (size_t)n * sizeof(int32_t)},
+                                 {.src = &rows, .bytes = sizeof rows}};
+    void *dev[3];
+    int rc = cuda_upload(ctx, &ctx->samp_tok, "upload_tokens", parts, 3, dev);
     if (rc < 0)
         return rc;
-    ZL_CUDA_TRY(zl_cuda_sampled_tokens(dst, dev[0], dev[1], ctx->samp_res, ctx->samp_status,
+    if (cuda_graph_pass(ctx)) { /* a graph replays the gather only over the same results */
+        int64_t w[6] = {0x746f6b73 /* "toks" */, (int64_t)(uintptr_t)dst, n,
+                        (int64_t)(uintptr_t)dev[0], (int64_t)(uintptr_t)ctx->samp_res,
+                        ctx->samp_vocab};
+        cuda_graph_note(ctx, w, sizeof w);
+    }
+    if (cuda_graph_dry(ctx))
+        return ZL_OK;
+    ZL_CUDA_TRY(zl_cuda_sampled_tokens(dst, dev[0], dev[1], dev[2], ctx->samp_res,
                                        ctx->samp_vocab, n, ctx->stream));
     return ZL_OK;
 }

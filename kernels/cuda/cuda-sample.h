@@ -50,10 +50,13 @@ struct zl_cuda_sample_args {
 cudaError_t zl_cuda_sample(const struct zl_cuda_sample_args *a, cudaStream_t stream);
 
 /* upload_tokens' gather, one thread a row: dst[i] = tok[i] where from[i]
- * < 0, else res[from[i]].token, or 0 where that row was masked (status) or
- * its token is outside [0, vocab).  Queued on stream. */
+ * < 0, else res[from[i]].token, or 0 where that row was masked or its
+ * token is outside [0, vocab).  The batch's row count is read on the
+ * device (*rows, uploaded with tok and from) and its status follows its
+ * results at the next 16 bytes, so a graph that captured the gather
+ * replays for any batch of the same results' address.  Queued on stream. */
 cudaError_t zl_cuda_sampled_tokens(int32_t *dst, const int32_t *tok, const int32_t *from,
-                                   const struct zl_sample_result *res, const int32_t *status,
+                                   const int32_t *rows, const struct zl_sample_result *res,
                                    int32_t vocab, int32_t n, cudaStream_t stream);
 
 /* Blocks a row (returned) and ids a block (*per) of the greedy path for a

@@ -756,12 +756,14 @@ cudaError_t zl_cuda_sample(const struct zl_cuda_sample_args *a, cudaStream_t str
 /* upload_tokens: the next step's ids from this batch's results, on the
  * device, so the host need not wait for them (cuda-sample.h). */
 __global__ void sampled_tokens_kernel(int32_t *dst, const int32_t *tok, const int32_t *from,
-                                      const struct zl_sample_result *res, const int32_t *status,
+                                      const int32_t *rows, const struct zl_sample_result *res,
                                       int32_t vocab, int32_t n)
 {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
+    const size_t res_bytes = ((size_t)*rows * sizeof(struct zl_sample_result) + 15) & ~(size_t)15;
+    const int32_t *status = (const int32_t *)((const char *)res + res_bytes);
     const int32_t f = from[i];
     int32_t t = f < 0 ? tok[i] : res[f].token;
     if (f >= 0 && (status[f] == ZL_CUDA_SAMPLE_MASKED || t < 0 || t >= vocab))
@@ -770,12 +772,12 @@ __global__ void sampled_tokens_kernel(int32_t *dst, const int32_t *tok, const in
 }
 
 cudaError_t zl_cuda_sampled_tokens(int32_t *dst, const int32_t *tok, const int32_t *from,
-                                   const struct zl_sample_result *res, const int32_t *status,
+                                   const int32_t *rows, const struct zl_sample_result *res,
                                    int32_t vocab, int32_t n, cudaStream_t stream)
 {
     if (n <= 0)
         return cudaSuccess;
     const unsigned blocks = (unsigned)(((int64_t)n + 255) / 256);
-    sampled_tokens_kernel<<<blocks, 256, 0, stream>>>(dst, tok, from, res, status, vocab, n);
+    sampled_tokens_kernel<<<blocks, 256, 0, stream>>>(dst, tok, from, rows, res, vocab, n);
     return cudaGetLastError();
 }

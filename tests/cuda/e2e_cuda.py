@@ -15,10 +15,10 @@ CUDA) and checks over plain HTTP:
   - a stop string cuts the greedy text where it first appears,
   - bad input (invalid JSON, a prompt over the context) gets a 400 with a
     message, and the server keeps serving;
-twice: with `cuda_graphs: true` (the decode steps must have replayed
-graphs: the backend's count, logged at shutdown), then with graphs off and
-async scheduling (each step queued before the last one's tokens are back:
-/metrics must count such steps).
+twice, both with async scheduling (each step queued before the last
+one's tokens are back: /metrics must count such steps): with `cuda_graphs:
+true` (the decode steps must have replayed graphs: the backend's count,
+logged at shutdown), then with graphs off.
 Prints one PASS/FAIL line per check and exits 1 on any failure.
 """
 import json
@@ -80,7 +80,7 @@ def post(url, path, body, timeout=120):
 
 def main(graphs):
     global mode
-    mode = "graphs" if graphs else "async scheduling"
+    mode = "graphs" if graphs else "no graphs"
     work = tempfile.mkdtemp()
     mdir = os.path.join(work, "model")
     model = make_model(mdir)
@@ -196,12 +196,12 @@ def main(graphs):
               "%d %s" % (st, body))
         st, _ = post(url, "/v1/completions", {"model": "tiny", "prompt": "still", "max_tokens": 2})
         check("still serving after bad input", st == 200)
-        if not graphs:
-            with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
-                m = re.search(r"^zlight:engine_async_steps_total\{[^}]*\} (\S+)$", r.read().decode(),
-                              re.M)
-            check("steps were queued ahead of their tokens", m is not None and float(m.group(1)) > 0,
-                  m.group(0) if m else "no engine_async_steps_total in /metrics")
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            m = re.search(r"^zlight:engine_async_steps_total\{[^}]*\} (\S+)$", r.read().decode(),
+                          re.M)
+        check("steps were queued ahead of their tokens (async scheduling)",
+              m is not None and float(m.group(1)) > 0,
+              m.group(0) if m else "no engine_async_steps_total in /metrics")
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -403,8 +403,9 @@ struct zl_backend_ops {
      * picked for its row from[i], read on the device in queue order (so
      * before that batch's sample_wait is fine).  A row whose every token
      * was masked reads as token 0.  from[i] must be below that batch's
-     * n_rows.  Inside a graph bracket: an error (the engine does not
-     * bracket such steps).  NULL: the engine waits for the tokens. */
+     * n_rows.  Inside a graph bracket it is staged and recorded like the
+     * ops (a graph replays it over the same batch's results only).  NULL:
+     * the engine waits for the tokens. */
     int (*upload_tokens)(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
                          const int32_t *from, int32_t n);
 
