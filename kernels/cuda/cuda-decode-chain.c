@@ -5,10 +5,15 @@
  *   - more than one sequence or token; biases; partial rotary;
  *   - weights other than contiguous bf16/f16 of the activations' dtype,
  *     norm weights other than f32;
- *   - device graphs on (a bracket records the per-layer ops);
+ *   - a graph capture pass (never reached: see below);
  *   - a device or shape without a plan (sm_90+, head_dim 64 or 128, up to
  *     8 query heads a kv head);
- *   - ZL_CUDA_DECODE_CHAIN=0 in the environment (an A/B in one build). */
+ *   - ZL_CUDA_DECODE_CHAIN=0 in the environment (an A/B in one build).
+ * Its launch depends on the step's data (the context length plans the
+ * attention split; the slot is an argument), so a graph of it would
+ * replay once: in a graph bracket's recording pass the step is marked to
+ * run directly (cuda_graph_run_direct) and the chain runs in that rerun.
+ * One kernel a step leaves nothing for a graph to save. */
 #include "config.h"
 
 #include <stdio.h>
@@ -146,11 +151,15 @@ int cuda_decoder_layers(struct zl_bctx *ctx, const struct zl_decoder_stack *s)
                                    op);
     struct zl_cuda_chain_shape sh;
     struct zl_cuda_chain_plan plan;
-    if (chain_off() || ctx->gr.mode != CUDA_GRAPH_OFF || !chain_shape(ctx, s, &sh))
+    if (chain_off() || ctx->gr.mode == CUDA_GRAPH_CAPTURE || !chain_shape(ctx, s, &sh))
         return ZL_DECLINED;
     ZL_CUDA_TRY(cudaSetDevice(ctx->device));
     if (!zl_cuda_decode_chain_plan(&sh, &plan))
         return ZL_DECLINED;
+    if (cuda_graph_dry(ctx)) {
+        cuda_graph_run_direct(ctx);
+        return ZL_OK;
+    }
 
     /* rope_kv_write's own checks and uploads: positions, inv_freq, batch */
     struct zl_cuda_gemv_rope g;

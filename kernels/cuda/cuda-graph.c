@@ -170,6 +170,7 @@ static void pass_start(struct zl_bctx *ctx, enum cuda_graph_mode m)
     ctx->gr.mode = m;
     ctx->gr.rec_len = 0;
     ctx->gr.rec_oom = 0;
+    ctx->gr.direct = 0;
     ctx->gr.stage_used = 0;
     ctx->meta.last_len = 0;
     ctx->freq.last_len = 0;
@@ -435,8 +436,11 @@ int cuda_graph_end(struct zl_bctx *ctx, int ok)
     if (m == CUDA_GRAPH_DRY) {
         note_buffers(ctx);
         const uint64_t h = XXH3_64bits(g->rec, g->rec_len);
-        struct cuda_graph_entry *e = g->rec_oom ? NULL : find(g, h);
-        if (e) {
+        struct cuda_graph_entry *e = g->rec_oom || g->direct ? NULL : find(g, h);
+        if (g->direct) {
+            g->direct_steps++;
+            again = 1;
+        } else if (e) {
             g->replays++;
             rc = launch(ctx, e);
         } else if (!g->rec_oom && seen_before(g, h) && keep_want(g) == 0) {
@@ -468,9 +472,10 @@ int cuda_graph_end(struct zl_bctx *ctx, int ok)
 void cuda_graph_free(struct zl_bctx *ctx)
 {
     struct cuda_graphs *g = &ctx->gr;
-    if (g->captures || g->replays || g->eager)
+    if (g->captures || g->replays || g->eager || g->direct_steps)
         zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graphs: %lld captured, %lld steps replayed, %lld "
-                          "run directly", g->captures, g->replays, g->eager);
+                          "run directly (%lld of them for an op that runs only directly: the decode chain)",
+                          g->captures, g->replays, g->eager, g->direct_steps);
     cuda_graph_abandon(ctx);
     drop_all(g);
     free(g->e);

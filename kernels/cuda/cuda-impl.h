@@ -98,8 +98,10 @@ struct cuda_graphs {
     uint64_t seen[64];                  /* hashes of sequences run once (captured if seen again) */
     unsigned seen_next;
     uint64_t clock;                     /* launches, for least-recently-used eviction */
-    long long replays, captures, eager;
+    long long replays, captures, eager, direct_steps;
     int off;                            /* a capture failed: no more brackets */
+    int direct;                         /* this recording pass met an op that runs only
+                                         * directly (cuda_graph_run_direct) */
 };
 
 /* Weight prefetch during short decode attention (cuda-attention.c): the
@@ -247,6 +249,13 @@ static inline int cuda_graph_dry(const struct zl_bctx *ctx)
 static inline int cuda_graph_pass(const struct zl_bctx *ctx)
 {
     return ctx->gr.mode == CUDA_GRAPH_DRY || ctx->gr.mode == CUDA_GRAPH_CAPTURE;
+}
+/* In a recording pass: this step runs directly (its ops queued again
+ * after the pass, no lookup, no capture), for an op whose launch depends
+ * on the step's data, such as the decode chain's. */
+static inline void cuda_graph_run_direct(struct zl_bctx *ctx)
+{
+    ctx->gr.direct = 1;
 }
 /* Drops every captured graph (a scratch buffer was freed; the stream is
  * idle). */

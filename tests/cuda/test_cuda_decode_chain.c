@@ -19,7 +19,11 @@
  * Llama-3.1-8B's shapes, down rows that fill a slot alone (the warps share
  * their columns), o tiles of an odd number of rows (a warp takes two rows,
  * the last one alone).  The cache must be untouched outside the new
- * token's rows, bit for bit. */
+ * token's rows, bit for bit.
+ *
+ * Run again inside a device-graph bracket: the recording pass must queue
+ * nothing and ask for a direct rerun (the chain's launch depends on the
+ * step's data), and that rerun gives the same results. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,13 +151,43 @@ static void compare(const char *what, enum zl_dtype dt, const void *got, const v
     free(r), free(tol);
 }
 
-static void run_case(const struct ccase *c)
+/* The chain inside a graph bracket (graph_begin, a recording pass, the
+ * rerun it asks for, graph_end); 1 when the bracket went as the chain
+ * wants it. */
+static int bracketed(const struct zl_decoder_stack *st, const struct acts *r, size_t x_bytes,
+                     const char *what)
+{
+    if (!ct_ok(be->graph_begin(bctx), what))
+        return 0;
+    char *before = xmalloc(x_bytes), *after = xmalloc(x_bytes);
+    dget(before, r->x, x_bytes);
+    int rc = be->decoder_layers(bctx, st);
+    int g = be->graph_end(bctx, rc == ZL_OK);
+    int ok = ct_sync(what);
+    if (ok)
+        dget(after, r->x, x_bytes);
+    ok = ok && rc == ZL_OK && g == ZL_GRAPH_AGAIN && !memcmp(before, after, x_bytes);
+    ct_result(ok, "%s: the recording pass queues nothing and asks for a direct rerun "
+              "(decoder_layers rc %d, graph_end rc %d)", what, rc, g);
+    if (g == ZL_GRAPH_AGAIN) { /* the bracket is open until its rerun ends */
+        rc = be->decoder_layers(bctx, st);
+        g = be->graph_end(bctx, ok && rc == ZL_OK);
+        ct_result(ok && rc == ZL_OK && g == ZL_OK, "%s: the direct rerun runs the chain "
+                  "(decoder_layers rc %d, graph_end rc %d)", what, rc, g);
+        ok = ok && rc == ZL_OK && g == ZL_OK;
+    }
+    free(before), free(after);
+    return ok;
+}
+
+static void run_case(const struct ccase *c, int in_bracket)
 {
     const int64_t kvd = (int64_t)c->nkv * c->hd;
     const size_t es = esize(c->dt);
     char what[200];
-    snprintf(what, sizeof what, "decoder_layers %s %d layers d %d f %d heads %d/%d hd %d ctx %d bs %d",
-             zl_dtype_name(c->dt), c->layers, c->d, c->f, c->nh, c->nkv, c->hd, c->ctx, c->bs);
+    snprintf(what, sizeof what, "decoder_layers %s %d layers d %d f %d heads %d/%d hd %d ctx %d bs %d%s",
+             zl_dtype_name(c->dt), c->layers, c->d, c->f, c->nh, c->nkv, c->hd, c->ctx, c->bs,
+             in_bracket ? " in a graph bracket" : "");
 
     struct weights *w = xmalloc((size_t)c->layers * sizeof *w);
     struct zl_decoder_layer *ls = xmalloc((size_t)c->layers * sizeof *ls);
@@ -191,6 +225,10 @@ static void run_case(const struct ccase *c)
             const struct zl_rope_kv rk = {&r[k].q3, &r[k].k3, &r[k].v3, &tpos, &rope, &cache, 0, &b};
             const struct zl_decoder_stack st = {c->layers, ls, EPS, scale, &r[k].tx, &r[k].tqkv,
                                                 &r[k].tatt, &r[k].ta, &rk};
+            if (in_bracket) {
+                ok = bracketed(&st, &r[k], (size_t)c->d * es, what) && ct_sync(what);
+                continue;
+            }
             int rc = be->decoder_layers(bctx, &st);
             if (rc == ZL_DECLINED)
                 ct_result(0, "%s: declined (an sm_90 device takes this shape)", what);
@@ -306,8 +344,12 @@ int main(void)
             printf("decoder_layers: the d 4096 case left out (ZL_GEMV_QUICK=1)\n");
             continue;
         }
-        run_case(&cases[i]);
+        run_case(&cases[i], 0);
     }
+    if (ZL_BACKEND_HAS(be, graph_end) && be->graph_begin && be->graph_end)
+        run_case(&cases[0], 1);
+    else
+        printf("decoder_layers: no graph bracket case (this backend has no device graphs)\n");
     edges();
     return ct_finish();
 }
