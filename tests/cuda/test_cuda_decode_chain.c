@@ -21,9 +21,9 @@
  * the last one alone).  The cache must be untouched outside the new
  * token's rows, bit for bit.
  *
- * Run again inside a device-graph bracket: the recording pass must queue
- * nothing and ask for a direct rerun (the chain's launch depends on the
- * step's data), and that rerun gives the same results. */
+ * Run again inside a device-graph bracket: the recording pass must ask
+ * for a direct rerun (the chain's launch depends on the step's data), and
+ * that rerun must give the same results. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,24 +151,19 @@ static void compare(const char *what, enum zl_dtype dt, const void *got, const v
     free(r), free(tol);
 }
 
-/* The chain inside a graph bracket (graph_begin, a recording pass, the
- * rerun it asks for, graph_end); 1 when the bracket went as the chain
- * wants it. */
-static int bracketed(const struct zl_decoder_stack *st, const struct acts *r, size_t x_bytes,
-                     const char *what)
+/* The chain inside a graph bracket: the recording pass must ask for a
+ * direct rerun (nothing may sync inside the bracket; a recording pass
+ * that queued the chain would run it twice over the same x, which the
+ * comparison with the per-layer ops then catches); 1 when it went so. */
+static int bracketed(const struct zl_decoder_stack *st, const char *what)
 {
     if (!ct_ok(be->graph_begin(bctx), what))
         return 0;
-    char *before = xmalloc(x_bytes), *after = xmalloc(x_bytes);
-    dget(before, r->x, x_bytes);
     int rc = be->decoder_layers(bctx, st);
     int g = be->graph_end(bctx, rc == ZL_OK);
-    int ok = ct_sync(what);
-    if (ok)
-        dget(after, r->x, x_bytes);
-    ok = ok && rc == ZL_OK && g == ZL_GRAPH_AGAIN && !memcmp(before, after, x_bytes);
-    ct_result(ok, "%s: the recording pass queues nothing and asks for a direct rerun "
-              "(decoder_layers rc %d, graph_end rc %d)", what, rc, g);
+    int ok = rc == ZL_OK && g == ZL_GRAPH_AGAIN;
+    ct_result(ok, "%s: the recording pass asks for a direct rerun (decoder_layers rc %d, "
+              "graph_end rc %d)", what, rc, g);
     if (g == ZL_GRAPH_AGAIN) { /* the bracket is open until its rerun ends */
         rc = be->decoder_layers(bctx, st);
         g = be->graph_end(bctx, ok && rc == ZL_OK);
@@ -176,7 +171,6 @@ static int bracketed(const struct zl_decoder_stack *st, const struct acts *r, si
                   "(decoder_layers rc %d, graph_end rc %d)", what, rc, g);
         ok = ok && rc == ZL_OK && g == ZL_OK;
     }
-    free(before), free(after);
     return ok;
 }
 
@@ -226,7 +220,7 @@ static void run_case(const struct ccase *c, int in_bracket)
             const struct zl_decoder_stack st = {c->layers, ls, EPS, scale, &r[k].tx, &r[k].tqkv,
                                                 &r[k].tatt, &r[k].ta, &rk};
             if (in_bracket) {
-                ok = bracketed(&st, &r[k], (size_t)c->d * es, what) && ct_sync(what);
+                ok = bracketed(&st, what) && ct_sync(what);
                 continue;
             }
             int rc = be->decoder_layers(bctx, &st);
