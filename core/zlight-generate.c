@@ -3,7 +3,7 @@
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
  *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
- *                   [--warmup] [--graphs] [--no-async] [--max-batched-tokens N]
+ *                   [--warmup] [--no-graphs] [--no-async] [--max-batched-tokens N]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -33,7 +33,7 @@ struct prompts {
 };
 
 static int g_cpu_sampling;   /* --cpu-sampling */
-static int g_graphs;        /* --graphs */
+static int g_graphs = 1;    /* --no-graphs: 0 (zlightd's backend.cuda_graphs) */
 static int g_no_async;      /* --no-async */
 static int g_warmup;         /* --warmup */
 static long g_batched = 2048; /* --max-batched-tokens */
@@ -95,7 +95,8 @@ static void usage(FILE *f)
                "  --top-k K         top-k sampling (default 0 = off)\n"
                "  --seed S          sampling seed; prompt i uses S + i (default 0)\n"
                "  --cpu-sampling    sample on the CPU even when the backend samples on its device\n"
-               "  --graphs          replay decode steps as device graphs (CUDA graphs)\n"
+               "  --no-graphs       no device graphs (CUDA graphs replay decode steps by default)\n"
+               "  --graphs          device graphs on (the default; kept for old scripts)\n"
                "  --no-async        wait for each step's tokens before queueing the next\n"
                "  --warmup          run one untimed request shaped like the first prompt first\n"
                "  --max-batched-tokens N  tokens per engine step, prompt chunks included (default 2048)\n"
@@ -385,7 +386,7 @@ int main(int argc, char **argv)
         {"top-k", required_argument, NULL, 'K'},   {"seed", required_argument, NULL, 'S'},
         {"cpu-sampling", no_argument, NULL, 'C'}, {"warmup", no_argument, NULL, 'W'},
         {"graphs", no_argument, NULL, 'G'}, {"max-batched-tokens", required_argument, NULL, 'B'},
-        {"no-async", no_argument, NULL, 'A'},
+        {"no-async", no_argument, NULL, 'A'},      {"no-graphs", no_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -414,6 +415,7 @@ int main(int argc, char **argv)
         case 'S': rc = parse_int("--seed", optarg, 0, 0x7fffffffL, &v); samp.seed = (uint64_t)v; break;
         case 'C': g_cpu_sampling = 1; break;
         case 'G': g_graphs = 1; break;
+        case 'g': g_graphs = 0; break;
         case 'A': g_no_async = 1; break;
         case 'W': g_warmup = 1; break;
         case 'B': rc = parse_int("--max-batched-tokens", optarg, 16, 1 << 20, &g_batched); break;

@@ -144,7 +144,7 @@ Test(config, defaults)
     cr_expect_eq(cfg->backend.n_devices, 1);
     cr_expect_eq(cfg->backend.devices[0], 0);
     cr_expect_float_eq(cfg->backend.gpu_memory_utilization, 0.90, 1e-12);
-    cr_expect_eq(cfg->backend.cuda_graphs, 0);
+    cr_expect_eq(cfg->backend.cuda_graphs, 1);
     cr_expect_eq(cfg->backend.threads, 0);
     cr_expect_eq(cfg->parallel.tensor_parallel_size, 1);
     cr_expect_eq(cfg->parallel.pipeline_parallel_size, 1);
@@ -421,7 +421,7 @@ Test(config, every_key_round_trips)
     cr_expect_str_eq(cfg->server.api_key, "sk-\"quoted\" \\ back\tslash #hash: yes \xc3\xa9");
     cr_expect_str_eq(cfg->server.host, "::1");
     cr_expect_float_eq(cfg->backend.gpu_memory_utilization, 0.3, 1e-15);
-    cr_expect_eq(cfg->backend.cuda_graphs, 1);
+    cr_expect_eq(cfg->backend.cuda_graphs, 0);
     cr_expect_eq(cfg->backend.device_sampling, 0);
     cr_expect_eq(cfg->parallel.dual_streams, 1);
     cr_expect_eq(cfg->engine.enable_prefix_caching, 0);

@@ -30,11 +30,18 @@
  * Measured (H100, Llama-3.1-8B bf16, BENCHMARKS.md): the host's time per
  * decode step falls from ~2.3-2.9 ms of launches to ~0.15 ms (recording
  * 0.11-0.13 ms, lookup and launch 0.04 ms) at batch 1, 0.2-0.33 + 0.03 ms
- * at batch 32; the step itself does not get faster (6.95 vs 7.00 ms at
- * batch 1): the kernels already overlap their launches (PDL, kept in the
- * graph as programmatic edges), and the recording pass sits between one
- * step's sample and the next launch.  Hence backend.cuda_graphs: false by
- * default; they pay where the host, not the GPU, is the limit.
+ * at batch 32.  Waiting for each step's tokens, the step itself hardly got
+ * faster (the kernels already overlap their launches: PDL, kept in the
+ * graph as programmatic edges; the recording pass sat between one step's
+ * sample and the next launch).  With async scheduling the recording pass
+ * runs while the step before is on the device, and the replays' shorter
+ * gaps between kernels show: batch 32 1.4-2.1% faster, batch 128 0.6%,
+ * batch 1 and 8 the same; so backend.cuda_graphs is on by default.
+ *
+ * An op whose launch follows the step's data (the decode chain: its
+ * context length plans the attention split) marks a recording pass to run
+ * directly (cuda_graph_run_direct): no lookup, no capture, the ops queued
+ * in the rerun.
  *
  * cuBLASLt's kernels are captured with plain edges.  Making the edge into
  * them programmatic (branch lt-pdl) ran batch 32 2% faster and changed

@@ -15,7 +15,7 @@
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (a folder with its
 # cuda.so) against the same model plugin: two builds compared on one machine.
-# ZL_GEN_ARGS adds zlight-generate options (e.g. --graphs).
+# ZL_GEN_ARGS adds zlight-generate options (e.g. --no-graphs).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)

@@ -8,7 +8,7 @@
 # at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
 # ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
-# bench-llama8b.sh); ZL_CUDA_GRAPHS=true serves with CUDA graphs;
+# bench-llama8b.sh); ZL_CUDA_GRAPHS=false serves without CUDA graphs;
 # ZL_ASYNC_SCHEDULING=false waits for each step's tokens before the next.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +36,7 @@ model:
 backend:
   name: cuda
   gpu_memory_utilization: 0.9
-  cuda_graphs: ${ZL_CUDA_GRAPHS:-false}
+  cuda_graphs: ${ZL_CUDA_GRAPHS:-true}
 engine:
   max_num_seqs: 256
   max_num_batched_tokens: ${ZL_MAX_BATCHED:-8192}
