@@ -18,6 +18,7 @@ struct zl_engine_params zl_engine_default_params(void)
     p.sched = zl_sched_default_params();
     p.threaded = 1;
     p.device_sampling = 1;
+    p.device_graphs = 1;
     p.async_scheduling = 1;
     return p;
 }

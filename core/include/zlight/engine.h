@@ -85,10 +85,10 @@ struct zl_engine_params {
     int32_t device_graphs;          /* 1: decode steps through the backend's graphs when it has
                                      * them (CUDA graphs), padded to zl_engine_graph_size rows
                                      * (one KV block is then held for the pad rows); 0: every
-                                     * op queued each step; 0 */
+                                     * op queued each step; 1 */
     int32_t async_scheduling;       /* 1: queue each step before the last one's sampled tokens
                                      * are back, when the backend and model can (device
-                                     * sampling, no device graphs); the device then never
+                                     * sampling); the device then never
                                      * waits for the host's turn between steps; 1 */
 };
 
