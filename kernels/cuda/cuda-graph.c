@@ -50,6 +50,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -479,10 +480,14 @@ int cuda_graph_end(struct zl_bctx *ctx, int ok)
 void cuda_graph_free(struct zl_bctx *ctx)
 {
     struct cuda_graphs *g = &ctx->gr;
-    if (g->captures || g->replays || g->eager || g->direct_steps)
+    if (g->captures || g->replays || g->eager) {
+        char chain[96] = "";
+        if (g->direct_steps)
+            snprintf(chain, sizeof chain, " (%lld of them by the decode chain, which runs only "
+                     "directly)", g->direct_steps);
         zl_cuda_host->log(ZL_LOG_INFO, "cuda", "graphs: %lld captured, %lld steps replayed, %lld "
-                          "run directly (%lld of them for an op that runs only directly: the decode chain)",
-                          g->captures, g->replays, g->eager, g->direct_steps);
+                          "run directly%s", g->captures, g->replays, g->eager, chain);
+    }
     cuda_graph_abandon(ctx);
     drop_all(g);
     free(g->e);
