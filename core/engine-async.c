@@ -45,6 +45,8 @@ int zl_engine_async_init(struct zl_engine *e)
     if (!(a->from = malloc(sizeof(int32_t) * (size_t)e->p.sched.max_num_batched_tokens)))
         return zl_error(ZL_ENOMEM, "engine: out of memory");
     a->on = true;
+    e->pace = (struct eng_pace){.on = e->p.late_scheduling != 0, .rows_new = -1, .rows_out = -1,
+                                .rows_last = -1};
     return ZL_OK;
 }
 

@@ -79,6 +79,20 @@ struct eng_async {
     int64_t steps;                  /* forwards queued while a sample was outstanding */
 };
 
+/* Late scheduling (engine-pace.c): when the outstanding step began on the
+ * device and how long the one before it took, host times in seconds. */
+struct eng_pace {
+    bool on;                        /* engine.late_scheduling, with async scheduling on */
+    double began;                   /* the outstanding step began; 0: unknown */
+    double last;                    /* the step before it took; 0: unknown */
+    int32_t rows_new;               /* decode rows of the step queued this iteration, -1: not
+                                     * a decode-only step */
+    int32_t rows_out, rows_last;    /* the same of the outstanding step and the one before */
+    double turn;                    /* the host's turn to queue a step, decayed maximum */
+    int64_t paced;                  /* steps queued after a pacing sleep */
+    double slept;                   /* their sleeps, summed */
+};
+
 /* ZLIGHT_PROFILE=1: wall time of each phase of a step, summed and logged
  * every ENG_PROF_EVERY steps.  The forward phase is what the host spends
  * queueing the model's ops; waiting for the device lands in fetch. */
@@ -112,6 +126,7 @@ struct zl_engine {
     struct eng_dsample ds;
     bool ds_failed;                 /* this step's device sampling failed */
     struct eng_async as;
+    struct eng_pace pace;
     bool graphs;                    /* decode steps through the backend's graphs */
     int64_t graph_steps;            /* of them, replayed from a captured graph */
     int32_t graph_last_n;           /* size class of the last decode step */
@@ -161,6 +176,20 @@ const int32_t *zl_engine_async_from(struct zl_engine *e, const struct zl_sched_b
 void zl_engine_async_keep(struct zl_engine *e, const struct zl_sched_batch *b);
 /* q is retired: no step's row refers to it any more. */
 void zl_engine_async_forget(struct zl_engine *e, struct eng_seq *q);
+
+/* engine-pace.c: late scheduling (struct eng_pace) */
+/* Seconds to wait before scheduling the next step, 0: schedule now. */
+double zl_engine_pace_delay(const struct eng_pace *p, double now);
+/* Sleeps zl_engine_pace_delay's seconds (top of an iteration with a step
+ * outstanding). */
+void zl_engine_pace_wait(struct zl_engine *e);
+/* Step b was queued: top is when the iteration began, queued when the
+ * forward returned. */
+void zl_engine_pace_queued(struct zl_engine *e, const struct zl_sched_batch *b, double top,
+                           double queued);
+/* The outstanding step's tokens came back at now after a wait of waited
+ * seconds; queued_now: a step was queued in this iteration (it begins). */
+void zl_engine_pace_done(struct zl_engine *e, bool queued_now, double waited, double now);
 
 /* engine-graph.c: the graph bracket and the padding of decode steps */
 int zl_engine_graph_init(struct zl_engine *e);

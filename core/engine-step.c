@@ -425,6 +425,10 @@ void zl_engine_prof_report(struct zl_engine *e)
                 "step the recording pass took %.3f ms and graph_end (lookup, launch) %.3f ms",
                 (long long)p->replays, p->record * 1e3 / (double)p->replays,
                 p->launch * 1e3 / (double)p->replays);
+    if (e->pace.paced)
+        ZL_INFO("engine", "profile: since the start, %lld steps scheduled late (late "
+                "scheduling), %.3f ms of waiting each", (long long)e->pace.paced,
+                e->pace.slept * 1e3 / (double)e->pace.paced);
     if (e->graph_pad_steps)
         ZL_INFO("engine", "profile: since the start, %lld decode steps padded to their graph size "
                 "(%.1f pad rows each)", (long long)e->graph_pad_steps,
@@ -454,14 +458,17 @@ static void take_rows(struct zl_engine *e, double now)
     a->n[k] = 0;
 }
 
-/* The outstanding step's tokens (async scheduling), waited for and taken. */
-static void take_pending(struct zl_engine *e)
+/* The outstanding step's tokens (async scheduling), waited for and taken;
+ * run: a step was queued in this iteration. */
+static void take_pending(struct zl_engine *e, bool run)
 {
-    double t = e->prof.on ? zl_engine_now() : 0.0;
+    double t = zl_engine_now();
     e->ds_failed = zl_engine_dsample_wait(e) < 0;
     if (e->ds_failed)
         ZL_WARN("engine", "device sampling of %d rows: %s", e->as.n[e->as.cur], zl_last_error());
     double now = zl_engine_now();
+    if (e->pace.on)
+        zl_engine_pace_done(e, run, now - t, now);
     if (e->prof.on)
         e->prof.fetch += now - t;
     take_rows(e, now);
@@ -479,7 +486,9 @@ static int fail(struct zl_engine *e, int rc)
 int zl_engine_iterate(struct zl_engine *e)
 {
     struct eng_async *a = &e->as;
-    double t0 = e->prof.on ? zl_engine_now() : 0.0;
+    if (e->pace.on && e->ds.queued)
+        zl_engine_pace_wait(e);
+    double t0 = e->prof.on || e->pace.on ? zl_engine_now() : 0.0;
     const struct zl_sched_batch *b = NULL;
     int rc = intake(e);
     if (rc == 0 && e->ds.queued)
@@ -496,6 +505,8 @@ int zl_engine_iterate(struct zl_engine *e)
         double t1 = e->prof.on ? zl_engine_now() : 0.0;
         if ((rc = forward(e, b, &f)) < 0)
             return fail(e, rc);
+        if (e->pace.on)
+            zl_engine_pace_queued(e, b, t0, zl_engine_now());
         zl_engine_async_keep(e, b);
         a->steps += e->ds.queued;
         if (e->prof.on) {
@@ -507,7 +518,7 @@ int zl_engine_iterate(struct zl_engine *e)
         }
     }
     if (e->ds.queued)
-        take_pending(e);    /* the step before, while this one runs on the device */
+        take_pending(e, run); /* the step before, while this one runs on the device */
     if (run) {
         zl_sched_commit(e->sched);
         a->cur ^= 1;

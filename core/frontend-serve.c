@@ -98,6 +98,7 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     ep.device_sampling = cfg->backend.device_sampling;
     ep.device_graphs = cfg->backend.cuda_graphs;
     ep.async_scheduling = cfg->engine.async_scheduling;
+    ep.late_scheduling = cfg->engine.late_scheduling;
 
     struct zl_frontend_host_params hp = {
         .tokenizer = s->tok,

@@ -90,6 +90,9 @@ struct zl_engine_params {
                                      * are back, when the backend and model can (device
                                      * sampling); the device then never
                                      * waits for the host's turn between steps; 1 */
+    int32_t late_scheduling;        /* 1: with async scheduling, schedule the next step shortly
+                                     * before a steady decode step is expected to end, so
+                                     * requests arriving meanwhile join it (engine-pace.c); 0 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
