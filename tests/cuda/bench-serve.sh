@@ -66,4 +66,4 @@ for r in 1 4 16; do
     $b --num-prompts "$rn" --request-rate $r
 done
 kill -INT $pid; wait $pid 2>/dev/null
-grep -E "graphs" "$tmp/log" | tail -n 2
+grep -E "graphs|profile: since the start" "$tmp/log" | tail -n 3
