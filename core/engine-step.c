@@ -462,7 +462,7 @@ static void take_rows(struct zl_engine *e, double now)
  * run: a step was queued in this iteration. */
 static void take_pending(struct zl_engine *e, bool run)
 {
-    double t = zl_engine_now();
+    double t = e->prof.on || e->pace.on ? zl_engine_now() : 0.0;
     e->ds_failed = zl_engine_dsample_wait(e) < 0;
     if (e->ds_failed)
         ZL_WARN("engine", "device sampling of %d rows: %s", e->as.n[e->as.cur], zl_last_error());

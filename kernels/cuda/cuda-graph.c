@@ -441,14 +441,14 @@ int cuda_graph_end(struct zl_bctx *ctx, int ok)
         return ZL_OK;
     }
     int rc = ZL_OK, again = 0;
-    if (m == CUDA_GRAPH_DRY) {
+    if (m == CUDA_GRAPH_DRY && g->direct) { /* no lookup, no capture: rerun directly */
+        g->direct_steps++;
+        again = 1;
+    } else if (m == CUDA_GRAPH_DRY) {
         note_buffers(ctx);
         const uint64_t h = XXH3_64bits(g->rec, g->rec_len);
-        struct cuda_graph_entry *e = g->rec_oom || g->direct ? NULL : find(g, h);
-        if (g->direct) {
-            g->direct_steps++;
-            again = 1;
-        } else if (e) {
+        struct cuda_graph_entry *e = g->rec_oom ? NULL : find(g, h);
+        if (e) {
             g->replays++;
             rc = launch(ctx, e);
         } else if (!g->rec_oom && seen_before(g, h) && keep_want(g) == 0) {

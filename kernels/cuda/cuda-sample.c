@@ -72,7 +72,7 @@ static int check_row(const struct zl_sample_batch *b, int32_t r, int32_t vocab, 
  * upload_tokens' gather looks for it) out, not waited for. */
 static int launch(struct zl_bctx *ctx, const struct zl_cuda_sample_args *a)
 {
-    size_t res_bytes = ALIGN16((size_t)a->n_rows * sizeof(struct zl_sample_result));
+    size_t res_bytes = zl_cuda_sample_status_at(a->n_rows);
     ZL_CUDA_TRY(zl_cuda_sample(a, ctx->stream));
     ZL_CUDA_TRY(cudaMemcpyAsync(ctx->samp_host, a->out, res_bytes + (size_t)a->n_rows * 4,
                                 cudaMemcpyDeviceToHost, ctx->stream));
@@ -106,7 +106,7 @@ static int greedy(struct zl_bctx *ctx, const struct zl_cuda_rows *lg,
     static const char op[] = "sample";
     int32_t n = b->n_rows, per;
     int32_t split = zl_cuda_sample_greedy_split(n, (int32_t)lg->d, ctx->sms, &per);
-    size_t res_bytes = ALIGN16((size_t)n * sizeof(struct zl_sample_result));
+    size_t res_bytes = zl_cuda_sample_status_at(n);
     size_t st_bytes = ALIGN16((size_t)n * sizeof(int32_t));
     size_t counted = ctx->samp_count_cap;
     int rc;
@@ -186,13 +186,13 @@ int cuda_sample_queue(struct zl_bctx *ctx, struct zl_tensor *logits,
     if ((rc = cuda_upload(ctx, &ctx->samp, op, parts, 5, dev)) < 0)
         return rc;
 
-    size_t res_bytes = (size_t)b->n_rows * sizeof(struct zl_sample_result);
+    size_t res_bytes = zl_cuda_sample_status_at(b->n_rows);
     size_t st_bytes = (size_t)b->n_rows * sizeof(int32_t);
     size_t saved_bytes = ALIGN16(n_saved * sizeof(float));
     if ((rc = cuda_reserve(ctx, &ctx->samp_scratch, &ctx->samp_scratch_cap,
-                           saved_bytes + ALIGN16(res_bytes) + st_bytes, op)) < 0 ||
+                           saved_bytes + res_bytes + st_bytes, op)) < 0 ||
         (rc = cuda_pinned_reserve(ctx, &ctx->samp_host, &ctx->samp_host_cap,
-                                         ALIGN16(res_bytes) + st_bytes, 1)) < 0)
+                                         res_bytes + st_bytes, 1)) < 0)
         return rc;
     char *scratch = ctx->samp_scratch;
     struct zl_cuda_sample_args a = {
@@ -207,7 +207,7 @@ int cuda_sample_queue(struct zl_bctx *ctx, struct zl_tensor *logits,
         .bias = dev[4],
         .saved = (float *)scratch,
         .out = (struct zl_sample_result *)(scratch + saved_bytes),
-        .status = (int32_t *)(scratch + saved_bytes + ALIGN16(res_bytes)),
+        .status = (int32_t *)(scratch + saved_bytes + res_bytes),
     };
     return launch(ctx, &a);
 }
@@ -225,9 +225,9 @@ int cuda_sample_wait(struct zl_bctx *ctx, struct zl_sample_result *out)
         return ZL_OK;
     ZL_CUDA_TRY(cudaEventSynchronize(ctx->samp_done));
     cuda_idle_waited(ctx);
-    size_t res_bytes = (size_t)n * sizeof(struct zl_sample_result);
-    const int32_t *status = (const int32_t *)((char *)ctx->samp_host + ALIGN16(res_bytes));
-    memcpy(out, ctx->samp_host, res_bytes);
+    const int32_t *status =
+        (const int32_t *)((char *)ctx->samp_host + zl_cuda_sample_status_at(n));
+    memcpy(out, ctx->samp_host, (size_t)n * sizeof(struct zl_sample_result));
     for (int32_t r = 0; r < n; r++)
         if (status[r] == ZL_CUDA_SAMPLE_MASKED)
             out[r].token = -1;  /* that row only: the others are valid */

@@ -23,6 +23,17 @@
 extern "C" {
 #endif
 
+/* Bytes from a batch's results to its rows' status: the status follows
+ * the results at the next 16-byte boundary, on the device and in the
+ * pinned copy (one copy back; upload_tokens' gather finds it there). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline size_t zl_cuda_sample_status_at(int32_t n_rows)
+{
+    return ((size_t)n_rows * sizeof(struct zl_sample_result) + 15) & ~(size_t)15;
+}
+
 /* What the kernel reads and writes; every pointer is device memory. */
 struct zl_cuda_sample_args {
     float *logits;                      /* [n_rows, stride] f32; bias and penalties applied in place */

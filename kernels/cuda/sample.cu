@@ -762,8 +762,7 @@ __global__ void sampled_tokens_kernel(int32_t *dst, const int32_t *tok, const in
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
-    const size_t res_bytes = ((size_t)*rows * sizeof(struct zl_sample_result) + 15) & ~(size_t)15;
-    const int32_t *status = (const int32_t *)((const char *)res + res_bytes);
+    const int32_t *status = (const int32_t *)((const char *)res + zl_cuda_sample_status_at(*rows));
     const int32_t f = from[i];
     int32_t t = f < 0 ? tok[i] : res[f].token;
     if (f >= 0 && (status[f] == ZL_CUDA_SAMPLE_MASKED || t < 0 || t >= vocab))
