@@ -73,7 +73,7 @@
 // K/V; was 217), batch 32 ctx 1024 55 us (2.43 TB/s), batch 128 ctx 1024
 // 195 us (2.76 TB/s), batch 32 ctx 4096 195 us (2.75 TB/s).  Tried: 2
 // stages with 3 CTAs/SM, 4 stages with 1, more splits (2 waves): each as
-// fast or slower.  At batch 32 (branch attn-pf, BENCHMARKS.md): the o
+// fast or slower.  At batch 32 (branch attn-pf, docs/cuda-perf-log.md): the o
 // projection's weights asked into L2 during the K/V stream, and K/V loads
 // with an L2 evict-first hint: 1-3% slower.  Each warp asking the K/V rows
 // of a tile 2 or 4 steps past its stages into L2 (attn-l2ahead): 7-60% slower.

@@ -64,7 +64,7 @@
 // have no rows in cannot use the slots' mbarriers as they are: a parity
 // wait is exact only within one phase, and a warp running ahead (or
 // behind) by two takes one phase for another.  Branches chain-ring-og and
-// chain-dc (BENCHMARKS.md): tiles at their own bytes of the ring instead
+// chain-dc (docs/cuda-perf-log.md): tiles at their own bytes of the ring instead
 // of slots (no gain), down's x in registers instead of xs (+2%), the o
 // and down projections by column segments of CTA-owned rows, a 1 KB copy
 // a row (+3% and +9%: small bulk copies stream slowly), the producer's
@@ -157,7 +157,7 @@ ZL_HD bool settle(const chain_args &A, cursor &u, int c, int g)
 // lane asking for its row's before the sums waited out its own round trip
 // behind the weight stream, longer than a down row's share of sums, and
 // every warp of a down row waits for the warp that adds the eight shares:
-// down's work 45.4 -> 38.4 us a layer, batch 1 -6% (H100, BENCHMARKS.md).
+// down's work 45.4 -> 38.4 us a layer, batch 1 -6% (H100, docs/cuda-perf-log.md).
 struct res_stage {
     float *v;
     int t0, g, per, n; // n: entries (0: a phase without a residual)

@@ -6,7 +6,7 @@
 // cuBLASLt's kernels read the small Llama matrices at ~2.2 TB/s, lose a
 // grid's ramp at every one of a layer's kernel boundaries and cannot start
 // early (given programmatic edges they read their inputs before waiting;
-// BENCHMARKS.md, "cuBLASLt as a programmatic dependent").  This kernel
+// docs/cuda-perf-log.md, "cuBLASLt as a programmatic dependent").  This kernel
 // issues its first weight tiles before griddepcontrol.wait, so its stream
 // starts while the kernel before it drains.
 //

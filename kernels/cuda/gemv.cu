@@ -120,7 +120,7 @@
 // rows (the GEMV's blocks read 1 KB windows of 32 rows).
 // A third, with cp.async rings of 256-byte row runs and x shared by a
 // CTA, reached 226 us for a layer's linears at 32 tokens against
-// cuBLASLt's 181 (branch skinny-gemm; BENCHMARKS.md, "A cp.async GEMM for
+// cuBLASLt's 181 (branch skinny-gemm; docs/cuda-perf-log.md, "A cp.async GEMM for
 // 9-64 tokens"): the 128-byte runs of the first rings cost 347 us.
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * back-to-back calls, CUDA events, weights rotated over 8 copies so L2 does
  * not serve them) and the first (what zlight runs) is compared with the
  * fastest.  A benchmark, not a test: prints a table; figures and the
- * decision it informed are in BENCHMARKS.md.  BENCH_LT_ALGOS=1 also prints
+ * decision it informed are in docs/cuda-perf-log.md.  BENCH_LT_ALGOS=1 also prints
  * every result's time and configuration (tile, stages, split-K, ...) and
  * the heuristic's wave count; BENCH_LT_M="32 128" limits the token counts;
  * BENCH_LT_RANDOM=1 fills weights and x with random bf16 instead of one

@@ -1,5 +1,5 @@
 // How fast can a kernel stream a weight matrix through cp.async rings?
-// A probe for the design of a 9-256-token GEMM (BENCHMARKS.md, "A cp.async
+// A probe for the design of a 9-256-token GEMM (docs/cuda-perf-log.md, "A cp.async
 // GEMM for 9-64 tokens"): it reads a bf16 row-major matrix the way such a
 // kernel would, with no arithmetic, and prints the bandwidth of each
 // pattern.  The patterns vary what a GEMM's tile choice fixes:
@@ -16,7 +16,7 @@
 // 32 MB) rotated over 8 copies so L2 does not serve them; the second shows
 // a small grid's ramp and drain.  A plain 16-byte-load kernel gives the
 // machine's read ceiling.  Not a test: prints a table; run it on the GPU
-// machine (tests/cuda/bench_cuda_stream), figures in BENCHMARKS.md.
+// machine (tests/cuda/bench_cuda_stream), figures in docs/cuda-perf-log.md.
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
