@@ -81,7 +81,7 @@ const struct zl_config_key zl_config_keys[] = {
     BOOL("engine.async_scheduling", engine.async_scheduling, "true",
          "queue each step before the last one's tokens are back, so the GPU does not wait for "
          "the host between steps (needs device sampling; BENCHMARKS.md)"),
-    BOOL("engine.late_scheduling", engine.late_scheduling, "false",
+    BOOL("engine.late_scheduling", engine.late_scheduling, "true",
          "with async scheduling, queue a steady decode step's successor just before it is "
          "expected to end, so requests arriving meanwhile join it (TTFT)"),
 

@@ -20,6 +20,7 @@ struct zl_engine_params zl_engine_default_params(void)
     p.device_sampling = 1;
     p.device_graphs = 1;
     p.async_scheduling = 1;
+    p.late_scheduling = 1;
     return p;
 }
 

@@ -3,7 +3,7 @@
  *   zlight-generate --model PATH [--backend cpu] [--max-tokens N]
  *                   [--ids "1 2 3" | --prompts FILE]
  *                   [--temperature T] [--top-p P] [--top-k K] [--seed S] [--cpu-sampling]
- *                   [--warmup] [--no-graphs] [--no-async] [--late] [--max-batched-tokens N]
+ *                   [--warmup] [--no-graphs] [--no-async] [--no-late] [--max-batched-tokens N]
  *
  * PATH is an HF directory or a .gguf file.  All prompts are submitted to
  * the engine at once and run concurrently (continuous batching); decoding
@@ -35,7 +35,7 @@ struct prompts {
 static int g_cpu_sampling;   /* --cpu-sampling */
 static int g_graphs = 1;    /* --no-graphs: 0 (zlightd's backend.cuda_graphs) */
 static int g_no_async;      /* --no-async */
-static int g_late;          /* --late */
+static int g_late = 1;      /* --no-late: 0 (zlightd's engine.late_scheduling) */
 static int g_warmup;         /* --warmup */
 static long g_batched = 2048; /* --max-batched-tokens */
 
@@ -99,7 +99,9 @@ static void usage(FILE *f)
                "  --no-graphs       no device graphs (CUDA graphs replay decode steps by default)\n"
                "  --graphs          device graphs on (the default; kept for old scripts)\n"
                "  --no-async        wait for each step's tokens before queueing the next\n"
-               "  --late            late scheduling (engine.late_scheduling)\n"
+               "  --no-late         queue each step as the one before starts (late scheduling,\n"
+               "                    engine.late_scheduling, is on by default)\n"
+               "  --late            late scheduling on (the default; kept for old scripts)\n"
                "  --warmup          run one untimed request shaped like the first prompt first\n"
                "  --max-batched-tokens N  tokens per engine step, prompt chunks included (default 2048)\n"
                "  --quiet           no timing or info logs on stderr\n");
@@ -390,7 +392,7 @@ int main(int argc, char **argv)
         {"cpu-sampling", no_argument, NULL, 'C'}, {"warmup", no_argument, NULL, 'W'},
         {"graphs", no_argument, NULL, 'G'}, {"max-batched-tokens", required_argument, NULL, 'B'},
         {"no-async", no_argument, NULL, 'A'},      {"no-graphs", no_argument, NULL, 'g'},
-        {"late", no_argument, NULL, 'L'},
+        {"late", no_argument, NULL, 'L'},     {"no-late", no_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
     struct zl_engine_model_params sp = zl_engine_model_default_params();
@@ -421,6 +423,7 @@ int main(int argc, char **argv)
         case 'G': g_graphs = 1; break;
         case 'g': g_graphs = 0; break;
         case 'L': g_late = 1; break;
+        case 'l': g_late = 0; break;
         case 'A': g_no_async = 1; break;
         case 'W': g_warmup = 1; break;
         case 'B': rc = parse_int("--max-batched-tokens", optarg, 16, 1 << 20, &g_batched); break;

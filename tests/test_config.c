@@ -155,7 +155,7 @@ Test(config, defaults)
     cr_expect_eq(cfg->engine.enable_prefix_caching, 1);
     cr_expect_eq(cfg->engine.enable_chunked_prefill, 1);
     cr_expect_eq(cfg->engine.async_scheduling, 1);
-    cr_expect_eq(cfg->engine.late_scheduling, 0);
+    cr_expect_eq(cfg->engine.late_scheduling, 1);
     cr_expect_str_eq(cfg->server.host, "127.0.0.1");
     cr_expect_eq(cfg->server.port, 8000);
     cr_expect_str_eq(cfg->server.api_key, "");
@@ -427,7 +427,7 @@ Test(config, every_key_round_trips)
     cr_expect_eq(cfg->parallel.dual_streams, 1);
     cr_expect_eq(cfg->engine.enable_prefix_caching, 0);
     cr_expect_eq(cfg->engine.async_scheduling, 0);
-    cr_expect_eq(cfg->engine.late_scheduling, 1);
+    cr_expect_eq(cfg->engine.late_scheduling, 0);
     cr_expect_eq(cfg->engine.max_total_tokens, 123456);
     cr_expect_eq(cfg->log_level, ZL_LOG_DEBUG);
     cr_assert_eq(cfg->plugins.n_paths, 2);

@@ -10,7 +10,8 @@
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
 # bench-llama8b.sh); ZL_CUDA_GRAPHS=false serves without CUDA graphs;
 # ZL_ASYNC_SCHEDULING=false waits for each step's tokens before the next;
-# ZL_LATE_SCHEDULING=true paces steady decode steps (engine.late_scheduling).
+# ZL_LATE_SCHEDULING=false queues each step as the one before starts
+# (engine.late_scheduling, on by default, paces steady decode steps).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -42,7 +43,7 @@ engine:
   max_num_seqs: 256
   max_num_batched_tokens: ${ZL_MAX_BATCHED:-8192}
   async_scheduling: ${ZL_ASYNC_SCHEDULING:-true}
-  late_scheduling: ${ZL_LATE_SCHEDULING:-false}
+  late_scheduling: ${ZL_LATE_SCHEDULING:-true}
 server:
   port: $port
 log_level: info

@@ -62,7 +62,7 @@ struct zl_config {
         int enable_prefix_caching;      /* bool, default 1 */
         int enable_chunked_prefill;     /* bool, default 1 */
         int async_scheduling;           /* bool, default 1 */
-        int late_scheduling;            /* bool, default 0 */
+        int late_scheduling;            /* bool, default 1 */
     } engine;
 
     struct {

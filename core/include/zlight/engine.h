@@ -92,7 +92,7 @@ struct zl_engine_params {
                                      * waits for the host's turn between steps; 1 */
     int32_t late_scheduling;        /* 1: with async scheduling, schedule the next step shortly
                                      * before a steady decode step is expected to end, so
-                                     * requests arriving meanwhile join it (engine-pace.c); 0 */
+                                     * requests arriving meanwhile join it (engine-pace.c); 1 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
