@@ -58,13 +58,23 @@ for i in $(seq 600); do
 done
 grep -E "memory plan|backend" "$tmp/log" | head -n 3
 b="$build/core/.libs/zlight-bench --base-url http://127.0.0.1:$port --random-input-len 1024 --random-output-len 256 --ignore-eos"
+# prompt tokens the prefix cache was asked for and found, since the start
+hits() {
+    python3 -c "import urllib.request as u
+m = {l.split()[0].split('{')[0]: float(l.split()[-1]) for l in u.urlopen('http://127.0.0.1:$port/metrics').read().decode().splitlines() if l and l[0] != '#'}
+print('prefix cache since the start: %d of %d prompt tokens found' % (m.get('zlight:prefix_cache_hits_total', -1), m.get('zlight:prefix_cache_queries_total', -1)))"
+}
+# Each run has its own seed, so its own prompts: with one seed the rate
+# runs would send the prompts of the run before and time prefix-cache hits.
 if [ "$n" -gt 0 ]; then
     echo "=== $n requests, 1024 in / 256 out, max concurrency 256"
-    $b --num-prompts "$n" --max-concurrency 256
+    $b --num-prompts "$n" --max-concurrency 256 --seed 100
+    hits
 fi
 for r in 1 4 16; do
     echo "=== $rn requests at $r req/s"
-    $b --num-prompts "$rn" --request-rate $r
+    $b --num-prompts "$rn" --request-rate $r --seed $r
+    hits
 done
 kill -INT $pid; wait $pid 2>/dev/null
 grep -E "graphs|profile: since the start" "$tmp/log" | tail -n 3
