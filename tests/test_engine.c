@@ -42,10 +42,10 @@ static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
     ep.bctx = (struct zl_bctx *)&dummy_ctx;
     r->m.be = ep.backend;
     r->m.bctx = ep.bctx;
-    /* late scheduling's bookkeeping runs every step; its waits never
-     * block here (the host device is done at once), so it never sleeps
-     * (test_engine_pace has its timing) */
-    ep.late_scheduling = 1;
+    /* late scheduling (on by default) keeps its books every step; its
+     * waits never block here (the host device is done at once), so it
+     * never sleeps (test_engine_pace has its timing) */
+    cr_assert(ep.late_scheduling, "the engine's default turned late scheduling off");
     host_q.queued = host_q.valid = 0;
     host_q.misuse = 0;
 #else
