@@ -5,7 +5,9 @@
 # (TOKENIZER_DIR: tokenizer.json or tokenizer.json.xz), then zlight-bench:
 # N_PROMPTS (default 1000; 0 skips it) random 1024-token prompts, 256 tokens out,
 # ignore_eos, at most 256 in flight; then RATE_PROMPTS (default 32) requests
-# at 1, 4 and 16 requests/s for TTFT/TPOT.  Prints zlight-bench's reports.
+# at 1, 4 and 16 requests/s for TTFT/TPOT (0 skips them).  Prints
+# zlight-bench's reports; ZL_SERVE_LOG=FILE keeps zlightd's log (with
+# ZLIGHT_PROFILE=ops it holds the device time of each op kind).
 # ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
 # bench-llama8b.sh); ZL_CUDA_GRAPHS=false serves without CUDA graphs;
@@ -72,9 +74,11 @@ if [ "$n" -gt 0 ]; then
     hits
 fi
 for r in 1 4 16; do
+    [ "$rn" -gt 0 ] || break
     echo "=== $rn requests at $r req/s"
     $b --num-prompts "$rn" --request-rate $r --seed $r
     hits
 done
 kill -INT $pid; wait $pid 2>/dev/null
 grep -E "graphs|profile: since the start" "$tmp/log" | tail -n 3
+[ -z "${ZL_SERVE_LOG:-}" ] || cp "$tmp/log" "$ZL_SERVE_LOG"
