@@ -403,9 +403,13 @@ int llama_forward(struct zl_model *m, const struct zl_forward_batch *b, struct z
         same = b->logits_rows[i] == i;
     if (same)
         hl = s.h;
-    for (int32_t i = 0; !same && i < b->n_logits; i++) {
-        tmat(&src, at, 1, hp->n_embd, (char *)s.h.data + b->logits_rows[i] * s.h.nb[0], dev);
-        tmat(&dst, at, 1, hp->n_embd, (char *)hl.data + i * hl.nb[0], dev);
+    /* else one copy per run of consecutive rows: a mixed step's decode
+     * rows are one run, so it pays a launch per prompt, not per sequence */
+    for (int32_t i = 0, j; !same && i < b->n_logits; i = j) {
+        for (j = i + 1; j < b->n_logits && b->logits_rows[j] == b->logits_rows[i] + (j - i); j++)
+            ;
+        tmat(&src, at, j - i, hp->n_embd, (char *)s.h.data + b->logits_rows[i] * s.h.nb[0], dev);
+        tmat(&dst, at, j - i, hp->n_embd, (char *)hl.data + i * hl.nb[0], dev);
         TRY(be->copy(cx, &dst, &src));
     }
     tmat(&out, ZL_DTYPE_F32, b->n_logits, hp->n_vocab, logits->data, dev);

@@ -7,7 +7,9 @@
  * fastest.  A benchmark, not a test: prints a table; figures and the
  * decision it informed are in docs/cuda-perf-log.md.  BENCH_LT_ALGOS=1 also prints
  * every result's time and configuration (tile, stages, split-K, ...) and
- * the heuristic's wave count; BENCH_LT_M="32 128" limits the token counts;
+ * the heuristic's wave count; BENCH_LT_M="32 128" limits the token counts
+ * (9 to 8192; lm_head only to 512, the rows a step scores); first_TF/s is
+ * the first pick's bf16 rate, what the prefill steps' linears run at;
  * BENCH_LT_RANDOM=1 fills weights and x with random bf16 instead of one
  * repeated value (bit toggling in the tensor cores draws power: the model's
  * weights are random); BENCH_LT_REDMASK=N asks the heuristic only for
@@ -130,7 +132,8 @@ int main(void)
     static const struct { const char *name; long n, k; } shape[] = {
         {"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
         {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
-    static const int tokens[] = {9, 16, 32, 64, 128, 256, 512};
+    static const int tokens[] = {9, 16, 32, 64, 128, 256, 512, 2048, 8192};
+    enum { MAX_M = 8192, MAX_M_LM = 512 }; /* lm_head scores a step's last rows only */
     int dev_count = 0;
     if (cudaGetDeviceCount(&dev_count) != cudaSuccess || dev_count < 1) {
         printf("SKIP bench_cuda_lt: no CUDA device\n");
@@ -140,12 +143,15 @@ int main(void)
     void *x, *y;
     check(cublasLtCreate(&lt) != CUBLAS_STATUS_SUCCESS, "cublasLtCreate");
     check(cudaMalloc(&ws, ws_bytes) || cudaStreamCreate(&s), "setup");
-    check(cudaMalloc(&x, 512L * 14336 * 2) || cudaMalloc(&y, 512L * 128256 * 2), "cudaMalloc");
-    check(cudaMemset(x, 0x3c, 512L * 14336 * 2), "cudaMemset"); /* ~0.01: no zeros, no overflow */
+    const size_t xb = (size_t)MAX_M * 14336 * 2;
+    const size_t yb = (size_t)MAX_M * 28672 * 2 > (size_t)MAX_M_LM * 128256 * 2
+                          ? (size_t)MAX_M * 28672 * 2 : (size_t)MAX_M_LM * 128256 * 2;
+    check(cudaMalloc(&x, xb) || cudaMalloc(&y, yb), "cudaMalloc");
+    check(cudaMemset(x, 0x3c, xb), "cudaMemset"); /* ~0.01: no zeros, no overflow */
     if (random)
-        fill_random(x, 512L * 14336 * 2, 1);
-    printf("%-8s %4s %10s %10s %6s %6s %9s %9s\n", "shape", "M", "first_us", "best_us", "which",
-           "gain%", "first_TB/s", "best_TB/s");
+        fill_random(x, xb, 1);
+    printf("%-8s %4s %10s %10s %6s %6s %9s %9s %8s\n", "shape", "M", "first_us", "best_us", "which",
+           "gain%", "first_TB/s", "best_TB/s", "first_TF/s");
     for (size_t si = 0; si < sizeof shape / sizeof *shape; si++) {
         size_t wb = (size_t)shape[si].n * (size_t)shape[si].k * 2;
         int copies = wb * ROT > ((size_t)6 << 30) ? 3 : ROT; /* lm_head: 3 copies still beat L2 */
@@ -161,6 +167,8 @@ int main(void)
         }
         for (size_t mi = 0; mi < sizeof tokens / sizeof *tokens; mi++) {
             long m = tokens[mi];
+            if (m > (shape[si].n > 28672 ? MAX_M_LM : MAX_M))
+                continue;
             char mstr[16];
             snprintf(mstr, sizeof mstr, " %ld ", m);
             if (lt_m) { /* " 32 128 " holds " 32 " */
@@ -201,9 +209,10 @@ int main(void)
                 if (t > 0 && (best < 0 || t < best))
                     best = t, which = i;
             }
-            printf("%-8s %4ld %10.1f %10.1f %3d/%-2d %6.1f %9.2f %9.2f\n", shape[si].name, m, first,
-                   best, which, found, first > 0 ? 100.0 * (first - best) / first : 0.0,
-                   first > 0 ? wb / first / 1e6 : 0.0, best > 0 ? wb / best / 1e6 : 0.0);
+            printf("%-8s %4ld %10.1f %10.1f %3d/%-2d %6.1f %9.2f %9.2f %8.0f\n", shape[si].name, m,
+                   first, best, which, found, first > 0 ? 100.0 * (first - best) / first : 0.0,
+                   first > 0 ? wb / first / 1e6 : 0.0, best > 0 ? wb / best / 1e6 : 0.0,
+                   first > 0 ? 2.0 * (double)m * (double)wb / 2 / first / 1e6 : 0.0);
             cublasLtMatmulPreferenceDestroy(pref);
             cublasLtMatrixLayoutDestroy(g.a);
             cublasLtMatrixLayoutDestroy(g.b);
