@@ -84,6 +84,9 @@ const struct zl_config_key zl_config_keys[] = {
     BOOL("engine.late_scheduling", engine.late_scheduling, "true",
          "with async scheduling, queue a steady decode step's successor just before it is "
          "expected to end, so requests arriving meanwhile join it (TTFT)"),
+    INT("engine.warmup_tokens", engine.warmup_tokens, "-1", -1, 1 << 24, 0,
+        "prompt tokens of one request run at startup, before serving, so one-time costs miss "
+        "the first client; -1 = 1024 on a GPU backend, none on the CPU; 0 = none"),
 
     STR("server.host", server.host, "127.0.0.1", 1, 0, "address the HTTP server listens on"),
     INT("server.port", server.port, "8000", 1, 65535, 0, "TCP port of the HTTP server"),

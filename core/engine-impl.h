@@ -150,6 +150,8 @@ struct zl_engine {
     struct eng_event *q_head, *q_tail;
     uint64_t next_id, seed_counter;
     struct zl_engine_stats st;
+    bool warming;                   /* the warm-up request runs: events are dropped */
+    struct zl_engine_stats base;    /* the counters as the warm-up left them */
 };
 
 /* engine-sample.c: device sampling when the backend has a sample op and
@@ -208,6 +210,12 @@ int zl_engine_graph_forward(struct zl_engine *e, const struct zl_forward_batch *
 
 /* engine-step.c */
 int zl_engine_iterate(struct zl_engine *e);
+/* engine-warmup.c: p.warmup_tokens' request, run by zl_engine_create
+ * before the engine thread starts */
+int zl_engine_warm_up(struct zl_engine *e, int32_t n_tokens);
+/* st less the counters of the warm-up (e->base): what get_stats reports */
+void zl_engine_stats_since(const struct zl_engine_stats *st, const struct zl_engine_stats *base,
+                           struct zl_engine_stats *out);
 void zl_engine_prof_report(struct zl_engine *e);
 void zl_engine_abort_all(struct zl_engine *e);
 /* engine.c */

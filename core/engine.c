@@ -159,6 +159,8 @@ int zl_engine_create(const struct zl_engine_params *p, struct zl_engine **out)
         goto fail;
     e->st.max_model_len = p->sched.max_model_len;
     e->st.kv_blocks_total = zl_kv_n_blocks(e->kv) - e->pad.held; /* what requests can get */
+    if (p->warmup_tokens > 0 && (rc = zl_engine_warm_up(e, p->warmup_tokens)) < 0)
+        goto fail;
     if (p->threaded) {
         int err = pthread_create(&e->thread, NULL, engine_main, e);
         if (err) {
@@ -373,6 +375,8 @@ int zl_engine_cancel(struct zl_engine *e, uint64_t id)
 
 void zl_engine_emit(struct zl_engine *e, const struct zl_output *o)
 {
+    if (e->warming) /* no caller asked for the warm-up's events */
+        return;
     if (e->p.on_output) {
         e->p.on_output(o, e->p.on_output_user);
         return;
@@ -470,7 +474,7 @@ int zl_engine_wait(struct zl_engine *e, struct zl_output *out, int timeout_ms)
 void zl_engine_get_stats(struct zl_engine *e, struct zl_engine_stats *out)
 {
     pthread_mutex_lock(&e->mu);
-    *out = e->st;
+    zl_engine_stats_since(&e->st, &e->base, out);
     pthread_mutex_unlock(&e->mu);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zlight/backend.h>
 #include <zlight/config.h>
 #include <zlight/engine.h>
 #include <zlight/frontend.h>
@@ -35,6 +36,16 @@ static int is_dir(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* engine.warmup_tokens, -1 resolved: a 1024-token prompt on a device
+ * backend; none on a host-memory one (the CPU loads nothing lazily, and a
+ * prompt there costs seconds of startup). */
+static int32_t warmup_tokens(const struct zl_config *cfg, const struct zl_backend_ops *be)
+{
+    if (cfg->engine.warmup_tokens >= 0)
+        return (int32_t)cfg->engine.warmup_tokens;
+    return ZL_BACKEND_HAS(be, flags) && (be->flags & ZL_BACKEND_HOST_MEMORY) ? 0 : 1024;
 }
 
 /* Model, tokenizer, host and engine from the config. */
@@ -99,6 +110,7 @@ static int serve_open(const struct zl_config *cfg, const struct zl_registry *reg
     ep.device_graphs = cfg->backend.cuda_graphs;
     ep.async_scheduling = cfg->engine.async_scheduling;
     ep.late_scheduling = cfg->engine.late_scheduling;
+    ep.warmup_tokens = warmup_tokens(cfg, ep.backend);
 
     struct zl_frontend_host_params hp = {
         .tokenizer = s->tok,

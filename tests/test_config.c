@@ -21,7 +21,8 @@ static const char *const str_keys[] = {
 static const char *const int_keys[] = {
     "model.max_model_len", "model.seed", "backend.threads", "parallel.tensor_parallel_size",
     "parallel.pipeline_parallel_size", "engine.max_num_seqs", "engine.max_num_batched_tokens",
-    "engine.kv_block_size", "engine.max_total_tokens", "server.port", "server.max_body_bytes", NULL,
+    "engine.kv_block_size", "engine.max_total_tokens", "engine.warmup_tokens", "server.port",
+    "server.max_body_bytes", NULL,
 };
 static const char *const bool_keys[] = {
     "backend.cuda_graphs", "backend.device_sampling", "parallel.dual_streams", "engine.enable_prefix_caching",
@@ -156,6 +157,7 @@ Test(config, defaults)
     cr_expect_eq(cfg->engine.enable_chunked_prefill, 1);
     cr_expect_eq(cfg->engine.async_scheduling, 1);
     cr_expect_eq(cfg->engine.late_scheduling, 1);
+    cr_expect_eq(cfg->engine.warmup_tokens, -1);
     cr_expect_str_eq(cfg->server.host, "127.0.0.1");
     cr_expect_eq(cfg->server.port, 8000);
     cr_expect_str_eq(cfg->server.api_key, "");
@@ -428,6 +430,7 @@ Test(config, every_key_round_trips)
     cr_expect_eq(cfg->engine.enable_prefix_caching, 0);
     cr_expect_eq(cfg->engine.async_scheduling, 0);
     cr_expect_eq(cfg->engine.late_scheduling, 0);
+    cr_expect_eq(cfg->engine.warmup_tokens, 0);
     cr_expect_eq(cfg->engine.max_total_tokens, 123456);
     cr_expect_eq(cfg->log_level, ZL_LOG_DEBUG);
     cr_assert_eq(cfg->plugins.n_paths, 2);

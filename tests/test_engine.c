@@ -21,9 +21,11 @@ struct rig {
     struct zl_engine *e;
 };
 
-static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
+/* zl_engine_create's status; the model's forward number fail_at fails */
+static int rig_make(struct rig *r, struct zl_engine_params ep, int32_t bs, int64_t fail_at)
 {
     memset(&r->m, 0, sizeof(r->m));
+    r->m.fail_at = fail_at;
     r->mem = fake_mem(512, bs);
     cr_assert_not_null(r->mem, "%s", zl_last_error());
     size_t ws = fm_ws(&r->m, ep.sched.max_num_batched_tokens, ep.sched.max_num_seqs) +
@@ -53,7 +55,12 @@ static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
 #endif
     ep.mem = r->mem;
     ep.block_size = bs;
-    cr_assert_eq(zl_engine_create(&ep, &r->e), ZL_OK, "%s", zl_last_error());
+    return zl_engine_create(&ep, &r->e);
+}
+
+static void rig_up(struct rig *r, struct zl_engine_params ep, int32_t bs)
+{
+    cr_assert_eq(rig_make(r, ep, bs, 0), ZL_OK, "%s", zl_last_error());
 }
 
 static void rig_down(struct rig *r)
@@ -656,4 +663,77 @@ Test(engine, forward_failure_aborts_everything)
             cr_expect_eq(res[i].fin[k], ZL_FINISH_ABORT, "request %d sequence %d", i, k);
     cr_expect_eq(zl_engine_submit(r.e, prompt, 6, &sp, NULL, NULL), ZL_ESTATE);
     rig_down(&r);
+}
+
+/* engine.warmup_tokens: the warm-up request runs inside zl_engine_create;
+ * a client then sees none of its events, counters that start after it, and
+ * the same tokens as without it (its blocks stay in the prefix cache). */
+Test(engine, warm_up_is_invisible)
+{
+    struct zl_engine_params ep = params(1);
+    ep.warmup_tokens = 40;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    cr_expect_geq(r.m.forwards, 2, "the warm-up ran no prefill and decode step");
+    cr_expect_eq(r.m.max_tokens_seen, 40, "the warm-up prompt was not 40 tokens");
+    struct zl_output o;
+    cr_expect_eq(zl_engine_wait(r.e, &o, 0), 0, "an event of the warm-up reached the caller");
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_eq(st.requests_submitted + st.requests_finished + st.prompt_tokens +
+                 st.generation_tokens + st.n_steps + st.prefix_queried_tokens, 0,
+                 "the counters include the warm-up");
+    cr_expect_eq(st.ttft.count + st.itl.count + st.tpot.count + st.e2e.count, 0);
+    cr_expect_eq(st.kv_blocks_used, 0, "the warm-up holds blocks");
+    int32_t prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 12;
+    struct result res;
+    run_one(r.e, prompt, 10, &sp, &res);
+    int32_t ref[12];
+    fake_reference(prompt, 10, 12, ref);
+    cr_expect_eq(res.n[0], 12);
+    cr_expect_arr_eq(res.toks[0], ref, sizeof(ref));
+    for (int i = 0; i < 200; i++) { /* published after the step that sent the last event */
+        zl_engine_get_stats(r.e, &st);
+        if (st.requests_finished == 1 && st.n_steps >= 12)
+            break;
+        usleep(5000);
+    }
+    cr_expect_eq(st.requests_submitted, 1);
+    cr_expect_eq(st.requests_finished, 1);
+    cr_expect_eq(st.prompt_tokens, 10);
+    cr_expect_eq(st.generation_tokens, 12);
+    cr_expect_eq(st.ttft.count, 1);
+    cr_expect_eq(st.itl.count, 11);
+    cr_expect_eq(st.prefix_queried_tokens, 10, "the prefix cache counted the warm-up's prompt");
+    cr_expect_eq(st.prefix_hit_tokens, 0);
+    cr_expect_lt(st.n_steps, r.m.forwards, "the warm-up's steps were counted");
+    rig_down(&r);
+}
+
+Test(engine, warm_up_capped_to_max_model_len)
+{
+    struct zl_engine_params ep = params(0);
+    ep.warmup_tokens = 1 << 20;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    cr_expect_eq(r.m.max_tokens_seen, ep.sched.max_num_batched_tokens,
+                 "a chunk of the capped prompt fills the step budget");
+    cr_expect_geq(r.m.forwards, 3, "the 510-token prompt takes two chunks and a decode step");
+    rig_down(&r);
+}
+
+Test(engine, warm_up_failure_fails_create)
+{
+    struct rig r;
+    struct zl_engine_params ep = params(1);
+    ep.warmup_tokens = 8;
+    cr_assert_lt(rig_make(&r, ep, 4, 1), 0, "a failed warm-up still gave an engine");
+    cr_expect_null(r.e);
+    cr_expect(strstr(zl_last_error(), "warm-up request of 8 tokens failed") &&
+              strstr(zl_last_error(), "failing on purpose"), "%s", zl_last_error());
+    fake_fini(&r.m.f);
+    zl_mem_free(r.mem);
 }

@@ -63,6 +63,7 @@ struct zl_config {
         int enable_chunked_prefill;     /* bool, default 1 */
         int async_scheduling;           /* bool, default 1 */
         int late_scheduling;            /* bool, default 1 */
+        int64_t warmup_tokens;          /* -1..1<<24, default -1 (1024 on a GPU backend) */
     } engine;
 
     struct {

@@ -93,6 +93,11 @@ struct zl_engine_params {
     int32_t late_scheduling;        /* 1: with async scheduling, schedule the next step shortly
                                      * before a steady decode step is expected to end, so
                                      * requests arriving meanwhile join it (engine-pace.c); 1 */
+    int32_t warmup_tokens;          /* > 0: zl_engine_create runs one request of this many
+                                     * tokens (capped to fit) and one decode step before it
+                                     * returns, its events dropped and the counters started
+                                     * after it, so one-time costs (lazy kernel loads, GEMM
+                                     * plans) do not land on the first request; 0 */
 };
 
 ZL_API struct zl_engine_params zl_engine_default_params(void);
