@@ -2,8 +2,9 @@
  * decode step run by zl_engine_create before the engine serves.  A fresh
  * CUDA process pays one-time costs on its first steps (kernels loaded on
  * first launch, cuBLASLt's first plans): on an H100 the first 1024-token
- * request of a fresh zlightd took ~157 ms to its first token against ~28
- * for the next (BENCHMARKS.md).  The warm-up takes them instead.  Its
+ * request of a fresh zlightd took 116 ms to its first token where the
+ * next took 32 (median); 51 after a warm-up of 114 ms (BENCHMARKS.md).
+ * The warm-up takes most of them instead.  Its
  * events are dropped, and the counters that get_stats reports start after
  * it (e->base), so /metrics counts client requests only. */
 #include "config.h"
