@@ -17,8 +17,11 @@
 
 int zl_engine_warm_up(struct zl_engine *e, int32_t n_tokens)
 {
-    /* room for its two tokens; zl_engine_submit checks the KV pool */
-    int32_t n = n_tokens < e->p.sched.max_model_len - 2 ? n_tokens : e->p.sched.max_model_len - 2;
+    /* capped so that it and its two tokens fit max_model_len and the pool
+     * (less a block of slack): a warm-up never keeps a server from starting */
+    int64_t pool = (int64_t)(zl_kv_n_blocks(e->kv) - e->pad.held - 1) * e->p.block_size;
+    int64_t cap = pool < e->p.sched.max_model_len ? pool : e->p.sched.max_model_len;
+    int32_t n = n_tokens < cap - 2 ? n_tokens : (int32_t)(cap - 2);
     if (n < 1)
         return ZL_OK;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);

@@ -725,6 +725,23 @@ Test(engine, warm_up_capped_to_max_model_len)
     rig_down(&r);
 }
 
+Test(engine, warm_up_capped_to_the_kv_pool)
+{
+    struct zl_engine_params ep = params(0);
+    ep.sched.max_model_len = 4096;      /* longer than the pool: the pool caps it */
+    ep.max_kv_blocks = 32;              /* 128 tokens */
+    ep.warmup_tokens = 1 << 20;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    cr_expect_geq(r.m.forwards, 2, "no warm-up ran");
+    cr_expect_leq(r.m.max_tokens_seen, 124, "the warm-up prompt outgrew the pool");
+    cr_expect_geq(r.m.max_tokens_seen, 100, "the warm-up prompt was cut too short");
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_eq(st.requests_finished, 0);
+    rig_down(&r);
+}
+
 Test(engine, warm_up_failure_fails_create)
 {
     struct rig r;
