@@ -21,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 MODEL = "SmolLM2-135M-Instruct"
 API_KEY = "e2e-key"
+WARMUP_TOKENS = 16
+_LOG = {}   # the started server's stderr file (server_log)
 
 
 def _free_port():
@@ -72,14 +74,17 @@ def server():
     conf = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     conf.write(
         "model:\n  path: %s\n  served_name: %s\n  max_model_len: 512\n"
-        "engine:\n  max_num_seqs: 32\n  max_total_tokens: 4096\n"
+        "engine:\n  max_num_seqs: 32\n  max_total_tokens: 4096\n  warmup_tokens: %d\n"
         "server:\n  port: %d\n  api_key: %s\n  max_body_bytes: 65536\n"
-        "log_level: warn\n" % (gguf, MODEL, port, API_KEY))
+        "log_level: info\n" % (gguf, MODEL, WARMUP_TOKENS, port, API_KEY))
     conf.close()
     env = dict(os.environ)
     env["ZLIGHT_PLUGIN_PATH"] = ":".join(os.path.join(build, d) for d in (
         "kernels/cpu/.libs", "models/llama/.libs", "plugins/openai/.libs"))
-    proc = subprocess.Popen([os.path.join(build, "core/zlightd"), "--config", conf.name], env=env)
+    log = tempfile.NamedTemporaryFile("w+b", suffix=".log", delete=False)
+    _LOG["path"] = log.name
+    proc = subprocess.Popen([os.path.join(build, "core/zlightd"), "--config", conf.name], env=env,
+                            stderr=log)
     url = "http://127.0.0.1:%d" % port
     try:
         _wait_up(url, proc)
@@ -89,6 +94,17 @@ def server():
             proc.terminate()
             proc.wait(timeout=30)
         os.unlink(conf.name)
+        log.close()
+        if os.environ.get("ZLIGHT_E2E_KEEP_LOG"):
+            print("zlightd log: %s" % log.name)
+        else:
+            os.unlink(log.name)
+
+
+@pytest.fixture(scope="session")
+def server_log(server):
+    """Path of the started zlightd's stderr, None for an external server."""
+    return _LOG.get("path") if server[1] is not None else None
 
 
 @pytest.fixture(scope="session")

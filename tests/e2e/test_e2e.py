@@ -7,7 +7,7 @@ import time
 import openai
 import pytest
 
-from conftest import MODEL, request
+from conftest import MODEL, WARMUP_TOKENS, request
 
 CHAT = [{"role": "user", "content": "Name three colors."}]
 
@@ -17,6 +17,19 @@ def metric(url, name):
         if line.startswith("zlight:" + name + "{"):
             return float(line.rsplit(" ", 1)[1])
     raise KeyError(name)
+
+
+def test_warmup_ran_and_is_not_counted(url, server_log):
+    """engine.warmup_tokens (conftest) ran before /health answered, and
+    /metrics counts none of it; first in the file, so no client came yet."""
+    if server_log is None:
+        pytest.skip("external server")
+    with open(server_log, errors="replace") as f:
+        log = f.read()
+    assert "warm-up: a %d-token prompt and one decode step" % WARMUP_TOKENS in log, log[-2000:]
+    for name in ("prompt_tokens_total", "generation_tokens_total", "engine_steps_total",
+                 "prefix_cache_queries_total", "num_requests_running"):
+        assert metric(url, name) == 0, name
 
 
 def test_models(client):
