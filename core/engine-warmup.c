@@ -37,6 +37,7 @@ int zl_engine_warm_up(struct zl_engine *e, int32_t n_tokens)
     sp.temperature = 0;
     sp.max_tokens = 2;
     sp.ignore_eos = 1;
+    sp.has_seed = 1; /* draws no seed: unseeded clients get the seeds they get without it */
     double t0 = zl_engine_now();
     e->warming = true;
     int rc = zl_engine_submit(e, ids, n, &sp, NULL, NULL);

@@ -713,6 +713,30 @@ Test(engine, warm_up_is_invisible)
     rig_down(&r);
 }
 
+/* Unseeded sampling draws the request's seed from the engine's counter:
+ * the warm-up must not move it, or turning it on would change outputs. */
+Test(engine, warm_up_leaves_unseeded_sampling_alone)
+{
+    int32_t prompt[7] = {5, 3, 8, 1, 9, 2, 6};
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 1.0f;
+    sp.max_tokens = 16;
+    struct result res[2];
+    for (int w = 0; w < 2; w++) {
+        struct zl_engine_params ep = params(0);
+        ep.seed = 1234;
+        ep.warmup_tokens = w ? 12 : 0;
+        struct rig r;
+        rig_up(&r, ep, 4);
+        run_one(r.e, prompt, 7, &sp, &res[w]);
+        rig_down(&r);
+    }
+    cr_assert_eq(res[0].n[0], 16);
+    cr_assert_eq(res[1].n[0], 16);
+    cr_expect_arr_eq(res[1].toks[0], res[0].toks[0], sizeof(int32_t) * 16,
+                     "the warm-up changed an unseeded request's tokens");
+}
+
 Test(engine, warm_up_capped_to_max_model_len)
 {
     struct zl_engine_params ep = params(0);
