@@ -91,8 +91,7 @@ static int reserve(struct zl_engine_model *m, const struct zl_engine_model_param
     struct zl_mem_params mp = zl_mem_default_params();
     mp.reserve_bytes = zl_wloader_weight_bytes(m->wl, dt) + step + kv + (16u << 20);
     mp.name = p->backend;
-    int host = m->be->size >= offsetof(struct zl_backend_ops, flags) + sizeof(m->be->flags) &&
-               (m->be->flags & ZL_BACKEND_HOST_MEMORY);
+    int host = ZL_BACKEND_ON_HOST(m->be);
     /* the KV pool takes whatever the share leaves; a share of host RAM is
      * not what gpu_memory_utilization means, so the CPU backend keeps the
      * kv_tokens sizing */

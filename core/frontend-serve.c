@@ -45,7 +45,7 @@ static int32_t warmup_tokens(const struct zl_config *cfg, const struct zl_backen
 {
     if (cfg->engine.warmup_tokens >= 0)
         return (int32_t)cfg->engine.warmup_tokens;
-    return ZL_BACKEND_HAS(be, flags) && (be->flags & ZL_BACKEND_HOST_MEMORY) ? 0 : 1024;
+    return ZL_BACKEND_ON_HOST(be) ? 0 : 1024;
 }
 
 /* Model, tokenizer, host and engine from the config. */

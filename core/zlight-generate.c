@@ -50,35 +50,6 @@ struct timing {
     int steady_steps;           /* its tokens between the two, -1 before a finish */
 };
 
-/* One untimed request shaped like prompt 0 (other ids, so the prefix cache
- * cannot serve the timed one): kernels load and GEMM plans are made before
- * the clock starts, as in a server that has run for a while. */
-static int warm_up(struct zl_engine *e, const struct prompts *p, int32_t vocab,
-                   const struct zl_sampling_params *sp)
-{
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)p->lens[0]);
-    if (!ids)
-        return zl_error(ZL_ENOMEM, "out of memory");
-    for (int32_t i = 0; i < p->lens[0]; i++)
-        ids[i] = (p->ids[0][i] + 1) % vocab;
-    struct zl_sampling_params s = *sp;
-    s.max_tokens = 2;
-    uint64_t id;
-    int rc = zl_engine_submit(e, ids, p->lens[0], &s, NULL, &id);
-    free(ids);
-    for (struct zl_output o; rc == ZL_OK;) {
-        if (zl_engine_wait(e, &o, -1) != 1)
-            return zl_error(ZL_ESTATE, "the engine stopped during the warm-up");
-        enum zl_finish_reason f = o.finish;
-        zl_output_release(&o);
-        if (f == ZL_FINISH_ABORT)
-            return zl_error(ZL_EBACKEND, "the warm-up request was aborted (see the log)");
-        if (f)
-            break;
-    }
-    return rc;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: zlight-generate --model PATH [--backend NAME] [--max-tokens N]\n"
@@ -102,7 +73,7 @@ static void usage(FILE *f)
                "  --no-late         queue each step as the one before starts (late scheduling,\n"
                "                    engine.late_scheduling, is on by default)\n"
                "  --late            late scheduling on (the default; kept for old scripts)\n"
-               "  --warmup          run one untimed request shaped like the first prompt first\n"
+               "  --warmup          run one untimed greedy request as long as the first prompt first\n"
                "  --max-batched-tokens N  tokens per engine step, prompt chunks included (default 2048)\n"
                "  --quiet           no timing or info logs on stderr\n");
 }
@@ -311,19 +282,17 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
         return rc;
     }
     ep.sched.max_model_len = longest + max_new + 1;   /* exactly max_new ids per prompt */
+    /* --warmup: the engine's warm-up, a greedy request as long as prompt 0
+     * (random ids, so the prefix cache cannot serve the timed one): kernels
+     * load and GEMM plans are made before the clock starts, and the
+     * counters below leave it out */
+    ep.warmup_tokens = g_warmup ? p->lens[0] : 0;
     struct zl_engine *e = NULL;
     if ((rc = zl_engine_create(&ep, &e)) < 0) {
         zl_engine_model_free(m);
         return rc;
     }
-    if (g_warmup && (rc = warm_up(e, p, (int32_t)zl_engine_model_config(m)->vocab_size, sp)) < 0) {
-        zl_engine_free(e);
-        zl_engine_model_free(m);
-        return rc;
-    }
     struct zl_engine_stats st;
-    zl_engine_get_stats(e, &st);
-    long long warm_tokens = (long long)st.generation_tokens;
     struct timing tm = {.t0 = now_s()};
     uint64_t first = 0, id;
     for (int i = 0; i < p->n && rc == ZL_OK; i++) {
@@ -342,7 +311,7 @@ static int generate(struct zl_engine_model_params *mp, const struct zl_sampling_
     zl_engine_model_free(m);
     if (rc == ZL_OK && !quiet) {
         double t_dec = t_all - t_prefill;
-        long long dec = (long long)st.generation_tokens - warm_tokens - p->n;
+        long long dec = (long long)st.generation_tokens - p->n;
         fprintf(stderr,
                 "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %lld tokens in %.3f s "
                 "(%.2f tok/s, %d sequences); %lld preemptions, prefix cache hit rate %.1f%%, "

@@ -59,6 +59,18 @@ steady() { sed -n 's/^steady decode: \([0-9]*\) steps with all 3 sequences, [0-9
 s1=$(steady "$tmp/err1") s2=$(steady "$tmp/err2")
 case "$s1" in 10 | 11) ok;; *) bad "one-step prefill: $(grep steady "$tmp/err1")";; esac
 case "$s2" in 8 | 9) ok;; *) bad "16-token steps: $(grep steady "$tmp/err2")";; esac
+# --warmup (the engine's warm-up) changes no id, and the report counts
+# only the timed prompts: 3 x 11 decode tokens, 3 x 12 + 1 steps at most.
+p3=$("$gen" --model "$fix" --prompts "$tmp/p" --max-tokens 12 --warmup 2>"$tmp/err3") ||
+    bad "--warmup failed: $(cat "$tmp/err3")"
+[ "$p3" = "$p1" ] && ok || bad "--warmup changed the ids: '$p1' vs '$p3'"
+grep -q "^prefill: 36 tokens in .*; decode: 33 tokens in" "$tmp/err3" && ok ||
+    bad "--warmup report: $(grep '^prefill' "$tmp/err3")"
+grep -q "^prefill: 36 tokens in .*; decode: 33 tokens in" "$tmp/err1" && ok ||
+    bad "report: $(grep '^prefill' "$tmp/err1")"
+st() { sed -n 's/.* of \([0-9]*\) steps replayed.*/\1/p' "$1"; }
+[ -n "$(st "$tmp/err3")" ] && [ "$(st "$tmp/err3")" = "$(st "$tmp/err1")" ] && ok ||
+    bad "--warmup's steps were counted: $(st "$tmp/err3") vs $(st "$tmp/err1")"
 if "$gen" --model "$fix" --ids "1 2" --max-batched-tokens 8 >/dev/null 2>"$tmp/err"; then
     bad "--max-batched-tokens 8: exit 0"
 else

@@ -419,6 +419,8 @@ struct zl_backend_ops {
 #define ZL_GRAPH_AGAIN 1
 
 #define ZL_BACKEND_HOST_MEMORY 1u
+/* True when be hands out ordinary host memory (a table without flags: no). */
+#define ZL_BACKEND_ON_HOST(be) (ZL_BACKEND_HAS(be, flags) && ((be)->flags & ZL_BACKEND_HOST_MEMORY))
 
 #ifdef __cplusplus
 }
