@@ -44,6 +44,7 @@
 
 #include "cuda-dtype.cuh"
 #include "cuda-kernels.h"
+#include "attention-tile.cuh"
 #include "cuda-mma.cuh"
 
 using namespace zlcuda;
@@ -59,17 +60,6 @@ template <int CH> __device__ __forceinline__ int swz(int row, int ch)
 {
     return row * CH + (ch ^ (row & 7));
 }
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-
-__device__ __forceinline__ float ex2(float x)
-{
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-#endif
 
 // Kernel shape: NW warps, each owning MT m16 tiles (16 MT query rows), so
 // a CTA takes BM = 16 MT NW rows; QREG keeps the Q fragments in registers
@@ -99,13 +89,11 @@ __global__ void __launch_bounds__(C::NW * 32, C::MINB)
     uint4 *sv = sk + ST * BN * CH;    // [ST][BN][CH]
 
     const int s = blockIdx.y, h = blockIdx.x;
-    const int r0 = (gridDim.z - 1 - blockIdx.z) * BM;
-    const int q0 = b.q_start[s], n_new = b.q_start[s + 1] - q0;
-    if (r0 >= n_new)
+    q_tile qt;
+    if (!q_tile_of<BM, BN>(b, qt))
         return;
-    const int kv_len = b.kv_len[s], base = kv_len - n_new;
-    const int rows = min(BM, n_new - r0);
-    const int n_tiles = (base + r0 + rows + BN - 1) / BN; // keys 0..base + r0 + rows - 1
+    const int r0 = qt.r0, q0 = qt.q0, n_new = qt.n_new, kv_len = qt.kv_len, base = qt.base;
+    const int rows = qt.rows, n_tiles = qt.n_tiles;
     const int kvh = h / (int)(q.heads / c.n_kv_heads);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int32_t *table = b.block_table + (int64_t)s * b.max_blocks;
@@ -164,19 +152,10 @@ __global__ void __launch_bounds__(C::NW * 32, C::MINB)
         for (int idx = tid; idx < BM * CH; idx += NT) {
             const int r = idx / CH, ch = idx % CH;
             uint4 v = make_uint4(0, 0, 0, 0);
-            if (r < rows) {
-                const char *src = static_cast<const char *>(q.data) + (int64_t)(q0 + r0 + r) * q.nb0 +
-                                  (int64_t)h * q.nb1 + ch * 16;
-                if (vec) {
-                    v = __ldg(reinterpret_cast<const uint4 *>(src));
-                } else {
-                    const unsigned short *e = reinterpret_cast<const unsigned short *>(src);
-                    v.x = e[0] | (uint32_t)e[1] << 16;
-                    v.y = e[2] | (uint32_t)e[3] << 16;
-                    v.z = e[4] | (uint32_t)e[5] << 16;
-                    v.w = e[6] | (uint32_t)e[7] << 16;
-                }
-            }
+            if (r < rows)
+                v = load16(static_cast<const char *>(q.data) + (int64_t)(q0 + r0 + r) * q.nb0 +
+                               (int64_t)h * q.nb1 + ch * 16,
+                           vec);
             sq[swz<CH>(r, ch)] = v;
         }
     }
@@ -270,68 +249,19 @@ __global__ void __launch_bounds__(C::NW * 32, C::MINB)
             }
         }
 
-        // Mask keys past each row's last (diagonal tiles only); the max is
-        // taken on raw scores (sl2 > 0), exp2(s sl2 - max sl2) is one FFMA.
         const int k0 = t * BN;
         const bool diag = k0 + BN - 1 > base + r0;
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-            float mx[2] = {m[mt][0], m[mt][1]};
-#pragma unroll
-            for (int j = 0; j < NS; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    if (diag && k0 + 8 * j + 2 * t4 + (e & 1) > lim[mt][e >> 1])
-                        sacc[mt][j][e] = -INFINITY;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], sacc[mt][j][e]);
-                }
-#pragma unroll
-            for (int x = 0; x < 2; x++) {
-                mx[x] = fmaxf(mx[x], __shfl_xor_sync(0xffffffffu, mx[x], 1));
-                mx[x] = fmaxf(mx[x], __shfl_xor_sync(0xffffffffu, mx[x], 2));
-            }
-            float ms[2], sum[2] = {0.0f, 0.0f};
-            // A row with no key yet keeps max -inf: subtract 0 (all weights 0).
-            ms[0] = mx[0] == -INFINITY ? 0.0f : mx[0] * sl2;
-            ms[1] = mx[1] == -INFINITY ? 0.0f : mx[1] * sl2;
-            // Rescale only when a max of the warp moved (rare after the first
-            // tiles); otherwise the factor would be exactly 1.
-            if (__any_sync(0xffffffffu, mx[0] != m[mt][0] || mx[1] != m[mt][1])) {
-#pragma unroll
-                for (int x = 0; x < 2; x++) {
-                    const float corr = ex2(m[mt][x] * sl2 - ms[x]);
-                    l[mt][x] *= corr;
-#pragma unroll
-                    for (int j = 0; j < NO; j++) {
-                        oacc[mt][j][2 * x] *= corr;
-                        oacc[mt][j][2 * x + 1] *= corr;
-                    }
-                }
-                m[mt][0] = mx[0];
-                m[mt][1] = mx[1];
-            }
-#pragma unroll
-            for (int j = 0; j < NS; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    sacc[mt][j][e] = ex2(fmaf(sacc[mt][j][e], sl2, -ms[e >> 1]));
-                    sum[e >> 1] += sacc[mt][j][e];
-                }
-            l[mt][0] += sum[0];
-            l[mt][1] += sum[1];
-        }
+        for (int mt = 0; mt < MT; mt++)
+            softmax_tile<NS, NO>(sacc[mt], oacc[mt], m[mt], l[mt], lim[mt], k0, diag, t4, sl2);
 
         // O += P V: the S accumulators of key tiles 2kk, 2kk + 1 are the A fragment.
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) {
             uint32_t pa[MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                pa[mt][0] = pack2<T>(sacc[mt][2 * kk][0], sacc[mt][2 * kk][1]);
-                pa[mt][1] = pack2<T>(sacc[mt][2 * kk][2], sacc[mt][2 * kk][3]);
-                pa[mt][2] = pack2<T>(sacc[mt][2 * kk + 1][0], sacc[mt][2 * kk + 1][1]);
-                pa[mt][3] = pack2<T>(sacc[mt][2 * kk + 1][2], sacc[mt][2 * kk + 1][3]);
-            }
+            for (int mt = 0; mt < MT; mt++)
+                p_fragment<T, NS>(pa[mt], sacc[mt], kk);
 #pragma unroll
             for (int dp = 0; dp < NO / 2; dp++) {
                 uint32_t bf[4];
@@ -348,32 +278,9 @@ __global__ void __launch_bounds__(C::NW * 32, C::MINB)
             __syncthreads(); // the next iteration's loads overwrite this buffer
     }
 
-    const bool vec = ((uintptr_t)o.data | (uintptr_t)o.nb0 | (uintptr_t)o.nb1) % 4 == 0;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int x = 0; x < 2; x++) {
-            float lx = l[mt][x];
-            lx += __shfl_xor_sync(0xffffffffu, lx, 1);
-            lx += __shfl_xor_sync(0xffffffffu, lx, 2);
-            const float inv = 1.0f / lx;
-            const int r = r0 + wrow + 16 * mt + g + 8 * x;
-            if (r >= n_new)
-                continue;
-            char *orow = static_cast<char *>(o.data) + (int64_t)(q0 + r) * o.nb0 +
-                         (int64_t)h * o.nb1;
-#pragma unroll
-            for (int j = 0; j < NO; j++) {
-                const uint32_t v = pack2<T>(oacc[mt][j][2 * x] * inv, oacc[mt][j][2 * x + 1] * inv);
-                char *dst = orow + (8 * j + 2 * t4) * (int)sizeof(T);
-                if (vec) {
-                    *reinterpret_cast<uint32_t *>(dst) = v;
-                } else {
-                    reinterpret_cast<unsigned short *>(dst)[0] = (unsigned short)v;
-                    reinterpret_cast<unsigned short *>(dst)[1] = (unsigned short)(v >> 16);
-                }
-            }
-        }
+        store_rows<T, NO>(o, h, q0, r0 + wrow + 16 * mt + g, n_new, oacc[mt], l[mt], t4);
 #endif
 }
 
@@ -460,6 +367,9 @@ extern "C" cudaError_t zl_cuda_attention_prefill(const heads_t *out, const heads
         return cudaSuccess;
     if (b->n_seqs > 65535 || (sh->max_q_len + 63) / 64 > 65535)
         return cudaErrorNotSupported;
+    cudaError_t e = zl_cuda_attention_prefill_wg(out, q, cache, b, sh, scale, bs_shift, stream);
+    if (e != cudaErrorNotSupported)
+        return e;
     if (q->dtype == ZL_DTYPE_BF16)
         return launch_hd<__nv_bfloat16>(out, q, cache, b, sh, scale, bs_shift, stream);
     return launch_hd<__half>(out, q, cache, b, sh, scale, bs_shift, stream);

@@ -202,6 +202,18 @@ cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const str
                                       const struct zl_cuda_attn_shape *s, float scale,
                                       cudaStream_t stream);
 
+/* The same on Hopper's wgmma (attention-prefill-wg.cu; sm_90a builds on a
+ * compute capability 9.0 device, head_dim 128), called by
+ * zl_cuda_attention_prefill after its checks (bs_shift = log2 of the block
+ * size); cudaErrorNotSupported where it does not run, or where
+ * ZL_PREFILL_WG (an A/B and test knob, see the file) leaves it off. */
+cudaError_t zl_cuda_attention_prefill_wg(const struct zl_cuda_heads *out,
+                                         const struct zl_cuda_heads *q,
+                                         const struct zl_cuda_kv *cache,
+                                         const struct zl_cuda_batch *b,
+                                         const struct zl_cuda_attn_shape *s, float scale,
+                                         int bs_shift, cudaStream_t stream);
+
 /* Decode steps only (every sequence has exactly one query row, q_start[s]
  * = s), attention-decode.cu: a GQA group's query heads share the MMA M
  * dimension, long contexts split over blocks, the last block of a (sequence,

@@ -57,18 +57,13 @@
 #include "cuda-mbar.cuh"
 #include "cuda-mma.cuh"
 #include "cuda-pdl.cuh"
+#include "cuda-wgmma.cuh"
 
 using namespace zlcuda;
 
 typedef struct zl_cuda_rows rows_t;
 
 namespace {
-
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define ZL_WGMMA_OK 1
-#else
-#define ZL_WGMMA_OK 0
-#endif
 
 constexpr int BM = 128;           // weight rows a tile
 constexpr int BK = 64;            // k a unit: 128 bytes of 16-bit elements
@@ -100,92 +95,6 @@ __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint
                  : "memory");
 #endif
 }
-
-// ---- wgmma (sm_90a) ----
-
-// Descriptor of a K-major tile of 128-byte rows as TMA's 128-byte swizzle
-// lays it out: 8-row groups 1024 bytes apart (the stride byte offset);
-// the leading offset is unused in this mode.  Base 1024-aligned.
-__device__ __forceinline__ uint64_t sw128_desc(const void *p)
-{
-    return (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) |
-           (1ull << 62);
-}
-
-__device__ __forceinline__ void wg_fence()
-{
-#if ZL_WGMMA_OK
-    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wg_commit()
-{
-#if ZL_WGMMA_OK
-    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wg_wait0()
-{
-#if ZL_WGMMA_OK
-    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
-#endif
-}
-// Keeps the compiler from moving accumulator reads across the wait.
-template <int R> __device__ __forceinline__ void reg_fence(float (&d)[R])
-{
-#pragma unroll
-    for (int i = 0; i < R; i++)
-        asm volatile("" : "+f"(d[i])::"memory");
-}
-
-#define ZL_WG_R4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-// scale-d is a predicate (set from operand sc: 1, accumulate)
-#define ZL_WG_BODY(shape, ty, regs, dA, dB, sc)                                                  \
-    "{ .reg .pred p;\n setp.ne.b32 p, " sc ", 0;\n wgmma.mma_async.sync.aligned." shape ".f32." \
-    ty "." ty " {" regs "}, " dA ", " dB ", p, 1, 1, 0, 0;\n}"
-
-// d[64 x N] += A (64 x 16 at descriptor a) * B (16 x N at b), both K-major.
-template <typename T, int N> struct wgmma;
-#define ZL_WG_DEF(T, TY)                                                                          \
-    template <> struct wgmma<T, 16> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[8], uint64_t a, uint64_t b)          \
-        {                                                                                         \
-            asm volatile(ZL_WG_BODY("m64n16k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7", "%8", "%9", "%10")       \
-                         : ZL_WG_R4(0), ZL_WG_R4(4)                                               \
-                         : "l"(a), "l"(b), "r"(1));                                                       \
-        }                                                                                         \
-    };                                                                                            \
-    template <> struct wgmma<T, 32> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[16], uint64_t a, uint64_t b)         \
-        {                                                                                         \
-            asm volatile(ZL_WG_BODY("m64n32k16", TY,                                              \
-                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15",      \
-                                    "%16", "%17", "%18")                                                 \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12)                    \
-                         : "l"(a), "l"(b), "r"(1));                                                       \
-        }                                                                                         \
-    };                                                                                            \
-    template <> struct wgmma<T, 64> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[32], uint64_t a, uint64_t b)         \
-        {                                                                                         \
-            asm volatile(ZL_WG_BODY("m64n64k16", TY,                                              \
-                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"      \
-                                    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,"    \
-                                    "%30,%31",                                                    \
-                                    "%32", "%33", "%34")                                                 \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16),     \
-                           ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                               \
-                         : "l"(a), "l"(b), "r"(1));                                                       \
-        }                                                                                         \
-    };
-#if ZL_WGMMA_OK
-ZL_WG_DEF(__nv_bfloat16, "bf16")
-ZL_WG_DEF(__half, "f16")
-#else
-template <typename T, int N> struct wgmma {
-    template <typename D> static __device__ __forceinline__ void run(D &, uint64_t, uint64_t) {}
-};
-#endif
 
 // ---- the split plan: CTA c of g owns units [c U / g, (c + 1) U / g) ----
 // (tests/cuda/test_gemm_tma_plan.cu walks it on the CPU)
@@ -462,15 +371,6 @@ bool tensor_map(CUtensorMap *m, const rows_t *t, int box_rows)
     return enc(m, dt, 2, t->data, dims, strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
-}
-
-bool sm90a_built()
-{
-#ifdef ZL_CUDA_SM90A
-    return true;
-#else
-    return false;
-#endif
 }
 
 // 64-column sub-tiles a stage: 1; tuning builds take ZL_TMA_KU=2 (measured

@@ -6,7 +6,9 @@
  *     bf16 per call);
  *   - decode attention (bench_decode_attention): batch 1 ctx 512, batch 32
  *     ctx 512/1024/4096, batch 128 ctx 1024, as GB/s of K/V read;
- *   - prefill attention of one 2048-token prompt (bench_prefill).
+ *   - prefill attention (bench_prefill): one 2048-token prompt, 8 prompts
+ *     of 1024, 4 chunks of 512 over 512 cached tokens; BENCH_OPS=prefill
+ *     runs only these (bf16).
  * Timing: warm-up, then the median over 7 runs of `iters` calls each,
  * host clock around be->sync() (device work is asynchronous; the sync is
  * inside the timed region).  Weights of 8 layers and caches of 8 layers
@@ -179,42 +181,58 @@ static void bench_decode_attention(int n_seqs, int ctx)
 
 /* ---- prefill attention (tensor-core flash kernel) ---- */
 
-/* One 2048-token causal prompt of one Llama-3.1-8B layer (32 q heads, 8 kv
- * heads of 128), bf16 cache, q of dtype act: 4 hd hq sum_i (i + 1) = 34.4
- * GFLOP of matrix products.  f32 q over the bf16 cache is declined by the
- * flash kernel: the generic kernel's time for the same work. */
-static void bench_prefill(enum zl_dtype act, int iters)
+/* n_seqs sequences of one Llama-3.1-8B layer (32 q heads, 8 kv heads of
+ * 128), each q_len new tokens over a cached prefix of `prefix`, causal, bf16
+ * cache, q of dtype act; blocks of a sequence in a shuffled pool order.
+ * FLOPs are those of the products the mask keeps: 4 hd hq sum over rows of
+ * the keys each row sees (one 2048-token prompt: 34.4 GFLOP).  f32 q over
+ * the bf16 cache is declined by the flash kernels: the generic kernel's time
+ * for the same work. */
+static void bench_prefill(enum zl_dtype act, int n_seqs, int q_len, int prefix, int iters)
 {
-    enum { N = 2048 };
-    int nb = N / BS;
+    const int ctx = prefix + q_len, nb = (ctx + BS - 1) / BS, n = n_seqs * q_len;
+    const int pool_blocks = n_seqs * nb;
     size_t block_stride = (size_t)ROT * 2 * BS * HKV * HD * 2;
     struct attn_bench b = {.scale = 0.08838834764831845f};
-    void *dpool = drand_big((size_t)nb * block_stride / 2);
+    void *dpool = drand_big((size_t)pool_blocks * block_stride / 2);
     b.cache = (struct zl_kv_cache){.base = dpool, .block_stride = block_stride, .block_size = BS,
                                    .n_layers = ROT, .n_kv_heads = HKV, .head_dim = HD,
                                    .dtype = ZL_DTYPE_BF16};
-    int32_t q_start[2] = {0, N}, kv_len[1] = {N}, *table = xmalloc((size_t)nb * 4);
-    int32_t *slot = xmalloc((size_t)N * 4);
-    for (int j = 0; j < nb; j++)
-        table[j] = (j * 37) % nb; /* 37 is odd: a permutation of the pool */
-    for (int i = 0; i < N; i++)
-        slot[i] = table[i / BS] * BS + i % BS;
-    b.batch = (struct zl_attn_batch){.n_seqs = 1, .max_blocks = nb, .q_start = q_start,
+    int32_t *q_start = xmalloc((size_t)(n_seqs + 1) * 4), *kv_len = xmalloc((size_t)n_seqs * 4);
+    int32_t *table = xmalloc((size_t)pool_blocks * 4), *slot = xmalloc((size_t)n * 4);
+    for (int j = 0; j < pool_blocks; j++)
+        table[j] = (int32_t)(((int64_t)j * 37) % pool_blocks); /* a permutation if 37 is prime to it */
+    for (int s = 0; s <= n_seqs; s++)
+        q_start[s] = s * q_len;
+    for (int s = 0; s < n_seqs; s++) {
+        kv_len[s] = ctx;
+        for (int i = 0; i < q_len; i++) {
+            int p = prefix + i;
+            slot[s * q_len + i] = table[s * nb + p / BS] * BS + p % BS;
+        }
+    }
+    b.batch = (struct zl_attn_batch){.n_seqs = n_seqs, .max_blocks = nb, .q_start = q_start,
                                      .kv_len = kv_len, .block_table = table, .slot = slot};
-    void *dq = drand(act, (size_t)N * HQ * HD, -1, 1);
-    void *dout = dmalloc((size_t)N * HQ * HD * esize(act));
-    tensor(&b.q, act, 3, (int64_t[]){N, HQ, HD}, dq);
-    tensor(&b.out, act, 3, (int64_t[]){N, HQ, HD}, dout);
+    void *dq = drand(act, (size_t)n * HQ * HD, -1, 1);
+    void *dout = dmalloc((size_t)n * HQ * HD * esize(act));
+    tensor(&b.q, act, 3, (int64_t[]){n, HQ, HD}, dq);
+    tensor(&b.out, act, 3, (int64_t[]){n, HQ, HD}, dout);
     double t = time_it(attn_run, &b, iters);
-    double flops = 4.0 * HD * HQ * ((double)N * (N + 1) / 2);
+    double keys = 0;
+    for (int i = 0; i < q_len; i++)
+        keys += prefix + i + 1;
+    double flops = 4.0 * HD * HQ * keys * n_seqs;
     if (t < 0)
         printf("prefill attention failed: %s\n", zl_last_error());
     else
-        printf("BENCH prefill attention q %-4s bf16 cache, 2048-token prompt, 32/8 heads of 128: "
-               "%8.1f us  %6.1f TFLOP/s\n", zl_dtype_name(act), t * 1e6, flops / t * 1e-12);
+        printf("BENCH prefill attention q %-4s bf16 cache, %d x %d tokens over %d cached, 32/8 "
+               "heads of 128: %8.1f us  %6.1f TFLOP/s\n", zl_dtype_name(act), n_seqs, q_len, prefix,
+               t * 1e6, flops / t * 1e-12);
     dfree(dpool);
     dfree(dq);
     dfree(dout);
+    free(q_start);
+    free(kv_len);
     free(table);
     free(slot);
 }
@@ -224,31 +242,40 @@ int main(void)
     int rc = ct_setup("bench");
     if (rc)
         return rc;
+    const char *only = getenv("BENCH_OPS");
+    const int prefill_only = only && !strcmp(only, "prefill");
     static const int64_t wsize[7] = {(int64_t)HQ * HD * D, (int64_t)HKV * HD * D,
                                      (int64_t)HKV * HD * D, (int64_t)D * HQ * HD,
                                      (int64_t)FF * D, (int64_t)FF * D, (int64_t)D * FF};
-    void *wbuf[ROT][7];
-    for (int i = 0; i < 7; i++) {   /* one random matrix per shape, copied per layer */
+    void *wbuf[ROT][7] = {{0}};
+    for (int i = 0; i < 7 && !prefill_only; i++) { /* one random matrix per shape, per layer */
         void *h = rand_raw(ZL_DTYPE_BF16, (size_t)wsize[i], -0.05, 0.05, NULL);
         for (int l = 0; l < ROT; l++)
             wbuf[l][i] = dnew(h, (size_t)wsize[i] * 2);
         free(h);
     }
-    if (!ct_is_cpu()) {
-        bench_layer(ZL_DTYPE_BF16, 1, wbuf);
-        bench_layer(ZL_DTYPE_BF16, 32, wbuf);
+    if (!prefill_only) {
+        if (!ct_is_cpu()) {
+            bench_layer(ZL_DTYPE_BF16, 1, wbuf);
+            bench_layer(ZL_DTYPE_BF16, 32, wbuf);
+        }
+        bench_layer(ZL_DTYPE_F32, 1, wbuf);
+        bench_layer(ZL_DTYPE_F32, 32, wbuf);
     }
-    bench_layer(ZL_DTYPE_F32, 1, wbuf);
-    bench_layer(ZL_DTYPE_F32, 32, wbuf);
     if (!ct_is_cpu()) {
         static const int dec[][2] = {{1, 512}, {32, 512}, {32, 1024}, {128, 1024}, {32, 4096}};
-        for (size_t i = 0; i < sizeof dec / sizeof *dec; i++)
+        for (size_t i = 0; i < sizeof dec / sizeof *dec && !prefill_only; i++)
             bench_decode_attention(dec[i][0], dec[i][1]);
-        bench_prefill(ZL_DTYPE_BF16, 20);
-        bench_prefill(ZL_DTYPE_F32, 1);
+        bench_prefill(ZL_DTYPE_BF16, 1, 2048, 0, 20);
+        /* a serving step's chunk: 1024-token prompts, and prompts' ends */
+        bench_prefill(ZL_DTYPE_BF16, 8, 1024, 0, 20);
+        bench_prefill(ZL_DTYPE_BF16, 4, 512, 512, 20);
+        if (!prefill_only)
+            bench_prefill(ZL_DTYPE_F32, 1, 2048, 0, 1);
     }
     for (int l = 0; l < ROT; l++)
         for (int i = 0; i < 7; i++)
-            dfree(wbuf[l][i]);
+            if (wbuf[l][i])
+                dfree(wbuf[l][i]);
     return ct_finish();
 }

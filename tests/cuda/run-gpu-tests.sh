@@ -39,6 +39,16 @@ for t in $tests; do
     case $rc in 0) r=PASS;; 77) r=SKIP;; *) r="FAIL (exit $rc)"; fail=1;; esac
     summary+=("$(printf '%-18s %-16s %d.%03d s' "$t" "$r" $((ms / 1000)) $((ms % 1000)))")
 done
+# On an H100/H200 the prefill cases run the wgmma kernel or the mma.sync
+# one (what other GPUs run) by ZL_PREFILL_WG: both, whatever the default.
+for t in test_cuda_attn test_cuda_rope_attn; do
+    for v in 0 1; do
+        echo "=== $t with ZL_PREFILL_WG=$v"
+        ZL_PREFILL_WG=$v "$(prog "$t")"; rc=$?
+        case $rc in 0) r=PASS;; 77) r=SKIP;; *) r="FAIL (exit $rc)"; fail=1;; esac
+        summary+=("$(printf '%-18s %-16s ZL_PREFILL_WG=%s' "$t" "$r" "$v")")
+    done
+done
 if [ -n "$san" ]; then
     for t in $tests; do
         echo "=== compute-sanitizer memcheck $t"

@@ -5,7 +5,9 @@
  * order padded with -1, a padded block stride, q/k/v as views into fused
  * QKV rows, a sequence with no new tokens, f32 activations over a bf16 cache.
  * The prefill cases with f16/bf16 q and cache and head_dim 64/128 run the
- * tensor-core flash kernel (attention-prefill.cu): a 2048-token Llama-3.1-8B
+ * tensor-core flash kernel (attention-prefill.cu; head_dim 128 on an
+ * H100/H200 the wgmma one of attention-prefill-wg.cu when ZL_PREFILL_WG
+ * asks for it; run-gpu-tests.sh runs both): a 2048-token Llama-3.1-8B
  * prompt (32/8 heads of 128), odd lengths 1/17/0/100/333 in one batch,
  * chunked prefill over shuffled 16-token blocks, MHA, MQA, q and out as
  * strided views with 16-byte aligned rows (the vector path) and with odd
@@ -280,6 +282,12 @@ static const struct attn_case cases[] = {
      HALF_ONLY, 0, 0},
     {"MHA 8/8 hd 64, bs 32", 2, {130, 70}, {130, 300}, 8, 8, 64, 32, 1, HALF_ONLY, 0, 1},
     {"MQA 8/1 hd 128, 257 tokens", 1, {257}, {257}, 8, 1, 128, 16, 1, HALF_ONLY, 0, 0},
+    /* the wgmma kernel's edges (H100/H200): a second warpgroup with no rows
+     * or a few, 8- and 32-token blocks, a chunk's rows over a cached prefix */
+    {"prompts of 64/65/127/128/129 tokens, bs 8", 5, {64, 65, 127, 128, 129},
+     {64, 65, 127, 128, 129}, 8, 2, 128, 8, 1, HALF_ONLY, 0, 1},
+    {"chunks of 63 and 190 rows over 1000 and 77 cached, MHA 4/4 hd 128, bs 32", 2, {63, 190},
+     {1063, 267}, 4, 4, 128, 32, 1, HALF_ONLY, 0, 0},
     /* mixed steps, decodes first as the scheduler orders them: the decode
      * kernel takes the leading one-row sequences, the flash kernel the rest */
     {"mixed step: 3 decodes then 2 prefill chunks (GQA 32/8)", 5, {1, 1, 1, 200, 64},

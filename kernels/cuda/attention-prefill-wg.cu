@@ -1,0 +1,296 @@
+// Paged flash-attention prefill on Hopper's wgmma (sm_90a builds, compute
+// capability 9.0, head_dim 128, q/out/cache of one 16-bit dtype): what
+// zl_cuda_attention_prefill tries first when ZL_PREFILL_WG asks for it
+// (variant() below); it declines the rest with cudaErrorNotSupported and
+// the mma.sync kernel of attention-prefill.cu runs.  Same contract and same numerics as that kernel: f32 scores and
+// output accumulators, P rounded to the input dtype for the P V product,
+// causal over a cached prefix, GQA by kv head = q head / (n_q / n_kv).
+//
+// Why: the mma.sync kernel peaks near 250 TFLOP/s on an H100 (a 2048-token
+// prompt) and lower on the 1024-token prompts of a serving step's chunk;
+// mma.sync cannot feed the H100's tensor cores at their wgmma rate.
+//
+// A CTA takes BM = 128 query rows of one (sequence, q head) in two consumer
+// warpgroups of 64 rows, plus one producer warp:
+//   - the producer gathers K/V tiles of BN keys from the paged cache with
+//     cp.async (zero-filled past kv_len) into a ring of ST stages, each
+//     arriving on the stage's "full" mbarrier when its copies land
+//     (cp.async.mbarrier.arrive.noinc), and waits on the stage's "empty"
+//     mbarrier before reusing it;
+//   - a consumer warpgroup computes S = Q K^T with wgmma (Q and K from
+//     shared memory, K-major), the online softmax on the accumulators in
+//     registers (the mma.sync kernel's code: a thread holds rows g and
+//     g + 8 of its warp's 16), then O += P V with P from registers and V
+//     read MN-major.  PV of tile t runs while the group waits for tile
+//     t + 1 and issues its S; the two groups are not in lockstep, so one's
+//     softmax overlaps the other's products.
+// Shared tiles are rows of 128 bytes (64 head dims; two halves a row) in
+// the 128-byte swizzle wgmma reads (16-byte chunk c of row r at c ^ (r & 7)).
+#include "config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "attention-tile.cuh"
+#include "cuda-dtype.cuh"
+#include "cuda-kernels.h"
+#include "cuda-mbar.cuh"
+#include "cuda-mma.cuh"
+#include "cuda-pdl.cuh"
+#include "cuda-wgmma.cuh"
+
+using namespace zlcuda;
+
+namespace {
+
+typedef struct zl_cuda_heads heads_t;
+typedef struct zl_cuda_kv kv_t;
+typedef struct zl_cuda_batch batch_t;
+
+constexpr int HD = 128;            // head dim
+constexpr int BM = 128;            // query rows a CTA: 64 a consumer warpgroup
+constexpr int RB = 128;            // bytes of a shared row: 64 head dims
+constexpr int CONSUMERS = 256;     // two warpgroups
+constexpr int THREADS = CONSUMERS + 32;
+
+template <int BN, int ST> constexpr size_t smem_bytes()
+{
+    // 1024 of slack to align the base; Q; ST stages of K and V; 2 ST barriers
+    return 1024 + 2 * BM * RB + (size_t)ST * 4 * BN * RB + 2 * ST * sizeof(uint64_t);
+}
+
+// Byte offset of 16-byte chunk ch (0..15) of row r in a two-half tile of R rows.
+template <int R> __device__ __forceinline__ int swz_off(int r, int ch)
+{
+    return (ch >> 3) * R * RB + r * RB + (((ch & 7) ^ (r & 7)) << 4);
+}
+
+__device__ __forceinline__ void cp_async_mbar_arrive(uint64_t *bar)
+{
+#if ZL_WGMMA_OK
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar))
+                 : "memory");
+#endif
+}
+
+template <typename T, int BN, int ST>
+__global__ void __maxnreg__(224)
+    prefill_wg_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float sl2, int bs_shift)
+{
+#if ZL_WGMMA_OK
+    constexpr int TILE = 2 * BN * RB; // K or V of one tile
+    constexpr int STAGE = 2 * TILE;
+    constexpr int NS = BN / 8;        // n8 blocks of S
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *sq = reinterpret_cast<uint8_t *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint8_t *skv = sq + 2 * BM * RB;
+    uint64_t *full = reinterpret_cast<uint64_t *>(skv + ST * STAGE);
+    uint64_t *empty = full + ST;
+
+    const int s = blockIdx.y, h = blockIdx.x;
+    q_tile qt;
+    if (!q_tile_of<BM, BN>(b, qt))
+        return;
+    const int r0 = qt.r0, q0 = qt.q0, n_new = qt.n_new, kv_len = qt.kv_len, base = qt.base;
+    const int rows = qt.rows, n_tiles = qt.n_tiles;
+    const int tid = threadIdx.x, lane = tid & 31;
+    if (tid == 0) {
+        for (int i = 0; i < ST; i++) {
+            mbar_init(&full[i], 32); // the producer's lanes
+            mbar_init(&empty[i], CONSUMERS / 32); // the consumer warps
+        }
+    }
+    __syncthreads();
+
+    if (tid >= CONSUMERS) { // the producer warp: 2 rows of 16 chunks an instruction
+        const int kvh = h / (int)(q.heads / c.n_kv_heads);
+        const int32_t *table = b.block_table + (int64_t)s * b.max_blocks;
+        const int64_t row_bytes = (int64_t)c.n_kv_heads * HD * (int64_t)sizeof(T);
+        const int64_t v_off = (int64_t)c.block_size * row_bytes; // V after K in a block
+        const char *kv_base = c.base + ((int64_t)c.layer * 2 * c.block_size) * row_bytes +
+                              (int64_t)kvh * HD * (int64_t)sizeof(T) + (lane & 15) * 16;
+        for (int t = 0; t < n_tiles; t++) {
+            const int st = t % ST;
+            if (t >= ST)
+                mbar_wait(&empty[st], (t / ST - 1) & 1);
+            uint8_t *dk = skv + st * STAGE, *dv = dk + TILE;
+#pragma unroll 8
+            for (int r = lane >> 4; r < BN; r += 2) {
+                const int p = t * BN + r;
+                const char *src = c.base;
+                int bytes = 0;
+                if (p < kv_len) {
+                    const int id = __ldg(&table[p >> bs_shift]);
+                    src = kv_base + (int64_t)id * (int64_t)c.block_stride +
+                          (p & (c.block_size - 1)) * row_bytes;
+                    bytes = 16;
+                }
+                const int off = swz_off<BN>(r, lane & 15);
+                cp_async16(dk + off, src, bytes);
+                cp_async16(dv + off, bytes ? src + v_off : src, bytes);
+            }
+            cp_async_mbar_arrive(&full[st]);
+        }
+        cp_async_wait<0>();
+        return;
+    }
+
+    // Q tile -> shared (rows past the sequence are zeros); strided rows that
+    // are not 16-byte aligned (views into odd-width fused rows) go by 2 bytes.
+    {
+        const bool vec = ((uintptr_t)q.data | (uintptr_t)q.nb0 | (uintptr_t)q.nb1) % 16 == 0;
+        for (int idx = tid; idx < BM * 16; idx += CONSUMERS) {
+            const int r = idx >> 4, ch = idx & 15;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (r < rows)
+                v = load16(static_cast<const char *>(q.data) + (int64_t)(q0 + r0 + r) * q.nb0 +
+                               (int64_t)h * q.nb1 + ch * 16,
+                           vec);
+            *reinterpret_cast<uint4 *>(sq + swz_off<BM>(r, ch)) = v;
+        }
+    }
+    fence_proxy_async();
+    asm volatile("bar.sync 1, %0;" ::"n"(CONSUMERS) : "memory"); // the consumers only
+
+    const int wg = tid >> 7, warp = (tid >> 5) & 3, g = lane >> 2, t4 = lane & 3;
+    const int rw = wg * 64 + warp * 16 + g; // this thread's rows: rw, rw + 8
+    // Tiles holding a key one of this group's rows sees; the rest it skips.
+    const int n_mine = wg * 64 < rows ? (base + r0 + min(wg * 64 + 63, rows - 1)) / BN + 1 : 0;
+    int lim[2];
+    float m[2], l[2], oacc[HD / 8][4];
+#pragma unroll
+    for (int x = 0; x < 2; x++) {
+        lim[x] = min(base + r0 + rw + 8 * x, kv_len - 1);
+        m[x] = -INFINITY;
+        l[x] = 0.0f;
+    }
+#pragma unroll
+    for (int j = 0; j < HD / 8; j++)
+        oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.0f;
+    // the accumulators as wgmma takes them
+    float(&oflat)[HD / 2] = reinterpret_cast<float(&)[HD / 2]>(oacc);
+    const uint64_t dq = sw128_desc(sq + wg * 64 * RB);
+    constexpr uint64_t Q_HALF = (uint64_t)(BM * RB) >> 4, KV_HALF = (uint64_t)(BN * RB) >> 4;
+    // A warp hands a stage back once its group's products have read it.
+    auto release = [&](int t) {
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(&empty[t % ST]);
+    };
+    int held = -1; // the tile whose P V may still be running
+
+    for (int t = 0; t < n_tiles; t++) {
+        const int st = t % ST;
+        mbar_wait(&full[st], (t / ST) & 1);
+        if (t >= n_mine) {
+            if (held >= 0) {
+                wg_wait0();
+                reg_fence(oflat);
+                release(held);
+                held = -1;
+            }
+            release(t);
+            continue;
+        }
+        fence_proxy_async(); // the producer's cp.async writes, to wgmma's reads
+        const uint8_t *kb = skv + st * STAGE, *vb = kb + TILE;
+        const uint64_t dk = sw128_desc(kb);
+
+        float sacc[NS][4];
+        float(&sflat)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(sacc);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++)
+            wgmma<T, BN>::run(sflat, dq + (kk >> 2) * Q_HALF + 2 * (kk & 3),
+                              dk + (kk >> 2) * KV_HALF + 2 * (kk & 3), kk > 0);
+        wg_commit();
+        wg_wait0(); // S, and the P V of the tile before
+        reg_fence(sflat);
+        reg_fence(oflat);
+        if (held >= 0)
+            release(held);
+
+        // only tiles crossing this group's diagonal are masked
+        const int k0 = t * BN;
+        softmax_tile<NS, HD / 8>(sacc, oacc, m, l, lim, k0, k0 + BN - 1 > base + r0 + wg * 64, t4,
+                                 sl2);
+        uint32_t pa[BN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            p_fragment<T, NS>(pa[kk], sacc, kk);
+
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            wgmma_rs<T, HD>::run(oflat, pa[kk], sw128_desc_mn(vb + kk * 16 * RB, BN * RB));
+        wg_commit();
+        held = t;
+    }
+    wg_wait0();
+    reg_fence(oflat);
+
+    if (wg * 64 >= rows)
+        return;
+    store_rows<T, HD / 8>(o, h, q0, r0 + rw, n_new, oacc, l, t4);
+#endif
+}
+
+template <typename T, int BN, int ST>
+cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, const batch_t *b,
+                   const struct zl_cuda_attn_shape *sh, float scale, int bs_shift,
+                   cudaStream_t stream)
+{
+    static bool opted[64];
+    constexpr size_t smem = smem_bytes<BN, ST>();
+    cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
+    if (e != cudaSuccess)
+        return e;
+    // Heads fastest, query tiles slowest (reversed in the kernel), as the
+    // mma.sync kernel: the heads sharing a kv head read its K/V from L2.
+    dim3 grid((unsigned)q->heads, (unsigned)b->n_seqs, (unsigned)((sh->max_q_len + BM - 1) / BM));
+    prefill_wg_kernel<T, BN, ST><<<grid, THREADS, smem, stream>>>(
+        *out, *q, *cache, *b, scale * 1.4426950408889634f, bs_shift);
+    return cudaGetLastError();
+}
+
+// 0: off (the mma.sync kernel); 1: 128-key tiles, 2 stages; 2: 64-key
+// tiles, 4 stages; 3: 128-key tiles, 3 stages.  From ZL_PREFILL_WG, read
+// once: an A/B and test knob.  Off by default until measured on a GPU.
+constexpr int DEFAULT_VARIANT = 0;
+int variant()
+{
+    static const int v = [] {
+        const char *e = getenv("ZL_PREFILL_WG");
+        return e && *e >= '0' && *e <= '3' && !e[1] ? *e - '0' : DEFAULT_VARIANT;
+    }();
+    return v;
+}
+
+template <typename T>
+cudaError_t launch_variant(const heads_t *out, const heads_t *q, const kv_t *cache,
+                           const batch_t *b, const struct zl_cuda_attn_shape *sh, float scale,
+                           int bs_shift, cudaStream_t stream)
+{
+    switch (variant()) {
+    case 2:
+        return launch<T, 64, 4>(out, q, cache, b, sh, scale, bs_shift, stream);
+    case 3:
+        return launch<T, 128, 3>(out, q, cache, b, sh, scale, bs_shift, stream);
+    default:
+        return launch<T, 128, 2>(out, q, cache, b, sh, scale, bs_shift, stream);
+    }
+}
+
+} // namespace
+
+extern "C" cudaError_t zl_cuda_attention_prefill_wg(const heads_t *out, const heads_t *q,
+                                                    const kv_t *cache, const batch_t *b,
+                                                    const struct zl_cuda_attn_shape *sh,
+                                                    float scale, int bs_shift, cudaStream_t stream)
+{
+    if (!sm90a_built() || variant() == 0 || device_major() != 9 || cache->head_dim != 128)
+        return cudaErrorNotSupported;
+    if (q->dtype == ZL_DTYPE_BF16)
+        return launch_variant<__nv_bfloat16>(out, q, cache, b, sh, scale, bs_shift, stream);
+    return launch_variant<__half>(out, q, cache, b, sh, scale, bs_shift, stream);
+}
