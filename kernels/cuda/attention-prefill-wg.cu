@@ -2,13 +2,18 @@
 // capability 9.0, head_dim 128, q/out/cache of one 16-bit dtype): what
 // zl_cuda_attention_prefill tries first when ZL_PREFILL_WG asks for it
 // (variant() below); it declines the rest with cudaErrorNotSupported and
-// the mma.sync kernel of attention-prefill.cu runs.  Same contract and same numerics as that kernel: f32 scores and
-// output accumulators, P rounded to the input dtype for the P V product,
-// causal over a cached prefix, GQA by kv head = q head / (n_q / n_kv).
+// the mma.sync kernel of attention-prefill.cu runs.  Same contract and
+// same numerics as that kernel: f32 scores and output accumulators, P
+// rounded to the input dtype for the P V product, causal over a cached
+// prefix, GQA by kv head = q head / (n_q / n_kv).
 //
 // Why: the mma.sync kernel peaks near 250 TFLOP/s on an H100 (a 2048-token
-// prompt) and lower on the 1024-token prompts of a serving step's chunk;
-// mma.sync cannot feed the H100's tensor cores at their wgmma rate.
+// prompt) and runs the prompts of a serving step's chunk at ~145 (an
+// estimate from the ops profile); mma.sync cannot feed the H100's tensor
+// cores at their wgmma rate.
+//
+// Status: built, not yet run on a GPU (docs/cuda-perf-log.md, "A wgmma
+// prefill attention kernel"), so off unless ZL_PREFILL_WG asks for it.
 //
 // A CTA takes BM = 128 query rows of one (sequence, q head) in two consumer
 // warpgroups of 64 rows, plus one producer warp:

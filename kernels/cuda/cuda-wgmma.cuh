@@ -102,56 +102,90 @@ template <typename T, int N> struct wgmma;
 // d[64 x N] (+)= A (64 x 16, registers: mma.sync's A fragment per warp of
 // 16 rows) * B (16 x N at b, MN-major).
 template <typename T, int N> struct wgmma_rs;
-#define ZL_WG_DEF(T, TY)                                                                          \
-    template <> struct wgmma<T, 16> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[8], uint64_t a, uint64_t b, int sc = 1) \
-        {                                                                                         \
-            asm volatile(ZL_WG_SS("m64n16k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7", "%8", "%9", "%10")             \
-                         : ZL_WG_R4(0), ZL_WG_R4(4)                                                                     \
-                         : "l"(a), "l"(b), "r"(sc));                                              \
-        }                                                                                         \
-    };                                                                                            \
-    template <> struct wgmma<T, 32> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[16], uint64_t a, uint64_t b, int sc = 1) \
-        {                                                                                         \
-            asm volatile(ZL_WG_SS("m64n32k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15", "%16", "%17", "%18")             \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12)                                                                     \
-                         : "l"(a), "l"(b), "r"(sc));                                              \
-        }                                                                                         \
-    };                                                                                            \
-    template <> struct wgmma<T, 64> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[32], uint64_t a, uint64_t b, int sc = 1) \
-        {                                                                                         \
-            asm volatile(ZL_WG_SS("m64n64k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31", "%32", "%33", "%34")             \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                                                                     \
-                         : "l"(a), "l"(b), "r"(sc));                                              \
-        }                                                                                         \
-    };                                                                                            \
+#define ZL_WG_DEF(T, TY)                                                                           \
+    template <> struct wgmma<T, 16> {                                                              \
+        static __device__ __forceinline__ void run(float (&d)[8], uint64_t a, uint64_t b,          \
+                                                   int sc = 1)                                     \
+        {                                                                                          \
+            asm volatile(ZL_WG_SS("m64n16k16", TY,                                                 \
+                                  "%0,%1,%2,%3,%4,%5,%6,%7",                                       \
+                                  "%8", "%9", "%10")                                               \
+                         : ZL_WG_R4(0), ZL_WG_R4(4)                                                \
+                         : "l"(a), "l"(b), "r"(sc));                                               \
+        }                                                                                          \
+    };                                                                                             \
+    template <> struct wgmma<T, 32> {                                                              \
+        static __device__ __forceinline__ void run(float (&d)[16], uint64_t a, uint64_t b,         \
+                                                   int sc = 1)                                     \
+        {                                                                                          \
+            asm volatile(ZL_WG_SS("m64n32k16", TY,                                                 \
+                                  "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15",         \
+                                  "%16", "%17", "%18")                                             \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12)                     \
+                         : "l"(a), "l"(b), "r"(sc));                                               \
+        }                                                                                          \
+    };                                                                                             \
+    template <> struct wgmma<T, 64> {                                                              \
+        static __device__ __forceinline__ void run(float (&d)[32], uint64_t a, uint64_t b,         \
+                                                   int sc = 1)                                     \
+        {                                                                                          \
+            asm volatile(ZL_WG_SS("m64n64k16", TY,                                                 \
+                                  "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"     \
+                                  "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31",   \
+                                  "%32", "%33", "%34")                                             \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12),                    \
+                           ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                  \
+                         : "l"(a), "l"(b), "r"(sc));                                               \
+        }                                                                                          \
+    };                                                                                             \
     template <> struct wgmma<T, 128> {                                                             \
-        static __device__ __forceinline__ void run(float (&d)[64], uint64_t a, uint64_t b, int sc = 1) \
-        {                                                                                         \
-            asm volatile(ZL_WG_SS("m64n128k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63", "%64", "%65", "%66")             \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28), ZL_WG_R4(32), ZL_WG_R4(36), ZL_WG_R4(40), ZL_WG_R4(44), ZL_WG_R4(48), ZL_WG_R4(52), ZL_WG_R4(56), ZL_WG_R4(60)                                                                     \
-                         : "l"(a), "l"(b), "r"(sc));                                              \
-        }                                                                                         \
-    };                                                                                            \
-    template <> struct wgmma_rs<T, 64> {                                                          \
-        static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4], uint64_t b, \
-                                                   int sc = 1)                                    \
-        {                                                                                         \
-            asm volatile(ZL_WG_RS_T("m64n64k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31", "%32,%33,%34,%35", "%36", "%37") \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                                                                     \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(sc));          \
-        }                                                                                         \
-    };                                                                                            \
+        static __device__ __forceinline__ void run(float (&d)[64], uint64_t a, uint64_t b,         \
+                                                   int sc = 1)                                     \
+        {                                                                                          \
+            asm volatile(ZL_WG_SS("m64n128k16", TY,                                                \
+                                  "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"     \
+                                  "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"   \
+                                  "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,"   \
+                                  "%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,"   \
+                                  "%62,%63",                                                       \
+                                  "%64", "%65", "%66")                                             \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12),                    \
+                           ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28),                 \
+                           ZL_WG_R4(32), ZL_WG_R4(36), ZL_WG_R4(40), ZL_WG_R4(44),                 \
+                           ZL_WG_R4(48), ZL_WG_R4(52), ZL_WG_R4(56), ZL_WG_R4(60)                  \
+                         : "l"(a), "l"(b), "r"(sc));                                               \
+        }                                                                                          \
+    };                                                                                             \
+    template <> struct wgmma_rs<T, 64> {                                                           \
+        static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4],         \
+                                                   uint64_t b, int sc = 1)                         \
+        {                                                                                          \
+            asm volatile(ZL_WG_RS_T("m64n64k16", TY,                                               \
+                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"   \
+                                    "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31", \
+                                    "%32,%33,%34,%35", "%36", "%37")                               \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12),                    \
+                           ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                  \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(sc));           \
+        }                                                                                          \
+    };                                                                                             \
     template <> struct wgmma_rs<T, 128> {                                                          \
-        static __device__ __forceinline__ void run(float (&d)[64], const uint32_t (&a)[4], uint64_t b, \
-                                                   int sc = 1)                                    \
-        {                                                                                         \
-            asm volatile(ZL_WG_RS_T("m64n128k16", TY, "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63", "%64,%65,%66,%67", "%68", "%69") \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12), ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28), ZL_WG_R4(32), ZL_WG_R4(36), ZL_WG_R4(40), ZL_WG_R4(44), ZL_WG_R4(48), ZL_WG_R4(52), ZL_WG_R4(56), ZL_WG_R4(60)                                                                     \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(sc));          \
-        }                                                                                         \
+        static __device__ __forceinline__ void run(float (&d)[64], const uint32_t (&a)[4],         \
+                                                   uint64_t b, int sc = 1)                         \
+        {                                                                                          \
+            asm volatile(ZL_WG_RS_T("m64n128k16", TY,                                              \
+                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"   \
+                                    "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
+                                    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46," \
+                                    "%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61," \
+                                    "%62,%63",                                                     \
+                                    "%64,%65,%66,%67", "%68", "%69")                               \
+                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12),                    \
+                           ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28),                 \
+                           ZL_WG_R4(32), ZL_WG_R4(36), ZL_WG_R4(40), ZL_WG_R4(44),                 \
+                           ZL_WG_R4(48), ZL_WG_R4(52), ZL_WG_R4(56), ZL_WG_R4(60)                  \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(sc));           \
+        }                                                                                          \
     };
 
 #if ZL_WGMMA_OK
@@ -159,7 +193,10 @@ ZL_WG_DEF(__nv_bfloat16, "bf16")
 ZL_WG_DEF(__half, "f16")
 #else
 template <typename T, int N> struct wgmma {
-    template <typename D> static __device__ __forceinline__ void run(D &, uint64_t, uint64_t, int = 1) {}
+    template <typename D>
+    static __device__ __forceinline__ void run(D &, uint64_t, uint64_t, int = 1)
+    {
+    }
 };
 template <typename T, int N> struct wgmma_rs {
     template <typename D, typename A>
