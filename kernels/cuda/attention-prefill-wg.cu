@@ -70,13 +70,14 @@ template <int R> __device__ __forceinline__ int swz_off(int r, int ch)
     return (ch >> 3) * R * RB + r * RB + (((ch & 7) ^ (r & 7)) << 4);
 }
 
+#if ZL_WGMMA_OK
+// Arrives on bar once this thread's cp.async copies so far have landed.
 __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t *bar)
 {
-#if ZL_WGMMA_OK
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar))
                  : "memory");
-#endif
 }
+#endif
 
 template <typename T, int BN, int ST>
 __global__ void __maxnreg__(224)
@@ -293,7 +294,7 @@ extern "C" cudaError_t zl_cuda_attention_prefill_wg(const heads_t *out, const he
                                                     const struct zl_cuda_attn_shape *sh,
                                                     float scale, int bs_shift, cudaStream_t stream)
 {
-    if (!sm90a_built() || variant() == 0 || device_major() != 9 || cache->head_dim != 128)
+    if (!sm90a_built() || variant() == 0 || device_major() != 9 || cache->head_dim != HD)
         return cudaErrorNotSupported;
     if (q->dtype == ZL_DTYPE_BF16)
         return launch_variant<__nv_bfloat16>(out, q, cache, b, sh, scale, bs_shift, stream);
