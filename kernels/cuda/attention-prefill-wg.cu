@@ -251,6 +251,16 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
     if (e != cudaSuccess)
         return e;
+    // A CTA of THREADS at the registers ptxas gave (__maxnreg__ caps them
+    // so it fits an SM's file); if a toolkit ever gives more, decline
+    // rather than fail the launch.
+    static const int max_threads = [] {
+        cudaFuncAttributes fa;
+        return cudaFuncGetAttributes(&fa, prefill_wg_kernel<T, BN, ST>) == cudaSuccess
+                   ? fa.maxThreadsPerBlock : 0;
+    }();
+    if (max_threads < THREADS)
+        return cudaErrorNotSupported;
     // Heads fastest, query tiles slowest (reversed in the kernel), as the
     // mma.sync kernel: the heads sharing a kv head read its K/V from L2.
     dim3 grid((unsigned)q->heads, (unsigned)b->n_seqs, (unsigned)((sh->max_q_len + BM - 1) / BM));
