@@ -1,7 +1,7 @@
 // Paged flash-attention prefill on Hopper's wgmma (sm_90a builds, compute
 // capability 9.0, head_dim 128, q/out/cache of one 16-bit dtype): what
-// zl_cuda_attention_prefill tries first when ZL_PREFILL_WG asks for it
-// (variant() below); it declines the rest with cudaErrorNotSupported and
+// zl_cuda_attention_prefill tries first when asked (ZL_PREFILL_WG, read
+// by cuda-backend.c); it declines the rest with cudaErrorNotSupported and
 // the mma.sync kernel of attention-prefill.cu runs.  Same contract and
 // same numerics as that kernel: f32 scores and output accumulators, P
 // rounded to the input dtype for the P V product, causal over a cached
@@ -34,7 +34,6 @@
 #include "config.h"
 
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "attention-tile.cuh"
 #include "cuda-dtype.cuh"
@@ -269,25 +268,14 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     return cudaGetLastError();
 }
 
-// 0: off (the mma.sync kernel); 1: 128-key tiles, 2 stages; 2: 64-key
-// tiles, 4 stages; 3: 128-key tiles, 3 stages.  From ZL_PREFILL_WG, read
-// once: an A/B and test knob.  Off by default until measured on a GPU.
-constexpr int DEFAULT_VARIANT = 0;
-int variant()
-{
-    static const int v = [] {
-        const char *e = getenv("ZL_PREFILL_WG");
-        return e && *e >= '0' && *e <= '3' && !e[1] ? *e - '0' : DEFAULT_VARIANT;
-    }();
-    return v;
-}
-
+// Variant 1: 128-key tiles, 2 stages; 2: 64-key tiles, 4 stages; 3:
+// 128-key tiles, 3 stages (cuda-kernels.h).
 template <typename T>
-cudaError_t launch_variant(const heads_t *out, const heads_t *q, const kv_t *cache,
+cudaError_t launch_variant(int variant, const heads_t *out, const heads_t *q, const kv_t *cache,
                            const batch_t *b, const struct zl_cuda_attn_shape *sh, float scale,
                            int bs_shift, cudaStream_t stream)
 {
-    switch (variant()) {
+    switch (variant) {
     case 2:
         return launch<T, 64, 4>(out, q, cache, b, sh, scale, bs_shift, stream);
     case 3:
@@ -302,11 +290,14 @@ cudaError_t launch_variant(const heads_t *out, const heads_t *q, const kv_t *cac
 extern "C" cudaError_t zl_cuda_attention_prefill_wg(const heads_t *out, const heads_t *q,
                                                     const kv_t *cache, const batch_t *b,
                                                     const struct zl_cuda_attn_shape *sh,
-                                                    float scale, int bs_shift, cudaStream_t stream)
+                                                    float scale, int bs_shift, int variant,
+                                                    cudaStream_t stream)
 {
-    if (!sm90a_built() || variant() == 0 || device_major() != 9 || cache->head_dim != HD)
+    if (!sm90a_built() || variant < 1 || variant > 3 || device_major() != 9 ||
+        cache->head_dim != HD)
         return cudaErrorNotSupported;
     if (q->dtype == ZL_DTYPE_BF16)
-        return launch_variant<__nv_bfloat16>(out, q, cache, b, sh, scale, bs_shift, stream);
-    return launch_variant<__half>(out, q, cache, b, sh, scale, bs_shift, stream);
+        return launch_variant<__nv_bfloat16>(variant, out, q, cache, b, sh, scale, bs_shift,
+                                             stream);
+    return launch_variant<__half>(variant, out, q, cache, b, sh, scale, bs_shift, stream);
 }

@@ -353,7 +353,7 @@ cudaError_t launch_hd(const heads_t *out, const heads_t *q, const kv_t *cache, c
 extern "C" cudaError_t zl_cuda_attention_prefill(const heads_t *out, const heads_t *q,
                                                  const kv_t *cache, const batch_t *b,
                                                  const struct zl_cuda_attn_shape *sh, float scale,
-                                                 cudaStream_t stream)
+                                                 int wg, cudaStream_t stream)
 {
     int bs = cache->block_size, bs_shift = 0;
     while (bs_shift < 30 && (1 << bs_shift) < bs)
@@ -367,7 +367,7 @@ extern "C" cudaError_t zl_cuda_attention_prefill(const heads_t *out, const heads
         return cudaSuccess;
     if (b->n_seqs > 65535 || (sh->max_q_len + 63) / 64 > 65535)
         return cudaErrorNotSupported;
-    cudaError_t e = zl_cuda_attention_prefill_wg(out, q, cache, b, sh, scale, bs_shift, stream);
+    cudaError_t e = zl_cuda_attention_prefill_wg(out, q, cache, b, sh, scale, bs_shift, wg, stream);
     if (e != cudaErrorNotSupported)
         return e;
     if (q->dtype == ZL_DTYPE_BF16)

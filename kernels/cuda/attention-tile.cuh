@@ -40,11 +40,7 @@ __device__ __forceinline__ bool q_tile_of(const struct zl_cuda_batch &b, q_tile 
 __device__ __forceinline__ float ex2(float x)
 {
     float y;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-#else
-    y = exp2f(x);
-#endif
     return y;
 }
 

@@ -275,7 +275,7 @@ static int dispatch(struct zl_bctx *ctx, const struct zl_cuda_heads *oh,
         p.q_start += nd;
         p.kv_len += nd;
         p.block_table += (size_t)nd * (size_t)b->max_blocks;
-        e = zl_cuda_attention_prefill(oh, qh, kv, &p, &sh, scale, ctx->stream);
+        e = zl_cuda_attention_prefill(oh, qh, kv, &p, &sh, scale, ctx->prefill_wg, ctx->stream);
     }
     /* a kernel declines before it launches: nothing of the batch was written */
     if (e == cudaErrorNotSupported)

@@ -383,6 +383,22 @@ static int open_resources(struct zl_bctx *ctx)
     return rc;
 }
 
+/* ZL_PREFILL_WG (an A/B and test knob): which variant of the wgmma
+ * prefill attention (attention-prefill-wg.cu) to try first on an
+ * H100/H200; 0, the default, none: it has not yet been measured on a GPU.
+ * Anything but 0-3 is named in the log and leaves it off. */
+static int prefill_wg_variant(void)
+{
+    const char *v = getenv("ZL_PREFILL_WG");
+    if (!v)
+        return 0;
+    if (v[0] >= '0' && v[0] <= '3' && !v[1])
+        return v[0] - '0';
+    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_PREFILL_WG='%s' is not 0-3: the wgmma prefill "
+                      "stays off", v);
+    return 0;
+}
+
 static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **out)
 {
     if (!p || !out || p->size < sizeof(struct zl_backend_open_params))
@@ -398,6 +414,7 @@ static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **ou
     ctx->device = p->device;
     const char *pf = getenv("ZL_CUDA_PREFETCH");
     ctx->pf.on = !pf || strcmp(pf, "0");
+    ctx->prefill_wg = prefill_wg_variant();
     ctx->pf.after = -1;
     int rc = open_resources(ctx);
     if (rc < 0) {

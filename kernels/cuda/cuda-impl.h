@@ -171,6 +171,7 @@ struct zl_bctx {
     struct cuda_upload samp_tok;            /* upload_tokens' tokens and from */
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
+    int prefill_wg;                         /* ZL_PREFILL_WG: the wgmma prefill's variant, 0 off */
     struct cuda_upload chain;               /* decoder_layers' per-layer weight table */
     struct zl_cuda_chain_layer *chain_host; /* its host side, chain_host_n layers */
     int32_t chain_host_n;

@@ -196,23 +196,25 @@ struct zl_cuda_attn_shape {
 /* Tensor-core paged flash attention (attention-prefill.cu) for any varlen
  * batch: prefill chunks, mixed steps.  Same contract as zl_cuda_attention;
  * returns cudaErrorNotSupported for what it does not take (dtypes, head
- * sizes), and the caller then runs zl_cuda_attention. */
+ * sizes), and the caller then runs zl_cuda_attention.  wg: the variant of
+ * the wgmma kernel below to try first (0: none). */
 cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const struct zl_cuda_heads *q,
                                       const struct zl_cuda_kv *cache, const struct zl_cuda_batch *b,
-                                      const struct zl_cuda_attn_shape *s, float scale,
+                                      const struct zl_cuda_attn_shape *s, float scale, int wg,
                                       cudaStream_t stream);
 
 /* The same on Hopper's wgmma (attention-prefill-wg.cu; sm_90a builds on a
  * compute capability 9.0 device, head_dim 128), called by
  * zl_cuda_attention_prefill after its checks (bs_shift = log2 of the block
- * size); cudaErrorNotSupported where it does not run, or where
- * ZL_PREFILL_WG (an A/B and test knob, see the file) leaves it off. */
+ * size).  variant 1: 128-key tiles in 2 stages, 2: 64-key tiles in 4, 3:
+ * 128-key tiles in 3; cudaErrorNotSupported for any other variant and
+ * where it does not run. */
 cudaError_t zl_cuda_attention_prefill_wg(const struct zl_cuda_heads *out,
                                          const struct zl_cuda_heads *q,
                                          const struct zl_cuda_kv *cache,
                                          const struct zl_cuda_batch *b,
                                          const struct zl_cuda_attn_shape *s, float scale,
-                                         int bs_shift, cudaStream_t stream);
+                                         int bs_shift, int variant, cudaStream_t stream);
 
 /* Decode steps only (every sequence has exactly one query row, q_start[s]
  * = s), attention-decode.cu: a GQA group's query heads share the MMA M

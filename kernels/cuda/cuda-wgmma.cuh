@@ -156,19 +156,6 @@ template <typename T, int N> struct wgmma_rs;
                          : "l"(a), "l"(b), "r"(sc));                                               \
         }                                                                                          \
     };                                                                                             \
-    template <> struct wgmma_rs<T, 64> {                                                           \
-        static __device__ __forceinline__ void run(float (&d)[32], const uint32_t (&a)[4],         \
-                                                   uint64_t b, int sc = 1)                         \
-        {                                                                                          \
-            asm volatile(ZL_WG_RS_T("m64n64k16", TY,                                               \
-                                    "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,"   \
-                                    "%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31", \
-                                    "%32,%33,%34,%35", "%36", "%37")                               \
-                         : ZL_WG_R4(0), ZL_WG_R4(4), ZL_WG_R4(8), ZL_WG_R4(12),                    \
-                           ZL_WG_R4(16), ZL_WG_R4(20), ZL_WG_R4(24), ZL_WG_R4(28)                  \
-                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(sc));           \
-        }                                                                                          \
-    };                                                                                             \
     template <> struct wgmma_rs<T, 128> {                                                          \
         static __device__ __forceinline__ void run(float (&d)[64], const uint32_t (&a)[4],         \
                                                    uint64_t b, int sc = 1)                         \
