@@ -14,6 +14,9 @@
 //
 // Status: built, not yet run on a GPU (docs/cuda-perf-log.md, "A wgmma
 // prefill attention kernel"), so off unless ZL_PREFILL_WG asks for it.
+// What can be checked without one is: tests/cuda/test_prefill_wg_layout.cu
+// reads every wgmma operand element through the descriptors below on the
+// CPU, against the PTX ISA's canonical layouts.
 //
 // A CTA takes BM = 128 query rows of one (sequence, q head) in two consumer
 // warpgroups of 64 rows, plus one producer warp:
@@ -57,16 +60,42 @@ constexpr int RB = 128;            // bytes of a shared row: 64 head dims
 constexpr int CONSUMERS = 256;     // two warpgroups
 constexpr int THREADS = CONSUMERS + 32;
 
-template <int BN, int ST> constexpr size_t smem_bytes()
-{
-    // 1024 of slack to align the base; Q; ST stages of K and V; 2 ST barriers
-    return 1024 + 2 * BM * RB + (size_t)ST * 4 * BN * RB + 2 * ST * sizeof(uint64_t);
-}
-
-// Byte offset of 16-byte chunk ch (0..15) of row r in a two-half tile of R rows.
-template <int R> __device__ __forceinline__ int swz_off(int r, int ch)
+// Byte offset of 16-byte chunk ch (0..15) of row r in a two-half tile of R
+// rows: where the Q loads and the producer's copies put it.
+template <int R> __host__ __device__ __forceinline__ int swz_off(int r, int ch)
 {
     return (ch >> 3) * R * RB + r * RB + (((ch & 7) ^ (r & 7)) << 4);
+}
+
+// The shared tiles, as offsets from the 1024-aligned base: Q, then ST
+// stages of a K tile and a V tile, then the barriers.
+template <int BN, int ST> struct smem_plan {
+    static constexpr uint32_t TILE = 2 * BN * RB; // K or V of one tile
+    static constexpr uint32_t STAGE = 2 * TILE;
+    static constexpr uint32_t KV = 2 * BM * RB;
+    static constexpr uint32_t BARS = KV + ST * STAGE;
+    static __host__ __device__ uint32_t k(int st) { return KV + st * STAGE; }
+    static __host__ __device__ uint32_t v(int st) { return KV + st * STAGE + TILE; }
+    // with 1024 of slack to align the base, and 2 ST barriers
+    static constexpr size_t bytes = 1024 + BARS + 2 * ST * sizeof(uint64_t);
+};
+
+// The descriptors of k16 step kk (shared addresses in): S = Q K^T reads the
+// 64 Q rows of warpgroup wg and the K tile, both K-major (16 head dims a
+// step: 32 bytes on in a half, the next half after 4 steps); O += P V
+// reads 16 keys of V a step, MN-major (128 head dims: two halves BN rows
+// apart).  tests/cuda/test_prefill_wg_layout.cu reads through them.
+__host__ __device__ __forceinline__ uint64_t q_desc(uint32_t sq, int wg, int kk)
+{
+    return sw128_desc_at(sq + wg * 64 * RB, 16) + (kk >> 2) * ((BM * RB) >> 4) + 2 * (kk & 3);
+}
+template <int BN> __host__ __device__ __forceinline__ uint64_t k_desc(uint32_t kb, int kk)
+{
+    return sw128_desc_at(kb, 16) + (kk >> 2) * ((BN * RB) >> 4) + 2 * (kk & 3);
+}
+template <int BN> __host__ __device__ __forceinline__ uint64_t v_desc(uint32_t vb, int kk)
+{
+    return sw128_desc_at(vb + kk * 16 * RB, BN * RB);
 }
 
 #if ZL_WGMMA_OK
@@ -83,13 +112,11 @@ __global__ void __maxnreg__(224)
     prefill_wg_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float sl2, int bs_shift)
 {
 #if ZL_WGMMA_OK
-    constexpr int TILE = 2 * BN * RB; // K or V of one tile
-    constexpr int STAGE = 2 * TILE;
-    constexpr int NS = BN / 8;        // n8 blocks of S
+    typedef smem_plan<BN, ST> plan;
+    constexpr int NS = BN / 8; // n8 blocks of S
     extern __shared__ uint8_t smem_raw[];
     uint8_t *sq = reinterpret_cast<uint8_t *>(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    uint8_t *skv = sq + 2 * BM * RB;
-    uint64_t *full = reinterpret_cast<uint64_t *>(skv + ST * STAGE);
+    uint64_t *full = reinterpret_cast<uint64_t *>(sq + plan::BARS);
     uint64_t *empty = full + ST;
 
     const int s = blockIdx.y, h = blockIdx.x;
@@ -118,7 +145,7 @@ __global__ void __maxnreg__(224)
             const int st = t % ST;
             if (t >= ST)
                 mbar_wait(&empty[st], (t / ST - 1) & 1);
-            uint8_t *dk = skv + st * STAGE, *dv = dk + TILE;
+            uint8_t *dk = sq + plan::k(st), *dv = sq + plan::v(st);
 #pragma unroll 8
             for (int r = lane >> 4; r < BN; r += 2) {
                 const int p = t * BN + r;
@@ -174,8 +201,7 @@ __global__ void __maxnreg__(224)
         oacc[j][0] = oacc[j][1] = oacc[j][2] = oacc[j][3] = 0.0f;
     // the accumulators as wgmma takes them
     float(&oflat)[HD / 2] = reinterpret_cast<float(&)[HD / 2]>(oacc);
-    const uint64_t dq = sw128_desc(sq + wg * 64 * RB);
-    constexpr uint64_t Q_HALF = (uint64_t)(BM * RB) >> 4, KV_HALF = (uint64_t)(BN * RB) >> 4;
+    const uint32_t sq_at = smem_addr(sq);
     // A warp hands a stage back once its group's products have read it.
     auto release = [&](int t) {
         __syncwarp();
@@ -198,16 +224,14 @@ __global__ void __maxnreg__(224)
             continue;
         }
         fence_proxy_async(); // the producer's cp.async writes, to wgmma's reads
-        const uint8_t *kb = skv + st * STAGE, *vb = kb + TILE;
-        const uint64_t dk = sw128_desc(kb);
 
         float sacc[NS][4];
         float(&sflat)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(sacc);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
-            wgmma<T, BN>::run(sflat, dq + (kk >> 2) * Q_HALF + 2 * (kk & 3),
-                              dk + (kk >> 2) * KV_HALF + 2 * (kk & 3), kk > 0);
+            wgmma<T, BN>::run(sflat, q_desc(sq_at, wg, kk), k_desc<BN>(sq_at + plan::k(st), kk),
+                              kk > 0);
         wg_commit();
         wg_wait0(); // S, and the P V of the tile before
         reg_fence(sflat);
@@ -227,7 +251,7 @@ __global__ void __maxnreg__(224)
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
-            wgmma_rs<T, HD>::run(oflat, pa[kk], sw128_desc_mn(vb + kk * 16 * RB, BN * RB));
+            wgmma_rs<T, HD>::run(oflat, pa[kk], v_desc<BN>(sq_at + plan::v(st), kk));
         wg_commit();
         held = t;
     }
@@ -246,7 +270,7 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
                    cudaStream_t stream)
 {
     static bool opted[64];
-    constexpr size_t smem = smem_bytes<BN, ST>();
+    constexpr size_t smem = smem_plan<BN, ST>::bytes;
     cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
     if (e != cudaSuccess)
         return e;

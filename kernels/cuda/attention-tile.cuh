@@ -112,7 +112,8 @@ __device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&o)[NO][4
 // P's A fragment for keys 16 kk.. (the weights of n8 blocks 2 kk, 2 kk + 1)
 // in the input dtype.
 template <typename T, int NS>
-__device__ __forceinline__ void p_fragment(uint32_t (&a)[4], const float (&s)[NS][4], int kk)
+__host__ __device__ __forceinline__ void p_fragment(uint32_t (&a)[4], const float (&s)[NS][4],
+                                                    int kk)
 {
     a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
     a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);

@@ -94,13 +94,13 @@ __device__ __forceinline__ void mma<__half>(float d[4], const uint32_t a[4], uin
 }
 
 // Two floats as one register of two 16-bit values (lo = the lower column).
-template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
+template <typename T> __host__ __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __host__ __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
 {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);
 }
-template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
+template <> __host__ __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
 {
     __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);

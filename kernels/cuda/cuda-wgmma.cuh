@@ -34,23 +34,24 @@ inline bool sm90a_built()
 #endif
 }
 
-// Descriptor of a K-major tile of 128-byte rows as TMA's 128-byte swizzle
-// lays it out (16-byte chunk c of row r at c ^ (r & 7)): 8-row groups
-// 1024 bytes apart (the stride byte offset); the leading offset is unused
-// in this mode.  Base 1024-aligned; +2 per 16 elements of k.
-__device__ __forceinline__ uint64_t sw128_desc(const void *p)
+// Shared-memory matrix descriptor of a 128-byte-swizzled operand at
+// shared address addr (its 18 low bits; 1024-aligned 8-row groups, 16-byte
+// chunk c of row r at c ^ (r & 7)): the stride byte offset (sbo) between
+// 8-row groups is 1024; the leading byte offset (lbo) is the distance of
+// the next 64 MN-columns of an MN-major operand (unused K-major).  Also
+// built on the host, where tests/cuda/test_prefill_wg_layout.cu checks
+// what wgmma reads through it.
+__host__ __device__ __forceinline__ uint64_t sw128_desc_at(uint32_t addr, uint32_t lbo)
 {
-    return (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4) | (1ull << 16) | ((1024ull >> 4) << 32) |
-           (1ull << 62);
+    return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
+           ((1024ull >> 4) << 32) | (1ull << 62);
 }
 
-// The same swizzled rows read MN-major (a B operand stored k rows by n
-// columns, e.g. V as [keys][head dims]): a row holds 64 n-columns, the
-// next 64 columns sit `lbo` bytes on, the next 8 rows of k 1024 bytes on.
-__device__ __forceinline__ uint64_t sw128_desc_mn(const void *p, uint32_t lbo)
+// Descriptor of a K-major tile of 128-byte rows as TMA's 128-byte swizzle
+// lays it out: 8-row groups 1024 bytes apart; +2 per 16 elements of k.
+__device__ __forceinline__ uint64_t sw128_desc(const void *p)
 {
-    return (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
-           ((1024ull >> 4) << 32) | (1ull << 62);
+    return sw128_desc_at(smem_addr(p), 16);
 }
 
 __device__ __forceinline__ void wg_fence()
