@@ -9,7 +9,8 @@
 # configured --with-cuda and built with `make && make -C tests
 # test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode
 # test_cuda_sample test_cuda_gemv test_cuda_fused test_cuda_qkv_rope
-# test_cuda_rope_attn test_cuda_decode_chain bench_cuda_ops test_engine_llama`.
+# test_cuda_rope_attn test_cuda_decode_chain test_wgmma_blocks bench_cuda_ops
+# test_engine_llama`.
 # Libraries missing on the GPU machine go in $ZL_DEVLIBS (default .devlibs
 # at the checkout root, made by /work/shared/device/collect-libs).
 # Exit status: 0 when every test and every sanitizer run passed.
@@ -22,7 +23,7 @@ export LD_LIBRARY_PATH="$build/core/.libs:$devlibs${LD_LIBRARY_PATH:+:$LD_LIBRAR
 export ZL_TEST_PLUGIN="$build/kernels/cuda/.libs/cuda.so"
 export ZL_TEST_SEED=${ZL_TEST_SEED:-$(date +%s)}
 san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
-tests="test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode test_cuda_sample test_cuda_gemv test_cuda_fused test_cuda_qkv_rope test_cuda_rope_attn test_cuda_decode_chain"
+tests="test_wgmma_blocks test_cuda_ops test_cuda_linear test_cuda_attn test_cuda_decode test_cuda_sample test_cuda_gemv test_cuda_fused test_cuda_qkv_rope test_cuda_rope_attn test_cuda_decode_chain"
 declare -a summary
 fail=0
 
