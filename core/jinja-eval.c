@@ -27,6 +27,11 @@ json_t *jj_fail(struct jj_ctx *c, const struct jj_node *n, const char *fmt, ...)
 }
 
 bool jj_failed(const struct jj_ctx *c) { return c->failed; }
+
+json_t *jj_sized(struct jj_ctx *c, const struct jj_node *n, json_t *r, const char *what)
+{
+    return r ? r : jj_fail(c, n, "%s: the result is too large (over %u bytes)", what, JJ_MAX_STRING);
+}
 const char *jj_undef_name(const struct jj_ctx *c) { return c->undef; }
 
 void jj_output_overflow(struct jj_ctx *c, const struct jj_node *n)
@@ -259,7 +264,7 @@ static json_t *eval_slice(struct jj_ctx *c, struct jj_frame *f, const struct jj_
     else if (stop >= len)
         stop = stepv < 0 ? len - 1 : len;
     if (is_str) {
-        struct jj_buf b = {0};
+        struct jj_buf b = JJ_STRBUF;
         size_t *offs = malloc(((size_t)len + 1) * sizeof(*offs));
         if (!offs)
             return jj_fail(c, n, "out of memory");
@@ -273,8 +278,7 @@ static json_t *eval_slice(struct jj_ctx *c, struct jj_frame *f, const struct jj_
         for (long long i = start; stepv > 0 ? i < stop : i > stop; i += stepv)
             jj_buf_put(&b, s + offs[i], offs[i + 1] - offs[i]);
         free(offs);
-        json_t *r = jj_buf_string(&b);
-        return r;
+        return jj_sized(c, n, jj_buf_string(&b), "slice");
     }
     json_t *r = json_array();
     for (long long i = start; r && (stepv > 0 ? i < stop : i > stop); i += stepv)
@@ -331,7 +335,7 @@ static json_t *eval_dict(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
     for (size_t i = 0; r && i + 1 < n->args.n && !c->failed; i += 2) {
         json_t *k = jj_eval(c, f, n->args.v[i]);
         json_t *v = jj_eval(c, f, n->args.v[i + 1]);
-        json_t *ks = k ? jj_to_string(k) : NULL;
+        json_t *ks = k ? jj_sized(c, n, jj_to_string(k), "dict key") : NULL;
         if (ks)
             json_object_set_new(r, json_string_value(ks), v ? v : json_null());
         else

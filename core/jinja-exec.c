@@ -154,10 +154,13 @@ static void exec_stmt(struct jj_ctx *c, struct jj_frame *f, const struct jj_node
         if (!c->failed && v) {
             if (json_is_string(v)) {
                 emit(c, n, json_string_value(v), json_string_length(v));
-            } else {
-                struct jj_buf b = {0};
+            } else { /* str() of a list or dict: no longer than the output may be */
+                struct jj_buf b = {.limit = c->out->limit};
                 jj_str(&b, v);
-                emit(c, n, b.p ? b.p : "", b.n);
+                if (b.overflow)
+                    jj_output_overflow(c, n);
+                else
+                    emit(c, n, b.p ? b.p : "", b.n);
                 jj_buf_free(&b);
             }
         }
@@ -199,7 +202,7 @@ static void exec_stmt(struct jj_ctx *c, struct jj_frame *f, const struct jj_node
         } else if (n->kind == JN_SET_BLOCK) {
             jj_bind(f, n->c->name, v);
         } else {
-            json_t *s = jj_to_string(v);
+            json_t *s = jj_sized(c, n, jj_to_string(v), "filter block");
             if (s)
                 emit(c, n, json_string_value(s), json_string_length(s));
             json_decref(s);

@@ -54,7 +54,9 @@ static json_t *attr_path(const json_t *v, const char *path)
 static json_t *html_escape(const json_t *v)
 {
     json_t *s = str_of((json_t *)v);
-    struct jj_buf b = {0};
+    if (!s)
+        return NULL;
+    struct jj_buf b = JJ_STRBUF;
     const char *p = json_string_value(s);
     for (size_t i = 0; i < json_string_length(s); i++) {
         switch (p[i]) {
@@ -87,9 +89,13 @@ static json_t *indent(const json_t *v, const struct jj_args *a)
         pad = json_stringn_nocheck(sp, (size_t)k);
     }
     json_t *s = str_of((json_t *)v);
+    if (!s) {
+        json_decref(pad);
+        return NULL;
+    }
     const char *p = json_string_value(s);
     size_t n = json_string_length(s);
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     for (size_t i = 0, line = 0; i <= n; line++) {
         const char *nl = memchr(p + i, '\n', n - i);
         size_t e = nl ? (size_t)(nl - p) : n;
@@ -339,7 +345,7 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
     if (!strcmp(name, "safe"))
         return v ? json_incref(v) : NULL;
     if (!strcmp(name, "string"))
-        return str_of(v);
+        return jj_sized(c, n, str_of(v), "string");
     if (!strcmp(name, "list"))
         return v && json_is_array(v) ? json_copy(v) : jj_iter_list(c, n, v);
     if (!strcmp(name, "items")) {
@@ -359,9 +365,13 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
             isep = json_string_value(json_array_get(sv, 0));
             ksep = json_string_value(json_array_get(sv, 1));
         }
-        struct jj_buf b = {0};
+        struct jj_buf b = JJ_STRBUF;
         bool ok = jj_tojson(&b, v, iv && json_is_integer(iv) ? (int)json_integer_value(iv) : -1,
                             arg_bool(a, (size_t)-1, "sort_keys", false), isep, ksep);
+        if (ok && b.overflow) {
+            jj_buf_free(&b);
+            return jj_sized(c, n, NULL, "tojson");
+        }
         json_t *r = ok ? json_stringn_nocheck(b.p ? b.p : "", b.n) : NULL;
         jj_buf_free(&b);
         return ok ? r : jj_fail(c, n, "tojson: object of type %s is not JSON serializable", jj_type_name(v));
@@ -376,12 +386,11 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
     if (!strcmp(name, "reverse")) {
         if (v && json_is_string(v)) {
             json_t *chars = jj_iter_list(c, n, v);
-            struct jj_buf b = {0};
+            struct jj_buf b = JJ_STRBUF;
             for (size_t i = json_array_size(chars); i-- > 0;)
                 jj_str(&b, json_array_get(chars, i));
             json_decref(chars);
-            json_t *r = jj_buf_string(&b);
-            return r;
+            return jj_sized(c, n, jj_buf_string(&b), "reverse");
         }
         json_t *items = jj_iter_list(c, n, v), *r = items ? json_array() : NULL;
         for (size_t i = items ? json_array_size(items) : 0; r && i-- > 0;)
@@ -391,9 +400,9 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
     }
     if (!strcmp(name, "join")) {
         json_t *items = jj_iter_list(c, n, v), *sep = jj_arg(a, 0, "d", NULL), *attr = jj_arg(a, 1, "attribute", NULL);
-        json_t *seps = sep ? str_of(sep) : json_string("");
-        struct jj_buf b = {0};
-        for (size_t i = 0; items && i < json_array_size(items); i++) {
+        json_t *seps = sep ? jj_sized(c, n, str_of(sep), "join") : json_string("");
+        struct jj_buf b = JJ_STRBUF;
+        for (size_t i = 0; seps && items && i < json_array_size(items) && !b.overflow; i++) {
             if (i)
                 jj_buf_put(&b, json_string_value(seps), json_string_length(seps));
             json_t *x = attr && json_is_string(attr) ? attr_path(json_array_get(items, i), json_string_value(attr))
@@ -403,7 +412,7 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         }
         json_decref(items);
         json_decref(seps);
-        json_t *r = jj_failed(c) ? NULL : json_stringn_nocheck(b.p ? b.p : "", b.n);
+        json_t *r = jj_failed(c) ? NULL : jj_sized(c, n, jj_buf_string(&b), "join");
         jj_buf_free(&b);
         return r;
     }
@@ -460,9 +469,9 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
     if (!strcmp(name, "round"))
         return round_filter(c, n, v, a);
     if (!strcmp(name, "e") || !strcmp(name, "escape") || !strcmp(name, "forceescape"))
-        return html_escape(v);
+        return jj_sized(c, n, html_escape(v), name);
     if (!strcmp(name, "indent"))
-        return indent(v, a);
+        return jj_sized(c, n, indent(v, a), "indent");
     if (!strcmp(name, "format")) { /* "%s-%d" | format(a, b) */
         if (!v || !json_is_string(v))
             return jj_fail(c, n, "format: expected a string, got %s", jj_type_name(v));
@@ -474,28 +483,30 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         return r;
     }
     /* string filters */
-    json_t *s = str_of(v), *r = NULL;
+    json_t *s = jj_sized(c, n, str_of(v), name), *r = NULL;
     if (!s)
-        return jj_fail(c, n, "out of memory");
+        return NULL;
     const char *p = json_string_value(s);
     size_t len = json_string_length(s);
     if (!strcmp(name, "trim")) {
         json_t *chars = jj_arg(a, 0, "chars", NULL);
         r = jj_strip(p, len, chars && json_is_string(chars) ? json_string_value(chars) : NULL, 3);
     } else if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
-        r = jj_case(p, len, name[0] == 'u');
+        r = jj_sized(c, n, jj_case(p, len, name[0] == 'u'), name);
     } else if (!strcmp(name, "capitalize")) {
-        r = jj_case(p, len, 3);
+        r = jj_sized(c, n, jj_case(p, len, 3), name);
     } else if (!strcmp(name, "title")) {
-        r = jj_case(p, len, 4);
+        r = jj_sized(c, n, jj_case(p, len, 4), name);
     } else if (!strcmp(name, "replace")) {
         json_t *o = jj_arg(a, 0, "old", NULL), *nw = jj_arg(a, 1, "new", NULL), *cnt = jj_arg(a, 2, "count", NULL);
         json_t *os = o ? str_of(o) : NULL, *ns = nw ? str_of(nw) : NULL;
         if (os && ns)
-            r = jj_replace(p, len, json_string_value(os), json_string_length(os), json_string_value(ns),
-                           json_string_length(ns), cnt && json_is_integer(cnt) ? json_integer_value(cnt) : -1);
+            r = jj_sized(c, n,
+                         jj_replace(p, len, json_string_value(os), json_string_length(os), json_string_value(ns),
+                                    json_string_length(ns), cnt && json_is_integer(cnt) ? json_integer_value(cnt) : -1),
+                         "replace");
         else
-            jj_fail(c, n, "replace needs two arguments");
+            jj_fail(c, n, o && nw ? "replace: an argument is too large" : "replace needs two arguments");
         json_decref(os);
         json_decref(ns);
     } else if (!strcmp(name, "wordcount")) {

@@ -20,6 +20,10 @@
 #define JJ_MAX_CALL_DEPTH 100       /* macro recursion */
 #define JJ_MAX_STEPS 5000000L       /* default: evaluated nodes + loop turns per render */
 #define JJ_DEFAULT_MAX_OUTPUT (16u << 20)
+/* The longest string an expression builds (str() of a list, join, replace,
+ * format, ...): a builder stops there and the expression fails, so a
+ * template cannot spend seconds or gigabytes on one value. */
+#define JJ_MAX_STRING JJ_DEFAULT_MAX_OUTPUT
 
 /* ---- tokens -------------------------------------------------------------- */
 
@@ -101,10 +105,14 @@ struct jj_buf {
     bool overflow;
 };
 
+/* A builder of a value's string: at most JJ_MAX_STRING bytes. */
+#define JJ_STRBUF {.limit = JJ_MAX_STRING}
+
 bool jj_buf_put(struct jj_buf *b, const char *s, size_t n);
 bool jj_buf_puts(struct jj_buf *b, const char *s);
 void jj_buf_free(struct jj_buf *b);
-/* Moves the bytes into a new json string and frees the buffer. */
+/* Moves the bytes into a new json string and frees the buffer; NULL when
+ * the buffer overflowed (past its limit, or out of memory). */
 json_t *jj_buf_string(struct jj_buf *b);
 
 bool jj_truthy(const json_t *v);
@@ -117,7 +125,8 @@ double jj_number(const json_t *v);
 /* Python str() / repr() of a value appended to b. */
 void jj_str(struct jj_buf *b, const json_t *v);
 void jj_repr(struct jj_buf *b, const json_t *v);
-/* A new json string holding str(v) (NULL on allocation failure). */
+/* A new json string holding str(v) (NULL on allocation failure or when it
+ * is over JJ_MAX_STRING bytes). */
 json_t *jj_to_string(const json_t *v);
 void jj_format_float(char *out, size_t n, double d);
 /* json.dumps(v, ensure_ascii=False, indent=indent (<0: none), sort_keys,
@@ -139,6 +148,9 @@ struct jj_ctx;
 /* Records a render error at node n (first one wins); returns NULL. */
 json_t *jj_fail(struct jj_ctx *c, const struct jj_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* r, or for NULL (a string over JJ_MAX_STRING bytes, or out of memory)
+ * the failure "WHAT: the result is too large". */
+json_t *jj_sized(struct jj_ctx *c, const struct jj_node *n, json_t *r, const char *what);
 bool jj_failed(const struct jj_ctx *c);
 /* Name of the last undefined variable looked up, for error messages. */
 const char *jj_undef_name(const struct jj_ctx *c);

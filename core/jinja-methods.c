@@ -49,7 +49,7 @@ static bool is_cased(int32_t cp)
 /* mode: 0 lower, 1 upper, 2 str.title(), 3 capitalize, 4 jinja's title filter */
 json_t *jj_case(const char *s, size_t n, int mode)
 {
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     bool prev_cased = false, word_start = true;
     for (size_t i = 0; i < n;) {
         int32_t cp, out;
@@ -156,10 +156,10 @@ static json_t *split(struct jj_ctx *c, const struct jj_node *n, const char *s, s
 
 json_t *jj_replace(const char *s, size_t n, const char *old, size_t on, const char *nw, size_t nn, long long count)
 {
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     size_t p = 0;
     if (on == 0) { /* Python inserts `new` between every code point */
-        for (long long k = 0; p <= n && count != 0; k++) {
+        for (long long k = 0; p <= n && count != 0 && !b.overflow; k++) {
             jj_buf_put(&b, nw, nn);
             if (count > 0)
                 count--;
@@ -171,7 +171,7 @@ json_t *jj_replace(const char *s, size_t n, const char *old, size_t on, const ch
             p += (size_t)w;
         }
     } else {
-        while (count != 0) {
+        while (count != 0 && !b.overflow) {
             const char *hit = memmem(s + p, n - p, old, on);
             if (!hit)
                 break;
@@ -207,7 +207,7 @@ static int affix(const json_t *self, const json_t *arg, bool end)
 static json_t *format(struct jj_ctx *c, const struct jj_node *n, const char *s, size_t len,
                       const struct jj_args *a)
 {
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     size_t auto_idx = 0;
     for (size_t i = 0; i < len; i++) {
         if ((s[i] == '{' || s[i] == '}') && i + 1 < len && s[i + 1] == s[i]) {
@@ -247,8 +247,7 @@ static json_t *format(struct jj_ctx *c, const struct jj_node *n, const char *s, 
         jj_str(&b, v);
         i = (size_t)(close - s);
     }
-    json_t *r = jj_buf_string(&b);
-    return r;
+    return jj_sized(c, n, jj_buf_string(&b), "format()");
 }
 
 static json_t *str_pred(const char *s, size_t n, const char *name)
@@ -295,13 +294,15 @@ static json_t *str_method(struct jj_ctx *c, const struct jj_node *n, json_t *sel
     static const char *const cases[] = {"lower", "upper", "title", "capitalize"};
     for (int i = 0; i < 4; i++)
         if (!strcmp(name, cases[i]))
-            return jj_case(s, len, i);
+            return jj_sized(c, n, jj_case(s, len, i), name);
     if (!strcmp(name, "replace")) {
         json_t *o = jj_arg(a, 0, "old", NULL), *nw = jj_arg(a, 1, "new", NULL), *cnt = jj_arg(a, 2, "count", NULL);
         if (!o || !nw || !json_is_string(o) || !json_is_string(nw))
             return jj_fail(c, n, "replace() expects two strings");
-        return jj_replace(s, len, json_string_value(o), json_string_length(o), json_string_value(nw),
-                          json_string_length(nw), cnt && json_is_integer(cnt) ? json_integer_value(cnt) : -1);
+        return jj_sized(c, n,
+                        jj_replace(s, len, json_string_value(o), json_string_length(o), json_string_value(nw),
+                                   json_string_length(nw), cnt && json_is_integer(cnt) ? json_integer_value(cnt) : -1),
+                        "replace()");
     }
     if (!strcmp(name, "format"))
         return format(c, n, s, len, a);
@@ -325,14 +326,14 @@ static json_t *str_method(struct jj_ctx *c, const struct jj_node *n, json_t *sel
     }
     if (!strcmp(name, "join")) {
         json_t *items = jj_iter_list(c, n, jj_arg(a, 0, NULL, NULL));
-        struct jj_buf b = {0};
-        for (size_t i = 0; items && i < json_array_size(items); i++) {
+        struct jj_buf b = JJ_STRBUF;
+        for (size_t i = 0; items && i < json_array_size(items) && !b.overflow; i++) {
             if (i)
                 jj_buf_put(&b, s, len);
             jj_str(&b, json_array_get(items, i));
         }
         json_decref(items);
-        json_t *r = jj_failed(c) ? NULL : json_stringn_nocheck(b.p ? b.p : "", b.n);
+        json_t *r = jj_failed(c) ? NULL : jj_sized(c, n, jj_buf_string(&b), "join()");
         jj_buf_free(&b);
         return r;
     }

@@ -31,7 +31,7 @@ static json_t *repeat(struct jj_ctx *c, const struct jj_node *n, const json_t *s
     if (unit && (unsigned long long)times > (JJ_DEFAULT_MAX_OUTPUT / unit))
         return jj_fail(c, n, "repetition result too large");
     if (json_is_string(seq)) {
-        struct jj_buf b = {0};
+        struct jj_buf b = JJ_STRBUF;
         for (long long i = 0; i < times; i++)
             jj_buf_put(&b, json_string_value(seq), unit);
         json_t *r = jj_buf_string(&b);
@@ -69,7 +69,7 @@ json_t *jj_percent_format(struct jj_ctx *c, const struct jj_node *n, const json_
     const char *s = json_string_value(fmt);
     size_t len = json_string_length(fmt), next_arg = 0;
     bool many = args && json_is_array(args);
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '%') {
             jj_buf_put(&b, s + i, 1);
@@ -112,7 +112,7 @@ json_t *jj_percent_format(struct jj_ctx *c, const struct jj_node *n, const json_
         jj_buf_free(&b);
         return jj_fail(c, n, "not all arguments converted during string formatting");
     }
-    return jj_buf_string(&b);
+    return jj_sized(c, n, jj_buf_string(&b), "string formatting");
 }
 
 static json_t *arith(struct jj_ctx *c, const struct jj_node *n, const json_t *l, const json_t *r)
@@ -120,7 +120,7 @@ static json_t *arith(struct jj_ctx *c, const struct jj_node *n, const json_t *l,
     const char *op = n->op;
     if (!strcmp(op, "~")) {
         json_t *a = jj_to_string(l), *b = jj_to_string(r);
-        json_t *out = a && b ? concat(a, b) : NULL;
+        json_t *out = jj_sized(c, n, a && b ? concat(a, b) : NULL, "'~'");
         json_decref(a);
         json_decref(b);
         return out;

@@ -39,7 +39,7 @@ bool jj_buf_puts(struct jj_buf *b, const char *s) { return jj_buf_put(b, s, strl
 
 json_t *jj_buf_string(struct jj_buf *b)
 {
-    json_t *r = json_stringn_nocheck(b->p ? b->p : "", b->n);
+    json_t *r = b->overflow ? NULL : json_stringn_nocheck(b->p ? b->p : "", b->n);
     jj_buf_free(b);
     return r;
 }
@@ -326,7 +326,7 @@ static void repr_string(struct jj_buf *b, const char *s, size_t n)
 {
     char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
     jj_buf_put(b, &q, 1);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !b->overflow; i++) {
         unsigned char ch = (unsigned char)s[i];
         char tmp[8];
         if (ch == (unsigned char)q || ch == '\\') {
@@ -357,7 +357,7 @@ void jj_repr(struct jj_buf *b, const json_t *v)
         repr_string(b, json_string_value(v), json_string_length(v));
     } else if (json_is_array(v)) {
         jj_buf_puts(b, "[");
-        for (size_t i = 0; i < json_array_size(v); i++) {
+        for (size_t i = 0; i < json_array_size(v) && !b->overflow; i++) {
             if (i)
                 jj_buf_puts(b, ", ");
             jj_repr(b, json_array_get(v, i));
@@ -369,6 +369,8 @@ void jj_repr(struct jj_buf *b, const json_t *v)
         bool first = true;
         jj_buf_puts(b, "{");
         json_object_foreach ((json_t *)v, k, x) {
+            if (b->overflow)
+                break;
             if (!first)
                 jj_buf_puts(b, ", ");
             first = false;
@@ -396,10 +398,9 @@ json_t *jj_to_string(const json_t *v)
 {
     if (v && json_is_string(v))
         return json_incref((json_t *)v);
-    struct jj_buf b = {0};
+    struct jj_buf b = JJ_STRBUF;
     jj_str(&b, v);
-    json_t *s = jj_buf_string(&b);
-    return s;
+    return jj_buf_string(&b);
 }
 
 /* ---- json.dumps ---------------------------------------------------------- */
@@ -482,7 +483,7 @@ static bool dumps(struct jj_buf *b, const json_t *v, const struct dump_opts *o, 
     case JSON_ARRAY: {
         size_t n = json_array_size(v);
         jj_buf_puts(b, "[");
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && !b->overflow; i++) {
             if (i)
                 jj_buf_puts(b, sep);
             if (indent >= 0)
@@ -508,7 +509,7 @@ static bool dumps(struct jj_buf *b, const json_t *v, const struct dump_opts *o, 
             qsort(keys, n, sizeof(*keys), cmp_keys);
         jj_buf_puts(b, "{");
         bool ok = true;
-        for (i = 0; i < n && ok; i++) {
+        for (i = 0; i < n && ok && !b->overflow; i++) {
             if (i)
                 jj_buf_puts(b, sep);
             if (indent >= 0)

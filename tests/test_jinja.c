@@ -430,3 +430,39 @@ Test(jinja, empty_repetition_is_fast, .timeout = 10)
         expect_output(ok[i].src, "{\"x\": {}}", ok[i].want);
     expect_error("{{ [1] * 444044444444444444 }}", NULL, "too large");
 }
+
+/* Found by fuzz_jinja: `{{ tools * 888888 }}` built str() of an
+ * 888888-item list (60 MB) before the output limit saw it, 20 s under
+ * ASan.  A string an expression builds now stops at 16 MiB (JJ_MAX_STRING)
+ * and the expression fails, naming what built it; str() for output stops
+ * at the output limit.  The timeout is a hang guard, not a speed claim. */
+Test(jinja, huge_strings_stop_at_the_limit, .timeout = 120)
+{
+    const char *t = "{\"t\": [{\"type\": \"function\", \"function\": {\"name\": \"f\"}}], \"s\": \"xyz\"}";
+    const struct { const char *src, *err; } bad[] = {
+        {"{{ t * 888888 }}", "output exceeds"},
+        {"{{ (t * 888888)|string|length }}", "string: the result is too large"},
+        {"{{ (t * 888888)|tojson|length }}", "tojson: the result is too large"},
+        {"{{ (t * 888888)|join('x')|length }}", "join: the result is too large"},
+        {"{{ (t * 888888)|e|length }}", "e: the result is too large"},
+        {"{{ ('x' * 1000000)|replace('', s * 1000)|length }}", "replace: the result is too large"},
+        {"{{ ('x' * 1000000).replace('', s * 1000)|length }}", "replace(): the result is too large"},
+        {"{{ '%s'|format(t * 888888) }}", "string formatting: the result is too large"},
+        {"{{ '{}'.format(t * 888888)|length }}", "format(): the result is too large"},
+        {"{{ ((t * 888888) ~ '')|length }}", "'~': the result is too large"},
+        {"{{ ','.join(t * 888888)|length }}", "join(): the result is too large"},
+        {"{{ {(t * 888888): 1} }}", "dict key: the result is too large"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        expect_error(bad[i].src, t, bad[i].err);
+    /* below the limit, the same expressions are Python's */
+    const struct { const char *src, *want; } ok[] = {
+        {"{{ [1, 'a'] * 2 }}", "[1, 'a', 1, 'a']"},
+        {"{{ ([1, 'a'] * 2)|string|length }}", "16"},
+        {"{{ 'ab'|replace('', '-') }}", "-a-b-"},
+        {"{{ '-'.join(['a', 1]) }}", "a-1"},
+        {"{{ '%s!'|format([1]) }}", "[1]!"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        expect_output(ok[i].src, t, ok[i].want);
+}
