@@ -58,7 +58,14 @@ constexpr int HD = 128;            // head dim
 constexpr int BM = 128;            // query rows a CTA: 64 a consumer warpgroup
 constexpr int RB = 128;            // bytes of a shared row: 64 head dims
 constexpr int CONSUMERS = 256;     // two warpgroups
-constexpr int THREADS = CONSUMERS + 32;
+constexpr int PRODUCERS = 128;     // one warpgroup
+constexpr int THREADS = CONSUMERS + PRODUCERS;
+// Registers a thread: wgmma kernels get them by warpgroup, so a CTA of
+// three pays for 384 threads (at launch 65536 / 384 = 168 each); the
+// producers hand theirs back (setmaxnreg) for the consumers' accumulators.
+constexpr int PRODUCER_REGS = 40, CONSUMER_REGS = 232;
+static_assert(PRODUCER_REGS * PRODUCERS + CONSUMER_REGS * CONSUMERS <= 65536,
+              "the register file of an SM");
 
 // Byte offset of 16-byte chunk ch (0..15) of row r in a two-half tile of R
 // rows: where the Q loads and the producer's copies put it.
@@ -105,10 +112,18 @@ __device__ __forceinline__ void cp_async_mbar_arrive(uint64_t *bar)
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_addr(bar))
                  : "memory");
 }
+template <int N> __device__ __forceinline__ void regs_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void regs_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
 #endif
 
 template <typename T, int BN, int ST>
-__global__ void __maxnreg__(224)
+__global__ void __launch_bounds__(THREADS, 1)
     prefill_wg_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float sl2, int bs_shift)
 {
 #if ZL_WGMMA_OK
@@ -128,26 +143,28 @@ __global__ void __maxnreg__(224)
     const int tid = threadIdx.x, lane = tid & 31;
     if (tid == 0) {
         for (int i = 0; i < ST; i++) {
-            mbar_init(&full[i], 32); // the producer's lanes
+            mbar_init(&full[i], PRODUCERS);      // the producers' threads
             mbar_init(&empty[i], CONSUMERS / 32); // the consumer warps
         }
     }
     __syncthreads();
 
-    if (tid >= CONSUMERS) { // the producer warp: 2 rows of 16 chunks an instruction
+    if (tid >= CONSUMERS) { // the producers: 8 rows of 16 chunks an instruction
+        regs_dec<PRODUCER_REGS>();
+        const int pt = tid - CONSUMERS, ch = pt & 15;
         const int kvh = h / (int)(q.heads / c.n_kv_heads);
         const int32_t *table = b.block_table + (int64_t)s * b.max_blocks;
         const int64_t row_bytes = (int64_t)c.n_kv_heads * HD * (int64_t)sizeof(T);
         const int64_t v_off = (int64_t)c.block_size * row_bytes; // V after K in a block
         const char *kv_base = c.base + ((int64_t)c.layer * 2 * c.block_size) * row_bytes +
-                              (int64_t)kvh * HD * (int64_t)sizeof(T) + (lane & 15) * 16;
+                              (int64_t)kvh * HD * (int64_t)sizeof(T) + ch * 16;
         for (int t = 0; t < n_tiles; t++) {
             const int st = t % ST;
             if (t >= ST)
                 mbar_wait(&empty[st], (t / ST - 1) & 1);
             uint8_t *dk = sq + plan::k(st), *dv = sq + plan::v(st);
-#pragma unroll 8
-            for (int r = lane >> 4; r < BN; r += 2) {
+#pragma unroll 4
+            for (int r = pt >> 4; r < BN; r += PRODUCERS / 16) {
                 const int p = t * BN + r;
                 const char *src = c.base;
                 int bytes = 0;
@@ -157,7 +174,7 @@ __global__ void __maxnreg__(224)
                           (p & (c.block_size - 1)) * row_bytes;
                     bytes = 16;
                 }
-                const int off = swz_off<BN>(r, lane & 15);
+                const int off = swz_off<BN>(r, ch);
                 cp_async16(dk + off, src, bytes);
                 cp_async16(dv + off, bytes ? src + v_off : src, bytes);
             }
@@ -166,6 +183,7 @@ __global__ void __maxnreg__(224)
         cp_async_wait<0>();
         return;
     }
+    regs_inc<CONSUMER_REGS>();
 
     // Q tile -> shared (rows past the sequence are zeros); strided rows that
     // are not 16-byte aligned (views into odd-width fused rows) go by 2 bytes.
@@ -274,9 +292,9 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
     if (e != cudaSuccess)
         return e;
-    // A CTA of THREADS at the registers ptxas gave (__maxnreg__ caps them
-    // so it fits an SM's file); if a toolkit ever gives more, decline
-    // rather than fail the launch.
+    // A CTA of THREADS at the registers ptxas gave (the launch bounds cap
+    // them at 168); if a toolkit ever gives more, decline rather than fail
+    // the launch.
     static const int max_threads = [] {
         cudaFuncAttributes fa;
         return cudaFuncGetAttributes(&fa, prefill_wg_kernel<T, BN, ST>) == cudaSuccess

@@ -214,6 +214,19 @@ template <typename T, int BN> void run(const char *type)
     cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dp), cudaFree(ds), cudaFree(dout);
 }
 
+// What the launcher of each ZL_PREFILL_WG variant sees: the kernel's
+// registers and the largest block they allow (it declines below THREADS,
+// and the mma.sync kernel runs instead, silently).
+template <int BN, int ST> void report(int variant)
+{
+    cudaFuncAttributes fa;
+    CHECK(cudaFuncGetAttributes(&fa, prefill_wg_kernel<__nv_bfloat16, BN, ST>));
+    printf("variant %d (BN %d, %d stages): %d registers, %d bytes of local memory, at most %d "
+           "threads a block: %s\n",
+           variant, BN, ST, fa.numRegs, (int)fa.localSizeBytes, fa.maxThreadsPerBlock,
+           fa.maxThreadsPerBlock >= THREADS ? "runs" : "DECLINES (needs 288)");
+}
+
 } // namespace
 
 int main()
@@ -232,6 +245,9 @@ int main()
     const unsigned long long seed = env ? strtoull(env, NULL, 10) : (unsigned long long)time(NULL);
     rng ^= seed;
     printf("seed %llu (ZL_TEST_SEED)\n", seed);
+    report<128, 2>(1);
+    report<64, 4>(2);
+    report<128, 3>(3);
     run<__nv_bfloat16, 128>("bf16");
     run<__nv_bfloat16, 64>("bf16");
     run<__half, 128>("f16");
