@@ -19,8 +19,10 @@
 // CPU, against the PTX ISA's canonical layouts.
 //
 // A CTA takes BM = 128 query rows of one (sequence, q head) in two consumer
-// warpgroups of 64 rows, plus one producer warp:
-//   - the producer gathers K/V tiles of BN keys from the paged cache with
+// warpgroups of 64 rows, plus a producer warpgroup (registers come by
+// warpgroup for wgmma kernels: a 288-thread CTA of 224 registers a thread
+// could not launch; see PRODUCER_REGS):
+//   - the producers gather K/V tiles of BN keys from the paged cache with
 //     cp.async (zero-filled past kv_len) into a ring of ST stages, each
 //     arriving on the stage's "full" mbarrier when its copies land
 //     (cp.async.mbarrier.arrive.noinc), and waits on the stage's "empty"
