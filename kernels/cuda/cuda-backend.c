@@ -385,7 +385,8 @@ static int open_resources(struct zl_bctx *ctx)
 
 /* ZL_PREFILL_WG (an A/B and test knob): which variant of the wgmma
  * prefill attention (attention-prefill-wg.cu) to try first on an
- * H100/H200; 0, the default, none: it has not yet been measured on a GPU.
+ * H100/H200; 0, the default, none: 4-20% faster alone with 2 or 3, it
+ * did not speed up a serving run (docs/cuda-perf-log.md).
  * Anything but 0-3 is named in the log and leaves it off. */
 static int prefill_wg_variant(void)
 {
