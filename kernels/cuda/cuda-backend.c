@@ -387,17 +387,47 @@ static int open_resources(struct zl_bctx *ctx)
  * prefill attention (attention-prefill-wg.cu) to try first on an
  * H100/H200; 0, the default, none: 4-20% faster alone with 2 or 3, it
  * did not speed up a serving run (docs/cuda-perf-log.md).
- * Anything but 0-3 is named in the log and leaves it off. */
+ * Anything else is named in the log and leaves it off; so is a variant
+ * this build or device cannot run (cuda_open asks), which would otherwise
+ * fall back to the mma.sync kernel without a word. */
 static int prefill_wg_variant(void)
 {
     const char *v = getenv("ZL_PREFILL_WG");
     if (!v)
         return 0;
-    if (v[0] >= '0' && v[0] <= '3' && !v[1])
+    if (v[0] >= '0' && v[0] <= '0' + ZL_CUDA_PREFILL_WG_VARIANTS && !v[1])
         return v[0] - '0';
-    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_PREFILL_WG='%s' is not 0-3: the wgmma prefill "
-                      "stays off", v);
+    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_PREFILL_WG='%s' is not 0-%d: the wgmma prefill "
+                      "stays off", v, ZL_CUDA_PREFILL_WG_VARIANTS);
     return 0;
+}
+
+static void prefill_wg_check(struct zl_bctx *ctx)
+{
+    const char *why = ctx->prefill_wg ? zl_cuda_prefill_wg_declines(ctx->prefill_wg) : NULL;
+    if (!why)
+        return;
+    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_PREFILL_WG=%d: the wgmma prefill cannot run on "
+                      "device %d: %s; the mma.sync kernel runs instead", ctx->prefill_wg,
+                      ctx->device, why);
+    ctx->prefill_wg = 0;
+}
+
+/* ZL_LT_ROWS (an A/B knob): the most rows of one cuBLASLt GEMM; larger
+ * steps go in equal pieces (cuda-linear.c).  0: one call whatever the
+ * rows. */
+static int64_t linear_rows(void)
+{
+    const char *v = getenv("ZL_LT_ROWS");
+    if (!v)
+        return ZL_CUDA_LT_ROWS;
+    char *end;
+    long long r = strtoll(v, &end, 10);
+    if (*v && !*end && r >= 0 && r <= (1ll << 30) && (r == 0 || r >= 64))
+        return r;
+    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_LT_ROWS='%s' is not 0 or a row count from 64 "
+                      "to 2^30: it stays %d", v, ZL_CUDA_LT_ROWS);
+    return ZL_CUDA_LT_ROWS;
 }
 
 static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **out)
@@ -416,12 +446,14 @@ static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **ou
     const char *pf = getenv("ZL_CUDA_PREFETCH");
     ctx->pf.on = !pf || strcmp(pf, "0");
     ctx->prefill_wg = prefill_wg_variant();
+    ctx->lin_rows = linear_rows();
     ctx->pf.after = -1;
     int rc = open_resources(ctx);
     if (rc < 0) {
         cuda_close(ctx);
         return rc;
     }
+    prefill_wg_check(ctx);
     zl_cuda_host->log(ZL_LOG_DEBUG, "cuda", "instance on device %d: cuBLASLt workspace %zu MiB",
                       ctx->device, CUDA_LT_WORKSPACE >> 20);
     *out = ctx;
