@@ -482,8 +482,10 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         json_decref(lst);
         return r;
     }
-    /* string filters */
-    json_t *s = jj_sized(c, n, str_of(v), name), *r = NULL;
+    /* string filters; the input's str() can overflow before the filter does */
+    char input[48];
+    snprintf(input, sizeof input, "%s's input", name);
+    json_t *s = jj_sized(c, n, str_of(v), input), *r = NULL;
     if (!s)
         return NULL;
     const char *p = json_string_value(s);

@@ -453,6 +453,7 @@ Test(jinja, huge_strings_stop_at_the_limit)
         {"{{ ((t * 888888) ~ '')|length }}", "'~': the result is too large"},
         {"{{ ','.join(t * 888888)|length }}", "join(): the result is too large"},
         {"{{ {(t * 888888): 1} }}", "dict key: the result is too large"},
+        {"{{ (t * 888888)|lower|length }}", "lower's input: the result is too large"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         expect_error(bad[i].src, t, bad[i].err);
