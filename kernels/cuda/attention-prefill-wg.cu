@@ -126,7 +126,7 @@ template <int N> __device__ __forceinline__ void regs_inc()
 }
 #endif
 
-template <typename T, int BN, int ST, bool PIPE>
+template <typename T, int BN, int ST>
 __global__ void __launch_bounds__(THREADS, 1)
     prefill_wg_kernel(heads_t o, heads_t q, kv_t c, batch_t b, float sl2, int bs_shift)
 {
@@ -230,108 +230,55 @@ __global__ void __launch_bounds__(THREADS, 1)
         if (lane == 0)
             mbar_arrive(&empty[t % ST]);
     };
-    auto issue_s = [&](float(&sf)[BN / 2], int st) {
+    int held = -1; // the tile whose P V may still be running
+
+    for (int t = 0; t < n_tiles; t++) {
+        const int st = t % ST;
+        mbar_wait(&full[st], (t / ST) & 1);
+        if (t >= n_mine) {
+            if (held >= 0) {
+                wg_wait0();
+                reg_fence(oflat);
+                release(held);
+                held = -1;
+            }
+            release(t);
+            continue;
+        }
+        fence_proxy_async(); // the producer's cp.async writes, to wgmma's reads
+
+        float sacc[NS][4];
+        float(&sflat)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(sacc);
+        wg_fence();
 #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++)
-            wgmma<T, BN>::run(sf, q_desc(sq_at, wg, kk), k_desc<BN>(sq_at + plan::k(st), kk),
+            wgmma<T, BN>::run(sflat, q_desc(sq_at, wg, kk), k_desc<BN>(sq_at + plan::k(st), kk),
                               kk > 0);
         wg_commit();
-    };
-    auto issue_pv = [&](const uint32_t(&p)[BN / 16][4], int st) {
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-            wgmma_rs<T, HD>::run(oflat, p[kk], v_desc<BN>(sq_at + plan::v(st), kk));
-        wg_commit();
-    };
-    // only tiles crossing this group's diagonal are masked
-    auto diag = [&](int t) { return t * BN + BN - 1 > base + r0 + wg * 64; };
-    uint32_t pa[BN / 16][4];
-    auto pack_p = [&](const float(&sacc)[NS][4]) {
+        wg_wait0(); // S, and the P V of the tile before
+        reg_fence(sflat);
+        reg_fence(oflat);
+        if (held >= 0)
+            release(held);
+
+        // only tiles crossing this group's diagonal are masked
+        const int k0 = t * BN;
+        softmax_tile<NS, HD / 8>(sacc, oacc, m, l, lim, k0, k0 + BN - 1 > base + r0 + wg * 64, t4,
+                                 sl2);
+        uint32_t pa[BN / 16][4];
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
             p_fragment<T, NS>(pa[kk], sacc, kk);
-    };
 
-    if (PIPE) {
-        // FA3's order within a group: S of tile t is issued before P V of
-        // tile t - 1, and tile t's softmax runs while that product does;
-        // O is scaled once it is done.
-        float sacc[NS][4];
-        float(&sflat)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(sacc);
-        if (n_mine > 0) { // tile 0 alone: no product before it (O is 0)
-            mbar_wait(&full[0], 0);
-            fence_proxy_async(); // the producer's cp.async writes, to wgmma's reads
-            wg_fence();
-            issue_s(sflat, 0);
-            wg_wait0();
-            reg_fence(sflat);
-            float corr[2];
-            softmax_scores<NS>(sacc, m, l, corr, lim, 0, diag(0), t4, sl2);
-            pack_p(sacc);
-        }
-        for (int t = 1; t < n_mine; t++) {
-            const int st = t % ST;
-            mbar_wait(&full[st], (t / ST) & 1);
-            fence_proxy_async();
-            wg_fence();
-            issue_s(sflat, st);
-            issue_pv(pa, (t - 1) % ST);
-            wg_wait<1>(); // S
-            reg_fence(sflat);
-            float corr[2];
-            const bool moved = softmax_scores<NS>(sacc, m, l, corr, lim, t * BN, diag(t), t4, sl2);
-            wg_wait0(); // P V of tile t - 1
-            reg_fence(oflat);
-            release(t - 1);
-            if (moved)
-                scale_o<HD / 8>(oacc, corr);
-            pack_p(sacc);
-        }
-        if (n_mine > 0) {
-            wg_fence();
-            issue_pv(pa, (n_mine - 1) % ST);
-            wg_wait0();
-            reg_fence(oflat);
-            release(n_mine - 1);
-        }
-        for (int t = n_mine; t < n_tiles; t++) { // tiles past this group's rows
-            mbar_wait(&full[t % ST], (t / ST) & 1);
-            release(t);
-        }
-    } else {
-        int held = -1; // the tile whose P V may still be running
-        for (int t = 0; t < n_tiles; t++) {
-            const int st = t % ST;
-            mbar_wait(&full[st], (t / ST) & 1);
-            if (t >= n_mine) {
-                if (held >= 0) {
-                    wg_wait0();
-                    reg_fence(oflat);
-                    release(held);
-                    held = -1;
-                }
-                release(t);
-                continue;
-            }
-            fence_proxy_async();
-            float sacc[NS][4];
-            float(&sflat)[BN / 2] = reinterpret_cast<float(&)[BN / 2]>(sacc);
-            wg_fence();
-            issue_s(sflat, st);
-            wg_wait0(); // S, and the P V of the tile before
-            reg_fence(sflat);
-            reg_fence(oflat);
-            if (held >= 0)
-                release(held);
-            softmax_tile<NS, HD / 8>(sacc, oacc, m, l, lim, t * BN, diag(t), t4, sl2);
-            pack_p(sacc);
-            wg_fence();
-            issue_pv(pa, st);
-            held = t;
-        }
-        wg_wait0();
-        reg_fence(oflat);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            wgmma_rs<T, HD>::run(oflat, pa[kk], v_desc<BN>(sq_at + plan::v(st), kk));
+        wg_commit();
+        held = t;
     }
+    wg_wait0();
+    reg_fence(oflat);
 
     if (wg * 64 >= rows)
         return;
@@ -342,51 +289,46 @@ __global__ void __launch_bounds__(THREADS, 1)
 // The most threads a block of this instance takes at the registers ptxas
 // gave it (the launch bounds cap them at 168): if a toolkit ever gives
 // more, the launcher declines rather than fail the launch.
-template <typename T, int BN, int ST, bool PIPE> int max_threads()
+template <typename T, int BN, int ST> int max_threads()
 {
     static const int n = [] {
         cudaFuncAttributes fa;
-        return cudaFuncGetAttributes(&fa, prefill_wg_kernel<T, BN, ST, PIPE>) == cudaSuccess
+        return cudaFuncGetAttributes(&fa, prefill_wg_kernel<T, BN, ST>) == cudaSuccess
                    ? fa.maxThreadsPerBlock : 0;
     }();
     return n;
 }
 
-template <typename T, int BN, int ST, bool PIPE>
+template <typename T, int BN, int ST>
 cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, const batch_t *b,
                    const struct zl_cuda_attn_shape *sh, float scale, int bs_shift,
                    cudaStream_t stream)
 {
     static bool opted[64];
     constexpr size_t smem = smem_plan<BN, ST>::bytes;
-    cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST, PIPE>, smem, opted);
+    cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
     if (e != cudaSuccess)
         return e;
-    if (max_threads<T, BN, ST, PIPE>() < THREADS)
+    if (max_threads<T, BN, ST>() < THREADS)
         return cudaErrorNotSupported;
     // Heads fastest, query tiles slowest (reversed in the kernel), as the
     // mma.sync kernel: the heads sharing a kv head read its K/V from L2.
     dim3 grid((unsigned)q->heads, (unsigned)b->n_seqs, (unsigned)((sh->max_q_len + BM - 1) / BM));
-    prefill_wg_kernel<T, BN, ST, PIPE><<<grid, THREADS, smem, stream>>>(
+    prefill_wg_kernel<T, BN, ST><<<grid, THREADS, smem, stream>>>(
         *out, *q, *cache, *b, scale * 1.4426950408889634f, bs_shift);
     return cudaGetLastError();
 }
 
 // Variant 1: 128-key tiles, 2 stages; 2: 64-key tiles, 4 stages; 3:
-// 128-key tiles, 3 stages; 4 and 5: 2 and 3 in FA3's order (cuda-kernels.h).
-// F is called with an instance's launch<T, ...> or max_threads<T, ...>.
+// 128-key tiles, 3 stages (cuda-kernels.h).  F is launch or max_threads.
 #define ZL_WG_VARIANT(variant, F, ...)                                                            \
     switch (variant) {                                                                             \
     case 2:                                                                                        \
-        return F<T, 64, 4, false>(__VA_ARGS__);                                                    \
+        return F<T, 64, 4>(__VA_ARGS__);                                                           \
     case 3:                                                                                        \
-        return F<T, 128, 3, false>(__VA_ARGS__);                                                   \
-    case 4:                                                                                        \
-        return F<T, 64, 4, true>(__VA_ARGS__);                                                     \
-    case 5:                                                                                        \
-        return F<T, 128, 3, true>(__VA_ARGS__);                                                    \
+        return F<T, 128, 3>(__VA_ARGS__);                                                          \
     default:                                                                                       \
-        return F<T, 128, 2, false>(__VA_ARGS__);                                                   \
+        return F<T, 128, 2>(__VA_ARGS__);                                                          \
     }
 template <typename T>
 cudaError_t launch_variant(int variant, const heads_t *out, const heads_t *q, const kv_t *cache,
@@ -395,10 +337,7 @@ cudaError_t launch_variant(int variant, const heads_t *out, const heads_t *q, co
 {
     ZL_WG_VARIANT(variant, launch, out, q, cache, b, sh, scale, bs_shift, stream)
 }
-template <typename T> int variant_threads(int variant)
-{
-    ZL_WG_VARIANT(variant, max_threads)
-}
+template <typename T> int variant_threads(int variant) { ZL_WG_VARIANT(variant, max_threads, ) }
 
 } // namespace
 
@@ -409,8 +348,7 @@ extern "C" cudaError_t zl_cuda_attention_prefill_wg(const heads_t *out, const he
                                                     cudaStream_t stream)
 {
     if (!sm90a_built() || variant < 1 || variant > ZL_CUDA_PREFILL_WG_VARIANTS ||
-        device_major() != 9 ||
-        cache->head_dim != HD)
+        device_major() != 9 || cache->head_dim != HD)
         return cudaErrorNotSupported;
     if (q->dtype == ZL_DTYPE_BF16)
         return launch_variant<__nv_bfloat16>(variant, out, q, cache, b, sh, scale, bs_shift,

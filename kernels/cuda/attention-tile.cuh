@@ -58,15 +58,13 @@ __device__ __forceinline__ uint4 load16(const char *src, bool vec)
 // One key tile of online softmax for a thread's two rows: masks keys past
 // each row's last (lim; only on tiles crossing the diagonal), moves the
 // row max m (raw scores: sl2 = scale log2(e) > 0, so exp2(s sl2 - max sl2)
-// is one FFMA), leaves the weights P in s and adds them to l (per thread;
-// the quad's sum is taken at the end).  True when a max of the warp moved:
-// then O must be scaled by corr (l already is); else the factor would be
-// exactly 1.  Apart from O, so a caller can scale O once a product still
-// writing it is done.
-template <int NS>
-__device__ __forceinline__ bool softmax_scores(float (&s)[NS][4], float (&m)[2], float (&l)[2],
-                                               float (&corr)[2], const int (&lim)[2], int k0,
-                                               bool diag, int t4, float sl2)
+// is one FFMA), rescales O and the sum l when a max of the warp moved
+// (else the factor would be exactly 1), leaves the weights P in s and
+// adds them to l (per thread; the quad's sum is taken at the end).
+template <int NS, int NO>
+__device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&o)[NO][4], float (&m)[2],
+                                             float (&l)[2], const int (&lim)[2], int k0,
+                                             bool diag, int t4, float sl2)
 {
     float mx[2] = {m[0], m[1]};
 #pragma unroll
@@ -85,14 +83,19 @@ __device__ __forceinline__ bool softmax_scores(float (&s)[NS][4], float (&m)[2],
     // A row with no key yet keeps max -inf: subtract 0 (all weights 0).
     const float ms[2] = {mx[0] == -INFINITY ? 0.0f : mx[0] * sl2,
                          mx[1] == -INFINITY ? 0.0f : mx[1] * sl2};
-    const bool moved = __any_sync(0xffffffffu, mx[0] != m[0] || mx[1] != m[1]);
-    if (moved) {
+    if (__any_sync(0xffffffffu, mx[0] != m[0] || mx[1] != m[1])) {
 #pragma unroll
         for (int x = 0; x < 2; x++) {
-            corr[x] = ex2(m[x] * sl2 - ms[x]);
-            l[x] *= corr[x];
-            m[x] = mx[x];
+            const float corr = ex2(m[x] * sl2 - ms[x]);
+            l[x] *= corr;
+#pragma unroll
+            for (int j = 0; j < NO; j++) {
+                o[j][2 * x] *= corr;
+                o[j][2 * x + 1] *= corr;
+            }
         }
+        m[0] = mx[0];
+        m[1] = mx[1];
     }
     float sum[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -104,30 +107,6 @@ __device__ __forceinline__ bool softmax_scores(float (&s)[NS][4], float (&m)[2],
         }
     l[0] += sum[0];
     l[1] += sum[1];
-    return moved;
-}
-
-// O's rows g and g + 8 scaled by corr[0] and corr[1].
-template <int NO> __device__ __forceinline__ void scale_o(float (&o)[NO][4], const float (&corr)[2])
-{
-#pragma unroll
-    for (int j = 0; j < NO; j++) {
-        o[j][0] *= corr[0];
-        o[j][1] *= corr[0];
-        o[j][2] *= corr[1];
-        o[j][3] *= corr[1];
-    }
-}
-
-// softmax_scores with O scaled at once.
-template <int NS, int NO>
-__device__ __forceinline__ void softmax_tile(float (&s)[NS][4], float (&o)[NO][4], float (&m)[2],
-                                             float (&l)[2], const int (&lim)[2], int k0,
-                                             bool diag, int t4, float sl2)
-{
-    float corr[2];
-    if (softmax_scores<NS>(s, m, l, corr, lim, k0, diag, t4, sl2))
-        scale_o<NO>(o, corr);
 }
 
 // P's A fragment for keys 16 kk.. (the weights of n8 blocks 2 kk, 2 kk + 1)

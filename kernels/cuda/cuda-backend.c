@@ -413,23 +413,6 @@ static void prefill_wg_check(struct zl_bctx *ctx)
     ctx->prefill_wg = 0;
 }
 
-/* ZL_LT_ROWS (an A/B knob): the most rows of one cuBLASLt GEMM; larger
- * steps go in equal pieces (cuda-linear.c).  0: one call whatever the
- * rows. */
-static int64_t linear_rows(void)
-{
-    const char *v = getenv("ZL_LT_ROWS");
-    if (!v)
-        return ZL_CUDA_LT_ROWS;
-    char *end;
-    long long r = strtoll(v, &end, 10);
-    if (*v && !*end && r >= 0 && r <= (1ll << 30) && (r == 0 || r >= 64))
-        return r;
-    zl_cuda_host->log(ZL_LOG_WARN, "cuda", "ZL_LT_ROWS='%s' is not 0 or a row count from 64 "
-                      "to 2^30: it stays %d", v, ZL_CUDA_LT_ROWS);
-    return ZL_CUDA_LT_ROWS;
-}
-
 static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **out)
 {
     if (!p || !out || p->size < sizeof(struct zl_backend_open_params))
@@ -446,7 +429,6 @@ static int cuda_open(const struct zl_backend_open_params *p, struct zl_bctx **ou
     const char *pf = getenv("ZL_CUDA_PREFETCH");
     ctx->pf.on = !pf || strcmp(pf, "0");
     ctx->prefill_wg = prefill_wg_variant();
-    ctx->lin_rows = linear_rows();
     ctx->pf.after = -1;
     int rc = open_resources(ctx);
     if (rc < 0) {

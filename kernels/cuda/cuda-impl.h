@@ -43,9 +43,6 @@
 #include "cuda-kernels.h"
 
 #define CUDA_LT_WORKSPACE ((size_t)32 << 20) /* what cuBLAS asks for on Hopper */
-/* cuBLASLt GEMMs of more rows go in pieces (cuda-linear.c); ZL_LT_ROWS
- * overrides, 0 never cuts */
-#define ZL_CUDA_LT_ROWS 0
 #define CUDA_META_INITIAL ((size_t)64 << 10)
 #define CUDA_STAGE_SLOTS 16
 
@@ -175,7 +172,6 @@ struct zl_bctx {
     struct cuda_graphs gr;                  /* decode steps as graphs (cuda-graph.c) */
     struct cuda_prefetch pf;
     int prefill_wg;                         /* ZL_PREFILL_WG: the wgmma prefill's variant, 0 off */
-    int64_t lin_rows;                       /* ZL_LT_ROWS: cuBLASLt GEMMs' most rows a call, 0 any */
     struct cuda_upload chain;               /* decoder_layers' per-layer weight table */
     struct zl_cuda_chain_layer *chain_host; /* its host side, chain_host_n layers */
     int32_t chain_host_n;
@@ -379,9 +375,6 @@ int cuda_upload_tokens(struct zl_bctx *ctx, int32_t *dst, const int32_t *tokens,
 int cuda_linear(struct zl_bctx *ctx, struct zl_tensor *out, const struct zl_tensor *x,
                 const struct zl_tensor *w, const struct zl_tensor *bias);
 void cuda_linear_cache_free(struct zl_bctx *ctx);
-/* Rows of each piece that n rows are cut into for cuBLASLt (at most
- * max_rows; 0: not cut). */
-int64_t cuda_linear_piece_rows(int64_t n, int64_t max_rows);
 /* cuda-linear-fused.c: linear_fused, one fused GEMV or the unfused ops. */
 /* gemm-tma.cu for 9-64 tokens (cuda-linear.c): 1 when it declines the
  * arguments (already checked rows), else ZL_OK or an error. */

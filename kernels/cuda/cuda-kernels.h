@@ -207,10 +207,9 @@ cudaError_t zl_cuda_attention_prefill(const struct zl_cuda_heads *out, const str
  * compute capability 9.0 device, head_dim 128), called by
  * zl_cuda_attention_prefill after its checks (bs_shift = log2 of the block
  * size).  variant 1: 128-key tiles in 2 stages, 2: 64-key tiles in 4, 3:
- * 128-key tiles in 3, 4 and 5: 2 and 3 with a group's products in FA3's
- * order; cudaErrorNotSupported for any other variant and where it does
- * not run. */
-#define ZL_CUDA_PREFILL_WG_VARIANTS 5
+ * 128-key tiles in 3; cudaErrorNotSupported for any other variant and
+ * where it does not run. */
+#define ZL_CUDA_PREFILL_WG_VARIANTS 3
 /* Why variant cannot run on this build and the current device (a sentence
  * for a log line), NULL when it can. */
 const char *zl_cuda_prefill_wg_declines(int variant);

@@ -297,9 +297,8 @@ static int check_args(struct zl_bctx *ctx, struct zl_cuda_rows *o, struct zl_cud
 }
 
 /* out (+)= x w^T (+ b): one cuBLASLt call, beta 0 or 1; x and w of one dtype. */
-static int gemm_one(struct zl_bctx *ctx, const struct zl_cuda_rows *o,
-                    const struct zl_cuda_rows *x, const struct zl_cuda_rows *w,
-                    const struct zl_cuda_rows *b, float beta)
+static int gemm(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct zl_cuda_rows *x,
+                const struct zl_cuda_rows *w, const struct zl_cuda_rows *b, float beta)
 {
     int64_t es_ab = (int64_t)cuda_dtype_size(w->dtype), es_c = (int64_t)cuda_dtype_size(o->dtype);
     struct lin_key key;
@@ -330,40 +329,6 @@ static int gemm_one(struct zl_bctx *ctx, const struct zl_cuda_rows *o,
     if (b && !p->bias_in_epilogue)
         ZL_CUDA_TRY(zl_cuda_bias_rows(o, b->data, b->dtype, 0, ctx->stream));
     return ZL_OK;
-}
-
-/* Rows of one piece when x's n rows are cut into equal pieces of at most
- * max_rows (multiples of 64 but the last): 0 when they are not cut. */
-int64_t cuda_linear_piece_rows(int64_t n, int64_t max_rows)
-{
-    if (max_rows <= 0 || n <= max_rows)
-        return 0;
-    int64_t pieces = (n + max_rows - 1) / max_rows;
-    int64_t rows = ((n + pieces - 1) / pieces + 63) / 64 * 64;
-    return rows < n ? rows : 0;
-}
-
-/* gemm_one over pieces of ctx->lin_rows rows (ZL_LT_ROWS), each its own
- * cuBLASLt call: cuBLASLt's first picks run an H100's prefill shapes
- * faster at 2048 tokens than at 8192 (docs/cuda-perf-log.md, "Prefill
- * GEMMs in pieces").  Equal pieces, so none re-reads the weights for a
- * handful of rows. */
-static int gemm(struct zl_bctx *ctx, const struct zl_cuda_rows *o, const struct zl_cuda_rows *x,
-                const struct zl_cuda_rows *w, const struct zl_cuda_rows *b, float beta)
-{
-    const int64_t rows = cuda_linear_piece_rows(x->n, ctx->lin_rows);
-    if (!rows)
-        return gemm_one(ctx, o, x, w, b, beta);
-    int rc = ZL_OK;
-    for (int64_t r = 0; r < x->n && rc == ZL_OK; r += rows) {
-        const int64_t n = x->n - r < rows ? x->n - r : rows;
-        struct zl_cuda_rows xp = *x, op = *o;
-        xp.data = (char *)x->data + r * x->stride;
-        op.data = (char *)o->data + r * o->stride;
-        xp.n = op.n = n;
-        rc = gemm_one(ctx, &op, &xp, w, b, beta);
-    }
-    return rc;
 }
 
 /* 9-64-token steps on an H100/H200 through gemm-tma.cu (which streams

@@ -66,14 +66,12 @@ __device__ __forceinline__ void wg_commit()
     asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 #endif
 }
-// Waits until at most N committed groups are pending (they end in order).
-template <int N> __device__ __forceinline__ void wg_wait()
+__device__ __forceinline__ void wg_wait0()
 {
 #if ZL_WGMMA_OK
-    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void wg_wait0() { wg_wait<0>(); }
 // Generic-proxy writes to shared memory (st.shared, cp.async) made visible
 // to the async proxy wgmma reads through; then a barrier.
 __device__ __forceinline__ void fence_proxy_async()

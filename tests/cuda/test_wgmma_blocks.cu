@@ -217,14 +217,14 @@ template <typename T, int BN> void run(const char *type)
 // What the launcher of each ZL_PREFILL_WG variant sees: the kernel's
 // registers and the largest block they allow, and what cuda_open is told
 // (zl_cuda_prefill_wg_declines): on this device every variant must run.
-template <int BN, int ST, bool PIPE> void report(int variant)
+template <int BN, int ST> void report(int variant)
 {
     cudaFuncAttributes fa;
-    CHECK(cudaFuncGetAttributes(&fa, prefill_wg_kernel<__nv_bfloat16, BN, ST, PIPE>));
+    CHECK(cudaFuncGetAttributes(&fa, prefill_wg_kernel<__nv_bfloat16, BN, ST>));
     const char *why = zl_cuda_prefill_wg_declines(variant);
-    printf("variant %d (BN %d, %d stages%s): %d registers, %d bytes of local memory, at most %d "
+    printf("variant %d (BN %d, %d stages): %d registers, %d bytes of local memory, at most %d "
            "threads a block: %s%s\n",
-           variant, BN, ST, PIPE ? ", FA3 order" : "", fa.numRegs, (int)fa.localSizeBytes,
+           variant, BN, ST, fa.numRegs, (int)fa.localSizeBytes,
            fa.maxThreadsPerBlock, why ? "DECLINES: " : "runs", why ? why : "");
     if (why)
         failures++;
@@ -248,12 +248,10 @@ int main()
     const unsigned long long seed = env ? strtoull(env, NULL, 10) : (unsigned long long)time(NULL);
     rng ^= seed;
     printf("seed %llu (ZL_TEST_SEED)\n", seed);
-    report<128, 2, false>(1);
-    report<64, 4, false>(2);
-    report<128, 3, false>(3);
-    report<64, 4, true>(4);
-    report<128, 3, true>(5);
-    static_assert(ZL_CUDA_PREFILL_WG_VARIANTS == 5, "report every variant");
+    report<128, 2>(1);
+    report<64, 4>(2);
+    report<128, 3>(3);
+    static_assert(ZL_CUDA_PREFILL_WG_VARIANTS == 3, "report every variant");
     if (!zl_cuda_prefill_wg_declines(ZL_CUDA_PREFILL_WG_VARIANTS + 1)) {
         printf("FAIL: variant %d is not declined\n", ZL_CUDA_PREFILL_WG_VARIANTS + 1);
         failures++;
