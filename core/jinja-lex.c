@@ -168,17 +168,17 @@ static int lex_string(struct lexer *L)
             }
         }
         if (hex) {
-            int32_t cp = 0;
+            uint32_t cp = 0; /* \U's 8 digits reach 0xffffffff */
             for (int i = 0; i < hex; i++) {
                 if (L->pos >= L->n || !isxdigit((unsigned char)L->s[L->pos]))
                     return lex_error(L, L->pos, "bad escape in string literal");
                 char h = L->s[L->pos++];
-                cp = cp * 16 + (isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
+                cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
             }
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return lex_error(L, start, "bad code point in string literal");
             char enc[4];
-            int k = jj_u8_encode(cp, enc);
+            int k = jj_u8_encode((int32_t)cp, enc);
             /* "\xNN" (4 bytes) may encode to 2 bytes: still fits */
             memcpy(out + o, enc, (size_t)k);
             o += (size_t)k;

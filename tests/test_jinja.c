@@ -468,3 +468,18 @@ Test(jinja, huge_strings_stop_at_the_limit)
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         expect_output(ok[i].src, t, ok[i].want);
 }
+
+/* Escapes in string literals are Python's; \U's eight hex digits can
+ * spell values past int32 (fuzz_jinja found the overflow), and past the
+ * last code point or in the surrogates they are an error. */
+Test(jinja, string_escapes)
+{
+    expect_output("{{ '\\x41\\u00e9\\U0001F600\\n'|length }}", NULL, "4");
+    expect_output("{{ '\\x41\\u00e9\\U0001F600' }}", NULL, "A\xc3\xa9\xf0\x9f\x98\x80");
+    expect_output("{{ '\\q' }}", NULL, "\\q");
+    expect_error("{{ '\\Uffffffff' }}", NULL, "bad code point in string literal");
+    expect_error("{{ '\\UbBbBbBbB' }}", NULL, "bad code point in string literal");
+    expect_error("{{ '\\U00110000' }}", NULL, "bad code point in string literal");
+    expect_error("{{ '\\ud800' }}", NULL, "bad code point in string literal");
+    expect_error("{{ '\\x4' }}", NULL, "bad escape in string literal");
+}
