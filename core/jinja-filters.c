@@ -483,11 +483,12 @@ json_t *jj_filter(struct jj_ctx *c, const struct jj_node *n, const char *name, j
         return r;
     }
     /* string filters; the input's str() can overflow before the filter does */
-    char input[48];
-    snprintf(input, sizeof input, "%s's input", name);
-    json_t *s = jj_sized(c, n, str_of(v), input), *r = NULL;
-    if (!s)
-        return NULL;
+    json_t *s = str_of(v), *r = NULL;
+    if (!s) {
+        char input[48];
+        snprintf(input, sizeof input, "%s's input", name);
+        return jj_sized(c, n, NULL, input);
+    }
     const char *p = json_string_value(s);
     size_t len = json_string_length(s);
     if (!strcmp(name, "trim")) {

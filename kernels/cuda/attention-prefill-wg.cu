@@ -288,7 +288,7 @@ __global__ void __launch_bounds__(THREADS, 1)
 
 // The most threads a block of this instance takes at the registers ptxas
 // gave it (the launch bounds cap them at 168): if a toolkit ever gives
-// more, the launcher declines rather than fail the launch.
+// more, zl_cuda_prefill_wg_declines says so rather than a launch failing.
 template <typename T, int BN, int ST> int max_threads()
 {
     static const int n = [] {
@@ -309,8 +309,6 @@ cudaError_t launch(const heads_t *out, const heads_t *q, const kv_t *cache, cons
     cudaError_t e = smem_opt_in(prefill_wg_kernel<T, BN, ST>, smem, opted);
     if (e != cudaSuccess)
         return e;
-    if (max_threads<T, BN, ST>() < THREADS)
-        return cudaErrorNotSupported;
     // Heads fastest, query tiles slowest (reversed in the kernel), as the
     // mma.sync kernel: the heads sharing a kv head read its K/V from L2.
     dim3 grid((unsigned)q->heads, (unsigned)b->n_seqs, (unsigned)((sh->max_q_len + BM - 1) / BM));
@@ -347,8 +345,7 @@ extern "C" cudaError_t zl_cuda_attention_prefill_wg(const heads_t *out, const he
                                                     float scale, int bs_shift, int variant,
                                                     cudaStream_t stream)
 {
-    if (!sm90a_built() || variant < 1 || variant > ZL_CUDA_PREFILL_WG_VARIANTS ||
-        device_major() != 9 || cache->head_dim != HD)
+    if (cache->head_dim != HD || zl_cuda_prefill_wg_declines(variant))
         return cudaErrorNotSupported;
     if (q->dtype == ZL_DTYPE_BF16)
         return launch_variant<__nv_bfloat16>(variant, out, q, cache, b, sh, scale, bs_shift,
