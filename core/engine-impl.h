@@ -37,6 +37,7 @@ struct eng_req {
     struct eng_seq *seqs;           /* [sp.n] */
     double t_arrival;
     bool started, cancel, cancel_seen;
+    bool skip_special, include_stop; /* zl_request_opts */
     struct eng_req *prev, *next;    /* the engine's list of live requests */
 };
 

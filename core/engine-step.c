@@ -40,6 +40,10 @@ static int text_out(struct zl_engine *e, struct eng_seq *q, const char *t, size_
     int hit = zl_stopstr_push(q->stops, t, n, &emit, &len);
     if (hit >= 0 && len)
         text_append(e, emit, len);
+    if (hit == 1 && q->req->include_stop) {
+        const char *s = q->req->stop[zl_stopstr_matched(q->stops)];
+        text_append(e, s, strlen(s));
+    }
     if (hit == 0 && final && zl_stopstr_finish(q->stops, &emit, &len) >= 0 && len)
         text_append(e, emit, len);
     return hit == 1;
@@ -365,7 +369,9 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
         const char *t;
         size_t n;
         int stopped = 0;
-        if (o.stop_token < 0 && zl_detok_push(q->detok, res.token, &t, &n) >= 0)
+        /* a stop token's text only when asked for (vLLM's rule) */
+        if ((o.stop_token < 0 || r->include_stop) &&
+            zl_detok_push(q->detok, res.token, &t, &n) >= 0)
             stopped = text_out(e, q, t, n, 0);
         if (stopped) {
             o.finish = ZL_FINISH_STOP;

@@ -288,7 +288,8 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
         memcpy(q->s.tokens, prompt, sizeof(int32_t) * (size_t)n);
         q->s.n_tokens = q->s.n_prompt = n;
         if (e->p.tokenizer) {
-            if (zl_detok_create(e->p.tokenizer, ZL_DETOK_SKIP_SPECIAL, &q->detok) < 0)
+            if (zl_detok_create(e->p.tokenizer, r->skip_special ? ZL_DETOK_SKIP_SPECIAL : 0,
+                                &q->detok) < 0)
                 return ZL_ENOMEM;
             /* a little prompt context, so the first word keeps its leading space */
             const char *t;
@@ -303,9 +304,29 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
     return ZL_OK;
 }
 
+struct zl_request_opts zl_request_default_opts(void)
+{
+    return (struct zl_request_opts){.size = sizeof(struct zl_request_opts),
+                                    .skip_special_tokens = 1};
+}
+
 int zl_engine_submit(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
                      const struct zl_sampling_params *sp, void *user, uint64_t *id)
 {
+    return zl_engine_submit_opts(e, prompt, n_prompt, sp, NULL, user, id);
+}
+
+int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
+                          const struct zl_sampling_params *sp, const struct zl_request_opts *opts,
+                          void *user, uint64_t *id)
+{
+    struct zl_request_opts ro = zl_request_default_opts();
+    if (opts) {
+        if (opts->size < sizeof ro)
+            return zl_error(ZL_EINVAL, "engine: request options of %u bytes, want %zu",
+                            opts->size, sizeof ro);
+        ro = *opts;
+    }
     struct zl_sampling_params dflt = zl_sampling_default_params();
     if (!sp)
         sp = &dflt;
@@ -330,6 +351,8 @@ int zl_engine_submit(struct zl_engine *e, const int32_t *prompt, int32_t n_promp
         return zl_error(ZL_ENOMEM, "engine: out of memory");
     r->sp = *sp;
     r->user = user;
+    r->skip_special = ro.skip_special_tokens != 0;
+    r->include_stop = ro.include_stop_str_in_output != 0;
     r->n_prompt = n_prompt;
     if (dup_arrays(r, sp) < 0 || make_seqs(e, r, prompt, n_prompt) < 0) {
         zl_engine_req_free(r);

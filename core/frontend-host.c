@@ -113,9 +113,10 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
     q->cb = cb;
     q->user = user;
     q->n = r->sampling.n > 0 ? r->sampling.n : 1;
-    /* skip_special_tokens / include_stop_str_in_output: the engine's
-     * detokenizer settings apply to every request for now. */
-    int rc = zl_engine_submit(h->engine, r->prompt, r->n_prompt, &r->sampling, q, id);
+    struct zl_request_opts ro = zl_request_default_opts();
+    ro.skip_special_tokens = r->skip_special_tokens;
+    ro.include_stop_str_in_output = r->include_stop_str_in_output;
+    int rc = zl_engine_submit_opts(h->engine, r->prompt, r->n_prompt, &r->sampling, &ro, q, id);
     if (rc < 0) {
         if (rc == ZL_ESTATE)
             atomic_store(&h->dead, 1);

@@ -379,28 +379,42 @@ Test(engine, batch_invariance_plumbing)
 }
 
 /* A 64-token tokenizer (one character per id, fused on decode) for text
- * deltas and stop strings over the fake model. */
-static struct zl_tokenizer *char_tokenizer(void)
+ * deltas and stop strings over the fake model; id `special` (>= 0) is
+ * instead the special added token "<S>". */
+static struct zl_tokenizer *char_tokenizer_special(int special)
 {
     static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!";
     char json[4096];
     int n = snprintf(json, sizeof(json), "{\"model\":{\"type\":\"BPE\",\"merges\":[],\"vocab\":{");
     for (int i = 0; i < FAKE_VOCAB; i++)
         n += snprintf(json + n, sizeof(json) - (size_t)n, "%s\"%c\":%d", i ? "," : "", chars[i], i);
-    n += snprintf(json + n, sizeof(json) - (size_t)n, "}},\"decoder\":{\"type\":\"Fuse\"}}");
+    n += snprintf(json + n, sizeof(json) - (size_t)n, "}},\"decoder\":{\"type\":\"Fuse\"}");
+    if (special >= 0)
+        n += snprintf(json + n, sizeof(json) - (size_t)n,
+                      ",\"added_tokens\":[{\"id\":%d,\"content\":\"<S>\",\"special\":true}]",
+                      special);
+    n += snprintf(json + n, sizeof(json) - (size_t)n, "}");
     struct zl_tokenizer *t;
     cr_assert_eq(zl_tokenizer_load_json(json, (size_t)n, &t), ZL_OK, "%s", zl_last_error());
     return t;
 }
 
+static struct zl_tokenizer *char_tokenizer(void)
+{
+    return char_tokenizer_special(-1);
+}
+
 /* Runs one request and returns its concatenated text deltas (static buffer). */
-static const char *run_text(struct zl_engine *e, const int32_t *prompt, int32_t n,
-                            const struct zl_sampling_params *sp, int32_t *n_tokens, struct zl_output *last)
+static const char *run_text_opts(struct zl_engine *e, const int32_t *prompt, int32_t n,
+                                 const struct zl_sampling_params *sp,
+                                 const struct zl_request_opts *opts, int32_t *n_tokens,
+                                 struct zl_output *last)
 {
     static char text[1024];
     size_t len = 0;
     *n_tokens = 0;
-    cr_assert_eq(zl_engine_submit(e, prompt, n, sp, NULL, NULL), ZL_OK, "%s", zl_last_error());
+    cr_assert_eq(zl_engine_submit_opts(e, prompt, n, sp, opts, NULL, NULL), ZL_OK, "%s",
+                 zl_last_error());
     for (;;) {
         struct zl_output o;
         cr_assert_eq(zl_engine_wait(e, &o, 10000), 1);
@@ -416,6 +430,13 @@ static const char *run_text(struct zl_engine *e, const int32_t *prompt, int32_t 
     }
     text[len] = 0;
     return text;
+}
+
+static const char *run_text(struct zl_engine *e, const int32_t *prompt, int32_t n,
+                            const struct zl_sampling_params *sp, int32_t *n_tokens,
+                            struct zl_output *last)
+{
+    return run_text_opts(e, prompt, n, sp, NULL, n_tokens, last);
 }
 
 Test(engine, text_deltas_and_stop_strings)
@@ -455,6 +476,87 @@ Test(engine, text_deltas_and_stop_strings)
     cr_expect_eq(strncmp(got, want, at), 0);
     cr_expect_eq(n, (int32_t)(at + 2), "tokens up to the one completing the stop string");
     free(want);
+    rig_down(&r);
+    zl_tokenizer_free(tok);
+}
+
+/* The text of ids[0, n) decoded with flags (a static buffer). */
+static const char *decoded(const struct zl_tokenizer *t, const int32_t *ids, int32_t n,
+                           uint32_t flags)
+{
+    static char text[256];
+    char *s;
+    size_t len;
+    cr_assert_eq(zl_tokenizer_decode(t, ids, (size_t)n, flags, &s, &len), ZL_OK);
+    cr_assert_lt(len, sizeof(text));
+    memcpy(text, s, len);
+    text[len] = 0;
+    free(s);
+    return text;
+}
+
+/* zl_request_opts, as vLLM's SamplingParams: skip_special_tokens (on by
+ * default) and include_stop_str_in_output for stop strings and stop ids. */
+Test(engine, skip_special_and_include_stop)
+{
+    int32_t prompt[7] = {7, 4, 11, 11, 14, 62, 22};
+    int32_t ref[30];
+    fake_reference(prompt, 7, 30, ref);
+    struct zl_tokenizer *tok = char_tokenizer_special(ref[4]); /* a special token in the output */
+    struct zl_engine_params ep = params(0);
+    ep.tokenizer = tok;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 30;
+    sp.ignore_eos = 1;
+    struct zl_request_opts keep = zl_request_default_opts(), incl = zl_request_default_opts();
+    keep.skip_special_tokens = 0;
+    incl.include_stop_str_in_output = 1;
+    int32_t n;
+    struct zl_output last;
+
+    char skipped[256];
+    snprintf(skipped, sizeof skipped, "%s", decoded(tok, ref, 30, ZL_DETOK_SKIP_SPECIAL));
+    cr_assert_null(strstr(skipped, "<S>"));
+    cr_expect_str_eq(run_text(r.e, prompt, 7, &sp, &n, &last), skipped, "skipped by default");
+    const char *kept = decoded(tok, ref, 30, 0);
+    cr_assert_not_null(strstr(kept, "<S>"));
+    cr_expect_str_eq(run_text_opts(r.e, prompt, 7, &sp, &keep, &n, &last), kept,
+                     "skip_special_tokens 0 keeps it");
+
+    /* a stop string: the text before it, or through it */
+    char stop[3] = {skipped[12], skipped[13], 0};
+    const char *stops[] = {stop};
+    sp.stop = stops;
+    sp.n_stop = 1;
+    size_t at = (size_t)(strstr(skipped, stop) - skipped);
+    const char *got = run_text(r.e, prompt, 7, &sp, &n, &last);
+    cr_expect_eq(strlen(got), at, "'%s' ends before '%s'", got, stop);
+    got = run_text_opts(r.e, prompt, 7, &sp, &incl, &n, &last);
+    cr_expect_eq(last.stop_string, 0);
+    cr_expect_eq(strlen(got), at + 2, "'%s' ends with '%s'", got, stop);
+    cr_expect_eq(strncmp(got, skipped, at + 2), 0);
+    sp.n_stop = 0;
+    sp.stop = NULL;
+
+    /* a stop token id: its text only with include_stop_str_in_output */
+    int32_t k = 0;
+    while (ref[k] != ref[9])
+        k++;
+    sp.stop_token_ids = &ref[9];
+    sp.n_stop_token_ids = 1;
+    char before[256];
+    snprintf(before, sizeof before, "%s", decoded(tok, ref, k, ZL_DETOK_SKIP_SPECIAL));
+    cr_expect_str_eq(run_text(r.e, prompt, 7, &sp, &n, &last), before);
+    cr_expect_eq(last.stop_token, ref[9]);
+    cr_expect_str_eq(run_text_opts(r.e, prompt, 7, &sp, &incl, &n, &last),
+                     decoded(tok, ref, k + 1, ZL_DETOK_SKIP_SPECIAL));
+    cr_expect_eq(n, k + 1);
+
+    struct zl_request_opts small = {.size = 4};
+    cr_expect_eq(zl_engine_submit_opts(r.e, prompt, 7, &sp, &small, NULL, NULL), ZL_EINVAL);
     rig_down(&r);
     zl_tokenizer_free(tok);
 }

@@ -120,22 +120,34 @@ static void wait_for(struct seen *s, int calls)
     pthread_mutex_unlock(&s->mu);
 }
 
-static uint64_t submit(struct seen *s, int32_t n, int32_t max_tokens, int slow)
+/* A greedy request of n sequences over one 7-token prompt. */
+static struct zl_fe_request request(int32_t n, int32_t max_tokens)
 {
     static const int32_t prompt[7] = {7, 4, 11, 11, 14, 62, 22};
-    memset(s, 0, sizeof *s);
-    s->slow = slow;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
     struct zl_fe_request r = {.size = sizeof r, .prompt = prompt, .n_prompt = 7,
                               .sampling = api->defaults, .skip_special_tokens = 1};
     r.sampling.temperature = 0;
     r.sampling.n = n;
     r.sampling.max_tokens = max_tokens;
     r.sampling.ignore_eos = 1;
+    return r;
+}
+
+static uint64_t submit_request(struct seen *s, const struct zl_fe_request *r, int slow)
+{
+    memset(s, 0, sizeof *s);
+    s->slow = slow;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
     uint64_t id;
-    cr_assert_eq(api->submit(api->ctx, &r, on_out, s, &id), ZL_OK, "%s", api->last_error(api->ctx));
+    cr_assert_eq(api->submit(api->ctx, r, on_out, s, &id), ZL_OK, "%s", api->last_error(api->ctx));
     return id;
+}
+
+static uint64_t submit(struct seen *s, int32_t n, int32_t max_tokens, int slow)
+{
+    struct zl_fe_request r = request(n, max_tokens);
+    return submit_request(s, &r, slow);
 }
 
 Test(frontend_host, one_done_after_every_sequence_and_text_matches_tokens)
@@ -155,6 +167,31 @@ Test(frontend_host, one_done_after_every_sequence_and_text_matches_tokens)
     }
     usleep(20000);
     cr_assert_eq(s.n_done, 1, "exactly one done");
+}
+
+/* include_stop_str_in_output reaches the engine: the text ends with the
+ * stop string, and before it without the flag. */
+Test(frontend_host, include_stop_str_in_output)
+{
+    struct seen s;
+    submit(&s, 1, 12, 0);
+    wait_for(&s, 0);
+    char full[512], stop[3] = {s.text[0][4], s.text[0][5], 0};
+    snprintf(full, sizeof full, "%s", s.text[0]);
+    size_t at = (size_t)(strstr(full, stop) - full);
+    const char *stops[] = {stop};
+    for (int incl = 0; incl < 2; incl++) {
+        struct zl_fe_request r = request(1, 12);
+        r.sampling.stop = stops;
+        r.sampling.n_stop = 1;
+        r.include_stop_str_in_output = incl;
+        submit_request(&s, &r, 0);
+        wait_for(&s, 0);
+        cr_expect_eq(s.finish[0], ZL_FE_FINISH_STOP);
+        cr_expect_eq(strlen(s.text[0]), at + (incl ? 2 : 0), "include %d: '%s' of '%s'", incl,
+                     s.text[0], full);
+        cr_expect_eq(strncmp(s.text[0], full, strlen(s.text[0])), 0);
+    }
 }
 
 Test(frontend_host, cancel_ends_with_abort_and_frees_blocks)

@@ -73,6 +73,40 @@ def test_stop_string(client):
     assert text.startswith(r.choices[0].text)
 
 
+def test_include_stop_str_in_output(client):
+    kw = dict(model=MODEL, prompt="Count: 1, 2, 3, 4,", max_tokens=24, temperature=0)
+    text = client.completions.create(**kw).choices[0].text
+    stop = text[3:5]
+    r = client.completions.create(stop=[stop], extra_body={"include_stop_str_in_output": True}, **kw)
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].text == text[:text.index(stop) + len(stop)]
+
+
+def test_eos_text_and_skip_special_tokens(client):
+    """vLLM's rules: EOS ends the text unseen; include_stop_str_in_output
+    adds its text, which skip_special_tokens (on by default) then drops."""
+    kw = dict(model=MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=48,
+              temperature=0)
+    base = client.chat.completions.create(**kw).choices[0]
+    assert base.finish_reason == "stop", "SmolLM2 answers 'Say hi.' within 48 tokens"
+    text = base.message.content
+
+    def content(**extra):
+        return client.chat.completions.create(extra_body=extra, **kw).choices[0].message.content
+
+    assert content(include_stop_str_in_output=True, skip_special_tokens=False) == text + "<|im_end|>"
+    assert content(include_stop_str_in_output=True) == text
+    assert content(skip_special_tokens=False) == text
+    # past EOS the model writes the template's special tokens: kept only when asked
+    kw["max_tokens"] = 64
+    kept = content(ignore_eos=True, skip_special_tokens=False)
+    assert kept.startswith(text + "<|im_end|>")
+    plain = kept
+    for special in ("<|im_end|>", "<|im_start|>", "<|endoftext|>"):
+        plain = plain.replace(special, "")
+    assert content(ignore_eos=True) == plain
+
+
 def test_logprobs(client):
     r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0, logprobs=2)
     lp = r.choices[0].logprobs

@@ -154,6 +154,20 @@ ZL_API void zl_engine_free(struct zl_engine *e);
  * error; ZL_ENOMEM. */
 ZL_API int zl_engine_submit(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
                             const struct zl_sampling_params *sp, void *user, uint64_t *id);
+
+/* How a request's text is made (a tokenizer is attached), as vLLM's
+ * SamplingParams of the same names. */
+struct zl_request_opts {
+    uint32_t size;                          /* sizeof(struct zl_request_opts) */
+    int32_t skip_special_tokens;            /* 1 (default): special tokens add no text */
+    int32_t include_stop_str_in_output;     /* 1: the text keeps the stop string that ended it,
+                                             * and the text of a stop token id or EOS; 0 */
+};
+ZL_API struct zl_request_opts zl_request_default_opts(void);
+/* zl_engine_submit with opts (NULL: the defaults). */
+ZL_API int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
+                                 const struct zl_sampling_params *sp,
+                                 const struct zl_request_opts *opts, void *user, uint64_t *id);
 /* Cancels a request: its sequences end with ABORT at the next step and
  * their blocks are freed.  ZL_ENOTFOUND for an unknown or finished id. */
 ZL_API int zl_engine_cancel(struct zl_engine *e, uint64_t id);
