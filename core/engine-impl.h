@@ -38,6 +38,10 @@ struct eng_req {
     double t_arrival;
     bool started, cancel, cancel_seen;
     bool skip_special, include_stop; /* zl_request_opts */
+    int32_t plp_k;                  /* prompt logprobs: -1 none, else their top k */
+    float *plp;                     /* [n_prompt] (zl_output.prompt_logprobs) */
+    int32_t *plp_ids;               /* [n_prompt * plp_k] */
+    float *plp_top;                 /* [n_prompt * plp_k] */
     struct eng_req *prev, *next;    /* the engine's list of live requests */
 };
 
@@ -137,6 +141,8 @@ struct zl_engine {
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */
+    float *score;                   /* host copies of a step's score rows (engine-score.c) */
+    size_t score_cap;               /* floats */
     char *text;                     /* scratch for one event's text */
     size_t text_len, text_cap;
     struct eng_req **todo;          /* scratch: requests to start or cancel this step */
@@ -193,6 +199,11 @@ void zl_engine_pace_queued(struct zl_engine *e, const struct zl_sched_batch *b, 
 /* The outstanding step's tokens came back at now after a wait of waited
  * seconds; queued_now: a step was queued in this iteration (it begins). */
 void zl_engine_pace_done(struct zl_engine *e, bool queued_now, double waited, double now);
+
+/* engine-score.c: a step's score rows (logits after the sampled rows' in
+ * lt) to its requests' prompt logprobs */
+int zl_engine_score_rows(struct zl_engine *e, const struct zl_sched_batch *b,
+                         const struct zl_tensor *lt);
 
 /* engine-graph.c: the graph bracket and the padding of decode steps */
 int zl_engine_graph_init(struct zl_engine *e);

@@ -221,7 +221,9 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
 {
     const struct zl_engine_params *p = &e->p;
     int32_t rows = zl_engine_graph_rows(e, b);
-    int32_t n_tok = rows ? rows : b->n_tokens, n_log = rows ? rows : b->n_logits;
+    /* score rows (prompt logprobs) follow the sampled ones; never in a graph */
+    int32_t n_fwd_log = b->n_logits + b->n_score;
+    int32_t n_tok = rows ? rows : b->n_tokens, n_log = rows ? rows : n_fwd_log;
     f->mark = zl_mem_ws_mark(p->mem);
     size_t wsb = p->model_ops->workspace_bytes(p->model, n_tok, n_log);
     void *ws = NULL, *dl = NULL;
@@ -236,7 +238,7 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
     if (rc == 0) {
         struct zl_forward_batch fb = {
             .n_tokens = b->n_tokens, .tokens = b->tokens, .positions = b->positions,
-            .attn = b->attn, .cache = &e->cache, .n_logits = b->n_logits,
+            .attn = b->attn, .cache = &e->cache, .n_logits = n_fwd_log,
             .logits_rows = b->logits_rows, .workspace = ws, .workspace_bytes = wsb,
             .token_from = zl_engine_async_from(e, b),
         };
@@ -244,6 +246,8 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
             rc = p->model_ops->forward(p->model, &fb, &f->lt);
         else if ((rc = zl_engine_graph_pad(e, b, rows, &fb)) == 0)
             rc = zl_engine_graph_forward(e, &fb, &f->lt);
+        if (rc == 0)
+            rc = zl_engine_score_rows(e, b, &f->lt);
         f->lt.ne[0] = b->n_logits;  /* the real rows lead */
     }
     if (rc < 0) {
@@ -346,6 +350,13 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
     base_output(q, &o);
     o.n_tokens = 1;
     o.token = res.token;
+    if (n_out == 1 && r->plp_k >= 0) {
+        o.n_prompt_logprobs = r->n_prompt;
+        o.prompt_logprobs = r->plp;
+        o.prompt_top_k = r->plp_k;
+        o.prompt_top_ids = r->plp_ids;
+        o.prompt_top_logprobs = r->plp_top;
+    }
     if (sp->logprobs >= 0) {
         o.logprob = res.logprob;
         o.n_top = res.n_top;

@@ -4,6 +4,7 @@
  * under one mutex: the list of live requests (submit adds, cancel flags),
  * the event queue and the counters. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -192,6 +193,9 @@ void zl_engine_req_free(struct eng_req *r)
     for (int32_t i = 0; r->stop && i < r->sp.n_stop; i++)
         free(r->stop[i]);
     free(r->stop);
+    free(r->plp);
+    free(r->plp_ids);
+    free(r->plp_top);
     free(r);
 }
 
@@ -227,6 +231,7 @@ void zl_engine_free(struct zl_engine *e)
     zl_sampler_free(e->sampler);
     zl_engine_dsample_free(e);
     free(e->logits);
+    free(e->score);
     free(e->text);
     free(e->todo);
     free(e->eos);
@@ -282,6 +287,7 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
         q->s.user = q;
         q->held = q->row[0] = q->row[1] = -1;
         q->s.force_prefix = i > 0;
+        q->s.score_prompt = i == 0 && r->plp_k >= 0; /* siblings share its prompt */
         q->s.cap = n + 16;
         if (!(q->s.tokens = malloc(sizeof(int32_t) * (size_t)q->s.cap)))
             return ZL_ENOMEM;
@@ -307,7 +313,7 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
 struct zl_request_opts zl_request_default_opts(void)
 {
     return (struct zl_request_opts){.size = sizeof(struct zl_request_opts),
-                                    .skip_special_tokens = 1};
+                                    .skip_special_tokens = 1, .prompt_logprobs = -1};
 }
 
 int zl_engine_submit(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,
@@ -327,6 +333,9 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
                             opts->size, sizeof ro);
         ro = *opts;
     }
+    if (ro.prompt_logprobs < -1 || ro.prompt_logprobs > ZL_SAMPLE_MAX_LOGPROBS)
+        return zl_error(ZL_EINVAL, "engine: prompt_logprobs %d is not -1 (none) or 0..%d",
+                        ro.prompt_logprobs, ZL_SAMPLE_MAX_LOGPROBS);
     struct zl_sampling_params dflt = zl_sampling_default_params();
     if (!sp)
         sp = &dflt;
@@ -353,6 +362,20 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
     r->user = user;
     r->skip_special = ro.skip_special_tokens != 0;
     r->include_stop = ro.include_stop_str_in_output != 0;
+    r->plp_k = ro.prompt_logprobs;
+    if (r->plp_k >= 0) {
+        size_t np = (size_t)n_prompt, nk = np * (size_t)(r->plp_k ? r->plp_k : 1);
+        r->plp = malloc(sizeof(float) * np);
+        r->plp_ids = calloc(nk, sizeof(int32_t));
+        r->plp_top = calloc(nk, sizeof(float));
+        if (!r->plp || !r->plp_ids || !r->plp_top) {
+            zl_engine_req_free(r);
+            return zl_error(ZL_ENOMEM, "engine: out of memory for the prompt logprobs of %d "
+                            "tokens", n_prompt);
+        }
+        for (size_t i = 0; i < np; i++)
+            r->plp[i] = NAN;
+    }
     r->n_prompt = n_prompt;
     if (dup_arrays(r, sp) < 0 || make_seqs(e, r, prompt, n_prompt) < 0) {
         zl_engine_req_free(r);
@@ -404,7 +427,12 @@ void zl_engine_emit(struct zl_engine *e, const struct zl_output *o)
         e->p.on_output(o, e->p.on_output_user);
         return;
     }
-    struct eng_event *ev = malloc(sizeof(*ev) + o->text_len + 1);
+    /* the prompt logprobs, if any, after the text (8-byte aligned) */
+    size_t np = (size_t)o->n_prompt_logprobs, nk = np * (size_t)o->prompt_top_k;
+    size_t at = (sizeof(struct eng_event) + o->text_len + 1 + 7) & ~(size_t)7;
+    size_t bytes = np ? at + sizeof(float) * (np + nk) + sizeof(int32_t) * nk
+                      : sizeof(struct eng_event) + o->text_len + 1;
+    struct eng_event *ev = malloc(bytes);
     if (!ev) {
         ZL_ERROR("engine", "out of memory: an output of request %llu is lost",
                  (unsigned long long)o->request_id);
@@ -422,6 +450,18 @@ void zl_engine_emit(struct zl_engine *e, const struct zl_output *o)
     ev->o.text = o->text ? ev->text : NULL;
     ev->o.top_ids = ev->top_ids;
     ev->o.top_logprobs = ev->top_logprobs;
+    if (np) {
+        float *lp = (float *)((char *)ev + at), *top = lp + np;
+        int32_t *ids = (int32_t *)(top + nk);
+        memcpy(lp, o->prompt_logprobs, sizeof(float) * np);
+        if (nk) {
+            memcpy(top, o->prompt_top_logprobs, sizeof(float) * nk);
+            memcpy(ids, o->prompt_top_ids, sizeof(int32_t) * nk);
+        }
+        ev->o.prompt_logprobs = lp;
+        ev->o.prompt_top_logprobs = top;
+        ev->o.prompt_top_ids = ids;
+    }
     ev->o.priv = ev;
     pthread_mutex_lock(&e->mu);
     if (e->q_tail)

@@ -35,6 +35,8 @@ struct zl_sched {
     int32_t *q_start;               /* [max_num_seqs + 1] */
     int32_t *kv_len, *logits_rows;  /* [max_num_seqs] */
     struct zl_sched_seq **logits_seqs;
+    int32_t *score_rows;            /* [max_num_seqs] this step's score rows, gathered */
+    struct zl_sched_seq **score_seqs;
     int32_t *table;                 /* [max_num_seqs, table_cols] */
     int32_t table_cols;
 
@@ -68,6 +70,8 @@ void zl_sched_free(struct zl_sched *s)
     free(s->kv_len);
     free(s->logits_rows);
     free(s->logits_seqs);
+    free(s->score_rows);
+    free(s->score_seqs);
     free(s->table);
     free(s);
 }
@@ -98,8 +102,11 @@ int zl_sched_create(const struct zl_sched_params *p, struct zl_kv *kv, struct zl
     s->kv_len = malloc(sizeof(int32_t) * ns);
     s->logits_rows = malloc(sizeof(int32_t) * ns);
     s->logits_seqs = malloc(sizeof(*s->logits_seqs) * ns);
+    s->score_rows = malloc(sizeof(int32_t) * ns);
+    s->score_seqs = malloc(sizeof(*s->score_seqs) * ns);
     if (!s->step || !s->dropped || !s->snap || !s->tokens || !s->positions || !s->slot ||
-        !s->q_start || !s->kv_len || !s->logits_rows || !s->logits_seqs) {
+        !s->q_start || !s->kv_len || !s->logits_rows || !s->logits_seqs || !s->score_rows ||
+        !s->score_seqs) {
         zl_sched_free(s);
         return zl_error(ZL_ENOMEM, "scheduler: out of memory");
     }
@@ -266,6 +273,8 @@ static int run_one(struct zl_sched *s, struct zl_sched_seq *q)
             return ZL_OK;
         n_new = chunk(s, q);    /* the victim's budget came back */
     }
+    if (n_new < 1)
+        return ZL_OK;
     int rc = zl_kv_seq_grow(s->kv, &q->kv, q->n_computed + n_new);
     if (rc < 0)
         return rc;
@@ -283,7 +292,7 @@ static int admit_one(struct zl_sched *s, struct zl_sched_seq *q, int *admitted)
         return ZL_OK;
     }
     int first = q->kv.n_blocks == 0 && q->n_computed == 0;
-    if (first && (s->p.enable_prefix_caching || q->force_prefix)) {
+    if (first && (s->p.enable_prefix_caching || q->force_prefix) && !q->score_prompt) {
         int32_t hit = zl_kv_prefix_match(s->kv, &q->kv, q->tokens, q->n_tokens - 1);
         q->n_computed = hit > 0 ? hit : 0;
     }
@@ -310,10 +319,56 @@ static int admit_one(struct zl_sched *s, struct zl_sched_seq *q, int *admitted)
     return ZL_OK;
 }
 
+/* Rows of q's chunk whose logits score a prompt token (positions before
+ * the prompt's last). */
+static int32_t score_rows(const struct zl_sched_seq *q)
+{
+    if (!q->score_prompt)
+        return 0;
+    int32_t end = q->n_computed + q->step_new, last = q->n_prompt - 1;
+    return (end < last ? end : last) - q->n_computed > 0
+               ? (end < last ? end : last) - q->n_computed : 0;
+}
+
+/* Score rows share the step's max_num_seqs logits rows with the sampled
+ * ones: a score_prompt chunk that would take more is cut to what is left
+ * (at least one row: its own sampled row, when the cut drops it, or a
+ * row no other sequence can take), or leaves the step. */
+static void fit_score_rows(struct zl_sched *s)
+{
+    int32_t sampled = 0, any = 0;
+    for (int32_t i = 0; i < s->n_step; i++) {
+        const struct zl_sched_seq *q = s->step[i];
+        if (q) {
+            sampled += q->n_computed + q->step_new == q->n_tokens;
+            any |= q->score_prompt;
+        }
+    }
+    int32_t left = s->p.max_num_seqs - sampled;
+    for (int32_t i = 0; any && i < s->n_step; i++) {
+        struct zl_sched_seq *q = s->step[i];
+        int32_t want = q ? score_rows(q) : 0;
+        if (want <= left) {
+            left -= want;
+            continue;
+        }
+        int32_t own = q->n_computed + q->step_new == q->n_tokens; /* its sampled row, cut */
+        int32_t keep = left + own;
+        s->budget += q->step_new - keep;
+        q->step_new = keep;
+        left = 0;
+        if (!keep) {
+            q->step_slot = -1;
+            s->step[i] = NULL;
+        }
+    }
+}
+
 static int build_batch(struct zl_sched *s)
 {
     struct zl_sched_batch *b = &s->batch;
-    int32_t n = 0, max_blocks = 1;
+    int32_t n = 0, max_blocks = 1, n_score = 0;
+    fit_score_rows(s);
     for (int32_t i = 0; i < s->n_step; i++)
         if (s->step[i]) {
             s->step[n] = s->step[i];
@@ -349,11 +404,18 @@ static int build_batch(struct zl_sched *s)
         memcpy(t, q->kv.blocks, sizeof(int32_t) * q->kv.n_blocks);
         for (int32_t j = q->kv.n_blocks; j < max_blocks; j++)
             t[j] = 0;
+        for (int32_t j = 0, k = score_rows(q); j < k; j++) {
+            s->score_rows[n_score] = s->q_start[i] + j;
+            s->score_seqs[n_score++] = q;
+        }
         if (s->kv_len[i] == q->n_tokens) {
             s->logits_rows[b->n_logits] = row - 1;
             s->logits_seqs[b->n_logits++] = q;
         }
     }
+    memcpy(s->logits_rows + b->n_logits, s->score_rows, sizeof(int32_t) * (size_t)n_score);
+    memcpy(s->logits_seqs + b->n_logits, s->score_seqs, sizeof(*s->score_seqs) * (size_t)n_score);
+    b->n_score = n_score;
     s->q_start[n] = row;
     b->n_seqs = n;
     b->seqs = s->step;

@@ -7,6 +7,7 @@
  * scheduling over a backend that samples (test_engine_hostdev.h), so each
  * step is queued before the last one's tokens are known. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -559,6 +560,108 @@ Test(engine, skip_special_and_include_stop)
     cr_expect_eq(zl_engine_submit_opts(r.e, prompt, 7, &sp, &small, NULL, NULL), ZL_EINVAL);
     rig_down(&r);
     zl_tokenizer_free(tok);
+}
+
+/* The first event of a request with prompt logprobs (its arrays copied
+ * into *lp etc.), the rest drained. */
+static void first_with_prompt_logprobs(struct zl_engine *e, const int32_t *prompt, int32_t n,
+                                       const struct zl_sampling_params *sp, int32_t k,
+                                       float *lp, int32_t *ids, float *top)
+{
+    struct zl_request_opts o = zl_request_default_opts();
+    o.prompt_logprobs = k;
+    uint64_t id;
+    cr_assert_eq(zl_engine_submit_opts(e, prompt, n, sp, &o, NULL, &id), ZL_OK, "%s",
+                 zl_last_error());
+    int first = 1;
+    for (;;) {
+        struct zl_output ev;
+        cr_assert_eq(zl_engine_wait(e, &ev, 10000), 1);
+        if (ev.request_id != id) { /* another request's */
+            zl_output_release(&ev);
+            continue;
+        }
+        if (first) {
+            cr_assert_eq(ev.n_prompt_logprobs, n);
+            cr_assert_eq(ev.prompt_top_k, k);
+            memcpy(lp, ev.prompt_logprobs, sizeof(float) * (size_t)n);
+            memcpy(ids, ev.prompt_top_ids, sizeof(int32_t) * (size_t)(n * k));
+            memcpy(top, ev.prompt_top_logprobs, sizeof(float) * (size_t)(n * k));
+            first = 0;
+        } else {
+            cr_assert_eq(ev.n_prompt_logprobs, 0, "on the first token only");
+        }
+        int fin = ev.finish != ZL_FINISH_NONE;
+        zl_output_release(&ev);
+        if (fin)
+            break;
+    }
+}
+
+/* Prompt logprobs against the sampler's own logprobs: prompt token i's is
+ * that of a request for P[0, i) whose next token a logit bias forces to
+ * P[i] (the sampler reports logprobs of the raw logits, bias not
+ * applied), and so are the top 3.  Both are f32 log-softmaxes of the same
+ * logits (one sums in double), hence 1e-5.  max_num_seqs 4 spreads the
+ * 40-token prompt's score rows over steps, beside another request's rows;
+ * a second run finds its blocks in the prefix cache and must not use them. */
+Test(engine, prompt_logprobs)
+{
+    struct zl_engine_params ep = params(0);
+    ep.sched.max_num_seqs = 4;
+    struct rig r;
+    rig_up(&r, ep, 4);
+    enum { N = 40, K = 3 };
+    int32_t prompt[N], other[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5};
+    srand(7);
+    for (int i = 0; i < N; i++)
+        prompt[i] = rand() % FAKE_VOCAB;
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 3;
+    cr_assert_eq(zl_engine_submit(r.e, other, 9, &sp, NULL, NULL), ZL_OK);
+    float lp[N], top[N * K], lp2[N], top2[N * K];
+    int32_t ids[N * K], ids2[N * K];
+    first_with_prompt_logprobs(r.e, prompt, N, &sp, K, lp, ids, top);
+    cr_expect(isnan(lp[0]), "the first token has nothing before it");
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    int64_t hits = st.prefix_hit_tokens;
+    first_with_prompt_logprobs(r.e, prompt, N, &sp, K, lp2, ids2, top2);
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_eq(st.prefix_hit_tokens, hits, "prompt logprobs never come from the prefix cache");
+    cr_expect_eq(memcmp(lp2 + 1, lp + 1, sizeof(float) * (N - 1)), 0);
+    cr_expect_eq(memcmp(ids2, ids, sizeof ids), 0);
+
+    float bias = 100.0f;
+    sp.max_tokens = 1;
+    sp.logprobs = K;
+    sp.n_logit_bias = 1;
+    sp.logit_bias = &bias;
+    for (int32_t i = 1; i < N; i++) {
+        sp.logit_bias_ids = &prompt[i];
+        uint64_t id;
+        cr_assert_eq(zl_engine_submit(r.e, prompt, i, &sp, NULL, &id), ZL_OK);
+        struct zl_output ev;
+        do {
+            cr_assert_eq(zl_engine_wait(r.e, &ev, 10000), 1);
+            if (ev.request_id != id)
+                zl_output_release(&ev);
+        } while (ev.request_id != id);
+        cr_assert_eq(ev.token, prompt[i]);
+        cr_expect(fabsf(ev.logprob - lp[i]) < 1e-5f, "token %d: %g against the sampler's %g", i,
+                  lp[i], ev.logprob);
+        cr_assert_eq(ev.n_top, K);
+        for (int j = 0; j < K; j++) {
+            cr_expect_eq(ids[i * K + j], ev.top_ids[j], "token %d, top %d", i, j);
+            cr_expect(fabsf(top[i * K + j] - ev.top_logprobs[j]) < 1e-5f);
+        }
+        zl_output_release(&ev);
+    }
+    struct zl_request_opts bad = zl_request_default_opts();
+    bad.prompt_logprobs = 21;
+    cr_expect_eq(zl_engine_submit_opts(r.e, prompt, N, &sp, &bad, NULL, NULL), ZL_EINVAL);
+    rig_down(&r);
 }
 
 /* Submitters on four threads, some cancelling right away, the engine on

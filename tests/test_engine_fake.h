@@ -38,12 +38,13 @@ static inline void fake_fini(struct fake_kv *f)
     free(f->pos);
 }
 
-/* The next token after a history read from the cache. */
+/* The next token after sequence s's first len tokens, read from the cache
+ * (causal: a row sees the positions up to its own). */
 static inline int32_t fake_next(const struct fake_kv *f, const struct zl_attn_batch *a, int32_t s,
-                                int64_t *errors)
+                                int32_t len, int64_t *errors)
 {
     uint64_t h = 1469598103934665603ull;
-    for (int32_t p = 0; p < a->kv_len[s]; p++) {
+    for (int32_t p = 0; p < len; p++) {
         int32_t blk = a->block_table[(size_t)s * a->max_blocks + p / f->bs];
         int32_t slot = blk * f->bs + p % f->bs;
         if (slot < 0 || slot >= f->n_slots || f->pos[slot] != p) {
@@ -75,7 +76,7 @@ static inline void fake_forward(struct fake_kv *f, int32_t n_tokens, const int32
         int32_t s = 0;
         while (s + 1 < a->n_seqs && a->q_start[s + 1] <= logits_rows[r])
             s++;
-        next[r] = fake_next(f, a, s, &f->errors);
+        next[r] = fake_next(f, a, s, positions[logits_rows[r]] + 1, &f->errors);
     }
 }
 

@@ -56,12 +56,20 @@ static void req_init(struct req *r, const int32_t *prompt, int32_t n, int32_t wa
 
 /* step -> fake forward -> commit -> append; finished ones leave. Returns
  * the batch's token count. */
+static int32_t run_batch(struct rig *r, const struct zl_sched_batch *b);
+
 static int32_t run_step(struct rig *r, const struct zl_sched_batch **out)
 {
     const struct zl_sched_batch *b;
     cr_assert_eq(zl_sched_step(r->s, &b), ZL_OK, "%s", zl_last_error());
     if (out)
         *out = b;
+    return run_batch(r, b);
+}
+
+/* A scheduled step through the fake forward, commit and append. */
+static int32_t run_batch(struct rig *r, const struct zl_sched_batch *b)
+{
     for (int32_t i = 0; i < b->n_dropped; i++)
         ((struct req *)b->dropped[i]->user)->dropped = 1;
     int32_t next[512];
@@ -136,6 +144,50 @@ Test(scheduler, budget_decodes_first_and_chunks)
     for (int i = 0; i < 10 && !(a.done && b.done && c.done); i++)
         run_step(&r, NULL);
     check_and_free((struct req *[]){&a, &b, &c}, 3);
+    rig_fini(&r);
+}
+
+/* score_prompt (prompt logprobs): every prompt position but the last gets
+ * one score row, each step's sampled and score rows stay within
+ * max_num_seqs (3 here, beside two decoding sequences), and the prompt
+ * never comes from the prefix cache although its blocks are there. */
+Test(scheduler, score_prompt_rows)
+{
+    struct zl_sched_params p = zl_sched_default_params();
+    p.max_num_seqs = 3;
+    struct rig r;
+    rig_init(&r, 64, 4, p);
+    int32_t prompt[30];
+    random_prompt(prompt, 30, 50);
+    struct req warm, a, b, c;
+    req_init(&warm, prompt, 30, 1);
+    cr_assert_eq(zl_sched_add(r.s, &warm.q), ZL_OK);
+    for (int i = 0; i < 5 && !warm.done; i++)
+        run_step(&r, NULL);
+    cr_assert(warm.done);
+    req_init(&a, prompt + 1, 4, 12);
+    req_init(&b, prompt + 2, 4, 12);
+    req_init(&c, prompt, 30, 2);
+    c.q.score_prompt = 1;
+    cr_assert_eq(zl_sched_add(r.s, &a.q), ZL_OK);
+    cr_assert_eq(zl_sched_add(r.s, &b.q), ZL_OK);
+    run_step(&r, NULL);
+    cr_assert_eq(zl_sched_add(r.s, &c.q), ZL_OK);
+    int scored[30] = {0}, steps = 0;
+    while (!(a.done && b.done && c.done) && steps++ < 100) {
+        const struct zl_sched_batch *bt;
+        cr_assert_eq(zl_sched_step(r.s, &bt), ZL_OK, "%s", zl_last_error());
+        cr_assert_leq(bt->n_logits + bt->n_score, p.max_num_seqs, "step %d", steps);
+        for (int32_t i = 0; i < bt->n_score; i++) {
+            cr_assert_eq(bt->logits_seqs[bt->n_logits + i], &c.q);
+            scored[bt->positions[bt->logits_rows[bt->n_logits + i]]]++;
+        }
+        run_batch(&r, bt);
+    }
+    cr_expect_eq(c.q.n_cached, 0, "no prefix-cache hit");
+    for (int i = 0; i < 30; i++)
+        cr_expect_eq(scored[i], i < 29, "position %d scored %d times", i, scored[i]);
+    check_and_free((struct req *[]){&warm, &a, &b, &c}, 4);
     rig_fini(&r);
 }
 

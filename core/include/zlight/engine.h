@@ -53,6 +53,15 @@ struct zl_output {
     int32_t n_prompt_tokens;
     int32_t n_cached_tokens;        /* prompt tokens found in the prefix cache */
     int32_t n_output_tokens;        /* generated so far, this one included */
+    /* prompt logprobs (zl_request_opts.prompt_logprobs), on each sequence's
+     * first token: [i] is prompt token i's logprob given the tokens before
+     * it ([0], with nothing before it, is NaN); the top k of position i - 1
+     * at [i * k ..] */
+    int32_t n_prompt_logprobs;      /* n_prompt_tokens, or 0 */
+    const float *prompt_logprobs;
+    int32_t prompt_top_k;
+    const int32_t *prompt_top_ids;
+    const float *prompt_top_logprobs;
     void *priv;                     /* owned by the engine */
 };
 
@@ -162,6 +171,11 @@ struct zl_request_opts {
     int32_t skip_special_tokens;            /* 1 (default): special tokens add no text */
     int32_t include_stop_str_in_output;     /* 1: the text keeps the stop string that ended it,
                                              * and the text of a stop token id or EOS; 0 */
+    int32_t prompt_logprobs;                /* -1 (default): none; k in 0..20: each prompt
+                                             * token's logprob and the top k (zl_output); the
+                                             * prompt is computed whole, not from the prefix
+                                             * cache, with its rows' logits taking turns with
+                                             * the step's sampled rows */
 };
 ZL_API struct zl_request_opts zl_request_default_opts(void);
 /* zl_engine_submit with opts (NULL: the defaults). */

@@ -44,6 +44,9 @@ struct zl_sched_seq {
     int32_t n_prompt;
     uint64_t salt;          /* prefix-cache salt (adapter id), 0 */
     int32_t force_prefix;   /* match the cache even when prefix caching is off (n > 1 siblings) */
+    int32_t score_prompt;   /* 1: logits for every prompt row (prompt logprobs); never matched
+                             * in the prefix cache, and its chunks take only the rows that the
+                             * step's logits leave (max_num_seqs rows a step in all) */
     void *user;
     /* ---- scheduler-owned ---- */
     int32_t n_computed;     /* leading tokens whose KV is in the cache */
@@ -69,6 +72,10 @@ struct zl_sched_batch {
     int32_t n_logits;
     const int32_t *logits_rows;     /* [n_logits] rows that end their sequence's known tokens */
     struct zl_sched_seq **logits_seqs;  /* [n_logits] the sequence of each */
+    /* score_prompt rows: logits_rows[n_logits + i] and logits_seqs[n_logits + i] for i <
+     * n_score, rows whose logits give the next prompt token's logprob (never sampled);
+     * n_logits + n_score <= max_num_seqs */
+    int32_t n_score;
     /* sequences that cannot grow even alone (KV pool or max_model_len
      * full): removed from the scheduler, the caller finishes them (length) */
     int32_t n_dropped;

@@ -1,0 +1,69 @@
+/* Prompt logprobs (zl_request_opts.prompt_logprobs): the scheduler adds
+ * score rows to a step (zl_sched_batch.n_score), the forward computes
+ * their logits after the sampled rows', and here they become each prompt
+ * token's logprob under the model (a log-softmax of the raw logits, as
+ * vLLM's prompt_logprobs) and the top k of its position.  The rows are
+ * copied to the host when the forward is queued, so a step that scores
+ * waits for its forward there (async scheduling's overlap is lost for that
+ * step only). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine-impl.h"
+
+/* The top k of row x (best first) into ids/lps, as logprobs (less lse). */
+static void top_k(const float *x, int32_t vocab, int32_t k, float lse, int32_t *ids, float *lps)
+{
+    int32_t n = 0;
+    for (int32_t v = 0; v < vocab && k > 0; v++) {
+        if (n == k && x[v] <= lps[n - 1])
+            continue;
+        int32_t at = n < k ? n++ : k - 1;
+        while (at > 0 && lps[at - 1] < x[v]) { /* ties keep the lower id first */
+            lps[at] = lps[at - 1];
+            ids[at] = ids[at - 1];
+            at--;
+        }
+        lps[at] = x[v];
+        ids[at] = v;
+    }
+    for (int32_t i = 0; i < n; i++)
+        lps[i] -= lse;
+}
+
+int zl_engine_score_rows(struct zl_engine *e, const struct zl_sched_batch *b,
+                         const struct zl_tensor *lt)
+{
+    if (!b->n_score)
+        return ZL_OK;
+    size_t vocab = (size_t)e->vocab, n = (size_t)b->n_score * vocab;
+    if (n > e->score_cap) {
+        float *x = realloc(e->score, sizeof(float) * n);
+        if (!x)
+            return zl_error(ZL_ENOMEM, "engine: out of memory for %d prompt logprob rows",
+                            b->n_score);
+        e->score = x;
+        e->score_cap = n;
+    }
+    const char *src = (const char *)lt->data + sizeof(float) * (size_t)b->n_logits * vocab;
+    int rc = e->p.backend->copy_to_host(e->p.device, e->score, src, sizeof(float) * n);
+    if (rc < 0)
+        return zl_error_wrap(rc, "engine: prompt logprob rows");
+    for (int32_t i = 0; i < b->n_score; i++) {
+        const struct zl_sched_seq *s = b->logits_seqs[b->n_logits + i];
+        struct eng_req *r = ((struct eng_seq *)s->user)->req;
+        int32_t pos = b->positions[b->logits_rows[b->n_logits + i]], next = pos + 1;
+        const float *x = e->score + (size_t)i * vocab;
+        float mx = -INFINITY;
+        for (size_t v = 0; v < vocab; v++)
+            mx = x[v] > mx ? x[v] : mx;
+        double sum = 0.0;
+        for (size_t v = 0; v < vocab; v++)
+            sum += exp((double)(x[v] - mx));
+        float lse = mx + (float)log(sum);
+        r->plp[next] = x[s->tokens[next]] - lse;
+        top_k(x, e->vocab, r->plp_k, lse, r->plp_ids + (size_t)next * (size_t)r->plp_k,
+              r->plp_top + (size_t)next * (size_t)r->plp_k);
+    }
+    return ZL_OK;
+}
