@@ -105,7 +105,7 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
     struct zl_frontend_host *h = ctx;
     if (!h->engine)
         return zl_error(ZL_ESTATE, "the engine is not running");
-    if (!r || r->size < sizeof *r || !cb)
+    if (!r || r->size < ZL_FE_REQUEST_MIN_SIZE || !cb)
         return zl_error(ZL_EINVAL, "bad request struct");
     struct fh_req *q = calloc(1, sizeof *q);
     if (!q)
@@ -116,6 +116,9 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
     struct zl_request_opts ro = zl_request_default_opts();
     ro.skip_special_tokens = r->skip_special_tokens;
     ro.include_stop_str_in_output = r->include_stop_str_in_output;
+    if (r->size >= offsetof(struct zl_fe_request, prompt_top_logprobs) + sizeof(int32_t) &&
+        r->prompt_logprobs)
+        ro.prompt_logprobs = r->prompt_top_logprobs;
     int rc = zl_engine_submit_opts(h->engine, r->prompt, r->n_prompt, &r->sampling, &ro, q, id);
     if (rc < 0) {
         if (rc == ZL_ESTATE)
@@ -199,6 +202,11 @@ void zl_frontend_host_on_output(const struct zl_output *o, void *host)
         .n_prompt_tokens = o->n_prompt_tokens,
         .n_cached_tokens = o->n_cached_tokens,
         .n_output_tokens = o->n_output_tokens,
+        .n_prompt_logprobs = o->n_prompt_logprobs,
+        .prompt_top_k = o->prompt_top_k,
+        .prompt_logprobs = o->prompt_logprobs,
+        .prompt_top_ids = o->prompt_top_ids,
+        .prompt_top_logprobs = o->prompt_top_logprobs,
     };
     q->cb(q->user, &fo);
     if (fo.done)

@@ -19,6 +19,7 @@ struct mock_req {
     zl_fe_output_fn cb;
     void *user;
     int32_t n, max_tokens, n_prompt, logprobs, ignore_eos;
+    int32_t prompt_logprobs;        /* -1, or the top k asked for */
     int32_t step;
     int cancelled;
 };
@@ -131,6 +132,7 @@ static int mock_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn
     q->n_prompt = r->n_prompt;
     q->logprobs = r->sampling.logprobs;
     q->ignore_eos = r->sampling.ignore_eos;
+    q->prompt_logprobs = r->prompt_logprobs ? r->prompt_top_logprobs : -1;
     pthread_mutex_lock(&m->mu);
     q->id = ++m->next_id;
     *id = q->id;
@@ -213,6 +215,25 @@ static int mock_step(struct mock_engine *m, struct mock_req *q)
             .n_prompt_tokens = q->n_prompt,
             .n_output_tokens = (q->step + 1) * q->n,
         };
+        /* prompt logprobs on the first token: -i/8 for token i, top k
+         * 'a', 'b', ... at -0.5 - k */
+        float plp[512], ptop[512 * 20];
+        int32_t pids[512 * 20];
+        if (q->step == 0 && q->prompt_logprobs >= 0 && q->n_prompt <= 512) {
+            int32_t k = q->prompt_logprobs;
+            for (int32_t i = 0; i < q->n_prompt; i++) {
+                plp[i] = i ? -(float)i / 8 : NAN;
+                for (int32_t x = 0; x < k; x++) {
+                    pids[i * k + x] = 'a' + x;
+                    ptop[i * k + x] = -0.5f - (float)x;
+                }
+            }
+            o.n_prompt_logprobs = q->n_prompt;
+            o.prompt_top_k = k;
+            o.prompt_logprobs = plp;
+            o.prompt_top_ids = pids;
+            o.prompt_top_logprobs = ptop;
+        }
         q->cb(q->user, &o);
     }
     q->step++;

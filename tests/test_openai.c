@@ -202,7 +202,26 @@ Test(openai_parse, all_sampling_fields_reach_the_params)
     cr_assert_eq(r.sp.min_tokens, 2);
     cr_assert_eq(r.sp.max_tokens, 10);
     cr_assert(r.stream && r.include_usage && r.echo && r.include_stop_str && !r.skip_special);
+    cr_assert_eq(r.prompt_logprobs, 2, "echo with logprobs scores the prompt too");
     oa_req_free(&r);
+}
+
+Test(openai_parse, prompt_logprobs_only_through_echo)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":\"a\",\"logprobs\":1}", &r, &e), 0);
+    cr_assert_eq(r.prompt_logprobs, -1, "no echo: the prompt is not scored");
+    oa_req_free(&r);
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":\"a\",\"echo\":true}", &r, &e), 0);
+    cr_assert_eq(r.prompt_logprobs, -1, "no logprobs asked");
+    oa_req_free(&r);
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":\"a\",\"prompt_logprobs\":null}", &r, &e), 0);
+    oa_req_free(&r);
+    cr_assert_eq(parse(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                                "\"prompt_logprobs\":1}", &r, &e), -400);
+    cr_assert_str_eq(e.param, "prompt_logprobs");
+    cr_assert(strstr(e.message, "echo with logprobs"), "%s", e.message);
 }
 
 Test(openai_parse, chat_max_completion_tokens_wins_and_logprobs)

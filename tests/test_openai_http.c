@@ -236,13 +236,58 @@ Test(openai_http, completion_echo_n_and_prompt_list)
         cr_assert_eq(json_integer_value(json_object_get(c, "index")), (json_int_t)i);
         cr_assert_str_eq(json_string_value(json_object_get(c, "text")), want[i]);
         cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "stop");
-        json_t *lp = json_object_get(c, "logprobs");
-        cr_assert_eq(json_array_size(json_object_get(lp, "tokens")), 3, "two letters and EOS");
-        cr_assert_eq(json_integer_value(json_array_get(json_object_get(lp, "text_offset"), 0)), 2);
-        cr_assert_eq(json_object_size(json_array_get(json_object_get(lp, "top_logprobs"), 0)), 1);
+        /* echo with logprobs: the prompt's tokens first (the mock's -i/8) */
+        json_t *lp = json_object_get(c, "logprobs"), *lps = json_object_get(lp, "token_logprobs");
+        json_t *offs = json_object_get(lp, "text_offset"), *tops = json_object_get(lp, "top_logprobs");
+        cr_assert_eq(json_array_size(json_object_get(lp, "tokens")), 6,
+                     "the prompt's BOS and two bytes, two letters and EOS: %s", r.body);
+        cr_assert_str_eq(json_string_value(json_array_get(json_object_get(lp, "tokens"), 2)),
+                         i < 2 ? "i" : "o");
+        cr_assert(json_is_null(json_array_get(lps, 0)) && json_is_null(json_array_get(tops, 0)));
+        cr_assert_float_eq(json_real_value(json_array_get(lps, 1)), -0.125, 1e-6);
+        cr_assert_float_eq(json_real_value(json_array_get(lps, 3)), -0.25, 1e-6, "generated");
+        static const json_int_t off[6] = {0, 3, 4, 5, 6, 7}; /* "<s>" "h" "i" "a" "b" "</s>" */
+        for (int k = 0; k < 6; k++)
+            cr_assert_eq(json_integer_value(json_array_get(offs, (size_t)k)), off[k], "%d", k);
+        cr_assert_eq(json_object_size(json_array_get(tops, 1)), 1);
+        cr_assert_eq(json_object_size(json_array_get(tops, 3)), 1);
     }
     json_decref(o);
     FREE(r);
+}
+
+static size_t sse_events(char *body, char **ev, size_t max);
+
+/* Streamed, the echo chunk carries the prompt's logprobs and the rest
+ * follows: the tokens add up to the non-streamed response's. */
+Test(openai_http, completion_echo_logprobs_streamed)
+{
+#define ECHO_BODY(extra) "{\"prompt\":\"hey\",\"echo\":true,\"logprobs\":2,\"max_tokens\":3" extra "}"
+    const char *b1 = ECHO_BODY(""), *b2 = ECHO_BODY(",\"stream\":true");
+    struct resp r = http("POST", "/v1/completions", b1, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    json_t *want = json_object_get(json_object_get(json_array_get(json_object_get(o, "choices"), 0),
+                                                   "logprobs"), "tokens");
+    cr_assert_eq(json_array_size(want), 7, "BOS, 'hey', three letters");
+    struct resp s = http("POST", "/v1/completions", b2, NULL);
+    cr_assert_eq(s.status, 200, "%s", s.body);
+    char *ev[64];
+    size_t n = sse_events(s.body, ev, 64);
+    json_t *got = json_array();
+    for (size_t i = 0; i + 1 < n; i++) {
+        json_t *c = json_loads(ev[i], 0, NULL);
+        json_t *lp = json_object_get(json_array_get(json_object_get(c, "choices"), 0), "logprobs");
+        if (i == 0)
+            cr_assert_eq(json_array_size(json_object_get(lp, "tokens")), 4, "the echo: BOS, 'hey'");
+        json_array_extend(got, json_object_get(lp, "tokens"));
+        json_decref(c);
+    }
+    cr_assert(json_equal(got, want), "%s", s.body);
+    json_decref(got);
+    json_decref(o);
+    FREE(r);
+    FREE(s);
 }
 
 /* Splits an SSE body into its data payloads. */

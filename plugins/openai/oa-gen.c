@@ -3,6 +3,7 @@
  * response.  Formatting happens on the HTTP threads so the engine thread
  * only copies. */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +60,13 @@ void oa_gen_unref(struct oa_gen *g)
     pthread_mutex_unlock(&g->mu);
     if (left > 0)
         return;
-    for (size_t i = 0; i < g->req.n_prompts; i++)
+    for (size_t i = 0; i < g->req.n_prompts; i++) {
         for (int j = 0; j < OA_MAX_N; j++)
             seq_free(&g->subs[i].seq[j]);
+        free(g->subs[i].plp);
+        free(g->subs[i].plp_ids);
+        free(g->subs[i].plp_top);
+    }
     free(g->subs);
     free(g->error);
     oa_buf_free(&g->out);
@@ -92,6 +97,29 @@ static int add_tokens(struct oa_seq *s, const struct zl_fe_token *t, int32_t n)
     return 0;
 }
 
+/* The prompt logprobs of an output that carries them (a host that knows
+ * them, the first one of the sub), copied. */
+static int keep_prompt_logprobs(struct oa_sub *sub, const struct zl_fe_output *o)
+{
+    if (sub->plp || o->size < offsetof(struct zl_fe_output, prompt_top_logprobs) +
+                                  sizeof o->prompt_top_logprobs || o->n_prompt_logprobs < 1)
+        return 0;
+    size_t n = (size_t)o->n_prompt_logprobs, nk = n * (size_t)o->prompt_top_k;
+    sub->plp = malloc(sizeof(float) * n);
+    sub->plp_ids = malloc(sizeof(int32_t) * (nk ? nk : 1));
+    sub->plp_top = malloc(sizeof(float) * (nk ? nk : 1));
+    if (!sub->plp || !sub->plp_ids || !sub->plp_top)
+        return -1;
+    memcpy(sub->plp, o->prompt_logprobs, sizeof(float) * n);
+    if (nk) {
+        memcpy(sub->plp_ids, o->prompt_top_ids, sizeof(int32_t) * nk);
+        memcpy(sub->plp_top, o->prompt_top_logprobs, sizeof(float) * nk);
+    }
+    sub->n_plp = o->n_prompt_logprobs;
+    sub->plp_k = o->prompt_top_k;
+    return 0;
+}
+
 void oa_gen_on_output(void *user, const struct zl_fe_output *o)
 {
     struct oa_sub *sub = user;
@@ -103,6 +131,8 @@ void oa_gen_on_output(void *user, const struct zl_fe_output *o)
         int ok = o->text_len == 0 || oa_buf_add(&s->text, o->text, o->text_len) == 0;
         if (ok && g->req.logprobs >= 0 && o->n_tokens > 0)
             ok = add_tokens(s, o->tokens, o->n_tokens) == 0;
+        if (ok && g->req.prompt_logprobs >= 0)
+            ok = keep_prompt_logprobs(sub, o) == 0;
         if (!ok && !g->error)
             g->error = strdup("out of memory in the frontend");
         s->n_gen += o->n_tokens;
@@ -175,9 +205,12 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
                 c = json_pack("{s:I,s:{s:s,s:s},s:n,s:n}", "index", idx, "delta", "role",
                               "assistant", "content", "", "logprobs", "finish_reason");
             else if (g->req.echo)
-                c = json_pack("{s:I,s:o,s:n,s:n}", "index", idx, "text",
+                c = json_pack("{s:I,s:o,s:o,s:n}", "index", idx, "text",
                               oa_json_str(prompt_text(g, api, i), strlen(prompt_text(g, api, i))),
-                              "logprobs", "finish_reason");
+                              "logprobs",
+                              g->req.prompt_logprobs >= 0 ? oa_prompt_logprobs_json(g, api, i)
+                                                          : json_null(),
+                              "finish_reason");
             if (c && oa_sse_json(&g->out, chunk(g, c)) < 0)
                 return -1;
         }
@@ -196,7 +229,9 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
     size_t n = s->text.len - s->text_sent;
     json_t *lp = json_null();
     if (g->req.logprobs >= 0) {
-        size_t base = s->text_sent + (g->req.echo ? strlen(prompt_text(g, api, i)) : 0);
+        size_t base = s->text_sent + (g->req.prompt_logprobs >= 0 ? g->subs[i].plp_text_len
+                                      : g->req.echo              ? strlen(prompt_text(g, api, i))
+                                                                 : 0);
         lp = oa_logprobs_json(g, api, s, s->tok_sent, s->n_tok, base);
     }
     json_t *c = g->req.kind == OA_CHAT
@@ -211,9 +246,21 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
     return oa_sse_json(&g->out, chunk(g, c));
 }
 
+/* Whether the echoed prompts can go out: their logprobs are in, where
+ * asked for (or the sub ended without them). */
+static int head_ready(const struct oa_gen *g)
+{
+    for (size_t i = 0; g->req.prompt_logprobs >= 0 && i < g->req.n_prompts; i++)
+        if (!g->subs[i].plp && !g->subs[i].done)
+            return 0;
+    return 1;
+}
+
 int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api)
 {
     if (!g->head_sent) {
+        if (!head_ready(g))
+            return 0;
         g->head_sent = 1;
         if (stream_head(g, api) < 0)
             return -1;
@@ -256,8 +303,14 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
             struct oa_seq *s = &g->subs[i].seq[j];
             json_int_t idx = (json_int_t)(i * (size_t)n + (size_t)j);
             const char *echo = g->req.echo ? prompt_text(g, api, i) : "";
-            json_t *lp = g->req.logprobs >= 0 ? oa_logprobs_json(g, api, s, 0, s->n_tok, strlen(echo))
-                                              : json_null();
+            json_t *lp = json_null();
+            if (g->req.prompt_logprobs >= 0) { /* the echoed prompt's first */
+                lp = oa_prompt_logprobs_json(g, api, i);
+                oa_logprobs_append(lp, oa_logprobs_json(g, api, s, 0, s->n_tok,
+                                                        g->subs[i].plp_text_len));
+            } else if (g->req.logprobs >= 0) {
+                lp = oa_logprobs_json(g, api, s, 0, s->n_tok, strlen(echo));
+            }
             json_t *c;
             if (g->req.kind == OA_CHAT) {
                 c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",

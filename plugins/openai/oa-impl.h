@@ -56,6 +56,7 @@ struct oa_req {
     struct zl_sampling_params sp;  /* arrays below are owned here */
     int stream, include_usage, echo;
     int logprobs;               /* -1: none; else top-k (0..20) */
+    int prompt_logprobs;        /* echo with logprobs: the prompt's too, top-k as logprobs */
     int skip_special, include_stop_str;
     int32_t *logit_bias_ids;
     float *logit_bias;
@@ -95,6 +96,13 @@ struct oa_sub {
     int submitted, done;
     int32_t n_prompt, n_cached;
     struct oa_seq seq[OA_MAX_N];
+    /* prompt logprobs, from the first output that carries them */
+    int32_t n_plp, plp_k;
+    float *plp;                 /* [n_plp] */
+    int32_t *plp_ids;           /* [n_plp * plp_k] */
+    float *plp_top;             /* [n_plp * plp_k] */
+    size_t plp_text_len;        /* the prompt tokens' strings, summed: the generated
+                                   tokens' text_offset starts there */
 };
 
 struct oa_server;
@@ -145,6 +153,11 @@ const char *oa_finish_name(int finish);
 json_t *oa_json_str(const char *s, size_t n);
 json_t *oa_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, struct oa_seq *s,
                          size_t from, size_t to, size_t text_base);
+/* Completions: prompt i's tokens as logprobs arrays (text offsets from 0,
+ * the first token's logprob and top null; sets the sub's plp_text_len);
+ * appending more's arrays to into's (more is freed). */
+json_t *oa_prompt_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, size_t i);
+void oa_logprobs_append(json_t *into, json_t *more);
 int oa_sse_json(struct oa_buf *b, json_t *obj);   /* appends "data: {...}\n\n", steals obj */
 char *oa_models_json(const struct zl_engine_api *api);
 char *oa_version_json(const struct zl_engine_api *api);

@@ -99,7 +99,8 @@ static const char *const common_keys[] = {
     "presence_penalty", "frequency_penalty", "logit_bias", "seed", "n", "logprobs", "stop",
     "stop_token_ids", "ignore_eos", "min_tokens", "stream", "stream_options", "user",
     "skip_special_tokens", "include_stop_str_in_output", "spaces_between_special_tokens",
-    "best_of", "use_beam_search", "add_special_tokens", "response_format", "priority", NULL};
+    "best_of", "use_beam_search", "add_special_tokens", "response_format", "priority",
+    "prompt_logprobs", NULL};
 static const char *const completion_keys[] = {"prompt", "echo", "suffix", NULL};
 static const char *const chat_keys[] = {
     "messages", "tools", "tool_choice", "parallel_tool_calls", "top_logprobs",
@@ -499,6 +500,7 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
     r->sp.has_seed = 0;
     r->skip_special = 1;
     r->logprobs = -1;
+    r->prompt_logprobs = -1;
     json_t *root = oa_load_object(body, len, e);
     if (!root)
         return -e->status;
@@ -513,7 +515,13 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
             rc = oa_fail(e, 400, "suffix", "suffix is not currently supported");
         else if ((rc = get_bool(root, "echo", &r->echo, e)) >= 0)
             rc = parse_prompt(root, api, r, e);
+        if (rc == 0 && r->echo && r->logprobs >= 0) /* OpenAI: the prompt's logprobs too */
+            r->prompt_logprobs = r->logprobs;
     }
+    json_t *plp = rc == 0 ? json_object_get(root, "prompt_logprobs") : NULL;
+    if (plp && !json_is_null(plp))
+        rc = oa_fail(e, 400, "prompt_logprobs",
+                     "prompt_logprobs is not supported: use echo with logprobs on /v1/completions");
     if (rc == 0 && kind == OA_CHAT)
         rc = parse_messages(root, api, r, e);
     if (rc == 0 && r->sp.max_tokens >= 0 && r->sp.min_tokens > r->sp.max_tokens)

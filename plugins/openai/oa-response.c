@@ -186,6 +186,43 @@ static json_t *chat_entry(const struct zl_engine_api *api, int32_t id, float lp)
     return json_pack("{s:o,s:o,s:o}", "token", t, "logprob", lp_value(lp), "bytes", bytes_of(t));
 }
 
+/* The completions API's logprobs arrays, built a token at a time. */
+struct comp_lp {
+    json_t *toks, *lps, *tops, *offs;
+    size_t off;
+};
+
+static struct comp_lp comp_lp_new(size_t text_base)
+{
+    return (struct comp_lp){json_array(), json_array(), json_array(), json_array(), text_base};
+}
+
+/* Token id with its logprob and top k; lp NULL: nulls (a prompt's first). */
+static void comp_lp_add(struct comp_lp *c, const struct zl_engine_api *api, int32_t id,
+                        const float *lp, const int32_t *top_ids, const float *top_lps, int k)
+{
+    size_t n;
+    json_array_append_new(c->toks, token_text(api, id, &n));
+    json_array_append_new(c->lps, lp ? lp_value(*lp) : json_null());
+    json_array_append_new(c->offs, json_integer((json_int_t)c->off));
+    c->off += n;
+    json_t *top = lp ? json_object() : json_null();
+    for (int j = 0; j < k; j++) {
+        size_t m;
+        json_t *key = token_text(api, top_ids[j], &m);
+        if (!json_object_get(top, json_string_value(key)))
+            json_object_set_new(top, json_string_value(key), lp_value(top_lps[j]));
+        json_decref(key);
+    }
+    json_array_append_new(c->tops, top);
+}
+
+static json_t *comp_lp_json(struct comp_lp *c)
+{
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", c->toks, "token_logprobs", c->lps,
+                     "top_logprobs", c->tops, "text_offset", c->offs);
+}
+
 json_t *oa_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, struct oa_seq *s,
                          size_t from, size_t to, size_t text_base)
 {
@@ -201,27 +238,37 @@ json_t *oa_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, stru
         }
         return json_pack("{s:o}", "content", content);
     }
-    json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
-    size_t off = text_base;
+    struct comp_lp c = comp_lp_new(text_base);
     for (size_t i = from; i < to; i++) {
         const struct zl_fe_token *t = &s->tok[i];
-        size_t n;
-        json_array_append_new(toks, token_text(api, t->id, &n));
-        json_array_append_new(lps, lp_value(t->logprob));
-        json_array_append_new(offs, json_integer((json_int_t)off));
-        off += n;
-        json_t *top = json_object();
-        for (int k = 0; k < t->n_top && k < g->req.logprobs; k++) {
-            size_t m;
-            json_t *key = token_text(api, t->top_ids[k], &m);
-            if (!json_object_get(top, json_string_value(key)))
-                json_object_set_new(top, json_string_value(key), lp_value(t->top_logprobs[k]));
-            json_decref(key);
-        }
-        json_array_append_new(tops, top);
+        comp_lp_add(&c, api, t->id, &t->logprob, t->top_ids, t->top_logprobs,
+                    t->n_top < g->req.logprobs ? t->n_top : g->req.logprobs);
     }
-    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", toks, "token_logprobs", lps, "top_logprobs",
-                     tops, "text_offset", offs);
+    return comp_lp_json(&c);
+}
+
+json_t *oa_prompt_logprobs_json(struct oa_gen *g, const struct zl_engine_api *api, size_t i)
+{
+    const struct oa_prompt *p = &g->req.prompts[i];
+    struct oa_sub *sub = &g->subs[i];
+    struct comp_lp c = comp_lp_new(0);
+    for (size_t j = 0; j < p->n; j++) {
+        int has = j > 0 && j < (size_t)sub->n_plp; /* the first token has nothing before it */
+        size_t at = j * (size_t)sub->plp_k;
+        comp_lp_add(&c, api, p->ids[j], has ? &sub->plp[j] : NULL,
+                    has ? sub->plp_ids + at : NULL, has ? sub->plp_top + at : NULL,
+                    has ? (sub->plp_k < g->req.logprobs ? sub->plp_k : g->req.logprobs) : 0);
+    }
+    sub->plp_text_len = c.off;
+    return comp_lp_json(&c);
+}
+
+void oa_logprobs_append(json_t *into, json_t *more)
+{
+    static const char *const keys[] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+    for (int k = 0; k < 4; k++)
+        json_array_extend(json_object_get(into, keys[k]), json_object_get(more, keys[k]));
+    json_decref(more);
 }
 
 int oa_sse_json(struct oa_buf *b, json_t *obj)

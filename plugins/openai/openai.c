@@ -181,6 +181,8 @@ static int gen_submit(struct oa_server *srv, struct oa_gen *g, struct oa_err *e)
             .skip_special_tokens = g->req.skip_special,
             .include_stop_str_in_output = g->req.include_stop_str,
             .request_id = g->id,
+            .prompt_logprobs = g->req.prompt_logprobs >= 0,
+            .prompt_top_logprobs = g->req.prompt_logprobs > 0 ? g->req.prompt_logprobs : 0,
         };
         struct oa_sub *sub = &g->subs[i];
         pthread_mutex_lock(&g->mu);

@@ -107,6 +107,39 @@ def test_eos_text_and_skip_special_tokens(client):
     assert content(ignore_eos=True) == plain
 
 
+def test_echo_logprobs_score_the_prompt(client, url, auth):
+    """echo + logprobs (lm-evaluation-harness's loglikelihood request): each
+    prompt token's logprob, checked against the logprob the sampler gives
+    that token when a logit bias forces it after the same prefix (the
+    sampler reports the raw logits' logprobs).  1e-4 (1e-6 seen): the prompt's rows are
+    computed in one 7-row prefill, the forced ones in shorter ones."""
+    prompt = "The capital of France is Paris"
+    status, body = request(url, "POST", "/tokenize", json.dumps({"model": MODEL, "prompt": prompt}),
+                           auth)
+    assert status == 200, body
+    ids = json.loads(body)["tokens"]
+    r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0,
+                                  echo=True, logprobs=1)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text.startswith(prompt)
+    assert len(lp.tokens) == len(ids) + 1
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert all(x <= 0 for x in lp.token_logprobs[1:])
+    assert lp.text_offset == sorted(lp.text_offset) and lp.text_offset[0] == 0
+    for j in range(1, len(ids)):
+        f = client.completions.create(model=MODEL, prompt=ids[:j], max_tokens=1, temperature=0,
+                                      logprobs=1, logit_bias={str(ids[j]): 100})
+        forced = f.choices[0].logprobs
+        assert forced.tokens[0] == lp.tokens[j]
+        assert abs(forced.token_logprobs[0] - lp.token_logprobs[j]) < 1e-4, j
+        assert forced.top_logprobs[0].keys() == lp.top_logprobs[j].keys(), j
+    stream = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0,
+                                       echo=True, logprobs=1, stream=True)
+    tokens = [t for c in stream if c.choices and c.choices[0].logprobs
+              for t in c.choices[0].logprobs.tokens]
+    assert tokens == lp.tokens
+
+
 def test_logprobs(client):
     r = client.completions.create(model=MODEL, prompt="Hello", max_tokens=4, temperature=0, logprobs=2)
     lp = r.choices[0].logprobs

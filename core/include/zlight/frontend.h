@@ -54,6 +54,15 @@ struct zl_fe_output {
     int32_t n_cached_tokens;                /* prompt tokens found in the prefix cache */
     int32_t n_output_tokens;                /* tokens generated so far, all sequences */
     const char *error;                      /* with ZL_FE_FINISH_ERROR, else NULL */
+    /* Prompt logprobs (zl_fe_request.prompt_logprobs), on each sequence's
+     * first token: [i] is prompt token i's logprob given those before it
+     * ([0] is NaN), the top k of position i - 1 at [i * k ..].  Read them
+     * only when `size` covers them (a host before them passes less). */
+    int32_t n_prompt_logprobs;              /* n_prompt_tokens, or 0 */
+    int32_t prompt_top_k;
+    const float *prompt_logprobs;
+    const int32_t *prompt_top_ids;
+    const float *prompt_top_logprobs;
 };
 
 /* Called by the engine thread, in order, for each request; exactly one call
@@ -71,7 +80,11 @@ struct zl_fe_request {
     int32_t skip_special_tokens;            /* 1: drop special tokens from the text */
     int32_t include_stop_str_in_output;     /* 1: keep the matched stop string */
     const char *request_id;                 /* for logs, may be NULL */
+    int32_t prompt_logprobs;                /* 1: each prompt token's logprob (zl_fe_output) */
+    int32_t prompt_top_logprobs;            /* with it: and the top k (0..20) of each position */
 };
+/* What a host takes from a frontend built before prompt_logprobs. */
+#define ZL_FE_REQUEST_MIN_SIZE offsetof(struct zl_fe_request, prompt_logprobs)
 
 /* Engine counters for /metrics; totals count since start. */
 struct zl_fe_stats {
