@@ -319,6 +319,16 @@ json_t *jj_iter_list(struct jj_ctx *c, const struct jj_node *n, const json_t *v)
 
 static json_t *eval_call(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n);
 
+/* r, or NULL (r freed) once the render has failed: callers that see
+ * c->failed return without looking at the value. */
+static json_t *fail_free(struct jj_ctx *c, json_t *r)
+{
+    if (!c->failed)
+        return r;
+    json_decref(r);
+    return NULL;
+}
+
 static json_t *eval_list(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
 {
     json_t *r = json_array();
@@ -326,7 +336,7 @@ static json_t *eval_list(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
         json_t *v = jj_eval(c, f, n->args.v[i]);
         json_array_append_new(r, v ? v : json_null());
     }
-    return r;
+    return fail_free(c, r);
 }
 
 static json_t *eval_dict(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
@@ -343,7 +353,7 @@ static json_t *eval_dict(struct jj_ctx *c, struct jj_frame *f, const struct jj_n
         json_decref(ks);
         json_decref(k);
     }
-    return r;
+    return fail_free(c, r);
 }
 
 json_t *jj_eval_filter_node(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n,
@@ -451,8 +461,8 @@ json_t *jj_eval(struct jj_ctx *c, struct jj_frame *f, const struct jj_node *n)
     }
     case JN_AND:
     case JN_OR: {
-        json_t *l = jj_eval(c, f, n->a);
-        if (c->failed)
+        json_t *l = fail_free(c, jj_eval(c, f, n->a));
+        if (!l && c->failed)
             return NULL;
         bool t = jj_truthy(l);
         if (n->kind == JN_AND ? !t : t)

@@ -483,3 +483,12 @@ Test(jinja, string_escapes)
     expect_error("{{ '\\ud800' }}", NULL, "bad code point in string literal");
     expect_error("{{ '\\x4' }}", NULL, "bad escape in string literal");
 }
+
+/* A list or dict literal whose item fails, under `or` (which returned
+ * early on a failure and leaked the literal: fuzz_jinja, LeakSanitizer). */
+Test(jinja, failed_literals_are_freed)
+{
+    expect_error("{{ {raw(): 2} or 1 }}", NULL, "'raw' is undefined");
+    expect_error("{{ [1, raw()] or 1 }}", NULL, "'raw' is undefined");
+    expect_error("{{ {1: raw()} and 1 }}", NULL, "'raw' is undefined");
+}
