@@ -172,6 +172,25 @@ def test_concurrent_equals_sequential(client):
     assert par == seq
 
 
+def test_concurrent_echo_logprobs_equal_sequential(client):
+    """Prompts scored together (their rows sharing steps with each other's
+    and with generating requests) score as they do alone, within 1e-4."""
+    prompts = ["Once upon a time there was", "The sky is blue because", "def add(a, b):\n    return",
+               "1 + 1 = 2, and 2 + 2 ="]
+    kw = dict(model=MODEL, max_tokens=4, temperature=0, echo=True, logprobs=2)
+    run = lambda p: client.completions.create(prompt=p, **kw).choices[0].logprobs
+    seq = [run(p) for p in prompts]
+    with concurrent.futures.ThreadPoolExecutor(len(prompts) + 1) as ex:
+        busy = ex.submit(client.completions.create, model=MODEL, prompt="Tell me a story.",
+                         max_tokens=48, temperature=0)
+        par = list(ex.map(run, prompts))
+        busy.result()
+    for a, b in zip(seq, par):
+        assert a.tokens == b.tokens
+        assert a.token_logprobs[0] is None and b.token_logprobs[0] is None
+        assert all(abs(x - y) < 1e-4 for x, y in zip(a.token_logprobs[1:], b.token_logprobs[1:]))
+
+
 def test_max_tokens_length(client):
     r = client.chat.completions.create(model=MODEL, messages=CHAT, max_completion_tokens=3, temperature=0)
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 3
