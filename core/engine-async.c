@@ -28,7 +28,8 @@ int zl_engine_async_init(struct zl_engine *e)
     const struct zl_backend_ops *be = e->p.backend;
     const struct zl_model_ops *mo = e->p.model_ops;
     for (int k = 0; k < 2; k++)
-        if (!(a->seqs[k] = calloc((size_t)e->p.sched.max_num_seqs, sizeof(*a->seqs[k]))))
+        if (!(a->seqs[k] = calloc((size_t)e->p.sched.max_num_seqs, sizeof(*a->seqs[k]))) ||
+            !(a->score[k] = calloc((size_t)e->p.sched.max_num_seqs, sizeof(*a->score[k]))))
             return zl_error(ZL_ENOMEM, "engine: out of memory");
     if (!e->p.async_scheduling || !e->ds.on)
         return ZL_OK;
@@ -54,8 +55,10 @@ void zl_engine_async_free(struct zl_engine *e)
 {
     struct eng_async *a = &e->as;
     zl_engine_dsample_wait(e);      /* the backend must not hold a batch for a freed engine */
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
         free(a->seqs[k]);
+        free(a->score[k]);
+    }
     free(a->from);
     *a = (struct eng_async){0};
 }
@@ -110,13 +113,23 @@ void zl_engine_async_keep(struct zl_engine *e, const struct zl_sched_batch *b)
         q->row[k] = i;
     }
     a->n[k] = b->n_logits;
+    for (int32_t i = 0; i < b->n_score; i++) {
+        int32_t row = b->logits_rows[b->n_logits + i];
+        a->score[k][i] = (struct eng_score){.q = b->logits_seqs[b->n_logits + i]->user,
+                                            .pos = b->positions[row]};
+    }
+    a->n_score[k] = b->n_score;
 }
 
 void zl_engine_async_forget(struct zl_engine *e, struct eng_seq *q)
 {
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
         if (q->row[k] >= 0) {
             e->as.seqs[k][q->row[k]] = NULL;
             q->row[k] = -1;
         }
+        for (int32_t i = 0; i < e->as.n_score[k]; i++)
+            if (e->as.score[k][i].q == q)
+                e->as.score[k][i].q = NULL;
+    }
 }

@@ -75,11 +75,20 @@ struct eng_dsample {
  * sequences in seqs[cur]; the step being queued fills seqs[cur ^ 1].  A
  * sequence retired while a step holds its row leaves NULL there (its
  * row's token is dropped). */
+/* A step's score row (prompt logprobs) whose result the device sampler
+ * brings back: the logits at `pos` score prompt token pos + 1. */
+struct eng_score {
+    struct eng_seq *q;              /* NULL once retired */
+    int32_t pos;
+};
+
 struct eng_async {
     bool on;                        /* the backend, the model and the config allow it */
     int cur;
     struct eng_seq **seqs[2];       /* [max_num_seqs] */
     int32_t n[2];
+    struct eng_score *score[2];     /* [max_num_seqs] the step's score rows, after seqs' */
+    int32_t n_score[2];
     int32_t *from;                  /* [max_num_batched_tokens] the queued step's token_from */
     int64_t steps;                  /* forwards queued while a sample was outstanding */
 };
@@ -166,10 +175,12 @@ struct zl_engine {
 int zl_engine_dsample_init(struct zl_engine *e);
 void zl_engine_dsample_free(struct zl_engine *e);
 /* Queues the sampling of logits row i for seqs[i] (NULL: a retired
- * sequence, sampled greedily and dropped); zl_engine_dsample_wait then
- * leaves the results in e->ds.res.  A backend without sample_queue
- * samples (and waits) in the first call. */
+ * sequence, sampled greedily and dropped), then of row n_rows + i for
+ * score[i] (engine-score.c); zl_engine_dsample_wait then leaves the
+ * results in e->ds.res.  A backend without sample_queue samples (and
+ * waits) in the first call. */
 int zl_engine_dsample_queue(struct zl_engine *e, struct eng_seq *const *seqs, int32_t n_rows,
+                            const struct eng_score *score, int32_t n_score,
                             struct zl_tensor *logits);
 int zl_engine_dsample_wait(struct zl_engine *e);
 
@@ -200,10 +211,17 @@ void zl_engine_pace_queued(struct zl_engine *e, const struct zl_sched_batch *b, 
  * seconds; queued_now: a step was queued in this iteration (it begins). */
 void zl_engine_pace_done(struct zl_engine *e, bool queued_now, double waited, double now);
 
-/* engine-score.c: a step's score rows (logits after the sampled rows' in
- * lt) to its requests' prompt logprobs */
+/* engine-score.c: prompt logprobs.  score_rows: a step's score rows
+ * (logits after the sampled rows' in lt) copied back and scored on the
+ * host; score_row: the device sampler's row for one (greedy, the prompt
+ * token forced by a logit bias, logprobs of the raw logits); score_take:
+ * its result into the request. */
 int zl_engine_score_rows(struct zl_engine *e, const struct zl_sched_batch *b,
                          const struct zl_tensor *lt);
+int zl_engine_score_row(struct zl_engine *e, const struct eng_score *sc, struct zl_sample_row *row);
+void zl_engine_score_take(const struct eng_score *sc, const struct zl_sample_result *res);
+/* engine-sample.c: a logit bias entry of the sample batch being built */
+int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v);
 
 /* engine-graph.c: the graph bracket and the padding of decode steps */
 int zl_engine_graph_init(struct zl_engine *e);

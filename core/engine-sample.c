@@ -27,7 +27,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t size)
     return ZL_OK;
 }
 
-static int add_bias(struct eng_dsample *d, int32_t id, float v)
+int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v)
 {
     int rc = grow((void **)&d->bias_ids, &d->bias_cap, d->n_bias + 1, sizeof(int32_t));
     if (rc == ZL_OK)
@@ -93,12 +93,12 @@ static int add_row(struct zl_engine *e, struct eng_seq *q, struct zl_sample_row 
     };
     if (n_out < sp->min_tokens) {
         for (int32_t i = 0; rc == ZL_OK && i < e->p.n_eos; i++)
-            rc = add_bias(d, e->p.eos_ids[i], -INFINITY);
+            rc = zl_engine_dsample_bias(d, e->p.eos_ids[i], -INFINITY);
         for (int32_t i = 0; rc == ZL_OK && i < sp->n_stop_token_ids; i++)
-            rc = add_bias(d, sp->stop_token_ids[i], -INFINITY);
+            rc = zl_engine_dsample_bias(d, sp->stop_token_ids[i], -INFINITY);
     }
     for (int32_t i = 0; rc == ZL_OK && i < sp->n_logit_bias; i++)
-        rc = add_bias(d, sp->logit_bias_ids[i], sp->logit_bias[i]);
+        rc = zl_engine_dsample_bias(d, sp->logit_bias_ids[i], sp->logit_bias[i]);
     if (rc == ZL_OK && (sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f ||
                         sp->frequency_penalty != 0.0f))
         rc = add_penalty_tokens(e, &q->s);
@@ -136,22 +136,25 @@ void zl_engine_dsample_free(struct zl_engine *e)
 }
 
 int zl_engine_dsample_queue(struct zl_engine *e, struct eng_seq *const *seqs, int32_t n_rows,
+                            const struct eng_score *score, int32_t n_score,
                             struct zl_tensor *logits)
 {
     struct eng_dsample *d = &e->ds;
     const struct zl_backend_ops *be = e->p.backend;
-    size_t n = (size_t)n_rows;
+    size_t n = (size_t)n_rows, all = n + (size_t)n_score;
     d->queued = false;
-    int rc = grow((void **)&d->rows, &d->rows_cap, n, sizeof *d->rows);
+    int rc = grow((void **)&d->rows, &d->rows_cap, all, sizeof *d->rows);
     if (rc == ZL_OK)
-        rc = grow((void **)&d->res, &d->res_cap, n, sizeof *d->res);
+        rc = grow((void **)&d->res, &d->res_cap, all, sizeof *d->res);
     d->n_tok = d->n_bias = 0;
     for (size_t i = 0; rc == ZL_OK && i < n; i++)
         rc = add_row(e, seqs[i], &d->rows[i]);
+    for (size_t i = 0; rc == ZL_OK && i < (size_t)n_score; i++)
+        rc = zl_engine_score_row(e, &score[i], &d->rows[n + i]);
     if (rc < 0)
         return rc;
     struct zl_sample_batch sb = {
-        .n_rows = n_rows, .rows = d->rows, .tok_ids = d->tok_ids, .tok_counts = d->tok_counts,
+        .n_rows = (int32_t)all, .rows = d->rows, .tok_ids = d->tok_ids, .tok_counts = d->tok_counts,
         .bias_ids = d->bias_ids, .bias = d->bias,
     };
     if (!ZL_BACKEND_HAS(be, sample_wait) || !be->sample_queue || !be->sample_wait)

@@ -2,10 +2,15 @@
  * score rows to a step (zl_sched_batch.n_score), the forward computes
  * their logits after the sampled rows', and here they become each prompt
  * token's logprob under the model (a log-softmax of the raw logits, as
- * vLLM's prompt_logprobs) and the top k of its position.  The rows are
- * copied to the host when the forward is queued, so a step that scores
- * waits for its forward there (async scheduling's overlap is lost for that
- * step only). */
+ * vLLM's prompt_logprobs) and the top k of its position.
+ *
+ * With a device sampler the rows join the step's sample batch: each is
+ * sampled greedily with its prompt token forced by a logit bias, and the
+ * sampler's logprobs are those of the raw logits, so its result is the
+ * token's logprob and the position's top k; only those come back, with
+ * the step's tokens (async scheduling keeps its overlap).  A host
+ * sampler's engine copies the rows back when the forward is queued and
+ * scores them here (the step waits for its forward there). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,4 +71,35 @@ int zl_engine_score_rows(struct zl_engine *e, const struct zl_sched_batch *b,
               r->plp_top + (size_t)next * (size_t)r->plp_k);
     }
     return ZL_OK;
+}
+
+/* Far above any logit a model gives, and far from overflowing: the
+ * forced token wins unless its own logit is -inf. */
+#define FORCE_BIAS 1e6f
+
+int zl_engine_score_row(struct zl_engine *e, const struct eng_score *sc, struct zl_sample_row *row)
+{
+    struct eng_dsample *d = &e->ds;
+    *row = (struct zl_sample_row){.top_p = 1.0f, .repetition_penalty = 1.0f, .logprobs = -1,
+                                  .tok_start = d->n_tok, .bias_start = d->n_bias};
+    if (!sc->q) /* retired: a plain greedy row, dropped */
+        return ZL_OK;
+    row->logprobs = sc->q->req->plp_k;
+    row->n_bias = 1;
+    return zl_engine_dsample_bias(d, sc->q->s.tokens[sc->pos + 1], FORCE_BIAS);
+}
+
+void zl_engine_score_take(const struct eng_score *sc, const struct zl_sample_result *res)
+{
+    if (!sc->q)
+        return;
+    struct eng_req *r = sc->q->req;
+    int32_t next = sc->pos + 1, k = r->plp_k;
+    /* another token won only if the forced one's logit is -inf */
+    r->plp[next] = res->token == sc->q->s.tokens[next] ? res->logprob : -INFINITY;
+    int32_t n = res->n_top < k ? res->n_top : k;
+    for (int32_t i = 0; i < k; i++) {
+        r->plp_ids[(size_t)next * (size_t)k + (size_t)i] = i < n ? res->top_ids[i] : -1;
+        r->plp_top[(size_t)next * (size_t)k + (size_t)i] = i < n ? res->top_logprobs[i] : -INFINITY;
+    }
 }

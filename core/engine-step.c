@@ -246,9 +246,9 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
             rc = p->model_ops->forward(p->model, &fb, &f->lt);
         else if ((rc = zl_engine_graph_pad(e, b, rows, &fb)) == 0)
             rc = zl_engine_graph_forward(e, &fb, &f->lt);
-        if (rc == 0)
+        if (rc == 0 && !e->ds.on)  /* else they join the sample batch */
             rc = zl_engine_score_rows(e, b, &f->lt);
-        f->lt.ne[0] = b->n_logits;  /* the real rows lead */
+        f->lt.ne[0] = b->n_logits + (e->ds.on ? b->n_score : 0); /* the real rows lead */
     }
     if (rc < 0) {
         zl_mem_ws_release(p->mem, f->mark);
@@ -267,10 +267,11 @@ static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
     size_t nl = (size_t)n * (size_t)e->vocab;
     int rc = ZL_OK;
     e->ds_failed = false;
-    if (n && e->ds.on) {
+    if ((n || a->n_score[a->cur]) && e->ds.on) { /* score rows alone: a batch too */
         /* a failed call ends this step's sequences, not the engine (a row
          * with every token masked is per row: token -1) */
-        rc = zl_engine_dsample_queue(e, a->seqs[a->cur], n, &f->lt);
+        rc = zl_engine_dsample_queue(e, a->seqs[a->cur], n, a->score[a->cur], a->n_score[a->cur],
+                                     &f->lt);
         if (rc == ZL_OK && !a->on)
             rc = zl_engine_dsample_wait(e);
         if (rc < 0) {
@@ -460,6 +461,11 @@ static void take_rows(struct zl_engine *e, double now)
 {
     struct eng_async *a = &e->as;
     int k = a->cur;
+    /* the prompt logprobs first: a sequence's first token carries them */
+    for (int32_t i = 0; i < a->n_score[k]; i++)
+        if (e->ds.on && !e->ds_failed)
+            zl_engine_score_take(&a->score[k][i], &e->ds.res[a->n[k] + i]);
+    a->n_score[k] = 0;
     for (int32_t i = 0; i < a->n[k]; i++) {
         struct eng_seq *q = a->seqs[k][i];
         if (!q)
