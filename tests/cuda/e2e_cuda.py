@@ -13,6 +13,7 @@ CUDA) and checks over plain HTTP:
   - seeded sampling (device sampler) gives the same text alone and among 23
     concurrent requests, and differs between seeds,
   - a stop string cuts the greedy text where it first appears,
+  - echo with logprobs scores the prompt as transformers' log-softmax does,
   - bad input (invalid JSON, a prompt over the context) gets a 400 with a
     message, and the server keeps serving;
 twice, both with async scheduling (each step queued before the last
@@ -138,6 +139,26 @@ def main(graphs):
             check("greedy text == transformers' greedy ids decoded: %r" % p, got in want,
                   "%r vs %r" % (got, want))
             greedy = got
+
+        # echo + logprobs: each prompt token's logprob (scored by the device
+        # sampler) against transformers' log-softmax of the same logits; f32 on
+        # both sides, summed in other orders over 4 layers, hence 2e-3
+        ids = [128000] + tok(prompts[0], add_special_tokens=False).input_ids
+        with torch.no_grad():
+            ref = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+        st, body = post(url, "/v1/completions", {"model": "tiny", "prompt": ids, "max_tokens": 1,
+                                                 "temperature": 0, "echo": True, "logprobs": 2})
+        lp = json.loads(body)["choices"][0]["logprobs"] if st == 200 else {}
+        got = lp.get("token_logprobs", [])
+        want = [None] + [ref[j - 1, ids[j]].item() for j in range(1, len(ids))]
+        tops = lp.get("top_logprobs", [])
+        best = [None] + [ref[j - 1].max().item() for j in range(1, len(ids))]
+        check("echo logprobs == transformers' log-softmax of the prompt",
+              len(got) == len(ids) + 1 and got[0] is None and
+              all(abs(got[j] - want[j]) < 2e-3 for j in range(1, len(ids))) and
+              all(abs(max(tops[j].values()) - best[j]) < 2e-3 for j in range(1, len(ids))),
+              "%d %r vs %r" % (st, got, want))
+        ids = [128000] + tok(prompts[-1], add_special_tokens=False).input_ids
 
         # the last prompt's greedy text, cut at a stop string from its middle
         stop = greedy[len(greedy) // 2:len(greedy) // 2 + 3]
