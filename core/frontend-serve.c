@@ -154,6 +154,7 @@ int zl_frontend_serve(const struct zl_config *cfg, const struct zl_registry *reg
         fp.port = (int32_t)cfg->server.port;
         fp.api_key = cfg->server.api_key;
         fp.max_body_bytes = cfg->server.max_body_bytes;
+        fp.tool_call_parser = cfg->server.tool_call_parser;
         rc = fe->start(&fp, &inst);
     }
     if (rc == 0) {

@@ -186,9 +186,13 @@ static int mock_stats(void *ctx, struct zl_fe_stats *st)
 static int mock_step(struct mock_engine *m, struct mock_req *q)
 {
     int eos = m->eos_after > 0 && q->step == m->eos_after && !q->ignore_eos;
+    size_t sl = m->script ? strlen(m->script) : 0;
+    eos |= m->script && (size_t)q->step >= sl; /* the script said it all */
     int last = q->cancelled || eos || q->step + 1 >= q->max_tokens;
     for (int j = 0; j < q->n; j++) {
-        struct zl_fe_token t = {.id = 'a' + (q->step + j) % 26, .logprob = NAN};
+        struct zl_fe_token t = {.id = m->script && !eos ? (unsigned char)m->script[q->step]
+                                                        : 'a' + (q->step + j) % 26,
+                                .logprob = NAN};
         char c = (char)t.id;
         if (q->logprobs >= 0) {
             t.logprob = -0.25f;

@@ -29,6 +29,7 @@ struct mock_engine {
     int dead;                       /* health fails, submit refuses */
     int hold;                       /* 1: generate nothing until cleared */
     int fail_submit_at;             /* > 0: that submit (1-based) fails with ZL_EINVAL */
+    const char *script;             /* non-NULL: every sequence emits these bytes, then stops */
     /* what the frontend did */
     int n_submits, n_cancels, n_finished;
     struct zl_fe_request last;      /* last submit (pointers not kept) */

@@ -206,6 +206,34 @@ Test(openai_parse, all_sampling_fields_reach_the_params)
     oa_req_free(&r);
 }
 
+Test(openai_parse, tool_choice)
+{
+    struct oa_req r;
+    struct oa_err e;
+#define TOOLS "\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[{\"type\":" \
+              "\"function\",\"function\":{\"name\":\"f\",\"parameters\":{}}}]"
+    static const struct {
+        const char *body;
+        int want_tools;
+    } ok[] = {
+        {"{" TOOLS "}", 1},
+        {"{" TOOLS ",\"tool_choice\":\"auto\"}", 1},
+        {"{" TOOLS ",\"tool_choice\":\"none\"}", 0},
+        {"{" TOOLS ",\"tool_choice\":null}", 1},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"tools\":[]}", 0},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}", 0},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        cr_assert_eq(parse(OA_CHAT, ok[i].body, &r, &e), 0, "%s: %s", ok[i].body, e.message);
+        cr_expect_eq(r.want_tools, ok[i].want_tools, "%s", ok[i].body);
+        oa_req_free(&r);
+    }
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":\"required\"}", 400, "tool_choice");
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+                         "{\"name\":\"f\"}}}", 400, "tool_choice");
+#undef TOOLS
+}
+
 Test(openai_parse, prompt_logprobs_only_through_echo)
 {
     struct oa_req r;

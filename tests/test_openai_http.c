@@ -40,6 +40,8 @@ static int host_register(enum zl_plugin_kind kind, const char *name, const void 
     return 0;
 }
 
+static const char *g_tool_parser; /* server.tool_call_parser of the next start */
+
 static void start_with(const char *api_key, int64_t max_body)
 {
     static struct zl_host host = {.size = sizeof host, .log = host_log, .error = host_error,
@@ -53,6 +55,7 @@ static void start_with(const char *api_key, int64_t max_body)
     p.api_key = api_key;
     p.max_body_bytes = max_body;
     p.threads = 2;
+    p.tool_call_parser = g_tool_parser;
     cr_assert_eq(ops->start(&p, &srv), 0);
     port = ops->bound_port(srv);
     cr_assert_gt(port, 0);
@@ -509,4 +512,96 @@ Test(openai_auth, bearer_key_required_on_v1)
     r = http("GET", "/health", NULL, NULL);
     cr_assert_eq(r.status, 200, "health needs no key");
     FREE(r);
+}
+
+/* server.tool_call_parser hermes over a mock that writes a Qwen-style
+ * call: the reply's tool_calls, unstreamed and streamed alike. */
+static void setup_tools(void)
+{
+    g_tool_parser = "hermes";
+    start_with(NULL, 4096);
+    g_tool_parser = NULL;
+    m->api.max_model_len = 512;
+    m->script = "On it.<tool_call>{\"name\": \"weather\", \"arguments\": {\"city\": \"Oslo\"}}"
+                "</tool_call>";
+}
+
+TestSuite(openai_tools_http, .init = setup_tools, .fini = teardown, .timeout = 20);
+
+#define TOOL_CHAT(extra)                                                                          \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"max_tokens\":200,"               \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":{}}}]" extra "}"
+
+static void expect_call(json_t *call)
+{
+    json_t *f = json_object_get(call, "function");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "name")), "weather");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "arguments")), "{\"city\":\"Oslo\"}");
+    cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
+    cr_assert(!strncmp(json_string_value(json_object_get(call, "id")), "chatcmpl-tool-", 14));
+}
+
+Test(openai_tools_http, tool_calls_unstreamed)
+{
+    struct resp r = http("POST", "/v1/chat/completions", TOOL_CHAT(""), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *c = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *msg = json_object_get(c, "message");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "tool_calls");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "content")), "On it.");
+    cr_assert_eq(json_array_size(json_object_get(msg, "tool_calls")), 1);
+    expect_call(json_array_get(json_object_get(msg, "tool_calls"), 0));
+    json_decref(o);
+    FREE(r);
+    /* tool_choice none: the reply stays text */
+    r = http("POST", "/v1/chat/completions", TOOL_CHAT(",\"tool_choice\":\"none\""), NULL);
+    o = json_of(&r);
+    c = json_array_get(json_object_get(o, "choices"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "content")),
+                     m->script);
+    cr_assert_null(json_object_get(json_object_get(c, "message"), "tool_calls"));
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "stop");
+    json_decref(o);
+    FREE(r);
+}
+
+Test(openai_tools_http, tool_calls_streamed)
+{
+    struct resp r = http("POST", "/v1/chat/completions", TOOL_CHAT(",\"stream\":true"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *ev[256];
+    size_t n = sse_events(r.body, ev, 256), calls = 0;
+    struct oa_buf content = {0};
+    for (size_t i = 0; i + 1 < n; i++) {
+        json_t *o = json_loads(ev[i], 0, NULL), *c = json_array_get(json_object_get(o, "choices"), 0);
+        json_t *d = json_object_get(c, "delta"), *tc = json_object_get(d, "tool_calls");
+        const char *txt = json_string_value(json_object_get(d, "content"));
+        cr_assert(!txt || !strstr(txt, "<tool"), "the call's text is not content: '%s'", txt);
+        if (txt)
+            oa_buf_add(&content, txt, strlen(txt));
+        if (tc) {
+            calls++;
+            cr_assert_eq(json_array_size(tc), 1);
+            expect_call(json_array_get(tc, 0));
+            cr_assert_eq(json_integer_value(json_object_get(json_array_get(tc, 0), "index")), 0);
+            cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "tool_calls");
+        }
+        json_decref(o);
+    }
+    cr_assert_eq(calls, 1);
+    cr_assert_str_eq(content.data, "On it.");
+    cr_assert_str_eq(ev[n - 1], "[DONE]");
+    oa_buf_free(&content);
+    FREE(r);
+}
+
+Test(openai_tools_http, unknown_parser_is_refused)
+{
+    struct zl_frontend_params p = zl_frontend_default_params();
+    p.engine = &m->api;
+    p.port = 0;
+    p.tool_call_parser = "mistral";
+    void *other = NULL;
+    cr_assert_eq(ops->start(&p, &other), ZL_EINVAL);
+    cr_assert_null(other);
 }

@@ -218,15 +218,34 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
     return 0;
 }
 
+/* The tool calls of a finished chat reply (g->tools), or NULL; *content
+ * gets the length of the text before them. */
+static json_t *reply_tools(struct oa_gen *g, const struct oa_seq *s, size_t *content)
+{
+    *content = s->text.len;
+    if (g->req.kind != OA_CHAT || g->tools == OA_TOOLS_NONE)
+        return NULL;
+    return oa_tools_parse(g->tools, s->text.data, s->text.len, content);
+}
+
 static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t i, int j)
 {
     struct oa_seq *s = &g->subs[i].seq[j];
     int fin = s->finish && !s->finish_sent && s->finish != ZL_FE_FINISH_ERROR;
-    if (s->text_sent == s->text.len && s->tok_sent == s->n_tok && !fin)
+    /* with a tool parser, text that may start a call waits for the end */
+    size_t avail = g->req.kind == OA_CHAT && g->tools != OA_TOOLS_NONE
+                       ? oa_tools_content_len(g->tools, s->text.data, s->text.len, s->finish != 0)
+                       : s->text.len;
+    json_t *calls = NULL;
+    if (fin)
+        calls = reply_tools(g, s, &avail);
+    if (avail < s->text_sent)
+        avail = s->text_sent;
+    if (s->text_sent == avail && s->tok_sent == s->n_tok && !fin)
         return 0;
     json_int_t idx = (json_int_t)(i * (size_t)g->req.sp.n + (size_t)j);
     const char *txt = s->text.data ? s->text.data + s->text_sent : "";
-    size_t n = s->text.len - s->text_sent;
+    size_t n = avail - s->text_sent;
     json_t *lp = json_null();
     if (g->req.logprobs >= 0) {
         size_t base = s->text_sent + (g->req.prompt_logprobs >= 0 ? g->subs[i].plp_text_len
@@ -237,10 +256,18 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
     json_t *c = g->req.kind == OA_CHAT
                     ? json_pack("{s:I,s:{s:o},s:o,s:o}", "index", idx, "delta", "content",
                                 oa_json_str(txt, n), "logprobs", lp, "finish_reason",
-                                finish_json(fin ? s->finish : 0))
+                                calls ? json_string("tool_calls") : finish_json(fin ? s->finish : 0))
                     : json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(txt, n),
                                 "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0));
-    s->text_sent = s->text.len;
+    if (calls && c) { /* each call whole, in one delta, with its place in the list */
+        size_t k;
+        json_t *call;
+        json_array_foreach(calls, k, call)
+            json_object_set_new(call, "index", json_integer((json_int_t)k));
+        json_object_set(json_object_get(c, "delta"), "tool_calls", calls);
+    }
+    json_decref(calls);
+    s->text_sent = fin ? s->text.len : avail;
     s->tok_sent = s->n_tok;
     s->finish_sent |= fin;
     return oa_sse_json(&g->out, chunk(g, c));
@@ -294,6 +321,15 @@ int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api)
     return g->tail_sent && g->out_off == g->out.len;
 }
 
+/* Content before tool calls that is only whitespace is none (null). */
+static int content_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r')
+            return 0;
+    return 1;
+}
+
 char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
 {
     json_t *choices = json_array();
@@ -313,9 +349,18 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
             }
             json_t *c;
             if (g->req.kind == OA_CHAT) {
+                size_t content;
+                json_t *calls = reply_tools(g, s, &content);
                 c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",
-                              "assistant", "content", oa_json_str(s->text.data, s->text.len),
-                              "logprobs", lp, "finish_reason", finish_json(s->finish));
+                              "assistant", "content",
+                              calls && content_blank(s->text.data, content)
+                                  ? json_null()
+                                  : oa_json_str(s->text.data, content),
+                              "logprobs", lp, "finish_reason",
+                              calls ? json_string("tool_calls") : finish_json(s->finish));
+                if (c && calls)
+                    json_object_set(json_object_get(c, "message"), "tool_calls", calls);
+                json_decref(calls);
             } else {
                 struct oa_buf t = {0};
                 oa_buf_add(&t, echo, strlen(echo));

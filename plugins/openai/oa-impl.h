@@ -42,6 +42,19 @@ void oa_buf_free(struct oa_buf *b);
 
 enum oa_kind { OA_COMPLETION = 0, OA_CHAT = 1 };
 
+/* Tool-call parsers (oa-tools.c; server.tool_call_parser). */
+enum oa_tools { OA_TOOLS_NONE = 0, OA_TOOLS_HERMES = 1, OA_TOOLS_LLAMA3_JSON = 2 };
+/* "none", "hermes", "llama3_json" (NULL or "": none); -1 for others. */
+int oa_tools_parser(const char *name, enum oa_tools *out);
+/* How much of a reply so far can be streamed as content: all of it but
+ * a tool call's start, or a tail that may become one (final: the reply
+ * has ended). */
+size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int final);
+/* The tool calls of a finished reply, as the API's tool_calls array (ids
+ * made here), or NULL when it holds none (it is text then); *content_len
+ * gets the length of the content before them. */
+json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *content_len);
+
 struct oa_prompt {
     int32_t *ids;               /* [n] after tokenization */
     size_t n;
@@ -58,6 +71,7 @@ struct oa_req {
     int logprobs;               /* -1: none; else top-k (0..20) */
     int prompt_logprobs;        /* echo with logprobs: the prompt's too, top-k as logprobs */
     int skip_special, include_stop_str;
+    int want_tools;             /* chat with tools and tool_choice auto (or absent) */
     int32_t *logit_bias_ids;
     float *logit_bias;
     int32_t *stop_token_ids;
@@ -130,6 +144,7 @@ struct oa_gen {
     size_t out_off;
     int head_sent, tail_sent;
     double t_start, t_first, t_last;
+    enum oa_tools tools;        /* the parser applied to the replies (chat with tools) */
 };
 
 /* Creates a generation for a parsed request (takes *req over). */

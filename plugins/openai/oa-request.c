@@ -435,6 +435,14 @@ static int parse_messages(json_t *root, const struct zl_engine_api *api, struct 
     json_t *tools = json_object_get(root, "tools"), *kw = json_object_get(root, "chat_template_kwargs");
     if (tools && !json_is_null(tools) && !json_is_array(tools))
         return oa_fail(e, 400, "tools", "'tools' must be a list");
+    /* tool_choice: "auto" (the default with tools) or "none"; a forced
+     * call needs guided decoding, which zlight does not have */
+    json_t *choice = json_object_get(root, "tool_choice");
+    const char *ch = json_is_string(choice) ? json_string_value(choice) : NULL;
+    if (choice && !json_is_null(choice) && (!ch || (strcmp(ch, "auto") && strcmp(ch, "none"))))
+        return oa_fail(e, 400, "tool_choice", "tool_choice must be \"auto\" or \"none\": a forced "
+                       "call (\"required\" or a named function) is not supported");
+    r->want_tools = json_is_array(tools) && json_array_size(tools) > 0 && (!ch || !strcmp(ch, "auto"));
     if (kw && !json_is_null(kw) && !json_is_object(kw))
         return oa_fail(e, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
     int agp = 1, cont = 0;

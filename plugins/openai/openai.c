@@ -26,6 +26,7 @@ struct oa_server {
     struct MHD_Daemon *d;
     char *api_key;
     int64_t max_body;
+    enum oa_tools tools;            /* server.tool_call_parser */
     int32_t port;
     struct oa_metrics *metrics;
     pthread_mutex_t mu;
@@ -295,6 +296,7 @@ static enum MHD_Result start_generation(struct oa_server *srv, struct MHD_Connec
         oa_req_free(&req);
         return fail(srv, conn, 500, NULL, "out of memory");
     }
+    g->tools = g->req.want_tools ? srv->tools : OA_TOOLS_NONE;
     g->conn = conn;
     g->fd = c->fd;
     c->gen = g;
@@ -611,11 +613,19 @@ static int32_t server_port(void *inst)
 static int server_start(const struct zl_frontend_params *p, void **out)
 {
     *out = NULL;
-    if (!p || p->size < sizeof *p || !p->engine || p->engine->size < sizeof(struct zl_engine_api))
+    if (!p || p->size < ZL_FRONTEND_PARAMS_MIN_SIZE || !p->engine ||
+        p->engine->size < sizeof(struct zl_engine_api))
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: bad frontend params") : ZL_EINVAL;
+    const char *parser = p->size >= sizeof *p ? p->tool_call_parser : NULL;
+    enum oa_tools tools;
+    if (oa_tools_parser(parser, &tools) < 0)
+        return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown tool_call_parser '%s' (none, "
+                                        "hermes or llama3_json)", parser)
+                       : ZL_EINVAL;
     struct oa_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return ZL_ENOMEM;
+    srv->tools = tools;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     srv->api = p->engine;

@@ -160,11 +160,15 @@ struct zl_frontend_params {
     const char *api_key;                    /* NULL or "": no authentication */
     int64_t max_body_bytes;                 /* larger bodies get 413; 8 MiB */
     int32_t threads;                        /* HTTP worker threads; 0 = 4 */
+    const char *tool_call_parser;           /* chat replies' tool calls: "none" (or NULL),
+                                               "hermes", "llama3_json" */
 };
+/* What a frontend takes from a host built before tool_call_parser. */
+#define ZL_FRONTEND_PARAMS_MIN_SIZE offsetof(struct zl_frontend_params, tool_call_parser)
 
 static inline struct zl_frontend_params zl_frontend_default_params(void)
 {
-    struct zl_frontend_params p = {sizeof p, NULL, "127.0.0.1", 8000, NULL, 8 << 20, 0};
+    struct zl_frontend_params p = {sizeof p, NULL, "127.0.0.1", 8000, NULL, 8 << 20, 0, NULL};
     return p;
 }
 

@@ -1,0 +1,191 @@
+/* Tool calls in chat replies (server.tool_call_parser), as vLLM's parsers
+ * of the same names read them:
+ *   - hermes (Qwen2.5, Qwen3, Hermes): each call is
+ *     <tool_call>{"name": ..., "arguments": {...}}</tool_call> (the last one
+ *     may be cut off by the end of the reply); the text before the first
+ *     is the reply's content;
+ *   - llama3_json (Llama 3.1, 3.2): the whole reply is one or more
+ *     {"name": ..., "parameters": {...}} objects separated by ';',
+ *     optionally after <|python_tag|>; no content then.
+ * A reply that does not parse as its format's calls stays text. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "oa-impl.h"
+
+static const char HERMES_OPEN[] = "<tool_call>", HERMES_CLOSE[] = "</tool_call>";
+static const char PYTHON_TAG[] = "<|python_tag|>";
+
+int oa_tools_parser(const char *name, enum oa_tools *out)
+{
+    static const struct {
+        const char *name;
+        enum oa_tools p;
+    } known[] = {{"none", OA_TOOLS_NONE}, {"hermes", OA_TOOLS_HERMES},
+                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (!strcmp(name && *name ? name : "none", known[i].name)) {
+            *out = known[i].p;
+            return 0;
+        }
+    return -1;
+}
+
+static const char *find(const char *s, size_t n, const char *what)
+{
+    size_t m = strlen(what);
+    for (size_t i = 0; i + m <= n; i++)
+        if (s[i] == what[0] && !memcmp(s + i, what, m))
+            return s + i;
+    return NULL;
+}
+
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The longest tail of s that is a proper prefix of `what`: text that may
+ * still become it. */
+static size_t partial_tail(const char *s, size_t n, const char *what)
+{
+    size_t m = strlen(what);
+    for (size_t k = m - 1 < n ? m - 1 : n; k > 0; k--)
+        if (!memcmp(s + n - k, what, k))
+            return k;
+    return 0;
+}
+
+size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int final)
+{
+    if (p == OA_TOOLS_HERMES) {
+        const char *at = find(text, len, HERMES_OPEN);
+        if (at)
+            return (size_t)(at - text);
+        return final ? len : len - partial_tail(text, len, HERMES_OPEN);
+    }
+    if (p == OA_TOOLS_LLAMA3_JSON) {
+        if (final)
+            return len; /* oa_tools_parse decides; content if it is no call */
+        size_t i = skip_ws(text, len, 0), rest = len - i, tag = sizeof PYTHON_TAG - 1;
+        if (i == len || text[i] == '{' || !memcmp(text + i, PYTHON_TAG, rest < tag ? rest : tag))
+            return 0; /* may be a call: held until the reply ends */
+        return len;
+    }
+    return len;
+}
+
+/* One call object: {"name": string, key (or alt): object or string} ->
+ * the API's tool call, arguments as a JSON string ("{}" when absent). */
+static json_t *call_json(json_t *obj, const char *key, const char *alt)
+{
+    json_t *name = json_object_get(obj, "name"), *args = json_object_get(obj, key);
+    if (!args && alt)
+        args = json_object_get(obj, alt);
+    if (!json_is_object(obj) || !json_is_string(name))
+        return NULL;
+    char *a = NULL;
+    if (!args || json_is_null(args))
+        a = strdup("{}");
+    else if (json_is_object(args))
+        a = json_dumps(args, JSON_COMPACT);
+    else if (json_is_string(args))
+        a = strdup(json_string_value(args));
+    if (!a)
+        return NULL;
+    static _Atomic uint64_t counter;
+    uint64_t r = ((uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)obj ^
+                 (++counter * 0xBF58476D1CE4E5B9ull);
+    char id[40];
+    snprintf(id, sizeof id, "chatcmpl-tool-%016llx", (unsigned long long)r);
+    json_t *c = json_pack("{s:s,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
+                          "name", name, "arguments", a);
+    free(a);
+    return c;
+}
+
+/* Appends the call parsed from s[0, n) to calls; -1 if it is none.  With
+ * `used`, s may go on after the object: *used gets its length. */
+static int add_call(json_t *calls, const char *s, size_t n, const char *key, const char *alt,
+                    size_t *used)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(s, n, used ? JSON_DISABLE_EOF_CHECK : 0, &err);
+    if (used)
+        *used = obj ? (size_t)err.position : 0;
+    json_t *c = obj ? call_json(obj, key, alt) : NULL;
+    json_decref(obj);
+    if (!c)
+        return -1;
+    json_array_append_new(calls, c);
+    return 0;
+}
+
+static json_t *parse_hermes(const char *text, size_t len, size_t *content_len)
+{
+    const char *at = find(text, len, HERMES_OPEN), *end = text + len;
+    if (!at)
+        return NULL;
+    json_t *calls = json_array();
+    while (at && calls) {
+        const char *body = at + sizeof HERMES_OPEN - 1;
+        const char *close = find(body, (size_t)(end - body), HERMES_CLOSE);
+        const char *stop = close ? close : end;
+        if (add_call(calls, body, (size_t)(stop - body), "arguments", NULL, NULL) < 0) {
+            json_decref(calls);
+            return NULL;
+        }
+        at = close ? find(close, (size_t)(end - close), HERMES_OPEN) : NULL;
+    }
+    *content_len = (size_t)(find(text, len, HERMES_OPEN) - text);
+    return calls;
+}
+
+static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
+{
+    size_t i = skip_ws(text, len, 0);
+    if (len - i >= sizeof PYTHON_TAG - 1 && !memcmp(text + i, PYTHON_TAG, sizeof PYTHON_TAG - 1))
+        i = skip_ws(text, len, i + sizeof PYTHON_TAG - 1);
+    if (i == len || text[i] != '{')
+        return NULL;
+    json_t *calls = json_array();
+    while (calls && i < len) {
+        size_t used;
+        /* some Llama replies say "arguments" */
+        if (add_call(calls, text + i, len - i, "parameters", "arguments", &used) < 0) {
+            json_decref(calls);
+            return NULL;
+        }
+        i = skip_ws(text, len, i + used);
+        if (i < len && text[i] == ';')
+            i = skip_ws(text, len, i + 1);
+        else if (i < len) { /* text after the calls: a reply, not calls */
+            json_decref(calls);
+            return NULL;
+        }
+    }
+    *content_len = 0;
+    return calls;
+}
+
+json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *content_len)
+{
+    *content_len = len;
+    if (!text)
+        return NULL;
+    json_t *calls = p == OA_TOOLS_HERMES        ? parse_hermes(text, len, content_len)
+                    : p == OA_TOOLS_LLAMA3_JSON ? parse_llama3(text, len, content_len)
+                                                : NULL;
+    if (calls && json_array_size(calls) == 0) {
+        json_decref(calls);
+        calls = NULL;
+    }
+    if (!calls)
+        *content_len = len;
+    return calls;
+}

@@ -1,0 +1,118 @@
+/* Tool calls in chat replies (plugins/openai/oa-tools.c): the hermes and
+ * llama3_json readers on finished replies and on streamed prefixes, and
+ * tool_choice in requests.  The HTTP side is in test_openai_http. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "../plugins/openai/oa-impl.h"
+
+/* The calls of `text` as "name(arguments);..." (static buffer), or NULL. */
+static const char *calls(enum oa_tools p, const char *text, size_t *content)
+{
+    static char out[512];
+    json_t *c = oa_tools_parse(p, text, strlen(text), content);
+    if (!c)
+        return NULL;
+    size_t n = 0, i;
+    json_t *call;
+    json_array_foreach(c, i, call) {
+        json_t *f = json_object_get(call, "function");
+        cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
+        cr_assert(!strncmp(json_string_value(json_object_get(call, "id")), "chatcmpl-tool-", 14));
+        n += (size_t)snprintf(out + n, sizeof out - n, "%s(%s);",
+                              json_string_value(json_object_get(f, "name")),
+                              json_string_value(json_object_get(f, "arguments")));
+    }
+    json_decref(c);
+    return out;
+}
+
+Test(openai_tools, hermes)
+{
+    size_t content;
+    const char *t = "Let me look.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": "
+                    "{\"city\": \"Paris\"}}\n</tool_call>";
+    cr_assert_str_eq(calls(OA_TOOLS_HERMES, t, &content), "weather({\"city\":\"Paris\"});");
+    cr_assert_eq(content, strlen("Let me look.\n"));
+    t = "<tool_call>{\"name\":\"a\",\"arguments\":{}}</tool_call>\n<tool_call>{\"name\":\"b\","
+        "\"arguments\":\"{\\\"x\\\": 1}\"}</tool_call>";
+    cr_assert_str_eq(calls(OA_TOOLS_HERMES, t, &content), "a({});b({\"x\": 1});",
+                     "a string of arguments is kept as it is");
+    cr_assert_eq(content, 0);
+    cr_assert_str_eq(calls(OA_TOOLS_HERMES, "<tool_call>{\"name\":\"f\",\"arguments\":{\"k\":[1]}}",
+                           &content),
+                     "f({\"k\":[1]});", "the reply ended before </tool_call>");
+    cr_assert_str_eq(calls(OA_TOOLS_HERMES, "<tool_call>{\"name\":\"f\"}</tool_call>", &content),
+                     "f({});");
+    static const char *const text[] = {
+        "no call here", "<tool_call>{\"name\": oops}</tool_call>", "<tool_call>[1, 2]</tool_call>",
+        "<tool_call>{\"arguments\":{}}</tool_call>", "<tool_call></tool_call>", "",
+    };
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
+        cr_expect_null(calls(OA_TOOLS_HERMES, text[i], &content), "%s", text[i]);
+        cr_expect_eq(content, strlen(text[i]), "text stays the reply: %s", text[i]);
+    }
+}
+
+Test(openai_tools, llama3_json)
+{
+    size_t content;
+    cr_assert_str_eq(calls(OA_TOOLS_LLAMA3_JSON,
+                           " {\"name\": \"f\", \"parameters\": {\"x\": 1}}\n", &content),
+                     "f({\"x\":1});");
+    cr_assert_eq(content, 0);
+    cr_assert_str_eq(calls(OA_TOOLS_LLAMA3_JSON,
+                           "<|python_tag|>{\"name\":\"a\",\"parameters\":{}}; "
+                           "{\"name\":\"b\",\"arguments\":{\"y\":\"z\"}}", &content),
+                     "a({});b({\"y\":\"z\"});");
+    static const char *const text[] = {
+        "Hello {\"name\":\"f\",\"parameters\":{}}", "{\"name\":\"f\",\"parameters\":{}} and more",
+        "{not json", "{\"parameters\":{}}", "[{\"name\":\"f\"}]", "",
+    };
+    for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
+        cr_expect_null(calls(OA_TOOLS_LLAMA3_JSON, text[i], &content), "%s", text[i]);
+        cr_expect_eq(content, strlen(text[i]), "text stays the reply: %s", text[i]);
+    }
+    cr_assert_null(calls(OA_TOOLS_NONE, "{\"name\":\"f\",\"parameters\":{}}", &content));
+}
+
+/* While streaming: what may begin a call is held back. */
+Test(openai_tools, content_streamed_before_a_call)
+{
+    static const struct {
+        enum oa_tools p;
+        const char *text;
+        int final;
+        size_t want;
+    } c[] = {
+        {OA_TOOLS_HERMES, "abc", 0, 3},
+        {OA_TOOLS_HERMES, "abc<", 0, 3},
+        {OA_TOOLS_HERMES, "abc<tool_", 0, 3},
+        {OA_TOOLS_HERMES, "abc<tool_", 1, 9},
+        {OA_TOOLS_HERMES, "abc<tool_call>{\"na", 0, 3},
+        {OA_TOOLS_HERMES, "a < b", 0, 5},
+        {OA_TOOLS_LLAMA3_JSON, "", 0, 0},
+        {OA_TOOLS_LLAMA3_JSON, "  ", 0, 0},
+        {OA_TOOLS_LLAMA3_JSON, " {\"name", 0, 0},
+        {OA_TOOLS_LLAMA3_JSON, "<|pyth", 0, 0},
+        {OA_TOOLS_LLAMA3_JSON, "Sure", 0, 4},
+        {OA_TOOLS_LLAMA3_JSON, "{\"name", 1, 6},
+        {OA_TOOLS_NONE, "<tool_", 0, 6},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++)
+        cr_expect_eq(oa_tools_content_len(c[i].p, c[i].text, strlen(c[i].text), c[i].final),
+                     c[i].want, "case %zu: '%s'", i, c[i].text);
+}
+
+Test(openai_tools, parser_names)
+{
+    enum oa_tools p;
+    cr_assert_eq(oa_tools_parser("hermes", &p), 0);
+    cr_assert_eq(p, OA_TOOLS_HERMES);
+    cr_assert_eq(oa_tools_parser("llama3_json", &p), 0);
+    cr_assert_eq(p, OA_TOOLS_LLAMA3_JSON);
+    cr_assert_eq(oa_tools_parser(NULL, &p), 0);
+    cr_assert_eq(p, OA_TOOLS_NONE);
+    cr_assert_eq(oa_tools_parser("mistral", &p), -1);
+}
