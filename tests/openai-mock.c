@@ -75,6 +75,7 @@ static int mock_render(void *ctx, const char *messages, const char *tools, const
 {
     struct mock_engine *m = ctx;
     snprintf(m->last_tools, sizeof m->last_tools, "%s", tools ? tools : "");
+    snprintf(m->last_messages, sizeof m->last_messages, "%s", messages);
     snprintf(m->last_kwargs, sizeof m->last_kwargs, "%s", kwargs ? kwargs : "");
     json_t *a = json_loads(messages, 0, NULL);
     if (!json_is_array(a)) {

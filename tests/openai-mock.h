@@ -37,6 +37,7 @@ struct mock_engine {
     int32_t last_n_stop;
     char last_stop0[64];
     char last_tools[512];           /* last render_chat tools_json */
+    char last_messages[1024];       /* last render_chat messages_json */
     char last_kwargs[512];
 };
 

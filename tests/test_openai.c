@@ -234,6 +234,29 @@ Test(openai_parse, tool_choice)
 #undef TOOLS
 }
 
+/* A tool call's arguments string reaches the template as the object it
+ * holds (vLLM's rule); one that is no JSON object stays a string. */
+Test(openai_parse, tool_call_arguments_reach_the_template_as_objects)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_CHAT,
+                       "{\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},"
+                       "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+                       "{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"w\","
+                       "\"arguments\":\"{\\\"city\\\": \\\"Oslo\\\"}\"}},"
+                       "{\"id\":\"c2\",\"type\":\"function\",\"function\":{\"name\":\"v\","
+                       "\"arguments\":\"not json\"}}]},"
+                       "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"sunny\"}]}",
+                       &r, &e),
+                 0, "%s", e.message);
+    cr_assert(strstr(m->last_messages, "\"arguments\":{\"city\":\"Oslo\"}"), "%s",
+              m->last_messages);
+    cr_assert(strstr(m->last_messages, "\"arguments\":\"not json\""), "%s", m->last_messages);
+    cr_assert(strstr(m->last_messages, "\"tool_call_id\":\"c1\""), "%s", m->last_messages);
+    oa_req_free(&r);
+}
+
 Test(openai_parse, prompt_logprobs_only_through_echo)
 {
     struct oa_req r;

@@ -416,6 +416,24 @@ static int flatten_content(json_t *msg, struct oa_err *e)
     return 0;
 }
 
+/* An assistant turn's tool calls carry their arguments as a JSON string
+ * (the API's shape); templates (Llama 3.1's `| tojson`, Qwen's) expect an
+ * object, so a string that parses as one is given as the object, as vLLM
+ * does before rendering. */
+static void tool_call_arguments(json_t *msg)
+{
+    size_t i;
+    json_t *call;
+    json_array_foreach(json_object_get(msg, "tool_calls"), i, call) {
+        json_t *f = json_object_get(call, "function");
+        json_t *a = json_object_get(f, "arguments");
+        json_t *obj = json_is_string(a) ? json_loads(json_string_value(a), 0, NULL) : NULL;
+        if (json_is_object(obj))
+            json_object_set(f, "arguments", obj);
+        json_decref(obj);
+    }
+}
+
 static int parse_messages(json_t *root, const struct zl_engine_api *api, struct oa_req *r,
                           struct oa_err *e)
 {
@@ -431,6 +449,7 @@ static int parse_messages(json_t *root, const struct zl_engine_api *api, struct 
             return oa_fail(e, 400, "messages", "messages[%zu] must be an object with a string 'role'", i);
         if (flatten_content(m, e) < 0)
             return -e->status;
+        tool_call_arguments(m);
     }
     json_t *tools = json_object_get(root, "tools"), *kw = json_object_get(root, "chat_template_kwargs");
     if (tools && !json_is_null(tools) && !json_is_array(tools))
