@@ -94,9 +94,10 @@ const struct zl_config_key zl_config_keys[] = {
         "required bearer token; \"\" = no authentication"),
     INT("server.max_body_bytes", server.max_body_bytes, "8388608", 1024, INT64_C(1) << 32, 0,
         "largest accepted request body"),
-    ENUM("server.tool_call_parser", server.tool_call_parser, "none", "none|hermes|llama3_json",
+    ENUM("server.tool_call_parser", server.tool_call_parser, "none", "none|hermes|llama3_json|mistral",
          "read tool calls out of chat replies to requests with tools: hermes (Qwen2.5, Qwen3), "
-         "llama3_json (Llama 3.1, 3.2); none = replies stay text"),
+         "llama3_json (Llama 3.1, 3.2), mistral (Mistral 7B v0.3, Mixtral 8x22B); none = "
+         "replies stay text"),
 
     { .key = "plugins.paths", .type = ZL_CONFIG_STR_LIST, .flags = ZL_CONFIG_F_PATH,
       .off = OFF(plugins.paths), .count_off = OFF(plugins.n_paths), .def = "", .min = 1,

@@ -600,7 +600,7 @@ Test(openai_tools_http, unknown_parser_is_refused)
     struct zl_frontend_params p = zl_frontend_default_params();
     p.engine = &m->api;
     p.port = 0;
-    p.tool_call_parser = "mistral";
+    p.tool_call_parser = "pythonic";
     void *other = NULL;
     cr_assert_eq(ops->start(&p, &other), ZL_EINVAL);
     cr_assert_null(other);

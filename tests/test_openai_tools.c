@@ -28,6 +28,16 @@ static const char *calls(enum oa_tools p, const char *text, size_t *content)
     return out;
 }
 
+/* Replies that are no calls: they stay text, all of them content. */
+static void expect_text(enum oa_tools p, const char *const *text, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t content;
+        cr_expect_null(calls(p, text[i], &content), "%s", text[i]);
+        cr_expect_eq(content, strlen(text[i]), "text stays the reply: %s", text[i]);
+    }
+}
+
 Test(openai_tools, hermes)
 {
     size_t content;
@@ -49,10 +59,7 @@ Test(openai_tools, hermes)
         "no call here", "<tool_call>{\"name\": oops}</tool_call>", "<tool_call>[1, 2]</tool_call>",
         "<tool_call>{\"arguments\":{}}</tool_call>", "<tool_call></tool_call>", "",
     };
-    for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
-        cr_expect_null(calls(OA_TOOLS_HERMES, text[i], &content), "%s", text[i]);
-        cr_expect_eq(content, strlen(text[i]), "text stays the reply: %s", text[i]);
-    }
+    expect_text(OA_TOOLS_HERMES, text, sizeof text / sizeof *text);
 }
 
 Test(openai_tools, llama3_json)
@@ -70,11 +77,25 @@ Test(openai_tools, llama3_json)
         "Hello {\"name\":\"f\",\"parameters\":{}}", "{\"name\":\"f\",\"parameters\":{}} and more",
         "{not json", "{\"parameters\":{}}", "[{\"name\":\"f\"}]", "",
     };
-    for (size_t i = 0; i < sizeof text / sizeof *text; i++) {
-        cr_expect_null(calls(OA_TOOLS_LLAMA3_JSON, text[i], &content), "%s", text[i]);
-        cr_expect_eq(content, strlen(text[i]), "text stays the reply: %s", text[i]);
-    }
+    expect_text(OA_TOOLS_LLAMA3_JSON, text, sizeof text / sizeof *text);
     cr_assert_null(calls(OA_TOOLS_NONE, "{\"name\":\"f\",\"parameters\":{}}", &content));
+}
+
+Test(openai_tools, mistral)
+{
+    size_t content;
+    const char *t = "Checking.[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"a\": 1}}, "
+                    "{\"name\": \"g\", \"arguments\": {}}]";
+    cr_assert_str_eq(calls(OA_TOOLS_MISTRAL, t, &content), "f({\"a\":1});g({});");
+    cr_assert_eq(content, strlen("Checking."));
+    cr_assert_str_eq(calls(OA_TOOLS_MISTRAL, " [{\"name\": \"f\", \"arguments\": {}}]\n", &content),
+                     "f({});", "[TOOL_CALLS] skipped as a special token");
+    cr_assert_eq(content, 0);
+    static const char *const text[] = {
+        "[1, 2, 3]", "[TOOL_CALLS] not json", "[]", "Sure: [{\"name\": \"f\", \"arguments\": {}}]",
+        "[{\"name\": \"f\"}] and more",
+    };
+    expect_text(OA_TOOLS_MISTRAL, text, sizeof text / sizeof *text);
 }
 
 /* While streaming: what may begin a call is held back. */
@@ -98,6 +119,11 @@ Test(openai_tools, content_streamed_before_a_call)
         {OA_TOOLS_LLAMA3_JSON, "<|pyth", 0, 0},
         {OA_TOOLS_LLAMA3_JSON, "Sure", 0, 4},
         {OA_TOOLS_LLAMA3_JSON, "{\"name", 1, 6},
+        {OA_TOOLS_MISTRAL, "Hi[TOOL_CALLS][{", 0, 2},
+        {OA_TOOLS_MISTRAL, "Hi[TOOL_", 0, 2},
+        {OA_TOOLS_MISTRAL, " [{\"na", 0, 0},
+        {OA_TOOLS_MISTRAL, "Sure", 0, 4},
+        {OA_TOOLS_MISTRAL, "[1]", 1, 3},
         {OA_TOOLS_NONE, "<tool_", 0, 6},
     };
     for (size_t i = 0; i < sizeof c / sizeof *c; i++)
@@ -114,5 +140,7 @@ Test(openai_tools, parser_names)
     cr_assert_eq(p, OA_TOOLS_LLAMA3_JSON);
     cr_assert_eq(oa_tools_parser(NULL, &p), 0);
     cr_assert_eq(p, OA_TOOLS_NONE);
-    cr_assert_eq(oa_tools_parser("mistral", &p), -1);
+    cr_assert_eq(oa_tools_parser("mistral", &p), 0);
+    cr_assert_eq(p, OA_TOOLS_MISTRAL);
+    cr_assert_eq(oa_tools_parser("pythonic", &p), -1);
 }

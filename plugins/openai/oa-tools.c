@@ -6,7 +6,12 @@
  *     is the reply's content;
  *   - llama3_json (Llama 3.1, 3.2): the whole reply is one or more
  *     {"name": ..., "parameters": {...}} objects separated by ';',
- *     optionally after <|python_tag|>; no content then.
+ *     optionally after <|python_tag|>; no content then;
+ *   - mistral (Mistral 7B v0.3, Mixtral 8x22B): [TOOL_CALLS] then a JSON
+ *     list of {"name": ..., "arguments": {...}}, the text before it the
+ *     content.  [TOOL_CALLS] is a special token, so with special tokens
+ *     skipped (the default) the reply is the bare list: a reply that is a
+ *     list of calls and nothing else counts too.
  * A reply that does not parse as its format's calls stays text. */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +23,7 @@
 
 static const char HERMES_OPEN[] = "<tool_call>", HERMES_CLOSE[] = "</tool_call>";
 static const char PYTHON_TAG[] = "<|python_tag|>";
+static const char MISTRAL_TAG[] = "[TOOL_CALLS]";
 
 int oa_tools_parser(const char *name, enum oa_tools *out)
 {
@@ -25,7 +31,7 @@ int oa_tools_parser(const char *name, enum oa_tools *out)
         const char *name;
         enum oa_tools p;
     } known[] = {{"none", OA_TOOLS_NONE}, {"hermes", OA_TOOLS_HERMES},
-                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}};
+                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}, {"mistral", OA_TOOLS_MISTRAL}};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (!strcmp(name && *name ? name : "none", known[i].name)) {
             *out = known[i].p;
@@ -69,13 +75,18 @@ size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int f
             return (size_t)(at - text);
         return final ? len : len - partial_tail(text, len, HERMES_OPEN);
     }
-    if (p == OA_TOOLS_LLAMA3_JSON) {
+    if (p == OA_TOOLS_LLAMA3_JSON || p == OA_TOOLS_MISTRAL) {
+        const char *tag = p == OA_TOOLS_MISTRAL ? MISTRAL_TAG : PYTHON_TAG;
+        const char open = p == OA_TOOLS_MISTRAL ? '[' : '{';
+        const char *at = p == OA_TOOLS_MISTRAL ? find(text, len, MISTRAL_TAG) : NULL;
+        if (at) /* a marked call: the text before it is content */
+            return (size_t)(at - text);
         if (final)
             return len; /* oa_tools_parse decides; content if it is no call */
-        size_t i = skip_ws(text, len, 0), rest = len - i, tag = sizeof PYTHON_TAG - 1;
-        if (i == len || text[i] == '{' || !memcmp(text + i, PYTHON_TAG, rest < tag ? rest : tag))
+        size_t i = skip_ws(text, len, 0), rest = len - i, tl = strlen(tag);
+        if (i == len || text[i] == open || !memcmp(text + i, tag, rest < tl ? rest : tl))
             return 0; /* may be a call: held until the reply ends */
-        return len;
+        return p == OA_TOOLS_MISTRAL ? len - partial_tail(text, len, MISTRAL_TAG) : len;
     }
     return len;
 }
@@ -109,6 +120,16 @@ static json_t *call_json(json_t *obj, const char *key, const char *alt)
     return c;
 }
 
+/* Appends the call object obj to calls; -1 if it is none. */
+static int add_call_object(json_t *calls, json_t *obj, const char *key, const char *alt)
+{
+    json_t *c = call_json(obj, key, alt);
+    if (!c)
+        return -1;
+    json_array_append_new(calls, c);
+    return 0;
+}
+
 /* Appends the call parsed from s[0, n) to calls; -1 if it is none.  With
  * `used`, s may go on after the object: *used gets its length. */
 static int add_call(json_t *calls, const char *s, size_t n, const char *key, const char *alt,
@@ -118,12 +139,9 @@ static int add_call(json_t *calls, const char *s, size_t n, const char *key, con
     json_t *obj = json_loadb(s, n, used ? JSON_DISABLE_EOF_CHECK : 0, &err);
     if (used)
         *used = obj ? (size_t)err.position : 0;
-    json_t *c = obj ? call_json(obj, key, alt) : NULL;
+    int rc = obj ? add_call_object(calls, obj, key, alt) : -1;
     json_decref(obj);
-    if (!c)
-        return -1;
-    json_array_append_new(calls, c);
-    return 0;
+    return rc;
 }
 
 static json_t *parse_hermes(const char *text, size_t len, size_t *content_len)
@@ -173,6 +191,29 @@ static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
     return calls;
 }
 
+static json_t *parse_mistral(const char *text, size_t len, size_t *content_len)
+{
+    const char *at = find(text, len, MISTRAL_TAG);
+    size_t i = at ? (size_t)(at - text) + sizeof MISTRAL_TAG - 1 : skip_ws(text, len, 0);
+    json_error_t err;
+    json_t *list = json_loadb(text + i, len - i, 0, &err), *calls = json_array(), *c;
+    size_t k;
+    json_array_foreach(list, k, c) {
+        if (add_call_object(calls, c, "arguments", NULL) < 0) {
+            json_decref(calls);
+            calls = NULL;
+            break;
+        }
+    }
+    if (!json_is_array(list)) {
+        json_decref(calls);
+        calls = NULL;
+    }
+    json_decref(list);
+    *content_len = at ? (size_t)(at - text) : 0;
+    return calls;
+}
+
 json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *content_len)
 {
     *content_len = len;
@@ -180,6 +221,7 @@ json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *co
         return NULL;
     json_t *calls = p == OA_TOOLS_HERMES        ? parse_hermes(text, len, content_len)
                     : p == OA_TOOLS_LLAMA3_JSON ? parse_llama3(text, len, content_len)
+                    : p == OA_TOOLS_MISTRAL     ? parse_mistral(text, len, content_len)
                                                 : NULL;
     if (calls && json_array_size(calls) == 0) {
         json_decref(calls);

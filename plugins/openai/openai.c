@@ -620,7 +620,7 @@ static int server_start(const struct zl_frontend_params *p, void **out)
     enum oa_tools tools;
     if (oa_tools_parser(parser, &tools) < 0)
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown tool_call_parser '%s' (none, "
-                                        "hermes or llama3_json)", parser)
+                                        "hermes, llama3_json or mistral)", parser)
                        : ZL_EINVAL;
     struct oa_server *srv = calloc(1, sizeof *srv);
     if (!srv)

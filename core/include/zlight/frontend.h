@@ -161,7 +161,7 @@ struct zl_frontend_params {
     int64_t max_body_bytes;                 /* larger bodies get 413; 8 MiB */
     int32_t threads;                        /* HTTP worker threads; 0 = 4 */
     const char *tool_call_parser;           /* chat replies' tool calls: "none" (or NULL),
-                                               "hermes", "llama3_json" */
+                                               "hermes", "llama3_json", "mistral" */
 };
 /* What a frontend takes from a host built before tool_call_parser. */
 #define ZL_FRONTEND_PARAMS_MIN_SIZE offsetof(struct zl_frontend_params, tool_call_parser)
