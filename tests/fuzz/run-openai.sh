@@ -1,13 +1,13 @@
 #!/bin/sh
-# Builds the libFuzzer target of the OpenAI request parser with clang
-# (-fsanitize=fuzzer,address,undefined) and runs it for SECONDS (default 30)
-# from its committed seed corpus.
+# Builds the libFuzzer targets of the OpenAI request parser and of the
+# tool-call readers with clang (-fsanitize=fuzzer,address,undefined) and runs
+# each for SECONDS (default 30) from its committed seed corpus.
 #
 #   tests/fuzz/run-openai.sh [SECONDS]
 #
-# New inputs go to $ZL_FUZZ_BUILD/work-openai (default build-fuzz-openai/ in
-# the source tree), not into the committed corpus; a crash is saved as
-# $ZL_FUZZ_BUILD/crash-openai-*.
+# New inputs go to $ZL_FUZZ_BUILD/work-openai[-tools] (default build-fuzz-openai/
+# in the source tree), not into the committed corpus; a crash is saved as
+# $ZL_FUZZ_BUILD/crash-openai-* or crash-openai_tools-*.
 set -eu
 secs=${1:-30}
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,13 +47,30 @@ DICT
     -Icore/include tests/fuzz/fuzz_openai_request.c tests/openai-mock.c \
     plugins/openai/oa-request.c plugins/openai/oa-response.c \
     $(pkg-config --cflags --libs jansson) -lm -pthread -o "$out/fuzz_openai")
-echo "== fuzz_openai for ${secs}s"
+(cd "$top" && $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Icore/include tests/fuzz/fuzz_openai_tools.c plugins/openai/oa-tools.c \
+    $(pkg-config --cflags --libs jansson) -o "$out/fuzz_openai_tools")
+mkdir -p "$out/work-openai-tools"
+cat > "$out/tools.dict" <<'DICT'
+"<tool_call>"
+"</tool_call>"
+"<|python_tag|>"
+"[TOOL_CALLS]"
+"{\"name\": \"f\", \"arguments\": {}}"
+"{\"name\": \"f\", \"parameters\": {}}"
+";"
+DICT
 status=0
-if ! "$out/fuzz_openai" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -dict="$out/openai.dict" -print_final_stats=1 -artifact_prefix="$out/crash-openai-" \
-    "$out/work-openai" "$top/tests/fuzz/corpus-openai" 2> "$out/fuzz_openai.log"; then
-    echo "fuzz_openai FAILED: see $out/fuzz_openai.log and $out/crash-openai-*" >&2
-    status=1
-fi
-grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/fuzz_openai.log" || true
+for t in openai openai_tools; do
+    echo "== fuzz_$t for ${secs}s"
+    work=$out/work-openai; corpus=$top/tests/fuzz/corpus-openai; dict=$out/openai.dict
+    [ $t = openai_tools ] && work=$out/work-openai-tools corpus=$top/tests/fuzz/corpus-openai-tools dict=$out/tools.dict
+    if ! "$out/fuzz_$t" -max_total_time="$secs" ${ZL_FUZZ_SEED:+-seed=$ZL_FUZZ_SEED} -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+        -dict="$dict" -print_final_stats=1 -artifact_prefix="$out/crash-$t-" \
+        "$work" "$corpus" 2> "$out/fuzz_$t.log"; then
+        echo "fuzz_$t FAILED: see $out/fuzz_$t.log and $out/crash-$t-*" >&2
+        status=1
+    fi
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$out/fuzz_$t.log" || true
+done
 exit $status
