@@ -273,6 +273,14 @@ Test(openai_parse, prompt_logprobs_only_through_echo)
                                 "\"prompt_logprobs\":1}", &r, &e), -400);
     cr_assert_str_eq(e.param, "prompt_logprobs");
     cr_assert(strstr(e.message, "echo with logprobs"), "%s", e.message);
+    /* max_tokens 0 with echo: the prompt alone (one token generated, dropped) */
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":\"a\",\"echo\":true,\"logprobs\":1,"
+                                      "\"max_tokens\":0}", &r, &e), 0, "%s", e.message);
+    cr_assert(r.echo_only && r.sp.max_tokens == 1 && r.prompt_logprobs == 1);
+    oa_req_free(&r);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":0}", 400, "max_tokens");
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":0}",
+                400, "max_tokens");
 }
 
 Test(openai_parse, chat_max_completion_tokens_wins_and_logprobs)

@@ -259,6 +259,23 @@ Test(openai_http, completion_echo_n_and_prompt_list)
     FREE(r);
 }
 
+/* echo with max_tokens 0: the prompt alone, scored; no token returned. */
+Test(openai_http, completion_echo_without_generation)
+{
+    struct resp r = http("POST", "/v1/completions",
+                         "{\"prompt\":\"hey\",\"echo\":true,\"logprobs\":1,\"max_tokens\":0}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *c = json_array_get(json_object_get(o, "choices"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "text")), "hey");
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(c, "logprobs"), "tokens")), 4,
+                 "BOS and 'hey', nothing generated: %s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(o, "usage"), "completion_tokens")),
+                 0);
+    cr_assert_eq(m->last.sampling.max_tokens, 1, "one token generated, then dropped");
+    json_decref(o);
+    FREE(r);
+}
+
 static size_t sse_events(char *body, char **ev, size_t max);
 
 /* Streamed, the echo chunk carries the prompt's logprobs and the rest

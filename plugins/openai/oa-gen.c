@@ -128,14 +128,15 @@ void oa_gen_on_output(void *user, const struct zl_fe_output *o)
     pthread_mutex_lock(&g->mu);
     if (o->index >= 0 && o->index < g->req.sp.n) {
         struct oa_seq *s = &sub->seq[o->index];
-        int ok = o->text_len == 0 || oa_buf_add(&s->text, o->text, o->text_len) == 0;
-        if (ok && g->req.logprobs >= 0 && o->n_tokens > 0)
+        int keep = !g->req.echo_only; /* its one token is not returned */
+        int ok = !keep || o->text_len == 0 || oa_buf_add(&s->text, o->text, o->text_len) == 0;
+        if (ok && keep && g->req.logprobs >= 0 && o->n_tokens > 0)
             ok = add_tokens(s, o->tokens, o->n_tokens) == 0;
         if (ok && g->req.prompt_logprobs >= 0)
             ok = keep_prompt_logprobs(sub, o) == 0;
         if (!ok && !g->error)
             g->error = strdup("out of memory in the frontend");
-        s->n_gen += o->n_tokens;
+        s->n_gen += keep ? o->n_tokens : 0;
         if (o->finish != ZL_FE_RUNNING && !s->finish)
             s->finish = o->finish;
         if ((o->n_tokens || o->text_len) && g->t_first == 0)

@@ -70,6 +70,8 @@ struct oa_req {
     int stream, include_usage, echo;
     int logprobs;               /* -1: none; else top-k (0..20) */
     int prompt_logprobs;        /* echo with logprobs: the prompt's too, top-k as logprobs */
+    int echo_only;              /* echo with max_tokens 0: the prompt alone (one token is
+                                   generated and dropped) */
     int skip_special, include_stop_str;
     int want_tools;             /* chat with tools and tool_choice auto (or absent) */
     int32_t *logit_bias_ids;

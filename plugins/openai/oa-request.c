@@ -281,7 +281,8 @@ static int parse_sampling(json_t *root, const struct zl_engine_api *api, struct 
     }
     /* max_completion_tokens (chat) wins over the deprecated max_tokens. */
     long long mt = -1;
-    if ((rc = get_int(root, "max_tokens", 1, 1 << 30, &mt, e)) < 0)
+    /* 0 only with echo (checked there): score the prompt, return no tokens */
+    if ((rc = get_int(root, "max_tokens", r->kind == OA_COMPLETION ? 0 : 1, 1 << 30, &mt, e)) < 0)
         return rc;
     if (r->kind == OA_CHAT &&
         (rc = get_int(root, "max_completion_tokens", 1, 1 << 30, &mt, e)) < 0)
@@ -544,6 +545,13 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
             rc = parse_prompt(root, api, r, e);
         if (rc == 0 && r->echo && r->logprobs >= 0) /* OpenAI: the prompt's logprobs too */
             r->prompt_logprobs = r->logprobs;
+        if (rc == 0 && r->sp.max_tokens == 0) { /* one token is generated and not returned */
+            if (!r->echo)
+                rc = oa_fail(e, 400, "max_tokens", "'max_tokens' must be at least 1 (0 only with "
+                             "echo, which returns the prompt alone)");
+            r->echo_only = 1;
+            r->sp.max_tokens = 1;
+        }
     }
     json_t *plp = rc == 0 ? json_object_get(root, "prompt_logprobs") : NULL;
     if (plp && !json_is_null(plp))

@@ -133,6 +133,12 @@ def test_echo_logprobs_score_the_prompt(client, url, auth):
         assert forced.tokens[0] == lp.tokens[j]
         assert abs(forced.token_logprobs[0] - lp.token_logprobs[j]) < 1e-4, j
         assert forced.top_logprobs[0].keys() == lp.top_logprobs[j].keys(), j
+    # max_tokens 0 (vLLM's echo without generation): the prompt alone, scored the same
+    r0 = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, temperature=0,
+                                   echo=True, logprobs=1)
+    assert r0.choices[0].text == prompt and r0.usage.completion_tokens == 0
+    assert r0.choices[0].logprobs.tokens == lp.tokens[:len(ids)]
+    assert r0.choices[0].logprobs.token_logprobs == lp.token_logprobs[:len(ids)]
     stream = client.completions.create(model=MODEL, prompt=prompt, max_tokens=1, temperature=0,
                                        echo=True, logprobs=1, stream=True)
     tokens = [t for c in stream if c.choices and c.choices[0].logprobs
