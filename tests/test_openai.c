@@ -279,6 +279,24 @@ Test(openai_parse, prompt_logprobs_only_through_echo)
     cr_assert(r.echo_only && r.sp.max_tokens == 1 && r.prompt_logprobs == 1);
     oa_req_free(&r);
     expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":0}", 400, "max_tokens");
+}
+
+/* response_format: "text" is what zlight does; the JSON modes are refused
+ * (no guided decoding), not silently ignored. */
+Test(openai_parse, response_format)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                                "\"response_format\":{\"type\":\"text\"}}", &r, &e), 0);
+    oa_req_free(&r);
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                         "\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");
+    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+                         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}", 400,
+                "response_format");
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"response_format\":\"json\"}", 400,
+                "response_format");
     expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":0}",
                 400, "max_tokens");
 }

@@ -553,6 +553,14 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
             r->sp.max_tokens = 1;
         }
     }
+    /* JSON modes need guided decoding: refused rather than left unenforced */
+    json_t *rf = rc == 0 ? json_object_get(root, "response_format") : NULL;
+    const char *rft = json_string_value(json_object_get(rf, "type"));
+    if (rf && !json_is_null(rf) && (!json_is_object(rf) || !rft || strcmp(rft, "text")))
+        rc = oa_fail(e, 400, "response_format",
+                     "response_format %s is not supported: zlight has no guided decoding, so "
+                     "it could not make the reply follow it (\"text\" is accepted)",
+                     rft ? rft : "of this shape");
     json_t *plp = rc == 0 ? json_object_get(root, "prompt_logprobs") : NULL;
     if (plp && !json_is_null(plp))
         rc = oa_fail(e, 400, "prompt_logprobs",
