@@ -325,9 +325,10 @@ static int32_t score_rows(const struct zl_sched_seq *q)
 {
     if (!q->score_prompt)
         return 0;
-    int32_t end = q->n_computed + q->step_new, last = q->n_prompt - 1;
-    return (end < last ? end : last) - q->n_computed > 0
-               ? (end < last ? end : last) - q->n_computed : 0;
+    int32_t end = q->n_computed + q->step_new;
+    if (end > q->n_prompt - 1)
+        end = q->n_prompt - 1;
+    return end > q->n_computed ? end - q->n_computed : 0;
 }
 
 /* Score rows share the step's max_num_seqs logits rows with the sampled
