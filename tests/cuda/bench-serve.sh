@@ -8,7 +8,8 @@
 # at 1, 4 and 16 requests/s for TTFT/TPOT (0 skips them).  Prints
 # zlight-bench's reports; ZL_SERVE_LOG=FILE keeps zlightd's log (with
 # ZLIGHT_PROFILE=ops it holds the device time of each op kind).
-# ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's).
+# ZL_MAX_BATCHED sets engine.max_num_batched_tokens (default 8192, zlightd's);
+# ZL_WARMUP_TOKENS engine.warmup_tokens (default -1: zlightd's 1024 on a GPU).
 # ZL_CUDA_PLUGIN_DIR runs another build of the CUDA plugin (as in
 # bench-llama8b.sh); ZL_CUDA_GRAPHS=false serves without CUDA graphs;
 # ZL_ASYNC_SCHEDULING=false waits for each step's tokens before the next;
@@ -44,6 +45,7 @@ backend:
 engine:
   max_num_seqs: 256
   max_num_batched_tokens: ${ZL_MAX_BATCHED:-8192}
+  warmup_tokens: ${ZL_WARMUP_TOKENS:--1}
   async_scheduling: ${ZL_ASYNC_SCHEDULING:-true}
   late_scheduling: ${ZL_LATE_SCHEDULING:-true}
 server:
