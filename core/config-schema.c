@@ -98,6 +98,9 @@ const struct zl_config_key zl_config_keys[] = {
          "read tool calls out of chat replies to requests with tools: hermes (Qwen2.5, Qwen3), "
          "llama3_json (Llama 3.1, 3.2), mistral (Mistral 7B v0.3, Mixtral 8x22B); none = "
          "replies stay text"),
+    ENUM("server.reasoning_parser", server.reasoning_parser, "none", "none|deepseek_r1|qwen3",
+         "split chat replies' reasoning (<think> ... </think>) into reasoning_content: "
+         "deepseek_r1 (DeepSeek-R1 and its distills), qwen3; none = replies stay whole"),
 
     { .key = "plugins.paths", .type = ZL_CONFIG_STR_LIST, .flags = ZL_CONFIG_F_PATH,
       .off = OFF(plugins.paths), .count_off = OFF(plugins.n_paths), .def = "", .min = 1,

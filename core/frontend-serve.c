@@ -155,6 +155,7 @@ int zl_frontend_serve(const struct zl_config *cfg, const struct zl_registry *reg
         fp.api_key = cfg->server.api_key;
         fp.max_body_bytes = cfg->server.max_body_bytes;
         fp.tool_call_parser = cfg->server.tool_call_parser;
+        fp.reasoning_parser = cfg->server.reasoning_parser;
         rc = fe->start(&fp, &inst);
     }
     if (rc == 0) {

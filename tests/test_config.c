@@ -16,7 +16,7 @@
 static const char *const str_keys[] = {
     "model.path", "model.weights", "model.tokenizer", "model.served_name", "model.dtype",
     "model.quantization", "model.chat_template", "backend.name", "server.host", "server.api_key",
-    "server.tool_call_parser", "log_level", NULL,
+    "server.tool_call_parser", "server.reasoning_parser", "log_level", NULL,
 };
 static const char *const int_keys[] = {
     "model.max_model_len", "model.seed", "backend.threads", "parallel.tensor_parallel_size",
@@ -424,6 +424,7 @@ Test(config, every_key_round_trips)
     cr_expect_str_eq(cfg->server.api_key, "sk-\"quoted\" \\ back\tslash #hash: yes \xc3\xa9");
     cr_expect_str_eq(cfg->server.host, "::1");
     cr_expect_str_eq(cfg->server.tool_call_parser, "hermes");
+    cr_expect_str_eq(cfg->server.reasoning_parser, "qwen3");
     cr_expect_float_eq(cfg->backend.gpu_memory_utilization, 0.3, 1e-15);
     cr_expect_eq(cfg->backend.cuda_graphs, 0);
     cr_expect_eq(cfg->backend.device_sampling, 0);

@@ -41,6 +41,7 @@ static int host_register(enum zl_plugin_kind kind, const char *name, const void 
 }
 
 static const char *g_tool_parser; /* server.tool_call_parser of the next start */
+static const char *g_reason_parser; /* server.reasoning_parser of the next start */
 
 static void start_with(const char *api_key, int64_t max_body)
 {
@@ -56,6 +57,7 @@ static void start_with(const char *api_key, int64_t max_body)
     p.max_body_bytes = max_body;
     p.threads = 2;
     p.tool_call_parser = g_tool_parser;
+    p.reasoning_parser = g_reason_parser;
     cr_assert_eq(ops->start(&p, &srv), 0);
     port = ops->bound_port(srv);
     cr_assert_gt(port, 0);
@@ -621,4 +623,74 @@ Test(openai_tools_http, unknown_parser_is_refused)
     void *other = NULL;
     cr_assert_eq(ops->start(&p, &other), ZL_EINVAL);
     cr_assert_null(other);
+}
+
+/* server.reasoning_parser qwen3 with the hermes tool reader: a reply that
+ * thinks, says a word and calls a tool comes back as reasoning_content,
+ * content and tool_calls, unstreamed and streamed alike. */
+static void setup_reason(void)
+{
+    g_tool_parser = "hermes";
+    g_reason_parser = "qwen3";
+    start_with(NULL, 4096);
+    g_tool_parser = g_reason_parser = NULL;
+    m->api.max_model_len = 512;
+    m->script = "<think>\nweigh it\n</think>\n\nOn it.<tool_call>{\"name\": \"weather\", "
+                "\"arguments\": {\"city\": \"Oslo\"}}</tool_call>";
+}
+
+TestSuite(openai_reason_http, .init = setup_reason, .fini = teardown, .timeout = 20);
+
+Test(openai_reason_http, reasoning_content_and_calls)
+{
+    struct resp r = http("POST", "/v1/chat/completions", TOOL_CHAT(""), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *c = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *msg = json_object_get(c, "message");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "reasoning_content")), "\nweigh it\n");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "content")), "\n\nOn it.");
+    cr_assert_eq(json_array_size(json_object_get(msg, "tool_calls")), 1);
+    expect_call(json_array_get(json_object_get(msg, "tool_calls"), 0));
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "tool_calls");
+    json_decref(o);
+    FREE(r);
+
+    r = http("POST", "/v1/chat/completions", TOOL_CHAT(",\"stream\":true"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *ev[256];
+    size_t n = sse_events(r.body, ev, 256), calls = 0;
+    struct oa_buf reasoning = {0}, content = {0};
+    for (size_t i = 0; i + 1 < n; i++) {
+        o = json_loads(ev[i], 0, NULL);
+        json_t *d = json_object_get(json_array_get(json_object_get(o, "choices"), 0), "delta");
+        const char *rs = json_string_value(json_object_get(d, "reasoning_content"));
+        const char *txt = json_string_value(json_object_get(d, "content"));
+        cr_assert(!txt || (!strstr(txt, "<t") && !strstr(txt, "</")), "tags are not content: '%s'",
+                  txt);
+        cr_assert(!rs || !strstr(rs, "<"), "tags are not reasoning: '%s'", rs);
+        if (rs)
+            oa_buf_add(&reasoning, rs, strlen(rs));
+        if (txt)
+            oa_buf_add(&content, txt, strlen(txt));
+        calls += json_object_get(d, "tool_calls") != NULL;
+        json_decref(o);
+    }
+    cr_assert_str_eq(reasoning.data, "\nweigh it\n");
+    cr_assert_str_eq(content.data, "\n\nOn it.");
+    cr_assert_eq(calls, 1);
+    oa_buf_free(&reasoning);
+    oa_buf_free(&content);
+    FREE(r);
+}
+
+/* Completions are never split: the reasoning parser is for chat. */
+Test(openai_reason_http, completions_stay_whole)
+{
+    struct resp r = http("POST", "/v1/completions", "{\"prompt\":\"x\",\"max_tokens\":200}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(o, "choices"), 0),
+                                                       "text")), m->script);
+    json_decref(o);
+    FREE(r);
 }

@@ -1,6 +1,6 @@
-/* Tool calls in chat replies (plugins/openai/oa-tools.c): the hermes and
- * llama3_json readers on finished replies and on streamed prefixes, and
- * tool_choice in requests.  The HTTP side is in test_openai_http. */
+/* Tool calls and reasoning in chat replies (plugins/openai/oa-tools.c,
+ * oa-reason.c): the readers on finished replies and on streamed prefixes.
+ * The HTTP side is in test_openai_http. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <string.h>
@@ -143,4 +143,43 @@ Test(openai_tools, parser_names)
     cr_assert_eq(oa_tools_parser("mistral", &p), 0);
     cr_assert_eq(p, OA_TOOLS_MISTRAL);
     cr_assert_eq(oa_tools_parser("pythonic", &p), -1);
+}
+
+/* Reasoning split: [r_off, r_end) reasoning, content from c_off. */
+Test(openai_tools, reasoning_split)
+{
+    static const struct {
+        enum oa_reason p;
+        const char *text;
+        int final;
+        size_t r_off, r_end, c_off;
+    } c[] = {
+        /* qwen3: only a reply that opens with <think> reasons */
+        {OA_REASON_QWEN3, "<think>\nhm\n</think>\n\nAnswer.", 1, 7, 11, 19},
+        {OA_REASON_QWEN3, "Answer.", 1, 0, 0, 0},
+        {OA_REASON_QWEN3, "\n<think>hm", 1, 8, 10, 10},
+        {OA_REASON_QWEN3, "<thi", 0, 0, 0, 4},
+        {OA_REASON_QWEN3, "<thi", 1, 0, 0, 0},
+        {OA_REASON_QWEN3, "<think>hm</thi", 0, 7, 9, 14},
+        {OA_REASON_QWEN3, "<think>hm</thi", 1, 7, 14, 14},
+        /* deepseek_r1: reasoning from the start up to </think> */
+        {OA_REASON_DEEPSEEK_R1, "hm\n</think>\n\nAnswer.", 1, 0, 3, 11},
+        {OA_REASON_DEEPSEEK_R1, "<think>hm</think>A", 1, 7, 9, 17},
+        {OA_REASON_DEEPSEEK_R1, "still thinking", 1, 0, 14, 14},
+        {OA_REASON_DEEPSEEK_R1, "still </", 0, 0, 6, 8},
+        {OA_REASON_NONE, "<think>hm</think>A", 1, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        struct oa_split sp;
+        oa_reason_split(c[i].p, c[i].text, strlen(c[i].text), c[i].final, &sp);
+        cr_expect(sp.r_off == c[i].r_off && sp.r_end == c[i].r_end && sp.c_off == c[i].c_off,
+                  "case %zu '%s': %zu %zu %zu", i, c[i].text, sp.r_off, sp.r_end, sp.c_off);
+    }
+    enum oa_reason p;
+    cr_assert_eq(oa_reason_parser("qwen3", &p), 0);
+    cr_assert_eq(p, OA_REASON_QWEN3);
+    cr_assert_eq(oa_reason_parser("deepseek_r1", &p), 0);
+    cr_assert_eq(oa_reason_parser(NULL, &p), 0);
+    cr_assert_eq(p, OA_REASON_NONE);
+    cr_assert_eq(oa_reason_parser("granite", &p), -1);
 }

@@ -219,37 +219,54 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
     return 0;
 }
 
-/* The tool calls of a finished chat reply (g->tools), or NULL; *content
- * gets the length of the text before them. */
-static json_t *reply_tools(struct oa_gen *g, const struct oa_seq *s, size_t *content)
+/* A chat reply as far as it can be told: its reasoning (g->reason), then
+ * its content, of which `avail` bytes (from content) may go out now; when
+ * it has ended, its tool calls (g->tools) are read and content stops
+ * where they begin. */
+struct reply {
+    struct oa_split sp;
+    size_t content, avail;      /* offsets into the text */
+    json_t *calls;              /* the finished reply's tool calls, or NULL */
+};
+
+static void read_reply(const struct oa_gen *g, const struct oa_seq *s, int final, struct reply *r)
 {
-    *content = s->text.len;
-    if (g->req.kind != OA_CHAT || g->tools == OA_TOOLS_NONE)
-        return NULL;
-    return oa_tools_parse(g->tools, s->text.data, s->text.len, content);
+    const char *t = s->text.data ? s->text.data : "";
+    oa_reason_split(g->req.kind == OA_CHAT ? g->reason : OA_REASON_NONE, t, s->text.len, final,
+                    &r->sp);
+    const char *c = t + r->sp.c_off;
+    size_t n = s->text.len - r->sp.c_off, rel = n;
+    r->calls = NULL;
+    if (g->req.kind == OA_CHAT && g->tools != OA_TOOLS_NONE) {
+        rel = oa_tools_content_len(g->tools, c, n, final);
+        if (final)
+            r->calls = oa_tools_parse(g->tools, c, n, &rel);
+    }
+    r->content = r->sp.c_off;
+    r->avail = r->sp.c_off + rel;
 }
 
 static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t i, int j)
 {
     struct oa_seq *s = &g->subs[i].seq[j];
     int fin = s->finish && !s->finish_sent && s->finish != ZL_FE_FINISH_ERROR;
-    /* with a tool parser, text that may start a call waits for the end */
-    size_t avail = g->req.kind == OA_CHAT && g->tools != OA_TOOLS_NONE
-                       ? oa_tools_content_len(g->tools, s->text.data, s->text.len, s->finish != 0)
-                       : s->text.len;
-    json_t *calls = NULL;
-    if (fin)
-        calls = reply_tools(g, s, &avail);
-    if (avail < s->text_sent)
-        avail = s->text_sent;
-    if (s->text_sent == avail && s->tok_sent == s->n_tok && !fin)
+    struct reply rp;
+    read_reply(g, s, s->finish != 0, &rp);
+    json_t *calls = fin ? rp.calls : NULL;
+    if (!fin)
+        json_decref(rp.calls);
+    size_t from = s->text_sent > rp.content ? s->text_sent : rp.content;
+    size_t avail = rp.avail > from ? rp.avail : from;
+    size_t r_from = s->reason_sent > rp.sp.r_off ? s->reason_sent : rp.sp.r_off;
+    size_t r_n = rp.sp.r_end > r_from ? rp.sp.r_end - r_from : 0;
+    if (avail == from && !r_n && s->tok_sent == s->n_tok && !fin)
         return 0;
     json_int_t idx = (json_int_t)(i * (size_t)g->req.sp.n + (size_t)j);
-    const char *txt = s->text.data ? s->text.data + s->text_sent : "";
-    size_t n = avail - s->text_sent;
+    const char *txt = s->text.data ? s->text.data + from : "";
+    size_t n = avail - from;
     json_t *lp = json_null();
     if (g->req.logprobs >= 0) {
-        size_t base = s->text_sent + (g->req.prompt_logprobs >= 0 ? g->subs[i].plp_text_len
+        size_t base = from + (g->req.prompt_logprobs >= 0 ? g->subs[i].plp_text_len
                                       : g->req.echo              ? strlen(prompt_text(g, api, i))
                                                                  : 0);
         lp = oa_logprobs_json(g, api, s, s->tok_sent, s->n_tok, base);
@@ -260,15 +277,22 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
                                 calls ? json_string("tool_calls") : finish_json(fin ? s->finish : 0))
                     : json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(txt, n),
                                 "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0));
-    if (calls && c) { /* each call whole, in one delta, with its place in the list */
+    json_t *delta = json_object_get(c, "delta");
+    if (r_n && delta) { /* reasoning: its own field, content only when there is some */
+        json_object_set_new(delta, "reasoning_content", oa_json_str(s->text.data + r_from, r_n));
+        if (!n)
+            json_object_del(delta, "content");
+    }
+    if (calls && delta) { /* each call whole, in one delta, with its place in the list */
         size_t k;
         json_t *call;
         json_array_foreach(calls, k, call)
             json_object_set_new(call, "index", json_integer((json_int_t)k));
-        json_object_set(json_object_get(c, "delta"), "tool_calls", calls);
+        json_object_set(delta, "tool_calls", calls);
     }
     json_decref(calls);
     s->text_sent = fin ? s->text.len : avail;
+    s->reason_sent = r_from + r_n;
     s->tok_sent = s->n_tok;
     s->finish_sent |= fin;
     return oa_sse_json(&g->out, chunk(g, c));
@@ -350,18 +374,24 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
             }
             json_t *c;
             if (g->req.kind == OA_CHAT) {
-                size_t content;
-                json_t *calls = reply_tools(g, s, &content);
+                struct reply rp;
+                read_reply(g, s, 1, &rp);
+                const char *t = s->text.data ? s->text.data : "";
+                size_t cn = rp.avail - rp.content;
                 c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",
                               "assistant", "content",
-                              calls && content_blank(s->text.data, content)
+                              (rp.calls || rp.sp.r_end > rp.sp.r_off) && content_blank(t + rp.content, cn)
                                   ? json_null()
-                                  : oa_json_str(s->text.data, content),
+                                  : oa_json_str(t + rp.content, cn),
                               "logprobs", lp, "finish_reason",
-                              calls ? json_string("tool_calls") : finish_json(s->finish));
-                if (c && calls)
-                    json_object_set(json_object_get(c, "message"), "tool_calls", calls);
-                json_decref(calls);
+                              rp.calls ? json_string("tool_calls") : finish_json(s->finish));
+                json_t *msg = json_object_get(c, "message");
+                if (msg && rp.sp.r_end > rp.sp.r_off)
+                    json_object_set_new(msg, "reasoning_content",
+                                        oa_json_str(t + rp.sp.r_off, rp.sp.r_end - rp.sp.r_off));
+                if (msg && rp.calls)
+                    json_object_set(msg, "tool_calls", rp.calls);
+                json_decref(rp.calls);
             } else {
                 struct oa_buf t = {0};
                 oa_buf_add(&t, echo, strlen(echo));

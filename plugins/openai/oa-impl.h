@@ -42,6 +42,25 @@ void oa_buf_free(struct oa_buf *b);
 
 enum oa_kind { OA_COMPLETION = 0, OA_CHAT = 1 };
 
+/* Text helpers of the reply readers (oa-tools.c): the first `what` in
+ * s[0, n) or NULL; the longest tail of s[0, n) that is a proper prefix of
+ * `what` (text that may still become it). */
+const char *oa_find(const char *s, size_t n, const char *what);
+size_t oa_partial_tail(const char *s, size_t n, const char *what);
+
+/* Reasoning parsers (oa-reason.c; server.reasoning_parser). */
+enum oa_reason { OA_REASON_NONE = 0, OA_REASON_DEEPSEEK_R1 = 1, OA_REASON_QWEN3 = 2 };
+/* "none", "deepseek_r1", "qwen3" (NULL or "": none); -1 for others. */
+int oa_reason_parser(const char *name, enum oa_reason *out);
+/* A reply split into reasoning text[r_off, r_end) and content from c_off
+ * (len while it may still be reasoning).  While streaming (final 0), a
+ * tail that may still become a tag is left out of both. */
+struct oa_split {
+    size_t r_off, r_end, c_off;
+};
+void oa_reason_split(enum oa_reason p, const char *text, size_t len, int final,
+                     struct oa_split *out);
+
 /* Tool-call parsers (oa-tools.c; server.tool_call_parser). */
 enum oa_tools { OA_TOOLS_NONE = 0, OA_TOOLS_HERMES = 1, OA_TOOLS_LLAMA3_JSON = 2, OA_TOOLS_MISTRAL = 3 };
 /* "none", "hermes", "llama3_json", "mistral" (NULL or "": none); -1 for others. */
@@ -97,7 +116,8 @@ json_t *oa_load_object(const char *body, size_t len, struct oa_err *e);
 /* One sequence's output so far. */
 struct oa_seq {
     struct oa_buf text;
-    size_t text_sent;
+    size_t text_sent;           /* content bytes of text sent (offsets into text) */
+    size_t reason_sent;         /* reasoning bytes of text sent */
     struct zl_fe_token *tok;    /* [n_tok] when logprobs were asked */
     size_t n_tok, cap_tok, tok_sent;
     int32_t n_gen;              /* generated tokens */
@@ -147,6 +167,7 @@ struct oa_gen {
     int head_sent, tail_sent;
     double t_start, t_first, t_last;
     enum oa_tools tools;        /* the parser applied to the replies (chat with tools) */
+    enum oa_reason reason;      /* the reasoning parser (chat) */
 };
 
 /* Creates a generation for a parsed request (takes *req over). */

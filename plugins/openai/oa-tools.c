@@ -40,7 +40,7 @@ int oa_tools_parser(const char *name, enum oa_tools *out)
     return -1;
 }
 
-static const char *find(const char *s, size_t n, const char *what)
+const char *oa_find(const char *s, size_t n, const char *what)
 {
     size_t m = strlen(what);
     for (size_t i = 0; i + m <= n; i++)
@@ -56,9 +56,7 @@ static size_t skip_ws(const char *s, size_t n, size_t i)
     return i;
 }
 
-/* The longest tail of s that is a proper prefix of `what`: text that may
- * still become it. */
-static size_t partial_tail(const char *s, size_t n, const char *what)
+size_t oa_partial_tail(const char *s, size_t n, const char *what)
 {
     size_t m = strlen(what);
     for (size_t k = m - 1 < n ? m - 1 : n; k > 0; k--)
@@ -70,15 +68,15 @@ static size_t partial_tail(const char *s, size_t n, const char *what)
 size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int final)
 {
     if (p == OA_TOOLS_HERMES) {
-        const char *at = find(text, len, HERMES_OPEN);
+        const char *at = oa_find(text, len, HERMES_OPEN);
         if (at)
             return (size_t)(at - text);
-        return final ? len : len - partial_tail(text, len, HERMES_OPEN);
+        return final ? len : len - oa_partial_tail(text, len, HERMES_OPEN);
     }
     if (p == OA_TOOLS_LLAMA3_JSON || p == OA_TOOLS_MISTRAL) {
         const char *tag = p == OA_TOOLS_MISTRAL ? MISTRAL_TAG : PYTHON_TAG;
         const char open = p == OA_TOOLS_MISTRAL ? '[' : '{';
-        const char *at = p == OA_TOOLS_MISTRAL ? find(text, len, MISTRAL_TAG) : NULL;
+        const char *at = p == OA_TOOLS_MISTRAL ? oa_find(text, len, MISTRAL_TAG) : NULL;
         if (at) /* a marked call: the text before it is content */
             return (size_t)(at - text);
         if (final)
@@ -86,7 +84,7 @@ size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int f
         size_t i = skip_ws(text, len, 0), rest = len - i, tl = strlen(tag);
         if (i == len || text[i] == open || !memcmp(text + i, tag, rest < tl ? rest : tl))
             return 0; /* may be a call: held until the reply ends */
-        return p == OA_TOOLS_MISTRAL ? len - partial_tail(text, len, MISTRAL_TAG) : len;
+        return p == OA_TOOLS_MISTRAL ? len - oa_partial_tail(text, len, MISTRAL_TAG) : len;
     }
     return len;
 }
@@ -146,21 +144,21 @@ static int add_call(json_t *calls, const char *s, size_t n, const char *key, con
 
 static json_t *parse_hermes(const char *text, size_t len, size_t *content_len)
 {
-    const char *at = find(text, len, HERMES_OPEN), *end = text + len;
+    const char *at = oa_find(text, len, HERMES_OPEN), *end = text + len;
     if (!at)
         return NULL;
     json_t *calls = json_array();
     while (at && calls) {
         const char *body = at + sizeof HERMES_OPEN - 1;
-        const char *close = find(body, (size_t)(end - body), HERMES_CLOSE);
+        const char *close = oa_find(body, (size_t)(end - body), HERMES_CLOSE);
         const char *stop = close ? close : end;
         if (add_call(calls, body, (size_t)(stop - body), "arguments", NULL, NULL) < 0) {
             json_decref(calls);
             return NULL;
         }
-        at = close ? find(close, (size_t)(end - close), HERMES_OPEN) : NULL;
+        at = close ? oa_find(close, (size_t)(end - close), HERMES_OPEN) : NULL;
     }
-    *content_len = (size_t)(find(text, len, HERMES_OPEN) - text);
+    *content_len = (size_t)(oa_find(text, len, HERMES_OPEN) - text);
     return calls;
 }
 
@@ -193,7 +191,7 @@ static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
 
 static json_t *parse_mistral(const char *text, size_t len, size_t *content_len)
 {
-    const char *at = find(text, len, MISTRAL_TAG);
+    const char *at = oa_find(text, len, MISTRAL_TAG);
     size_t i = at ? (size_t)(at - text) + sizeof MISTRAL_TAG - 1 : skip_ws(text, len, 0);
     json_error_t err;
     json_t *list = json_loadb(text + i, len - i, 0, &err), *calls = json_array(), *c;

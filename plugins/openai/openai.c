@@ -27,6 +27,7 @@ struct oa_server {
     char *api_key;
     int64_t max_body;
     enum oa_tools tools;            /* server.tool_call_parser */
+    enum oa_reason reason;          /* server.reasoning_parser */
     int32_t port;
     struct oa_metrics *metrics;
     pthread_mutex_t mu;
@@ -297,6 +298,7 @@ static enum MHD_Result start_generation(struct oa_server *srv, struct MHD_Connec
         return fail(srv, conn, 500, NULL, "out of memory");
     }
     g->tools = g->req.want_tools ? srv->tools : OA_TOOLS_NONE;
+    g->reason = srv->reason;
     g->conn = conn;
     g->fd = c->fd;
     c->gen = g;
@@ -616,16 +618,25 @@ static int server_start(const struct zl_frontend_params *p, void **out)
     if (!p || p->size < ZL_FRONTEND_PARAMS_MIN_SIZE || !p->engine ||
         p->engine->size < sizeof(struct zl_engine_api))
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: bad frontend params") : ZL_EINVAL;
-    const char *parser = p->size >= sizeof *p ? p->tool_call_parser : NULL;
+#define COVERS(m) (p->size >= offsetof(struct zl_frontend_params, m) + sizeof p->m)
+    const char *parser = COVERS(tool_call_parser) ? p->tool_call_parser : NULL;
+    const char *rparser = COVERS(reasoning_parser) ? p->reasoning_parser : NULL;
+#undef COVERS
     enum oa_tools tools;
+    enum oa_reason reason;
     if (oa_tools_parser(parser, &tools) < 0)
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown tool_call_parser '%s' (none, "
                                         "hermes, llama3_json or mistral)", parser)
+                       : ZL_EINVAL;
+    if (oa_reason_parser(rparser, &reason) < 0)
+        return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown reasoning_parser '%s' (none, "
+                                        "deepseek_r1 or qwen3)", rparser)
                        : ZL_EINVAL;
     struct oa_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return ZL_ENOMEM;
     srv->tools = tools;
+    srv->reason = reason;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
     srv->api = p->engine;

@@ -1,9 +1,10 @@
-/* libFuzzer target for the tool-call readers (plugins/openai/oa-tools.c):
- * the first byte picks the parser, the rest is a model's reply.  Every
- * reply must give calls of the API's shape or text, never a crash or a
- * leak; and no prefix of it may stream content past where its calls
- * begin (text sent as content that turns out to be a call cannot be taken
- * back). */
+/* libFuzzer target for the tool-call readers and the reasoning split
+ * (plugins/openai/oa-tools.c, oa-reason.c): the first byte picks the
+ * parsers, the rest is a model's reply.  Every reply must give calls of
+ * the API's shape or text, never a crash or a leak; and no prefix of it
+ * may stream as content what the whole reply makes a call, or as
+ * reasoning or content what it makes something else (sent text cannot be
+ * taken back). */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,5 +39,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     json_decref(calls);
+
+    enum oa_reason rp = (enum oa_reason)(data[0] / 4 % 3);
+    struct oa_split fin, sp;
+    oa_reason_split(rp, text, len, 1, &fin);
+    if (fin.r_off > fin.r_end || fin.r_end > fin.c_off || fin.c_off > len)
+        abort();
+    for (size_t k = 0; k <= len; k++) {
+        oa_reason_split(rp, text, k, 0, &sp);
+        if (sp.r_end > sp.r_off && (sp.r_off != fin.r_off || sp.r_end > fin.r_end))
+            abort(); /* streamed reasoning the whole reply does not have */
+        if (k > sp.c_off && sp.c_off != fin.c_off)
+            abort(); /* streamed content from another place */
+    }
     return 0;
 }

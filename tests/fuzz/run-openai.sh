@@ -48,13 +48,15 @@ DICT
     plugins/openai/oa-request.c plugins/openai/oa-response.c \
     $(pkg-config --cflags --libs jansson) -lm -pthread -o "$out/fuzz_openai")
 (cd "$top" && $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Icore/include tests/fuzz/fuzz_openai_tools.c plugins/openai/oa-tools.c \
+    -Icore/include tests/fuzz/fuzz_openai_tools.c plugins/openai/oa-tools.c plugins/openai/oa-reason.c \
     $(pkg-config --cflags --libs jansson) -o "$out/fuzz_openai_tools")
 mkdir -p "$out/work-openai-tools"
 cat > "$out/tools.dict" <<'DICT'
 "<tool_call>"
 "</tool_call>"
 "<|python_tag|>"
+"<think>"
+"</think>"
 "[TOOL_CALLS]"
 "{\"name\": \"f\", \"arguments\": {}}"
 "{\"name\": \"f\", \"parameters\": {}}"

@@ -72,6 +72,7 @@ struct zl_config {
         char *api_key;                  /* "" = no authentication */
         int64_t max_body_bytes;         /* request body limit, default 8 MiB */
         char *tool_call_parser;         /* none|hermes|llama3_json|mistral; none */
+        char *reasoning_parser;         /* none|deepseek_r1|qwen3; none */
     } server;
 
     struct {

@@ -162,13 +162,15 @@ struct zl_frontend_params {
     int32_t threads;                        /* HTTP worker threads; 0 = 4 */
     const char *tool_call_parser;           /* chat replies' tool calls: "none" (or NULL),
                                                "hermes", "llama3_json", "mistral" */
+    const char *reasoning_parser;           /* chat replies' reasoning: "none" (or NULL),
+                                               "deepseek_r1", "qwen3" */
 };
 /* What a frontend takes from a host built before tool_call_parser. */
 #define ZL_FRONTEND_PARAMS_MIN_SIZE offsetof(struct zl_frontend_params, tool_call_parser)
 
 static inline struct zl_frontend_params zl_frontend_default_params(void)
 {
-    struct zl_frontend_params p = {sizeof p, NULL, "127.0.0.1", 8000, NULL, 8 << 20, 0, NULL};
+    struct zl_frontend_params p = {sizeof p, NULL, "127.0.0.1", 8000, NULL, 8 << 20, 0, NULL, NULL};
     return p;
 }
 
