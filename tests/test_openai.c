@@ -281,6 +281,41 @@ Test(openai_parse, prompt_logprobs_only_through_echo)
     expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"max_tokens\":0}", 400, "max_tokens");
 }
 
+/* truncate_prompt_tokens keeps each prompt's last k tokens (vLLM). */
+Test(openai_parse, truncate_prompt_tokens)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_COMPLETION, "{\"prompt\":[\"abcdef\",\"xy\"],\"truncate_prompt_tokens\":3,"
+                                      "\"echo\":true}", &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.prompts[0].n, 3);
+    cr_assert_eq(r.prompts[0].ids[0], 'd', "the last three kept: 'def'");
+    cr_assert_null(r.prompts[0].text, "the echo is the kept tokens, not the sent text");
+    cr_assert_eq(r.prompts[1].n, 3, "BOS and 'xy' are within the limit");
+    cr_assert_not_null(r.prompts[1].text);
+    oa_req_free(&r);
+    /* a longer prompt than max_model_len (64 in the mock) now fits */
+    char body[512];
+    snprintf(body, sizeof body, "{\"prompt\":\"%0100d\",\"max_tokens\":1,\"truncate_prompt_tokens\":20}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.prompts[0].n, 20);
+    oa_req_free(&r);
+    /* -1: what leaves room for the completion (max_tokens, else one token) */
+    snprintf(body, sizeof body, "{\"prompt\":\"%0100d\",\"truncate_prompt_tokens\":-1}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.prompts[0].n, 63);
+    oa_req_free(&r);
+    snprintf(body, sizeof body, "{\"prompt\":\"%0100d\",\"max_tokens\":10,"
+                                "\"truncate_prompt_tokens\":-1}", 0);
+    cr_assert_eq(parse(OA_COMPLETION, body, &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.prompts[0].n, 54);
+    oa_req_free(&r);
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"truncate_prompt_tokens\":0}", 400,
+                "truncate_prompt_tokens");
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"truncate_prompt_tokens\":-2}", 400,
+                "truncate_prompt_tokens");
+}
+
 /* response_format: "text" is what zlight does; the JSON modes are refused
  * (no guided decoding), not silently ignored. */
 Test(openai_parse, response_format)

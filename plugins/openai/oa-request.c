@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,7 +101,7 @@ static const char *const common_keys[] = {
     "stop_token_ids", "ignore_eos", "min_tokens", "stream", "stream_options", "user",
     "skip_special_tokens", "include_stop_str_in_output", "spaces_between_special_tokens",
     "best_of", "use_beam_search", "add_special_tokens", "response_format", "priority",
-    "prompt_logprobs", NULL};
+    "prompt_logprobs", "truncate_prompt_tokens", NULL};
 static const char *const completion_keys[] = {"prompt", "echo", "suffix", NULL};
 static const char *const chat_keys[] = {
     "messages", "tools", "tool_choice", "parallel_tool_calls", "top_logprobs",
@@ -493,6 +494,37 @@ static int parse_messages(json_t *root, const struct zl_engine_api *api, struct 
 }
 
 /* vLLM's wording, so clients that parse it keep working. */
+/* vLLM's truncate_prompt_tokens: each prompt keeps its last k tokens (-1:
+ * as many as leave room in max_model_len for the completion, max_tokens or
+ * one token); an echoed prompt is then the kept tokens, decoded. */
+static int truncate_prompts(json_t *root, const struct zl_engine_api *api, struct oa_req *r,
+                            struct oa_err *e)
+{
+    long long k = 0;
+    int rc = get_int(root, "truncate_prompt_tokens", -1, INT32_MAX, &k, e);
+    if (rc <= 0)
+        return rc;
+    if (k == 0)
+        return oa_fail(e, 400, "truncate_prompt_tokens",
+                       "'truncate_prompt_tokens' must be -1 (max_model_len) or at least 1");
+    long long room = (long long)api->max_model_len - (r->sp.max_tokens > 0 ? r->sp.max_tokens : 1);
+    if (k < 0 && room < 1)
+        return oa_fail(e, 400, "truncate_prompt_tokens",
+                       "max_tokens %d leaves no room for a prompt in max_model_len %d",
+                       (int)r->sp.max_tokens, (int)api->max_model_len);
+    size_t keep = (size_t)(k < 0 ? room : k);
+    for (size_t i = 0; i < r->n_prompts; i++) {
+        struct oa_prompt *p = &r->prompts[i];
+        if (p->n <= keep)
+            continue;
+        memmove(p->ids, p->ids + (p->n - keep), keep * sizeof *p->ids);
+        p->n = keep;
+        free(p->text);
+        p->text = NULL;
+    }
+    return 0;
+}
+
 static int check_context(const struct zl_engine_api *api, struct oa_req *r, struct oa_err *e)
 {
     const char *what = r->kind == OA_CHAT ? "messages" : "prompt";
@@ -569,6 +601,8 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
         rc = parse_messages(root, api, r, e);
     if (rc == 0 && r->sp.max_tokens >= 0 && r->sp.min_tokens > r->sp.max_tokens)
         rc = oa_fail(e, 400, "min_tokens", "'min_tokens' must not exceed 'max_tokens'");
+    if (rc == 0)
+        rc = truncate_prompts(root, api, r, e);
     if (rc == 0)
         rc = check_context(api, r, e);
     if (rc == 0)
