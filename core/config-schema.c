@@ -94,9 +94,10 @@ const struct zl_config_key zl_config_keys[] = {
         "required bearer token; \"\" = no authentication"),
     INT("server.max_body_bytes", server.max_body_bytes, "8388608", 1024, INT64_C(1) << 32, 0,
         "largest accepted request body"),
-    ENUM("server.tool_call_parser", server.tool_call_parser, "none", "none|hermes|llama3_json|mistral",
+    ENUM("server.tool_call_parser", server.tool_call_parser, "none", "none|hermes|llama3_json|mistral|deepseek_v3",
          "read tool calls out of chat replies to requests with tools: hermes (Qwen2.5, Qwen3), "
-         "llama3_json (Llama 3.1, 3.2), mistral (Mistral 7B v0.3, Mixtral 8x22B); none = "
+         "llama3_json (Llama 3.1, 3.2), mistral (Mistral 7B v0.3, Mixtral 8x22B), deepseek_v3 "
+         "(DeepSeek-V2.5, V3); none = "
          "replies stay text"),
     ENUM("server.reasoning_parser", server.reasoning_parser, "none", "none|deepseek_r1|qwen3",
          "split chat replies' reasoning (<think> ... </think>) into reasoning_content: "

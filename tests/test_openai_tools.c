@@ -98,6 +98,29 @@ Test(openai_tools, mistral)
     expect_text(OA_TOOLS_MISTRAL, text, sizeof text / sizeof *text);
 }
 
+Test(openai_tools, deepseek_v3)
+{
+    size_t content;
+    const char *t = "Let me check.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>"
+                    "weather\n```json\n{\"city\": \"Paris\"}\n```<｜tool▁call▁end｜>"
+                    "<｜tool▁call▁begin｜>function<｜tool▁sep｜>time\n```json\n{}\n```"
+                    "<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+    cr_assert_str_eq(calls(OA_TOOLS_DEEPSEEK_V3, t, &content),
+                     "weather({\"city\":\"Paris\"});time({});");
+    cr_assert_eq(content, strlen("Let me check."));
+    static const char *const text[] = {
+        "plain",
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\nnot json\n```"
+        "<｜tool▁call▁end｜>",
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>retrieval<｜tool▁sep｜>f\n```json\n{}\n```"
+        "<｜tool▁call▁end｜>",
+        "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{}",
+        "<｜tool▁calls▁begin｜>",
+    };
+    expect_text(OA_TOOLS_DEEPSEEK_V3, text, sizeof text / sizeof *text);
+    cr_assert_eq(oa_tools_content_len(OA_TOOLS_DEEPSEEK_V3, "Hi<｜tool", strlen("Hi<｜tool"), 0), 2);
+}
+
 /* While streaming: what may begin a call is held back. */
 Test(openai_tools, content_streamed_before_a_call)
 {

@@ -62,8 +62,15 @@ void oa_reason_split(enum oa_reason p, const char *text, size_t len, int final,
                      struct oa_split *out);
 
 /* Tool-call parsers (oa-tools.c; server.tool_call_parser). */
-enum oa_tools { OA_TOOLS_NONE = 0, OA_TOOLS_HERMES = 1, OA_TOOLS_LLAMA3_JSON = 2, OA_TOOLS_MISTRAL = 3 };
-/* "none", "hermes", "llama3_json", "mistral" (NULL or "": none); -1 for others. */
+enum oa_tools {
+    OA_TOOLS_NONE = 0,
+    OA_TOOLS_HERMES = 1,
+    OA_TOOLS_LLAMA3_JSON = 2,
+    OA_TOOLS_MISTRAL = 3,
+    OA_TOOLS_DEEPSEEK_V3 = 4,
+};
+/* "none", "hermes", "llama3_json", "mistral", "deepseek_v3" (NULL or "":
+ * none); -1 for others. */
 int oa_tools_parser(const char *name, enum oa_tools *out);
 /* How much of a reply so far can be streamed as content: all of it but
  * a tool call's start, or a tail that may become one (final: the reply

@@ -7,6 +7,10 @@
  *   - llama3_json (Llama 3.1, 3.2): the whole reply is one or more
  *     {"name": ..., "parameters": {...}} objects separated by ';',
  *     optionally after <|python_tag|>; no content then;
+ *   - deepseek_v3 (DeepSeek-V2.5, V3): <｜tool▁calls▁begin｜>, then per call
+ *     <｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>;
+ *     the text before it the content (these are not special tokens, so they
+ *     are in the text);
  *   - mistral (Mistral 7B v0.3, Mixtral 8x22B): [TOOL_CALLS] then a JSON
  *     list of {"name": ..., "arguments": {...}}, the text before it the
  *     content.  [TOOL_CALLS] is a special token, so with special tokens
@@ -24,6 +28,9 @@
 static const char HERMES_OPEN[] = "<tool_call>", HERMES_CLOSE[] = "</tool_call>";
 static const char PYTHON_TAG[] = "<|python_tag|>";
 static const char MISTRAL_TAG[] = "[TOOL_CALLS]";
+static const char DS_CALLS[] = "<｜tool▁calls▁begin｜>", DS_CALL[] = "<｜tool▁call▁begin｜>",
+                  DS_SEP[] = "<｜tool▁sep｜>", DS_ARGS[] = "\n```json\n", DS_ARGS_END[] = "\n```",
+                  DS_CALL_END[] = "<｜tool▁call▁end｜>";
 
 int oa_tools_parser(const char *name, enum oa_tools *out)
 {
@@ -31,7 +38,8 @@ int oa_tools_parser(const char *name, enum oa_tools *out)
         const char *name;
         enum oa_tools p;
     } known[] = {{"none", OA_TOOLS_NONE}, {"hermes", OA_TOOLS_HERMES},
-                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}, {"mistral", OA_TOOLS_MISTRAL}};
+                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}, {"mistral", OA_TOOLS_MISTRAL},
+                 {"deepseek_v3", OA_TOOLS_DEEPSEEK_V3}};
     for (size_t i = 0; i < sizeof known / sizeof *known; i++)
         if (!strcmp(name && *name ? name : "none", known[i].name)) {
             *out = known[i].p;
@@ -67,11 +75,12 @@ size_t oa_partial_tail(const char *s, size_t n, const char *what)
 
 size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int final)
 {
-    if (p == OA_TOOLS_HERMES) {
-        const char *at = oa_find(text, len, HERMES_OPEN);
+    if (p == OA_TOOLS_HERMES || p == OA_TOOLS_DEEPSEEK_V3) {
+        const char *tag = p == OA_TOOLS_HERMES ? HERMES_OPEN : DS_CALLS;
+        const char *at = oa_find(text, len, tag);
         if (at)
             return (size_t)(at - text);
-        return final ? len : len - oa_partial_tail(text, len, HERMES_OPEN);
+        return final ? len : len - oa_partial_tail(text, len, tag);
     }
     if (p == OA_TOOLS_LLAMA3_JSON || p == OA_TOOLS_MISTRAL) {
         const char *tag = p == OA_TOOLS_MISTRAL ? MISTRAL_TAG : PYTHON_TAG;
@@ -189,6 +198,60 @@ static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
     return calls;
 }
 
+/* s[*i, n) from *i up to `what` (its start into *at, *i after it); -1 if
+ * it is not there. */
+static int upto(const char *s, size_t n, size_t *i, const char *what, const char **at)
+{
+    const char *w = oa_find(s + *i, n - *i, what);
+    if (!w)
+        return -1;
+    *at = w;
+    *i = (size_t)(w - s) + strlen(what);
+    return 0;
+}
+
+/* One call from s[i, n) after its <｜tool▁call▁begin｜>; *i moves past it. */
+static int deepseek_call(json_t *calls, const char *s, size_t n, size_t *i)
+{
+    size_t type = *i, name, args;
+    const char *sep, *a, *ae, *ce;
+    if (upto(s, n, i, DS_SEP, &sep) < 0 || (size_t)(sep - s) - type != 8 ||
+        memcmp(s + type, "function", 8))
+        return -1;
+    name = *i;
+    if (upto(s, n, i, DS_ARGS, &a) < 0)
+        return -1;
+    args = *i;
+    if (upto(s, n, i, DS_ARGS_END, &ae) < 0 || upto(s, n, i, DS_CALL_END, &ce) < 0)
+        return -1;
+    json_error_t err;
+    json_t *v = json_loadb(s + args, (size_t)(ae - s) - args, 0, &err);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return -1;
+    }
+    json_t *obj = json_pack("{s:s%,s:o}", "name", s + name, (size_t)(a - s) - name, "arguments", v);
+    int rc = obj ? add_call_object(calls, obj, "arguments", NULL) : -1;
+    json_decref(obj);
+    return rc;
+}
+
+static json_t *parse_deepseek(const char *text, size_t len, size_t *content_len)
+{
+    const char *begin = oa_find(text, len, DS_CALLS), *at;
+    if (!begin)
+        return NULL;
+    json_t *calls = json_array();
+    size_t i = (size_t)(begin - text) + sizeof DS_CALLS - 1;
+    while (calls && upto(text, len, &i, DS_CALL, &at) == 0)
+        if (deepseek_call(calls, text, len, &i) < 0) {
+            json_decref(calls);
+            return NULL;
+        }
+    *content_len = (size_t)(begin - text);
+    return calls;
+}
+
 static json_t *parse_mistral(const char *text, size_t len, size_t *content_len)
 {
     const char *at = oa_find(text, len, MISTRAL_TAG);
@@ -220,6 +283,7 @@ json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *co
     json_t *calls = p == OA_TOOLS_HERMES        ? parse_hermes(text, len, content_len)
                     : p == OA_TOOLS_LLAMA3_JSON ? parse_llama3(text, len, content_len)
                     : p == OA_TOOLS_MISTRAL     ? parse_mistral(text, len, content_len)
+                    : p == OA_TOOLS_DEEPSEEK_V3 ? parse_deepseek(text, len, content_len)
                                                 : NULL;
     if (calls && json_array_size(calls) == 0) {
         json_decref(calls);

@@ -626,7 +626,7 @@ static int server_start(const struct zl_frontend_params *p, void **out)
     enum oa_reason reason;
     if (oa_tools_parser(parser, &tools) < 0)
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown tool_call_parser '%s' (none, "
-                                        "hermes, llama3_json or mistral)", parser)
+                                        "hermes, llama3_json, mistral or deepseek_v3)", parser)
                        : ZL_EINVAL;
     if (oa_reason_parser(rparser, &reason) < 0)
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: unknown reasoning_parser '%s' (none, "

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    enum oa_tools p = (enum oa_tools)(data[0] % 4);
+    enum oa_tools p = (enum oa_tools)(data[0] % 5);
     const char *text = (const char *)data + 1;
     size_t len = size - 1, content;
     json_t *calls = oa_tools_parse(p, text, len, &content);
@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     json_decref(calls);
 
-    enum oa_reason rp = (enum oa_reason)(data[0] / 4 % 3);
+    enum oa_reason rp = (enum oa_reason)(data[0] / 5 % 3);
     struct oa_split fin, sp;
     oa_reason_split(rp, text, len, 1, &fin);
     if (fin.r_off > fin.r_end || fin.r_end > fin.c_off || fin.c_off > len)

@@ -56,6 +56,7 @@ cat > "$out/tools.dict" <<'DICT'
 "</tool_call>"
 "<|python_tag|>"
 "<think>"
+"<\xEF\xBD\x9Ctool\xE2\x96\x81calls\xE2\x96\x81begin\xEF\xBD\x9C>"
 "</think>"
 "[TOOL_CALLS]"
 "{\"name\": \"f\", \"arguments\": {}}"

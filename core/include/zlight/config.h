@@ -71,7 +71,7 @@ struct zl_config {
         int64_t port;                   /* 1..65535, default 8000 */
         char *api_key;                  /* "" = no authentication */
         int64_t max_body_bytes;         /* request body limit, default 8 MiB */
-        char *tool_call_parser;         /* none|hermes|llama3_json|mistral; none */
+        char *tool_call_parser;         /* none|hermes|llama3_json|mistral|deepseek_v3 */
         char *reasoning_parser;         /* none|deepseek_r1|qwen3; none */
     } server;
 

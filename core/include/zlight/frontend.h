@@ -161,7 +161,8 @@ struct zl_frontend_params {
     int64_t max_body_bytes;                 /* larger bodies get 413; 8 MiB */
     int32_t threads;                        /* HTTP worker threads; 0 = 4 */
     const char *tool_call_parser;           /* chat replies' tool calls: "none" (or NULL),
-                                               "hermes", "llama3_json", "mistral" */
+                                               "hermes", "llama3_json", "mistral",
+                                               "deepseek_v3" */
     const char *reasoning_parser;           /* chat replies' reasoning: "none" (or NULL),
                                                "deepseek_r1", "qwen3" */
 };
