@@ -97,6 +97,10 @@ void zl_engine_score_take(const struct eng_score *sc, const struct zl_sample_res
     int32_t next = sc->pos + 1, k = r->plp_k;
     /* another token won only if the forced one's logit is -inf */
     r->plp[next] = res->token == sc->q->s.tokens[next] ? res->logprob : -INFINITY;
+    /* a token that is its position's best gets the very same number as the
+     * top entry: clients test greediness with == (lm-evaluation-harness) */
+    if (res->n_top > 0 && res->top_ids[0] == sc->q->s.tokens[next])
+        r->plp[next] = res->top_logprobs[0];
     int32_t n = res->n_top < k ? res->n_top : k;
     for (int32_t i = 0; i < k; i++) {
         r->plp_ids[(size_t)next * (size_t)k + (size_t)i] = i < n ? res->top_ids[i] : -1;

@@ -133,6 +133,9 @@ def test_echo_logprobs_score_the_prompt(client, url, auth):
         assert forced.tokens[0] == lp.tokens[j]
         assert abs(forced.token_logprobs[0] - lp.token_logprobs[j]) < 1e-4, j
         assert forced.top_logprobs[0].keys() == lp.top_logprobs[j].keys(), j
+        # lm-evaluation-harness calls a token greedy when its logprob == the top one's
+        if lp.tokens[j] in lp.top_logprobs[j]:
+            assert lp.token_logprobs[j] == max(lp.top_logprobs[j].values()), j
     # max_tokens 0 (vLLM's echo without generation): the prompt alone, scored the same
     r0 = client.completions.create(model=MODEL, prompt=prompt, max_tokens=0, temperature=0,
                                    echo=True, logprobs=1)
