@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,7 @@ struct zl_frontend_host {
     struct zl_engine *engine;
     const struct zl_tokenizer *tok;
     struct zl_chat_template *chat;      /* NULL: the model has none */
+    char *chat_src;                     /* its source, for /tokenizer_info */
     char *model_name, *model_root;
     atomic_int dead;
 };
@@ -126,6 +128,27 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
         free(q);
     }
     return rc;
+}
+
+/* A JSON string, or null for NULL (or text that is not UTF-8). */
+static json_t *str_or_null(const char *s)
+{
+    json_t *v = s ? json_string(s) : NULL;
+    return v ? v : json_null();
+}
+
+static int fh_tokenizer_info(void *ctx, char **json)
+{
+    struct zl_frontend_host *h = ctx;
+    json_t *o = json_pack("{s:o,s:o,s:n,s:o,s:I,s:b}", "eos_token",
+                          str_or_null(zl_tokenizer_eos_token(h->tok)), "bos_token",
+                          str_or_null(zl_tokenizer_bos_token(h->tok)), "pad_token", "chat_template",
+                          str_or_null(h->chat_src), "model_max_length",
+                          (json_int_t)h->api.max_model_len, "add_bos_token",
+                          zl_tokenizer_add_bos(h->tok));
+    *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return *json ? ZL_OK : zl_error(ZL_ENOMEM, "out of memory");
 }
 
 static void fh_cancel(void *ctx, uint64_t id)
@@ -237,11 +260,30 @@ static void apply_generation_config(const char *path, struct zl_sampling_params 
             path, sp->temperature, sp->top_p, sp->top_k, sp->repetition_penalty);
 }
 
+/* A file's bytes, NUL-terminated (malloc'd), or NULL. */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *s = NULL;
+    long n = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (s = malloc((size_t)n + 1)) && fread(s, 1, (size_t)n, f) == (size_t)n)
+        s[n] = 0;
+    else if (s) {
+        free(s);
+        s = NULL;
+    }
+    if (f)
+        fclose(f);
+    return s;
+}
+
 static int load_chat(struct zl_frontend_host *h, const char *path)
 {
     int rc;
     if (path && *path) {
         rc = zl_chat_template_load_file(path, &h->chat);
+        h->chat_src = rc == 0 ? read_text(path) : NULL;
     } else {
         const char *src = zl_tokenizer_chat_template(h->tok);
         if (!src) {
@@ -249,6 +291,7 @@ static int load_chat(struct zl_frontend_host *h, const char *path)
             return ZL_OK;
         }
         rc = zl_chat_template_compile(src, (size_t)-1, &h->chat);
+        h->chat_src = rc == 0 ? strdup(src) : NULL;
     }
     if (rc == 0)
         rc = zl_chat_template_set_special(h->chat, zl_tokenizer_bos_token(h->tok),
@@ -296,6 +339,7 @@ int zl_frontend_host_create(const struct zl_frontend_host_params *p, struct zl_f
     a->cancel = fh_cancel;
     a->health = fh_health;
     a->stats = fh_stats;
+    a->tokenizer_info = fh_tokenizer_info;
     *out = h;
     return ZL_OK;
 }
@@ -315,6 +359,7 @@ void zl_frontend_host_free(struct zl_frontend_host *h)
     if (!h)
         return;
     zl_chat_template_free(h->chat);
+    free(h->chat_src);
     free(h->model_name);
     free(h->model_root);
     free(h);

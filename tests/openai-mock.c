@@ -104,6 +104,14 @@ static int mock_render(void *ctx, const char *messages, const char *tools, const
     return 0;
 }
 
+static int mock_tokenizer_info(void *ctx, char **json)
+{
+    (void)ctx;
+    *json = strdup("{\"eos_token\":\"</s>\",\"bos_token\":\"<s>\",\"pad_token\":null,"
+                   "\"chat_template\":null,\"model_max_length\":64,\"add_bos_token\":true}");
+    return *json ? 0 : ZL_ENOMEM;
+}
+
 static const char *mock_last_error(void *ctx)
 {
     (void)ctx;
@@ -303,6 +311,7 @@ struct mock_engine *mock_create(void)
     a->tokenize = mock_tokenize;
     a->detokenize = mock_detokenize;
     a->render_chat = mock_render;
+    a->tokenizer_info = mock_tokenizer_info;
     a->free_mem = mock_free_mem;
     a->last_error = mock_last_error;
     a->submit = mock_submit;

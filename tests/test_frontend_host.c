@@ -4,6 +4,7 @@
  * tokens, cancel frees the KV blocks, text services, generation_config
  * defaults. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -242,6 +243,21 @@ Test(frontend_host, text_services)
     cr_assert(strstr(api->last_error(api->ctx), "no chat template"), "%s", api->last_error(api->ctx));
     cr_assert_eq(api->vocab_size, FAKE_VOCAB);
     cr_assert_str_eq(api->model_name, "fake");
+}
+
+/* tokenizer_info: the tokenizer's special tokens and max_model_len as JSON
+ * (the char tokenizer has no BOS/EOS and no chat template). */
+Test(frontend_host, tokenizer_info)
+{
+    char *s = NULL;
+    cr_assert_eq(api->tokenizer_info(api->ctx, &s), ZL_OK);
+    json_t *o = json_loads(s, 0, NULL);
+    cr_assert(json_is_object(o), "%s", s);
+    cr_assert(json_is_null(json_object_get(o, "eos_token")), "%s", s);
+    cr_assert(json_is_null(json_object_get(o, "chat_template")), "%s", s);
+    cr_assert_eq(json_integer_value(json_object_get(o, "model_max_length")), 512);
+    json_decref(o);
+    api->free_mem(s);
 }
 
 Test(frontend_host, generation_config_sets_defaults_and_a_template_file_is_used)

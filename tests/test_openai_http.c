@@ -261,6 +261,23 @@ Test(openai_http, completion_echo_n_and_prompt_list)
     FREE(r);
 }
 
+/* vLLM's GET /tokenizer_info, what lm-evaluation-harness's remote
+ * tokenizer reads (it needs eos_token), passed through from the engine. */
+Test(openai_http, tokenizer_info)
+{
+    struct resp r = http("GET", "/tokenizer_info", NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "eos_token")), "</s>");
+    cr_assert_eq(json_integer_value(json_object_get(o, "model_max_length")), 64);
+    json_decref(o);
+    FREE(r);
+    m->api.tokenizer_info = NULL; /* an engine without it */
+    r = http("GET", "/tokenizer_info", NULL, NULL);
+    cr_assert_eq(r.status, 404, "%s", r.body);
+    FREE(r);
+}
+
 /* echo with max_tokens 0: the prompt alone, scored; no token returned. */
 Test(openai_http, completion_echo_without_generation)
 {

@@ -40,7 +40,7 @@ struct oa_server {
 };
 
 enum route { R_NONE, R_HEALTH, R_VERSION, R_MODELS, R_METRICS, R_TOKENIZE, R_DETOKENIZE,
-             R_COMPLETIONS, R_CHAT };
+             R_COMPLETIONS, R_CHAT, R_TOKENIZER_INFO };
 
 /* Per-connection-request state (MHD's con_cls). */
 struct oa_conn {
@@ -59,6 +59,7 @@ static const struct {
     {"GET", "/v1/models", R_MODELS},      {"GET", "/metrics", R_METRICS},
     {"POST", "/tokenize", R_TOKENIZE},    {"POST", "/detokenize", R_DETOKENIZE},
     {"POST", "/v1/completions", R_COMPLETIONS}, {"POST", "/v1/chat/completions", R_CHAT},
+    {"GET", "/tokenizer_info", R_TOKENIZER_INFO},
 };
 
 static enum MHD_Result send_body(struct oa_server *srv, struct MHD_Connection *conn,
@@ -386,6 +387,17 @@ static enum MHD_Result dispatch(struct oa_server *srv, struct MHD_Connection *co
             return fail(srv, conn, 503, NULL, "The engine is not running");
         return send_body(srv, conn, 200, "application/json", strdup(""));
     case R_VERSION: return send_json(srv, conn, oa_version_json(api));
+    case R_TOKENIZER_INFO: {
+        char *info = NULL;
+        if (api->size < offsetof(struct zl_engine_api, tokenizer_info) + sizeof api->tokenizer_info ||
+            !api->tokenizer_info)
+            return fail(srv, conn, 404, NULL, "This server's engine has no tokenizer_info");
+        if (api->tokenizer_info(api->ctx, &info) < 0)
+            return fail(srv, conn, 500, NULL, "tokenizer_info failed");
+        s = strdup(info);
+        api->free_mem(info);
+        return send_json(srv, conn, s);
+    }
     case R_MODELS: return send_json(srv, conn, oa_models_json(api));
     case R_METRICS:
         pthread_mutex_lock(&srv->mu);
@@ -616,7 +628,7 @@ static int server_start(const struct zl_frontend_params *p, void **out)
 {
     *out = NULL;
     if (!p || p->size < ZL_FRONTEND_PARAMS_MIN_SIZE || !p->engine ||
-        p->engine->size < sizeof(struct zl_engine_api))
+        p->engine->size < ZL_ENGINE_API_MIN_SIZE)
         return oa_host ? oa_host->error(ZL_EINVAL, "openai: bad frontend params") : ZL_EINVAL;
 #define COVERS(m) (p->size >= offsetof(struct zl_frontend_params, m) + sizeof p->m)
     const char *parser = COVERS(tool_call_parser) ? p->tool_call_parser : NULL;

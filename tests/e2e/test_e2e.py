@@ -242,6 +242,18 @@ def test_oversized_body_and_unknown_route(url, auth):
     assert request(url, "GET", "/health")[0] == 200
 
 
+def test_tokenizer_info_as_lm_eval_reads_it(url, auth):
+    """lm-evaluation-harness's remote tokenizer: GET /tokenizer_info must
+    name eos_token, and POST /tokenize must answer its test payload."""
+    status, body = request(url, "GET", "/tokenizer_info")
+    assert status == 200, body
+    info = json.loads(body)
+    assert info["eos_token"] == "<|im_end|>" and "im_start" in info["chat_template"]
+    status, body = request(url, "POST", "/tokenize",
+                           json.dumps({"prompt": "test", "add_special_tokens": False}), auth)
+    assert status == 200 and isinstance(json.loads(body)["tokens"], list), body
+
+
 def test_tokenize_detokenize_version_metrics(url, auth):
     t = json.loads(request(url, "POST", "/tokenize", json.dumps({"prompt": "Hello world"}))[1])
     assert t["count"] == len(t["tokens"]) > 0

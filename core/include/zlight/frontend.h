@@ -150,7 +150,14 @@ struct zl_engine_api {
     int (*health)(void *ctx);
     /* Fills the counters (out->size set by the caller). */
     int (*stats)(void *ctx, struct zl_fe_stats *out);
+    /* The tokenizer as a JSON object (*json malloc'd, free with free_mem):
+     * eos_token, bos_token, pad_token, chat_template, model_max_length,
+     * add_bos_token (vLLM's /tokenizer_info).  Read only when `size` covers
+     * it (a host before it passes less). */
+    int (*tokenizer_info)(void *ctx, char **json);
 };
+/* What a frontend takes from a host built before tokenizer_info. */
+#define ZL_ENGINE_API_MIN_SIZE offsetof(struct zl_engine_api, tokenizer_info)
 
 struct zl_frontend_params {
     uint32_t size;                          /* sizeof(struct zl_frontend_params) */
