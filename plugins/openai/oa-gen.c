@@ -249,7 +249,9 @@ static void read_reply(const struct oa_gen *g, const struct oa_seq *s, int final
 static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t i, int j)
 {
     struct oa_seq *s = &g->subs[i].seq[j];
-    int fin = s->finish && !s->finish_sent && s->finish != ZL_FE_FINISH_ERROR;
+    if (s->finish_sent) /* it said all; its reply is not read again */
+        return 0;
+    int fin = s->finish && s->finish != ZL_FE_FINISH_ERROR;
     struct reply rp;
     read_reply(g, s, s->finish != 0, &rp);
     json_t *calls = fin ? rp.calls : NULL;
