@@ -664,6 +664,68 @@ Test(engine, prompt_logprobs)
     rig_down(&r);
 }
 
+/* Prompt logprobs of NR prompts submitted together (their score rows
+ * sharing steps, chunks cut, sequences preempted in a small pool) equal
+ * those of each prompt alone: a preempted prompt scores its rows again,
+ * to the same numbers. */
+Test(engine, prompt_logprobs_together_and_preempted)
+{
+    enum { NR = 6, N = 36, K = 2 };
+    int32_t prompts[NR][N];
+    srand(11);
+    for (int i = 0; i < NR; i++)
+        for (int j = 0; j < N; j++)
+            prompts[i][j] = rand() % FAKE_VOCAB;
+    struct zl_sampling_params sp = zl_sampling_default_params();
+    sp.temperature = 0;
+    sp.max_tokens = 12;
+    sp.ignore_eos = 1;
+    static float alone[NR][N], top_alone[NR][N * K], got[NR][N], top_got[NR][N * K];
+    static int32_t ids_alone[NR][N * K], ids_got[NR][N * K];
+    struct zl_engine_params ep = params(0);
+    struct rig r;
+    rig_up(&r, ep, 4);
+    for (int i = 0; i < NR; i++)
+        first_with_prompt_logprobs(r.e, prompts[i], N, &sp, K, alone[i], ids_alone[i], top_alone[i]);
+    rig_down(&r);
+
+    ep.sched.max_num_seqs = 4;  /* few logits rows a step: chunks are cut */
+    ep.max_kv_blocks = 30;      /* 120 tokens for 6 x 48: preemption */
+    rig_up(&r, ep, 4);
+    struct zl_request_opts o = zl_request_default_opts();
+    o.prompt_logprobs = K;
+    uint64_t first = 0, id;
+    for (int i = 0; i < NR; i++) {
+        cr_assert_eq(zl_engine_submit_opts(r.e, prompts[i], N, &sp, &o, NULL, &id), ZL_OK);
+        first = i ? first : id;
+    }
+    int left = NR, seen[NR] = {0};
+    while (left > 0) {
+        struct zl_output ev;
+        cr_assert_eq(zl_engine_wait(r.e, &ev, 10000), 1);
+        int k = (int)(ev.request_id - first);
+        cr_assert(k >= 0 && k < NR);
+        if (ev.n_prompt_logprobs) {
+            cr_assert(!seen[k]++, "request %d: prompt logprobs once", k);
+            memcpy(got[k], ev.prompt_logprobs, sizeof(float) * N);
+            memcpy(ids_got[k], ev.prompt_top_ids, sizeof(int32_t) * N * K);
+            memcpy(top_got[k], ev.prompt_top_logprobs, sizeof(float) * N * K);
+        }
+        left -= ev.finish != ZL_FINISH_NONE;
+        zl_output_release(&ev);
+    }
+    struct zl_engine_stats st;
+    zl_engine_get_stats(r.e, &st);
+    cr_expect_gt(st.n_preemptions, 0, "the small pool preempts");
+    for (int i = 0; i < NR; i++) {
+        cr_expect(seen[i], "request %d had its prompt logprobs", i);
+        cr_expect_eq(memcmp(got[i] + 1, alone[i] + 1, sizeof(float) * (N - 1)), 0, "request %d", i);
+        cr_expect_eq(memcmp(ids_got[i] + K, ids_alone[i] + K, sizeof(int32_t) * (N - 1) * K), 0);
+        cr_expect_eq(memcmp(top_got[i] + K, top_alone[i] + K, sizeof(float) * (N - 1) * K), 0);
+    }
+    rig_down(&r);
+}
+
 /* Submitters on four threads, some cancelling right away, the engine on
  * its own thread: every request ends exactly once, the uncancelled ones
  * with the fake model's greedy ids, and every block comes back. */
