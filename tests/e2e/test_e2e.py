@@ -181,6 +181,38 @@ def test_concurrent_equals_sequential(client):
     assert par == seq
 
 
+def test_loglikelihood_request_as_lm_eval_sends_it(url, auth):
+    """lm-evaluation-harness's local-completions loglikelihood request: the
+    context and continuation as token ids, echo, logprobs 1, max_tokens 1,
+    temperature 0, a seed; it sums token_logprobs[ctxlen:-1] and calls the
+    continuation greedy when each of those equals its top entry.  A
+    continuation of the model's own greedy tokens must come out greedy."""
+    def tokenize(text):
+        status, body = request(url, "POST", "/tokenize",
+                               json.dumps({"prompt": text, "add_special_tokens": False}), auth)
+        assert status == 200, body
+        return json.loads(body)["tokens"]
+
+    ctx = tokenize("The capital of France is")
+    status, body = request(url, "POST", "/v1/completions", json.dumps(
+        {"model": MODEL, "prompt": ctx, "max_tokens": 3, "temperature": 0}), auth)
+    cont = tokenize(json.loads(body)["choices"][0]["text"])
+    assert cont, body
+    status, body = request(url, "POST", "/v1/completions", json.dumps(
+        {"model": MODEL, "prompt": [ctx + cont, ctx + [cont[0] + 1]], "temperature": 0,
+         "max_tokens": 1, "logprobs": 1, "seed": 1234, "echo": True}), auth)
+    assert status == 200, body
+    choices = sorted(json.loads(body)["choices"], key=lambda c: c["index"])
+    results = []
+    for c in choices:
+        lps = c["logprobs"]["token_logprobs"][len(ctx):-1]
+        tops = c["logprobs"]["top_logprobs"][len(ctx):-1]
+        results.append((sum(lps), all(lp == max(t.values()) for lp, t in zip(lps, tops))))
+    assert results[0][1], "the model's own greedy continuation is greedy"
+    assert not results[1][1], "another token is not"
+    assert results[0][0] <= 0 and results[1][0] < 0
+
+
 def test_concurrent_echo_logprobs_equal_sequential(client):
     """Prompts scored together (their rows sharing steps with each other's
     and with generating requests) score as they do alone, within 1e-4."""
