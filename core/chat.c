@@ -12,6 +12,7 @@
 struct zl_chat_template {
     struct jj_template tpl;
     char *bos, *eos;          /* special tokens from tokenizer_config.json */
+    char *src;                /* the source it was compiled from */
 };
 
 void zl_chat_default_params(struct zl_chat_params *p)
@@ -29,7 +30,13 @@ void zl_chat_template_free(struct zl_chat_template *t)
     jj_arena_free(t->tpl.arena);
     free(t->bos);
     free(t->eos);
+    free(t->src);
     free(t);
+}
+
+const char *zl_chat_template_source(const struct zl_chat_template *t)
+{
+    return t ? t->src : NULL;
 }
 
 int zl_chat_template_compile(const char *src, size_t len, struct zl_chat_template **out)
@@ -40,7 +47,7 @@ int zl_chat_template_compile(const char *src, size_t len, struct zl_chat_templat
     if (len == (size_t)-1)
         len = strlen(src);
     struct zl_chat_template *t = calloc(1, sizeof(*t));
-    if (!t || !(t->tpl.arena = jj_arena_new())) {
+    if (!t || !(t->tpl.arena = jj_arena_new()) || !(t->src = strndup(src, len))) {
         zl_chat_template_free(t);
         return zl_error(ZL_ENOMEM, "chat template: out of memory");
     }

@@ -150,8 +150,6 @@ struct zl_engine {
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
     size_t logits_cap;              /* floats */
-    float *score;                   /* host copies of a step's score rows (engine-score.c) */
-    size_t score_cap;               /* floats */
     char *text;                     /* scratch for one event's text */
     size_t text_len, text_cap;
     struct eng_req **todo;          /* scratch: requests to start or cancel this step */
@@ -211,15 +209,13 @@ void zl_engine_pace_queued(struct zl_engine *e, const struct zl_sched_batch *b, 
  * seconds; queued_now: a step was queued in this iteration (it begins). */
 void zl_engine_pace_done(struct zl_engine *e, bool queued_now, double waited, double now);
 
-/* engine-score.c: prompt logprobs.  score_rows: a step's score rows
- * (logits after the sampled rows' in lt) copied back and scored on the
- * host; score_row: the device sampler's row for one (greedy, the prompt
- * token forced by a logit bias, logprobs of the raw logits); score_take:
- * its result into the request. */
-int zl_engine_score_rows(struct zl_engine *e, const struct zl_sched_batch *b,
-                         const struct zl_tensor *lt);
+/* engine-score.c: prompt logprobs.  score_row: the device sampler's row
+ * for a score row (greedy, the prompt token forced by a logit bias,
+ * logprobs of the raw logits); score_take: the device's result for it, or
+ * (dres NULL) the CPU sampler's on the host copy `row`, into the request. */
 int zl_engine_score_row(struct zl_engine *e, const struct eng_score *sc, struct zl_sample_row *row);
-void zl_engine_score_take(const struct eng_score *sc, const struct zl_sample_result *res);
+void zl_engine_score_take(struct zl_engine *e, const struct eng_score *sc,
+                          const struct zl_sample_result *dres, float *row);
 /* engine-sample.c: a logit bias entry of the sample batch being built */
 int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v);
 

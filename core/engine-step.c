@@ -246,9 +246,7 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
             rc = p->model_ops->forward(p->model, &fb, &f->lt);
         else if ((rc = zl_engine_graph_pad(e, b, rows, &fb)) == 0)
             rc = zl_engine_graph_forward(e, &fb, &f->lt);
-        if (rc == 0 && !e->ds.on)  /* else they join the sample batch */
-            rc = zl_engine_score_rows(e, b, &f->lt);
-        f->lt.ne[0] = b->n_logits + (e->ds.on ? b->n_score : 0); /* the real rows lead */
+        f->lt.ne[0] = b->n_logits + b->n_score; /* the real rows lead, pad rows dropped */
     }
     if (rc < 0) {
         zl_mem_ws_release(p->mem, f->mark);
@@ -263,11 +261,11 @@ static int forward(struct zl_engine *e, const struct zl_sched_batch *b, struct e
 static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
 {
     struct eng_async *a = &e->as;
-    int32_t n = a->n[a->cur];
-    size_t nl = (size_t)n * (size_t)e->vocab;
+    int32_t n = a->n[a->cur], all = n + a->n_score[a->cur]; /* sampled rows, then score rows */
+    size_t nl = (size_t)all * (size_t)e->vocab;
     int rc = ZL_OK;
     e->ds_failed = false;
-    if ((n || a->n_score[a->cur]) && e->ds.on) { /* score rows alone: a batch too */
+    if (all && e->ds.on) {
         /* a failed call ends this step's sequences, not the engine (a row
          * with every token masked is per row: token -1) */
         rc = zl_engine_dsample_queue(e, a->seqs[a->cur], n, a->score[a->cur], a->n_score[a->cur],
@@ -279,11 +277,11 @@ static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
             e->ds_failed = true;
             rc = ZL_OK;
         }
-    } else if (n) {
+    } else if (all) {
         if (nl > e->logits_cap) {
             float *l = realloc(e->logits, sizeof(float) * nl);
             if (!l)
-                rc = zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", n);
+                rc = zl_error(ZL_ENOMEM, "engine: out of memory for %d logits rows", all);
             else {
                 e->logits = l;
                 e->logits_cap = nl;
@@ -462,9 +460,9 @@ static void take_rows(struct zl_engine *e, double now)
     struct eng_async *a = &e->as;
     int k = a->cur;
     /* the prompt logprobs first: a sequence's first token carries them */
-    for (int32_t i = 0; i < a->n_score[k]; i++)
-        if (e->ds.on && !e->ds_failed)
-            zl_engine_score_take(&a->score[k][i], &e->ds.res[a->n[k] + i]);
+    for (int32_t i = 0; i < a->n_score[k] && !e->ds_failed; i++)
+        zl_engine_score_take(e, &a->score[k][i], e->ds.on ? &e->ds.res[a->n[k] + i] : NULL,
+                             e->ds.on ? NULL : e->logits + (size_t)(a->n[k] + i) * (size_t)e->vocab);
     a->n_score[k] = 0;
     for (int32_t i = 0; i < a->n[k]; i++) {
         struct eng_seq *q = a->seqs[k][i];

@@ -231,7 +231,6 @@ void zl_engine_free(struct zl_engine *e)
     zl_sampler_free(e->sampler);
     zl_engine_dsample_free(e);
     free(e->logits);
-    free(e->score);
     free(e->text);
     free(e->todo);
     free(e->eos);

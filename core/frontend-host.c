@@ -5,7 +5,6 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,7 +22,6 @@ struct zl_frontend_host {
     struct zl_engine *engine;
     const struct zl_tokenizer *tok;
     struct zl_chat_template *chat;      /* NULL: the model has none */
-    char *chat_src;                     /* its source, for /tokenizer_info */
     char *model_name, *model_root;
     atomic_int dead;
 };
@@ -143,7 +141,7 @@ static int fh_tokenizer_info(void *ctx, char **json)
     json_t *o = json_pack("{s:o,s:o,s:n,s:o,s:I,s:b}", "eos_token",
                           str_or_null(zl_tokenizer_eos_token(h->tok)), "bos_token",
                           str_or_null(zl_tokenizer_bos_token(h->tok)), "pad_token", "chat_template",
-                          str_or_null(h->chat_src), "model_max_length",
+                          str_or_null(zl_chat_template_source(h->chat)), "model_max_length",
                           (json_int_t)h->api.max_model_len, "add_bos_token",
                           zl_tokenizer_add_bos(h->tok));
     *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -260,30 +258,11 @@ static void apply_generation_config(const char *path, struct zl_sampling_params 
             path, sp->temperature, sp->top_p, sp->top_k, sp->repetition_penalty);
 }
 
-/* A file's bytes, NUL-terminated (malloc'd), or NULL. */
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *s = NULL;
-    long n = -1;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (s = malloc((size_t)n + 1)) && fread(s, 1, (size_t)n, f) == (size_t)n)
-        s[n] = 0;
-    else if (s) {
-        free(s);
-        s = NULL;
-    }
-    if (f)
-        fclose(f);
-    return s;
-}
-
 static int load_chat(struct zl_frontend_host *h, const char *path)
 {
     int rc;
     if (path && *path) {
         rc = zl_chat_template_load_file(path, &h->chat);
-        h->chat_src = rc == 0 ? read_text(path) : NULL;
     } else {
         const char *src = zl_tokenizer_chat_template(h->tok);
         if (!src) {
@@ -291,7 +270,6 @@ static int load_chat(struct zl_frontend_host *h, const char *path)
             return ZL_OK;
         }
         rc = zl_chat_template_compile(src, (size_t)-1, &h->chat);
-        h->chat_src = rc == 0 ? strdup(src) : NULL;
     }
     if (rc == 0)
         rc = zl_chat_template_set_special(h->chat, zl_tokenizer_bos_token(h->tok),
@@ -359,7 +337,6 @@ void zl_frontend_host_free(struct zl_frontend_host *h)
     if (!h)
         return;
     zl_chat_template_free(h->chat);
-    free(h->chat_src);
     free(h->model_name);
     free(h->model_root);
     free(h);

@@ -355,7 +355,6 @@ static void fit_score_rows(struct zl_sched *s)
         }
         int32_t own = q->n_computed + q->step_new == q->n_tokens; /* its sampled row, cut */
         int32_t keep = left + own;
-        s->budget += q->step_new - keep;
         q->step_new = keep;
         left = 0;
         if (!keep) {

@@ -601,10 +601,12 @@ static void first_with_prompt_logprobs(struct zl_engine *e, const int32_t *promp
 /* Prompt logprobs against the sampler's own logprobs: prompt token i's is
  * that of a request for P[0, i) whose next token a logit bias forces to
  * P[i] (the sampler reports logprobs of the raw logits, bias not
- * applied), and so are the top 3.  Both are f32 log-softmaxes of the same
- * logits (one sums in double), hence 1e-5.  max_num_seqs 4 spreads the
- * 40-token prompt's score rows over steps, beside another request's rows;
- * a second run finds its blocks in the prefix cache and must not use them. */
+ * applied), and so are the top 3.  Score rows go through the same sampler,
+ * so this checks which row, position and token each score takes (1e-5
+ * for the rows' logits computed in other batches; against transformers:
+ * test_engine_llama).  max_num_seqs 4 spreads the 40-token prompt's score
+ * rows over steps, beside another request's rows; a second run finds its
+ * blocks in the prefix cache and must not use them. */
 Test(engine, prompt_logprobs)
 {
     struct zl_engine_params ep = params(0);

@@ -288,6 +288,14 @@ Test(frontend_host, generation_config_sets_defaults_and_a_template_file_is_used)
     cr_assert_str_eq(text, "user: hi\nassistant:");
     a->free_mem(text);
     cr_assert_eq(a->render_chat(a->ctx, "{not json", NULL, NULL, 1, &text), ZL_EINVAL);
+    /* /tokenizer_info's chat_template is the file's source */
+    cr_assert_eq(a->tokenizer_info(a->ctx, &text), ZL_OK);
+    json_t *info = json_loads(text, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(info, "chat_template")),
+                     "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}assistant:{% endif %}");
+    json_decref(info);
+    a->free_mem(text);
     zl_frontend_host_free(h);
     unlink(path);
     unlink(jinja);

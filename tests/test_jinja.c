@@ -94,6 +94,16 @@ static void expect_error(const char *src, const char *vars, const char *needle)
     free(out);
 }
 
+/* A compiled template keeps its source (the first len bytes). */
+Test(jinja, source_is_kept)
+{
+    struct zl_chat_template *t;
+    cr_assert_eq(zl_chat_template_compile("{{ 1 }}ignored", 7, &t), ZL_OK);
+    cr_assert_str_eq(zl_chat_template_source(t), "{{ 1 }}");
+    zl_chat_template_free(t);
+    cr_assert_null(zl_chat_template_source(NULL));
+}
+
 Test(jinja, syntax_errors_have_line_and_column)
 {
     expect_error("hello\n  {{ 1 + }}", NULL, "line 2, column 10");

@@ -351,10 +351,7 @@ int oa_gen_stream_pump(struct oa_gen *g, const struct zl_engine_api *api)
 /* Content before tool calls that is only whitespace is none (null). */
 static int content_blank(const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\n' && s[i] != '\t' && s[i] != '\r')
-            return 0;
-    return 1;
+    return oa_skip_ws(s, n, 0) == n;
 }
 
 char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)

@@ -42,11 +42,14 @@ void oa_buf_free(struct oa_buf *b);
 
 enum oa_kind { OA_COMPLETION = 0, OA_CHAT = 1 };
 
-/* Text helpers of the reply readers (oa-tools.c): the first `what` in
- * s[0, n) or NULL; the longest tail of s[0, n) that is a proper prefix of
- * `what` (text that may still become it). */
+/* Helpers of the reply readers (oa-tools.c): the index of `name` in
+ * names (NULL or "": names[0]), -1 if absent; the first `what` in s[0, n)
+ * or NULL; the longest tail of s[0, n) that is a proper prefix of `what`
+ * (text that may still become it); the first non-space from i. */
+int oa_pick(const char *const *names, size_t n, const char *name);
 const char *oa_find(const char *s, size_t n, const char *what);
 size_t oa_partial_tail(const char *s, size_t n, const char *what);
+size_t oa_skip_ws(const char *s, size_t n, size_t i);
 
 /* Reasoning parsers (oa-reason.c; server.reasoning_parser). */
 enum oa_reason { OA_REASON_NONE = 0, OA_REASON_DEEPSEEK_R1 = 1, OA_REASON_QWEN3 = 2 };

@@ -16,17 +16,11 @@ static const char OPEN[] = "<think>", CLOSE[] = "</think>";
 
 int oa_reason_parser(const char *name, enum oa_reason *out)
 {
-    static const struct {
-        const char *name;
-        enum oa_reason p;
-    } known[] = {{"none", OA_REASON_NONE}, {"deepseek_r1", OA_REASON_DEEPSEEK_R1},
-                 {"qwen3", OA_REASON_QWEN3}};
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-        if (!strcmp(name && *name ? name : "none", known[i].name)) {
-            *out = known[i].p;
-            return 0;
-        }
-    return -1;
+    static const char *const names[] = {"none", "deepseek_r1", "qwen3"}; /* enum oa_reason's */
+    int i = oa_pick(names, sizeof names / sizeof *names, name);
+    if (i >= 0)
+        *out = (enum oa_reason)i;
+    return i < 0 ? -1 : 0;
 }
 
 /* Whether s[0, n) is a proper prefix of tag (text that may become it). */
@@ -41,9 +35,7 @@ void oa_reason_split(enum oa_reason p, const char *text, size_t len, int final,
     *out = (struct oa_split){0, 0, 0};
     if (p == OA_REASON_NONE || !text)
         return;
-    size_t i = 0;
-    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r'))
-        i++;
+    size_t i = oa_skip_ws(text, len, 0);
     if (!final && tag_prefix(text + i, len - i, OPEN)) { /* may yet open: hold it all */
         out->c_off = len;
         return;

@@ -17,6 +17,7 @@
  *     skipped (the default) the reply is the bare list: a reply that is a
  *     list of calls and nothing else counts too.
  * A reply that does not parse as its format's calls stays text. */
+#define _GNU_SOURCE /* memmem */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,32 +33,30 @@ static const char DS_CALLS[] = "<｜tool▁calls▁begin｜>", DS_CALL[] = "<｜
                   DS_SEP[] = "<｜tool▁sep｜>", DS_ARGS[] = "\n```json\n", DS_ARGS_END[] = "\n```",
                   DS_CALL_END[] = "<｜tool▁call▁end｜>";
 
+int oa_pick(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(name && *name ? name : names[0], names[i]))
+            return (int)i;
+    return -1;
+}
+
 int oa_tools_parser(const char *name, enum oa_tools *out)
 {
-    static const struct {
-        const char *name;
-        enum oa_tools p;
-    } known[] = {{"none", OA_TOOLS_NONE}, {"hermes", OA_TOOLS_HERMES},
-                 {"llama3_json", OA_TOOLS_LLAMA3_JSON}, {"mistral", OA_TOOLS_MISTRAL},
-                 {"deepseek_v3", OA_TOOLS_DEEPSEEK_V3}};
-    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
-        if (!strcmp(name && *name ? name : "none", known[i].name)) {
-            *out = known[i].p;
-            return 0;
-        }
-    return -1;
+    static const char *const names[] = {"none", "hermes", "llama3_json", "mistral",
+                                        "deepseek_v3"}; /* enum oa_tools' order */
+    int i = oa_pick(names, sizeof names / sizeof *names, name);
+    if (i >= 0)
+        *out = (enum oa_tools)i;
+    return i < 0 ? -1 : 0;
 }
 
 const char *oa_find(const char *s, size_t n, const char *what)
 {
-    size_t m = strlen(what);
-    for (size_t i = 0; i + m <= n; i++)
-        if (s[i] == what[0] && !memcmp(s + i, what, m))
-            return s + i;
-    return NULL;
+    return memmem(s, n, what, strlen(what));
 }
 
-static size_t skip_ws(const char *s, size_t n, size_t i)
+size_t oa_skip_ws(const char *s, size_t n, size_t i)
 {
     while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
         i++;
@@ -90,7 +89,7 @@ size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int f
             return (size_t)(at - text);
         if (final)
             return len; /* oa_tools_parse decides; content if it is no call */
-        size_t i = skip_ws(text, len, 0), rest = len - i, tl = strlen(tag);
+        size_t i = oa_skip_ws(text, len, 0), rest = len - i, tl = strlen(tag);
         if (i == len || text[i] == open || !memcmp(text + i, tag, rest < tl ? rest : tl))
             return 0; /* may be a call: held until the reply ends */
         return p == OA_TOOLS_MISTRAL ? len - oa_partial_tail(text, len, MISTRAL_TAG) : len;
@@ -173,9 +172,9 @@ static json_t *parse_hermes(const char *text, size_t len, size_t *content_len)
 
 static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
 {
-    size_t i = skip_ws(text, len, 0);
+    size_t i = oa_skip_ws(text, len, 0);
     if (len - i >= sizeof PYTHON_TAG - 1 && !memcmp(text + i, PYTHON_TAG, sizeof PYTHON_TAG - 1))
-        i = skip_ws(text, len, i + sizeof PYTHON_TAG - 1);
+        i = oa_skip_ws(text, len, i + sizeof PYTHON_TAG - 1);
     if (i == len || text[i] != '{')
         return NULL;
     json_t *calls = json_array();
@@ -186,9 +185,9 @@ static json_t *parse_llama3(const char *text, size_t len, size_t *content_len)
             json_decref(calls);
             return NULL;
         }
-        i = skip_ws(text, len, i + used);
+        i = oa_skip_ws(text, len, i + used);
         if (i < len && text[i] == ';')
-            i = skip_ws(text, len, i + 1);
+            i = oa_skip_ws(text, len, i + 1);
         else if (i < len) { /* text after the calls: a reply, not calls */
             json_decref(calls);
             return NULL;
@@ -255,7 +254,7 @@ static json_t *parse_deepseek(const char *text, size_t len, size_t *content_len)
 static json_t *parse_mistral(const char *text, size_t len, size_t *content_len)
 {
     const char *at = oa_find(text, len, MISTRAL_TAG);
-    size_t i = at ? (size_t)(at - text) + sizeof MISTRAL_TAG - 1 : skip_ws(text, len, 0);
+    size_t i = at ? (size_t)(at - text) + sizeof MISTRAL_TAG - 1 : oa_skip_ws(text, len, 0);
     json_error_t err;
     json_t *list = json_loadb(text + i, len - i, 0, &err), *calls = json_array(), *c;
     size_t k;

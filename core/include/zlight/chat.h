@@ -69,6 +69,9 @@ ZL_API int zl_chat_template_load_dir(const char *dir, const char *name, struct z
  * Not to be called while another thread renders t. */
 ZL_API int zl_chat_template_set_special(struct zl_chat_template *t, const char *bos, const char *eos);
 
+/* The source t was compiled from (NUL-terminated), NULL for t NULL. */
+ZL_API const char *zl_chat_template_source(const struct zl_chat_template *t);
+
 /* bos_token / eos_token known to t, or NULL. */
 ZL_API const char *zl_chat_template_bos(const struct zl_chat_template *t);
 ZL_API const char *zl_chat_template_eos(const struct zl_chat_template *t);
