@@ -375,3 +375,95 @@ int zl_tokenizer_decode(const struct zl_tokenizer *t, const int32_t *ids, size_t
         *len = all.len;
     return 0;
 }
+
+/* One token's bytes as the decoder chain gives them in mid-stream: the
+ * stages that only act at the start of the text (a fused Strip, a first
+ * Metaspace) and the holding back of incomplete UTF-8 do not apply, so
+ * the bytes of consecutive tokens concatenate to the decoded text. */
+int zl_tok_token_bytes(const struct zl_tokenizer *t, int32_t id, struct zl_tok_buf *out)
+{
+    out->len = 0;
+    if (id < 0 || id >= t->n_vocab || !t->text[id])
+        return 0;
+    struct zl_tok_buf a = {0}, b = {0};
+    int rc = zl_tok_buf_put(&a, t->text[id], t->text_len[id]);
+    int joined = 0;
+    uint8_t byte;
+    for (size_t i = 0; i < t->n_dec && rc == 0; i++) {
+        const struct zl_tok_dec *dc = &t->dec[i];
+        const char *s = a.p ? a.p : "";
+        size_t n = a.len, adv;
+        b.len = 0;
+        switch (dc->kind) {
+        case ZL_DEC_BYTELEVEL:
+            for (size_t k = 0; k < n && rc == 0; k += adv) {
+                int v = zl_bytelevel_byte(zl_utf8_decode(s + k, n - k, &adv));
+                if (v < 0) {            /* outside the alphabet: the raw string */
+                    b.len = 0;
+                    rc = zl_tok_buf_put(&b, s, n);
+                    break;
+                }
+                char ch = (char)v;
+                rc = zl_tok_buf_put(&b, &ch, 1);
+            }
+            joined = 1;
+            break;
+        case ZL_DEC_BYTEFALLBACK:
+            rc = !joined && is_byte_token(s, n, &byte) ? zl_tok_buf_put(&b, &byte, 1)
+                                                       : zl_tok_buf_put(&b, s, n);
+            break;
+        case ZL_DEC_REPLACE: {
+            size_t run = 0, k = 0;
+            while (rc == 0 && dc->pat_len && k + dc->pat_len <= n) {
+                if (memcmp(s + k, dc->pat, dc->pat_len)) {
+                    k++;
+                    continue;
+                }
+                rc = zl_tok_buf_put(&b, s + run, k - run);
+                if (rc == 0)
+                    rc = zl_tok_buf_put(&b, dc->content, dc->content_len);
+                k += dc->pat_len;
+                run = k;
+            }
+            if (rc == 0)
+                rc = zl_tok_buf_put(&b, s + run, n - run);
+            break;
+        }
+        case ZL_DEC_METASPACE:
+            for (size_t k = 0; k < n && rc == 0; k += adv) {
+                uint32_t cp = zl_utf8_decode(s + k, n - k, &adv);
+                rc = cp == dc->cp ? zl_tok_buf_put(&b, " ", 1) : zl_tok_buf_put(&b, s + k, adv);
+            }
+            break;
+        case ZL_DEC_STRIP:
+            if (!joined) {
+                int cnt;
+                size_t p = cp_prefix(s, n, dc->cp, dc->start, &cnt);
+                rc = zl_tok_buf_put(&b, s + p, n - p);  /* trailing strips: none in use */
+            } else {
+                rc = zl_tok_buf_put(&b, s, n);
+            }
+            break;
+        case ZL_DEC_JOIN_SPACE:
+            rc = zl_tok_buf_put(&b, " ", 1);
+            if (rc == 0)
+                rc = zl_tok_buf_put(&b, s, n);
+            break;
+        case ZL_DEC_FUSE:
+            joined = 1;
+            rc = zl_tok_buf_put(&b, s, n);
+            break;
+        }
+        struct zl_tok_buf x = a;
+        a = b;
+        b = x;
+    }
+    free(b.p);
+    if (rc == 0) {
+        free(out->p);
+        *out = a;
+        return 0;
+    }
+    free(a.p);
+    return zl_error(ZL_ENOMEM, "tokenizer: out of memory for token bytes");
+}

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <zlight/detok.h>
 #include <zlight/engine.h>
+#include <zlight/guide.h>
 #include <zlight/kvcache.h>
 #include <zlight/memory.h>
 
@@ -20,6 +21,7 @@ struct eng_seq {
     double t_first, t_last;         /* first and latest token, seconds */
     struct zl_detok *detok;         /* with a tokenizer */
     struct zl_stopstr *stops;       /* with stop strings */
+    struct zl_guide *guide;         /* with a json_schema (guided decoding) */
     int32_t held;                   /* s.tokens[held] awaits a queued sample (-1: none) */
     int32_t row[2];                 /* its row in e->as.seqs[k] (-1: none) */
 };
@@ -31,6 +33,7 @@ struct eng_req {
     int32_t *bias_ids, *stop_ids;
     float *bias;
     char **stop;
+    struct zl_json_schema *schema;  /* zl_request_opts.json_schema compiled, or NULL */
     uint64_t seed;
     int32_t n_prompt;
     int32_t n_done;                 /* finished sequences */
@@ -149,6 +152,9 @@ struct zl_engine {
     struct eng_pad pad;
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
+    struct zl_guide_vocab *gvocab;  /* the tokenizer's bytes, made by the first guided request
+                                     * (under mu) and kept */
+    uint32_t *gmask;                /* [(vocab + 31) / 32] a guided row's allowed tokens */
     size_t logits_cap;              /* floats */
     char *text;                     /* scratch for one event's text */
     size_t text_len, text_cap;
@@ -218,6 +224,15 @@ void zl_engine_score_take(struct zl_engine *e, const struct eng_score *sc,
                           const struct zl_sample_result *dres, float *row);
 /* engine-sample.c: a logit bias entry of the sample batch being built */
 int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v);
+
+/* engine-guide.c: guided decoding.  guide_schema compiles a request's
+ * schema (and makes e->gvocab on first use), from any thread; guide_mask
+ * leaves in e->gmask the tokens q may sample next (EOS and the stop token
+ * ids once its document is whole), engine thread only; guide_take
+ * advances q's guide by the token it sampled. */
+int zl_engine_guide_schema(struct zl_engine *e, const char *text, struct zl_json_schema **out);
+int zl_engine_guide_mask(struct zl_engine *e, struct eng_seq *q);
+int zl_engine_guide_take(struct zl_engine *e, struct eng_seq *q, int32_t token);
 
 /* engine-graph.c: the graph bracket and the padding of decode steps */
 int zl_engine_graph_init(struct zl_engine *e);

@@ -71,6 +71,18 @@ static int add_penalty_tokens(struct zl_engine *e, const struct zl_sched_seq *s)
     return ZL_OK;
 }
 
+/* A guided row: the tokens its guide rules out get -inf entries.  Most of
+ * the vocabulary at a brace or a colon, so this is the slow part of a
+ * guided row; a bitmask in the sample batch would be the next step. */
+static int guide_bias(struct zl_engine *e, struct eng_seq *q)
+{
+    int rc = zl_engine_guide_mask(e, q);
+    for (int32_t t = 0; rc == ZL_OK && t < e->vocab; t++)
+        if (!(e->gmask[t / 32] >> (t % 32) & 1))
+            rc = zl_engine_dsample_bias(&e->ds, t, -INFINITY);
+    return rc;
+}
+
 /* Row i of the batch from sequence q; a retired sequence's row (q NULL,
  * async scheduling) is sampled greedily and dropped. */
 static int add_row(struct zl_engine *e, struct eng_seq *q, struct zl_sample_row *row)
@@ -99,6 +111,8 @@ static int add_row(struct zl_engine *e, struct eng_seq *q, struct zl_sample_row 
     }
     for (int32_t i = 0; rc == ZL_OK && i < sp->n_logit_bias; i++)
         rc = zl_engine_dsample_bias(d, sp->logit_bias_ids[i], sp->logit_bias[i]);
+    if (rc == ZL_OK && q->guide)
+        rc = guide_bias(e, q);
     if (rc == ZL_OK && (sp->repetition_penalty != 1.0f || sp->presence_penalty != 0.0f ||
                         sp->frequency_penalty != 0.0f))
         rc = add_penalty_tokens(e, &q->s);

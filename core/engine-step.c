@@ -317,13 +317,20 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
         .n_output = n_out, .eos_ids = e->p.eos_ids, .n_eos = e->p.n_eos,
         .seed = r->seed, .stream = (uint64_t)q->index,
     };
-    struct zl_sample_result res;
+    struct zl_sample_result res = {.token = -1};
+    int ok;
     if (dres) {
         res = *dres;
-        if (res.token < 0)
+        ok = res.token >= 0;
+        if (!ok)
             zl_error(ZL_EINVAL, "sampler: every token is masked");
+    } else {
+        /* a guided row samples among what its guide allows */
+        ok = !q->guide || zl_engine_guide_mask(e, q) == ZL_OK;
+        ok = ok && zl_sampler_sample_allowed(e->sampler, sp, &ss, q->guide ? e->gmask : NULL,
+                                             row, &res) == ZL_OK;
     }
-    if ((!dres && zl_sampler_sample(e->sampler, sp, &ss, row, &res) < 0) || res.token < 0 ||
+    if (!ok || (q->guide && zl_engine_guide_take(e, q, res.token) < 0) ||
         (!held && zl_sched_append(e->sched, &q->s, res.token) < 0)) {
         ZL_WARN("engine", "request %llu: %s", (unsigned long long)r->id, zl_last_error());
         end_seq(e, q, ZL_FINISH_ABORT);

@@ -185,7 +185,9 @@ void zl_engine_req_free(struct eng_req *r)
         free(r->seqs[i].s.tokens);
         zl_detok_free(r->seqs[i].detok);
         zl_stopstr_free(r->seqs[i].stops);
+        zl_guide_free(r->seqs[i].guide);
     }
+    zl_json_schema_free(r->schema);
     free(r->seqs);
     free(r->bias_ids);
     free(r->bias);
@@ -230,6 +232,8 @@ void zl_engine_free(struct zl_engine *e)
     zl_engine_prof_report(e);
     zl_sampler_free(e->sampler);
     zl_engine_dsample_free(e);
+    zl_guide_vocab_free(e->gvocab);
+    free(e->gmask);
     free(e->logits);
     free(e->text);
     free(e->todo);
@@ -305,6 +309,8 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
         if (r->sp.n_stop &&
             zl_stopstr_create((const char *const *)r->stop, NULL, (size_t)r->sp.n_stop, &q->stops) < 0)
             return ZL_ENOMEM;
+        if (r->schema && zl_guide_create(r->schema, e->gvocab, &q->guide) < 0)
+            return ZL_ENOMEM;
     }
     return ZL_OK;
 }
@@ -327,10 +333,10 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
 {
     struct zl_request_opts ro = zl_request_default_opts();
     if (opts) {
-        if (opts->size < sizeof ro)
-            return zl_error(ZL_EINVAL, "engine: request options of %u bytes, want %zu",
-                            opts->size, sizeof ro);
-        ro = *opts;
+        if (opts->size < ZL_REQUEST_OPTS_MIN_SIZE)
+            return zl_error(ZL_EINVAL, "engine: request options of %u bytes, want at least %zu",
+                            opts->size, ZL_REQUEST_OPTS_MIN_SIZE);
+        memcpy(&ro, opts, opts->size < sizeof ro ? opts->size : sizeof ro);
     }
     if (ro.prompt_logprobs < -1 || ro.prompt_logprobs > ZL_SAMPLE_MAX_LOGPROBS)
         return zl_error(ZL_EINVAL, "engine: prompt_logprobs %d is not -1 (none) or 0..%d",
@@ -353,10 +359,16 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
                             prompt[i], i, e->vocab);
     if (sp->n_stop && !e->p.tokenizer)
         return zl_error(ZL_EINVAL, "engine: stop strings need a tokenizer attached to the engine");
+    struct zl_json_schema *schema = NULL;
+    if (ro.json_schema && (rc = zl_engine_guide_schema(e, ro.json_schema, &schema)) < 0)
+        return rc;
 
     struct eng_req *r = calloc(1, sizeof(*r));
-    if (!r)
+    if (!r) {
+        zl_json_schema_free(schema);
         return zl_error(ZL_ENOMEM, "engine: out of memory");
+    }
+    r->schema = schema;
     r->sp = *sp;
     r->user = user;
     r->skip_special = ro.skip_special_tokens != 0;

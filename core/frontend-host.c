@@ -119,6 +119,8 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
     if (r->size >= offsetof(struct zl_fe_request, prompt_top_logprobs) + sizeof(int32_t) &&
         r->prompt_logprobs)
         ro.prompt_logprobs = r->prompt_top_logprobs;
+    if (r->size >= offsetof(struct zl_fe_request, json_schema) + sizeof(r->json_schema))
+        ro.json_schema = r->json_schema;
     int rc = zl_engine_submit_opts(h->engine, r->prompt, r->n_prompt, &r->sampling, &ro, q, id);
     if (rc < 0) {
         if (rc == ZL_ESTATE)

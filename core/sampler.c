@@ -343,12 +343,22 @@ static int32_t draw(struct zl_sampler *s, const struct zl_sampling_params *p,
 int zl_sampler_sample(struct zl_sampler *s, const struct zl_sampling_params *p,
                       const struct zl_sampler_seq *q, float *logits, struct zl_sample_result *out)
 {
+    return zl_sampler_sample_allowed(s, p, q, NULL, logits, out);
+}
+
+int zl_sampler_sample_allowed(struct zl_sampler *s, const struct zl_sampling_params *p,
+                              const struct zl_sampler_seq *q, const uint32_t *allowed,
+                              float *logits, struct zl_sample_result *out)
+{
     int32_t v = s->vocab;
     memset(out, 0, sizeof(*out));
     double lse = raw_logprobs(p, logits, v, out);
     if (p->logprobs >= 0)
         memcpy(s->raw, logits, sizeof(float) * v);
 
+    for (int32_t i = 0; allowed && i < v; i++)
+        if (!(allowed[i / 32] >> (i % 32) & 1))
+            logits[i] = -INFINITY;
     if (q->n_output < p->min_tokens) {
         mask_ids(logits, v, q->eos_ids, q->n_eos);
         mask_ids(logits, v, p->stop_token_ids, p->n_stop_token_ids);

@@ -200,6 +200,9 @@ int zl_utf8_seq(const unsigned char *s, size_t n);
 int zl_utf8_lossy(const char *s, size_t n, struct zl_tok_buf *out);
 size_t zl_utf8_encode(uint32_t cp, char *out);
 uint32_t zl_utf8_decode(const char *s, size_t n, size_t *adv);
+/* detok.c: token id's bytes in mid-stream into *out (replaced; len 0 for
+ * an id without a string); the guide reads tokens by them. */
+int zl_tok_token_bytes(const struct zl_tokenizer *t, int32_t id, struct zl_tok_buf *out);
 int zl_utf8_is_space(uint32_t cp);
 /* GPT-2 byte <-> code point alphabet. */
 uint32_t zl_bytelevel_cp(uint8_t b);

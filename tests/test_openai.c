@@ -316,24 +316,46 @@ Test(openai_parse, truncate_prompt_tokens)
                 "truncate_prompt_tokens");
 }
 
-/* response_format: "text" is what zlight does; the JSON modes are refused
- * (no guided decoding), not silently ignored. */
-Test(openai_parse, response_format)
+/* response_format and vLLM's guided_json become the schema text the
+ * engine compiles; shapes that are not a schema are refused here. */
+static void expect_schema(enum oa_kind kind, const char *body, const char *want)
 {
     struct oa_req r;
     struct oa_err e;
-    cr_assert_eq(parse(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
-                                "\"response_format\":{\"type\":\"text\"}}", &r, &e), 0);
+    cr_assert_eq(parse(kind, body, &r, &e), 0, "%s: %s", body, e.message);
+    if (want)
+        cr_expect_str_eq(r.json_schema ? r.json_schema : "(null)", want, "%s", body);
+    else
+        cr_expect_null(r.json_schema, "%s", body);
     oa_req_free(&r);
-    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
-                         "\"response_format\":{\"type\":\"json_object\"}}", 400, "response_format");
-    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
-                         "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}", 400,
-                "response_format");
+}
+
+#define MSGS "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+
+Test(openai_parse, response_format)
+{
+    expect_schema(OA_CHAT, MSGS "\"response_format\":{\"type\":\"text\"}}", NULL);
+    expect_schema(OA_CHAT, MSGS "\"response_format\":{\"type\":\"json_object\"}}",
+                  "{\"type\":\"object\"}");
+    expect_schema(OA_CHAT, MSGS "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+                  "{\"name\":\"n\",\"strict\":true,\"schema\":{\"type\":\"array\",\"items\":"
+                  "{\"type\":\"integer\"}}}}}", "{\"type\":\"array\",\"items\":{\"type\":\"integer\"}}");
+    expect_schema(OA_COMPLETION, "{\"prompt\":\"a\",\"response_format\":{\"type\":\"json_object\"}}",
+                  "{\"type\":\"object\"}");
+    expect_schema(OA_COMPLETION, "{\"prompt\":\"a\",\"guided_json\":{\"type\":\"string\"}}",
+                  "{\"type\":\"string\"}");
+    expect_schema(OA_COMPLETION, "{\"prompt\":\"a\",\"guided_json\":\"{\\\"enum\\\":[1]}\"}",
+                  "{\"enum\":[1]}");
+    expect_fail(OA_CHAT, MSGS "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{}}}",
+                400, "response_format");
+    expect_fail(OA_CHAT, MSGS "\"response_format\":{\"type\":\"xml\"}}", 400, "response_format");
     expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"response_format\":\"json\"}", 400,
                 "response_format");
-    expect_fail(OA_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],\"max_tokens\":0}",
-                400, "max_tokens");
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"guided_json\":\"{\",\"max_tokens\":3}", 400,
+                "guided_json");
+    expect_fail(OA_COMPLETION, "{\"prompt\":\"a\",\"guided_json\":{},"
+                "\"response_format\":{\"type\":\"json_object\"}}", 400, "guided_json");
+    expect_fail(OA_CHAT, MSGS "\"max_tokens\":0}", 400, "max_tokens");
 }
 
 Test(openai_parse, chat_max_completion_tokens_wins_and_logprobs)

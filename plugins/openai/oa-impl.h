@@ -103,6 +103,7 @@ struct oa_req {
                                    generated and dropped) */
     int skip_special, include_stop_str;
     int want_tools;             /* chat with tools and tool_choice auto (or absent) */
+    char *json_schema;          /* response_format / guided_json: the reply's schema, or NULL */
     int32_t *logit_bias_ids;
     float *logit_bias;
     int32_t *stop_token_ids;

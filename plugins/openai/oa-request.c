@@ -101,12 +101,61 @@ static const char *const common_keys[] = {
     "stop_token_ids", "ignore_eos", "min_tokens", "stream", "stream_options", "user",
     "skip_special_tokens", "include_stop_str_in_output", "spaces_between_special_tokens",
     "best_of", "use_beam_search", "add_special_tokens", "response_format", "priority",
-    "prompt_logprobs", "truncate_prompt_tokens", NULL};
+    "prompt_logprobs", "truncate_prompt_tokens", "guided_json", NULL};
 static const char *const completion_keys[] = {"prompt", "echo", "suffix", NULL};
 static const char *const chat_keys[] = {
     "messages", "tools", "tool_choice", "parallel_tool_calls", "top_logprobs",
     "max_completion_tokens", "chat_template_kwargs", "add_generation_prompt",
     "continue_final_message", "echo", "documents", "function_call", "functions", NULL};
+
+/* response_format (OpenAI) or guided_json (vLLM) -> the JSON Schema the
+ * reply must match, as text for the engine (which compiles it and names
+ * what it refuses). */
+static int parse_response_format(json_t *root, struct oa_req *r, struct oa_err *e)
+{
+    json_t *rf = json_object_get(root, "response_format"), *gj = json_object_get(root, "guided_json");
+    json_t *schema = NULL, *own = NULL;
+    if (rf && !json_is_null(rf)) {
+        const char *t = json_string_value(json_object_get(rf, "type"));
+        if (!json_is_object(rf) || !t)
+            return oa_fail(e, 400, "response_format", "response_format must be an object with a "
+                           "string 'type'");
+        if (!strcmp(t, "json_object")) {
+            schema = own = json_pack("{s:s}", "type", "object");
+        } else if (!strcmp(t, "json_schema")) {
+            json_t *js = json_object_get(rf, "json_schema");
+            schema = json_object_get(js, "schema");
+            if (!json_is_object(schema) && !json_is_true(schema))
+                return oa_fail(e, 400, "response_format", "response_format json_schema needs "
+                               "'json_schema': {'name': ..., 'schema': {...}}");
+        } else if (strcmp(t, "text")) {
+            return oa_fail(e, 400, "response_format", "response_format type '%s' is not one of "
+                           "text, json_object, json_schema", t);
+        }
+    }
+    if (gj && !json_is_null(gj)) {
+        if (schema) {
+            json_decref(own);
+            return oa_fail(e, 400, "guided_json", "give response_format or guided_json, not both");
+        }
+        if (json_is_string(gj)) {
+            json_error_t err;
+            if (!(schema = own = json_loads(json_string_value(gj), 0, &err)))
+                return oa_fail(e, 400, "guided_json", "guided_json is not JSON: %s", err.text);
+        } else if (json_is_object(gj)) {
+            schema = gj;
+        } else {
+            return oa_fail(e, 400, "guided_json", "guided_json must be a schema (an object or "
+                           "its JSON text)");
+        }
+    }
+    if (schema && !(r->json_schema = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        json_decref(own);
+        return oa_fail(e, 500, NULL, "out of memory");
+    }
+    json_decref(own);
+    return 0;
+}
 
 static int in_list(const char *const *l, const char *k)
 {
@@ -585,14 +634,8 @@ int oa_parse_request(enum oa_kind kind, const char *body, size_t len,
             r->sp.max_tokens = 1;
         }
     }
-    /* JSON modes need guided decoding: refused rather than left unenforced */
-    json_t *rf = rc == 0 ? json_object_get(root, "response_format") : NULL;
-    const char *rft = json_string_value(json_object_get(rf, "type"));
-    if (rf && !json_is_null(rf) && (!json_is_object(rf) || !rft || strcmp(rft, "text")))
-        rc = oa_fail(e, 400, "response_format",
-                     "response_format %s is not supported: zlight has no guided decoding, so "
-                     "it could not make the reply follow it (\"text\" is accepted)",
-                     rft ? rft : "of this shape");
+    if (rc == 0)
+        rc = parse_response_format(root, r, e);
     json_t *plp = rc == 0 ? json_object_get(root, "prompt_logprobs") : NULL;
     if (plp && !json_is_null(plp))
         rc = oa_fail(e, 400, "prompt_logprobs",
@@ -629,6 +672,7 @@ void oa_req_free(struct oa_req *r)
     free(r->stop_token_ids);
     free(r->logit_bias_ids);
     free(r->logit_bias);
+    free(r->json_schema);
     memset(r, 0, sizeof *r);
 }
 

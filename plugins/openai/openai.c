@@ -186,6 +186,7 @@ static int gen_submit(struct oa_server *srv, struct oa_gen *g, struct oa_err *e)
             .request_id = g->id,
             .prompt_logprobs = g->req.prompt_logprobs >= 0,
             .prompt_top_logprobs = g->req.prompt_logprobs > 0 ? g->req.prompt_logprobs : 0,
+            .json_schema = g->req.json_schema,
         };
         struct oa_sub *sub = &g->subs[i];
         pthread_mutex_lock(&g->mu);
@@ -202,7 +203,8 @@ static int gen_submit(struct oa_server *srv, struct oa_gen *g, struct oa_err *e)
     }
     if (rc == 0)
         return 0;
-    int status = rc == ZL_EINVAL ? 400 : 503;
+    /* a bad request, or a schema keyword guided decoding does not take */
+    int status = rc == ZL_EINVAL || rc == ZL_EUNSUPPORTED ? 400 : 503;
     oa_fail(e, status, NULL, "%s", api->last_error(api->ctx));
     int finished;
     pthread_mutex_lock(&g->mu);

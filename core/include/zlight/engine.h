@@ -176,7 +176,17 @@ struct zl_request_opts {
                                              * prompt is computed whole, not from the prefix
                                              * cache, with its rows' logits taking turns with
                                              * the step's sampled rows */
+    const char *json_schema;                /* NULL: none.  The output is JSON matching this
+                                             * JSON Schema (text; zlight/guide.h lists the
+                                             * keywords): each step samples only among the
+                                             * tokens that keep it so, and EOS or a stop token
+                                             * id comes once it is whole.  "{\"type\":
+                                             * \"object\"}" is OpenAI's JSON mode.  Needs a
+                                             * tokenizer; ZL_EINVAL / ZL_EUNSUPPORTED name a
+                                             * bad schema */
 };
+/* What submit takes from a caller built before json_schema. */
+#define ZL_REQUEST_OPTS_MIN_SIZE offsetof(struct zl_request_opts, json_schema)
 ZL_API struct zl_request_opts zl_request_default_opts(void);
 /* zl_engine_submit with opts (NULL: the defaults). */
 ZL_API int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_prompt,

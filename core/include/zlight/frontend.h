@@ -82,6 +82,9 @@ struct zl_fe_request {
     const char *request_id;                 /* for logs, may be NULL */
     int32_t prompt_logprobs;                /* 1: each prompt token's logprob (zl_fe_output) */
     int32_t prompt_top_logprobs;            /* with it: and the top k (0..20) of each position */
+    /* API minor 10 (the host reads it when size covers it) */
+    const char *json_schema;                /* NULL, or JSON Schema text the output must match
+                                             * (zl_request_opts.json_schema) */
 };
 /* What a host takes from a frontend built before prompt_logprobs. */
 #define ZL_FE_REQUEST_MIN_SIZE offsetof(struct zl_fe_request, prompt_logprobs)

@@ -24,7 +24,7 @@ extern "C" {
 
 /* Bumped when the host appends members to struct zl_host or an ops struct.
  * A plugin built against minor M loads into a host with minor >= M. */
-#define ZL_PLUGIN_API_MINOR 9u
+#define ZL_PLUGIN_API_MINOR 10u
 
 /* Build facts that change struct layouts; must match the host's exactly. */
 #if defined(__SIZEOF_POINTER__) && __SIZEOF_POINTER__ == 8

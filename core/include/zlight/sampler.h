@@ -97,6 +97,14 @@ ZL_API int zl_sampler_sample(struct zl_sampler *s, const struct zl_sampling_para
                              const struct zl_sampler_seq *q, float *logits,
                              struct zl_sample_result *out);
 
+/* zl_sampler_sample among the tokens whose bit is set in allowed
+ * ([(vocab + 31) / 32], bit i % 32 of word i / 32; NULL: all), as if the
+ * others had a logit bias of -inf (guided decoding); logprobs stay those
+ * of the raw logits. */
+ZL_API int zl_sampler_sample_allowed(struct zl_sampler *s, const struct zl_sampling_params *p,
+                                     const struct zl_sampler_seq *q, const uint32_t *allowed,
+                                     float *logits, struct zl_sample_result *out);
+
 /* The counter-based uniform in [0, 1) behind a draw. */
 ZL_API double zl_sampler_uniform(uint64_t seed, uint64_t stream, uint64_t step);
 
