@@ -104,6 +104,11 @@ int32_t gd_resolve(const struct zl_json_schema *s, int32_t n);
 int gd_feed(const struct zl_json_schema *sc, struct gd_state *s, uint8_t c);
 void gd_start(const struct zl_json_schema *sc, struct gd_state *s);
 int gd_can_end(const struct zl_json_schema *sc, const struct gd_state *s);
+/* Inside a string at a character boundary, where any run of plain
+ * characters (no quote, backslash or control byte; whole UTF-8) may come:
+ * how many code points may still come (-1: any number); -2 when s is not
+ * in such a state. */
+int64_t gd_string_room(const struct zl_json_schema *sc, const struct gd_state *s);
 /* Bytes of s that a mask depends on (the header and the open frames). */
 size_t gd_state_size(const struct gd_state *s);
 

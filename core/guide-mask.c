@@ -1,7 +1,9 @@
 /* Which tokens may come next: the vocabulary's bytes as a trie, walked
  * depth first through copies of the automaton's state, so a prefix that
- * fails rules out every token under it.  A guide keeps the masks of its
- * last few states: inside a string or between keys the state repeats. */
+ * fails rules out every token under it.  Inside a string most of the
+ * vocabulary is plain characters, all allowed (up to a length bound), so
+ * there only the other tokens are walked, in a trie of their own.  A guide
+ * keeps the masks of its last few states: between keys the state repeats. */
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -17,14 +19,23 @@ struct gv_node {
     uint8_t byte;
 };
 
-struct zl_guide_vocab {
-    int32_t n_vocab;
+struct gv_trie {
     struct gv_node *nodes;      /* nodes[0] is the root */
     size_t n_nodes, cap;
     int32_t *same;              /* [n_vocab] next token with the same bytes, -1 */
+};
+
+struct zl_guide_vocab {
+    int32_t n_vocab;
+    struct gv_trie all;         /* every token with bytes */
+    struct gv_trie rest;        /* those that are not plain string characters */
     uint32_t *off;              /* [n_vocab + 1] token t's bytes: bytes[off[t] .. off[t + 1]) */
     char *bytes;
     int32_t max_len;            /* longest token, bytes */
+    uint32_t *plain;            /* [words] bit t: t is plain string characters */
+    int32_t *plain_ids;         /* [n_plain] those tokens, and their code points */
+    int32_t *plain_cps;
+    int32_t n_plain;
 };
 
 struct gd_cached {
@@ -46,41 +57,99 @@ struct zl_guide {
     size_t words;
 };
 
-static int add_node(struct zl_guide_vocab *v, uint8_t byte, int32_t *out)
+static int add_node(struct gv_trie *tr, uint8_t byte, int32_t *out)
 {
-    if (v->n_nodes == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 4096;
-        struct gv_node *n = realloc(v->nodes, sizeof(*n) * cap);
+    if (tr->n_nodes == tr->cap) {
+        size_t cap = tr->cap ? tr->cap * 2 : 4096;
+        struct gv_node *n = realloc(tr->nodes, sizeof(*n) * cap);
         if (!n)
-            return zl_error(ZL_ENOMEM, "guide: out of memory for the vocabulary trie");
-        v->nodes = n;
-        v->cap = cap;
+            return ZL_ENOMEM;
+        tr->nodes = n;
+        tr->cap = cap;
     }
-    v->nodes[v->n_nodes] = (struct gv_node){.child = -1, .sibling = -1, .tok = -1, .byte = byte};
-    *out = (int32_t)v->n_nodes++;
+    tr->nodes[tr->n_nodes] = (struct gv_node){.child = -1, .sibling = -1, .tok = -1, .byte = byte};
+    *out = (int32_t)tr->n_nodes++;
     return ZL_OK;
 }
 
-static int insert(struct zl_guide_vocab *v, int32_t t)
+static int trie_init(struct gv_trie *tr, int32_t n_vocab)
+{
+    int32_t root;
+    if (!(tr->same = malloc(sizeof(*tr->same) * (size_t)n_vocab)))
+        return ZL_ENOMEM;
+    return add_node(tr, 0, &root);
+}
+
+static int insert(struct gv_trie *tr, const struct zl_guide_vocab *v, int32_t t)
 {
     int32_t at = 0;
     for (uint32_t k = v->off[t]; k < v->off[t + 1]; k++) {
         uint8_t b = (uint8_t)v->bytes[k];
-        int32_t c = v->nodes[at].child;
-        while (c >= 0 && v->nodes[c].byte != b)
-            c = v->nodes[c].sibling;
+        int32_t c = tr->nodes[at].child;
+        while (c >= 0 && tr->nodes[c].byte != b)
+            c = tr->nodes[c].sibling;
         if (c < 0) {
-            int rc = add_node(v, b, &c);
+            int rc = add_node(tr, b, &c);
             if (rc < 0)
                 return rc;
-            v->nodes[c].sibling = v->nodes[at].child;
-            v->nodes[at].child = c;
+            tr->nodes[c].sibling = tr->nodes[at].child;
+            tr->nodes[at].child = c;
         }
         at = c;
     }
-    v->same[t] = v->nodes[at].tok;
-    v->nodes[at].tok = t;
+    tr->same[t] = tr->nodes[at].tok;
+    tr->nodes[at].tok = t;
     return ZL_OK;
+}
+
+/* Code points of s when it is whole UTF-8 with no quote, backslash or
+ * control byte (what a JSON string takes as it is), else -1. */
+static int32_t plain_cps(const uint8_t *s, size_t n)
+{
+    int32_t cps = 0;
+    for (size_t i = 0; i < n; cps++) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == '"' || c == '\\')
+                return -1;
+            i++;
+            continue;
+        }
+        size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        uint8_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+        uint8_t hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+        if (!len || i + len > n)
+            return -1;
+        for (size_t k = 1; k < len; k++, lo = 0x80, hi = 0xBF)
+            if (s[i + k] < lo || s[i + k] > hi)
+                return -1;
+        i += len;
+    }
+    return cps;
+}
+
+/* The plain tokens' mask and list, and the rest's trie. */
+static int split_plain(struct zl_guide_vocab *v)
+{
+    size_t words = ((size_t)v->n_vocab + 31) / 32;
+    v->plain = calloc(words, sizeof(*v->plain));
+    v->plain_ids = malloc(sizeof(*v->plain_ids) * (size_t)v->n_vocab);
+    v->plain_cps = malloc(sizeof(*v->plain_cps) * (size_t)v->n_vocab);
+    int rc = v->plain && v->plain_ids && v->plain_cps ? trie_init(&v->rest, v->n_vocab) : ZL_ENOMEM;
+    for (int32_t t = 0; rc == ZL_OK && t < v->n_vocab; t++) {
+        if (v->off[t + 1] == v->off[t])
+            continue;
+        int32_t cps = plain_cps((const uint8_t *)v->bytes + v->off[t], v->off[t + 1] - v->off[t]);
+        if (cps < 0) {
+            rc = insert(&v->rest, v, t);
+            continue;
+        }
+        v->plain[t / 32] |= 1u << (t % 32);
+        v->plain_ids[v->n_plain] = t;
+        v->plain_cps[v->n_plain++] = cps;
+    }
+    return rc;
 }
 
 int zl_guide_vocab_create(const struct zl_tokenizer *t, int32_t n_vocab,
@@ -94,9 +163,8 @@ int zl_guide_vocab_create(const struct zl_tokenizer *t, int32_t n_vocab,
     int rc = v ? ZL_OK : ZL_ENOMEM;
     if (rc == ZL_OK) {
         v->n_vocab = n_vocab;
-        v->same = malloc(sizeof(*v->same) * (size_t)n_vocab);
         v->off = calloc((size_t)n_vocab + 1, sizeof(*v->off));
-        rc = v->same && v->off ? ZL_OK : ZL_ENOMEM;
+        rc = v->off ? ZL_OK : ZL_ENOMEM;
     }
     for (int32_t id = 0; rc == ZL_OK && id < n_vocab; id++) {
         buf.len = 0;
@@ -113,12 +181,13 @@ int zl_guide_vocab_create(const struct zl_tokenizer *t, int32_t n_vocab,
     free(buf.p);
     if (rc == ZL_OK) {
         v->bytes = all.p;
-        int32_t root;
-        rc = add_node(v, 0, &root);
+        rc = trie_init(&v->all, n_vocab);
     }
     for (int32_t id = 0; rc == ZL_OK && id < n_vocab; id++)
         if (v->off[id + 1] > v->off[id])
-            rc = insert(v, id);
+            rc = insert(&v->all, v, id);
+    if (rc == ZL_OK)
+        rc = split_plain(v);
     if (rc < 0) {
         if (v && !v->bytes)
             free(all.p);
@@ -133,8 +202,13 @@ void zl_guide_vocab_free(struct zl_guide_vocab *v)
 {
     if (!v)
         return;
-    free(v->nodes);
-    free(v->same);
+    free(v->all.nodes);
+    free(v->all.same);
+    free(v->rest.nodes);
+    free(v->rest.same);
+    free(v->plain);
+    free(v->plain_ids);
+    free(v->plain_cps);
     free(v->off);
     free(v->bytes);
     free(v);
@@ -177,27 +251,25 @@ void zl_guide_free(struct zl_guide *g)
     free(g);
 }
 
-/* The walk: stk[d] is the state after the d bytes of the path to the
- * node whose children cur[d] goes through. */
-static int32_t walk(struct zl_guide *g, uint32_t *allowed)
+/* The walk of trie tr, adding to allowed: stk[d] is the state after the d
+ * bytes of the path to the node whose children cur[d] goes through. */
+static int32_t walk(struct zl_guide *g, const struct gv_trie *tr, uint32_t *allowed)
 {
-    const struct zl_guide_vocab *v = g->v;
     int32_t count = 0, d = 0;
-    memset(allowed, 0, sizeof(*allowed) * g->words);
     memcpy(&g->stk[0], &g->s, gd_state_size(&g->s));
-    g->cur[0] = v->nodes[0].child;
+    g->cur[0] = tr->nodes[0].child;
     while (d >= 0) {
         int32_t c = g->cur[d];
         if (c < 0) {
             d--;
             continue;
         }
-        const struct gv_node *n = &v->nodes[c];
+        const struct gv_node *n = &tr->nodes[c];
         g->cur[d] = n->sibling;
         memcpy(&g->stk[d + 1], &g->stk[d], gd_state_size(&g->stk[d]));
         if (!gd_feed(g->sc, &g->stk[d + 1], n->byte))
             continue;
-        for (int32_t t = n->tok; t >= 0; t = v->same[t]) {
+        for (int32_t t = n->tok; t >= 0; t = tr->same[t]) {
             allowed[t / 32] |= 1u << (t % 32);
             count++;
         }
@@ -205,6 +277,28 @@ static int32_t walk(struct zl_guide *g, uint32_t *allowed)
             g->cur[++d] = n->child;
     }
     return count;
+}
+
+/* The mask of g's state, from scratch. */
+static int32_t masks(struct zl_guide *g, uint32_t *allowed)
+{
+    const struct zl_guide_vocab *v = g->v;
+    int64_t room = gd_string_room(g->sc, &g->s);
+    memset(allowed, 0, sizeof(*allowed) * g->words);
+    if (room == -2)
+        return walk(g, &v->all, allowed);
+    int32_t count = 0;
+    if (room == -1) {
+        memcpy(allowed, v->plain, sizeof(*allowed) * g->words);
+        count = v->n_plain;
+    } else {
+        for (int32_t i = 0; i < v->n_plain; i++)
+            if (v->plain_cps[i] <= room) {
+                allowed[v->plain_ids[i] / 32] |= 1u << (v->plain_ids[i] % 32);
+                count++;
+            }
+    }
+    return count + walk(g, &v->rest, allowed);
 }
 
 int32_t zl_guide_mask(struct zl_guide *g, uint32_t *allowed)
@@ -223,7 +317,7 @@ int32_t zl_guide_mask(struct zl_guide *g, uint32_t *allowed)
         if (!e->valid || e->stamp < slot->stamp)
             slot = e;       /* a free slot, else the least recently used */
     }
-    int32_t count = walk(g, allowed);
+    int32_t count = masks(g, allowed);
     if (!slot->mask && !(slot->mask = malloc(sizeof(*slot->mask) * g->words)))
         return count;       /* no room to remember it: the mask itself is right */
     memcpy(slot->mask, allowed, sizeof(*allowed) * g->words);

@@ -370,6 +370,17 @@ static int string_step(const struct zl_json_schema *sc, struct gd_state *s, uint
     return obj ? key_byte(obj, x, c, 1) : 1;
 }
 
+int64_t gd_string_room(const struct zl_json_schema *sc, const struct gd_state *s)
+{
+    const struct gd_lex *x = &s->lex;
+    if (x->kind != LX_STRING || x->phase != S_CHAR || x->utf8_left || (x->is_key && x->cand))
+        return -2;      /* a key that may still be a known prop is matched byte by byte */
+    const struct gd_node *d = x->node >= 0 ? &sc->nodes[x->node] : NULL;
+    if (!d || d->max < 0)
+        return -1;
+    return d->max > (int64_t)x->pos ? d->max - (int64_t)x->pos : 0;
+}
+
 int gd_feed(const struct zl_json_schema *sc, struct gd_state *s, uint8_t c)
 {
     switch (s->lex.kind) {
