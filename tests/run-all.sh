@@ -103,11 +103,12 @@ e2e || rc=1
 log "make check under AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1 check_in "$top/_build/asan" --enable-sanitizers --without-cuda || rc=1
 # libFuzzer targets (request parser, weight parsers, tokenizer, chat
-# templates), briefly, from their committed corpora; a crash fails the run.
+# templates, guided decoding), briefly, from their committed corpora; a crash fails the run.
 fuzz() {
     local d="$top/_build/fuzz" log="$top/_build/fuzz.log" t
     mkdir -p "$d"
-    for t in "run-openai.sh 15" "run-weights.sh 15" "run-tokenizer.sh 15" "run-jinja.sh 15 $d/jinja"; do
+    for t in "run-openai.sh 15" "run-weights.sh 15" "run-tokenizer.sh 15" "run-jinja.sh 15 $d/jinja" \
+             "run-guide.sh 15"; do
         echo "fuzz: tests/fuzz/$t"
         # A fixed seed keeps CI repeatable; local runs without it explore.
         ZL_FUZZ_SEED=1 ZL_FUZZ_BUILD="$d" sh tests/fuzz/$t >"$log" 2>&1 || { tail -n 30 "$log"; return 1; }
