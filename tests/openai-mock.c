@@ -151,6 +151,7 @@ static int mock_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn
     m->last_n_stop = r->sampling.n_stop;
     snprintf(m->last_stop0, sizeof m->last_stop0, "%s",
              r->sampling.n_stop ? r->sampling.stop[0] : "");
+    snprintf(m->last_schema, sizeof m->last_schema, "%s", r->json_schema ? r->json_schema : "");
     q->next = m->reqs;
     m->reqs = q;
     pthread_mutex_unlock(&m->mu);

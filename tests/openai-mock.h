@@ -39,6 +39,7 @@ struct mock_engine {
     char last_tools[512];           /* last render_chat tools_json */
     char last_messages[1024];       /* last render_chat messages_json */
     char last_kwargs[512];
+    char last_schema[512];          /* last submit's json_schema ("" for none) */
 };
 
 struct mock_engine *mock_create(void);

@@ -228,11 +228,83 @@ Test(openai_parse, tool_choice)
         cr_expect_eq(r.want_tools, ok[i].want_tools, "%s", ok[i].body);
         oa_req_free(&r);
     }
-    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":\"required\"}", 400, "tool_choice");
-    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":{\"type\":\"function\",\"function\":"
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":\"sometimes\"}", 400, "tool_choice");
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":5}", 400, "tool_choice");
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":{\"type\":\"function\"}}", 400,
+                "tool_choice");
+    expect_fail(OA_CHAT, "{" TOOLS ",\"tool_choice\":{\"type\":\"code\",\"function\":"
                          "{\"name\":\"f\"}}}", 400, "tool_choice");
 #undef TOOLS
 }
+
+/* A forced call: tool_choice naming a function, or "required" with one
+ * tool, guides the reply by that function's parameters. */
+#define FORCE_MSGS "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}],"
+#define FORCE_TOOL(name, params) \
+    "{\"type\":\"function\",\"function\":{\"name\":\"" name "\"" params "}}"
+#define FORCE_PARAMS "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}," \
+                     "\"required\":[\"city\"]}"
+#define NAMED(name) ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"" name "\"}}"
+
+static void expect_forced(const char *body, const char *name, const char *schema, int required)
+{
+    struct oa_req r;
+    struct oa_err e;
+    cr_assert_eq(parse(OA_CHAT, body, &r, &e), 0, "%s: %s", body, e.message);
+    cr_expect_str_eq(r.tool_name ? r.tool_name : "(null)", name, "%s", body);
+    cr_expect_str_eq(r.json_schema ? r.json_schema : "(null)", schema, "%s", body);
+    cr_expect_eq(r.tool_required, required, "%s", body);
+    cr_expect_eq(r.want_tools, 0, "no parser reads a forced reply: %s", body);
+    cr_expect(strstr(m->last_tools, "\"name\":\"weather\""), "tools reach the template: %s",
+              m->last_tools);
+    oa_req_free(&r);
+}
+
+Test(openai_parse, forced_tool_call)
+{
+    const char *two = "\"tools\":[" FORCE_TOOL("weather", ",\"parameters\":" FORCE_PARAMS) ","
+                      FORCE_TOOL("time", "") "]";
+    char body[1024];
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("weather") "}", two);
+    expect_forced(body, "weather", FORCE_PARAMS, 0);
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("time") "}", two);
+    expect_forced(body, "time", "{\"type\":\"object\"}", 0); /* no parameters: any object */
+    /* "type" may be left out, as vLLM allows */
+    snprintf(body, sizeof body, FORCE_MSGS "%s,\"tool_choice\":{\"function\":{\"name\":\"time\"}}}",
+             two);
+    expect_forced(body, "time", "{\"type\":\"object\"}", 0);
+    expect_forced(FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", ",\"parameters\":" FORCE_PARAMS)
+                  "],\"tool_choice\":\"required\"}", "weather", FORCE_PARAMS, 1);
+
+    struct oa_req r;
+    struct oa_err e;
+    snprintf(body, sizeof body, FORCE_MSGS "%s,\"tool_choice\":\"required\"}", two);
+    cr_assert_eq(parse(OA_CHAT, body, &r, &e), -400);
+    cr_assert_str_eq(e.param, "tool_choice");
+    cr_assert(strstr(e.message, "\"required\" works with one tool") && strstr(e.message, "name"),
+              "%s", e.message);
+    expect_fail(OA_CHAT, FORCE_MSGS "\"tool_choice\":\"required\"}", 400, "tool_choice");
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("rain") "}", two);
+    cr_assert_eq(parse(OA_CHAT, body, &r, &e), -400);
+    cr_assert_str_eq(e.param, "tool_choice");
+    cr_assert(strstr(e.message, "'rain'"), "%s", e.message);
+    expect_fail(OA_CHAT, FORCE_MSGS "\"tools\":[" FORCE_TOOL("f", ",\"parameters\":[1]") "]"
+                NAMED("f") "}", 400, "tools");
+    /* the schema is the tool's: no other one besides */
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("weather")
+             ",\"response_format\":{\"type\":\"json_object\"}}", two);
+    expect_fail(OA_CHAT, body, 400, "tool_choice");
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("weather") ",\"guided_json\":{}}", two);
+    expect_fail(OA_CHAT, body, 400, "tool_choice");
+    /* a text response_format is no schema */
+    snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("weather")
+             ",\"response_format\":{\"type\":\"text\"}}", two);
+    expect_forced(body, "weather", FORCE_PARAMS, 0);
+}
+#undef FORCE_MSGS
+#undef FORCE_TOOL
+#undef FORCE_PARAMS
+#undef NAMED
 
 /* A tool call's arguments string reaches the template as the object it
  * holds (vLLM's rule); one that is no JSON object stays a string. */

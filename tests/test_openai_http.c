@@ -711,3 +711,157 @@ Test(openai_reason_http, completions_stay_whole)
     json_decref(o);
     FREE(r);
 }
+
+/* tool_choice forcing a function: the reply (JSON, guided by the tool's
+ * parameters) is the call's arguments, with no tool_call_parser; the
+ * reasoning parser (deepseek_r1, which would take all of it) is skipped. */
+static void setup_forced(void)
+{
+    g_reason_parser = "deepseek_r1";
+    start_with(NULL, 4096);
+    g_reason_parser = NULL;
+    m->api.max_model_len = 512;
+    m->script = "{\"city\": \"Oslo\"}";
+}
+
+TestSuite(openai_forced_http, .init = setup_forced, .fini = teardown, .timeout = 20);
+
+#define FORCED_PARAMS "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}"
+#define FORCED_CHAT(choice, extra)                                                               \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"max_tokens\":200,"           \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":"       \
+    FORCED_PARAMS "}}],\"tool_choice\":" choice extra "}"
+#define NAMED_WEATHER "{\"type\":\"function\",\"function\":{\"name\":\"weather\"}}"
+
+/* A forced call's message: content "" (vLLM's), one call; its id. */
+static const char *expect_forced_message(json_t *choice, const char *args, const char *finish)
+{
+    json_t *msg = json_object_get(choice, "message"), *calls = json_object_get(msg, "tool_calls");
+    cr_assert_str_eq(json_string_value(json_object_get(msg, "content")), "");
+    cr_assert_null(json_object_get(msg, "reasoning_content"));
+    cr_assert_eq(json_array_size(calls), 1);
+    json_t *call = json_array_get(calls, 0), *f = json_object_get(call, "function");
+    cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "name")), "weather");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "arguments")), args);
+    cr_assert_str_eq(json_string_value(json_object_get(choice, "finish_reason")), finish);
+    const char *id = json_string_value(json_object_get(call, "id"));
+    cr_assert(id && !strncmp(id, "chatcmpl-tool-", 14), "%s", id);
+    return id;
+}
+
+Test(openai_forced_http, named_function_unstreamed)
+{
+    struct resp r = http("POST", "/v1/chat/completions",
+                         FORCED_CHAT(NAMED_WEATHER,
+                                     ",\"n\":2,\"logprobs\":true,\"top_logprobs\":1"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(m->last_schema, FORCED_PARAMS, "the tool's parameters guide the reply");
+    json_t *o = json_of(&r), *ch = json_object_get(o, "choices");
+    cr_assert_eq(json_array_size(ch), 2);
+    char id0[64];
+    snprintf(id0, sizeof id0, "%s",
+             expect_forced_message(json_array_get(ch, 0), m->script, "stop"));
+    cr_assert_str_neq(expect_forced_message(json_array_get(ch, 1), m->script, "stop"), id0,
+                      "each choice its own call id");
+    /* logprobs as for content: a token per byte of the arguments, then EOS */
+    json_t *lp = json_object_get(json_object_get(json_array_get(ch, 1), "logprobs"), "content");
+    cr_assert_eq(json_array_size(lp), strlen(m->script) + 1, "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(lp, 0), "token")), "{");
+    cr_assert_eq(json_array_size(json_object_get(json_array_get(lp, 0), "top_logprobs")), 1);
+    json_decref(o);
+    FREE(r);
+    /* cut by max_tokens: what there is, finish_reason "length" */
+    r = http("POST", "/v1/chat/completions", FORCED_CHAT(NAMED_WEATHER, ",\"max_tokens\":5"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    o = json_of(&r);
+    expect_forced_message(json_array_get(json_object_get(o, "choices"), 0), "{\"cit", "length");
+    json_decref(o);
+    FREE(r);
+    /* "required" with one tool forces it too; the call ends the turn as OpenAI says */
+    r = http("POST", "/v1/chat/completions", FORCED_CHAT("\"required\"", ""), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(m->last_schema, FORCED_PARAMS);
+    o = json_of(&r);
+    expect_forced_message(json_array_get(json_object_get(o, "choices"), 0), m->script,
+                          "tool_calls");
+    json_decref(o);
+    FREE(r);
+    r = http("POST", "/v1/chat/completions",
+             FORCED_CHAT(NAMED_WEATHER, ",\"response_format\":{\"type\":\"json_object\"}"), NULL);
+    expect_error(&r, 400);
+    cr_assert(strstr(r.body, "\"param\":\"tool_choice\""), "%s", r.body);
+    FREE(r);
+}
+
+/* Streamed: per choice, the first delta opens the call (id, name, empty
+ * arguments) with the role, the text follows as argument deltas, the last
+ * chunk has the finish_reason; joined, the arguments are the reply. */
+static void expect_forced_stream(const char *body, int n, const char *finish)
+{
+    struct resp r = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char *ev[512];
+    size_t k = sse_events(r.body, ev, 512);
+    cr_assert_str_eq(ev[k - 1], "[DONE]");
+    struct oa_buf args[2] = {{0}};
+    char ids[2][64] = {"", ""};
+    int finished[2] = {0, 0};
+    for (size_t i = 0; i + 1 < k; i++) {
+        json_t *o = json_loads(ev[i], 0, NULL);
+        json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+        if (!c) { /* the usage chunk */
+            json_decref(o);
+            continue;
+        }
+        json_int_t x = json_integer_value(json_object_get(c, "index"));
+        cr_assert(x >= 0 && x < n, "%s", ev[i]);
+        cr_assert(!finished[x], "a chunk after the finish_reason: %s", ev[i]);
+        json_t *d = json_object_get(c, "delta"), *tc = json_object_get(d, "tool_calls");
+        json_t *call = json_array_get(tc, 0), *f = json_object_get(call, "function");
+        cr_assert_null(json_object_get(d, "reasoning_content"), "%s", ev[i]);
+        if (!ids[x][0]) {   /* the first chunk of the choice */
+            cr_assert_str_eq(json_string_value(json_object_get(d, "role")), "assistant", "%s",
+                             ev[i]);
+            cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
+            cr_assert_str_eq(json_string_value(json_object_get(f, "name")), "weather");
+            cr_assert_str_eq(json_string_value(json_object_get(f, "arguments")), "");
+            const char *id = json_string_value(json_object_get(call, "id"));
+            cr_assert(id && !strncmp(id, "chatcmpl-tool-", 14), "%s", ev[i]);
+            snprintf(ids[x], sizeof ids[x], "%s", id);
+        } else {
+            cr_assert_null(json_object_get(d, "role"), "%s", ev[i]);
+            cr_assert_null(json_object_get(d, "content"), "the reply is no content: %s", ev[i]);
+            if (call) {
+                cr_assert_null(json_object_get(call, "id"), "%s", ev[i]);
+                cr_assert_null(json_object_get(f, "name"), "%s", ev[i]);
+                const char *a = json_string_value(json_object_get(f, "arguments"));
+                cr_assert(a, "%s", ev[i]);
+                oa_buf_add(&args[x], a, strlen(a));
+            }
+        }
+        if (call)
+            cr_assert_eq(json_integer_value(json_object_get(call, "index")), 0, "%s", ev[i]);
+        if (json_is_string(json_object_get(c, "finish_reason"))) {
+            cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), finish);
+            finished[x] = 1;
+        }
+        json_decref(o);
+    }
+    for (int x = 0; x < n; x++) {
+        cr_assert(finished[x], "choice %d never finished", x);
+        cr_assert_str_eq(args[x].data ? args[x].data : "", m->script);
+        oa_buf_free(&args[x]);
+    }
+    if (n > 1)
+        cr_assert_str_neq(ids[0], ids[1]);
+    FREE(r);
+}
+
+Test(openai_forced_http, named_function_streamed)
+{
+    m->tick_us = 1000;
+    expect_forced_stream(FORCED_CHAT(NAMED_WEATHER, ",\"stream\":true,\"n\":2,\"logprobs\":true,"
+                                     "\"stream_options\":{\"include_usage\":true}"), 2, "stop");
+    expect_forced_stream(FORCED_CHAT("\"required\"", ",\"stream\":true"), 1, "tool_calls");
+}

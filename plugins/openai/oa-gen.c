@@ -194,6 +194,22 @@ static json_t *finish_json(int finish)
     return f ? json_string(f) : json_null();
 }
 
+/* A finished reply's finish_reason: "tool_calls" where calls were read or
+ * "required" forced one that ended by itself; a named function ends with
+ * "stop", as OpenAI's and vLLM's do. */
+static json_t *reply_finish(const struct oa_gen *g, int finish, int calls)
+{
+    if (calls || (g->req.tool_required && finish == ZL_FE_FINISH_STOP))
+        return json_string("tool_calls");
+    return finish_json(finish);
+}
+
+/* The forced call (tool_choice) as a list of one, with these arguments. */
+static json_t *forced_calls(const struct oa_gen *g, json_t *arguments)
+{
+    return json_pack("[o]", oa_tool_call(g->req.tool_name, arguments));
+}
+
 /* Role chunks (chat) or echoed prompts (completions), once at the start. */
 static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
 {
@@ -212,6 +228,11 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
                               g->req.prompt_logprobs >= 0 ? oa_prompt_logprobs_json(g, api, i)
                                                           : json_null(),
                               "finish_reason");
+            if (c && g->req.tool_name) { /* the forced call opens; its arguments follow */
+                json_t *calls = forced_calls(g, json_string(""));
+                json_object_set_new(json_array_get(calls, 0), "index", json_integer(0));
+                json_object_set_new(json_object_get(c, "delta"), "tool_calls", calls);
+            }
             if (c && oa_sse_json(&g->out, chunk(g, c)) < 0)
                 return -1;
         }
@@ -276,7 +297,7 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
     json_t *c = g->req.kind == OA_CHAT
                     ? json_pack("{s:I,s:{s:o},s:o,s:o}", "index", idx, "delta", "content",
                                 oa_json_str(txt, n), "logprobs", lp, "finish_reason",
-                                calls ? json_string("tool_calls") : finish_json(fin ? s->finish : 0))
+                                reply_finish(g, fin ? s->finish : 0, calls != NULL))
                     : json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(txt, n),
                                 "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0));
     json_t *delta = json_object_get(c, "delta");
@@ -284,6 +305,13 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
         json_object_set_new(delta, "reasoning_content", oa_json_str(s->text.data + r_from, r_n));
         if (!n)
             json_object_del(delta, "content");
+    }
+    if (g->req.tool_name && delta) { /* the text is the forced call's arguments */
+        json_object_del(delta, "content");
+        if (n)
+            json_object_set_new(delta, "tool_calls",
+                                json_pack("[{s:i,s:{s:o}}]", "index", 0, "function", "arguments",
+                                          oa_json_str(txt, n)));
     }
     if (calls && delta) { /* each call whole, in one delta, with its place in the list */
         size_t k;
@@ -383,8 +411,14 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
                                   ? json_null()
                                   : oa_json_str(t + rp.content, cn),
                               "logprobs", lp, "finish_reason",
-                              rp.calls ? json_string("tool_calls") : finish_json(s->finish));
+                              reply_finish(g, s->finish, rp.calls != NULL));
                 json_t *msg = json_object_get(c, "message");
+                if (msg && g->req.tool_name) { /* the whole reply is the forced call's
+                                                  arguments; content "" as vLLM's */
+                    json_object_set_new(msg, "content", json_string(""));
+                    json_object_set_new(msg, "tool_calls",
+                                        forced_calls(g, oa_json_str(t, s->text.len)));
+                }
                 if (msg && rp.sp.r_end > rp.sp.r_off)
                     json_object_set_new(msg, "reasoning_content",
                                         oa_json_str(t + rp.sp.r_off, rp.sp.r_end - rp.sp.r_off));

@@ -83,6 +83,9 @@ size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int f
  * made here), or NULL when it holds none (it is text then); *content_len
  * gets the length of the content before them. */
 json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *content_len);
+/* One tool call as the API writes it: {"id": "chatcmpl-tool-<random>", "type": "function",
+ * "function": {"name", "arguments"}}; takes arguments (a JSON string) over. */
+json_t *oa_tool_call(const char *name, json_t *arguments);
 
 struct oa_prompt {
     int32_t *ids;               /* [n] after tokenization */
@@ -103,7 +106,11 @@ struct oa_req {
                                    generated and dropped) */
     int skip_special, include_stop_str;
     int want_tools;             /* chat with tools and tool_choice auto (or absent) */
-    char *json_schema;          /* response_format / guided_json: the reply's schema, or NULL */
+    char *json_schema;          /* response_format / guided_json / a forced tool's parameters:
+                                   the reply's schema, or NULL */
+    char *tool_name;            /* tool_choice forcing a function: its name (the whole reply
+                                   is its arguments), else NULL */
+    int tool_required;          /* ... forced by "required" (finish_reason "tool_calls") */
     int32_t *logit_bias_ids;
     float *logit_bias;
     int32_t *stop_token_ids;

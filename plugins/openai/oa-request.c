@@ -485,6 +485,66 @@ static void tool_call_arguments(json_t *msg)
     }
 }
 
+/* tool_choice: "auto" (the default with tools), "none", or a forced call:
+ * a named function, or "required" with one tool.  A forced reply is the
+ * function's arguments, guided by its parameters.  "required" over several
+ * tools would need an alternation of objects, which the guide does not
+ * take (anyOf branches must begin with different bytes). */
+static int parse_tool_choice(json_t *root, json_t *tools, struct oa_req *r, struct oa_err *e)
+{
+    json_t *choice = json_object_get(root, "tool_choice"), *fn = NULL, *t;
+    size_t n_tools = json_is_array(tools) ? json_array_size(tools) : 0, i;
+    const char *ch = json_string_value(choice), *name = NULL;
+    if (!choice || json_is_null(choice) || (ch && !strcmp(ch, "auto"))) {
+        r->want_tools = n_tools > 0;
+        return 0;
+    }
+    if (ch && !strcmp(ch, "none"))
+        return 0;
+    if (ch && !strcmp(ch, "required")) {
+        if (n_tools != 1)
+            return oa_fail(e, 400, "tool_choice", "tool_choice \"required\" works with one tool "
+                           "(given %zu); to force one of several, name it: {\"type\": "
+                           "\"function\", \"function\": {\"name\": ...}}", n_tools);
+        r->tool_required = 1;
+    } else {
+        json_t *type = json_object_get(choice, "type");
+        name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+        if (!name || (type && !json_is_null(type) &&
+                      (!json_is_string(type) || strcmp(json_string_value(type), "function"))))
+            return oa_fail(e, 400, "tool_choice", "tool_choice must be \"auto\", \"none\", "
+                           "\"required\" or {\"type\": \"function\", \"function\": "
+                           "{\"name\": ...}}");
+    }
+    json_array_foreach(tools, i, t) {
+        json_t *f = json_object_get(t, "function");
+        const char *tn = json_string_value(json_object_get(f, "name"));
+        if (tn && (!name || !strcmp(tn, name))) {
+            fn = f;
+            name = tn;
+            break;
+        }
+    }
+    if (!fn)
+        return name ? oa_fail(e, 400, "tool_choice", "tool_choice names function '%s', which "
+                              "is not in tools", name)
+                    : oa_fail(e, 400, "tools", "tools[0].function.name must be a string");
+    json_t *params = json_object_get(fn, "parameters");
+    if (params && !json_is_null(params) && !json_is_object(params))
+        return oa_fail(e, 400, "tools", "the parameters of function '%s' must be a JSON Schema "
+                       "object", name);
+    if (r->json_schema)
+        return oa_fail(e, 400, "tool_choice", "a forced tool call (tool_choice) is guided by the "
+                       "function's parameters: it cannot be combined with response_format or "
+                       "guided_json");
+    r->json_schema = params && !json_is_null(params) ? json_dumps(params, JSON_COMPACT)
+                                                     : strdup("{\"type\":\"object\"}");
+    r->tool_name = strdup(name);
+    if (!r->json_schema || !r->tool_name)
+        return oa_fail(e, 500, NULL, "out of memory");
+    return 0;
+}
+
 static int parse_messages(json_t *root, const struct zl_engine_api *api, struct oa_req *r,
                           struct oa_err *e)
 {
@@ -505,14 +565,8 @@ static int parse_messages(json_t *root, const struct zl_engine_api *api, struct 
     json_t *tools = json_object_get(root, "tools"), *kw = json_object_get(root, "chat_template_kwargs");
     if (tools && !json_is_null(tools) && !json_is_array(tools))
         return oa_fail(e, 400, "tools", "'tools' must be a list");
-    /* tool_choice: "auto" (the default with tools) or "none"; a forced
-     * call needs guided decoding, which zlight does not have */
-    json_t *choice = json_object_get(root, "tool_choice");
-    const char *ch = json_is_string(choice) ? json_string_value(choice) : NULL;
-    if (choice && !json_is_null(choice) && (!ch || (strcmp(ch, "auto") && strcmp(ch, "none"))))
-        return oa_fail(e, 400, "tool_choice", "tool_choice must be \"auto\" or \"none\": a forced "
-                       "call (\"required\" or a named function) is not supported");
-    r->want_tools = json_is_array(tools) && json_array_size(tools) > 0 && (!ch || !strcmp(ch, "auto"));
+    if (parse_tool_choice(root, tools, r, e) < 0)
+        return -e->status;
     if (kw && !json_is_null(kw) && !json_is_object(kw))
         return oa_fail(e, 400, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
     int agp = 1, cont = 0;
@@ -673,6 +727,7 @@ void oa_req_free(struct oa_req *r)
     free(r->logit_bias_ids);
     free(r->logit_bias);
     free(r->json_schema);
+    free(r->tool_name);
     memset(r, 0, sizeof *r);
 }
 

@@ -97,6 +97,17 @@ size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int f
     return len;
 }
 
+json_t *oa_tool_call(const char *name, json_t *arguments)
+{
+    static _Atomic uint64_t counter;
+    uint64_t r = ((uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)&r ^
+                 (++counter * 0xBF58476D1CE4E5B9ull);
+    char id[40];
+    snprintf(id, sizeof id, "chatcmpl-tool-%016llx", (unsigned long long)r);
+    return json_pack("{s:s,s:s,s:{s:s,s:o}}", "id", id, "type", "function", "function", "name",
+                     name, "arguments", arguments);
+}
+
 /* One call object: {"name": string, key (or alt): object or string} ->
  * the API's tool call, arguments as a JSON string ("{}" when absent). */
 static json_t *call_json(json_t *obj, const char *key, const char *alt)
@@ -115,13 +126,7 @@ static json_t *call_json(json_t *obj, const char *key, const char *alt)
         a = strdup(json_string_value(args));
     if (!a)
         return NULL;
-    static _Atomic uint64_t counter;
-    uint64_t r = ((uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull) ^ (uintptr_t)obj ^
-                 (++counter * 0xBF58476D1CE4E5B9ull);
-    char id[40];
-    snprintf(id, sizeof id, "chatcmpl-tool-%016llx", (unsigned long long)r);
-    json_t *c = json_pack("{s:s,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
-                          "name", name, "arguments", a);
+    json_t *c = oa_tool_call(json_string_value(name), json_string(a));
     free(a);
     return c;
 }

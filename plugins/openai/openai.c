@@ -301,7 +301,8 @@ static enum MHD_Result start_generation(struct oa_server *srv, struct MHD_Connec
         return fail(srv, conn, 500, NULL, "out of memory");
     }
     g->tools = g->req.want_tools ? srv->tools : OA_TOOLS_NONE;
-    g->reason = srv->reason;
+    /* a forced tool call is JSON from its first token: nothing to split */
+    g->reason = g->req.tool_name ? OA_REASON_NONE : srv->reason;
     g->conn = conn;
     g->fd = c->fd;
     c->gen = g;

@@ -59,6 +59,12 @@ def _wait_up(url, proc, secs=120):
     raise RuntimeError("zlightd did not come up")
 
 
+def pytest_collection_modifyitems(items):
+    """test_sigterm_exits_zero stops the session's server: last, after every
+    file's tests (a stable sort keeps the rest in file order)."""
+    items.sort(key=lambda item: item.name == "test_sigterm_exits_zero")
+
+
 @pytest.fixture(scope="session")
 def server():
     """Yields (base_url, process or None)."""
