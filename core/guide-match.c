@@ -10,8 +10,10 @@
 
 enum gd_mode { O_FIRST = 1, O_KEY, O_COLON, O_VALUE, O_NEXT, A_FIRST, A_VALUE, A_NEXT };
 enum gd_lex_kind { LX_NONE, LX_STRING, LX_NUMBER, LX_LIT };
-enum { S_CHAR, S_ESC, S_HEX, S_HEX_D };     /* string phases (S_HEX_D: \uD..., the next
-                                             * digit must not make it a surrogate) */
+/* String phases: a \u escape of a high surrogate (\uD800-\uDBFF) must be
+ * followed by one of a low surrogate (\uDC00-\uDFFF), and a low one alone
+ * is refused: strict parsers refuse unpaired surrogates. */
+enum { S_CHAR, S_ESC, S_HEX, S_HEX_D, S_HEX_HI, S_LOW_BS, S_LOW_U, S_LOW_D, S_LOW_2 };
 enum { N_SIGN, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
 #define N_TERMINAL(p) ((p) == N_ZERO || (p) == N_INT || (p) == N_FRAC || (p) == N_EXP)
 
@@ -331,14 +333,35 @@ static int string_step(const struct zl_json_schema *sc, struct gd_state *s, uint
             return 0;
         x->phase = S_CHAR;
         return 1;
+    case S_LOW_BS:
+        x->phase = S_LOW_U;
+        return c == '\\';
+    case S_LOW_U:
+        x->phase = S_LOW_D;
+        return c == 'u';
+    case S_LOW_D:
+        x->phase = S_LOW_2;
+        return c == 'd' || c == 'D';
+    case S_LOW_2:
+        x->phase = S_HEX;
+        x->hex = 2;
+        return (c >= 'c' && c <= 'f') || (c >= 'C' && c <= 'F');
     case S_HEX:
-    case S_HEX_D: {
+    case S_HEX_D:
+    case S_HEX_HI: {
         int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-        if (!hex || (x->phase == S_HEX_D && c >= '8'))
-            return 0;   /* \uD800-\uDFFF: surrogates, which strict parsers refuse alone */
-        x->phase = x->hex == 4 && (c == 'd' || c == 'D') ? S_HEX_D : S_HEX;
+        if (!hex)
+            return 0;
+        if (x->phase == S_HEX_D) {      /* \uD?: 8-B a high surrogate, C-F a lone low one */
+            int hi = (c >= '8' && c <= '9') || (c >= 'a' && c <= 'b') || (c >= 'A' && c <= 'B');
+            if ((c >= 'c' && c <= 'f') || (c >= 'C' && c <= 'F'))
+                return 0;
+            x->phase = hi ? S_HEX_HI : S_HEX;
+        } else if (x->phase == S_HEX && x->hex == 4 && (c == 'd' || c == 'D')) {
+            x->phase = S_HEX_D;
+        }
         if (--x->hex == 0)
-            x->phase = S_CHAR;
+            x->phase = x->phase == S_HEX_HI ? S_LOW_BS : S_CHAR;
         return 1;
     }
     }
@@ -364,8 +387,12 @@ static int string_step(const struct zl_json_schema *sc, struct gd_state *s, uint
     if (counted)
         x->pos++;
     if (c == '\\') {
+        /* keys are matched as written: an escape in an object with props
+         * could spell one of them and pass for an extra key */
+        if (obj && obj->n_props)
+            return 0;
         x->phase = S_ESC;
-        return obj ? key_byte(obj, x, c, 0) : 1;    /* known keys are matched raw */
+        return obj ? key_byte(obj, x, c, 0) : 1;
     }
     return obj ? key_byte(obj, x, c, 1) : 1;
 }

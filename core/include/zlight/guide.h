@@ -16,9 +16,16 @@
  *   const, anyOf / oneOf whose branches begin with different bytes
  *   (e.g. a type and null), $ref to #/$defs/... or #/definitions/...
  *   (recursion allowed), format (ignored).
- * Keys come in any order, each at most once; whitespace between tokens of
- * the document is allowed in runs of at most ZL_GUIDE_MAX_WS bytes, none
- * after the document's end; nesting is at most ZL_GUIDE_MAX_DEPTH. */
+ * Beside $ref, allOf (one branch), anyOf, oneOf, enum and const only
+ * annotations are taken (and type beside enum/const, which then keeps the
+ * values of that type).  Keys come in any order: a listed property at
+ * most once (keys are matched as written: no escapes in an object that
+ * lists properties, and property names that need escapes are refused);
+ * extra keys (additionalProperties) are not remembered and may repeat.
+ * Whitespace between tokens of the document is allowed in runs of at most
+ * ZL_GUIDE_MAX_WS bytes, none after the document's end; nesting is at most
+ * ZL_GUIDE_MAX_DEPTH; \u escapes of surrogates come in pairs.  Enum reals
+ * are written with the fewest digits that read back equal. */
 #ifndef ZLIGHT_GUIDE_H
 #define ZLIGHT_GUIDE_H
 
