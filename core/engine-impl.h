@@ -152,8 +152,8 @@ struct zl_engine {
     struct eng_pad pad;
     struct eng_prof prof;
     float *logits;                  /* host [logits_cap / vocab, vocab] */
-    struct zl_guide_vocab *gvocab;  /* the tokenizer's bytes, made by the first guided request
-                                     * (under mu) and kept */
+    struct zl_guide_vocab *gvocab;  /* the tokenizer's bytes: made by the first guided request,
+                                     * set once under mu, then only read */
     uint32_t *gmask;                /* [(vocab + 31) / 32] a guided row's allowed tokens */
     size_t logits_cap;              /* floats */
     char *text;                     /* scratch for one event's text */
