@@ -22,6 +22,9 @@ struct eng_seq {
     struct zl_detok *detok;         /* with a tokenizer */
     struct zl_stopstr *stops;       /* with stop strings */
     struct zl_guide *guide;         /* with a json_schema (guided decoding) */
+    bool guide_wait;                /* the guide waits for req->guide_after in the output */
+    uint8_t tail_len;               /* the output's last bytes while it waits */
+    char tail[64];
     int32_t held;                   /* s.tokens[held] awaits a queued sample (-1: none) */
     int32_t row[2];                 /* its row in e->as.seqs[k] (-1: none) */
 };
@@ -34,6 +37,10 @@ struct eng_req {
     float *bias;
     char **stop;
     struct zl_json_schema *schema;  /* zl_request_opts.json_schema compiled, or NULL */
+    char *guide_after;              /* zl_request_opts.guide_after, or NULL */
+    int32_t *after_ids;             /* tokens holding guide_after's last byte (made on first
+                                     * use): only they can complete it */
+    int32_t n_after_ids;
     uint64_t seed;
     int32_t n_prompt;
     int32_t n_done;                 /* finished sequences */
@@ -228,9 +235,11 @@ int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v);
 /* engine-guide.c: guided decoding.  guide_schema compiles a request's
  * schema (and makes e->gvocab on first use), from any thread; guide_mask
  * leaves in e->gmask the tokens q may sample next (EOS and the stop token
- * ids once its document is whole), engine thread only; guide_take
- * advances q's guide by the token it sampled. */
+ * ids once its document is whole; while it waits for guide_after, all but
+ * those that would complete it with text the schema refuses), engine
+ * thread only; guide_take advances q's guide by the token it sampled. */
 int zl_engine_guide_schema(struct zl_engine *e, const char *text, struct zl_json_schema **out);
+
 int zl_engine_guide_mask(struct zl_engine *e, struct eng_seq *q);
 int zl_engine_guide_take(struct zl_engine *e, struct eng_seq *q, int32_t token);
 

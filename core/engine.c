@@ -188,6 +188,8 @@ void zl_engine_req_free(struct eng_req *r)
         zl_guide_free(r->seqs[i].guide);
     }
     zl_json_schema_free(r->schema);
+    free(r->guide_after);
+    free(r->after_ids);
     free(r->seqs);
     free(r->bias_ids);
     free(r->bias);
@@ -311,6 +313,7 @@ static int make_seqs(struct zl_engine *e, struct eng_req *r, const int32_t *prom
             return ZL_ENOMEM;
         if (r->schema && zl_guide_create(r->schema, e->gvocab, &q->guide) < 0)
             return ZL_ENOMEM;
+        q->guide_wait = r->guide_after != NULL;
     }
     return ZL_OK;
 }
@@ -360,6 +363,8 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
     if (sp->n_stop && !e->p.tokenizer)
         return zl_error(ZL_EINVAL, "engine: stop strings need a tokenizer attached to the engine");
     struct zl_json_schema *schema = NULL;
+    if (ro.json_schema && ro.guide_after && (!ro.guide_after[0] || strlen(ro.guide_after) > 63))
+        return zl_error(ZL_EINVAL, "engine: guide_after must be 1 to 63 bytes");
     if (ro.json_schema && (rc = zl_engine_guide_schema(e, ro.json_schema, &schema)) < 0)
         return rc;
 
@@ -369,6 +374,10 @@ int zl_engine_submit_opts(struct zl_engine *e, const int32_t *prompt, int32_t n_
         return zl_error(ZL_ENOMEM, "engine: out of memory");
     }
     r->schema = schema;
+    if (schema && ro.guide_after && !(r->guide_after = strdup(ro.guide_after))) {
+        zl_engine_req_free(r);
+        return zl_error(ZL_ENOMEM, "engine: out of memory");
+    }
     r->sp = *sp;
     r->user = user;
     r->skip_special = ro.skip_special_tokens != 0;

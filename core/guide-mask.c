@@ -219,6 +219,12 @@ int32_t zl_guide_vocab_size(const struct zl_guide_vocab *v)
     return v->n_vocab;
 }
 
+const char *zl_guide_vocab_token(const struct zl_guide_vocab *v, int32_t t, size_t *len)
+{
+    *len = t >= 0 && t < v->n_vocab ? v->off[t + 1] - v->off[t] : 0;
+    return *len ? v->bytes + v->off[t] : "";
+}
+
 int zl_guide_create(const struct zl_json_schema *s, const struct zl_guide_vocab *v,
                     struct zl_guide **out)
 {
@@ -339,6 +345,16 @@ int zl_guide_feed(struct zl_guide *g, const char *bytes, size_t n)
                             "in the schema's JSON", i, (uint8_t)bytes[i]);
     memcpy(&g->s, &s, sizeof(s));
     return ZL_OK;
+}
+
+int zl_guide_takes(const struct zl_guide *g, const char *bytes, size_t n)
+{
+    struct gd_state s;
+    memcpy(&s, &g->s, sizeof(s));
+    for (size_t i = 0; i < n; i++)
+        if (!gd_feed(g->sc, &s, (uint8_t)bytes[i]))
+            return 0;
+    return 1;
 }
 
 int zl_guide_accept(struct zl_guide *g, int32_t t)

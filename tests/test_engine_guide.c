@@ -12,7 +12,7 @@
 #include <zlight/tokenizer.h>
 #include "test_engine_hostdev.h"
 
-#define N_REQ 5
+#define N_REQ 8
 #define MAX_OUT 160
 #define EOS_ID 63
 
@@ -51,7 +51,13 @@ static const char *const k_schemas[N_REQ] = {
     NULL,   /* an unguided request in the same steps */
     "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"maxLength\":4}},"
     "\"required\":[\"s\"]}",
+    /* guided only after a marker (a reasoning model's end of thinking) */
+    "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"maxItems\":2}",
+    "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"maxItems\":2}",
+    "{\"type\":\"array\",\"items\":{\"type\":\"integer\"},\"maxItems\":2}",
 };
+/* the marker each request's guide waits for, NULL: none */
+static const char *const k_after[N_REQ] = {NULL, NULL, NULL, NULL, NULL, "ok", "\"", "e5"};
 
 struct out {
     int32_t toks[N_REQ][2][MAX_OUT];
@@ -84,8 +90,10 @@ static void run_all(const struct zl_backend_ops *be, struct zl_tokenizer *tok, s
         sp.temperature = k == 4 ? 0.0f : 1.0f;
         sp.logprobs = 2;
         sp.n = k == 0 ? 2 : 1;
+        sp.ignore_eos = k_after[k] != NULL;     /* the free part goes on to its marker */
         struct zl_request_opts ro = zl_request_default_opts();
         ro.json_schema = k_schemas[k];
+        ro.guide_after = k_after[k];
         int32_t prompt[6] = {1 + k, 2, 3, 4, 5, 6};
         cr_assert_eq(zl_engine_submit_opts(e, prompt, 6, &sp, &ro, NULL, &ids[k]), ZL_OK, "%s",
                      zl_last_error());
@@ -123,11 +131,19 @@ static void run_all(const struct zl_backend_ops *be, struct zl_tokenizer *tok, s
 static void check_reply(int k, int s, const struct out *o, const struct zl_guide_vocab *v)
 {
     const char *t = o->text[k][s];
+    size_t len = o->len[k][s];
+    if (k_after[k]) {       /* free text up to the marker, guided after it */
+        const char *m = strstr(t, k_after[k]);
+        if (!m)
+            return;
+        t = m + strlen(k_after[k]);
+        len -= (size_t)(t - o->text[k][s]);
+    }
     struct zl_json_schema *sc;
     cr_assert_eq(zl_json_schema_compile(k_schemas[k], strlen(k_schemas[k]), &sc), ZL_OK);
     struct zl_guide *g;
     cr_assert_eq(zl_guide_create(sc, v, &g), ZL_OK);
-    cr_expect_eq(zl_guide_feed(g, t, o->len[k][s]), ZL_OK, "request %d.%d: '%s'", k, s, t);
+    cr_expect_eq(zl_guide_feed(g, t, len), ZL_OK, "request %d.%d: '%s'", k, s, t);
     if (o->fin[k][s] == ZL_FINISH_STOP) {
         cr_expect_eq(o->toks[k][s][o->n[k][s] - 1], EOS_ID, "request %d.%d ends with EOS", k, s);
         cr_expect(zl_guide_can_end(g), "request %d.%d: '%s' is whole", k, s, t);
@@ -178,7 +194,13 @@ Test(engine_guide, replies_follow_their_schemas_on_every_sampling_path)
     for (int k = 0; getenv("GUIDE_DEBUG") && k < N_REQ; k++)
         fprintf(stderr, "%d: fin %d n %d '%s'\n", k, host.fin[k][0], host.n[k][0], host.text[k][0]);
     cr_expect_arr_eq(&as, &dev, sizeof as, "async scheduling changed a reply");
-    cr_expect_geq(stopped, 3, "most guided replies came to their end");
+    cr_expect_geq(stopped, 5, "most guided replies came to their end");
+    /* the waiting guides started, and not at once: free text came first */
+    for (int k = 5; k < N_REQ; k++) {
+        const char *m = strstr(host.text[k][0], k_after[k]);
+        cr_expect(m, "request %d: '%s' never came: '%s'", k, k_after[k], host.text[k][0]);
+        cr_expect(m && m > host.text[k][0], "request %d: free text before '%s'", k, k_after[k]);
+    }
     zl_guide_vocab_free(v);
     zl_tokenizer_free(tok);
 }

@@ -184,6 +184,11 @@ struct zl_request_opts {
                                              * \"object\"}" is OpenAI's JSON mode.  Needs a
                                              * tokenizer; ZL_EINVAL / ZL_EUNSUPPORTED name a
                                              * bad schema */
+    const char *guide_after;                /* NULL: json_schema guides from the first output
+                                             * token.  Else the output is free until its text
+                                             * holds this string (a reasoning model's
+                                             * "</think>", at most 63 bytes), and the schema
+                                             * guides what follows it */
 };
 /* What submit takes from a caller built before json_schema. */
 #define ZL_REQUEST_OPTS_MIN_SIZE offsetof(struct zl_request_opts, json_schema)

@@ -59,6 +59,8 @@ ZL_API int zl_guide_vocab_create(const struct zl_tokenizer *t, int32_t n_vocab,
                                  struct zl_guide_vocab **out);
 ZL_API void zl_guide_vocab_free(struct zl_guide_vocab *v);      /* NULL-safe */
 ZL_API int32_t zl_guide_vocab_size(const struct zl_guide_vocab *v);
+/* Token t's bytes as the guide reads them (*len 0 for none); owned by v. */
+ZL_API const char *zl_guide_vocab_token(const struct zl_guide_vocab *v, int32_t t, size_t *len);
 
 /* A guide at the start of a document.  s and v must outlive it. */
 ZL_API int zl_guide_create(const struct zl_json_schema *s, const struct zl_guide_vocab *v,
@@ -74,6 +76,8 @@ ZL_API int32_t zl_guide_mask(struct zl_guide *g, uint32_t *allowed);
 ZL_API int zl_guide_accept(struct zl_guide *g, int32_t t);
 /* Advances by raw bytes (all or none).  ZL_EINVAL when they may not come. */
 ZL_API int zl_guide_feed(struct zl_guide *g, const char *bytes, size_t n);
+/* 1 when bytes may come next (g is not changed), else 0. */
+ZL_API int zl_guide_takes(const struct zl_guide *g, const char *bytes, size_t n);
 /* 1 when the text so far is a whole matching document (the sequence may
  * end here), else 0. */
 ZL_API int zl_guide_can_end(const struct zl_guide *g);
