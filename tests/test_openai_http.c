@@ -564,15 +564,18 @@ static void setup_tools(void)
 
 TestSuite(openai_tools_http, .init = setup_tools, .fini = teardown, .timeout = 20);
 
-#define TOOL_CHAT(extra)                                                                          \
-    "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"max_tokens\":200,"               \
-    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":{}}}]" extra "}"
+#define TOOL_CHAT_MAX(max_tokens, extra)                                                         \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"max_tokens\":" max_tokens ","    \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":{}}}]"      \
+    extra "}"
+#define TOOL_CHAT(extra) TOOL_CHAT_MAX("200", extra)
 
 static void expect_call(json_t *call)
 {
     json_t *f = json_object_get(call, "function");
     cr_assert_str_eq(json_string_value(json_object_get(f, "name")), "weather");
-    cr_assert_str_eq(json_string_value(json_object_get(f, "arguments")), "{\"city\":\"Oslo\"}");
+    cr_assert_str_eq(json_string_value(json_object_get(f, "arguments")), "{\"city\": \"Oslo\"}",
+                     "the arguments as the model wrote them");
     cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
     cr_assert(!strncmp(json_string_value(json_object_get(call, "id")), "chatcmpl-tool-", 14));
 }
@@ -601,34 +604,189 @@ Test(openai_tools_http, tool_calls_unstreamed)
     FREE(r);
 }
 
-Test(openai_tools_http, tool_calls_streamed)
+/* A streamed chat reply per choice: what its deltas said, checked as they
+ * come: content only before the first call, each call opened once (index
+ * in order, id, type, name, arguments "") before its argument fragments,
+ * fragments only for the call opened last, nothing after the finish. */
+#define MAX_CALLS 4
+struct streamed {
+    struct oa_buf content, reasoning;
+    size_t n_calls;
+    char id[MAX_CALLS][64], name[MAX_CALLS][32];
+    struct oa_buf args[MAX_CALLS];
+    int frags[MAX_CALLS];
+    char finish[16];
+};
+
+static void read_stream(struct resp *r, struct streamed *st, size_t n)
 {
-    struct resp r = http("POST", "/v1/chat/completions", TOOL_CHAT(",\"stream\":true"), NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    char *ev[256];
-    size_t n = sse_events(r.body, ev, 256), calls = 0;
-    struct oa_buf content = {0};
-    for (size_t i = 0; i + 1 < n; i++) {
-        json_t *o = json_loads(ev[i], 0, NULL), *c = json_array_get(json_object_get(o, "choices"), 0);
+    char *ev[2048];
+    size_t k = sse_events(r->body, ev, 2048);
+    memset(st, 0, n * sizeof *st);
+    cr_assert_str_eq(ev[k - 1], "[DONE]");
+    for (size_t i = 0; i + 1 < k; i++) {
+        json_t *o = json_loads(ev[i], 0, NULL);
+        json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+        cr_assert_not_null(o, "%s", ev[i]);
+        if (!c) { /* the usage chunk */
+            json_decref(o);
+            continue;
+        }
+        json_int_t x = json_integer_value(json_object_get(c, "index"));
+        cr_assert(x >= 0 && (size_t)x < n, "%s", ev[i]);
+        struct streamed *s = &st[x];
+        cr_assert(!s->finish[0], "a chunk after the finish_reason: %s", ev[i]);
         json_t *d = json_object_get(c, "delta"), *tc = json_object_get(d, "tool_calls");
         const char *txt = json_string_value(json_object_get(d, "content"));
-        cr_assert(!txt || !strstr(txt, "<tool"), "the call's text is not content: '%s'", txt);
-        if (txt)
-            oa_buf_add(&content, txt, strlen(txt));
-        if (tc) {
-            calls++;
-            cr_assert_eq(json_array_size(tc), 1);
-            expect_call(json_array_get(tc, 0));
-            cr_assert_eq(json_integer_value(json_object_get(json_array_get(tc, 0), "index")), 0);
-            cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "tool_calls");
+        const char *rs = json_string_value(json_object_get(d, "reasoning_content"));
+        if (txt && *txt) {
+            cr_assert_eq(s->n_calls, 0, "content after a call: %s", ev[i]);
+            oa_buf_add(&s->content, txt, strlen(txt));
         }
+        if (rs)
+            oa_buf_add(&s->reasoning, rs, strlen(rs));
+        cr_assert(json_array_size(tc) <= 1, "one call entry a chunk: %s", ev[i]);
+        json_t *call = json_array_get(tc, 0), *f = json_object_get(call, "function");
+        const char *id = json_string_value(json_object_get(call, "id"));
+        const char *args = json_string_value(json_object_get(f, "arguments"));
+        if (call) {
+            json_int_t ci = json_integer_value(json_object_get(call, "index"));
+            cr_assert(args, "%s", ev[i]);
+            if (id) { /* opens the next call */
+                cr_assert_eq(ci, (json_int_t)s->n_calls, "%s", ev[i]);
+                cr_assert_lt(s->n_calls, MAX_CALLS);
+                cr_assert(!strncmp(id, "chatcmpl-tool-", 14), "%s", ev[i]);
+                cr_assert_str_eq(json_string_value(json_object_get(call, "type")), "function");
+                cr_assert_str_eq(args, "", "the opening has no arguments: %s", ev[i]);
+                snprintf(s->id[ci], sizeof s->id[ci], "%s", id);
+                snprintf(s->name[ci], sizeof s->name[ci], "%s",
+                         json_string_value(json_object_get(f, "name")));
+                s->n_calls++;
+            } else { /* the open call's arguments grow */
+                cr_assert_eq(ci + 1, (json_int_t)s->n_calls, "%s", ev[i]);
+                cr_assert_null(json_object_get(f, "name"), "%s", ev[i]);
+                cr_assert_null(json_object_get(call, "type"), "%s", ev[i]);
+                cr_assert(*args, "an empty fragment: %s", ev[i]);
+                oa_buf_add(&s->args[ci], args, strlen(args));
+                s->frags[ci]++;
+            }
+        }
+        if (json_is_string(json_object_get(c, "finish_reason")))
+            snprintf(s->finish, sizeof s->finish, "%s",
+                     json_string_value(json_object_get(c, "finish_reason")));
         json_decref(o);
     }
-    cr_assert_eq(calls, 1);
-    cr_assert_str_eq(content.data, "On it.");
-    cr_assert_str_eq(ev[n - 1], "[DONE]");
-    oa_buf_free(&content);
+}
+
+static void streamed_free(struct streamed *st, size_t n)
+{
+    for (size_t x = 0; x < n; x++) {
+        oa_buf_free(&st[x].content);
+        oa_buf_free(&st[x].reasoning);
+        for (int k = 0; k < MAX_CALLS; k++)
+            oa_buf_free(&st[x].args[k]);
+    }
+}
+
+Test(openai_tools_http, tool_calls_streamed)
+{
+    m->tick_us = 500;
+    struct resp r = http("POST", "/v1/chat/completions", TOOL_CHAT(",\"stream\":true"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    struct streamed st;
+    read_stream(&r, &st, 1);
+    cr_assert_str_eq(st.content.data, "On it.");
+    cr_assert_eq(st.n_calls, 1);
+    cr_assert_str_eq(st.name[0], "weather");
+    cr_assert_str_eq(st.args[0].data, "{\"city\": \"Oslo\"}");
+    cr_assert_gt(st.frags[0], 1, "the arguments go out as they come");
+    cr_assert_str_eq(st.finish, "tool_calls");
+    streamed_free(&st, 1);
     FREE(r);
+}
+
+/* Each parser, streamed (n = 2) and whole: the same content and calls;
+ * the calls go out as they are generated, a long arguments object in many
+ * fragments; the finish_reason "tool_calls" (or "length" when cut). */
+static void restart_tools(const char *parser, const char *script)
+{
+    teardown();
+    g_tool_parser = parser;
+    start_with(NULL, 4096);
+    g_tool_parser = NULL;
+    m->api.max_model_len = 1024;
+    m->script = script;
+    m->tick_us = 300;
+}
+
+static void expect_streamed_calls(const char *parser, const char *script, const char *max_tokens,
+                                  const char *finish)
+{
+    restart_tools(parser, script);
+    char body[1024];
+    snprintf(body, sizeof body, TOOL_CHAT_MAX("%s", ""), max_tokens);
+    struct resp r = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r), *c = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *msg = json_object_get(c, "message"), *calls = json_object_get(msg, "tool_calls");
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), finish, "%s", r.body);
+    cr_assert_geq(json_array_size(calls), 1, "%s: %s", parser, r.body);
+
+    snprintf(body, sizeof body,
+             TOOL_CHAT_MAX("%s", ",\"stream\":true,\"n\":2,\"stream_options\":{\"include_usage\":true}"),
+             max_tokens);
+    struct resp sr = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(sr.status, 200, "%s", sr.body);
+    struct streamed st[2];
+    read_stream(&sr, st, 2);
+    const char *content = json_string_value(json_object_get(msg, "content"));
+    for (int x = 0; x < 2; x++) {
+        cr_assert_str_eq(st[x].content.data ? st[x].content.data : "", content ? content : "",
+                         "%s: the content streamed is the content", parser);
+        cr_assert_eq(st[x].n_calls, json_array_size(calls), "%s: %s", parser, sr.body);
+        for (size_t k = 0; k < st[x].n_calls; k++) {
+            json_t *f = json_object_get(json_array_get(calls, k), "function");
+            cr_assert_str_eq(st[x].name[k], json_string_value(json_object_get(f, "name")));
+            cr_assert_str_eq(st[x].args[k].data ? st[x].args[k].data : "",
+                             json_string_value(json_object_get(f, "arguments")),
+                             "%s: the fragments join into the arguments", parser);
+            for (size_t q = 0; q < k; q++)
+                cr_assert_str_neq(st[x].id[q], st[x].id[k], "each call its own id");
+        }
+        cr_assert_gt(st[x].frags[0], 10, "%s: %d fragments", parser, st[x].frags[0]);
+        cr_assert_str_eq(st[x].finish, finish, "%s", parser);
+    }
+    cr_assert_str_neq(st[0].id[0], st[1].id[0], "each choice its own calls");
+    streamed_free(st, 2);
+    json_decref(o);
+    FREE(r);
+    FREE(sr);
+}
+
+#define LONG_ARGS \
+    "{\"city\": \"Oslo\", \"days\": [1, 2, 3], \"unit\": \"celsius\", \"note\": \"é\"}"
+
+Test(openai_tools_http, each_parser_streams_calls_as_they_come)
+{
+    expect_streamed_calls("hermes",
+                          "On it.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": " LONG_ARGS
+                          "}\n</tool_call>\n<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n"
+                          "</tool_call>", "400", "tool_calls");
+    expect_streamed_calls("llama3_json",
+                          "{\"name\": \"weather\", \"parameters\": " LONG_ARGS "}; {\"name\": "
+                          "\"time\", \"parameters\": {}}", "400", "tool_calls");
+    expect_streamed_calls("mistral",
+                          "[{\"name\": \"weather\", \"arguments\": " LONG_ARGS "}, {\"name\": "
+                          "\"time\", \"arguments\": {}}]", "400", "tool_calls");
+    expect_streamed_calls("deepseek_v3",
+                          "Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>"
+                          "weather\n```json\n" LONG_ARGS "\n```<｜tool▁call▁end｜>"
+                          "<｜tool▁call▁begin｜>function<｜tool▁sep｜>time\n```json\n{}\n```"
+                          "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", "400", "tool_calls");
+    /* cut by max_tokens inside the arguments: the call stands, "length" */
+    expect_streamed_calls("hermes",
+                          "On it.\n<tool_call>\n{\"name\": \"weather\", \"arguments\": " LONG_ARGS
+                          "}\n</tool_call>", "80", "length");
 }
 
 Test(openai_tools_http, unknown_parser_is_refused)
@@ -694,7 +852,7 @@ Test(openai_reason_http, reasoning_content_and_calls)
     }
     cr_assert_str_eq(reasoning.data, "\nweigh it\n");
     cr_assert_str_eq(content.data, "\n\nOn it.");
-    cr_assert_eq(calls, 1);
+    cr_assert_gt(calls, 1, "the call opens, then its arguments come");
     oa_buf_free(&reasoning);
     oa_buf_free(&content);
     FREE(r);

@@ -195,19 +195,32 @@ static json_t *finish_json(int finish)
 }
 
 /* A finished reply's finish_reason: "tool_calls" where calls were read or
- * "required" forced one that ended by itself; a named function ends with
- * "stop", as OpenAI's and vLLM's do. */
+ * "required" forced one, and the reply ended by itself; a named function
+ * ends with "stop", as OpenAI's and vLLM's do, and a reply max_tokens cut
+ * with "length" (its last call's arguments may be cut too). */
 static json_t *reply_finish(const struct oa_gen *g, int finish, int calls)
 {
-    if (calls || (g->req.tool_required && finish == ZL_FE_FINISH_STOP))
+    if (finish == ZL_FE_FINISH_STOP && (g->req.tool_name ? g->req.tool_required : calls))
         return json_string("tool_calls");
     return finish_json(finish);
 }
 
-/* The forced call (tool_choice) as a list of one, with these arguments. */
-static json_t *forced_calls(const struct oa_gen *g, json_t *arguments)
+/* A tool_calls entry that opens call `index` (id, type, name, arguments "")
+ * and one that adds n bytes to its arguments; a stream sends the first
+ * once, then the second as the arguments grow. */
+static json_t *call_open(size_t index, const char *name)
 {
-    return json_pack("[o]", oa_tool_call(g->req.tool_name, arguments));
+    json_t *c = json_pack("{s:I}", "index", (json_int_t)index);
+    json_t *call = oa_tool_call(name, json_string(""));
+    json_object_update(c, call);
+    json_decref(call);
+    return c;
+}
+
+static json_t *call_args(size_t index, const char *s, size_t n)
+{
+    return json_pack("{s:I,s:{s:o}}", "index", (json_int_t)index, "function", "arguments",
+                     oa_json_str(s, n));
 }
 
 /* Role chunks (chat) or echoed prompts (completions), once at the start. */
@@ -229,9 +242,9 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
                                                           : json_null(),
                               "finish_reason");
             if (c && g->req.tool_name) { /* the forced call opens; its arguments follow */
-                json_t *calls = forced_calls(g, json_string(""));
-                json_object_set_new(json_array_get(calls, 0), "index", json_integer(0));
-                json_object_set_new(json_object_get(c, "delta"), "tool_calls", calls);
+                json_object_set_new(json_object_get(c, "delta"), "tool_calls",
+                                    json_pack("[o]", call_open(0, g->req.tool_name)));
+                g->subs[i].seq[j].calls_sent = 1;
             }
             if (c && oa_sse_json(&g->out, chunk(g, c)) < 0)
                 return -1;
@@ -241,13 +254,13 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
 }
 
 /* A chat reply as far as it can be told: its reasoning (g->reason), then
- * its content, of which `avail` bytes (from content) may go out now; when
- * it has ended, its tool calls (g->tools) are read and content stops
- * where they begin. */
+ * its content, of which `avail` bytes (from content) may go out now, and
+ * the tool calls it has committed to (g->tools; final: the reply's), which
+ * a later read only extends.  A forced call's arguments are all the text. */
 struct reply {
     struct oa_split sp;
     size_t content, avail;      /* offsets into the text */
-    json_t *calls;              /* the finished reply's tool calls, or NULL */
+    struct oa_calls calls;
 };
 
 static void read_reply(const struct oa_gen *g, const struct oa_seq *s, int final, struct reply *r)
@@ -256,15 +269,42 @@ static void read_reply(const struct oa_gen *g, const struct oa_seq *s, int final
     oa_reason_split(g->req.kind == OA_CHAT ? g->reason : OA_REASON_NONE, t, s->text.len, final,
                     &r->sp);
     const char *c = t + r->sp.c_off;
-    size_t n = s->text.len - r->sp.c_off, rel = n;
-    r->calls = NULL;
-    if (g->req.kind == OA_CHAT && g->tools != OA_TOOLS_NONE) {
-        rel = oa_tools_content_len(g->tools, c, n, final);
-        if (final)
-            r->calls = oa_tools_parse(g->tools, c, n, &rel);
+    size_t n = s->text.len - r->sp.c_off;
+    oa_tools_read(g->req.kind == OA_CHAT ? g->tools : OA_TOOLS_NONE, c, n, final, &r->calls);
+    if (g->req.tool_name) { /* g->tools is none: the forced call, none of it content */
+        char *name = strdup(g->req.tool_name);
+        struct oa_call *one = malloc(sizeof *one);
+        r->calls.content_len = 0;
+        if (name && one) {
+            *one = (struct oa_call){name, c, n, NULL};
+            r->calls = (struct oa_calls){0, one, 1};
+        } else {
+            free(name);
+            free(one);
+        }
     }
     r->content = r->sp.c_off;
-    r->avail = r->sp.c_off + rel;
+    r->avail = r->sp.c_off + r->calls.content_len;
+}
+
+/* The tool_calls entries that bring a stream's calls up to `c`: the rest of
+ * the arguments of the call it has open, then each new call opened and its
+ * arguments so far.  Only the last call can still grow (oa_calls). */
+static json_t *call_deltas(struct oa_seq *s, const struct oa_calls *c)
+{
+    json_t *e = json_array();
+    for (size_t k = s->calls_sent ? s->calls_sent - 1 : 0; e && k < c->n; k++) {
+        if (k >= s->calls_sent) {
+            json_array_append_new(e, call_open(k, c->call[k].name));
+            s->calls_sent = k + 1;
+            s->args_sent = 0;
+        }
+        if (c->call[k].args_len > s->args_sent)
+            json_array_append_new(e, call_args(k, c->call[k].args + s->args_sent,
+                                               c->call[k].args_len - s->args_sent));
+        s->args_sent = c->call[k].args_len;
+    }
+    return e;
 }
 
 static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t i, int j)
@@ -275,15 +315,17 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
     int fin = s->finish && s->finish != ZL_FE_FINISH_ERROR;
     struct reply rp;
     read_reply(g, s, s->finish != 0, &rp);
-    json_t *calls = fin ? rp.calls : NULL;
-    if (!fin)
-        json_decref(rp.calls);
     size_t from = s->text_sent > rp.content ? s->text_sent : rp.content;
     size_t avail = rp.avail > from ? rp.avail : from;
     size_t r_from = s->reason_sent > rp.sp.r_off ? s->reason_sent : rp.sp.r_off;
     size_t r_n = rp.sp.r_end > r_from ? rp.sp.r_end - r_from : 0;
-    if (avail == from && !r_n && s->tok_sent == s->n_tok && !fin)
+    json_t *calls = g->req.kind == OA_CHAT ? call_deltas(s, &rp.calls) : NULL;
+    size_t n_calls = json_array_size(calls);
+    oa_calls_free(&rp.calls);
+    if (avail == from && !r_n && s->tok_sent == s->n_tok && !fin && !n_calls) {
+        json_decref(calls);
         return 0;
+    }
     json_int_t idx = (json_int_t)(i * (size_t)g->req.sp.n + (size_t)j);
     const char *txt = s->text.data ? s->text.data + from : "";
     size_t n = avail - from;
@@ -294,38 +336,36 @@ static int stream_seq(struct oa_gen *g, const struct zl_engine_api *api, size_t 
                                                                  : 0);
         lp = oa_logprobs_json(g, api, s, s->tok_sent, s->n_tok, base);
     }
+    /* the finish_reason rides on the last chunk: the last call entry's */
+    int f = fin ? s->finish : 0;
+    json_t *finish = g->req.kind == OA_CHAT ? reply_finish(g, f, s->calls_sent > 0) : finish_json(f);
     json_t *c = g->req.kind == OA_CHAT
                     ? json_pack("{s:I,s:{s:o},s:o,s:o}", "index", idx, "delta", "content",
                                 oa_json_str(txt, n), "logprobs", lp, "finish_reason",
-                                reply_finish(g, fin ? s->finish : 0, calls != NULL))
-                    : json_pack("{s:I,s:o,s:o,s:o}", "index", idx, "text", oa_json_str(txt, n),
-                                "logprobs", lp, "finish_reason", finish_json(fin ? s->finish : 0));
+                                n_calls > 1 ? json_null() : json_incref(finish))
+                    : json_pack("{s:I,s:o,s:o,s:O}", "index", idx, "text", oa_json_str(txt, n),
+                                "logprobs", lp, "finish_reason", finish);
     json_t *delta = json_object_get(c, "delta");
-    if (r_n && delta) { /* reasoning: its own field, content only when there is some */
+    if (r_n && delta) /* reasoning: its own field */
         json_object_set_new(delta, "reasoning_content", oa_json_str(s->text.data + r_from, r_n));
-        if (!n)
-            json_object_del(delta, "content");
-    }
-    if (g->req.tool_name && delta) { /* the text is the forced call's arguments */
+    if (delta && !n && (r_n || s->calls_sent)) /* content only when there is some */
         json_object_del(delta, "content");
-        if (n)
-            json_object_set_new(delta, "tool_calls",
-                                json_pack("[{s:i,s:{s:o}}]", "index", 0, "function", "arguments",
-                                          oa_json_str(txt, n)));
-    }
-    if (calls && delta) { /* each call whole, in one delta, with its place in the list */
-        size_t k;
-        json_t *call;
-        json_array_foreach(calls, k, call)
-            json_object_set_new(call, "index", json_integer((json_int_t)k));
-        json_object_set(delta, "tool_calls", calls);
-    }
-    json_decref(calls);
+    if (delta && n_calls) /* a call entry a chunk, as OpenAI and vLLM send them */
+        json_object_set_new(delta, "tool_calls", json_pack("[O]", json_array_get(calls, 0)));
     s->text_sent = fin ? s->text.len : avail;
     s->reason_sent = r_from + r_n;
     s->tok_sent = s->n_tok;
     s->finish_sent |= fin;
-    return oa_sse_json(&g->out, chunk(g, c));
+    int rc = oa_sse_json(&g->out, chunk(g, c));
+    for (size_t k = 1; rc == 0 && k < n_calls; k++) {
+        json_t *last = k + 1 < n_calls ? json_null() : finish;
+        rc = oa_sse_json(&g->out, chunk(g, json_pack("{s:I,s:{s:[O]},s:n,s:O}", "index", idx,
+                                                     "delta", "tool_calls", json_array_get(calls, k),
+                                                     "logprobs", "finish_reason", last)));
+    }
+    json_decref(calls);
+    json_decref(finish);
+    return rc;
 }
 
 /* Whether the echoed prompts can go out: their logprobs are in, where
@@ -405,26 +445,28 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
                 read_reply(g, s, 1, &rp);
                 const char *t = s->text.data ? s->text.data : "";
                 size_t cn = rp.avail - rp.content;
+                int reasoned = rp.sp.r_end > rp.sp.r_off;
                 c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",
                               "assistant", "content",
-                              (rp.calls || rp.sp.r_end > rp.sp.r_off) && content_blank(t + rp.content, cn)
+                              g->req.tool_name ? json_string("") /* as vLLM's */
+                              : (rp.calls.n || reasoned) && content_blank(t + rp.content, cn)
                                   ? json_null()
                                   : oa_json_str(t + rp.content, cn),
                               "logprobs", lp, "finish_reason",
-                              reply_finish(g, s->finish, rp.calls != NULL));
+                              reply_finish(g, s->finish, rp.calls.n > 0));
                 json_t *msg = json_object_get(c, "message");
-                if (msg && g->req.tool_name) { /* the whole reply is the forced call's
-                                                  arguments; content "" as vLLM's */
-                    json_object_set_new(msg, "content", json_string(""));
-                    json_object_set_new(msg, "tool_calls",
-                                        forced_calls(g, oa_json_str(t, s->text.len)));
-                }
-                if (msg && rp.sp.r_end > rp.sp.r_off)
+                if (msg && reasoned)
                     json_object_set_new(msg, "reasoning_content",
                                         oa_json_str(t + rp.sp.r_off, rp.sp.r_end - rp.sp.r_off));
-                if (msg && rp.calls)
-                    json_object_set(msg, "tool_calls", rp.calls);
-                json_decref(rp.calls);
+                json_t *calls = rp.calls.n && msg ? json_array() : NULL;
+                for (size_t k = 0; calls && k < rp.calls.n; k++) { /* the streamed calls, whole */
+                    const struct oa_call *a = &rp.calls.call[k];
+                    json_array_append_new(calls,
+                                          oa_tool_call(a->name, oa_json_str(a->args, a->args_len)));
+                }
+                if (calls)
+                    json_object_set_new(msg, "tool_calls", calls);
+                oa_calls_free(&rp.calls);
             } else {
                 struct oa_buf t = {0};
                 oa_buf_add(&t, echo, strlen(echo));

@@ -75,14 +75,29 @@ enum oa_tools {
 /* "none", "hermes", "llama3_json", "mistral", "deepseek_v3" (NULL or "":
  * none); -1 for others. */
 int oa_tools_parser(const char *name, enum oa_tools *out);
-/* How much of a reply so far can be streamed as content: all of it but
- * a tool call's start, or a tail that may become one (final: the reply
- * has ended). */
-size_t oa_tools_content_len(enum oa_tools p, const char *text, size_t len, int final);
-/* The tool calls of a finished reply, as the API's tool_calls array (ids
- * made here), or NULL when it holds none (it is text then); *content_len
- * gets the length of the content before them. */
-json_t *oa_tools_parse(enum oa_tools p, const char *text, size_t len, size_t *content_len);
+/* A tool call read from a reply: its name, and its arguments as far as
+ * the reply has them (the model's JSON text, a string argument's value, or
+ * "{}"): into the text read, or own. */
+struct oa_call {
+    char *name;
+    const char *args;
+    size_t args_len;
+    char *own;
+};
+/* What a reply so far says: text[0, content_len) may go out as content,
+ * and the calls it has committed to (n = 0: none, yet or at all).  Read
+ * again with more text (or final: the reply has ended), it gives the same
+ * calls with the last one's arguments grown, maybe more calls; the whole
+ * reply's are the non-streamed reply's.  Arguments point into the text. */
+struct oa_calls {
+    size_t content_len;
+    struct oa_call *call;       /* [n] */
+    size_t n;
+};
+void oa_tools_read(enum oa_tools p, const char *text, size_t len, int final, struct oa_calls *out);
+void oa_calls_free(struct oa_calls *c);
+/* The length of the valid UTF-8 character at p (n bytes left), 0 if invalid. */
+size_t oa_utf8_len(const unsigned char *p, size_t n);
 /* One tool call as the API writes it: {"id": "chatcmpl-tool-<random>", "type": "function",
  * "function": {"name", "arguments"}}; takes arguments (a JSON string) over. */
 json_t *oa_tool_call(const char *name, json_t *arguments);
@@ -141,6 +156,8 @@ struct oa_seq {
     int32_t n_gen;              /* generated tokens */
     int finish;                 /* enum zl_fe_finish */
     int finish_sent, started;
+    size_t calls_sent;          /* tool calls opened in the stream */
+    size_t args_sent;           /* arguments bytes of the last one sent */
 };
 
 /* One engine request (a prompt of the HTTP request). */

@@ -54,23 +54,6 @@ void oa_buf_free(struct oa_buf *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    size_t k = p[0] < 0x80 ? 1 : (p[0] & 0xE0) == 0xC0 ? 2 : (p[0] & 0xF0) == 0xE0 ? 3
-             : (p[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (k == 0 || k > n || (k == 2 && p[0] < 0xC2))
-        return 0;
-    for (size_t i = 1; i < k; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    if (k == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0)))
-        return 0;
-    if (k == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || p[0] > 0xF4 || (p[0] == 0xF4 && p[1] >= 0x90)))
-        return 0;
-    return k;
-}
-
 json_t *oa_json_str(const char *s, size_t n)
 {
     json_t *j = json_stringn(s ? s : "", s ? n : 0);
@@ -81,7 +64,7 @@ json_t *oa_json_str(const char *s, size_t n)
     struct oa_buf b = {0};
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_len(p + i, n - i);
+        size_t k = oa_utf8_len(p + i, n - i);
         if (k == 0 || (k == 1 && p[i] == 0)) {
             oa_buf_add(&b, "\xEF\xBF\xBD", 3);
             i++;

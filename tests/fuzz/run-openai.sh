@@ -51,7 +51,7 @@ cat > "$out/openai.dict" <<'DICT'
 DICT
 (cd "$top" && $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Icore/include tests/fuzz/fuzz_openai_request.c tests/openai-mock.c \
-    plugins/openai/oa-request.c plugins/openai/oa-response.c \
+    plugins/openai/oa-request.c plugins/openai/oa-response.c plugins/openai/oa-tools.c \
     $(pkg-config --cflags --libs jansson) -lm -pthread -o "$out/fuzz_openai")
 (cd "$top" && $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Icore/include tests/fuzz/fuzz_openai_tools.c plugins/openai/oa-tools.c plugins/openai/oa-reason.c \
@@ -67,6 +67,11 @@ cat > "$out/tools.dict" <<'DICT'
 "[TOOL_CALLS]"
 "{\"name\": \"f\", \"arguments\": {}}"
 "{\"name\": \"f\", \"parameters\": {}}"
+"<\xEF\xBD\x9Ctool\xE2\x96\x81call\xE2\x96\x81begin\xEF\xBD\x9C>function<\xEF\xBD\x9Ctool\xE2\x96\x81sep\xEF\xBD\x9C>"
+"\x0A```json\x0A"
+"\"arguments\""
+"\"name\""
+"\\u00e9"
 ";"
 DICT
 status=0
