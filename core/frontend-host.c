@@ -121,6 +121,8 @@ static int fh_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn c
         ro.prompt_logprobs = r->prompt_top_logprobs;
     if (r->size >= offsetof(struct zl_fe_request, json_schema) + sizeof(r->json_schema))
         ro.json_schema = r->json_schema;
+    if (r->size >= offsetof(struct zl_fe_request, guide_after) + sizeof(r->guide_after))
+        ro.guide_after = r->guide_after;
     int rc = zl_engine_submit_opts(h->engine, r->prompt, r->n_prompt, &r->sampling, &ro, q, id);
     if (rc < 0) {
         if (rc == ZL_ESTATE)

@@ -152,6 +152,8 @@ static int mock_submit(void *ctx, const struct zl_fe_request *r, zl_fe_output_fn
     snprintf(m->last_stop0, sizeof m->last_stop0, "%s",
              r->sampling.n_stop ? r->sampling.stop[0] : "");
     snprintf(m->last_schema, sizeof m->last_schema, "%s", r->json_schema ? r->json_schema : "");
+    snprintf(m->last_guide_after, sizeof m->last_guide_after, "%s",
+             r->guide_after ? r->guide_after : "");
     q->next = m->reqs;
     m->reqs = q;
     pthread_mutex_unlock(&m->mu);

@@ -40,6 +40,7 @@ struct mock_engine {
     char last_messages[1024];       /* last render_chat messages_json */
     char last_kwargs[512];
     char last_schema[512];          /* last submit's json_schema ("" for none) */
+    char last_guide_after[64];      /* and its guide_after ("" for none) */
 };
 
 struct mock_engine *mock_create(void);

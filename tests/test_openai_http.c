@@ -858,6 +858,31 @@ Test(openai_reason_http, reasoning_content_and_calls)
     FREE(r);
 }
 
+/* With a reasoning parser a guided reply's schema starts after its
+ * reasoning (guide_after "</think>"), unless the prompt already closed
+ * it (Qwen3 with enable_thinking off); completions and unguided replies
+ * carry no marker. */
+Test(openai_reason_http, structured_output_after_the_reasoning)
+{
+    static const struct { const char *body, *after; } cases[] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":9,"
+         "\"response_format\":{\"type\":\"json_object\"}}", "</think>"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"assistant\","
+         "\"content\":\"<think>\\n\\n</think>\\n\\n\"}],\"continue_final_message\":true,"
+         "\"max_tokens\":9,\"response_format\":{\"type\":\"json_object\"}}", ""},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":9}", ""},
+        {"{\"prompt\":\"x\",\"max_tokens\":9,\"guided_json\":{\"type\":\"object\"}}", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int chat = strstr(cases[i].body, "messages") != NULL;
+        struct resp r = http("POST", chat ? "/v1/chat/completions" : "/v1/completions",
+                             cases[i].body, NULL);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        cr_expect_str_eq(m->last_guide_after, cases[i].after, "case %zu", i);
+        FREE(r);
+    }
+}
+
 /* Completions are never split: the reasoning parser is for chat. */
 Test(openai_reason_http, completions_stay_whole)
 {

@@ -165,6 +165,24 @@ static int active_add(struct oa_server *srv, struct oa_gen *g)
     return rc;
 }
 
+/* Where a reasoning model's guided reply starts: after its reasoning, as
+ * vLLM applies structured output with a reasoning parser (both parsers
+ * close it with </think>), unless the prompt has already closed it (Qwen3
+ * with enable_thinking off writes an empty block).  A forced tool call is
+ * guided from its first token (its reply is the arguments alone). */
+static const char *guide_after(const struct oa_server *srv, const struct oa_req *r,
+                               const char *prompt)
+{
+    if (!r->json_schema || r->tool_name || r->kind != OA_CHAT || srv->reason == OA_REASON_NONE)
+        return NULL;
+    const char *open = NULL, *close = NULL;
+    for (const char *p = prompt; p && (p = strstr(p, "<think>")); p++)
+        open = p;
+    for (const char *p = prompt; p && (p = strstr(p, "</think>")); p++)
+        close = p;
+    return close && (!open || close > open) ? NULL : "</think>";
+}
+
 /* Submits each prompt.  On a failure the submitted ones are cancelled and
  * the rest marked done, so the gen still completes through the callbacks.
  * Returns 0, or the HTTP error when nothing was submitted. */
@@ -187,6 +205,7 @@ static int gen_submit(struct oa_server *srv, struct oa_gen *g, struct oa_err *e)
             .prompt_logprobs = g->req.prompt_logprobs >= 0,
             .prompt_top_logprobs = g->req.prompt_logprobs > 0 ? g->req.prompt_logprobs : 0,
             .json_schema = g->req.json_schema,
+            .guide_after = guide_after(srv, &g->req, g->req.prompts[i].text),
         };
         struct oa_sub *sub = &g->subs[i];
         pthread_mutex_lock(&g->mu);

@@ -85,6 +85,8 @@ struct zl_fe_request {
     /* API minor 10 (the host reads it when size covers it) */
     const char *json_schema;                /* NULL, or JSON Schema text the output must match
                                              * (zl_request_opts.json_schema) */
+    const char *guide_after;                /* with it: guided only after this text
+                                             * (zl_request_opts.guide_after), or NULL */
 };
 /* What a host takes from a frontend built before prompt_logprobs. */
 #define ZL_FE_REQUEST_MIN_SIZE offsetof(struct zl_fe_request, prompt_logprobs)
