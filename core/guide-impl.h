@@ -15,6 +15,10 @@ enum gd_kind {
     GD_OBJECT, GD_ARRAY, GD_STRING, GD_NUMBER, GD_INTEGER, GD_BOOLEAN, GD_NULL,
     GD_ENUM,                /* one of lits[]: their compact JSON texts */
     GD_UNION,               /* alts[]: the branch is picked by the first byte */
+    GD_TAGGED,              /* alts[] are objects told apart by the value of one required
+                             * property, which comes first: an object of that one prop
+                             * (props[0], its node the values of every branch) until its
+                             * value picks the branch, tag_alt[value] */
 };
 
 struct gd_prop {
@@ -42,6 +46,7 @@ struct gd_node {
     int32_t n_alts;
     int32_t ref;            /* a $ref placeholder: the node it names (-1: not one) */
     int8_t *pick;           /* union: [256] the alt a first byte picks, -1 none */
+    int32_t *tag_alt;       /* tagged: [props[0]'s node's n_lits] the branch of each value */
     char *path;             /* union: where it is in the schema (messages) */
 };
 

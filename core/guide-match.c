@@ -59,16 +59,43 @@ size_t gd_state_size(const struct gd_state *s)
     return offsetof(struct gd_state, f) + sizeof(s->f[0]) * s->depth;
 }
 
+/* A tagged object's first value (x, the literal just read) picks its
+ * branch: the frame becomes that object with the tag already seen. */
+static void pick_branch(const struct zl_json_schema *sc, struct gd_frame *f,
+                        const struct gd_lex *x)
+{
+    const struct gd_node *t = &sc->nodes[f->node], *tag = &sc->nodes[x->node];
+    int32_t lit = 0;
+    for (uint64_t m = x->cand; m; m &= m - 1)
+        if (tag->lit_len[__builtin_ctzll(m)] == x->pos)
+            lit = __builtin_ctzll(m);
+    int32_t b = gd_resolve(sc, t->alts[t->tag_alt[lit]]);
+    const struct gd_node *o = &sc->nodes[b];
+    f->node = b;
+    f->seen = 0;
+    for (int32_t i = 0; i < o->n_props; i++)
+        if (o->props[i].len == t->props[0].len &&
+            !memcmp(o->props[i].name, t->props[0].name, t->props[0].len))
+            f->seen = 1ull << i;
+    f->prop = 0;
+    f->mode = O_NEXT;
+}
+
 /* The value that the innermost container (or the root) was waiting for
  * has ended. */
 static void value_done(const struct zl_json_schema *sc, struct gd_state *s)
 {
+    struct gd_lex x = s->lex;
     s->lex = (struct gd_lex){0};
     if (!s->depth) {
         s->root = GD_ROOT_DONE;
         return;
     }
     struct gd_frame *f = &s->f[s->depth - 1];
+    if (f->mode == O_VALUE && sc->nodes[f->node].kind == GD_TAGGED) {
+        pick_branch(sc, f, &x);
+        return;
+    }
     if (f->mode == O_VALUE) {
         if (f->prop >= 0)
             f->seen |= 1ull << f->prop;
@@ -113,6 +140,7 @@ static int value_start(const struct zl_json_schema *sc, struct gd_state *s, int3
         }
         break;
     case GD_OBJECT:
+    case GD_TAGGED:
         return c == '{' && push(s, n, O_FIRST);
     case GD_ARRAY:
         return c == '[' && push(s, n, A_FIRST);

@@ -307,6 +307,84 @@ static int compile_enum(struct cctx *c, json_t *vals, json_t *type, const char *
     return ZL_OK;
 }
 
+/* The property of branch b named like props[k] of branch 0, -1 none. */
+static int32_t prop_named(const struct gd_node *b, const struct gd_prop *p)
+{
+    for (int32_t i = 0; i < b->n_props; i++)
+        if (b->props[i].len == p->len && !memcmp(b->props[i].name, p->name, p->len))
+            return i;
+    return -1;
+}
+
+/* anyOf of objects (they all begin with '{'): taken when one property
+ * is required by every branch with enum/const values no two branches
+ * share; it then comes first in the object and its value picks the
+ * branch (what a forced choice among tools needs). */
+static int make_tagged(struct cctx *c, int32_t u, const char *path)
+{
+    struct zl_json_schema *s = c->s;
+    const struct gd_node *b0 = &s->nodes[gd_resolve(s, s->nodes[u].alts[0])];
+    for (int32_t k = 0; k < b0->n_props; k++) {
+        const struct gd_prop *p = &b0->props[k];
+        int32_t n_lits = 0, ok = 1;
+        for (int32_t a = 0; ok && a < s->nodes[u].n_alts; a++) {
+            const struct gd_node *b = &s->nodes[gd_resolve(s, s->nodes[u].alts[a])];
+            int32_t q = prop_named(b, p);
+            const struct gd_node *v = q >= 0 ? &s->nodes[gd_resolve(s, b->props[q].node)] : NULL;
+            ok = v && v->kind == GD_ENUM && (b->required >> q & 1);
+            n_lits += ok ? v->n_lits : 0;
+        }
+        if (!ok || n_lits > GD_MAX_ENUM)
+            continue;
+        int32_t tag;
+        int rc = new_node(c, GD_ENUM, &tag);
+        if (rc < 0)
+            return rc;
+        struct gd_node *t = &s->nodes[tag];
+        t->lits = calloc((size_t)n_lits, sizeof(*t->lits));
+        t->lit_len = calloc((size_t)n_lits, sizeof(*t->lit_len));
+        int32_t *alt_of = calloc((size_t)n_lits, sizeof(*alt_of));
+        if (!t->lits || !t->lit_len || !alt_of) {
+            free(alt_of);
+            return zl_error(ZL_ENOMEM, "json schema: out of memory");
+        }
+        for (int32_t a = 0; a < s->nodes[u].n_alts; a++) {
+            const struct gd_node *b = &s->nodes[gd_resolve(s, s->nodes[u].alts[a])];
+            const struct gd_node *v = &s->nodes[gd_resolve(s, b->props[prop_named(b, p)].node)];
+            for (int32_t i = 0; i < v->n_lits; i++) {
+                for (int32_t j = 0; j < t->n_lits; j++)
+                    if (!strcmp(t->lits[j], v->lits[i])) {
+                        free(alt_of);
+                        return zl_error(ZL_EUNSUPPORTED, "json schema: branches of %s share "
+                                        "the value %s of '%s'", path, v->lits[i], p->name);
+                    }
+                if (!(t->lits[t->n_lits] = strdup(v->lits[i]))) {
+                    free(alt_of);
+                    return zl_error(ZL_ENOMEM, "json schema: out of memory");
+                }
+                t->lit_len[t->n_lits] = v->lit_len[i];
+                alt_of[t->n_lits++] = a;
+            }
+        }
+        struct gd_node *n = &s->nodes[u];
+        n->props = calloc(1, sizeof(*n->props));
+        if (!n->props || !(n->props[0].name = strdup(p->name))) {
+            free(alt_of);
+            return zl_error(ZL_ENOMEM, "json schema: out of memory");
+        }
+        n->props[0].len = p->len;
+        n->props[0].node = tag;
+        n->n_props = 1;
+        n->required = 1;
+        n->kind = GD_TAGGED;
+        n->tag_alt = alt_of;
+        return ZL_OK;
+    }
+    return zl_error(ZL_EUNSUPPORTED, "json schema: the objects of %s need a property every "
+                    "branch requires with const/enum values of its own (it picks the branch)",
+                    path);
+}
+
 static int compile_union(struct cctx *c, json_t *branches, json_t *j, const char *path,
                          const char *what, int32_t *out)
 {
@@ -342,7 +420,11 @@ static int compile_union(struct cctx *c, json_t *branches, json_t *j, const char
     u->n_alts = (int32_t)n;
     if (!(u->path = strdup(path)))
         return zl_error(ZL_ENOMEM, "json schema: out of memory");
-    return ZL_OK;
+    int objects = 1;
+    for (size_t i = 0; i < n; i++)
+        objects &= c->s->nodes[gd_resolve(c->s, alts[i])].kind == GD_OBJECT &&
+                   c->s->nodes[gd_resolve(c->s, alts[i])].ref < 0;
+    return objects ? make_tagged(c, *out, path) : ZL_OK;
 }
 
 static int compile(struct cctx *c, json_t *j, const char *path, int32_t *out)
@@ -441,7 +523,7 @@ static int first_bytes(const struct zl_json_schema *s, int32_t n, uint8_t set[25
     const char *lead = "";
     switch (d->kind) {
     case GD_ANY: lead = "{[\"-0123456789tfn"; break;
-    case GD_OBJECT: lead = "{"; break;
+    case GD_OBJECT: case GD_TAGGED: lead = "{"; break;
     case GD_ARRAY: lead = "["; break;
     case GD_STRING: lead = "\""; break;
     case GD_NUMBER: case GD_INTEGER: lead = "-0123456789"; break;
@@ -545,6 +627,7 @@ void zl_json_schema_free(struct zl_json_schema *s)
         free(n->lit_len);
         free(n->alts);
         free(n->pick);
+        free(n->tag_alt);
         free(n->path);
     }
     free(s->nodes);

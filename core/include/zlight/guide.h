@@ -14,8 +14,10 @@
  *   (false unless given as true or a schema, as OpenAI's strict mode),
  *   items, minItems, maxItems, minLength, maxLength (code points), enum,
  *   const, anyOf / oneOf whose branches begin with different bytes
- *   (e.g. a type and null), $ref to #/$defs/... or #/definitions/...
- *   (recursion allowed), format (ignored).
+ *   (e.g. a type and null) or are all objects told apart by a property
+ *   every branch requires with const/enum values of its own (that
+ *   property then comes first and its value picks the branch), $ref to
+ *   #/$defs/... or #/definitions/... (recursion allowed), format (ignored).
  * Beside $ref, allOf (one branch), anyOf, oneOf, enum and const only
  * annotations are taken (and type beside enum/const, which then keeps the
  * values of that type).  Keys come in any order: a listed property at
