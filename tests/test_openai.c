@@ -278,11 +278,6 @@ Test(openai_parse, forced_tool_call)
 
     struct oa_req r;
     struct oa_err e;
-    snprintf(body, sizeof body, FORCE_MSGS "%s,\"tool_choice\":\"required\"}", two);
-    cr_assert_eq(parse(OA_CHAT, body, &r, &e), -400);
-    cr_assert_str_eq(e.param, "tool_choice");
-    cr_assert(strstr(e.message, "\"required\" works with one tool") && strstr(e.message, "name"),
-              "%s", e.message);
     expect_fail(OA_CHAT, FORCE_MSGS "\"tool_choice\":\"required\"}", 400, "tool_choice");
     snprintf(body, sizeof body, FORCE_MSGS "%s" NAMED("rain") "}", two);
     cr_assert_eq(parse(OA_CHAT, body, &r, &e), -400);
@@ -301,6 +296,45 @@ Test(openai_parse, forced_tool_call)
              ",\"response_format\":{\"type\":\"text\"}}", two);
     expect_forced(body, "weather", FORCE_PARAMS, 0);
 }
+
+/* "required" over several tools: the reply is one {"name", "parameters"}
+ * object, guided by an anyOf of one object per tool, the name its const
+ * (a tool without parameters takes any object). */
+#define ANY_BRANCH(name, params)                                                             \
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"" name "\"},"                   \
+    "\"parameters\":" params "},\"required\":[\"name\",\"parameters\"],"                        \
+    "\"additionalProperties\":false}"
+#define REQUIRED ",\"tool_choice\":\"required\"}"
+
+Test(openai_parse, required_of_several_tools)
+{
+    expect_forced(FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", ",\"parameters\":" FORCE_PARAMS)
+                  "," FORCE_TOOL("time", "") "]" REQUIRED, "(null)",
+                  "{\"anyOf\":[" ANY_BRANCH("weather", FORCE_PARAMS) ","
+                  ANY_BRANCH("time", "{\"type\":\"object\"}") "]}", 1);
+    expect_forced(FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", ",\"parameters\":null") ","
+                  FORCE_TOOL("a", "") "," FORCE_TOOL("b", ",\"parameters\":{}") "]" REQUIRED,
+                  "(null)",
+                  "{\"anyOf\":[" ANY_BRANCH("weather", "{\"type\":\"object\"}") ","
+                  ANY_BRANCH("a", "{\"type\":\"object\"}") "," ANY_BRANCH("b", "{}") "]}", 1);
+
+    struct oa_req r;
+    struct oa_err e;
+    /* the name tells the branch: two tools of one name cannot be told apart */
+    cr_assert_eq(parse(OA_CHAT, FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", "") ","
+                       FORCE_TOOL("time", "") "," FORCE_TOOL("weather", ",\"parameters\":{}") "]"
+                       REQUIRED, &r, &e), -400);
+    cr_assert_str_eq(e.param, "tools");
+    cr_assert(strstr(e.message, "'weather'") && strstr(e.message, "twice"), "%s", e.message);
+    expect_fail(OA_CHAT, FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", "") ","
+                "{\"type\":\"function\",\"function\":{\"name\":7}}]" REQUIRED, 400, "tools");
+    expect_fail(OA_CHAT, FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", "") ","
+                FORCE_TOOL("time", ",\"parameters\":\"x\"") "]" REQUIRED, 400, "tools");
+    expect_fail(OA_CHAT, FORCE_MSGS "\"tools\":[" FORCE_TOOL("weather", "") ","
+                FORCE_TOOL("time", "") "],\"guided_json\":{}" REQUIRED, 400, "tool_choice");
+}
+#undef ANY_BRANCH
+#undef REQUIRED
 #undef FORCE_MSGS
 #undef FORCE_TOOL
 #undef FORCE_PARAMS

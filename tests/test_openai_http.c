@@ -933,6 +933,17 @@ static const char *expect_forced_message(json_t *choice, const char *args, const
     return id;
 }
 
+/* One choice's forced reply to body. */
+static void expect_forced_reply(const char *body, const char *args, const char *finish)
+{
+    struct resp r = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *o = json_of(&r);
+    expect_forced_message(json_array_get(json_object_get(o, "choices"), 0), args, finish);
+    json_decref(o);
+    FREE(r);
+}
+
 Test(openai_forced_http, named_function_unstreamed)
 {
     struct resp r = http("POST", "/v1/chat/completions",
@@ -955,21 +966,10 @@ Test(openai_forced_http, named_function_unstreamed)
     json_decref(o);
     FREE(r);
     /* cut by max_tokens: what there is, finish_reason "length" */
-    r = http("POST", "/v1/chat/completions", FORCED_CHAT(NAMED_WEATHER, ",\"max_tokens\":5"), NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    o = json_of(&r);
-    expect_forced_message(json_array_get(json_object_get(o, "choices"), 0), "{\"cit", "length");
-    json_decref(o);
-    FREE(r);
+    expect_forced_reply(FORCED_CHAT(NAMED_WEATHER, ",\"max_tokens\":5"), "{\"cit", "length");
     /* "required" with one tool forces it too; the call ends the turn as OpenAI says */
-    r = http("POST", "/v1/chat/completions", FORCED_CHAT("\"required\"", ""), NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
+    expect_forced_reply(FORCED_CHAT("\"required\"", ""), m->script, "tool_calls");
     cr_assert_str_eq(m->last_schema, FORCED_PARAMS);
-    o = json_of(&r);
-    expect_forced_message(json_array_get(json_object_get(o, "choices"), 0), m->script,
-                          "tool_calls");
-    json_decref(o);
-    FREE(r);
     r = http("POST", "/v1/chat/completions",
              FORCED_CHAT(NAMED_WEATHER, ",\"response_format\":{\"type\":\"json_object\"}"), NULL);
     expect_error(&r, 400);
@@ -1048,3 +1048,86 @@ Test(openai_forced_http, named_function_streamed)
                                      "\"stream_options\":{\"include_usage\":true}"), 2, "stop");
     expect_forced_stream(FORCED_CHAT("\"required\"", ",\"stream\":true"), 1, "tool_calls");
 }
+
+/* "required" over several tools: the schema is an anyOf of {"name",
+ * "parameters"} objects (the guide writes the name first), and the reply,
+ * one such object, is read as llama3_json whatever the tool_call_parser:
+ * one call, the parameters value's bytes its arguments. */
+#define ANY_SCRIPT "{\"name\": \"weather\", \"parameters\": {\"city\": \"Oslo\"}}"
+#define ANY_ARGS "{\"city\": \"Oslo\"}"
+#define ANY_CHAT(max_tokens, extra)                                                              \
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"}],\"max_tokens\":" max_tokens ","  \
+    "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"time\"}},"                         \
+    "{\"type\":\"function\",\"function\":{\"name\":\"weather\",\"parameters\":" FORCED_PARAMS    \
+    "}}],\"tool_choice\":\"required\"" extra "}"
+#define ANY_BRANCH(name, params)                                                             \
+    "{\"type\":\"object\",\"properties\":{\"name\":{\"const\":\"" name "\"},"                   \
+    "\"parameters\":" params "},\"required\":[\"name\",\"parameters\"],"                        \
+    "\"additionalProperties\":false}"
+
+Test(openai_forced_http, required_of_several_unstreamed)
+{
+    m->script = ANY_SCRIPT;
+    struct resp r = http("POST", "/v1/chat/completions", ANY_CHAT("200", ",\"n\":2"), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(m->last_schema, "{\"anyOf\":[" ANY_BRANCH("time", "{\"type\":\"object\"}")
+                     "," ANY_BRANCH("weather", FORCED_PARAMS) "]}");
+    json_t *o = json_of(&r), *ch = json_object_get(o, "choices");
+    cr_assert_eq(json_array_size(ch), 2);
+    char id0[64];
+    snprintf(id0, sizeof id0, "%s",
+             expect_forced_message(json_array_get(ch, 0), ANY_ARGS, "tool_calls"));
+    cr_assert_str_neq(expect_forced_message(json_array_get(ch, 1), ANY_ARGS, "tool_calls"), id0);
+    json_decref(o);
+    FREE(r);
+    /* cut inside the parameters: the arguments as far as they go */
+    expect_forced_reply(ANY_CHAT("40", ""), "{\"city", "length");
+    /* cut before they begin: no call yet, and still no content */
+    r = http("POST", "/v1/chat/completions", ANY_CHAT("30", ""), NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    o = json_of(&r);
+    json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(c, "message"), "content")),
+                     "");
+    cr_assert_null(json_object_get(json_object_get(c, "message"), "tool_calls"), "%s", r.body);
+    cr_assert_str_eq(json_string_value(json_object_get(c, "finish_reason")), "length");
+    json_decref(o);
+    FREE(r);
+}
+
+/* Streamed (with hermes configured, which does not apply): no content; the
+ * call opens once its name is read and its parameters have begun, then the
+ * parameters' bytes go out as fragments, joining into the unstreamed
+ * arguments. */
+static void expect_any_stream(const char *max_tokens, const char *args, const char *finish)
+{
+    char body[2048];
+    snprintf(body, sizeof body, ANY_CHAT("%s", ",\"stream\":true,\"n\":2"), max_tokens);
+    struct resp r = http("POST", "/v1/chat/completions", body, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    struct streamed st[2];
+    read_stream(&r, st, 2);
+    for (int x = 0; x < 2; x++) {
+        cr_assert_null(st[x].content.data, "no content: %s", st[x].content.data);
+        cr_assert_null(st[x].reasoning.data);
+        cr_assert_eq(st[x].n_calls, 1, "%s", r.body);
+        cr_assert_str_eq(st[x].name[0], "weather");
+        cr_assert_str_eq(st[x].args[0].data ? st[x].args[0].data : "", args);
+        cr_assert_str_eq(st[x].finish, finish);
+    }
+    cr_assert_gt(st[0].frags[0], 1, "the arguments go out as they come");
+    cr_assert_str_neq(st[0].id[0], st[1].id[0]);
+    streamed_free(st, 2);
+    FREE(r);
+}
+
+Test(openai_forced_http, required_of_several_streamed)
+{
+    restart_tools("hermes", ANY_SCRIPT);
+    expect_any_stream("200", ANY_ARGS, "tool_calls");
+    expect_any_stream("40", "{\"city", "length");
+}
+#undef ANY_SCRIPT
+#undef ANY_ARGS
+#undef ANY_CHAT
+#undef ANY_BRANCH

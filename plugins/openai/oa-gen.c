@@ -256,7 +256,8 @@ static int stream_head(struct oa_gen *g, const struct zl_engine_api *api)
 /* A chat reply as far as it can be told: its reasoning (g->reason), then
  * its content, of which `avail` bytes (from content) may go out now, and
  * the tool calls it has committed to (g->tools; final: the reply's), which
- * a later read only extends.  A forced call's arguments are all the text. */
+ * a later read only extends.  A named forced call's arguments are all the
+ * text; "required" over several tools is read as llama3_json. */
 struct reply {
     struct oa_split sp;
     size_t content, avail;      /* offsets into the text */
@@ -271,10 +272,11 @@ static void read_reply(const struct oa_gen *g, const struct oa_seq *s, int final
     const char *c = t + r->sp.c_off;
     size_t n = s->text.len - r->sp.c_off;
     oa_tools_read(g->req.kind == OA_CHAT ? g->tools : OA_TOOLS_NONE, c, n, final, &r->calls);
-    if (g->req.tool_name) { /* g->tools is none: the forced call, none of it content */
+    if (oa_tool_forced(&g->req)) /* a reply the guide makes a call is never content */
+        r->calls.content_len = 0;
+    if (g->req.tool_name) { /* g->tools is none: the text is the named call's arguments */
         char *name = strdup(g->req.tool_name);
         struct oa_call *one = malloc(sizeof *one);
-        r->calls.content_len = 0;
         if (name && one) {
             *one = (struct oa_call){name, c, n, NULL};
             r->calls = (struct oa_calls){0, one, 1};
@@ -448,7 +450,7 @@ char *oa_gen_response(struct oa_gen *g, const struct zl_engine_api *api)
                 int reasoned = rp.sp.r_end > rp.sp.r_off;
                 c = json_pack("{s:I,s:{s:s,s:o},s:o,s:o}", "index", idx, "message", "role",
                               "assistant", "content",
-                              g->req.tool_name ? json_string("") /* as vLLM's */
+                              oa_tool_forced(&g->req) ? json_string("") /* as vLLM's */
                               : (rp.calls.n || reasoned) && content_blank(t + rp.content, cn)
                                   ? json_null()
                                   : oa_json_str(t + rp.content, cn),

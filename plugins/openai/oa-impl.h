@@ -125,12 +125,21 @@ struct oa_req {
                                    the reply's schema, or NULL */
     char *tool_name;            /* tool_choice forcing a function: its name (the whole reply
                                    is its arguments), else NULL */
-    int tool_required;          /* ... forced by "required" (finish_reason "tool_calls") */
+    int tool_required;          /* forced by "required" (finish_reason "tool_calls"); without
+                                   tool_name, one of several tools: the reply is one
+                                   {"name", "parameters"} object, read as llama3_json */
     int32_t *logit_bias_ids;
     float *logit_bias;
     int32_t *stop_token_ids;
     char **stop;
 };
+
+/* Whether tool_choice forces a call: the reply is JSON from its first
+ * token, and no content. */
+static inline int oa_tool_forced(const struct oa_req *r)
+{
+    return r->tool_name || r->tool_required;
+}
 
 /* Parses `body` (len bytes) and validates every field against the engine
  * (model name, vocabulary, context length); strings prompts are tokenized

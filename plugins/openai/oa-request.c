@@ -485,11 +485,66 @@ static void tool_call_arguments(json_t *msg)
     }
 }
 
+static const char *tool_name(json_t *tool)
+{
+    return json_string_value(json_object_get(json_object_get(tool, "function"), "name"));
+}
+
+/* A tool's parameters schema (new reference; {"type": "object"} when it
+ * has none), or NULL with *e filled. */
+static json_t *tool_params(json_t *fn, const char *name, struct oa_err *e)
+{
+    json_t *params = json_object_get(fn, "parameters");
+    if (params && !json_is_null(params) && !json_is_object(params)) {
+        oa_fail(e, 400, "tools", "the parameters of function '%s' must be a JSON Schema object",
+                name);
+        return NULL;
+    }
+    json_t *p = params && !json_is_null(params) ? json_incref(params)
+                                                : json_pack("{s:s}", "type", "object");
+    if (!p)
+        oa_fail(e, 500, NULL, "out of memory");
+    return p;
+}
+
+/* "required" over several tools: the reply is one call object {"name":
+ * NAME, "parameters": ARGS}, guided by an anyOf of one object per tool
+ * told apart by the name's const (the guide writes that key first and
+ * follows the branch it names), and read back as llama3_json writes
+ * calls.  Names must differ, or the name would not tell the branch. */
+static int required_any(json_t *tools, struct oa_req *r, struct oa_err *e)
+{
+    json_t *any = json_array(), *t;
+    size_t i;
+    json_array_foreach(tools, i, t) {
+        json_t *fn = json_object_get(t, "function"), *params;
+        const char *name = tool_name(t);
+        for (size_t k = 0; name && k < i; k++) /* the ones before have string names */
+            if (!strcmp(name, tool_name(json_array_get(tools, k)))) {
+                json_decref(any);
+                return oa_fail(e, 400, "tools", "function '%s' is in tools twice: tool_choice "
+                               "\"required\" tells the tools apart by name", name);
+            }
+        if (!name || !(params = tool_params(fn, name, e))) {
+            json_decref(any);
+            return name ? -e->status
+                        : oa_fail(e, 400, "tools", "tools[%zu].function.name must be a string", i);
+        }
+        json_array_append_new(any, json_pack("{s:s,s:{s:{s:s},s:o},s:[s,s],s:b}", "type",
+                                             "object", "properties", "name", "const", name,
+                                             "parameters", params, "required", "name",
+                                             "parameters", "additionalProperties", 0));
+    }
+    json_t *schema = json_pack("{s:o}", "anyOf", any);
+    r->json_schema = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+    json_decref(schema);
+    return r->json_schema ? 0 : oa_fail(e, 500, NULL, "out of memory");
+}
+
 /* tool_choice: "auto" (the default with tools), "none", or a forced call:
- * a named function, or "required" with one tool.  A forced reply is the
- * function's arguments, guided by its parameters.  "required" over several
- * tools would need an alternation of objects, which the guide does not
- * take (anyOf branches must begin with different bytes). */
+ * a named function, or "required" (with one tool: that one).  A named
+ * call's reply is the function's arguments, guided by its parameters;
+ * "required" over several is a call object (required_any). */
 static int parse_tool_choice(json_t *root, json_t *tools, struct oa_req *r, struct oa_err *e)
 {
     json_t *choice = json_object_get(root, "tool_choice"), *fn = NULL, *t;
@@ -502,10 +557,8 @@ static int parse_tool_choice(json_t *root, json_t *tools, struct oa_req *r, stru
     if (ch && !strcmp(ch, "none"))
         return 0;
     if (ch && !strcmp(ch, "required")) {
-        if (n_tools != 1)
-            return oa_fail(e, 400, "tool_choice", "tool_choice \"required\" works with one tool "
-                           "(given %zu); to force one of several, name it: {\"type\": "
-                           "\"function\", \"function\": {\"name\": ...}}", n_tools);
+        if (n_tools == 0)
+            return oa_fail(e, 400, "tool_choice", "tool_choice \"required\" needs tools");
         r->tool_required = 1;
     } else {
         json_t *type = json_object_get(choice, "type");
@@ -516,11 +569,16 @@ static int parse_tool_choice(json_t *root, json_t *tools, struct oa_req *r, stru
                            "\"required\" or {\"type\": \"function\", \"function\": "
                            "{\"name\": ...}}");
     }
+    if (r->json_schema)
+        return oa_fail(e, 400, "tool_choice", "a forced tool call (tool_choice) is guided by the "
+                       "function's parameters: it cannot be combined with response_format or "
+                       "guided_json");
+    if (n_tools > 1 && !name)
+        return required_any(tools, r, e);
     json_array_foreach(tools, i, t) {
-        json_t *f = json_object_get(t, "function");
-        const char *tn = json_string_value(json_object_get(f, "name"));
+        const char *tn = tool_name(t);
         if (tn && (!name || !strcmp(tn, name))) {
-            fn = f;
+            fn = json_object_get(t, "function");
             name = tn;
             break;
         }
@@ -529,16 +587,11 @@ static int parse_tool_choice(json_t *root, json_t *tools, struct oa_req *r, stru
         return name ? oa_fail(e, 400, "tool_choice", "tool_choice names function '%s', which "
                               "is not in tools", name)
                     : oa_fail(e, 400, "tools", "tools[0].function.name must be a string");
-    json_t *params = json_object_get(fn, "parameters");
-    if (params && !json_is_null(params) && !json_is_object(params))
-        return oa_fail(e, 400, "tools", "the parameters of function '%s' must be a JSON Schema "
-                       "object", name);
-    if (r->json_schema)
-        return oa_fail(e, 400, "tool_choice", "a forced tool call (tool_choice) is guided by the "
-                       "function's parameters: it cannot be combined with response_format or "
-                       "guided_json");
-    r->json_schema = params && !json_is_null(params) ? json_dumps(params, JSON_COMPACT)
-                                                     : strdup("{\"type\":\"object\"}");
+    json_t *params = tool_params(fn, name, e);
+    if (!params)
+        return -e->status;
+    r->json_schema = json_dumps(params, JSON_COMPACT);
+    json_decref(params);
     r->tool_name = strdup(name);
     if (!r->json_schema || !r->tool_name)
         return oa_fail(e, 500, NULL, "out of memory");

@@ -173,7 +173,8 @@ static int active_add(struct oa_server *srv, struct oa_gen *g)
 static const char *guide_after(const struct oa_server *srv, const struct oa_req *r,
                                const char *prompt)
 {
-    if (!r->json_schema || r->tool_name || r->kind != OA_CHAT || srv->reason == OA_REASON_NONE)
+    if (!r->json_schema || oa_tool_forced(r) || r->kind != OA_CHAT ||
+        srv->reason == OA_REASON_NONE)
         return NULL;
     const char *open = NULL, *close = NULL;
     for (const char *p = prompt; p && (p = strstr(p, "<think>")); p++)
@@ -319,9 +320,12 @@ static enum MHD_Result start_generation(struct oa_server *srv, struct MHD_Connec
         oa_req_free(&req);
         return fail(srv, conn, 500, NULL, "out of memory");
     }
-    g->tools = g->req.want_tools ? srv->tools : OA_TOOLS_NONE;
+    /* "required" over several tools: the reply is a llama3_json call, whatever the model's
+     * own format */
+    g->tools = g->req.want_tools ? srv->tools
+               : g->req.tool_required && !g->req.tool_name ? OA_TOOLS_LLAMA3_JSON : OA_TOOLS_NONE;
     /* a forced tool call is JSON from its first token: nothing to split */
-    g->reason = g->req.tool_name ? OA_REASON_NONE : srv->reason;
+    g->reason = oa_tool_forced(&g->req) ? OA_REASON_NONE : srv->reason;
     g->conn = conn;
     g->fd = c->fd;
     c->gen = g;
