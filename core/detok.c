@@ -70,29 +70,86 @@ static int flush_bytes(struct zl_detok *d, size_t i)
     return rc;
 }
 
-/* ByteLevel: token chars -> bytes (or the raw string when a char is outside
- * the alphabet), then lossy UTF-8 of the concatenation, emitted as far as
- * it is complete. */
-static int bytelevel(struct zl_detok *d, size_t i, const char *s, size_t n)
+/* The stages' rewrites of one piece, appended to out (shared by the
+ * stream and zl_tok_token_bytes). */
+
+/* ByteLevel: token chars -> bytes, or the raw string when a char is
+ * outside the alphabet. */
+static int bytelevel_bytes(const char *s, size_t n, struct zl_tok_buf *out)
 {
-    struct stage *st = &d->st[i];
-    size_t base = st->pend.len, adv;
-    if (zl_tok_buf_reserve(&st->pend, n) < 0)
+    size_t base = out->len, adv;
+    if (zl_tok_buf_reserve(out, n) < 0)
         return ZL_ENOMEM;
-    int raw = 0;
     for (size_t k = 0; k < n; k += adv) {
         int b = zl_bytelevel_byte(zl_utf8_decode(s + k, n - k, &adv));
         if (b < 0) {
-            raw = 1;
-            break;
+            out->len = base;
+            return zl_tok_buf_put(out, s, n);
         }
-        st->pend.p[st->pend.len++] = (char)b;
+        out->p[out->len++] = (char)b;
     }
-    if (raw) {
-        st->pend.len = base;
-        if (zl_tok_buf_put(&st->pend, s, n) < 0)
+    return 0;
+}
+
+/* Replace: each occurrence of the pattern by the content. */
+static int replace_into(const struct zl_tok_dec *dc, const char *s, size_t n,
+                        struct zl_tok_buf *out)
+{
+    size_t run = 0;
+    for (size_t k = 0; dc->pat_len && k + dc->pat_len <= n;) {
+        if (memcmp(s + k, dc->pat, dc->pat_len)) {
+            k++;
+            continue;
+        }
+        if (zl_tok_buf_put(out, s + run, k - run) < 0 ||
+            zl_tok_buf_put(out, dc->content, dc->content_len) < 0)
+            return ZL_ENOMEM;
+        k += dc->pat_len;
+        run = k;
+    }
+    return zl_tok_buf_put(out, s + run, n - run);
+}
+
+/* Metaspace: its character becomes a space (dropped instead: drop). */
+static int metaspace_into(const struct zl_tok_dec *dc, const char *s, size_t n, int drop,
+                          struct zl_tok_buf *out)
+{
+    for (size_t k = 0, adv; k < n; k += adv) {
+        uint32_t cp = zl_utf8_decode(s + k, n - k, &adv);
+        if (cp != dc->cp ? zl_tok_buf_put(out, s + k, adv) < 0
+                         : !drop && zl_tok_buf_put(out, " ", 1) < 0)
             return ZL_ENOMEM;
     }
+    return 0;
+}
+
+static size_t cp_prefix(const char *s, size_t n, uint32_t cp, int max, int *count);
+
+/* Strip of a piece on its own: the part [*a, *b) kept. */
+static void strip_span(const struct zl_tok_dec *dc, const char *s, size_t n, size_t *a,
+                       size_t *b)
+{
+    int cnt;
+    size_t adv;
+    *a = cp_prefix(s, n, dc->cp, dc->start, &cnt);
+    *b = n;
+    for (int k = 0; k < dc->stop && *b > *a; k++) {
+        size_t p = *b - 1;
+        while (p > *a && ((unsigned char)s[p] & 0xC0) == 0x80)
+            p--;
+        if (zl_utf8_decode(s + p, *b - p, &adv) != dc->cp)
+            break;
+        *b = p;
+    }
+}
+
+/* ByteLevel: token chars -> bytes, then lossy UTF-8 of the concatenation,
+ * emitted as far as it is complete. */
+static int bytelevel(struct zl_detok *d, size_t i, const char *s, size_t n)
+{
+    struct stage *st = &d->st[i];
+    if (bytelevel_bytes(s, n, &st->pend) < 0)
+        return ZL_ENOMEM;
     /* Keep an incomplete (still possibly valid) tail. */
     const unsigned char *u = (const unsigned char *)st->pend.p;
     size_t len = st->pend.len, keep = len;
@@ -114,22 +171,9 @@ static int bytelevel(struct zl_detok *d, size_t i, const char *s, size_t n)
 
 static int replace(struct zl_detok *d, size_t i, const char *s, size_t n)
 {
-    const struct zl_tok_dec *dc = &d->t->dec[i];
     struct stage *st = &d->st[i];
     st->scratch.len = 0;
-    size_t run = 0;
-    for (size_t k = 0; k + dc->pat_len <= n;) {
-        if (memcmp(s + k, dc->pat, dc->pat_len)) {
-            k++;
-            continue;
-        }
-        if (zl_tok_buf_put(&st->scratch, s + run, k - run) < 0 ||
-            zl_tok_buf_put(&st->scratch, dc->content, dc->content_len) < 0)
-            return ZL_ENOMEM;
-        k += dc->pat_len;
-        run = k;
-    }
-    if (zl_tok_buf_put(&st->scratch, s + run, n - run) < 0)
+    if (replace_into(&d->t->dec[i], s, n, &st->scratch) < 0)
         return ZL_ENOMEM;
     return feed(d, i + 1, st->scratch.p, st->scratch.len);
 }
@@ -140,15 +184,8 @@ static int metaspace(struct zl_detok *d, size_t i, const char *s, size_t n)
     struct stage *st = &d->st[i];
     int first = st->joined || st->n_in == 0;
     st->scratch.len = 0;
-    for (size_t k = 0, adv; k < n; k += adv) {
-        uint32_t cp = zl_utf8_decode(s + k, n - k, &adv);
-        if (cp != dc->cp) {
-            if (zl_tok_buf_put(&st->scratch, s + k, adv) < 0)
-                return ZL_ENOMEM;
-        } else if (!(first && dc->prepend) && zl_tok_buf_put(&st->scratch, " ", 1) < 0) {
-            return ZL_ENOMEM;
-        }
-    }
+    if (metaspace_into(dc, s, n, first && dc->prepend, &st->scratch) < 0)
+        return ZL_ENOMEM;
     st->n_in++;
     return feed(d, i + 1, st->scratch.p ? st->scratch.p : "", st->scratch.len);
 }
@@ -169,15 +206,8 @@ static int strip(struct zl_detok *d, size_t i, const char *s, size_t n)
     struct stage *st = &d->st[i];
     int cnt;
     if (!st->joined) {
-        size_t a = cp_prefix(s, n, dc->cp, dc->start, &cnt), b = n, adv;
-        for (int k = 0; k < dc->stop && b > a; k++) {
-            size_t p = b - 1;
-            while (p > a && ((unsigned char)s[p] & 0xC0) == 0x80)
-                p--;
-            if (zl_utf8_decode(s + p, b - p, &adv) != dc->cp)
-                break;
-            b = p;
-        }
+        size_t a, b;
+        strip_span(dc, s, n, &a, &b);
         return feed(d, i + 1, s + a, b - a);
     }
     if (st->left > 0) {
@@ -392,58 +422,30 @@ int zl_tok_token_bytes(const struct zl_tokenizer *t, int32_t id, struct zl_tok_b
     for (size_t i = 0; i < t->n_dec && rc == 0; i++) {
         const struct zl_tok_dec *dc = &t->dec[i];
         const char *s = a.p ? a.p : "";
-        size_t n = a.len, adv;
+        size_t n = a.len;
         b.len = 0;
         switch (dc->kind) {
         case ZL_DEC_BYTELEVEL:
-            for (size_t k = 0; k < n && rc == 0; k += adv) {
-                int v = zl_bytelevel_byte(zl_utf8_decode(s + k, n - k, &adv));
-                if (v < 0) {            /* outside the alphabet: the raw string */
-                    b.len = 0;
-                    rc = zl_tok_buf_put(&b, s, n);
-                    break;
-                }
-                char ch = (char)v;
-                rc = zl_tok_buf_put(&b, &ch, 1);
-            }
+            rc = bytelevel_bytes(s, n, &b);
             joined = 1;
             break;
         case ZL_DEC_BYTEFALLBACK:
             rc = !joined && is_byte_token(s, n, &byte) ? zl_tok_buf_put(&b, &byte, 1)
                                                        : zl_tok_buf_put(&b, s, n);
             break;
-        case ZL_DEC_REPLACE: {
-            size_t run = 0, k = 0;
-            while (rc == 0 && dc->pat_len && k + dc->pat_len <= n) {
-                if (memcmp(s + k, dc->pat, dc->pat_len)) {
-                    k++;
-                    continue;
-                }
-                rc = zl_tok_buf_put(&b, s + run, k - run);
-                if (rc == 0)
-                    rc = zl_tok_buf_put(&b, dc->content, dc->content_len);
-                k += dc->pat_len;
-                run = k;
-            }
-            if (rc == 0)
-                rc = zl_tok_buf_put(&b, s + run, n - run);
+        case ZL_DEC_REPLACE:
+            rc = replace_into(dc, s, n, &b);
+            break;
+        case ZL_DEC_METASPACE:
+            rc = metaspace_into(dc, s, n, 0, &b);
+            break;
+        case ZL_DEC_STRIP: {            /* a fused stream's Strip acts at its start only */
+            size_t lo = 0, hi = n;
+            if (!joined)
+                strip_span(dc, s, n, &lo, &hi);
+            rc = zl_tok_buf_put(&b, s + lo, hi - lo);
             break;
         }
-        case ZL_DEC_METASPACE:
-            for (size_t k = 0; k < n && rc == 0; k += adv) {
-                uint32_t cp = zl_utf8_decode(s + k, n - k, &adv);
-                rc = cp == dc->cp ? zl_tok_buf_put(&b, " ", 1) : zl_tok_buf_put(&b, s + k, adv);
-            }
-            break;
-        case ZL_DEC_STRIP:
-            if (!joined) {
-                int cnt;
-                size_t p = cp_prefix(s, n, dc->cp, dc->start, &cnt);
-                rc = zl_tok_buf_put(&b, s + p, n - p);  /* trailing strips: none in use */
-            } else {
-                rc = zl_tok_buf_put(&b, s, n);
-            }
-            break;
         case ZL_DEC_JOIN_SPACE:
             rc = zl_tok_buf_put(&b, " ", 1);
             if (rc == 0)

@@ -152,12 +152,10 @@ static int guide_wait(struct zl_engine *e, struct eng_seq *q, int32_t token)
 int zl_engine_guide_take(struct zl_engine *e, struct eng_seq *q, int32_t token)
 {
     const struct zl_sampling_params *sp = &q->req->sp;
-    for (int32_t i = 0; i < e->p.n_eos; i++)
-        if (e->p.eos_ids[i] == token)
-            return ZL_OK;   /* the end (or, with ignore_eos, the end again) */
-    for (int32_t i = 0; i < sp->n_stop_token_ids; i++)
-        if (sp->stop_token_ids[i] == token)
-            return ZL_OK;
+    /* the end (or, with ignore_eos, the end again) is no text of the document */
+    if (zl_engine_has_id(e->p.eos_ids, e->p.n_eos, token) ||
+        zl_engine_has_id(sp->stop_token_ids, sp->n_stop_token_ids, token))
+        return ZL_OK;
     if (!q->guide_wait)
         return zl_guide_accept(q->guide, token);
     return guide_wait(e, q, token);

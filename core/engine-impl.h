@@ -232,6 +232,15 @@ void zl_engine_score_take(struct zl_engine *e, const struct eng_score *sc,
 /* engine-sample.c: a logit bias entry of the sample batch being built */
 int zl_engine_dsample_bias(struct eng_dsample *d, int32_t id, float v);
 
+/* 1 when t is one of ids[0, n) (EOS ids, stop token ids) */
+static inline int zl_engine_has_id(const int32_t *ids, int32_t n, int32_t t)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] == t)
+            return 1;
+    return 0;
+}
+
 /* engine-guide.c: guided decoding.  guide_schema compiles a request's
  * schema (and makes e->gvocab on first use), from any thread; guide_mask
  * leaves in e->gmask the tokens q may sample next (EOS and the stop token

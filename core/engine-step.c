@@ -295,14 +295,6 @@ static int sample_or_fetch(struct zl_engine *e, struct eng_fwd *f)
     return rc < 0 ? zl_error_wrap(rc, "engine: logits of %d rows", n) : ZL_OK;
 }
 
-static int has_id(const int32_t *ids, int32_t n, int32_t t)
-{
-    for (int32_t i = 0; i < n; i++)
-        if (ids[i] == t)
-            return 1;
-    return 0;
-}
-
 /* Samples row `row` for q (or takes the device's result `dres`), streams
  * the token and ends q when it stops. */
 static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_sample_result *dres,
@@ -370,10 +362,10 @@ static void sample_row(struct zl_engine *e, struct eng_seq *q, const struct zl_s
         o.top_logprobs = res.top_logprobs;
     }
     int can_stop = n_out >= sp->min_tokens;
-    if (can_stop && !sp->ignore_eos && has_id(e->p.eos_ids, e->p.n_eos, res.token)) {
+    if (can_stop && !sp->ignore_eos && zl_engine_has_id(e->p.eos_ids, e->p.n_eos, res.token)) {
         o.finish = ZL_FINISH_STOP;
         o.stop_token = res.token;
-    } else if (can_stop && has_id(sp->stop_token_ids, sp->n_stop_token_ids, res.token)) {
+    } else if (can_stop && zl_engine_has_id(sp->stop_token_ids, sp->n_stop_token_ids, res.token)) {
         o.finish = ZL_FINISH_STOP;
         o.stop_token = res.token;
     }

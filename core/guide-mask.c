@@ -335,26 +335,32 @@ int32_t zl_guide_mask(struct zl_guide *g, uint32_t *allowed)
     return count;
 }
 
+/* g's state advanced by bytes into *s; how many bytes it took (n: all).
+ * Only the used part of the state is copied. */
+static size_t run(const struct zl_guide *g, const char *bytes, size_t n, struct gd_state *s)
+{
+    memcpy(s, &g->s, gd_state_size(&g->s));
+    for (size_t i = 0; i < n; i++)
+        if (!gd_feed(g->sc, s, (uint8_t)bytes[i]))
+            return i;
+    return n;
+}
+
 int zl_guide_feed(struct zl_guide *g, const char *bytes, size_t n)
 {
     struct gd_state s;
-    memcpy(&s, &g->s, sizeof(s));
-    for (size_t i = 0; i < n; i++)
-        if (!gd_feed(g->sc, &s, (uint8_t)bytes[i]))
-            return zl_error(ZL_EINVAL, "guide: byte %zu (0x%02x) of the text cannot come next "
-                            "in the schema's JSON", i, (uint8_t)bytes[i]);
-    memcpy(&g->s, &s, sizeof(s));
+    size_t i = run(g, bytes, n, &s);
+    if (i < n)
+        return zl_error(ZL_EINVAL, "guide: byte %zu (0x%02x) of the text cannot come next "
+                        "in the schema's JSON", i, (uint8_t)bytes[i]);
+    memcpy(&g->s, &s, gd_state_size(&s));
     return ZL_OK;
 }
 
 int zl_guide_takes(const struct zl_guide *g, const char *bytes, size_t n)
 {
     struct gd_state s;
-    memcpy(&s, &g->s, sizeof(s));
-    for (size_t i = 0; i < n; i++)
-        if (!gd_feed(g->sc, &s, (uint8_t)bytes[i]))
-            return 0;
-    return 1;
+    return run(g, bytes, n, &s) == n;
 }
 
 int zl_guide_accept(struct zl_guide *g, int32_t t)

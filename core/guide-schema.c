@@ -204,33 +204,40 @@ static int compile_array(struct cctx *c, json_t *j, const char *path, int32_t id
     return ZL_OK;
 }
 
-static int compile_type(struct cctx *c, json_t *j, const char *type, const char *path,
-                        int32_t *out)
+/* A JSON Schema type name's node kind, -1 for none. */
+static int type_kind(const char *type)
 {
     static const char *const names[] = {"object", "array", "string", "number", "integer",
                                         "boolean", "null"};
     static const enum gd_kind kinds[] = {GD_OBJECT, GD_ARRAY, GD_STRING, GD_NUMBER, GD_INTEGER,
                                          GD_BOOLEAN, GD_NULL};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        if (strcmp(type, names[i]))
-            continue;
-        int rc = new_node(c, kinds[i], out);
-        if (rc == ZL_OK && kinds[i] == GD_OBJECT)
-            rc = compile_object(c, j, path, *out);
-        else if (rc == ZL_OK && kinds[i] == GD_ARRAY)
-            rc = compile_array(c, j, path, *out);
-        else if (rc == ZL_OK && kinds[i] == GD_STRING) {
-            int64_t min = 0, max = -1;
-            if ((rc = get_count(j, "minLength", path, &min)) == ZL_OK)
-                rc = get_count(j, "maxLength", path, &max);
-            if (rc == ZL_OK && max >= 0 && max < min)
-                rc = zl_error(ZL_EINVAL, "json schema: maxLength below minLength at %s", path);
-            c->s->nodes[*out].min = min;
-            c->s->nodes[*out].max = max;
-        }
-        return rc;
+    for (size_t i = 0; type && i < sizeof names / sizeof *names; i++)
+        if (!strcmp(type, names[i]))
+            return (int)kinds[i];
+    return -1;
+}
+
+static int compile_type(struct cctx *c, json_t *j, const char *type, const char *path,
+                        int32_t *out)
+{
+    int kind = type_kind(type);
+    if (kind < 0)
+        return zl_error(ZL_EINVAL, "json schema: unknown type '%s' at %s", type, path);
+    int rc = new_node(c, (enum gd_kind)kind, out);
+    if (rc == ZL_OK && kind == GD_OBJECT)
+        rc = compile_object(c, j, path, *out);
+    else if (rc == ZL_OK && kind == GD_ARRAY)
+        rc = compile_array(c, j, path, *out);
+    else if (rc == ZL_OK && kind == GD_STRING) {
+        int64_t min = 0, max = -1;
+        if ((rc = get_count(j, "minLength", path, &min)) == ZL_OK)
+            rc = get_count(j, "maxLength", path, &max);
+        if (rc == ZL_OK && max >= 0 && max < min)
+            rc = zl_error(ZL_EINVAL, "json schema: maxLength below minLength at %s", path);
+        c->s->nodes[*out].min = min;
+        c->s->nodes[*out].max = max;
     }
-    return zl_error(ZL_EINVAL, "json schema: unknown type '%s' at %s", type, path);
+    return rc;
 }
 
 /* v as compact JSON, each real with the fewest digits that read back
@@ -259,13 +266,16 @@ static int of_type(json_t *v, json_t *type)
                 return 1;
         return 0;
     }
-    const char *t = json_string_value(type);
-    if (!t)
-        return 0;
-    return (!strcmp(t, "object") && json_is_object(v)) || (!strcmp(t, "array") && json_is_array(v)) ||
-           (!strcmp(t, "string") && json_is_string(v)) || (!strcmp(t, "number") && json_is_number(v)) ||
-           (!strcmp(t, "integer") && json_is_integer(v)) || (!strcmp(t, "boolean") && json_is_boolean(v)) ||
-           (!strcmp(t, "null") && json_is_null(v));
+    switch (type_kind(json_string_value(type))) {
+    case GD_OBJECT: return json_is_object(v);
+    case GD_ARRAY: return json_is_array(v);
+    case GD_STRING: return json_is_string(v);
+    case GD_NUMBER: return json_is_number(v);
+    case GD_INTEGER: return json_is_integer(v);
+    case GD_BOOLEAN: return json_is_boolean(v);
+    case GD_NULL: return json_is_null(v);
+    default: return 0;
+    }
 }
 
 static int compile_enum(struct cctx *c, json_t *vals, json_t *type, const char *path,
@@ -451,18 +461,17 @@ static int compile(struct cctx *c, json_t *j, const char *path, int32_t *out)
     if (!any && (any = json_object_get(j, "oneOf")))
         what = "oneOf";     /* disjoint first bytes make oneOf and anyOf one thing */
     json_t *all = json_object_get(j, "allOf");
-    const char *combo = all ? "allOf" : ref ? "$ref" : en ? "enum" : cn ? "const" : any ? what : NULL;
+    const char *combo = all ? "allOf" : ref ? "$ref" : en ? "enum" : cn ? "const"
+                      : any ? what : NULL;
     if (combo) {
         /* siblings would have to hold as well: refused, not dropped */
+        int values = !strcmp(combo, "enum") || !strcmp(combo, "const");
         json_object_foreach(j, key, v) {
-            int typed = !strcmp(key, "type") && (en || cn) && !all && !ref;
-            if (strcmp(key, combo) && !in_list(k_ignored, key) && !typed &&
-                !((en || cn) && !all && !ref && (!strcmp(key, "enum") || !strcmp(key, "const"))))
+            if (strcmp(key, combo) && !in_list(k_ignored, key) &&
+                !(values && !strcmp(key, "type")))  /* it keeps the values of that type */
                 return zl_error(ZL_EUNSUPPORTED, "json schema: keyword '%s' beside %s at %s is "
                                 "not supported", key, combo, path);
         }
-        if (en && cn)
-            return zl_error(ZL_EUNSUPPORTED, "json schema: enum and const together at %s", path);
     }
     int rc;
     if (all && (!json_is_array(all) || json_array_size(all) != 1))
